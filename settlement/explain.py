@@ -1,0 +1,91 @@
+"""Plain-language explanation of a settlement, from its per-payer traces.
+
+The lines answer "why did I pay this much?" and are short enough for a receipt.
+Chinese is the default; English labels are available.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from settlement.models import PayerTrace, Settlement
+from settlement.money import format_yuan as y
+
+Language = Literal["zh", "en"]
+
+LABELS: dict[Language, dict[str, str]] = {
+    "zh": {
+        "insurance": "基本医疗保险",
+        "veteran_subsidy": "优抚医疗补助",
+        "hardship_aid": "医疗救助",
+        "total": "医疗费用总额",
+        "eligible": "政策范围内费用",
+        "self_pay_first": "乙类先行自付",
+        "not_covered": "丙类自费",
+        "out_of_pocket": "个人自付",
+        "base": "可支付基数",
+        "deductible": "起付线",
+        "threshold": "年度救助门槛",
+        "cap": "年度封顶线剩余",
+        "cap_cut": "超封顶未付",
+        "paid": "支付",
+        "not_insured": "未参保",
+        "not_enrolled": "不在册",
+        "struck_off": "已退出",
+        "policy": "政策版本",
+    },
+    "en": {
+        "insurance": "Basic medical insurance",
+        "veteran_subsidy": "Priority-care subsidy",
+        "hardship_aid": "Hardship medical aid",
+        "total": "Total",
+        "eligible": "Eligible",
+        "self_pay_first": "B self-pay-first",
+        "not_covered": "Not covered (C)",
+        "out_of_pocket": "You pay",
+        "base": "base",
+        "deductible": "deductible",
+        "threshold": "year-to-date threshold",
+        "cap": "annual cap left",
+        "cap_cut": "cut by cap",
+        "paid": "pays",
+        "not_insured": "not insured",
+        "not_enrolled": "not enrolled",
+        "struck_off": "struck off",
+        "policy": "Policy",
+    },
+}
+
+
+def explain_trace(trace: PayerTrace, language: Language = "zh") -> str:
+    """One line per payer: base, what was set aside, the rates, the cap, the amount."""
+    labels = LABELS[language]
+    name = labels[trace.payer]
+    if not trace.applied:
+        return f"{name}: {labels.get(trace.reason or '', trace.reason or '')} — 0.00"
+    parts = [f"{name} ({trace.programme}): {labels['base']} {y(trace.base)}"]
+    if trace.deductible_consumed:
+        parts.append(f"− {labels['deductible']} {y(trace.deductible_consumed)}")
+    if trace.below_threshold:
+        parts.append(f"− {labels['threshold']} {y(trace.threshold)}: {y(trace.below_threshold)}")
+    bands = " + ".join(f"{y(band.amount)} × {band.rate}" for band in trace.bands)
+    parts.append(f"→ {bands} = {y(trace.computed)}")
+    if trace.cap_cut:
+        parts.append(f"({labels['cap']} {y(trace.cap_remaining)}, {labels['cap_cut']} {y(trace.cap_cut)})")
+    parts.append(f"→ {labels['paid']} {y(trace.paid)}")
+    return " ".join(parts)
+
+
+def explain(settlement: Settlement, language: Language = "zh") -> list[str]:
+    """The lines a receipt prints under the items."""
+    labels = LABELS[language]
+    lines = [
+        f"{labels['total']} {y(settlement.total)}; {labels['eligible']} {y(settlement.eligible)}; "
+        f"{labels['self_pay_first']} {y(settlement.self_pay_first)}; "
+        f"{labels['not_covered']} {y(settlement.not_covered)}"
+    ]
+    lines.extend(explain_trace(trace, language) for trace in settlement.traces)
+    lines.extend(notice.message for notice in settlement.warnings)
+    lines.append(f"{labels['out_of_pocket']} {y(settlement.out_of_pocket)}")
+    lines.append(f"{labels['policy']} {settlement.policy_version}")
+    return lines

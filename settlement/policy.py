@@ -1,0 +1,333 @@
+"""Policy as data: the TOML policy file, its validation, and picking the version in force.
+
+A policy file is parsed with every number as an exact ``Decimal`` (never a float),
+checked field by field, and turned into the engine's form: money in fen, rates in
+parts per million. Errors name the file, the field path and the problem.
+
+Reading files is the caller's job (see ``adapters.policy_files``); this module
+parses text so the engine stays free of IO.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import tomllib
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+
+from settlement.errors import NoPolicyInForce, PolicyError
+from settlement.models import CLINIC_LEVELS, ClinicLevel, VisitType
+from settlement.money import fen_from_yuan, format_rate, rate_from_decimal
+
+VETERAN_CATEGORIES: tuple[str, ...] = ("disabled_veteran", "priority_care")
+HARDSHIP_TIERS: tuple[str, ...] = (
+    "destitute",
+    "minimum_allowance",
+    "marginal",
+    "low_income",
+    "medical_hardship",
+)
+
+
+# ---------------------------------------------------------------- engine form
+
+
+class Rule(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class LevelRule(Rule, frozen=True, kw_only=True):
+    outpatient_rate: int
+    inpatient_rate: int | None
+    inpatient_deductible: int | None
+
+    @property
+    def offers_inpatient(self) -> bool:
+        return self.inpatient_rate is not None
+
+
+class InsuranceRule(Rule, frozen=True, kw_only=True):
+    outpatient_deductible: int
+    outpatient_cap: int
+    inpatient_cap: int
+    levels: dict[ClinicLevel, LevelRule]
+
+
+class CategoryRule(Rule, frozen=True, kw_only=True):
+    outpatient_rate: int
+    inpatient_rate: int
+    annual_cap: int
+
+    def rate(self, visit_type: VisitType) -> int:
+        return self.outpatient_rate if visit_type == "outpatient" else self.inpatient_rate
+
+
+class Band(Rule, frozen=True, kw_only=True):
+    """Rate for the part of the base from the previous band's ``up_to`` to this one's."""
+
+    up_to: int | None
+    rate: int
+    rate_text: str
+
+
+class TierRule(Rule, frozen=True, kw_only=True):
+    outpatient_rate: int
+    inpatient_bands: tuple[Band, ...]
+    annual_cap: int
+    ytd_unpaid_threshold: int
+
+
+class Policy(Rule, frozen=True, kw_only=True):
+    id: str
+    effective_from: dt.date
+    description: str
+    b_self_pay_first_share: int
+    insurance: InsuranceRule
+    veteran_categories: dict[str, CategoryRule]
+    hardship_tiers: dict[str, TierRule]
+
+
+# ---------------------------------------------------------------- file form
+
+Number = int | Decimal
+
+
+class _File(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class _LevelFile(_File, frozen=True, kw_only=True):
+    outpatient_rate: Number
+    inpatient_rate: Number | None = None
+    inpatient_deductible_yuan: Number | None = None
+
+
+class _InsuranceFile(_File, frozen=True, kw_only=True):
+    outpatient_deductible_yuan: Number
+    outpatient_cap_yuan: Number
+    inpatient_cap_yuan: Number
+    levels: dict[str, _LevelFile]
+
+
+class _CategoryFile(_File, frozen=True, kw_only=True):
+    outpatient_rate: Number
+    inpatient_rate: Number
+    annual_cap_yuan: Number
+
+
+class _CategoriesFile(_File, frozen=True, kw_only=True):
+    categories: dict[str, _CategoryFile]
+
+
+class _BandFile(_File, frozen=True, kw_only=True):
+    rate: Number
+    up_to_yuan: Number | None = None
+
+
+class _TierFile(_File, frozen=True, kw_only=True):
+    outpatient_rate: Number
+    inpatient_bands: list[_BandFile]
+    annual_cap_yuan: Number
+    ytd_unpaid_threshold_yuan: Number = 0
+
+
+class _TiersFile(_File, frozen=True, kw_only=True):
+    tiers: dict[str, _TierFile]
+
+
+class _EligibilityFile(_File, frozen=True, kw_only=True):
+    b_self_pay_first_share: Number
+
+
+class _PolicyFile(_File, frozen=True, kw_only=True):
+    id: str
+    effective_from: dt.date
+    eligibility: _EligibilityFile
+    insurance: _InsuranceFile
+    veteran_subsidy: _CategoriesFile
+    hardship_aid: _TiersFile
+    description: str = ""
+
+
+class _Checker:
+    """Turns file values into engine values, raising PolicyError with the field path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, problem: str) -> PolicyError:
+        return PolicyError(self.source, path, problem)
+
+    def rate(self, value: Number, path: str) -> int:
+        if not 0 <= value <= 1:
+            raise self.fail(path, f"rate {value} must be between 0 and 1")
+        try:
+            return rate_from_decimal(Decimal(value))
+        except ValueError as error:
+            raise self.fail(path, str(error)) from None
+
+    def money(self, value: Number, path: str) -> int:
+        if value < 0:
+            raise self.fail(path, f"amount {value} must be >= 0")
+        try:
+            return fen_from_yuan(value)
+        except ValueError as error:
+            raise self.fail(path, str(error)) from None
+
+    def keys(self, found: Iterable[str], expected: tuple[str, ...], path: str, what: str) -> None:
+        found = list(found)
+        for name in found:
+            if name not in expected:
+                raise self.fail(f"{path}.{name}", f"unknown {what}; expected one of {', '.join(expected)}")
+        for name in expected:
+            if name not in found:
+                raise self.fail(f"{path}.{name}", f"missing: every {what} must have a rule")
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and validate one policy file's text. ``source`` names it in errors."""
+    check = _Checker(source)
+    try:
+        raw: dict[str, Any] = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as error:
+        raise check.fail("$", f"not valid TOML: {error}") from None
+    try:
+        data = msgspec.convert(raw, _PolicyFile)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
+        raise check.fail(path, message.split(" - at `")[0]) from None
+
+    if not data.id.strip():
+        raise check.fail("$.id", "must not be empty")
+
+    ins = data.insurance
+    check.keys(ins.levels, CLINIC_LEVELS, "$.insurance.levels", "clinic level")
+    levels: dict[ClinicLevel, LevelRule] = {}
+    for level in CLINIC_LEVELS:
+        path = f"$.insurance.levels.{level}"
+        rule = ins.levels[level]
+        if (rule.inpatient_rate is None) != (rule.inpatient_deductible_yuan is None):
+            raise check.fail(
+                path,
+                "give both inpatient_rate and inpatient_deductible_yuan, or neither for a level without inpatient care",
+            )
+        levels[level] = LevelRule(
+            outpatient_rate=check.rate(rule.outpatient_rate, f"{path}.outpatient_rate"),
+            inpatient_rate=None
+            if rule.inpatient_rate is None
+            else check.rate(rule.inpatient_rate, f"{path}.inpatient_rate"),
+            inpatient_deductible=None
+            if rule.inpatient_deductible_yuan is None
+            else check.money(rule.inpatient_deductible_yuan, f"{path}.inpatient_deductible_yuan"),
+        )
+    insurance = InsuranceRule(
+        outpatient_deductible=check.money(ins.outpatient_deductible_yuan, "$.insurance.outpatient_deductible_yuan"),
+        outpatient_cap=check.money(ins.outpatient_cap_yuan, "$.insurance.outpatient_cap_yuan"),
+        inpatient_cap=check.money(ins.inpatient_cap_yuan, "$.insurance.inpatient_cap_yuan"),
+        levels=levels,
+    )
+
+    categories = data.veteran_subsidy.categories
+    check.keys(categories, VETERAN_CATEGORIES, "$.veteran_subsidy.categories", "priority-care category")
+    veteran_categories = {}
+    for name in VETERAN_CATEGORIES:
+        path = f"$.veteran_subsidy.categories.{name}"
+        category = categories[name]
+        veteran_categories[name] = CategoryRule(
+            outpatient_rate=check.rate(category.outpatient_rate, f"{path}.outpatient_rate"),
+            inpatient_rate=check.rate(category.inpatient_rate, f"{path}.inpatient_rate"),
+            annual_cap=check.money(category.annual_cap_yuan, f"{path}.annual_cap_yuan"),
+        )
+
+    tiers = data.hardship_aid.tiers
+    check.keys(tiers, HARDSHIP_TIERS, "$.hardship_aid.tiers", "hardship tier")
+    hardship_tiers = {}
+    for name in HARDSHIP_TIERS:
+        path = f"$.hardship_aid.tiers.{name}"
+        tier = tiers[name]
+        hardship_tiers[name] = TierRule(
+            outpatient_rate=check.rate(tier.outpatient_rate, f"{path}.outpatient_rate"),
+            inpatient_bands=_bands(check, tier.inpatient_bands, f"{path}.inpatient_bands"),
+            annual_cap=check.money(tier.annual_cap_yuan, f"{path}.annual_cap_yuan"),
+            ytd_unpaid_threshold=check.money(tier.ytd_unpaid_threshold_yuan, f"{path}.ytd_unpaid_threshold_yuan"),
+        )
+
+    return Policy(
+        id=data.id.strip(),
+        effective_from=data.effective_from,
+        description=data.description,
+        b_self_pay_first_share=check.rate(
+            data.eligibility.b_self_pay_first_share, "$.eligibility.b_self_pay_first_share"
+        ),
+        insurance=insurance,
+        veteran_categories=veteran_categories,
+        hardship_tiers=hardship_tiers,
+    )
+
+
+def _bands(check: _Checker, bands: list[_BandFile], path: str) -> tuple[Band, ...]:
+    if not bands:
+        raise check.fail(path, "needs at least one band")
+    result = []
+    previous = 0
+    for index, band in enumerate(bands):
+        band_path = f"{path}[{index}]"
+        last = index == len(bands) - 1
+        if band.up_to_yuan is None and not last:
+            raise check.fail(f"{band_path}.up_to_yuan", "only the last band may be open-ended")
+        if band.up_to_yuan is not None and last:
+            raise check.fail(f"{band_path}.up_to_yuan", "the last band must be open-ended (leave out up_to_yuan)")
+        up_to = None if band.up_to_yuan is None else check.money(band.up_to_yuan, f"{band_path}.up_to_yuan")
+        if up_to is not None:
+            if up_to <= previous:
+                raise check.fail(f"{band_path}.up_to_yuan", "bands must be in ascending order of up_to_yuan")
+            previous = up_to
+        rate = check.rate(band.rate, f"{band_path}.rate")
+        result.append(Band(up_to=up_to, rate=rate, rate_text=format_rate(rate)))
+    return tuple(result)
+
+
+class PolicyBook:
+    """Every policy version, picked by service date.
+
+    A version is in force from its ``effective_from`` until the next version's.
+    Settled history never changes: each settlement carries the id of the version
+    it used.
+    """
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        ordered = sorted(policies, key=lambda policy: policy.effective_from)
+        seen_ids: set[str] = set()
+        for index, policy in enumerate(ordered):
+            if policy.id in seen_ids:
+                raise PolicyError(policy.id, "$.id", "two policy files share this id")
+            seen_ids.add(policy.id)
+            if index and ordered[index - 1].effective_from == policy.effective_from:
+                raise PolicyError(
+                    policy.id,
+                    "$.effective_from",
+                    f"same effective date as {ordered[index - 1].id}: which one is in force would be ambiguous",
+                )
+        self._policies = tuple(ordered)
+        self._starts = [policy.effective_from for policy in ordered]
+        self._by_id = {policy.id: policy for policy in ordered}
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._policies)
+
+    def __len__(self) -> int:
+        return len(self._policies)
+
+    def in_force(self, service_date: dt.date) -> Policy:
+        index = bisect.bisect_right(self._starts, service_date) - 1
+        if index < 0:
+            raise NoPolicyInForce(f"no policy is in force on {service_date.isoformat()}", field="service_date")
+        return self._policies[index]
+
+    def by_id(self, policy_id: str) -> Policy:
+        return self._by_id[policy_id]
