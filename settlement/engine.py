@@ -217,7 +217,7 @@ def settle(bill: Bill, status: PersonStatus, accumulators: Accumulators, policy:
         lines=lines,
         accumulators_before=accumulators,
         accumulators_after=after,
-        warnings=_warnings(status),
+        warnings=strike_off_notices(status),
     )
 
 
@@ -397,7 +397,7 @@ def _absent_reason(status: PersonStatus, programme: str) -> str:
     return "not_enrolled"
 
 
-def _warnings(status: PersonStatus) -> tuple[Notice, ...]:
+def strike_off_notices(status: PersonStatus) -> tuple[Notice, ...]:
     if not status.struck_off:
         return ()
     return tuple(

@@ -1,0 +1,101 @@
+"""Invariant checks over the whole ledger, run by ``medsettle check`` and after tests.
+
+Each check is one query that returns the rows breaking a rule; an empty result
+means the rule holds. The checks read only, so they are safe on a live system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    detail: str
+
+
+CHECKS: dict[str, str] = {
+    "settlement_conserves_money": """
+        SELECT settlement_id::text AS id FROM settlements
+        WHERE insurance + veteran_subsidy + hardship_aid + out_of_pocket <> total
+           OR least(insurance, veteran_subsidy, hardship_aid, out_of_pocket) < 0""",
+    "ledger_balances": """
+        SELECT settlement_id::text || ' ' || kind AS id FROM ledger_entries
+        GROUP BY settlement_id, kind HAVING sum(amount) <> 0""",
+    "ledger_matches_settlement": """
+        SELECT s.settlement_id::text AS id
+        FROM settlements s
+        LEFT JOIN LATERAL (
+            SELECT sum(amount) FILTER (WHERE account = 'insurance_fund') AS insurance,
+                   sum(amount) FILTER (WHERE account = 'priority_care_fund') AS veteran_subsidy,
+                   sum(amount) FILTER (WHERE account = 'aid_fund') AS hardship_aid,
+                   sum(amount) FILTER (WHERE account = 'patient') AS out_of_pocket,
+                   count(*) AS lines
+            FROM ledger_entries l
+            WHERE l.person_key = s.person_key AND l.settlement_id = s.settlement_id AND l.kind = 'settlement'
+        ) l ON true
+        WHERE l.lines <> 5 OR l.insurance <> s.insurance OR l.veteran_subsidy <> s.veteran_subsidy
+           OR l.hardship_aid <> s.hardship_aid OR l.out_of_pocket <> s.out_of_pocket""",
+    "reversal_recorded_once": """
+        SELECT s.settlement_id::text AS id
+        FROM settlements s
+        LEFT JOIN LATERAL (
+            SELECT count(*) AS lines FROM ledger_entries l
+            WHERE l.person_key = s.person_key AND l.settlement_id = s.settlement_id AND l.kind = 'reversal'
+        ) l ON true
+        LEFT JOIN reversals r ON r.person_key = s.person_key AND r.settlement_id = s.settlement_id
+        WHERE (s.reversal_id IS NULL) <> (l.lines = 0) OR (s.reversal_id IS NULL) <> (r.reversal_id IS NULL)
+           OR l.lines NOT IN (0, 5)""",
+    "accumulators_equal_ledger": """
+        WITH ledger AS (
+            SELECT person_key, year,
+                   coalesce(sum(amount) FILTER (WHERE account = 'insurance_fund' AND visit_type = 'outpatient'), 0)
+                       AS insurance_outpatient_paid,
+                   coalesce(sum(amount) FILTER (WHERE account = 'insurance_fund' AND visit_type = 'inpatient'), 0)
+                       AS insurance_inpatient_paid,
+                   coalesce(sum(amount) FILTER (WHERE account = 'priority_care_fund'), 0) AS subsidy_paid,
+                   coalesce(sum(amount) FILTER (WHERE account = 'aid_fund'), 0) AS aid_paid
+            FROM ledger_entries GROUP BY person_key, year
+        ), deltas AS (
+            SELECT person_key, extract(year FROM service_date)::int AS year,
+                   sum((result->'accumulators_after'->>'outpatient_deductible_used')::bigint
+                     - (result->'accumulators_before'->>'outpatient_deductible_used')::bigint) AS deductible,
+                   sum((result->'accumulators_after'->>'unpaid_eligible')::bigint
+                     - (result->'accumulators_before'->>'unpaid_eligible')::bigint) AS unpaid_eligible
+            FROM settlements WHERE reversal_id IS NULL GROUP BY 1, 2
+        )
+        SELECT encode(a.person_key, 'hex') || ' ' || a.year AS id
+        FROM accumulators a
+        LEFT JOIN ledger l USING (person_key, year)
+        LEFT JOIN deltas d USING (person_key, year)
+        WHERE a.insurance_outpatient_paid <> coalesce(l.insurance_outpatient_paid, 0)
+           OR a.insurance_inpatient_paid <> coalesce(l.insurance_inpatient_paid, 0)
+           OR a.subsidy_paid <> coalesce(l.subsidy_paid, 0)
+           OR a.aid_paid <> coalesce(l.aid_paid, 0)
+           OR a.outpatient_deductible_used <> coalesce(d.deductible, 0)
+           OR a.unpaid_eligible <> coalesce(d.unpaid_eligible, 0)""",
+    "accumulators_within_caps": """
+        SELECT encode(person_key, 'hex') || ' ' || year AS id FROM accumulators
+        WHERE outpatient_deductible_used NOT BETWEEN 0 AND outpatient_deductible_cap
+           OR insurance_outpatient_paid NOT BETWEEN 0 AND insurance_outpatient_cap
+           OR insurance_inpatient_paid NOT BETWEEN 0 AND insurance_inpatient_cap
+           OR subsidy_paid NOT BETWEEN 0 AND subsidy_cap
+           OR aid_paid NOT BETWEEN 0 AND aid_cap
+           OR unpaid_eligible < 0""",
+    "one_settlement_per_request": """
+        SELECT terminal_id || ' ' || request_id AS id FROM settlements
+        GROUP BY terminal_id, request_id HAVING count(*) > 1""",
+}
+
+
+async def check_invariants(connection: asyncpg.Connection, *, limit: int = 20) -> list[Violation]:
+    """Run every check in one repeatable-read snapshot, so a live system gives a consistent answer."""
+    violations = []
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        for rule, query in CHECKS.items():
+            for row in await connection.fetch(f"{query} LIMIT {int(limit)}"):
+                violations.append(Violation(rule, row["id"]))
+    return violations

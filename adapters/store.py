@@ -1,0 +1,422 @@
+"""The PostgreSQL store: every query the gateway runs, and the settle and reversal transactions.
+
+A settlement is one transaction of four round trips: BEGIN, lock-or-create the
+person-year accumulator row, one statement that writes the settlement, its
+ledger lines, the new accumulators and the idempotency record, and COMMIT. The
+row lock serialises settlements of one person; different people never wait on
+each other. A concurrent duplicate of the same request blocks on the
+idempotency key and then fails with a unique violation, and the caller replays
+the stored answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Settlement
+from settlement.policy import Policy
+from settlement.registry import Membership
+
+ACCOUNTS = ("insurance_fund", "priority_care_fund", "aid_fund", "patient", "clinic")
+_ACC_COLUMNS = ", ".join(ACCUMULATOR_FIELDS)
+
+_LOCK_ACCUMULATORS = f"""
+INSERT INTO accumulators (person_key, year) VALUES ($1, $2)
+ON CONFLICT (person_key, year) DO UPDATE SET person_key = EXCLUDED.person_key
+RETURNING {_ACC_COLUMNS}
+"""
+
+_WRITE_SETTLEMENT = """
+WITH settlement AS (
+    INSERT INTO settlements (person_key, settlement_id, terminal_id, request_id, clinic_id, clinic_level,
+                             visit_type, service_date, policy_id, total, eligible, insurance, veteran_subsidy,
+                             hardship_aid, out_of_pocket, request, result, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+), ledger AS (
+    INSERT INTO ledger_entries (person_key, settlement_id, kind, account, amount, clinic_id, visit_type, year,
+                                booked_on, created_at)
+    SELECT $1, $2, 'settlement', account, amount, $5, $7, $19, $20, $18
+    FROM unnest($21::text[], $22::bigint[]) AS line(account, amount)
+), accumulators_update AS (
+    UPDATE accumulators SET
+        outpatient_deductible_used = $23, insurance_outpatient_paid = $24, insurance_inpatient_paid = $25,
+        subsidy_paid = $26, aid_paid = $27, unpaid_eligible = $28,
+        outpatient_deductible_cap = GREATEST(outpatient_deductible_cap, $29),
+        insurance_outpatient_cap = GREATEST(insurance_outpatient_cap, $30),
+        insurance_inpatient_cap = GREATEST(insurance_inpatient_cap, $31),
+        subsidy_cap = GREATEST(subsidy_cap, $32),
+        aid_cap = GREATEST(aid_cap, $33),
+        updated_at = $18
+    WHERE person_key = $1 AND year = $19
+)
+INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
+VALUES ($3, $4, 'settle', $34, $35, $36, $18)
+"""
+
+_LOCK_SETTLEMENT = """
+SELECT clinic_id, visit_type, service_date, result, reversed_at
+FROM settlements WHERE person_key = $1 AND settlement_id = $2
+FOR UPDATE
+"""
+
+_LOCK_ACCUMULATORS_FOR_REVERSAL = f"""
+SELECT {_ACC_COLUMNS} FROM accumulators WHERE person_key = $1 AND year = $2 FOR UPDATE
+"""
+
+_WRITE_REVERSAL = """
+WITH reversal AS (
+    INSERT INTO reversals (person_key, reversal_id, settlement_id, terminal_id, request_id, reason, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+), ledger AS (
+    INSERT INTO ledger_entries (person_key, settlement_id, kind, account, amount, clinic_id, visit_type, year,
+                                booked_on, created_at)
+    SELECT $1, $3, 'reversal', account, amount, $8, $9, $10, $11, $7
+    FROM unnest($12::text[], $13::bigint[]) AS line(account, amount)
+), accumulators_update AS (
+    UPDATE accumulators SET
+        outpatient_deductible_used = $14, insurance_outpatient_paid = $15, insurance_inpatient_paid = $16,
+        subsidy_paid = $17, aid_paid = $18, unpaid_eligible = $19, updated_at = $7
+    WHERE person_key = $1 AND year = $10
+), settlement_update AS (
+    UPDATE settlements SET reversed_at = $7, reversal_id = $2
+    WHERE person_key = $1 AND settlement_id = $3
+)
+INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
+VALUES ($4, $5, 'reverse', $20, $21, $22, $7)
+"""
+
+_PRE_SETTLE = """
+SELECT
+    (SELECT row(request_hash, status, response, operation) FROM idempotency_keys
+      WHERE terminal_id = $1 AND request_id = $2) AS idempotency,
+    EXISTS (SELECT 1 FROM people WHERE person_key = $3) AS person_exists,
+    (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{}')
+       FROM memberships WHERE person_key = $3) AS memberships
+"""
+
+_PRE_REVERSE = """
+SELECT
+    (SELECT row(request_hash, status, response, operation) FROM idempotency_keys
+      WHERE terminal_id = $1 AND request_id = $2) AS idempotency,
+    (SELECT row(person_key, clinic_id) FROM settlements WHERE settlement_id = $3 LIMIT 1) AS settlement
+"""
+
+
+class StoredAnswer(msgspec.Struct, frozen=True):
+    request_hash: bytes
+    status: int
+    response: bytes
+    operation: str
+
+
+class Caps(msgspec.Struct, frozen=True, kw_only=True):
+    """The caps in force for a settlement, written beside the accumulators for the CHECK constraints."""
+
+    outpatient_deductible: int
+    insurance_outpatient: int
+    insurance_inpatient: int
+    subsidy: int
+    aid: int
+
+
+def ledger_lines(settlement: Settlement, sign: int = 1) -> tuple[list[str], list[int]]:
+    """Double-entry lines: each payer and the patient debited, the clinic credited the total."""
+    amounts = [
+        settlement.insurance,
+        settlement.veteran_subsidy,
+        settlement.hardship_aid,
+        settlement.out_of_pocket,
+        -settlement.total,
+    ]
+    return list(ACCOUNTS), [sign * amount for amount in amounts]
+
+
+def _answer(record: Any) -> StoredAnswer | None:
+    if record is None:
+        return None
+    return StoredAnswer(bytes(record[0]), record[1], bytes(record[2]), record[3])
+
+
+class DuplicateRequest(Exception):
+    """A concurrent copy of the request committed first; replay its answer."""
+
+
+class SettlementMissing(Exception):
+    pass
+
+
+class AlreadyReversed(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0) -> None:
+        self.pool = pool
+        # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
+        self.acquire_timeout = acquire_timeout
+
+    def _connection(self) -> Any:
+        return self.pool.acquire(timeout=self.acquire_timeout)
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async with self._connection() as connection:
+            return await connection.fetch(query, *args)
+
+    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        async with self._connection() as connection:
+            return await connection.fetchrow(query, *args)
+
+    async def _fetchval(self, query: str, *args: Any) -> Any:
+        async with self._connection() as connection:
+            return await connection.fetchval(query, *args)
+
+    # ------------------------------------------------------------ reference data
+
+    async def clinics(self, level: str | None = None) -> list[asyncpg.Record]:
+        if level is None:
+            return await self._fetch("SELECT clinic_id, name, level, region FROM clinics ORDER BY clinic_id")
+        return await self._fetch(
+            "SELECT clinic_id, name, level, region FROM clinics WHERE level = $1 ORDER BY clinic_id", level
+        )
+
+    async def terminals(self) -> list[asyncpg.Record]:
+        return await self._fetch("SELECT terminal_id, clinic_id, role FROM terminals WHERE revoked_at IS NULL")
+
+    async def sync_policies(self, policies: list[tuple[Policy, str, str]]) -> None:
+        """Record each loaded policy version. A version id already stored with other text is refused,
+        because settlements that name it must keep meaning what they meant."""
+        async with self._connection() as connection, connection.transaction():
+            for policy, source, document in policies:
+                stored = await connection.fetchrow(
+                    "SELECT document, effective_from FROM policy_versions WHERE policy_id = $1", policy.id
+                )
+                if stored is None:
+                    await connection.execute(
+                        "INSERT INTO policy_versions (policy_id, effective_from, source, document)"
+                        " VALUES ($1, $2, $3, $4)",
+                        policy.id,
+                        policy.effective_from,
+                        source,
+                        document,
+                    )
+                elif stored["document"] != document or stored["effective_from"] != policy.effective_from:
+                    raise RuntimeError(
+                        f"policy {policy.id} ({source}) differs from the version already stored under that id;"
+                        " give a changed policy a new id and effective_from instead of editing it"
+                    )
+
+    # ------------------------------------------------------------ people
+
+    async def upsert_person(self, person_key: bytes, masked_id: str, name: str, memberships: list[Membership]) -> bool:
+        """Create or update a person and set their memberships. Returns True when created."""
+        async with self._connection() as connection, connection.transaction():
+            created = await connection.fetchval(
+                """INSERT INTO people (person_key, masked_id, name) VALUES ($1, $2, $3)
+                   ON CONFLICT (person_key) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
+                   RETURNING xmax = 0""",
+                person_key,
+                masked_id,
+                name,
+            )
+            await connection.execute("DELETE FROM memberships WHERE person_key = $1", person_key)
+            await connection.executemany(
+                "INSERT INTO memberships (person_key, programme, code, effective_from, struck_off_on)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                [(person_key, m.programme, m.code, m.effective_from, m.struck_off_on) for m in memberships],
+            )
+            return bool(created)
+
+    async def person_for_eligibility(self, person_key: bytes, year: int) -> tuple[bool, list[Membership], Accumulators]:
+        row = await self._fetchrow(
+            f"""SELECT EXISTS (SELECT 1 FROM people WHERE person_key = $1) AS person_exists,
+                   (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{{}}')
+                      FROM memberships WHERE person_key = $1) AS memberships,
+                   (SELECT row({_ACC_COLUMNS}) FROM accumulators WHERE person_key = $1 AND year = $2) AS acc""",
+            person_key,
+            year,
+        )
+        accumulators = (
+            Accumulators(**dict(zip(ACCUMULATOR_FIELDS, row["acc"], strict=True))) if row["acc"] else Accumulators()
+        )
+        return row["person_exists"], _memberships(row["memberships"]), accumulators
+
+    # ------------------------------------------------------------ settle
+
+    async def before_settle(
+        self, terminal_id: str, request_id: str, person_key: bytes
+    ) -> tuple[StoredAnswer | None, bool, list[Membership]]:
+        row = await self._fetchrow(_PRE_SETTLE, terminal_id, request_id, person_key)
+        return _answer(row["idempotency"]), row["person_exists"], _memberships(row["memberships"])
+
+    async def stored_answer(self, terminal_id: str, request_id: str) -> StoredAnswer | None:
+        record = await self._fetchval(
+            "SELECT row(request_hash, status, response, operation) FROM idempotency_keys"
+            " WHERE terminal_id = $1 AND request_id = $2",
+            terminal_id,
+            request_id,
+        )
+        return _answer(record)
+
+    async def settle(
+        self,
+        *,
+        person_key: bytes,
+        year: int,
+        compute: Callable[[Accumulators], tuple[Settlement, Caps]],
+        render: Callable[[uuid.UUID, Settlement, dt.datetime], bytes],
+        settlement_id: uuid.UUID,
+        terminal_id: str,
+        request_id: str,
+        request_hash: bytes,
+        clinic_id: str,
+        request_document: str,
+        booked_on: dt.date,
+        now: dt.datetime,
+    ) -> tuple[Settlement, bytes]:
+        """Run one settlement under the person-year row lock. Raises DuplicateRequest on a lost race."""
+        async with self._connection() as connection:
+            try:
+                async with connection.transaction():
+                    row = await connection.fetchrow(_LOCK_ACCUMULATORS, person_key, year)
+                    settlement, caps = compute(Accumulators(**dict(row)))
+                    response = render(settlement_id, settlement, now)
+                    after = settlement.accumulators_after
+                    accounts, amounts = ledger_lines(settlement)
+                    await connection.execute(
+                        _WRITE_SETTLEMENT,
+                        person_key,
+                        settlement_id,
+                        terminal_id,
+                        request_id,
+                        clinic_id,
+                        settlement.clinic_level,
+                        settlement.visit_type,
+                        settlement.service_date,
+                        settlement.policy_version,
+                        settlement.total,
+                        settlement.eligible,
+                        settlement.insurance,
+                        settlement.veteran_subsidy,
+                        settlement.hardship_aid,
+                        settlement.out_of_pocket,
+                        request_document,
+                        msgspec.json.encode(settlement).decode(),
+                        now,
+                        year,
+                        booked_on,
+                        accounts,
+                        amounts,
+                        after.outpatient_deductible_used,
+                        after.insurance_outpatient_paid,
+                        after.insurance_inpatient_paid,
+                        after.subsidy_paid,
+                        after.aid_paid,
+                        after.unpaid_eligible,
+                        caps.outpatient_deductible,
+                        caps.insurance_outpatient,
+                        caps.insurance_inpatient,
+                        caps.subsidy,
+                        caps.aid,
+                        request_hash,
+                        200,
+                        response,
+                    )
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name == "idempotency_keys_pkey":
+                    raise DuplicateRequest from None
+                raise
+        return settlement, response
+
+    async def get_settlement(self, settlement_id: uuid.UUID) -> asyncpg.Record | None:
+        return await self._fetchrow(
+            """SELECT settlement_id, terminal_id, request_id, clinic_id, request->>'person' AS person, result,
+                      created_at, reversal_id
+               FROM settlements WHERE settlement_id = $1 LIMIT 1""",
+            settlement_id,
+        )
+
+    # ------------------------------------------------------------ reverse
+
+    async def before_reverse(
+        self, terminal_id: str, request_id: str, settlement_id: uuid.UUID
+    ) -> tuple[StoredAnswer | None, tuple[bytes, str] | None]:
+        row = await self._fetchrow(_PRE_REVERSE, terminal_id, request_id, settlement_id)
+        found = row["settlement"]
+        return _answer(row["idempotency"]), (bytes(found[0]), found[1]) if found else None
+
+    async def reverse(
+        self,
+        *,
+        person_key: bytes,
+        settlement_id: uuid.UUID,
+        reversal_id: uuid.UUID,
+        terminal_id: str,
+        request_id: str,
+        request_hash: bytes,
+        reason: str,
+        give_back: Callable[[Settlement, Accumulators], Accumulators],
+        render: Callable[[Settlement, dt.datetime], bytes],
+        booked_on: dt.date,
+        now: dt.datetime,
+    ) -> tuple[Settlement, bytes]:
+        async with self._connection() as connection:
+            try:
+                async with connection.transaction():
+                    row = await connection.fetchrow(_LOCK_SETTLEMENT, person_key, settlement_id)
+                    if row is None:
+                        raise SettlementMissing
+                    if row["reversed_at"] is not None:
+                        raise AlreadyReversed
+                    settlement = msgspec.json.decode(row["result"], type=Settlement)
+                    year = settlement.service_date.year
+                    current = await connection.fetchrow(_LOCK_ACCUMULATORS_FOR_REVERSAL, person_key, year)
+                    restored = give_back(settlement, Accumulators(**dict(current)))
+                    response = render(settlement, now)
+                    accounts, amounts = ledger_lines(settlement, sign=-1)
+                    await connection.execute(
+                        _WRITE_REVERSAL,
+                        person_key,
+                        reversal_id,
+                        settlement_id,
+                        terminal_id,
+                        request_id,
+                        reason,
+                        now,
+                        row["clinic_id"],
+                        row["visit_type"],
+                        year,
+                        booked_on,
+                        accounts,
+                        amounts,
+                        restored.outpatient_deductible_used,
+                        restored.insurance_outpatient_paid,
+                        restored.insurance_inpatient_paid,
+                        restored.subsidy_paid,
+                        restored.aid_paid,
+                        restored.unpaid_eligible,
+                        request_hash,
+                        200,
+                        response,
+                    )
+            except asyncpg.UniqueViolationError as error:
+                if error.constraint_name == "idempotency_keys_pkey":
+                    raise DuplicateRequest from None
+                if error.constraint_name == "reversals_person_key_settlement_id_key":
+                    raise AlreadyReversed from None
+                raise
+        return settlement, response
+
+    async def ping(self) -> None:
+        await self._fetchval("SELECT 1")
+
+
+def _memberships(rows: Any) -> list[Membership]:
+    return [
+        Membership(programme=row[0], code=row[1], effective_from=row[2], struck_off_on=row[3]) for row in rows or ()
+    ]

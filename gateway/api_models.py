@@ -1,0 +1,198 @@
+"""Wire models for the HTTP API: requests are strict (unknown fields refused), money is int fen."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Literal
+
+import msgspec
+
+from settlement.models import (
+    Accumulators,
+    ClinicLevel,
+    LineBreakdown,
+    Notice,
+    Payer,
+    PayerTrace,
+    VisitType,
+)
+
+MAX_FEN = 10_000_000_000  # 100 million yuan: no single line or bill is larger
+RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+ClinicId = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+NationalId = Annotated[str, msgspec.Meta(min_length=15, max_length=20)]
+Fen = Annotated[int, msgspec.Meta(ge=0, le=MAX_FEN)]
+
+
+class Wire(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ItemIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    name: Annotated[str, msgspec.Meta(max_length=200)]
+    category: Literal["A", "B", "C"]
+    amount: Fen
+    quantity: Annotated[int, msgspec.Meta(gt=0, le=1_000_000)] | None = None
+    unit_price: Fen | None = None
+
+
+class SettleRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    clinic_id: ClinicId
+    person_id: NationalId
+    visit_type: VisitType
+    service_date: dt.date
+    items: Annotated[list[ItemIn], msgspec.Meta(min_length=1)]
+
+
+class ReversalRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    request_id: RequestId
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class MembershipIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    programme: Payer
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    effective_from: dt.date
+    struck_off_on: dt.date | None = None
+
+
+class PersonRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    person_id: NationalId
+    name: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    memberships: Annotated[list[MembershipIn], msgspec.Meta(max_length=100)] = []
+
+
+class EligibilityRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    person_id: NationalId
+    service_date: dt.date | None = None
+    clinic_id: ClinicId | None = None
+
+
+# ---------------------------------------------------------------- responses
+
+
+class Out(msgspec.Struct, frozen=True, kw_only=True):
+    pass
+
+
+class SettlementOut(Out, frozen=True, kw_only=True):
+    settlement_id: uuid.UUID
+    request_id: str
+    terminal_id: str
+    clinic_id: str
+    clinic_level: ClinicLevel
+    person: str  # masked national ID
+    visit_type: VisitType
+    service_date: dt.date
+    policy_version: str
+    total: int
+    eligible: int
+    self_pay_first: int
+    not_covered: int
+    insurance: int
+    veteran_subsidy: int
+    hardship_aid: int
+    out_of_pocket: int
+    traces: tuple[PayerTrace, ...]
+    lines: tuple[LineBreakdown, ...]
+    accumulators_after: Accumulators
+    warnings: tuple[Notice, ...]
+    explanation: list[str]
+    created_at: dt.datetime
+    replayed: bool = False
+    reversed: bool = False
+    reversal_id: uuid.UUID | None = None
+
+
+class QuoteOut(Out, frozen=True, kw_only=True):
+    quote: bool
+    clinic_id: str
+    clinic_level: ClinicLevel
+    person: str
+    visit_type: VisitType
+    service_date: dt.date
+    policy_version: str
+    total: int
+    eligible: int
+    self_pay_first: int
+    not_covered: int
+    insurance: int
+    veteran_subsidy: int
+    hardship_aid: int
+    out_of_pocket: int
+    traces: tuple[PayerTrace, ...]
+    lines: tuple[LineBreakdown, ...]
+    warnings: tuple[Notice, ...]
+    explanation: list[str]
+
+
+class ReversalOut(Out, frozen=True, kw_only=True):
+    reversal_id: uuid.UUID
+    settlement_id: uuid.UUID
+    request_id: str
+    terminal_id: str
+    insurance: int
+    veteran_subsidy: int
+    hardship_aid: int
+    out_of_pocket: int
+    total: int
+    accumulators_returned: Accumulators
+    created_at: dt.datetime
+    replayed: bool = False
+
+
+class ProgrammeOut(Out, frozen=True, kw_only=True):
+    programme: Payer
+    code: str
+    effective_from: dt.date
+    struck_off_on: dt.date | None
+    annual_cap: int
+    used: int
+    remaining: int
+
+
+class EligibilityOut(Out, frozen=True, kw_only=True):
+    person: str
+    service_date: dt.date
+    policy_version: str
+    insured: bool
+    outpatient_deductible_remaining: int
+    insurance_outpatient_cap_remaining: int
+    insurance_inpatient_cap_remaining: int
+    programmes: list[ProgrammeOut]
+    unpaid_eligible_year_to_date: int
+    warnings: list[Notice]
+
+
+class PersonOut(Out, frozen=True, kw_only=True):
+    person: str
+    name: str
+    created: bool
+    memberships: list[MembershipIn]
+
+
+class ClinicOut(Out, frozen=True, kw_only=True):
+    clinic_id: str
+    name: str
+    level: ClinicLevel
+    region: str
+
+
+class ClinicsOut(Out, frozen=True, kw_only=True):
+    clinics: list[ClinicOut]
+
+
+class Problem(Out, frozen=True, kw_only=True, omit_defaults=True):
+    """RFC 9457 problem details with a stable ``code``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    request_id: str
+    field: str | None = None
+    retry_after: int | None = None

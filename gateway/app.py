@@ -1,0 +1,373 @@
+"""The aiohttp application: factory, middleware, routes and handlers.
+
+One cleanup context per resource (database pool, reference data), typed app
+keys, and one error middleware that renders every failure as
+``application/problem+json``. Requests and responses are JSON or MessagePack,
+chosen by Content-Type and Accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapters import db
+from adapters.policy_files import load_policy_book, policy_dir
+from adapters.store import Store
+from gateway import api_models as api
+from gateway.config import Settings
+from gateway.logs import log
+from gateway.metrics import Metrics
+from gateway.openapi import openapi_document
+from gateway.problems import PROBLEM_BASE, ApiError, unavailable
+from gateway.service import Answer, Service, is_database_error
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+PROBLEM = "application/problem+json"
+
+settings_key = web.AppKey("settings", Settings)
+service_key = web.AppKey("service", Service)
+metrics_key = web.AppKey("metrics", Metrics)
+state_key = web.AppKey("state", dict)
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_decoders: dict[type, tuple[msgspec.json.Decoder[Any], msgspec.msgpack.Decoder[Any]]] = {}
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+
+
+def _decoder_pair(model: type[T]) -> tuple[msgspec.json.Decoder[T], msgspec.msgpack.Decoder[T]]:
+    pair = _decoders.get(model)
+    if pair is None:
+        pair = _decoders[model] = (msgspec.json.Decoder(model), msgspec.msgpack.Decoder(model))
+    return pair
+
+
+for _model in (api.SettleRequest, api.ReversalRequest, api.PersonRequest, api.EligibilityRequest):
+    _decoder_pair(_model)  # built once at import, never on the request path
+
+
+# ---------------------------------------------------------------- body handling
+
+
+async def decode_body(request: web.Request, model: type[T]) -> T:
+    content_type = request.content_type
+    if content_type not in (JSON, MSGPACK):
+        raise ApiError(415, "unsupported_media_type", f"Content-Type {content_type or '(none)'} is not accepted")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(
+            413, "body_too_large", f"the body is larger than {request.app[settings_key].max_body_bytes} bytes"
+        ) from None
+    json_decoder, msgpack_decoder = _decoder_pair(model)
+    try:
+        return json_decoder.decode(body) if content_type == JSON else msgpack_decoder.decode(body)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        field = None
+        if " - at `$." in message:
+            message, path = message.rsplit(" - at `$.", 1)
+            field = path.rstrip("`")
+        elif " - at `$`" in message:
+            message = message.rsplit(" - at `$`", 1)[0]
+        if message.startswith("Object missing required field") or message.startswith("Object contains unknown field"):
+            field = (f"{field}." if field else "") + message.split("`")[1]
+        raise ApiError(422, "validation_failed", message, field=field) from None
+    except msgspec.DecodeError as error:
+        raise ApiError(
+            400, "bad_request", f"the body is not valid {'JSON' if content_type == JSON else 'MessagePack'}: {error}"
+        ) from None
+
+
+def wants_msgpack(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    if MSGPACK in accept:
+        return True
+    return not accept and request.content_type == MSGPACK
+
+
+def respond(
+    request: web.Request, value: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    if wants_msgpack(request):
+        return web.Response(body=_msgpack.encode(value), status=status, content_type=MSGPACK, headers=headers)
+    return web.Response(body=_json.encode(value), status=status, content_type=JSON, headers=headers)
+
+
+def respond_answer(request: web.Request, answer: Answer, model: type[Any], status: int) -> web.Response:
+    """A stored JSON answer, marked as a replay when it came from the idempotency store."""
+    headers = {"Idempotent-Replayed": "true" if answer.replayed else "false"}
+    if not answer.replayed and not wants_msgpack(request):
+        return web.Response(body=answer.body, status=status, content_type=JSON, headers=headers)
+    value = msgspec.json.decode(answer.body, type=model)
+    if answer.replayed:
+        value = msgspec.structs.replace(value, replayed=True)
+    return respond(request, value, status=200 if answer.replayed else status, headers=headers)
+
+
+def problem_response(request: web.Request, error: ApiError) -> web.Response:
+    problem = api.Problem(
+        type=PROBLEM_BASE + error.code,
+        title=error.title,
+        status=error.status,
+        detail=error.detail,
+        code=error.code,
+        request_id=request.get("request_id", ""),
+        field=error.field,
+        retry_after=error.retry_after,
+    )
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return web.Response(body=_json.encode(problem), status=error.status, content_type=PROBLEM, headers=headers)
+
+
+# ---------------------------------------------------------------- middleware
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, one canonical log line, the duration histogram, and problem rendering."""
+    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request["request_id"] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    metrics = request.app[metrics_key]
+    try:
+        response = await _guarded(request, handler)
+    except asyncio.CancelledError:
+        raise
+    duration = time.perf_counter() - started
+    route = _route_name(request)
+    status = response.status
+    metrics.request_duration.labels(route, f"{status // 100}xx").observe(duration)
+    response.headers["X-Request-Id"] = request_id
+    if route not in ("/metrics", "/healthz", "/readyz"):
+        log.info(
+            "request",
+            method=request.method,
+            route=route,
+            status=status,
+            duration_ms=round(duration * 1000, 2),
+            clinic=request.get("clinic_id"),
+            terminal=request.get("terminal_id"),
+            code=request.get("problem_code"),
+        )
+    return response
+
+
+async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+    metrics = request.app[metrics_key]
+    error: ApiError
+    try:
+        return await handler(request)
+    except ApiError as raised:
+        error = raised
+    except web.HTTPNotFound:
+        error = ApiError(404, "not_found", f"no route for {request.path}")
+    except web.HTTPMethodNotAllowed:
+        error = ApiError(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}")
+    except web.HTTPRequestEntityTooLarge:
+        error = ApiError(413, "body_too_large", "the request body is too large")
+    except web.HTTPException as http_error:
+        error = ApiError(http_error.status, "bad_request", http_error.reason)
+    except Exception as unexpected:
+        if is_database_error(unexpected):
+            log.warning("database_unavailable", error=type(unexpected).__name__)
+            error = unavailable()
+        else:
+            log.exception("unhandled_error")
+            error = ApiError(500, "internal_error", "an internal error occurred; it has been logged")
+    request["problem_code"] = error.code
+    metrics.errors.labels(error.code).inc()
+    return problem_response(request, error)
+
+
+# ---------------------------------------------------------------- handlers
+
+
+async def settle(request: web.Request) -> web.Response:
+    service = request.app[service_key]
+    terminal = await _terminal(request)
+    body = await decode_body(request, api.SettleRequest)
+    _check_lines(request, body)
+    request["clinic_id"] = body.clinic_id
+    answer = await service.settle(terminal, body)
+    return respond_answer(request, answer, api.SettlementOut, 201)
+
+
+async def quote(request: web.Request) -> web.Response:
+    service = request.app[service_key]
+    terminal = await _terminal(request)
+    body = await decode_body(request, api.SettleRequest)
+    _check_lines(request, body)
+    request["clinic_id"] = body.clinic_id
+    return respond(request, await service.quote(terminal, body))
+
+
+async def get_settlement(request: web.Request) -> web.Response:
+    service = request.app[service_key]
+    terminal = await _terminal(request)
+    settlement_id = _settlement_id(request)
+    body = await service.get_settlement(terminal, settlement_id)
+    if wants_msgpack(request):
+        return respond(request, msgspec.json.decode(body, type=api.SettlementOut))
+    return web.Response(body=body, content_type=JSON)
+
+
+async def reverse(request: web.Request) -> web.Response:
+    service = request.app[service_key]
+    terminal = await _terminal(request)
+    settlement_id = _settlement_id(request)
+    body = await decode_body(request, api.ReversalRequest)
+    answer = await service.reverse(terminal, settlement_id, body)
+    return respond_answer(request, answer, api.ReversalOut, 201)
+
+
+async def eligibility(request: web.Request) -> web.Response:
+    service = request.app[service_key]
+    await _terminal(request)
+    body = await decode_body(request, api.EligibilityRequest)
+    return respond(request, await service.eligibility(body))
+
+
+async def upsert_person(request: web.Request) -> web.Response:
+    service = request.app[service_key]
+    terminal = await _terminal(request)
+    if terminal.role != "admin":
+        raise ApiError(403, "forbidden", "only an admin terminal may change the registry")
+    body = await decode_body(request, api.PersonRequest)
+    result = await service.upsert_person(body)
+    return respond(request, result, status=201 if result.created else 200)
+
+
+async def clinics(request: web.Request) -> web.Response:
+    service = request.app[service_key]
+    await _terminal(request)
+    return respond(request, await service.clinics(request.query.get("level")))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state = request.app[state_key]
+    if state.get("shutting_down"):
+        raise ApiError(503, "shutting_down", "the gateway is shutting down", retry_after=1)
+    try:
+        async with asyncio.timeout(1.0):
+            await request.app[service_key].store.ping()
+    except Exception as error:  # any failure to reach the database means not ready
+        raise unavailable(f"database check failed: {type(error).__name__}") from None
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[metrics_key].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    state = request.app[state_key]
+    if "openapi" not in state:
+        state["openapi"] = _json.encode(openapi_document())
+    return web.Response(body=state["openapi"], content_type=JSON)
+
+
+async def _terminal(request: web.Request) -> Any:
+    terminal = await request.app[service_key].terminal(request.headers.get("X-Terminal-Id"))
+    request["terminal_id"] = terminal.terminal_id
+    return terminal
+
+
+def _check_lines(request: web.Request, body: api.SettleRequest) -> None:
+    limit = request.app[settings_key].max_lines
+    if len(body.items) > limit:
+        raise ApiError(413, "too_many_lines", f"a bill may have at most {limit} lines", field="items")
+
+
+def _settlement_id(request: web.Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.match_info["settlement_id"])
+    except ValueError:
+        raise ApiError(404, "settlement_not_found", "no such settlement") from None
+
+
+ROUTES = [
+    ("POST", "/v1/settlements", settle),
+    ("POST", "/v1/quotes", quote),
+    ("GET", "/v1/settlements/{settlement_id}", get_settlement),
+    ("POST", "/v1/settlements/{settlement_id}/reversal", reverse),
+    ("POST", "/v1/eligibility", eligibility),
+    ("POST", "/v1/people", upsert_person),
+    ("GET", "/v1/clinics", clinics),
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+    ("GET", "/metrics", metrics),
+    ("GET", "/openapi.json", openapi),
+]
+
+
+# ---------------------------------------------------------------- factory
+
+
+def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) -> web.Application:
+    """The application, wired to the database at ``dsn``. Resources open and close with the app."""
+    app = web.Application(middlewares=[observe], client_max_size=settings.max_body_bytes)
+    app[settings_key] = settings
+    app[metrics_key] = metrics or Metrics()
+    app[state_key] = {}
+
+    async def database(app: web.Application) -> AsyncIterator[None]:
+        pool = await db.create_pool(dsn, min_size=settings.pool_min, max_size=settings.pool_max)
+        async with pool.acquire() as connection:
+            applied = await db.migrate(connection)
+        if applied:
+            log.info("migrated", applied=applied)
+        store = Store(pool, acquire_timeout=settings.pool_acquire_timeout)
+        folder = settings.policy_dir or policy_dir()
+        book = load_policy_book(folder)
+        await store.sync_policies([(policy, str(folder), _policy_document(policy)) for policy in book])
+        service = Service(
+            store,
+            book,
+            settings.id_pepper,
+            app[metrics_key],
+            future_date_tolerance_days=settings.future_date_tolerance_days,
+        )
+        await service.load_reference()
+        app[service_key] = service
+        app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
+        yield
+        app[state_key]["shutting_down"] = True
+        await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
+
+    async def on_shutdown(app: web.Application) -> None:
+        app[state_key]["shutting_down"] = True
+
+    app.cleanup_ctx.append(database)
+    app.on_shutdown.append(on_shutdown)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app
+
+
+def _policy_document(policy: Any) -> str:
+    return _json.encode(policy).decode()

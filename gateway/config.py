@@ -1,0 +1,119 @@
+"""Configuration from environment variables (prefix ``MEDSETTLE_``, plus ``DATABASE_URL``).
+
+In ``development`` (the default) a missing ID pepper is generated once and kept
+in the data folder, so the demo works with nothing set. In ``production`` the
+gateway refuses to start without one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str | None = None
+    data_dir: Path = Path(".data")
+    id_pepper: bytes = b""
+    pool_min: int = 2
+    pool_max: int = 12
+    pool_acquire_timeout: float = 5.0
+    max_body_bytes: int = 1024 * 1024
+    max_lines: int = 500
+    log_format: Literal["json", "console"] | None = None  # None: console on a terminal, else JSON
+    log_level: str = "info"
+    policy_dir: Path | None = None
+    shutdown_timeout: float = 20.0
+    future_date_tolerance_days: int = 1
+
+    def masked(self) -> dict[str, object]:
+        """For logging at start-up: secrets shown only as set or not."""
+        shown = msgspec.structs.asdict(self)
+        shown["id_pepper"] = "<set>" if self.id_pepper else "<unset>"
+        if self.database_url:
+            shown["database_url"] = _mask_url(self.database_url)
+        shown["data_dir"] = str(self.data_dir)
+        shown["policy_dir"] = str(self.policy_dir) if self.policy_dir else None
+        return shown
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _mask_url(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+ENV_VARS = {
+    "environment": "MEDSETTLE_ENV",
+    "host": "MEDSETTLE_HOST",
+    "port": "MEDSETTLE_PORT",
+    "database_url": "DATABASE_URL",
+    "data_dir": "MEDSETTLE_DATA_DIR",
+    "id_pepper": "MEDSETTLE_ID_PEPPER",
+    "pool_min": "MEDSETTLE_POOL_MIN",
+    "pool_max": "MEDSETTLE_POOL_MAX",
+    "pool_acquire_timeout": "MEDSETTLE_POOL_ACQUIRE_TIMEOUT",
+    "max_body_bytes": "MEDSETTLE_MAX_BODY_BYTES",
+    "max_lines": "MEDSETTLE_MAX_LINES",
+    "log_format": "MEDSETTLE_LOG_FORMAT",
+    "log_level": "MEDSETTLE_LOG_LEVEL",
+    "policy_dir": "MEDSETTLE_POLICY_DIR",
+    "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
+    "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
+}
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    environ = dict(os.environ if environ is None else environ)
+    raw: dict[str, object] = {}
+    for field, variable in ENV_VARS.items():
+        if variable in environ and environ[variable] != "":
+            raw[field] = environ[variable]
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    pepper = raw.pop("id_pepper", None)
+    try:
+        settings = msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as error:
+        variable = _variable_for(str(error))
+        raise ConfigError(f"configuration {variable}: {error}") from None
+    if pepper:
+        return msgspec.structs.replace(settings, id_pepper=str(pepper).encode())
+    if settings.environment == "production":
+        raise ConfigError(
+            "MEDSETTLE_ID_PEPPER is not set. In production the national-ID pepper must come from a secret;"
+            " generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    return msgspec.structs.replace(settings, id_pepper=_development_pepper(settings.data_dir))
+
+
+def _variable_for(message: str) -> str:
+    for field, variable in ENV_VARS.items():
+        if f"`$.{field}`" in message:
+            return variable
+    return "value"
+
+
+def _development_pepper(data_dir: Path) -> bytes:
+    """A pepper generated once per data folder, so demo people keep their keys across restarts."""
+    path = data_dir / "id-pepper"
+    if path.exists():
+        return path.read_bytes().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pepper = secrets.token_hex(32).encode()
+    path.write_bytes(pepper)
+    path.chmod(0o600)
+    return pepper

@@ -1,0 +1,78 @@
+"""One error vocabulary, rendered once as ``application/problem+json``.
+
+Every error the API returns has a stable ``code``. Handlers raise ``ApiError``;
+the error middleware renders it, and turns anything unexpected into a 500 with
+no internals (the traceback goes to the log only).
+"""
+
+from __future__ import annotations
+
+from settlement.errors import SettlementError
+
+PROBLEM_BASE = "https://medsettle.example/problems/"
+
+# Settlement-engine errors and the HTTP status each maps to.
+ENGINE_STATUS = {
+    "invalid_bill": 422,
+    "inpatient_not_offered": 422,
+    "no_policy_in_force": 422,
+    "unknown_programme_code": 422,
+}
+
+TITLES = {
+    "bad_request": "The request could not be read",
+    "validation_failed": "A field is missing or has the wrong type or value",
+    "unsupported_media_type": "Send application/json or application/msgpack",
+    "body_too_large": "The request body is too large",
+    "too_many_lines": "The bill has too many lines",
+    "invalid_national_id": "The national ID number is not valid",
+    "unknown_person": "No person is registered under this national ID",
+    "unknown_clinic": "No such clinic",
+    "unknown_terminal": "The terminal is not registered or has been revoked",
+    "terminal_not_for_clinic": "This terminal may not act for that clinic",
+    "service_date_in_future": "The service date is in the future",
+    "idempotency_key_reused": "This request id was already used with a different body",
+    "request_in_flight": "A request with this id is still being processed",
+    "settlement_not_found": "No such settlement",
+    "already_reversed": "The settlement has already been reversed",
+    "not_found": "No such resource",
+    "method_not_allowed": "Method not allowed",
+    "database_unavailable": "The database is unavailable; retry with the same request id",
+    "shutting_down": "The gateway is shutting down; retry with the same request id",
+    "internal_error": "Internal error",
+    "invalid_bill": "The bill is not valid",
+    "inpatient_not_offered": "This clinic offers no inpatient care",
+    "no_policy_in_force": "No policy is in force on the service date",
+    "unknown_programme_code": "The person's programme has no rule in the policy",
+    "invalid_membership": "A membership is not valid",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        field: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.retry_after = retry_after
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.code, self.code.replace("_", " "))
+
+    @classmethod
+    def from_engine(cls, error: SettlementError) -> ApiError:
+        return cls(ENGINE_STATUS.get(error.code, 422), error.code, error.detail, field=error.field)
+
+
+def unavailable(detail: str = "the database did not answer", retry_after: int = 2) -> ApiError:
+    return ApiError(503, "database_unavailable", detail, retry_after=retry_after)

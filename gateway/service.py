@@ -1,0 +1,547 @@
+"""Use cases behind the API: settle, quote, reverse, read, eligibility, people, clinics.
+
+Handlers translate HTTP; this module decides. Everything that can be refused
+without touching money is refused before the settlement transaction starts, so
+no refusal ever leaves a partial write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import itertools
+import time
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import msgspec
+
+from adapters import identity
+from adapters.store import (
+    AlreadyReversed,
+    Caps,
+    DuplicateRequest,
+    SettlementMissing,
+    Store,
+    StoredAnswer,
+)
+from gateway import api_models as api
+from gateway.metrics import Metrics
+from gateway.problems import ApiError
+from settlement import engine
+from settlement.errors import SettlementError
+from settlement.explain import explain
+from settlement.models import Accumulators, Bill, LineItem, Notice, PersonStatus, Settlement
+from settlement.policy import Policy, PolicyBook
+from settlement.registry import Membership, status_on
+
+CHINA = dt.timezone(dt.timedelta(hours=8), "CST")  # no daylight saving: a fixed offset is exact
+
+_json_encoder = msgspec.json.Encoder()
+_settlement_out = msgspec.json.Decoder(api.SettlementOut)
+_reversal_out = msgspec.json.Decoder(api.ReversalOut)
+
+
+def china_today() -> dt.date:
+    return dt.datetime.now(CHINA).date()
+
+
+@dataclass(frozen=True, slots=True)
+class Clinic:
+    clinic_id: str
+    name: str
+    level: str
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class Terminal:
+    terminal_id: str
+    clinic_id: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A response body (JSON bytes) and whether it was replayed from the idempotency store."""
+
+    body: bytes
+    replayed: bool
+
+
+def request_hash(operation: str, request: msgspec.Struct, *extra: str) -> bytes:
+    """Fingerprint of what was asked, independent of JSON vs MessagePack and key order."""
+    digest = hashlib.sha256(operation.encode())
+    for part in extra:
+        digest.update(b"\x00" + part.encode())
+    digest.update(b"\x00" + _json_encoder.encode(request))
+    return digest.digest()
+
+
+class Service:
+    def __init__(
+        self,
+        store: Store,
+        policies: PolicyBook,
+        pepper: bytes,
+        metrics: Metrics,
+        *,
+        future_date_tolerance_days: int = 1,
+    ) -> None:
+        self.store = store
+        self.policies = policies
+        self.pepper = pepper
+        self.metrics = metrics
+        self.future_tolerance = dt.timedelta(days=future_date_tolerance_days)
+        self._clinics: dict[str, Clinic] = {}
+        self._terminals: dict[str, Terminal] = {}
+        self._reference_loaded_at = 0.0
+        self._reference_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------ reference data
+
+    async def load_reference(self) -> None:
+        clinics = await self.store.clinics()
+        terminals = await self.store.terminals()
+        self._clinics = {row["clinic_id"]: Clinic(**dict(row)) for row in clinics}
+        self._terminals = {row["terminal_id"]: Terminal(**dict(row)) for row in terminals}
+        self._reference_loaded_at = time.monotonic()
+
+    async def _refresh_reference(self) -> None:
+        """Reload clinics and terminals on a miss, at most once a second (an unknown id cannot flood the DB)."""
+        async with self._reference_lock:
+            if time.monotonic() - self._reference_loaded_at >= 1.0:
+                await self.load_reference()
+
+    async def terminal(self, terminal_id: str | None) -> Terminal:
+        if not terminal_id:
+            raise ApiError(401, "unknown_terminal", "send the terminal id in the X-Terminal-Id header")
+        found = self._terminals.get(terminal_id)
+        if found is None:
+            await self._refresh_reference()
+            found = self._terminals.get(terminal_id)
+        if found is None:
+            raise ApiError(401, "unknown_terminal", "the terminal is not registered or has been revoked")
+        return found
+
+    async def clinic(self, clinic_id: str) -> Clinic:
+        found = self._clinics.get(clinic_id)
+        if found is None:
+            await self._refresh_reference()
+            found = self._clinics.get(clinic_id)
+        if found is None:
+            raise ApiError(422, "unknown_clinic", f"no clinic with id {clinic_id!r}", field="clinic_id")
+        return found
+
+    # ------------------------------------------------------------ helpers
+
+    def person_key(self, raw_id: str, field: str = "person_id") -> tuple[bytes, str]:
+        try:
+            national_id = identity.validate(raw_id)
+        except identity.InvalidNationalId as error:
+            raise ApiError(422, "invalid_national_id", f"person_id {error}", field=field) from None
+        return identity.person_key(national_id, self.pepper), identity.mask(national_id)
+
+    def policy_on(self, service_date: dt.date) -> Policy:
+        try:
+            return self.policies.in_force(service_date)
+        except SettlementError as error:
+            raise ApiError.from_engine(error) from None
+
+    def check_service_date(self, service_date: dt.date) -> None:
+        if service_date > china_today() + self.future_tolerance:
+            raise ApiError(422, "service_date_in_future", "the service date is later than today", field="service_date")
+
+    async def _prepare_bill(
+        self, terminal: Terminal, request: api.SettleRequest
+    ) -> tuple[Clinic, Bill, Policy, bytes, str]:
+        if request.clinic_id != terminal.clinic_id:
+            raise ApiError(
+                403, "terminal_not_for_clinic", "a terminal settles only for its own clinic", field="clinic_id"
+            )
+        clinic = await self.clinic(request.clinic_id)
+        key, masked = self.person_key(request.person_id)
+        self.check_service_date(request.service_date)
+        policy = self.policy_on(request.service_date)
+        bill = Bill(
+            clinic_level=clinic.level,  # type: ignore[arg-type]
+            visit_type=request.visit_type,
+            service_date=request.service_date,
+            items=tuple(
+                LineItem(
+                    code=item.code,
+                    name=item.name,
+                    category=item.category,
+                    amount=item.amount,
+                    quantity=item.quantity,
+                    unit_price=item.unit_price,
+                )
+                for item in request.items
+            ),
+        )
+        if bill.visit_type == "inpatient" and not policy.insurance.levels[bill.clinic_level].offers_inpatient:
+            raise ApiError(
+                422,
+                "inpatient_not_offered",
+                f"{clinic.level} clinics offer no inpatient care",
+                field="visit_type",
+            )
+        return clinic, bill, policy, key, masked
+
+    @staticmethod
+    def _caps(policy: Policy, status: PersonStatus) -> Caps:
+        category = policy.veteran_categories.get(status.veteran_category or "")
+        tier = policy.hardship_tiers.get(status.hardship_tier or "")
+        return Caps(
+            outpatient_deductible=policy.insurance.outpatient_deductible,
+            insurance_outpatient=policy.insurance.outpatient_cap,
+            insurance_inpatient=policy.insurance.inpatient_cap,
+            subsidy=category.annual_cap if category else 0,
+            aid=tier.annual_cap if tier else 0,
+        )
+
+    def _replay(self, stored: StoredAnswer, operation: str, fingerprint: bytes) -> Answer:
+        if stored.operation != operation or stored.request_hash != fingerprint:
+            raise ApiError(
+                422,
+                "idempotency_key_reused",
+                "this request_id was already used by this terminal with a different request",
+                field="request_id",
+            )
+        self.metrics.replays.labels(operation).inc()
+        return Answer(stored.response, replayed=True)
+
+    # ------------------------------------------------------------ settle and quote
+
+    async def settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
+        clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
+        fingerprint = request_hash("settle", request)
+        stored, person_exists, memberships = await self.store.before_settle(
+            terminal.terminal_id, request.request_id, key
+        )
+        if stored is not None:
+            return self._replay(stored, "settle", fingerprint)
+        if not person_exists:
+            raise ApiError(422, "unknown_person", "no person is registered under this national ID", field="person_id")
+        status = status_on(memberships, bill.service_date)
+        caps = self._caps(policy, status)
+
+        def compute(accumulators: Accumulators) -> tuple[Settlement, Caps]:
+            return engine.settle(bill, status, accumulators, policy), caps
+
+        def render(settlement_id: uuid.UUID, settlement: Settlement, now: dt.datetime) -> bytes:
+            return _json_encoder.encode(
+                self._settlement_out(settlement_id, terminal, clinic, masked, request.request_id, settlement, now)
+            )
+
+        document = _json_encoder.encode(msgspec.structs.replace(request, person_id=masked)).decode()
+        try:
+            settlement, body = await self.store.settle(
+                person_key=key,
+                year=bill.service_date.year,
+                compute=compute,
+                render=render,
+                settlement_id=uuid.uuid4(),
+                terminal_id=terminal.terminal_id,
+                request_id=request.request_id,
+                request_hash=fingerprint,
+                clinic_id=clinic.clinic_id,
+                request_document=document,
+                booked_on=china_today(),
+                now=dt.datetime.now(dt.UTC),
+            )
+        except SettlementError as error:
+            raise ApiError.from_engine(error) from None
+        except DuplicateRequest:
+            stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)
+            if stored is None:  # the winner rolled back after all: let the client retry
+                raise ApiError(409, "request_in_flight", "retry with the same request id") from None
+            return self._replay(stored, "settle", fingerprint)
+        self.metrics.settlements.labels(clinic.level, bill.visit_type, "settled").inc()
+        self.metrics.paid.labels("insurance").inc(settlement.insurance)
+        self.metrics.paid.labels("veteran_subsidy").inc(settlement.veteran_subsidy)
+        self.metrics.paid.labels("hardship_aid").inc(settlement.hardship_aid)
+        self.metrics.paid.labels("out_of_pocket").inc(settlement.out_of_pocket)
+        return Answer(body, replayed=False)
+
+    @staticmethod
+    def _settlement_out(
+        settlement_id: uuid.UUID,
+        terminal: Terminal,
+        clinic: Clinic,
+        masked: str,
+        request_id: str,
+        settlement: Settlement,
+        created_at: dt.datetime,
+    ) -> api.SettlementOut:
+        return api.SettlementOut(
+            settlement_id=settlement_id,
+            request_id=request_id,
+            terminal_id=terminal.terminal_id,
+            clinic_id=clinic.clinic_id,
+            clinic_level=settlement.clinic_level,
+            person=masked,
+            visit_type=settlement.visit_type,
+            service_date=settlement.service_date,
+            policy_version=settlement.policy_version,
+            total=settlement.total,
+            eligible=settlement.eligible,
+            self_pay_first=settlement.self_pay_first,
+            not_covered=settlement.not_covered,
+            insurance=settlement.insurance,
+            veteran_subsidy=settlement.veteran_subsidy,
+            hardship_aid=settlement.hardship_aid,
+            out_of_pocket=settlement.out_of_pocket,
+            traces=settlement.traces,
+            lines=settlement.lines,
+            accumulators_after=settlement.accumulators_after,
+            warnings=settlement.warnings,
+            explanation=explain(settlement),
+            created_at=created_at,
+        )
+
+    async def quote(self, terminal: Terminal, request: api.SettleRequest) -> api.QuoteOut:
+        clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
+        exists, memberships, accumulators = await self.store.person_for_eligibility(key, bill.service_date.year)
+        if not exists:
+            raise ApiError(422, "unknown_person", "no person is registered under this national ID", field="person_id")
+        try:
+            settlement = engine.quote(bill, status_on(memberships, bill.service_date), accumulators, policy)
+        except SettlementError as error:
+            raise ApiError.from_engine(error) from None
+        return api.QuoteOut(
+            quote=True,
+            clinic_id=clinic.clinic_id,
+            clinic_level=settlement.clinic_level,
+            person=masked,
+            visit_type=settlement.visit_type,
+            service_date=settlement.service_date,
+            policy_version=settlement.policy_version,
+            total=settlement.total,
+            eligible=settlement.eligible,
+            self_pay_first=settlement.self_pay_first,
+            not_covered=settlement.not_covered,
+            insurance=settlement.insurance,
+            veteran_subsidy=settlement.veteran_subsidy,
+            hardship_aid=settlement.hardship_aid,
+            out_of_pocket=settlement.out_of_pocket,
+            traces=settlement.traces,
+            lines=settlement.lines,
+            warnings=settlement.warnings,
+            explanation=explain(settlement),
+        )
+
+    # ------------------------------------------------------------ read and reverse
+
+    async def get_settlement(self, terminal: Terminal, settlement_id: uuid.UUID) -> bytes:
+        row = await self.store.get_settlement(settlement_id)
+        # Another clinic's settlement is "not found": a terminal learns nothing about it.
+        if row is None or (terminal.role == "terminal" and row["clinic_id"] != terminal.clinic_id):
+            raise ApiError(404, "settlement_not_found", "no such settlement")
+        settlement = msgspec.json.decode(row["result"], type=Settlement)
+        clinic = await self.clinic(row["clinic_id"])
+        out = self._settlement_out(
+            row["settlement_id"],
+            Terminal(row["terminal_id"], row["clinic_id"], "terminal"),
+            clinic,
+            row["person"],
+            row["request_id"],
+            settlement,
+            row["created_at"],
+        )
+        out = msgspec.structs.replace(out, reversed=row["reversal_id"] is not None, reversal_id=row["reversal_id"])
+        return _json_encoder.encode(out)
+
+    async def reverse(self, terminal: Terminal, settlement_id: uuid.UUID, request: api.ReversalRequest) -> Answer:
+        fingerprint = request_hash("reverse", request, str(settlement_id))
+        stored, found = await self.store.before_reverse(terminal.terminal_id, request.request_id, settlement_id)
+        if stored is not None:
+            return self._replay(stored, "reverse", fingerprint)
+        if found is None or (terminal.role == "terminal" and found[1] != terminal.clinic_id):
+            raise ApiError(404, "settlement_not_found", "no such settlement")
+        person_key = found[0]
+        reversal_id = uuid.uuid4()
+
+        def render(settlement: Settlement, now: dt.datetime) -> bytes:
+            return _json_encoder.encode(
+                api.ReversalOut(
+                    reversal_id=reversal_id,
+                    settlement_id=settlement_id,
+                    request_id=request.request_id,
+                    terminal_id=terminal.terminal_id,
+                    insurance=settlement.insurance,
+                    veteran_subsidy=settlement.veteran_subsidy,
+                    hardship_aid=settlement.hardship_aid,
+                    out_of_pocket=settlement.out_of_pocket,
+                    total=settlement.total,
+                    accumulators_returned=engine.settlement_deltas(settlement),
+                    created_at=now,
+                )
+            )
+
+        def give_back(settlement: Settlement, current: Accumulators) -> Accumulators:
+            return engine.apply_deltas(current, engine.reversal_deltas(settlement))
+
+        try:
+            _, body = await self.store.reverse(
+                person_key=person_key,
+                settlement_id=settlement_id,
+                reversal_id=reversal_id,
+                terminal_id=terminal.terminal_id,
+                request_id=request.request_id,
+                request_hash=fingerprint,
+                reason=request.reason,
+                give_back=give_back,
+                render=render,
+                booked_on=china_today(),
+                now=dt.datetime.now(dt.UTC),
+            )
+        except SettlementMissing:
+            raise ApiError(404, "settlement_not_found", "no such settlement") from None
+        except AlreadyReversed:
+            raise ApiError(409, "already_reversed", "this settlement has already been reversed") from None
+        except DuplicateRequest:
+            stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)
+            if stored is None:
+                raise ApiError(409, "request_in_flight", "retry with the same request id") from None
+            return self._replay(stored, "reverse", fingerprint)
+        self.metrics.reversals.inc()
+        return Answer(body, replayed=False)
+
+    # ------------------------------------------------------------ eligibility, people, clinics
+
+    async def eligibility(self, request: api.EligibilityRequest) -> api.EligibilityOut:
+        key, masked = self.person_key(request.person_id)
+        day = request.service_date or china_today()
+        policy = self.policy_on(day)
+        exists, memberships, acc = await self.store.person_for_eligibility(key, day.year)
+        if not exists:
+            raise ApiError(422, "unknown_person", "no person is registered under this national ID", field="person_id")
+        status = status_on(memberships, day)
+        insurance = policy.insurance
+        programmes = []
+        warnings = list(engine.strike_off_notices(status))
+        for membership in memberships:
+            if not membership.in_force(day):
+                continue
+            if membership.programme == "veteran_subsidy":
+                rule = policy.veteran_categories.get(membership.code)
+                cap, used = (rule.annual_cap if rule else 0), acc.subsidy_paid
+            elif membership.programme == "hardship_aid":
+                tier = policy.hardship_tiers.get(membership.code)
+                cap, used = (tier.annual_cap if tier else 0), acc.aid_paid
+            else:
+                cap = insurance.outpatient_cap + insurance.inpatient_cap
+                used = acc.insurance_outpatient_paid + acc.insurance_inpatient_paid
+            programmes.append(
+                api.ProgrammeOut(
+                    programme=membership.programme,
+                    code=membership.code,
+                    effective_from=membership.effective_from,
+                    struck_off_on=membership.struck_off_on,
+                    annual_cap=cap,
+                    used=used,
+                    remaining=max(0, cap - used),
+                )
+            )
+            if membership.struck_off_on is not None and membership.struck_off_on - day <= dt.timedelta(days=30):
+                warnings.append(
+                    Notice(
+                        code="ends_soon",
+                        message=f"{membership.programme} ({membership.code}) ends on "
+                        f"{membership.struck_off_on.isoformat()}",
+                        programme=membership.programme,
+                        date=membership.struck_off_on,
+                    )
+                )
+        return api.EligibilityOut(
+            person=masked,
+            service_date=day,
+            policy_version=policy.id,
+            insured=status.insured,
+            outpatient_deductible_remaining=max(0, insurance.outpatient_deductible - acc.outpatient_deductible_used)
+            if status.insured
+            else 0,
+            insurance_outpatient_cap_remaining=max(0, insurance.outpatient_cap - acc.insurance_outpatient_paid)
+            if status.insured
+            else 0,
+            insurance_inpatient_cap_remaining=max(0, insurance.inpatient_cap - acc.insurance_inpatient_paid)
+            if status.insured
+            else 0,
+            programmes=programmes,
+            unpaid_eligible_year_to_date=acc.unpaid_eligible,
+            warnings=warnings,
+        )
+
+    async def upsert_person(self, request: api.PersonRequest) -> api.PersonOut:
+        key, masked = self.person_key(request.person_id)
+        known = {
+            "insurance": ("resident",),
+            "veteran_subsidy": tuple(self.policies.in_force(dt.date.max).veteran_categories)
+            if len(self.policies)
+            else (),
+            "hardship_aid": tuple(self.policies.in_force(dt.date.max).hardship_tiers) if len(self.policies) else (),
+        }
+        memberships = []
+        for index, item in enumerate(request.memberships):
+            field = f"memberships[{index}]"
+            if item.programme != "insurance" and item.code not in known[item.programme]:
+                raise ApiError(
+                    422,
+                    "invalid_membership",
+                    f"unknown {item.programme} code; expected one of {', '.join(known[item.programme])}",
+                    field=f"{field}.code",
+                )
+            if item.struck_off_on is not None and item.struck_off_on <= item.effective_from:
+                raise ApiError(
+                    422,
+                    "invalid_membership",
+                    "struck_off_on must be after effective_from",
+                    field=f"{field}.struck_off_on",
+                )
+            memberships.append(
+                Membership(
+                    programme=item.programme,
+                    code=item.code,
+                    effective_from=item.effective_from,
+                    struck_off_on=item.struck_off_on,
+                )
+            )
+        # At most one membership of each programme in force on any date.
+        for programme in ("insurance", "veteran_subsidy", "hardship_aid"):
+            spans = sorted((m for m in memberships if m.programme == programme), key=lambda m: m.effective_from)
+            for earlier, later in itertools.pairwise(spans):
+                if earlier.struck_off_on is None or earlier.struck_off_on > later.effective_from:
+                    raise ApiError(
+                        422,
+                        "invalid_membership",
+                        f"two {programme} memberships overlap; strike off the earlier one first",
+                        field="memberships",
+                    )
+        created = await self.store.upsert_person(key, masked, request.name, memberships)
+        return api.PersonOut(person=masked, name=request.name, created=created, memberships=list(request.memberships))
+
+    async def clinics(self, level: str | None) -> api.ClinicsOut:
+        if level is not None and level not in ("village", "township", "county"):
+            raise ApiError(422, "validation_failed", "level must be village, township or county", field="level")
+        rows = await self.store.clinics(level)
+        return api.ClinicsOut(clinics=[api.ClinicOut(**dict(row)) for row in rows])
+
+
+def is_database_error(error: BaseException) -> bool:
+    """Errors meaning the database cannot be reached or the pool is exhausted: answer 503, not 500."""
+    return isinstance(
+        error,
+        OSError
+        | asyncio.TimeoutError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.PostgresConnectionError
+        | asyncpg.exceptions.TooManyConnectionsError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.InterfaceError
+        | asyncpg.exceptions.QueryCanceledError
+        | asyncpg.exceptions.LockNotAvailableError,
+    )
