@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ def start_embedded(data_dir: Path) -> tuple[str, Any]:
     Returns the connection URL and the server handle; the server stops when the
     last process using it exits. Needs the ``embedded`` extra.
     """
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")  # pgserver's platformdirs, harmless
     try:
         import pgserver  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - depends on installed extras

@@ -24,6 +24,7 @@ from settlement.models import CLINIC_LEVELS, ClinicLevel, VisitType
 from settlement.money import fen_from_yuan, format_rate, rate_from_decimal
 
 VETERAN_CATEGORIES: tuple[str, ...] = ("disabled_veteran", "priority_care")
+MAX_POLICY_YUAN = 10**10  # no deductible, cap or band edge is anywhere near this; larger is a typo
 HARDSHIP_TIERS: tuple[str, ...] = (
     "destitute",
     "minimum_allowance",
@@ -93,7 +94,9 @@ class Policy(Rule, frozen=True, kw_only=True):
 
 # ---------------------------------------------------------------- file form
 
-Number = int | Decimal
+# Numbers are typed Any here so msgspec leaves them as parsed (it would turn "0.75" into a
+# Decimal); _Checker.number accepts only TOML integers and decimals.
+Number = Any
 
 
 class _File(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -162,7 +165,18 @@ class _Checker:
     def fail(self, path: str, problem: str) -> PolicyError:
         return PolicyError(self.source, path, problem)
 
+    def number(self, value: Number, path: str) -> Decimal:
+        """Only TOML numbers: msgspec would turn the string "0.75" into a Decimal, and bool is an int."""
+        if type(value) is int:
+            return Decimal(value)
+        if type(value) is not Decimal:
+            raise self.fail(path, f"expected a number, got {type(value).__name__}")
+        if not value.is_finite():
+            raise self.fail(path, f"{value} is not a finite number")
+        return value
+
     def rate(self, value: Number, path: str) -> int:
+        value = self.number(value, path)
         if not 0 <= value <= 1:
             raise self.fail(path, f"rate {value} must be between 0 and 1")
         try:
@@ -171,8 +185,11 @@ class _Checker:
             raise self.fail(path, str(error)) from None
 
     def money(self, value: Number, path: str) -> int:
+        value = self.number(value, path)
         if value < 0:
             raise self.fail(path, f"amount {value} must be >= 0")
+        if value > MAX_POLICY_YUAN:
+            raise self.fail(path, f"amount {value} is larger than {MAX_POLICY_YUAN} yuan")
         try:
             return fen_from_yuan(value)
         except ValueError as error:
@@ -250,6 +267,8 @@ def parse_policy(text: str, source: str) -> Policy:
     for name in HARDSHIP_TIERS:
         path = f"$.hardship_aid.tiers.{name}"
         tier = tiers[name]
+        if name == "medical_hardship" and check.number(tier.outpatient_rate, f"{path}.outpatient_rate") != 0:
+            raise check.fail(f"{path}.outpatient_rate", "medical_hardship pays only on inpatient bills: use 0.00")
         hardship_tiers[name] = TierRule(
             outpatient_rate=check.rate(tier.outpatient_rate, f"{path}.outpatient_rate"),
             inpatient_bands=_bands(check, tier.inpatient_bands, f"{path}.inpatient_bands"),
