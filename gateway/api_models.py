@@ -21,7 +21,7 @@ from settlement.models import (
 MAX_FEN = 10_000_000_000  # 100 million yuan: no single line or bill is larger
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 ClinicId = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-NationalId = Annotated[str, msgspec.Meta(min_length=15, max_length=20)]
+NationalId = Annotated[str, msgspec.Meta(max_length=32)]  # checked by adapters.identity for a precise error
 Fen = Annotated[int, msgspec.Meta(ge=0, le=MAX_FEN)]
 
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -38,6 +39,10 @@ settings_key = web.AppKey("settings", Settings)
 service_key = web.AppKey("service", Service)
 metrics_key = web.AppKey("metrics", Metrics)
 state_key = web.AppKey("state", dict)
+request_id_key = web.RequestKey("request_id", str)
+clinic_key = web.RequestKey("clinic_id", str)
+terminal_key = web.RequestKey("terminal_id", str)
+problem_code_key = web.RequestKey("problem_code", str)
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,7 +90,7 @@ async def decode_body(request: web.Request, model: type[T]) -> T:
         if message.startswith("Object missing required field") or message.startswith("Object contains unknown field"):
             field = (f"{field}." if field else "") + message.split("`")[1]
         raise ApiError(422, "validation_failed", message, field=field) from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ApiError(
             400, "bad_request", f"the body is not valid {'JSON' if content_type == JSON else 'MessagePack'}: {error}"
         ) from None
@@ -124,7 +129,7 @@ def problem_response(request: web.Request, error: ApiError) -> web.Response:
         status=error.status,
         detail=error.detail,
         code=error.code,
-        request_id=request.get("request_id", ""),
+        request_id=request.get(request_id_key, ""),
         field=error.field,
         retry_after=error.retry_after,
     )
@@ -144,7 +149,7 @@ def _route_name(request: web.Request) -> str:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, one canonical log line, the duration histogram, and problem rendering."""
     request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[request_id_key] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
@@ -165,9 +170,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             route=route,
             status=status,
             duration_ms=round(duration * 1000, 2),
-            clinic=request.get("clinic_id"),
-            terminal=request.get("terminal_id"),
-            code=request.get("problem_code"),
+            clinic=request.get(clinic_key),
+            terminal=request.get(terminal_key),
+            code=request.get(problem_code_key),
         )
     return response
 
@@ -194,7 +199,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         else:
             log.exception("unhandled_error")
             error = ApiError(500, "internal_error", "an internal error occurred; it has been logged")
-    request["problem_code"] = error.code
+    request[problem_code_key] = error.code
     metrics.errors.labels(error.code).inc()
     return problem_response(request, error)
 
@@ -207,7 +212,7 @@ async def settle(request: web.Request) -> web.Response:
     terminal = await _terminal(request)
     body = await decode_body(request, api.SettleRequest)
     _check_lines(request, body)
-    request["clinic_id"] = body.clinic_id
+    request[clinic_key] = body.clinic_id
     answer = await service.settle(terminal, body)
     return respond_answer(request, answer, api.SettlementOut, 201)
 
@@ -217,7 +222,7 @@ async def quote(request: web.Request) -> web.Response:
     terminal = await _terminal(request)
     body = await decode_body(request, api.SettleRequest)
     _check_lines(request, body)
-    request["clinic_id"] = body.clinic_id
+    request[clinic_key] = body.clinic_id
     return respond(request, await service.quote(terminal, body))
 
 
@@ -293,7 +298,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 async def _terminal(request: web.Request) -> Any:
     terminal = await request.app[service_key].terminal(request.headers.get("X-Terminal-Id"))
-    request["terminal_id"] = terminal.terminal_id
+    request[terminal_key] = terminal.terminal_id
     return terminal
 
 
@@ -342,7 +347,7 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         if applied:
             log.info("migrated", applied=applied)
         store = Store(pool, acquire_timeout=settings.pool_acquire_timeout)
-        folder = settings.policy_dir or policy_dir()
+        folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
         await store.sync_policies([(policy, str(folder), _policy_document(policy)) for policy in book])
         service = Service(

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,7 +24,7 @@ def database_url(settings: Settings) -> str:
     """``DATABASE_URL`` when set; otherwise the embedded PostgreSQL in the data folder."""
     if settings.database_url:
         return settings.database_url
-    url, server = db.start_embedded(settings.data_dir.resolve() / "pg")
+    url, server = db.start_embedded(Path(settings.data_dir).resolve() / "pg")
     _embedded_servers.append(server)
     return url
 

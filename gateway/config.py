@@ -20,7 +20,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     database_url: str | None = None
-    data_dir: Path = Path(".data")
+    data_dir: str = ".data"
     id_pepper: bytes = b""
     pool_min: int = 2
     pool_max: int = 12
@@ -29,7 +29,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_lines: int = 500
     log_format: Literal["json", "console"] | None = None  # None: console on a terminal, else JSON
     log_level: str = "info"
-    policy_dir: Path | None = None
+    policy_dir: str | None = None
     shutdown_timeout: float = 20.0
     future_date_tolerance_days: int = 1
 
@@ -39,8 +39,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         shown["id_pepper"] = "<set>" if self.id_pepper else "<unset>"
         if self.database_url:
             shown["database_url"] = _mask_url(self.database_url)
-        shown["data_dir"] = str(self.data_dir)
-        shown["policy_dir"] = str(self.policy_dir) if self.policy_dir else None
         return shown
 
 
@@ -97,7 +95,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             "MEDSETTLE_ID_PEPPER is not set. In production the national-ID pepper must come from a secret;"
             " generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
         )
-    return msgspec.structs.replace(settings, id_pepper=_development_pepper(settings.data_dir))
+    return msgspec.structs.replace(settings, id_pepper=_development_pepper(Path(settings.data_dir)))
 
 
 def _variable_for(message: str) -> str:

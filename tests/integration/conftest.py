@@ -1,0 +1,165 @@
+"""Integration fixtures: a real PostgreSQL and the real gateway over real HTTP on 127.0.0.1.
+
+Without DATABASE_URL the tests start their own embedded PostgreSQL (pgserver) in a
+temporary folder. With DATABASE_URL they create a private database on that server
+and drop it afterwards, so they never touch data they did not make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import os
+import random
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters import db, identity
+from adapters.check import check_invariants
+from adapters.demo import seed_demo
+from gateway.app import create_app
+from gateway.config import load_settings
+
+PEPPER = b"integration-test-pepper"
+ADMIN = {"X-Terminal-Id": "admin-1"}
+COUNTY = {"X-Terminal-Id": "term-C001"}
+TOWNSHIP = {"X-Terminal-Id": "term-T001"}
+VILLAGE = {"X-Terminal-Id": "term-V001"}
+TABLES = (
+    "people",
+    "memberships",
+    "settlements",
+    "ledger_entries",
+    "accumulators",
+    "idempotency_keys",
+    "reversals",
+)
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _admin(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server_url = os.environ.get("DATABASE_URL")
+    if server_url:
+        name = f"medsettle_test_{uuid.uuid4().hex[:10]}"
+        asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
+        yield _with_database(server_url, name)
+        asyncio.run(_admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
+    else:
+        url, server = db.start_embedded(tmp_path_factory.mktemp("pg"))
+        yield url
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        await db.migrate(connection)
+        await seed_demo(connection, PEPPER, population=200)
+    finally:
+        await connection.close()
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return load_settings(
+        {},
+        id_pepper=PEPPER.decode(),
+        data_dir=str(tmp_path_factory.mktemp("data")),
+        pool_max=16,
+    )
+
+
+@pytest.fixture(scope="session")
+async def client(pool: asyncpg.Pool, database_url: str, settings: Any) -> AsyncIterator[TestClient]:
+    app = create_app(settings, dsn=database_url)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield test_client
+    # Every integration run ends with the invariant check over everything the tests wrote.
+    connection = await asyncpg.connect(database_url)
+    try:
+        violations = await check_invariants(connection)
+    finally:
+        await connection.close()
+    assert not violations, f"invariants broken after the tests: {violations}"
+
+
+_sequence = itertools.count(1)
+_rng = random.Random(1234)
+
+
+def fresh_national_id() -> str:
+    """A valid national ID nobody else in the run has."""
+    number = next(_sequence)
+    birth = dt.date(1940, 1, 1) + dt.timedelta(days=_rng.randrange(0, 365 * 70))
+    return identity.make_id("410103", birth, number % 1000)
+
+
+async def register(client: TestClient, *programmes: tuple[str, str], **dates: dt.date) -> str:
+    """Create a person through the API with the given (programme, code) memberships from 2026-01-01."""
+    national_id = fresh_national_id()
+    start = dates.get("effective_from", dt.date(2026, 1, 1))
+    struck_off = dates.get("struck_off_on")
+    memberships = [
+        {
+            "programme": programme,
+            "code": code,
+            "effective_from": start.isoformat(),
+            **({"struck_off_on": struck_off.isoformat()} if struck_off and programme == "hardship_aid" else {}),
+        }
+        for programme, code in programmes
+    ]
+    response = await client.post(
+        "/v1/people", json={"person_id": national_id, "memberships": memberships}, headers=ADMIN
+    )
+    assert response.status == 201, await response.text()
+    return national_id
+
+
+def bill(
+    national_id: str,
+    *items: tuple[str, int],
+    clinic_id: str = "C001",
+    visit_type: str = "inpatient",
+    service_date: str = "2026-05-01",
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id or f"req-{uuid.uuid4().hex}",
+        "clinic_id": clinic_id,
+        "person_id": national_id,
+        "visit_type": visit_type,
+        "service_date": service_date,
+        "items": [
+            {"code": f"ITEM-{index}", "name": f"item {index}", "category": category, "amount": amount}
+            for index, (category, amount) in enumerate(items)
+        ],
+    }
+
+
+async def row_counts(pool: asyncpg.Pool) -> dict[str, int]:
+    async with pool.acquire() as connection:
+        return {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}

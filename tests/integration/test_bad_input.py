@@ -1,0 +1,114 @@
+"""Hostile and broken input: every case is a 4xx problem with a stable code, and nothing is written."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import msgspec
+import pytest
+
+from tests.integration.conftest import COUNTY, bill, register, row_counts
+
+pytestmark = pytest.mark.integration
+
+
+def _raw(text: str) -> tuple[bytes, str]:
+    return text.encode(), "application/json"
+
+
+@pytest.fixture(scope="module")
+async def person(client):
+    return await register(client, ("insurance", "resident"), ("hardship_aid", "destitute"))
+
+
+def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
+    good = bill(person, ("A", 10_000), visit_type="outpatient")
+
+    def with_item(**change: object) -> bytes:
+        return json.dumps({**good, "items": [{**good["items"][0], **change}]}).encode()
+
+    def without(field: str) -> bytes:
+        return json.dumps({key: value for key, value in good.items() if key != field}).encode()
+
+    def replace(**change: object) -> bytes:
+        return json.dumps({**good, **change}).encode()
+
+    JSON = "application/json"
+    return [
+        ("malformed json", b'{"request_id": ', JSON, 400, "bad_request", None),
+        ("not an object", b"[1, 2, 3]", JSON, 422, "validation_failed", None),
+        ("invalid utf-8", b'{"request_id": "\xff\xfe"}', JSON, 400, "bad_request", None),
+        ("wrong type", replace(visit_type=3), JSON, 422, "validation_failed", "visit_type"),
+        ("unknown visit type", replace(visit_type="emergency"), JSON, 422, "validation_failed", "visit_type"),
+        ("negative amount", with_item(amount=-1), JSON, 422, "validation_failed", "items[0].amount"),
+        ("float amount", with_item(amount=100.5), JSON, 422, "validation_failed", "items[0].amount"),
+        ("whole float amount", with_item(amount=100.0), JSON, 422, "validation_failed", "items[0].amount"),
+        ("nan", json.dumps(good).replace("10000", "NaN").encode(), JSON, 400, "bad_request", None),
+        ("infinity", json.dumps(good).replace("10000", "Infinity").encode(), JSON, 400, "bad_request", None),
+        ("1e400", json.dumps(good).replace("10000", "1e400").encode(), JSON, 422, "validation_failed", None),
+        ("huge integer", json.dumps(good).replace("10000", "9" * 5000).encode(), JSON, 422, "validation_failed", None),
+        ("amount over limit", with_item(amount=10**11), JSON, 422, "validation_failed", "items[0].amount"),
+        ("unknown field", replace(discount=5), JSON, 422, "validation_failed", "discount"),
+        ("unknown item field", with_item(colour="red"), JSON, 422, "validation_failed", "items[0].colour"),
+        ("missing field", without("visit_type"), JSON, 422, "validation_failed", "visit_type"),
+        ("missing items", without("items"), JSON, 422, "validation_failed", "items"),
+        ("empty items", replace(items=[]), JSON, 422, "validation_failed", "items"),
+        ("bad category", with_item(category="D"), JSON, 422, "validation_failed", "items[0].category"),
+        ("quantity disagrees", with_item(quantity=3, unit_price=3), JSON, 422, "invalid_bill", "items[0].amount"),
+        ("quantity alone", with_item(quantity=2), JSON, 422, "invalid_bill", "items[0].unit_price"),
+        ("impossible date", replace(service_date="2026-02-30"), JSON, 422, "validation_failed", "service_date"),
+        ("decades past", replace(service_date="1990-06-01"), JSON, 422, "no_policy_in_force", "service_date"),
+        ("bad request id", replace(request_id="has spaces"), JSON, 422, "validation_failed", "request_id"),
+        ("too many lines", replace(items=[good["items"][0]] * 501), JSON, 413, "too_many_lines", "items"),
+        ("oversized body", b'{"request_id": "' + b"x" * (2 * 1024 * 1024) + b'"}', JSON, 413, "body_too_large", None),
+        ("wrong content type", json.dumps(good).encode(), "text/plain", 415, "unsupported_media_type", None),
+        ("garbage msgpack", b"\xc1\xc1\xc1", "application/msgpack", 400, "bad_request", None),
+        (
+            "msgpack float",
+            msgspec.msgpack.encode({**good, "items": [{**good["items"][0], "amount": 1.5}]}),
+            "application/msgpack",
+            422,
+            "validation_failed",
+            "items[0].amount",
+        ),  # fmt: skip
+    ]
+
+
+async def test_bad_input_is_a_4xx_problem_and_writes_nothing(client, pool, person):
+    before = await row_counts(pool)
+    for name, body, content_type, status, code, field in _cases(person):
+        data = io.BytesIO(body) if len(body) > 1_000_000 else body  # aiohttp warns on large raw bytes
+        response = await client.post("/v1/settlements", data=data, headers={**COUNTY, "Content-Type": content_type})
+        assert response.content_type == "application/problem+json", name
+        problem = await response.json()
+        assert (response.status, problem["code"]) == (status, code), (name, problem)
+        assert problem["status"] == status and problem["title"] and problem["detail"] and problem["request_id"]
+        if field is not None:
+            assert problem.get("field") == field, (name, problem)
+        assert person not in json.dumps(problem), name
+    assert await row_counts(pool) == before
+
+
+async def test_bad_input_on_other_routes(client, pool, person):
+    before = await row_counts(pool)
+    checks = [
+        ("POST", "/v1/settlements/not-a-uuid/reversal", {"request_id": "r"}, 404, "settlement_not_found"),
+        (
+            "POST",
+            "/v1/settlements/00000000-0000-0000-0000-000000000000/reversal",
+            {"request_id": "r"},
+            404,
+            "settlement_not_found",
+        ),  # fmt: skip
+        ("POST", "/v1/eligibility", {"person_id": "123"}, 422, "invalid_national_id"),
+        ("POST", "/v1/eligibility", {"person_id": person, "extra": 1}, 422, "validation_failed"),
+        ("GET", "/v1/settlements/00000000-0000-0000-0000-000000000000", None, 404, "settlement_not_found"),
+        ("DELETE", "/v1/settlements", None, 405, "method_not_allowed"),
+        ("GET", "/v2/anything", None, 404, "not_found"),
+    ]
+    for method, path, body, status, code in checks:
+        response = await client.request(method, path, json=body, headers=COUNTY)
+        problem = await response.json()
+        assert (response.status, problem["code"]) == (status, code), (path, problem)
+    assert await row_counts(pool) == before

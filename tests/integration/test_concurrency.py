@@ -1,0 +1,96 @@
+"""Races: the person-year row lock keeps caps, and the idempotency key keeps one settlement per request."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from adapters.check import check_invariants
+from tests.integration.conftest import TOWNSHIP, bill, register, row_counts
+
+pytestmark = pytest.mark.integration
+
+# Default policy caps, in fen.
+INSURANCE_INPATIENT_CAP = 20_000_000
+PRIORITY_CARE_CAP = 1_000_000
+DESTITUTE_CAP = 6_000_000
+
+
+async def test_concurrent_settlements_never_pass_a_cap(client, pool):
+    """50 inpatient bills of 50,000.00 at once for one person: every payer's cap runs out part-way.
+
+    Without the row lock, transactions read the same accumulators and each pays as if it
+    were first, so the sums pass the caps and the accumulators stop matching the ledger.
+    """
+    person = await register(
+        client, ("insurance", "resident"), ("veteran_subsidy", "priority_care"), ("hardship_aid", "destitute")
+    )
+    bodies = [bill(person, ("A", 5_000_000), clinic_id="T001") for _ in range(50)]
+    responses = await asyncio.gather(*(client.post("/v1/settlements", json=body, headers=TOWNSHIP) for body in bodies))
+    results = [await response.json() for response in responses]
+    assert [response.status for response in responses] == [201] * 50, results
+
+    insurance = sum(result["insurance"] for result in results)
+    subsidy = sum(result["veteran_subsidy"] for result in results)
+    aid = sum(result["hardship_aid"] for result in results)
+    # Each cap is reached exactly: the bills are large enough to exhaust all three.
+    assert insurance == INSURANCE_INPATIENT_CAP
+    assert subsidy == PRIORITY_CARE_CAP
+    assert aid == DESTITUTE_CAP
+    for result in results:
+        assert (
+            result["insurance"] + result["veteran_subsidy"] + result["hardship_aid"] + result["out_of_pocket"]
+            == (result["total"])
+        )
+
+    async with pool.acquire() as connection:
+        row = await connection.fetchrow(
+            "SELECT insurance_inpatient_paid, subsidy_paid, aid_paid FROM accumulators a"
+            " JOIN settlements s USING (person_key) WHERE s.settlement_id = $1::uuid AND a.year = 2026",
+            results[0]["settlement_id"],
+        )
+        assert tuple(row) == (insurance, subsidy, aid)
+        assert await check_invariants(connection) == []
+
+
+async def test_duplicate_storm_settles_once(client, pool):
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "low_income"))
+    body = bill(person, ("A", 800_000), ("B", 120_000), clinic_id="T001")
+    before = await row_counts(pool)
+    responses = await asyncio.gather(*(client.post("/v1/settlements", json=body, headers=TOWNSHIP) for _ in range(100)))
+    results = [await response.json() for response in responses]
+    statuses = sorted(response.status for response in responses)
+    assert statuses.count(201) == 1 and statuses.count(200) == 99, statuses
+
+    ids = {result["settlement_id"] for result in results}
+    assert len(ids) == 1
+    first = next(result for result in results if not result["replayed"])
+    for result in results:
+        assert {**result, "replayed": False} == first
+    after = await row_counts(pool)
+    assert after["settlements"] == before["settlements"] + 1
+    assert after["ledger_entries"] == before["ledger_entries"] + 5
+    assert after["idempotency_keys"] == before["idempotency_keys"] + 1
+
+    changed = {**body, "items": [{**body["items"][0], "amount": 800_001}, body["items"][1]]}
+    response = await client.post("/v1/settlements", json=changed, headers=TOWNSHIP)
+    problem = await response.json()
+    assert response.status == 422 and problem["code"] == "idempotency_key_reused"
+    assert await row_counts(pool) == after
+
+
+async def test_concurrent_reversals_reverse_once(client, pool):
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
+    created = await (
+        await client.post("/v1/settlements", json=bill(person, ("A", 2_000_000), clinic_id="T001"), headers=TOWNSHIP)
+    ).json()
+    path = f"/v1/settlements/{created['settlement_id']}/reversal"
+    responses = await asyncio.gather(
+        *(client.post(path, json={"request_id": f"rev-{uuid.uuid4().hex}"}, headers=TOWNSHIP) for _ in range(20))
+    )
+    statuses = sorted(response.status for response in responses)
+    assert statuses == [201] + [409] * 19, [await response.json() for response in responses]
+    async with pool.acquire() as connection:
+        assert await check_invariants(connection) == []
