@@ -71,7 +71,7 @@ def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
             422,
             "validation_failed",
             "items[0].amount",
-        ),  # fmt: skip
+        ),
     ]
 
 
@@ -100,7 +100,7 @@ async def test_bad_input_on_other_routes(client, pool, person):
             {"request_id": "r"},
             404,
             "settlement_not_found",
-        ),  # fmt: skip
+        ),
         ("POST", "/v1/eligibility", {"person_id": "123"}, 422, "invalid_national_id"),
         ("POST", "/v1/eligibility", {"person_id": person, "extra": 1}, 422, "validation_failed"),
         ("GET", "/v1/settlements/00000000-0000-0000-0000-000000000000", None, 404, "settlement_not_found"),
