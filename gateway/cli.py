@@ -157,3 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_format or ("console" if sys.stderr.isatty() else "json"), settings.log_level)
     raise SystemExit(args.run(settings, args))
+
+
+if __name__ == "__main__":
+    main()

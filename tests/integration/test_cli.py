@@ -1,0 +1,75 @@
+"""The medsettle command line against the test database, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import COUNTY, PEPPER, bill, register
+
+pytestmark = pytest.mark.integration
+
+
+def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "DATABASE_URL": database_url, "MEDSETTLE_ID_PEPPER": PEPPER.decode()}
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_migrate_is_idempotent(database_url, pool):
+    result = medsettle(database_url, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert "none, schema is current" in result.stdout
+
+
+async def test_check_passes_then_names_a_tampered_settlement(client, pool, database_url):
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "destitute"))
+    response = await client.post("/v1/settlements", json=bill(person, ("A", 300_000)), headers=COUNTY)
+    settlement = await response.json()
+    result = medsettle(database_url, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all invariants hold" in result.stdout
+
+    # Move one fen from the aid fund's ledger line to nowhere: the ledger no longer balances and
+    # the aid accumulator no longer equals its ledger. Put it back afterwards.
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "UPDATE ledger_entries SET amount = amount + 1 WHERE settlement_id = $1::uuid AND account = 'aid_fund'",
+            settlement["settlement_id"],
+        )
+        try:
+            result = medsettle(database_url, "check", "--json")
+        finally:
+            await connection.execute(
+                "UPDATE ledger_entries SET amount = amount - 1 WHERE settlement_id = $1::uuid AND account = 'aid_fund'",
+                settlement["settlement_id"],
+            )
+    assert result.returncode == 1
+    rules = {violation["rule"] for violation in json.loads(result.stdout)}
+    assert {"ledger_balances", "ledger_matches_settlement", "accumulators_equal_ledger"} <= rules
+    assert any(settlement["settlement_id"] in v["detail"] for v in json.loads(result.stdout))
+
+
+async def test_production_refuses_to_start_without_pepper(database_url):
+    environment = {**os.environ, "DATABASE_URL": database_url, "MEDSETTLE_ENV": "production"}
+    environment.pop("MEDSETTLE_ID_PEPPER", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "MEDSETTLE_ID_PEPPER is not set" in result.stderr
