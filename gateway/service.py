@@ -401,6 +401,10 @@ class Service:
         except SettlementMissing:
             raise ApiError(404, "settlement_not_found", "no such settlement") from None
         except AlreadyReversed:
+            # A concurrent copy of this very request may have reversed it first: that is a replay.
+            stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)
+            if stored is not None:
+                return self._replay(stored, "reverse", fingerprint)
             raise ApiError(409, "already_reversed", "this settlement has already been reversed") from None
         except DuplicateRequest:
             stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)

@@ -94,3 +94,20 @@ async def test_concurrent_reversals_reverse_once(client, pool):
     assert statuses == [201] + [409] * 19, [await response.json() for response in responses]
     async with pool.acquire() as connection:
         assert await check_invariants(connection) == []
+
+
+async def test_duplicate_reversal_storm_replays(client, pool):
+    person = await register(client, ("insurance", "resident"), ("veteran_subsidy", "disabled_veteran"))
+    created = await (
+        await client.post("/v1/settlements", json=bill(person, ("A", 900_000), clinic_id="T001"), headers=TOWNSHIP)
+    ).json()
+    path = f"/v1/settlements/{created['settlement_id']}/reversal"
+    body = {"request_id": f"rev-{uuid.uuid4().hex}", "reason": "billed twice"}
+    responses = await asyncio.gather(*(client.post(path, json=body, headers=TOWNSHIP) for _ in range(20)))
+    results = [await response.json() for response in responses]
+    assert sorted(response.status for response in responses) == [200] * 19 + [201], results
+    assert len({result["reversal_id"] for result in results}) == 1
+    async with pool.acquire() as connection:
+        assert await connection.fetchval(
+            "SELECT count(*) FROM reversals WHERE settlement_id = $1::uuid", created["settlement_id"]
+        ) == 1
