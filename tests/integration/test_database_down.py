@@ -1,0 +1,76 @@
+"""The database going away gives 503 with Retry-After (never a 500), and service resumes when it returns.
+
+This test runs its own embedded PostgreSQL so it can stop and start it without
+disturbing the shared test database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters import db
+from adapters.demo import seed_demo
+from gateway.app import create_app
+from tests.integration.conftest import ADMIN, COUNTY, PEPPER, bill, fresh_national_id
+
+pytestmark = pytest.mark.integration
+
+
+async def _prepare(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await db.migrate(connection)
+        await seed_demo(connection, PEPPER, population=10)
+    finally:
+        await connection.close()
+
+
+async def test_database_down_answers_503_and_recovers(settings, tmp_path):
+    folder = tmp_path / "pg"
+    url, server = db.start_embedded(folder)
+    await _prepare(url)
+    app = create_app(settings, dsn=url)
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            national_id = fresh_national_id()
+            response = await client.post(
+                "/v1/people",
+                json={
+                    "person_id": national_id,
+                    "memberships": [{"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"}],
+                },
+                headers=ADMIN,
+            )
+            assert response.status == 201
+            assert (
+                await client.post("/v1/settlements", json=bill(national_id, ("A", 1000)), headers=COUNTY)
+            ).status == 201
+
+            server.cleanup()  # stop PostgreSQL under the running gateway
+            pending = bill(national_id, ("A", 2000))
+            for _ in range(3):
+                response = await client.post("/v1/settlements", json=pending, headers=COUNTY)
+                problem = await response.json()
+                assert response.status == 503, problem
+                assert problem["code"] == "database_unavailable"
+                assert int(response.headers["Retry-After"]) >= 1
+            assert (await client.get("/readyz")).status == 503
+            assert (await client.get("/healthz")).status == 200
+
+            url, server = db.start_embedded(folder)  # the database returns; the gateway is not restarted
+            returned = time.monotonic()
+            while True:
+                response = await client.post("/v1/settlements", json=pending, headers=COUNTY)
+                if response.status == 201:
+                    break
+                assert response.status == 503, await response.text()
+                assert time.monotonic() - returned < 10, "service did not resume within 10 s"
+                await asyncio.sleep(0.2)
+            assert (await client.get("/readyz")).status == 200
+    finally:
+        server.cleanup()
