@@ -216,6 +216,19 @@ class Service:
     # ------------------------------------------------------------ settle and quote
 
     async def settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
+        known = self._clinics.get(request.clinic_id)
+        level = known.level if known else "unknown"
+        try:
+            answer = await self._settle(terminal, request)
+        except ApiError as error:
+            if error.status < 500:
+                self.metrics.settlements.labels(level, request.visit_type, "refused").inc()
+            raise
+        outcome = "replayed" if answer.replayed else "settled"
+        self.metrics.settlements.labels(level, request.visit_type, outcome).inc()
+        return answer
+
+    async def _settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
         clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
         fingerprint = request_hash("settle", request)
         stored, person_exists, memberships = await self.store.before_settle(
@@ -259,7 +272,6 @@ class Service:
             if stored is None:  # the winner rolled back after all: let the client retry
                 raise ApiError(409, "request_in_flight", "retry with the same request id") from None
             return self._replay(stored, "settle", fingerprint)
-        self.metrics.settlements.labels(clinic.level, bill.visit_type, "settled").inc()
         self.metrics.paid.labels("insurance").inc(settlement.insurance)
         self.metrics.paid.labels("veteran_subsidy").inc(settlement.veteran_subsidy)
         self.metrics.paid.labels("hardship_aid").inc(settlement.hardship_aid)
