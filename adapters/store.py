@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from adapters.registry_store import ImportReport, PersonEntry, apply_entries
 from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Settlement
 from settlement.policy import Policy
 from settlement.registry import Membership
@@ -213,24 +214,34 @@ class Store:
 
     # ------------------------------------------------------------ people
 
-    async def upsert_person(self, person_key: bytes, masked_id: str, name: str, memberships: list[Membership]) -> bool:
-        """Create or update a person and set their memberships. Returns True when created."""
-        async with self._connection() as connection, connection.transaction():
-            created = await connection.fetchval(
-                """INSERT INTO people (person_key, masked_id, name) VALUES ($1, $2, $3)
-                   ON CONFLICT (person_key) DO UPDATE SET name = EXCLUDED.name, updated_at = now()
-                   RETURNING xmax = 0""",
-                person_key,
-                masked_id,
-                name,
+    async def apply_registry(
+        self, entries: list[PersonEntry], *, pepper: bytes, actor: str, request_id: str, name_updates: dict[bytes, str]
+    ) -> ImportReport:
+        """Registry changes from the API: all or nothing, audited like a list import."""
+        async with self._connection() as connection:
+            report = await apply_entries(
+                connection,
+                entries,
+                pepper=pepper,
+                actor=actor,
+                source="api",
+                request_id=request_id,
+                all_or_nothing=True,
             )
-            await connection.execute("DELETE FROM memberships WHERE person_key = $1", person_key)
-            await connection.executemany(
-                "INSERT INTO memberships (person_key, programme, code, effective_from, struck_off_on)"
-                " VALUES ($1, $2, $3, $4, $5)",
-                [(person_key, m.programme, m.code, m.effective_from, m.struck_off_on) for m in memberships],
-            )
-            return bool(created)
+            if report.applied and name_updates:
+                await connection.executemany(
+                    "UPDATE people SET name = $2, updated_at = now() WHERE person_key = $1 AND name <> $2",
+                    list(name_updates.items()),
+                )
+            return report
+
+    async def memberships(self, person_key: bytes) -> list[Membership]:
+        rows = await self._fetch(
+            "SELECT programme, code, effective_from, struck_off_on FROM memberships WHERE person_key = $1"
+            " ORDER BY programme, effective_from",
+            person_key,
+        )
+        return _memberships(rows)
 
     async def person_for_eligibility(self, person_key: bytes, year: int) -> tuple[bool, list[Membership], Accumulators]:
         row = await self._fetchrow(

@@ -172,6 +172,7 @@ class PersonOut(Out, frozen=True, kw_only=True):
     name: str
     created: bool
     memberships: list[MembershipIn]
+    changes: dict[str, int]
 
 
 class ClinicOut(Out, frozen=True, kw_only=True):

@@ -258,7 +258,7 @@ async def upsert_person(request: web.Request) -> web.Response:
     if terminal.role != "admin":
         raise ApiError(403, "forbidden", "only an admin terminal may change the registry")
     body = await decode_body(request, api.PersonRequest)
-    result = await service.upsert_person(body)
+    result = await service.upsert_person(body, actor=terminal.terminal_id, request_id=request[request_id_key])
     return respond(request, result, status=201 if result.created else 200)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import itertools
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import asyncpg
 import msgspec
 
 from adapters import identity
+from adapters.registry_store import PersonEntry
 from adapters.store import (
     AlreadyReversed,
     Caps,
@@ -35,7 +35,7 @@ from settlement.errors import SettlementError
 from settlement.explain import explain
 from settlement.models import Accumulators, Bill, LineItem, Notice, PersonStatus, Settlement
 from settlement.policy import Policy, PolicyBook
-from settlement.registry import Membership, status_on
+from settlement.registry import ListEntry, status_on
 
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")  # no daylight saving: a fixed offset is exact
 
@@ -491,53 +491,56 @@ class Service:
             warnings=warnings,
         )
 
-    async def upsert_person(self, request: api.PersonRequest) -> api.PersonOut:
+    async def upsert_person(self, request: api.PersonRequest, *, actor: str, request_id: str) -> api.PersonOut:
         key, masked = self.person_key(request.person_id)
+        national_id = identity.validate(request.person_id)
+        policy = self.policies.latest()
         known = {
             "insurance": ("resident",),
-            "veteran_subsidy": tuple(self.policies.in_force(dt.date.max).veteran_categories)
-            if len(self.policies)
-            else (),
-            "hardship_aid": tuple(self.policies.in_force(dt.date.max).hardship_tiers) if len(self.policies) else (),
+            "veteran_subsidy": tuple(policy.veteran_categories),
+            "hardship_aid": tuple(policy.hardship_tiers),
         }
-        memberships = []
+        entries = []
         for index, item in enumerate(request.memberships):
-            field = f"memberships[{index}]"
-            if item.programme != "insurance" and item.code not in known[item.programme]:
+            if item.code not in known[item.programme]:
                 raise ApiError(
                     422,
                     "invalid_membership",
                     f"unknown {item.programme} code; expected one of {', '.join(known[item.programme])}",
-                    field=f"{field}.code",
+                    field=f"memberships[{index}].code",
                 )
-            if item.struck_off_on is not None and item.struck_off_on <= item.effective_from:
-                raise ApiError(
-                    422,
-                    "invalid_membership",
-                    "struck_off_on must be after effective_from",
-                    field=f"{field}.struck_off_on",
-                )
-            memberships.append(
-                Membership(
-                    programme=item.programme,
-                    code=item.code,
-                    effective_from=item.effective_from,
-                    struck_off_on=item.struck_off_on,
-                )
+            entry = ListEntry(
+                programme=item.programme,
+                code=item.code,
+                effective_from=item.effective_from,
+                struck_off_on=item.struck_off_on,
             )
-        # At most one membership of each programme in force on any date.
-        for programme in ("insurance", "veteran_subsidy", "hardship_aid"):
-            spans = sorted((m for m in memberships if m.programme == programme), key=lambda m: m.effective_from)
-            for earlier, later in itertools.pairwise(spans):
-                if earlier.struck_off_on is None or earlier.struck_off_on > later.effective_from:
-                    raise ApiError(
-                        422,
-                        "invalid_membership",
-                        f"two {programme} memberships overlap; strike off the earlier one first",
-                        field="memberships",
-                    )
-        created = await self.store.upsert_person(key, masked, request.name, memberships)
-        return api.PersonOut(person=masked, name=request.name, created=created, memberships=list(request.memberships))
+            entries.append(PersonEntry(index, national_id, request.name, entry))
+        # History may arrive in any order; plan it oldest first.
+        entries.sort(key=lambda person_entry: (person_entry.entry.programme, person_entry.entry.effective_from))
+        report = await self.store.apply_registry(
+            entries,
+            pepper=self.pepper,
+            actor=actor,
+            request_id=request_id,
+            name_updates={key: request.name} if request.name else {},
+        )
+        if report.rejected:
+            line, reason = report.rejected[0]
+            raise ApiError(422, "invalid_membership", reason, field=f"memberships[{line}]")
+        memberships = await self.store.memberships(key)
+        return api.PersonOut(
+            person=masked,
+            name=request.name,
+            created=report.people_created > 0,
+            memberships=[
+                api.MembershipIn(
+                    programme=m.programme, code=m.code, effective_from=m.effective_from, struck_off_on=m.struck_off_on
+                )
+                for m in memberships
+            ],
+            changes=report.summary(),
+        )
 
     async def clinics(self, level: str | None) -> api.ClinicsOut:
         if level is not None and level not in ("village", "township", "county"):

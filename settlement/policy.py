@@ -348,5 +348,9 @@ class PolicyBook:
             raise NoPolicyInForce(f"no policy is in force on {service_date.isoformat()}", field="service_date")
         return self._policies[index]
 
+    def latest(self) -> Policy:
+        """The version with the latest effective date (the one that defines current codes)."""
+        return self._policies[-1]
+
     def by_id(self, policy_id: str) -> Policy:
         return self._by_id[policy_id]

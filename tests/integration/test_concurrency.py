@@ -108,6 +108,9 @@ async def test_duplicate_reversal_storm_replays(client, pool):
     assert sorted(response.status for response in responses) == [200] * 19 + [201], results
     assert len({result["reversal_id"] for result in results}) == 1
     async with pool.acquire() as connection:
-        assert await connection.fetchval(
-            "SELECT count(*) FROM reversals WHERE settlement_id = $1::uuid", created["settlement_id"]
-        ) == 1
+        assert (
+            await connection.fetchval(
+                "SELECT count(*) FROM reversals WHERE settlement_id = $1::uuid", created["settlement_id"]
+            )
+            == 1
+        )
