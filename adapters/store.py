@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from adapters.registry_stats import registry_stats
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
 from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Settlement
 from settlement.policy import Policy
@@ -234,6 +235,10 @@ class Store:
                     list(name_updates.items()),
                 )
             return report
+
+    async def registry_stats(self, *, on: dt.date, period_from: dt.date, period_to: dt.date) -> dict[str, object]:
+        async with self._connection() as connection:
+            return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
 
     async def memberships(self, person_key: bytes) -> list[Membership]:
         rows = await self._fetch(

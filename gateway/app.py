@@ -9,6 +9,7 @@ chosen by Content-Type and Accept.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters import db
 from adapters.policy_files import load_policy_book, policy_dir
+from adapters.registry_stats import stats_csv
 from adapters.store import Store
 from gateway import api_models as api
 from gateway.config import Settings
@@ -29,7 +31,7 @@ from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.problems import PROBLEM_BASE, ApiError, unavailable
-from gateway.service import Answer, Service, is_database_error
+from gateway.service import Answer, Service, china_today, is_database_error
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -268,6 +270,29 @@ async def clinics(request: web.Request) -> web.Response:
     return respond(request, await service.clinics(request.query.get("level")))
 
 
+async def registry_stats(request: web.Request) -> web.Response:
+    terminal = await _terminal(request)
+    if terminal.role not in ("admin", "finance"):
+        raise ApiError(403, "forbidden", "registry statistics are for admin and finance terminals")
+    query = request.query
+    try:
+        on = dt.date.fromisoformat(query["date"]) if "date" in query else china_today()
+        period_from = dt.date.fromisoformat(query["from"]) if "from" in query else on.replace(day=1)
+        period_to = dt.date.fromisoformat(query["to"]) if "to" in query else on
+    except ValueError:
+        raise ApiError(422, "validation_failed", "date, from and to must be YYYY-MM-DD", field="date") from None
+    stats = await request.app[service_key].store.registry_stats(on=on, period_from=period_from, period_to=period_to)
+    if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+        return web.Response(
+            body=stats_csv(stats).encode("utf-8"),
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="registry-{on.isoformat()}.csv"',
+            },
+        )
+    return respond(request, stats)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -323,6 +348,7 @@ ROUTES = [
     ("POST", "/v1/eligibility", eligibility),
     ("POST", "/v1/people", upsert_person),
     ("GET", "/v1/clinics", clinics),
+    ("GET", "/v1/registry/stats", registry_stats),
     ("GET", "/healthz", healthz),
     ("GET", "/readyz", readyz),
     ("GET", "/metrics", metrics),
