@@ -1,0 +1,289 @@
+"""Time ``settlement.settle`` alone on realistic 20-line bills: no HTTP, no decoding, no database.
+
+    python benchmarks/engine_bench.py [--runs 7] [--calls 5000] [--json]
+
+For each scenario the script settles the same bill ``--calls`` times per run, after a
+warm-up, for ``--runs`` runs, timing each run with ``time.perf_counter_ns``. It prints
+the median and the fastest run as microseconds per settlement, and the settlements per
+second one core manages at the median. The last line compares the inpatient
+all-payers median with the 50 µs target (shared/PERFORMANCE-NOTES.md measured about
+12 µs of compute for a 20-line bill); the exit code is 1 if it misses.
+
+The garbage collector stays on, as it is in the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from adapters.policy_files import load_policy_file  # noqa: E402
+from settlement import Accumulators, Bill, LineItem, PersonStatus, Policy, settle  # noqa: E402
+
+TARGET_US = 50.0
+TARGET_SCENARIO = "inpatient county, all three payers"
+SERVICE_DATE = dt.date(2026, 5, 12)
+
+
+def item(code: str, name: str, category: str, quantity: int, unit_price: int) -> LineItem:
+    """One bill line; prices in fen."""
+    return LineItem(
+        code=code,
+        name=name,
+        category=category,  # type: ignore[arg-type]
+        amount=quantity * unit_price,
+        quantity=quantity,
+        unit_price=unit_price,
+    )
+
+
+# A village station visit: consultation, basic drugs, a drip. Mostly A, some B, two C.
+VILLAGE_OUTPATIENT = (
+    item("110200001", "普通门诊诊查费 general consultation", "A", 1, 500),
+    item("XJ01CAA040A001", "阿莫西林胶囊 amoxicillin 0.25 g × 24", "A", 1, 1_250),
+    item("XN02BEA010A001", "对乙酰氨基酚片 paracetamol 0.5 g × 20", "A", 1, 380),
+    item("XR05CBA010A001", "氨溴索口服液 ambroxol oral solution 100 ml", "B", 1, 1_860),
+    item("XA02BCA010A001", "奥美拉唑肠溶胶囊 omeprazole 20 mg × 14", "A", 1, 920),
+    item("XB05BBA010B002", "氯化钠注射液 sodium chloride 0.9 % 250 ml", "A", 2, 310),
+    item("XB05BAA020B002", "葡萄糖注射液 glucose 5 % 250 ml", "A", 1, 330),
+    item("120400002", "静脉输液 intravenous infusion", "A", 1, 600),
+    item("120400001", "肌肉注射 intramuscular injection", "A", 2, 200),
+    item("XJ01DDA090B001", "头孢曲松钠 ceftriaxone 1 g for injection", "B", 2, 1_450),
+    item("XR06AEA070A001", "氯雷他定片 loratadine 10 mg × 6", "B", 1, 1_520),
+    item("XC09AAA020A001", "依那普利片 enalapril 10 mg × 16", "A", 1, 780),
+    item("XA10BAA020A001", "二甲双胍片 metformin 0.5 g × 48", "A", 1, 1_100),
+    item("250101001", "血常规 complete blood count", "A", 1, 1_500),
+    item("250305001", "血糖测定 blood glucose", "A", 1, 500),
+    item("ZA04AAA0001", "板蓝根颗粒 banlangen granules 10 g × 20", "B", 1, 1_800),
+    item("ZD01CAA0002", "藿香正气水 huoxiang zhengqi liquid 10 ml × 10", "B", 1, 1_200),
+    item("C-VIT-001", "复合维生素片 multivitamin × 60", "C", 1, 3_500),
+    item("C-BAND-001", "医用护具 elastic knee support", "C", 1, 2_800),
+    item("311300001", "一次性输液器 disposable infusion set", "A", 2, 150),
+)
+
+# A township health centre visit for a chronic patient: checks, a month of drugs.
+TOWNSHIP_OUTPATIENT = (
+    item("110200002", "副主任医师门诊诊查费 senior consultation", "A", 1, 1_500),
+    item("250101001", "血常规 complete blood count", "A", 1, 1_500),
+    item("250301001", "肝功能 liver function panel", "A", 1, 4_500),
+    item("250302001", "肾功能 kidney function panel", "A", 1, 3_600),
+    item("250303001", "血脂四项 lipid panel", "A", 1, 4_000),
+    item("250305003", "糖化血红蛋白 HbA1c", "B", 1, 6_000),
+    item("310701001", "心电图 electrocardiogram", "A", 1, 2_500),
+    item("220600001", "腹部彩超 abdominal ultrasound", "B", 1, 12_000),
+    item("XC09CAA010A001", "氯沙坦钾片 losartan 50 mg × 28", "B", 2, 2_860),
+    item("XC10AAA050A001", "阿托伐他汀钙片 atorvastatin 20 mg × 28", "A", 1, 3_420),
+    item("XA10BAA020A001", "二甲双胍片 metformin 0.5 g × 48", "A", 2, 1_100),
+    item("XA10BBA090A001", "格列美脲片 glimepiride 2 mg × 30", "B", 1, 2_150),
+    item("XB01ACA060A001", "阿司匹林肠溶片 aspirin 100 mg × 30", "A", 2, 1_560),
+    item("XC08CAA010A001", "硝苯地平缓释片 nifedipine SR 20 mg × 30", "A", 1, 1_980),
+    item("XA02BCA010A001", "奥美拉唑肠溶胶囊 omeprazole 20 mg × 14", "A", 2, 920),
+    item("ZA12BAA0001", "复方丹参滴丸 compound danshen pills × 180", "B", 1, 3_250),
+    item("ZA06AAA0003", "银杏叶片 ginkgo leaf tablets × 24", "B", 1, 2_480),
+    item("C-GLU-001", "血糖试纸 glucose test strips × 50", "C", 1, 8_500),
+    item("C-HLT-002", "保健食品 health supplement", "C", 1, 12_800),
+    item("120100001", "门诊换药 dressing change", "A", 1, 1_200),
+)
+
+# A county hospital admission: eight days, an appendectomy, imaging, drugs, consumables.
+COUNTY_INPATIENT = (
+    item("110900001", "住院诊查费 inpatient consultation (per day)", "A", 8, 2_000),
+    item("120100002", "三人间床位费 ward bed (per day)", "A", 8, 3_500),
+    item("120100011", "二级护理 level-2 nursing (per day)", "A", 8, 2_200),
+    item("330200003", "全身麻醉 general anaesthesia", "A", 1, 180_000),
+    item("331003002", "腹腔镜阑尾切除术 laparoscopic appendectomy", "A", 1, 420_000),
+    item("210300001", "腹部CT平扫 abdominal CT", "B", 1, 32_000),
+    item("220600001", "腹部彩超 abdominal ultrasound", "B", 1, 12_000),
+    item("250101001", "血常规 complete blood count", "A", 4, 1_500),
+    item("250301001", "肝功能 liver function panel", "A", 2, 4_500),
+    item("250403001", "凝血四项 coagulation panel", "A", 1, 9_000),
+    item("270300001", "病理检查 histopathology", "A", 1, 26_000),
+    item("XJ01DDA090B001", "头孢曲松钠 ceftriaxone 1 g for injection", "B", 14, 1_450),
+    item("XJ01XDA010B001", "甲硝唑注射液 metronidazole 0.5 g 100 ml", "A", 14, 620),
+    item("XB05BBA010B002", "氯化钠注射液 sodium chloride 0.9 % 250 ml", "A", 24, 310),
+    item("XN02AXA060B001", "氟比洛芬酯注射液 flurbiprofen axetil 50 mg", "B", 6, 11_800),
+    item("XA02BCA030B001", "泮托拉唑钠 pantoprazole 40 mg for injection", "B", 8, 2_760),
+    item("C-ABS-001", "可吸收缝线 absorbable suture (not covered)", "C", 3, 18_000),
+    item("C-TRO-001", "一次性穿刺器 disposable trocar set", "C", 1, 98_000),
+    item("311300001", "一次性输液器 disposable infusion set", "A", 16, 150),
+    item("C-ROOM-001", "单间差价 private room upgrade (per day)", "C", 8, 6_000),
+)
+
+assert len(VILLAGE_OUTPATIENT) == len(TOWNSHIP_OUTPATIENT) == len(COUNTY_INPATIENT) == 20
+
+
+def bill(level: str, visit_type: str, lines: tuple[LineItem, ...]) -> Bill:
+    return Bill(
+        clinic_level=level,  # type: ignore[arg-type]
+        visit_type=visit_type,  # type: ignore[arg-type]
+        service_date=SERVICE_DATE,
+        items=lines,
+    )
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    bill: Bill
+    status: PersonStatus
+    accumulators: Accumulators
+    payers: tuple[str, ...]
+    """Payers that must pay something, so the scenario really exercises them."""
+
+
+# Mid-year accumulators, far enough from every cap that nothing is cut.
+MID_YEAR = Accumulators(
+    outpatient_deductible_used=12_000,
+    insurance_outpatient_paid=45_000,
+    insurance_inpatient_paid=0,
+    subsidy_paid=30_000,
+    aid_paid=20_000,
+    unpaid_eligible=80_000,
+)
+
+SCENARIOS = (
+    Scenario(
+        "outpatient village, insurance only",
+        bill("village", "outpatient", VILLAGE_OUTPATIENT),
+        PersonStatus(insured=True),
+        MID_YEAR,
+        ("insurance",),
+    ),
+    Scenario(
+        "outpatient township, with subsidy",
+        bill("township", "outpatient", TOWNSHIP_OUTPATIENT),
+        PersonStatus(insured=True, veteran_category="priority_care"),
+        MID_YEAR,
+        ("insurance", "veteran_subsidy"),
+    ),
+    Scenario(
+        TARGET_SCENARIO,
+        bill("county", "inpatient", COUNTY_INPATIENT),
+        PersonStatus(insured=True, veteran_category="priority_care", hardship_tier="minimum_allowance"),
+        MID_YEAR,
+        ("insurance", "veteran_subsidy", "hardship_aid"),
+    ),
+    Scenario(
+        "inpatient county, disabled_veteran + destitute",
+        bill("county", "inpatient", COUNTY_INPATIENT),
+        PersonStatus(insured=True, veteran_category="disabled_veteran", hardship_tier="destitute"),
+        MID_YEAR,
+        # The veteran subsidy pays 100 % of what insurance leaves, so aid computes 0 but still runs.
+        ("insurance", "veteran_subsidy"),
+    ),
+)
+
+
+def check_scenario(scenario: Scenario, policy: Policy) -> None:
+    """Refuse to time a scenario that does not do what its name says."""
+    result = settle(scenario.bill, scenario.status, scenario.accumulators, policy)
+    paid = {
+        "insurance": result.insurance,
+        "veteran_subsidy": result.veteran_subsidy,
+        "hardship_aid": result.hardship_aid,
+    }
+    missing = [payer for payer in scenario.payers if paid[payer] <= 0]
+    if missing:
+        raise SystemExit(f"scenario {scenario.name!r}: {', '.join(missing)} paid nothing: {paid}")
+    if any(trace.cap_cut for trace in result.traces):
+        raise SystemExit(f"scenario {scenario.name!r}: a cap cut in, so the scenario is not typical")
+    if len(result.lines) != 20:
+        raise SystemExit(f"scenario {scenario.name!r}: expected 20 lines")
+
+
+def time_run(scenario: Scenario, policy: Policy, calls: int) -> int:
+    """Nanoseconds for ``calls`` settlements of the scenario's bill."""
+    bill_, status, accumulators = scenario.bill, scenario.status, scenario.accumulators
+    settle_ = settle
+    loop = range(calls)
+    start = time.perf_counter_ns()
+    for _ in loop:
+        settle_(bill_, status, accumulators, policy)
+    return time.perf_counter_ns() - start
+
+
+def measure(scenario: Scenario, policy: Policy, runs: int, calls: int, warmup: int) -> dict[str, object]:
+    time_run(scenario, policy, warmup)
+    per_call_us = [time_run(scenario, policy, calls) / calls / 1000 for _ in range(runs)]
+    median_us = statistics.median(per_call_us)
+    return {
+        "scenario": scenario.name,
+        "median_us": round(median_us, 3),
+        "min_us": round(min(per_call_us), 3),
+        "per_second": round(1_000_000 / median_us),
+        "runs_us": [round(value, 3) for value in per_call_us],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per scenario (default 7)")
+    parser.add_argument("--calls", type=int, default=5_000, help="settlements per run (default 5000)")
+    parser.add_argument("--warmup", type=int, default=2_000, help="untimed settlements first (default 2000)")
+    parser.add_argument(
+        "--target-us", type=float, default=TARGET_US, help=f"target median for {TARGET_SCENARIO!r} (default 50)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.calls < 1 or args.warmup < 0 or args.target_us <= 0:
+        parser.error("--runs and --calls must be at least 1, --warmup at least 0, --target-us positive")
+
+    policy = load_policy_file(ROOT / "policies" / "default.toml")
+    for scenario in SCENARIOS:
+        check_scenario(scenario, policy)
+    results = [measure(scenario, policy, args.runs, args.calls, args.warmup) for scenario in SCENARIOS]
+
+    target = next(result for result in results if result["scenario"] == TARGET_SCENARIO)
+    target_median = float(target["median_us"])  # type: ignore[arg-type]
+    target_us = args.target_us
+    passed = target_median <= target_us
+
+    if args.json:
+        document = {
+            "benchmark": "engine_alone",
+            "python": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "machine": platform.machine(),
+            "policy": policy.id,
+            "lines_per_bill": 20,
+            "runs": args.runs,
+            "calls": args.calls,
+            "warmup": args.warmup,
+            "scenarios": results,
+            "target": {"scenario": TARGET_SCENARIO, "median_us": target_median, "target_us": target_us, "pass": passed},
+        }
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0 if passed else 1
+
+    print(
+        f"settle() alone, 20-line bills, policy {policy.id}, Python {platform.python_version()}: "
+        f"median of {args.runs} runs × {args.calls} calls, after {args.warmup} warm-up calls"
+    )
+    print()
+    width = max(len(result["scenario"]) for result in results)  # type: ignore[arg-type]
+    print(f"{'scenario':<{width}}  {'median µs':>10}  {'min µs':>8}  {'settlements/s (1 core)':>22}")
+    print(f"{'-' * width}  {'-' * 10}  {'-' * 8}  {'-' * 22}")
+    for result in results:
+        print(
+            f"{result['scenario']:<{width}}  {result['median_us']:>10.1f}  {result['min_us']:>8.1f}  "
+            f"{result['per_second']:>22,}"
+        )
+    print()
+    verdict = "PASS" if passed else "FAIL"
+    print(f"{TARGET_SCENARIO}: median {target_median:.1f} µs vs target {target_us:g} µs: {verdict}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
