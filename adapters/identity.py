@@ -15,8 +15,8 @@ import re
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
-_SHAPE = re.compile(r"[1-9]\d{16}[\dX]")
-_LOOKS_LIKE_ID = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{16}[\dXx](?![0-9A-Za-z])")
+_SHAPE = re.compile(r"[1-9][0-9]{16}[0-9X]")  # ASCII only: full-width digits would hash differently
+_LOOKS_LIKE_ID = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{16}[0-9Xx](?![0-9A-Za-z])")
 
 
 class InvalidNationalId(ValueError):

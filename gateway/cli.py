@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import getpass
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -71,6 +74,185 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             "stay within caps, one settlement per request id"
         )
     return 1 if violations else 0
+
+
+FULL_LIST_HELP = (
+    "the file is a FULL list: it names everyone currently in the programme, so anyone in force now but "
+    "missing from it is struck off as of --as-of (default today). You are asked to confirm the count "
+    "first (or pass --yes). Without --full-list the file is a partial list: it only adds and changes."
+)
+
+
+def _progress(label: str) -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total:
+            filled = int(30 * done / total)
+            print(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end="", file=sys.stderr)
+        else:
+            print(f"\r{label} {done} rows", end="", file=sys.stderr)
+
+    return show
+
+
+def _confirm(assume_yes: bool, as_of: dt.date) -> Any:
+    def ask(count: int) -> bool:
+        if assume_yes:
+            return True
+        if not sys.stdin.isatty():
+            print(
+                f"{count} people would be struck off as of {as_of}; re-run with --yes to confirm. Nothing written.",
+                file=sys.stderr,
+            )
+            return False
+        answer = input(
+            f"{count} people in force are missing from this full list and will be struck off as of "
+            f"{as_of}. Continue? [y/N] "
+        )
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.registry_files import PROGRAMME, ListFormatError, read_list
+    from adapters.registry_store import PersonEntry, apply_entries
+    from settlement.registry import ListEntry
+
+    path = Path(args.file)
+    try:
+        rows, rejected = read_list(path, args.kind, progress=_progress(f"reading {path.name}"))
+    except (ListFormatError, OSError) as error:
+        print(f"medsettle import: {path}: {error}", file=sys.stderr)
+        return 2
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if args.full_list and rejected:
+        # A rejected row's person would look missing from the list and be struck off by mistake.
+        for row in rejected:
+            print(f"rejected line {row.line}: {row.reason}")
+        print(
+            f"medsettle import: {path.name} has {len(rejected)} rejected row(s); a full list must be clean before "
+            "anyone is struck off. Fix the rows, or import it without --full-list. Nothing written.",
+            file=sys.stderr,
+        )
+        return 2
+    programme = PROGRAMME[args.kind]
+    entries = [
+        PersonEntry(
+            row.line,
+            row.national_id,
+            row.name,
+            ListEntry(
+                programme=programme, code=row.code, effective_from=row.effective_from, struck_off_on=row.struck_off_on
+            ),
+        )
+        for row in rows
+    ]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    as_of = args.as_of or dt.date.today()
+
+    async def work(connection: asyncpg.Connection) -> Any:
+        await db.migrate(connection)
+        return await apply_entries(
+            connection,
+            entries,
+            pepper=settings.id_pepper,
+            actor=args.actor,
+            source=f"{args.kind}:{path.name} sha256:{digest}",
+            dry_run=args.dry_run,
+            full_list=(programme, as_of) if args.full_list else None,
+            confirm=_confirm(args.yes, as_of),
+            rejected=[(row.line, row.reason) for row in rejected],
+        )
+
+    report = asyncio.run(_with_connection(database_url(settings), work))
+    for line, reason in sorted(report.rejected):
+        print(f"rejected line {line}: {reason}")
+    if args.dry_run or args.verbose:
+        for change in report.changes:
+            where = f"line {change.line}" if change.line else "not on list"
+            print(
+                f"{'would ' if args.dry_run else ''}{change.outcome.replace('_', ' ')}: {where}: "
+                f"{change.person} {change.description}"
+            )
+    summary = report.summary()
+    print(
+        f"{path.name}: added {summary['added']}, changed {summary['changed']}, struck off {summary['struck_off']}, "
+        f"unchanged {summary['unchanged']}, rejected {summary['rejected']}"
+        + (
+            " (dry run: nothing written)"
+            if args.dry_run
+            else ""
+            if report.applied
+            else " (not confirmed: nothing written)"
+        )
+    )
+    if not args.dry_run and not report.applied:
+        return 1
+    return 1 if report.rejected else 0
+
+
+def cmd_clinics_import(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.registry_admin import import_clinics
+
+    path = Path(args.file)
+
+    async def work(connection: asyncpg.Connection) -> Any:
+        await db.migrate(connection)
+        return await import_clinics(connection, path, actor=args.actor)
+
+    try:
+        result = asyncio.run(_with_connection(database_url(settings), work))
+    except ValueError as error:
+        print(f"medsettle clinics import: {error}", file=sys.stderr)
+        return 2
+    print(f"{path.name}: added {result['added']}, changed {result['changed']}, unchanged {result['unchanged']}")
+    return 0
+
+
+def cmd_terminals_add(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.registry_admin import add_terminal
+
+    async def work(connection: asyncpg.Connection) -> Any:
+        await db.migrate(connection)
+        return await add_terminal(
+            connection, clinic_id=args.clinic, role=args.role, terminal_id=args.id, actor=args.actor
+        )
+
+    try:
+        terminal_id = asyncio.run(_with_connection(database_url(settings), work))
+    except ValueError as error:
+        print(f"medsettle terminals add: {error}", file=sys.stderr)
+        return 2
+    print(f"terminal {terminal_id} added for clinic {args.clinic} with role {args.role}")
+    return 0
+
+
+def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.registry_stats import registry_stats, stats_csv
+
+    on = args.date or dt.date.today()
+    period_from = args.period_from or on.replace(day=1)
+    period_to = args.period_to or on
+
+    async def work(connection: asyncpg.Connection) -> Any:
+        return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
+
+    stats = asyncio.run(_with_connection(database_url(settings), work))
+    sys.stdout.write(
+        stats_csv(stats) if args.format == "csv" else json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
+    )
+    return 0
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -145,6 +327,49 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="verify ledger, conservation and accumulator invariants")
     check.add_argument("--json", action="store_true", help="print violations as JSON")
     check.set_defaults(run=cmd_check)
+
+    actor = f"cli:{getpass.getuser()}"
+    imports = commands.add_parser(
+        "import",
+        help="import a bureau list (CSV or XLSX)",
+        description="Import a civil-affairs (hardship tiers), veterans (priority-care) or insurance list. "
+        "See samples/README.md for the column layout. Bad rows are reported with their line and never stop "
+        "the good ones; importing the same file twice changes nothing. Exit status: 0 all rows taken, "
+        "1 some rows rejected (the good ones are written) or strike-offs not confirmed, 2 the file is unusable.",
+    )
+    imports.add_argument("kind", choices=["civil-affairs", "veterans", "insurance"])
+    imports.add_argument("file")
+    imports.add_argument("--dry-run", action="store_true", help="show what would change and write nothing")
+    imports.add_argument("--full-list", action="store_true", help=FULL_LIST_HELP)
+    imports.add_argument("--as-of", type=_date, help="strike-off date for people missing from a full list")
+    imports.add_argument("--yes", action="store_true", help="confirm full-list strike-offs without asking")
+    imports.add_argument("--verbose", action="store_true", help="list every change")
+    imports.add_argument("--actor", default=actor, help="who is importing, for the audit trail")
+    imports.set_defaults(run=cmd_import)
+
+    clinics = commands.add_parser("clinics", help="manage clinics").add_subparsers(dest="action", required=True)
+    clinics_import = clinics.add_parser(
+        "import", help="load clinics from CSV (code,name,level,region); existing codes are updated"
+    )
+    clinics_import.add_argument("file")
+    clinics_import.add_argument("--actor", default=actor)
+    clinics_import.set_defaults(run=cmd_clinics_import)
+
+    terminals = commands.add_parser("terminals", help="manage terminals").add_subparsers(dest="action", required=True)
+    terminals_add = terminals.add_parser("add", help="register a terminal for a clinic")
+    terminals_add.add_argument("--clinic", required=True)
+    terminals_add.add_argument("--role", choices=["terminal", "finance", "admin"], default="terminal")
+    terminals_add.add_argument("--id", help="terminal id (default: term-<clinic>-<n>)")
+    terminals_add.add_argument("--actor", default=actor)
+    terminals_add.set_defaults(run=cmd_terminals_add)
+
+    registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
+    stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")
+    stats.add_argument("--date", type=_date, help="count people in force on this date (default today)")
+    stats.add_argument("--from", dest="period_from", type=_date, help="period start (default first of the month)")
+    stats.add_argument("--to", dest="period_to", type=_date, help="period end (default --date)")
+    stats.add_argument("--format", choices=["json", "csv"], default="json")
+    stats.set_defaults(run=cmd_registry_stats)
     return parser
 
 

@@ -1,0 +1,600 @@
+"""Registry lists from the bureaus: read them row by row, and write lists for tests and samples.
+
+The civil-affairs bureau (民政局) sends monthly lists of people in hardship tiers, the
+veterans' affairs bureau (退役军人事务局) lists of priority-care people, and the insurance
+bureau lists of enrolments. All three share one layout (samples/README.md shows it):
+
+* A ``.csv`` file (UTF-8 with or without a BOM, or GB18030 as many bureau exports are) or
+  an ``.xlsx`` workbook (its first sheet).
+* A header row, then one row per person. Headers are matched ignoring surrounding
+  whitespace and case, in any order; extra columns are ignored:
+
+  ============  ================  =========================================  ========
+  Chinese       English           meaning                                    required
+  ============  ================  =========================================  ========
+  身份证号码    national_id       national ID number (身份证号 also works)    yes
+  姓名          name              name (may be left empty)                   yes
+  类别          code              tier / category / enrolment type           yes
+  认定日期      effective_from    first day in the programme                 yes
+  退出日期      struck_off_on     first day out of the programme             no
+  ============  ================  =========================================  ========
+
+  The third column may instead carry its bureau's own header: 救助类别 on a
+  civil-affairs list, 优抚类别 on a veterans list, 参保类型 on an insurance list.
+* Codes are the code names of shared/DESIGN.md or the Chinese terms in ``CHINESE_TERMS``
+  (伤残军人 / 残疾军人 may carry a grade, 1级-6级 or 一级-六级). A code of another kind of
+  list (a hardship tier on a veterans list) is unknown on this one.
+* Dates are ``YYYY-MM-DD``; in a workbook a real date cell also works. 退出日期 must be
+  after 认定日期.
+
+A whole-file problem (unreadable, unknown extension, no header, missing columns, no rows)
+raises ``ListFormatError``. A bad row is reported as a ``RejectedRow`` with its line
+number and a reason and the other rows still count. A reason never contains a national
+ID: it names the column and the problem, and any echoed cell text is masked.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import datetime as dt
+import pathlib
+import random
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from adapters import identity
+from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
+
+ListKind = Literal["civil-affairs", "veterans", "insurance"]
+LIST_KINDS: tuple[ListKind, ...] = get_args(ListKind)
+PROGRAMME = {"civil-affairs": "hardship_aid", "veterans": "veteran_subsidy", "insurance": "insurance"}
+
+CODES: dict[ListKind, tuple[str, ...]] = {
+    "civil-affairs": HARDSHIP_TIERS,
+    "veterans": VETERAN_CATEGORIES,
+    "insurance": ("resident",),
+}
+
+# Chinese term -> code name. 伤残军人 / 残疾军人 with a grade are matched by _DISABLED_VETERAN.
+CHINESE_TERMS: dict[str, str] = {
+    "特困": "destitute",
+    "特困供养": "destitute",
+    "五保": "destitute",
+    "三无": "destitute",
+    "低保": "minimum_allowance",
+    "低保边缘": "marginal",
+    "低收入": "low_income",
+    "因病致贫": "medical_hardship",
+    "支出型困难": "medical_hardship",
+    "伤残军人": "disabled_veteran",
+    "残疾军人": "disabled_veteran",
+    "其他优抚对象": "priority_care",
+    "优抚对象": "priority_care",
+    "在乡复员军人": "priority_care",
+    "烈士遗属": "priority_care",
+    "带病回乡退伍军人": "priority_care",
+    "城乡居民": "resident",
+    "居民医保": "resident",
+}
+
+FIELDS = ("national_id", "name", "code", "effective_from", "struck_off_on")
+REQUIRED_FIELDS = FIELDS[:4]
+CHINESE_HEADERS = {
+    "national_id": "身份证号码",
+    "name": "姓名",
+    "code": "类别",
+    "effective_from": "认定日期",
+    "struck_off_on": "退出日期",
+}
+BUREAU_CODE_HEADERS: dict[ListKind, str] = {
+    "civil-affairs": "救助类别",
+    "veterans": "优抚类别",
+    "insurance": "参保类型",
+}
+_EXTRA_HEADERS = {"national_id": ("身份证号",)}
+
+PROGRESS_EVERY = 1000
+DISABLED_VETERAN_GRADES = range(1, 7)
+
+_CODE_KIND: dict[str, ListKind] = {code: kind for kind, codes in CODES.items() for code in codes}
+_TERMS: dict[str, str] = {code.casefold(): code for code in _CODE_KIND} | CHINESE_TERMS
+_CHINESE_NUMERALS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+_DISABLED_VETERAN = re.compile(r"(?:伤残军人|残疾军人)[(\-—:]?(?P<grade>10|[1-9]|[一二三四五六七八九十])级\)?")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_WHITESPACE = re.compile(r"\s+")
+_LONG_NUMBER = re.compile(r"[0-9]{14,}[0-9Xx]*")
+_SHOW_MAX = 40
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    line: int  # 1-based line (CSV) or row (XLSX) number as a person sees it; the header is line 1
+    national_id: str  # validated and normalised with adapters.identity.validate
+    name: str
+    code: str  # a HARDSHIP_TIERS / VETERAN_CATEGORIES member, or "resident" for insurance
+    effective_from: dt.date
+    struck_off_on: dt.date | None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    line: int
+    reason: str  # never contains a raw national ID
+
+
+class ListFormatError(Exception):
+    """The whole file cannot be read as a list: unreadable, unknown extension, no header, missing columns, no rows."""
+
+
+def read_list(
+    path: pathlib.Path, kind: ListKind, *, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[ListRow], list[RejectedRow]]:
+    """Every row of a bureau list, accepted or rejected with its line number and reason.
+
+    ``progress(done, total)`` is called every 1,000 data rows and once at the end with
+    ``done == total``; ``total`` is an estimate from the file (0 when it cannot tell).
+    A later row with the ID of an earlier row is rejected as its duplicate, even when
+    the earlier row was itself rejected: the list is ambiguous about that person.
+    """
+    if kind not in CODES:
+        raise ValueError(f"unknown list kind {kind!r}; expected one of {', '.join(LIST_KINDS)}")
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        opener = _csv_records
+    elif suffix == ".xlsx":
+        opener = _xlsx_records
+    else:
+        raise ListFormatError(
+            f"{path.name}: unknown extension {suffix or '(none)'!r}: give a .csv or .xlsx file"
+            + (" (save an old .xls workbook as .xlsx)" if suffix == ".xls" else "")
+        )
+
+    accepted: list[ListRow] = []
+    rejected: list[RejectedRow] = []
+    with opener(path) as (records, total_lines):
+        header_line, header = _first_nonblank(records, path)
+        parser = _RowParser(path, kind, header, xlsx=suffix == ".xlsx")
+        total = max(total_lines - header_line, 0)
+        first_line: dict[str, int] = {}
+        done = 0
+        for line, cells in records:
+            done += 1
+            if progress is not None and done % PROGRESS_EVERY == 0:
+                progress(done, total if total >= done else 0)
+            if _blank(cells):
+                continue
+            row = parser.parse(line, cells, first_line)
+            if isinstance(row, ListRow):
+                accepted.append(row)
+            else:
+                rejected.append(RejectedRow(line=line, reason=row))
+    if not accepted and not rejected:
+        raise ListFormatError(f"{path.name}: has a header but no rows")
+    if progress is not None and not (done % PROGRESS_EVERY == 0 and total == done):
+        progress(done, done)  # the end, unless the last call above already said so
+    return accepted, rejected
+
+
+# ---------------------------------------------------------------- reading files
+
+Records = Iterator[tuple[int, Sequence[Any]]]
+
+
+@contextlib.contextmanager
+def _csv_records(path: pathlib.Path) -> Iterator[tuple[Records, int]]:
+    encoding, lines = _sniff_csv(path)
+    try:
+        file = path.open(encoding=encoding, newline="")
+    except OSError as error:
+        raise ListFormatError(f"{path.name}: cannot be read: {error.strerror}") from None
+    with file:
+        yield _csv_rows(file, path), lines
+
+
+def _sniff_csv(path: pathlib.Path) -> tuple[str, int]:
+    """The encoding (UTF-8 if the whole file decodes as UTF-8, else GB18030) and the number of lines."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8 = True
+    newlines = 0
+    last = b""
+    try:
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 20):
+                newlines += chunk.count(b"\n")
+                last = chunk[-1:]
+                if utf8:
+                    try:
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError:
+                        utf8 = False
+            if utf8:
+                try:
+                    decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    utf8 = False
+    except OSError as error:
+        raise ListFormatError(f"{path.name}: cannot be read: {error.strerror}") from None
+    if not last:
+        raise ListFormatError(f"{path.name}: the file is empty")
+    lines = newlines + (last != b"\n")
+    return ("utf-8-sig" if utf8 else "gb18030"), lines
+
+
+def _csv_rows(file: Any, path: pathlib.Path) -> Records:
+    reader = csv.reader(file)
+    previous = 0  # a quoted cell may span lines: a record starts on the line after the last one
+    try:
+        for cells in reader:
+            yield previous + 1, cells
+            previous = reader.line_num
+    except UnicodeDecodeError:
+        raise ListFormatError(
+            f"{path.name}: is neither UTF-8 nor GB18030 text (undecodable bytes near line {previous + 1})"
+        ) from None
+    except csv.Error as error:
+        raise ListFormatError(f"{path.name}: line {previous + 1}: {error}") from None
+
+
+@contextlib.contextmanager
+def _xlsx_records(path: pathlib.Path) -> Iterator[tuple[Records, int]]:
+    import openpyxl  # only .xlsx lists need it
+
+    try:
+        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except OSError as error:
+        raise ListFormatError(f"{path.name}: cannot be read: {error.strerror or error}") from None
+    except Exception as error:  # openpyxl raises many kinds for a damaged or foreign file
+        raise ListFormatError(f"{path.name}: is not a readable .xlsx workbook ({type(error).__name__})") from None
+    try:
+        sheets = workbook.worksheets
+        if not sheets or not hasattr(sheets[0], "reset_dimensions"):
+            raise ListFormatError(f"{path.name}: the first sheet of the workbook is not a worksheet")
+        sheet = sheets[0]
+        rows = sheet.max_row or 0  # from the sheet's own dimension record: only an estimate
+        sheet.reset_dimensions()  # some writers record a wrong dimension; read every row that is there
+        yield _xlsx_rows(sheet, path), rows
+    finally:
+        workbook.close()
+
+
+def _xlsx_rows(sheet: Any, path: pathlib.Path) -> Records:
+    line = 0
+    try:
+        for line, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
+            yield line, cells
+    except Exception as error:  # a damaged sheet part
+        raise ListFormatError(
+            f"{path.name}: the sheet cannot be read after row {line} ({type(error).__name__})"
+        ) from None
+
+
+def _empty(cell: Any) -> bool:
+    return cell is None or (isinstance(cell, str) and not cell.strip())
+
+
+def _blank(cells: Sequence[Any]) -> bool:
+    return all(_empty(cell) for cell in cells)
+
+
+def _first_nonblank(records: Records, path: pathlib.Path) -> tuple[int, Sequence[Any]]:
+    for line, cells in records:
+        if not _blank(cells):
+            return line, cells
+    raise ListFormatError(f"{path.name}: the file is empty (no header row)")
+
+
+# ---------------------------------------------------------------- header
+
+
+def _header_key(cell: Any) -> str:
+    text = "" if cell is None else str(cell)
+    return unicodedata.normalize("NFKC", text).replace("\ufeff", "").strip().casefold()
+
+
+def _accepted_headers(kind: ListKind) -> dict[str, str]:
+    """Header key -> field, for one kind of list."""
+    names: dict[str, str] = {}
+    for field in FIELDS:
+        for header in (field, CHINESE_HEADERS[field], *_EXTRA_HEADERS.get(field, ())):
+            names[_header_key(header)] = field
+    names[_header_key(BUREAU_CODE_HEADERS[kind])] = "code"
+    return names
+
+
+def expected_headers(kind: ListKind) -> str:
+    """The header layout in words, for error messages and documentation."""
+    zh = CHINESE_HEADERS
+    return (
+        f"{zh['national_id']}, {zh['name']}, {zh['code']} (or {BUREAU_CODE_HEADERS[kind]}), "
+        f"{zh['effective_from']} and optionally {zh['struck_off_on']}; "
+        "or in English national_id, name, code, effective_from and optionally struck_off_on"
+    )
+
+
+def _map_header(path: pathlib.Path, kind: ListKind, header: Sequence[Any]) -> tuple[dict[str, int], dict[str, str]]:
+    """Field -> column index, and field -> the header as written (for reasons)."""
+    accepted = _accepted_headers(kind)
+    columns: dict[str, int] = {}
+    written: dict[str, str] = {}
+    for index, cell in enumerate(header):
+        field = accepted.get(_header_key(cell))
+        if field is None:
+            continue
+        if field in columns:
+            raise ListFormatError(
+                f"{path.name}: columns {columns[field] + 1} ({written[field]}) and {index + 1} ({_show(cell)}) "
+                f"both give {field}: keep one"
+            )
+        columns[field] = index
+        written[field] = _show(str(cell).replace("\ufeff", "").strip())
+    missing = [field for field in REQUIRED_FIELDS if field not in columns]
+    if missing:
+        message = (
+            f"{path.name}: missing required column(s) "
+            + ", ".join(f"{CHINESE_HEADERS[field]} ({field})" for field in missing)
+            + f". Expected a header row with {expected_headers(kind)}."
+        )
+        keys = {_header_key(cell) for cell in header}
+        other = [k for k, h in BUREAU_CODE_HEADERS.items() if k != kind and _header_key(h) in keys]
+        if other:
+            message += (
+                f" Its {BUREAU_CODE_HEADERS[other[0]]} column says this is {_a(other[0])} list, not {_a(kind)} list."
+            )
+        elif any(isinstance(cell, str) and _LONG_NUMBER.search(cell) for cell in header):
+            message += " The first row holds a national ID: the file needs a header row."
+        else:
+            found = [_show(cell) for cell in header if not _empty(cell)]
+            message += f" Found: {', '.join(found) if found else '(nothing)'}."
+            if len(found) == 1 and any(sep in found[0] for sep in ("\t", ";", "；")):
+                message += " Is the file comma-separated?"
+        raise ListFormatError(message)
+    return columns, written
+
+
+# ---------------------------------------------------------------- rows
+
+
+def _show(value: Any) -> str:
+    """Cell text fit for a message: long digit runs (possible IDs) masked, and shortened."""
+    text = _LONG_NUMBER.sub(lambda match: identity.mask(match.group(0)), str(value).strip())
+    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 1] + "…"
+
+
+def _a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return (value if isinstance(value, str) else str(value)).strip()
+
+
+class _RowParser:
+    def __init__(self, path: pathlib.Path, kind: ListKind, header: Sequence[Any], *, xlsx: bool) -> None:
+        self.kind = kind
+        self.xlsx = xlsx
+        columns, self.header = _map_header(path, kind, header)
+        self.id_column = columns["national_id"]
+        self.name_column = columns["name"]
+        self.code_column = columns["code"]
+        self.from_column = columns["effective_from"]
+        self.off_column = columns.get("struck_off_on")
+        terms = [term for term, code in CHINESE_TERMS.items() if _CODE_KIND[code] == kind]
+        self.accepted_codes = ", ".join(CODES[kind]) + " or " + ", ".join(terms)
+
+    def parse(self, line: int, cells: Sequence[Any], first_line: dict[str, int]) -> ListRow | str:
+        """The row, or the reason it is rejected. Records the row's ID in ``first_line``."""
+        width = len(cells)
+        problems: list[str] = []
+
+        national_id = self.national_id(cells[self.id_column] if self.id_column < width else None, problems)
+        if national_id is not None:
+            earlier = first_line.setdefault(national_id, line)
+            if earlier != line:
+                problems.append(f"{self.header['national_id']}: duplicate of line {earlier}")
+                national_id = None
+
+        code = self.code(_text(cells[self.code_column] if self.code_column < width else None), problems)
+        effective_cell = cells[self.from_column] if self.from_column < width else None
+        if _empty(effective_cell):
+            problems.append(f"{self.header['effective_from']}: missing")
+        effective_from = self.date(effective_cell, "effective_from", problems)
+        struck_off_on = None
+        if self.off_column is not None and self.off_column < width:
+            struck_off_on = self.date(cells[self.off_column], "struck_off_on", problems)
+        if effective_from is not None and struck_off_on is not None and struck_off_on <= effective_from:
+            problems.append(
+                f"{self.header['struck_off_on']} {struck_off_on.isoformat()} must be after "
+                f"{self.header['effective_from']} {effective_from.isoformat()}"
+            )
+
+        if problems or national_id is None or code is None or effective_from is None:
+            return "; ".join(problems)
+        name = _text(cells[self.name_column] if self.name_column < width else None)
+        return ListRow(line, national_id, name, code, effective_from, struck_off_on)
+
+    def national_id(self, value: Any, problems: list[str]) -> str | None:
+        header = self.header["national_id"]
+        if _empty(value):
+            problems.append(f"{header}: missing")
+            return None
+        if not isinstance(value, str):
+            problems.append(f"{header}: stored as a number, which loses digits; format the column as text")
+            return None
+        try:
+            national_id = identity.validate(unicodedata.normalize("NFKC", value))
+        except identity.InvalidNationalId as error:
+            problems.append(f"{header}: {error}")
+            return None
+        if not national_id.isascii():
+            problems.append(f"{header}: must be 17 digits 0-9 followed by a digit or X")
+            return None
+        return national_id
+
+    def code(self, text: str, problems: list[str]) -> str | None:
+        header = self.header["code"]
+        if not text:
+            problems.append(f"{header}: missing")
+            return None
+        key = _WHITESPACE.sub("", unicodedata.normalize("NFKC", text)).casefold()
+        code = _TERMS.get(key)
+        if code is None and (match := _DISABLED_VETERAN.fullmatch(key)):
+            grade_text = match.group("grade")
+            grade = _CHINESE_NUMERALS[grade_text] if grade_text in _CHINESE_NUMERALS else int(grade_text)
+            if grade not in DISABLED_VETERAN_GRADES:
+                problems.append(f"{header}: unknown code {_show(text)!r}: disabled_veteran covers grades 1-6 only")
+                return None
+            code = "disabled_veteran"
+        if code is None:
+            problems.append(f"{header}: unknown code {_show(text)!r}; accepted: {self.accepted_codes}")
+            return None
+        if _CODE_KIND[code] != self.kind:
+            problems.append(
+                f"{header}: unknown code {_show(text)!r} for {_a(self.kind)} list "
+                f"(it is {code}, a code of {_CODE_KIND[code]} lists)"
+            )
+            return None
+        return code
+
+    def date(self, value: Any, field: str, problems: list[str]) -> dt.date | None:
+        """The date, or None if the cell is empty or bad (a bad one is added to ``problems``)."""
+        header = self.header[field]
+        if _empty(value):
+            return None
+        if self.xlsx and isinstance(value, dt.datetime):
+            if value.time() != dt.time(0):
+                problems.append(f"{header}: a date cell with a time of day; give the date only")
+                return None
+            return value.date()
+        if self.xlsx and isinstance(value, dt.date):
+            return value
+        must = "date must be YYYY-MM-DD" + (" (or a date cell)" if self.xlsx else "")
+        if not isinstance(value, str):
+            problems.append(f"{header}: {must}, got a {type(value).__name__} cell {_show(value)!r}")
+            return None
+        text = value.strip()
+        if not _DATE.fullmatch(text):
+            problems.append(f"{header}: {must}, got {_show(text)!r}")
+            return None
+        try:
+            return dt.date(int(text[:4]), int(text[5:7]), int(text[8:]))
+        except ValueError:
+            problems.append(f"{header}: {text} is not a real date")
+            return None
+
+
+# ---------------------------------------------------------------- writing lists
+
+
+def write_table(path: pathlib.Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a list as .csv (UTF-8, no BOM, dates as YYYY-MM-DD) or .xlsx (dates as date cells)."""
+    path = pathlib.Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        with path.open("w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file, lineterminator="\n")
+            writer.writerow(header)
+            for row in rows:
+                writer.writerow(
+                    ["" if cell is None else cell.isoformat() if isinstance(cell, dt.date) else cell for cell in row]
+                )
+    elif suffix == ".xlsx":
+        import openpyxl
+
+        workbook = openpyxl.Workbook(write_only=True)
+        sheet = workbook.create_sheet("list")
+        sheet.append(list(header))
+        for row in rows:
+            sheet.append(list(row))  # a date becomes a date cell formatted yyyy-mm-dd; an ID stays text
+        workbook.save(path)
+    else:
+        raise ValueError(f"cannot write {suffix or 'a file without extension'}: use .csv or .xlsx")
+
+
+_SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+_GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀英华平刚桂兰玉梅红霞建国志文斌辉玲凤云海林波宁"
+_SAMPLE_TERMS: dict[ListKind, tuple[str, ...]] = {
+    "civil-affairs": (
+        "特困",
+        "五保",
+        "低保",
+        "低保",
+        "低保边缘",
+        "低收入",
+        "因病致贫",
+        "支出型困难",
+        "minimum_allowance",
+    ),
+    "veterans": (
+        "伤残军人",
+        "残疾军人3级",
+        "伤残军人一级",
+        "其他优抚对象",
+        "在乡复员军人",
+        "烈士遗属",
+        "priority_care",
+    ),
+    "insurance": ("城乡居民", "居民医保", "resident"),
+}
+SAMPLE_REGION = "410102"
+SAMPLE_HEADER = tuple(CHINESE_HEADERS[field] for field in FIELDS)
+
+
+def write_sample_list(
+    path: pathlib.Path, kind: ListKind, rows: int, *, seed: int, bad_every: int = 0
+) -> dict[int, str]:
+    """Write a seeded list of ``rows`` people (.csv or .xlsx by the extension) for tests and benchmarks.
+
+    IDs are valid and distinct (region 410102). With ``bad_every`` = n, every n-th row is
+    bad, in turn: a wrong check character, an unknown code, a date in the wrong format,
+    and the ID of an earlier row. Returns line -> a fragment of the reason ``read_list``
+    gives for each bad line.
+    """
+    rng = random.Random(seed)
+    terms = _SAMPLE_TERMS[kind]
+    used: set[str] = set()
+    earlier: list[tuple[int, str]] = []  # rows whose valid ID a duplicate may repeat
+    bad: dict[int, str] = {}
+    table: list[tuple[Any, ...]] = []
+    for index in range(rows):
+        line = index + 2
+        while True:
+            birth = dt.date(1930, 1, 1) + dt.timedelta(days=rng.randrange(365 * 80))
+            national_id = identity.make_id(SAMPLE_REGION, birth, rng.randrange(1000))
+            if national_id not in used:
+                used.add(national_id)
+                break
+        name = rng.choice(_SURNAMES) + "".join(rng.choices(_GIVEN, k=rng.choice((1, 2))))
+        code = rng.choice(terms)
+        effective_from: Any = dt.date(2015, 1, 1) + dt.timedelta(days=rng.randrange(365 * 11))
+        struck_off_on = effective_from + dt.timedelta(days=rng.randrange(1, 700)) if rng.random() < 0.05 else None
+        problem = None
+        if bad_every and (index + 1) % bad_every == 0:
+            problem = ("check", "code", "date", "duplicate")[len(bad) % 4]
+            if problem == "duplicate" and not earlier:
+                problem = "check"
+            if problem == "check":
+                wrong = "0123456789X".replace(national_id[17], "")
+                national_id = national_id[:17] + rng.choice(wrong)
+                bad[line] = "check character"
+            elif problem == "code":
+                code = "无此类别"
+                bad[line] = "unknown code"
+            elif problem == "date":
+                effective_from = effective_from.strftime("%Y/%m/%d")
+                bad[line] = "date must be YYYY-MM-DD"
+            else:
+                first, national_id = rng.choice(earlier)
+                bad[line] = f"duplicate of line {first}"
+        if problem not in ("check", "duplicate"):
+            earlier.append((line, national_id))
+        table.append((national_id, name, code, effective_from, struck_off_on))
+    write_table(path, SAMPLE_HEADER, table)
+    return bad

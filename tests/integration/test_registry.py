@@ -1,0 +1,237 @@
+"""The registry end to end: bureau list imports through the real CLI, effective dates seen by
+settlements, full-list strike-offs, the audit trail, and no raw national ID in the database or output."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from adapters.registry_files import write_sample_list
+
+from adapters import identity
+from tests.integration.conftest import ADMIN, COUNTY, bill, fresh_national_id, register, row_counts
+from tests.integration.test_cli import medsettle
+
+pytestmark = pytest.mark.integration
+
+ID_PATTERN = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dXx](?![0-9A-Za-z])")
+HEADER = "身份证号码,姓名,类别,认定日期,退出日期\n"
+
+
+def write_csv(path: Path, *rows: tuple[str, str, str, str, str]) -> Path:
+    path.write_text(HEADER + "".join(",".join(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+async def settle_on(client, national_id: str, day: str) -> dict:
+    response = await client.post(
+        "/v1/settlements", json=bill(national_id, ("A", 1_000_000), service_date=day), headers=COUNTY
+    )
+    payload = await response.json()
+    assert response.status == 201, payload
+    return payload
+
+
+async def test_large_list_imports_quickly_and_reimport_changes_nothing(database_url, pool, tmp_path):
+    path = tmp_path / "civil-affairs-10000.csv"
+    write_sample_list(path, "civil-affairs", 10_000, seed=7)
+    started = time.perf_counter()
+    result = medsettle(database_url, "import", "civil-affairs", str(path))
+    elapsed = time.perf_counter() - started
+    print(f"imported 10,000 rows in {elapsed:.2f} s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "added 10000, changed 0, struck off 0, unchanged 0, rejected 0" in result.stdout
+    assert elapsed < 60
+
+    before = await row_counts(pool)
+    again = medsettle(database_url, "import", "civil-affairs", str(path))
+    assert again.returncode == 0
+    assert "added 0, changed 0, struck off 0, unchanged 10000, rejected 0" in again.stdout
+    after = await row_counts(pool)
+    assert {table: after[table] for table in ("people", "memberships")} == {
+        table: before[table] for table in ("people", "memberships")
+    }
+
+
+async def test_mixed_file_lands_good_rows_and_reports_each_bad_line(database_url, pool, tmp_path):
+    path = tmp_path / "mixed.csv"
+    write_sample_list(path, "civil-affairs", 200, seed=11, bad_every=10)
+    result = medsettle(database_url, "import", "civil-affairs", str(path))
+    assert result.returncode == 1  # some rows rejected; the good ones are written
+    rejected_lines = [int(n) for n in re.findall(r"^rejected line (\d+):", result.stdout, re.MULTILINE)]
+    assert len(rejected_lines) == 20
+    assert rejected_lines == sorted(rejected_lines)
+    assert "added 180," in result.stdout and "rejected 20" in result.stdout
+    assert not ID_PATTERN.search(result.stdout + result.stderr), "a raw national ID was printed"
+
+
+async def test_dry_run_writes_nothing(database_url, pool, tmp_path):
+    person = fresh_national_id()
+    path = write_csv(tmp_path / "dry.csv", (person, "Dry Run", "低保", "2026-01-01", ""))
+    before = await row_counts(pool)
+    async with pool.acquire() as connection:
+        audit_before = await connection.fetchval("SELECT count(*) FROM audit_log")
+    result = medsettle(database_url, "import", "civil-affairs", str(path), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would added: line 2:" in result.stdout or "would added" in result.stdout
+    assert "dry run: nothing written" in result.stdout
+    assert await row_counts(pool) == before
+    async with pool.acquire() as connection:
+        assert await connection.fetchval("SELECT count(*) FROM audit_log") == audit_before
+
+
+async def test_tier_change_and_strike_off_take_effect_on_their_dates(client, database_url, tmp_path):
+    person = fresh_national_id()
+    insured = write_csv(tmp_path / "insurance.csv", (person, "Tier Change", "城乡居民", "2026-01-01", ""))
+    assert medsettle(database_url, "import", "insurance", str(insured)).returncode == 0
+    first = write_csv(tmp_path / "jan.csv", (person, "Tier Change", "低保", "2026-01-01", ""))
+    assert medsettle(database_url, "import", "civil-affairs", str(first)).returncode == 0
+    change = write_csv(tmp_path / "jun.csv", (person, "Tier Change", "低保边缘", "2026-06-01", ""))
+    result = medsettle(database_url, "import", "civil-affairs", str(change))
+    assert "changed 1" in result.stdout, result.stdout
+
+    # 10,000.00 county inpatient: insurance (10,000 − 600) × 0.75 = 7,050.00; unpaid 2,950.00.
+    before = await settle_on(client, person, "2026-05-31")
+    assert before["hardship_aid"] == 206_500  # minimum_allowance 0.70
+    after = await settle_on(client, person, "2026-06-01")
+    assert after["hardship_aid"] == 177_000  # marginal 0.60
+
+    strike = write_csv(tmp_path / "aug.csv", (person, "Tier Change", "低保边缘", "2026-06-01", "2026-08-01"))
+    result = medsettle(database_url, "import", "civil-affairs", str(strike))
+    assert "struck off 1" in result.stdout, result.stdout
+    assert (await settle_on(client, person, "2026-07-31"))["hardship_aid"] == 177_000
+    struck = await settle_on(client, person, "2026-08-01")
+    assert struck["hardship_aid"] == 0
+    assert struck["warnings"][0]["code"] == "struck_off" and "2026-08-01" in struck["warnings"][0]["message"]
+
+    response = await client.post(
+        "/v1/eligibility", json={"person_id": person, "service_date": "2026-07-20"}, headers=COUNTY
+    )
+    warnings = (await response.json())["warnings"]
+    assert any(warning["code"] == "ends_soon" for warning in warnings)
+
+
+async def test_full_list_strikes_off_the_missing_only_when_confirmed(client, database_url, pool, tmp_path):
+    stays, leaves = fresh_national_id(), fresh_national_id()
+    first = write_csv(
+        tmp_path / "veterans-may.csv",
+        (stays, "Stays", "伤残军人", "2026-01-01", ""),
+        (leaves, "Leaves", "其他优抚对象", "2026-01-01", ""),
+    )
+    assert medsettle(database_url, "import", "veterans", str(first)).returncode == 0
+    async with pool.acquire() as connection:
+        others = await connection.fetchval(
+            "SELECT count(*) FROM memberships WHERE programme = 'veteran_subsidy' AND struck_off_on IS NULL"
+        )
+    full = write_csv(tmp_path / "veterans-jun.csv", (stays, "Stays", "伤残军人", "2026-01-01", ""))
+
+    unconfirmed = medsettle(database_url, "import", "veterans", str(full), "--full-list", "--as-of", "2026-07-01")
+    assert unconfirmed.returncode == 1 and "re-run with --yes" in unconfirmed.stderr
+    async with pool.acquire() as connection:
+        open_now = await connection.fetchval(
+            "SELECT count(*) FROM memberships WHERE programme = 'veteran_subsidy' AND struck_off_on IS NULL"
+        )
+    assert open_now == others
+
+    confirmed = medsettle(
+        database_url, "import", "veterans", str(full), "--full-list", "--as-of", "2026-07-01", "--yes"
+    )
+    assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
+    assert f"struck off {others - 1}," in confirmed.stdout
+    response = await client.post(
+        "/v1/eligibility", json={"person_id": leaves, "service_date": "2026-07-01"}, headers=COUNTY
+    )
+    eligibility = await response.json()
+    assert eligibility["programmes"] == []
+    assert eligibility["warnings"][0]["code"] == "struck_off"
+
+
+async def test_registry_changes_are_audited(database_url, pool, tmp_path):
+    person = fresh_national_id()
+    path = write_csv(tmp_path / "audited.csv", (person, "Audited", "特困", "2026-02-01", ""))
+    medsettle(database_url, "import", "civil-affairs", str(path))
+    async with pool.acquire() as connection:
+        row = await connection.fetchrow(
+            "SELECT actor, action, subject, source, details FROM audit_log WHERE subject = $1 ORDER BY audit_id DESC",
+            identity.mask(person),
+        )
+    assert row["action"] == "membership.added"
+    assert row["actor"].startswith("cli:")
+    assert row["source"].startswith("civil-affairs:audited.csv sha256:")
+    assert "destitute" in row["details"]
+
+
+async def test_clinics_import_and_terminals_add(client, database_url, pool, tmp_path):
+    path = tmp_path / "clinics.csv"
+    path.write_text("code,name,level,region\nV901,Hilltop Village 901 Health Station,village,Chengguan\n", "utf-8")
+    result = medsettle(database_url, "clinics", "import", str(path))
+    assert result.returncode == 0 and "added 1" in result.stdout, result.stdout + result.stderr
+    assert "unchanged 1" in medsettle(database_url, "clinics", "import", str(path)).stdout
+    result = medsettle(database_url, "terminals", "add", "--clinic", "V901")
+    assert result.returncode == 0 and "term-V901-1" in result.stdout
+    refused = medsettle(database_url, "terminals", "add", "--clinic", "NOPE")
+    assert refused.returncode == 2 and "no clinic NOPE" in refused.stderr
+    # The new terminal can settle at once: the gateway picks up new clinics and terminals.
+    person = await register(client, ("insurance", "resident"))
+    response = await client.post(
+        "/v1/settlements",
+        json=bill(person, ("A", 5_000), clinic_id="V901", visit_type="outpatient"),
+        headers={"X-Terminal-Id": "term-V901-1"},
+    )
+    assert response.status == 201, await response.text()
+
+
+async def test_registry_stats_json_and_csv(client):
+    await register(client, ("insurance", "resident"), ("hardship_aid", "low_income"))
+    response = await client.get("/v1/registry/stats?date=2026-06-01&from=2026-01-01&to=2026-06-30", headers=ADMIN)
+    stats = await response.json()
+    assert response.status == 200, stats
+    low_income = next(row for row in stats["by_programme"] if row["code"] == "low_income")
+    assert low_income["in_force"] >= 1 and low_income["added"] >= 1
+    response = await client.get("/v1/registry/stats?date=2026-06-01&format=csv", headers={"X-Terminal-Id": "finance-1"})
+    text = (await response.read()).decode("utf-8")
+    assert response.status == 200 and text.startswith("\ufeffprogramme,code,region,in_force")
+    response = await client.get("/v1/registry/stats", headers=COUNTY)
+    assert response.status == 403
+
+
+async def test_no_raw_national_id_in_the_database(client, pool, tmp_path, database_url):
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "destitute"))
+    await settle_on(client, person, "2026-03-03")
+    listed = fresh_national_id()
+    medsettle(
+        database_url,
+        "import",
+        "civil-affairs",
+        str(write_csv(tmp_path / "x.csv", (listed, "X", "低保", "2026-01-01", ""))),
+    )
+    found = []
+    async with pool.acquire() as connection:
+        tables = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        assert {"people", "memberships", "settlements", "idempotency_keys", "audit_log"} <= {
+            row["tablename"] for row in tables
+        }
+        for table in (row["tablename"] for row in tables):
+            for row in await connection.fetch(f'SELECT * FROM "{table}"'):
+                for value in row.values():
+                    text = value.decode("utf-8", "ignore") if isinstance(value, bytes) else str(value)
+                    for national_id in (person, listed):
+                        if national_id in text:
+                            found.append(table)
+    assert found == []
+
+
+async def test_full_list_with_rejected_rows_is_refused(database_url, pool, tmp_path):
+    good = fresh_national_id()
+    path = write_csv(
+        tmp_path / "dirty-full.csv",
+        (good, "Good", "低保", "2026-01-01", ""),
+        (good[:17] + ("1" if good[17] != "1" else "2"), "Bad check character", "低保", "2026-01-01", ""),
+    )
+    before = await row_counts(pool)
+    result = medsettle(database_url, "import", "civil-affairs", str(path), "--full-list", "--yes")
+    assert result.returncode == 2
+    assert "rejected line 3" in result.stdout and "must be clean" in result.stderr
+    assert await row_counts(pool) == before
