@@ -114,12 +114,13 @@ async def seed_demo(connection: asyncpg.Connection, pepper: bytes, *, population
         )
         keys = [identity.person_key(person.national_id, pepper) for person in people]
         inserted = await connection.fetch(
-            """INSERT INTO people (person_key, masked_id, name)
-               SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[])
+            """INSERT INTO people (person_key, masked_id, name, region_code)
+               SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[])
                ON CONFLICT DO NOTHING RETURNING person_key""",
             keys,
             [identity.mask(person.national_id) for person in people],
             [person.name for person in people],
+            [person.national_id[:6] for person in people],
         )
         new_keys = {bytes(row["person_key"]) for row in inserted}
         rows = [

@@ -83,6 +83,13 @@ FULL_LIST_HELP = (
 )
 
 
+VERBS = {
+    "added": ("would add", "added"),
+    "changed": ("would change", "changed"),
+    "struck_off": ("would strike off", "struck off"),
+}
+
+
 def _progress(label: str) -> Any:
     if not sys.stderr.isatty():
         return None
@@ -174,10 +181,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if args.dry_run or args.verbose:
         for change in report.changes:
             where = f"line {change.line}" if change.line else "not on list"
-            print(
-                f"{'would ' if args.dry_run else ''}{change.outcome.replace('_', ' ')}: {where}: "
-                f"{change.person} {change.description}"
-            )
+            verb = VERBS[change.outcome][0 if args.dry_run else 1]
+            print(f"{verb}: {where}: {change.person} {change.description}")
     summary = report.summary()
     print(
         f"{path.name}: added {summary['added']}, changed {summary['changed']}, struck off {summary['struck_off']}, "

@@ -75,7 +75,7 @@ async def test_dry_run_writes_nothing(database_url, pool, tmp_path):
         audit_before = await connection.fetchval("SELECT count(*) FROM audit_log")
     result = medsettle(database_url, "import", "civil-affairs", str(path), "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "would added: line 2:" in result.stdout or "would added" in result.stdout
+    assert "would add: line 2:" in result.stdout
     assert "dry run: nothing written" in result.stdout
     assert await row_counts(pool) == before
     async with pool.acquire() as connection:
