@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from adapters.registry_files import write_sample_list
 
 from adapters import identity
+from adapters.registry_files import write_sample_list
 from tests.integration.conftest import ADMIN, COUNTY, bill, fresh_national_id, register, row_counts
 from tests.integration.test_cli import medsettle
 

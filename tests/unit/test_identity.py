@@ -1,0 +1,54 @@
+"""National ID validation (GB 11643), masking, the keyed hash, and log redaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from adapters import identity
+
+VALID = "11010519491231002X"  # the standard's own example
+
+
+def test_valid_ids_pass_and_normalise():
+    assert identity.validate(VALID) == VALID
+    assert identity.validate(" 11010519491231002x ") == VALID
+    made = identity.make_id("410102", dt.date(1988, 2, 29), 17)
+    assert identity.validate(made) == made
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("110105194912310021", "check character"),
+        ("1101051949123100", "18 characters"),
+        ("01010519491231002X", "17 digits"),
+        ("11010519491231002Y", "17 digits"),
+        ("110105194902300021", "not a real date"),  # 30 February
+        ("110105198902290021", "not a real date"),  # 1989 is not a leap year
+        ("110105180001010021", "before 1900"),
+        ("１１０１０５１９４９１２３１００２Ｘ", "17 digits"),  # full-width digits: refused, not hashed differently
+    ],
+)
+def test_invalid_ids_are_refused_without_echoing_them(raw, reason):
+    with pytest.raises(identity.InvalidNationalId) as refused:
+        identity.validate(raw)
+    assert reason in str(refused.value)
+    assert raw.strip() not in str(refused.value)
+
+
+def test_mask_keeps_only_first_three_and_last_two():
+    assert identity.mask(VALID) == "110*************2X"
+
+
+def test_person_key_is_keyed_and_stable():
+    key = identity.person_key(VALID, b"pepper-a")
+    assert len(key) == 32
+    assert key == identity.person_key(VALID.lower(), b"pepper-a")
+    assert key != identity.person_key(VALID, b"pepper-b")
+
+
+def test_redact_masks_ids_in_free_text():
+    text = f"lookup failed for {VALID} at clinic C001; order 123"
+    assert identity.redact(text) == "lookup failed for 110*************2X at clinic C001; order 123"
