@@ -6,12 +6,15 @@ category and hardship tier. Seeding is idempotent: running it twice adds nothing
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
 from adapters import identity
+from adapters.terminal_keys import create_key, load_keys
 from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
 
 REGION_CODE = "410102"  # the demo county's administrative division code
@@ -98,8 +101,11 @@ def demo_population(size: int = 2000, seed: int = 20260101) -> list[DemoPerson]:
     return people
 
 
-async def seed_demo(connection: asyncpg.Connection, pepper: bytes, *, population: int = 2000) -> dict[str, int]:
-    """Insert the demo county. Existing rows are left alone, so seeding twice changes nothing."""
+async def seed_demo(
+    connection: asyncpg.Connection, pepper: bytes, key_encryption_key: bytes, *, population: int = 2000
+) -> dict[str, int]:
+    """Insert the demo county, with a signing key for every terminal that has none.
+    Existing rows are left alone, so seeding twice changes nothing."""
     clinics = demo_clinics()
     terminals = demo_terminals(clinics)
     people = demo_population(population)
@@ -134,5 +140,30 @@ async def seed_demo(connection: asyncpg.Connection, pepper: bytes, *, population
             records=rows,
             columns=["person_key", "programme", "code", "effective_from", "struck_off_on"],
         )
+    keyless = await connection.fetch(
+        """SELECT t.terminal_id FROM terminals t WHERE t.revoked_at IS NULL AND NOT EXISTS (
+               SELECT 1 FROM terminal_keys k WHERE k.terminal_id = t.terminal_id AND k.retired_at IS NULL)
+           ORDER BY t.terminal_id"""
+    )
+    for row in keyless:
+        await create_key(connection, key_encryption_key, row["terminal_id"], actor="demo")
     await connection.execute("ANALYZE")  # fresh tables otherwise plan foreign-key checks as scans
-    return {"clinics": len(clinics), "terminals": len(terminals), "people_added": len(new_keys)}
+    return {
+        "clinics": len(clinics),
+        "terminals": len(terminals),
+        "keys_created": len(keyless),
+        "people_added": len(new_keys),
+    }
+
+
+async def demo_key_file(connection: asyncpg.Connection, key_encryption_key: bytes, path: Path) -> None:
+    """Write the demo terminals' keys for `medsettle client` (development only; mode 0600)."""
+    keys = await load_keys(connection, key_encryption_key)
+    document = {
+        key.terminal_id: {"key_id": key.key_id, "secret": key.secret}
+        for key in sorted(keys.values(), key=lambda key: key.key_id)
+        if key.secret
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(document, indent=1, sort_keys=True), encoding="utf-8")

@@ -21,6 +21,7 @@ import msgspec
 
 from adapters.registry_stats import registry_stats
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
+from adapters.terminal_keys import ActiveKey, load_keys
 from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Settlement
 from settlement.policy import Policy
 from settlement.registry import Membership
@@ -187,8 +188,9 @@ class Store:
             "SELECT clinic_id, name, level, region FROM clinics WHERE level = $1 ORDER BY clinic_id", level
         )
 
-    async def terminals(self) -> list[asyncpg.Record]:
-        return await self._fetch("SELECT terminal_id, clinic_id, role FROM terminals WHERE revoked_at IS NULL")
+    async def terminal_keys(self, key_encryption_key: bytes, only: str | None = None) -> dict[str, ActiveKey]:
+        async with self._connection() as connection:
+            return await load_keys(connection, key_encryption_key, only)
 
     async def sync_policies(self, policies: list[tuple[Policy, str, str]]) -> None:
         """Record each loaded policy version. A version id already stored with other text is refused,

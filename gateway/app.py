@@ -26,12 +26,13 @@ from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
 from adapters.store import Store
 from gateway import api_models as api
+from gateway.auth import Authenticator, RateLimiter
 from gateway.config import Settings
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.problems import PROBLEM_BASE, ApiError, unavailable
-from gateway.service import Answer, Service, china_today, is_database_error
+from gateway.service import Answer, Service, Terminal, china_today, is_database_error
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -45,6 +46,9 @@ request_id_key = web.RequestKey("request_id", str)
 clinic_key = web.RequestKey("clinic_id", str)
 terminal_key = web.RequestKey("terminal_id", str)
 problem_code_key = web.RequestKey("problem_code", str)
+caller_key = web.RequestKey("caller", Terminal)
+authenticator_key = web.AppKey("authenticator", Authenticator)
+limiter_key = web.AppKey("rate_limiter", RateLimiter)
 
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -183,6 +187,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     metrics = request.app[metrics_key]
     error: ApiError
     try:
+        await _authenticate(request)
         return await handler(request)
     except ApiError as raised:
         error = raised
@@ -211,7 +216,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
 
 async def settle(request: web.Request) -> web.Response:
     service = request.app[service_key]
-    terminal = await _terminal(request)
+    terminal = _caller(request)
     body = await decode_body(request, api.SettleRequest)
     _check_lines(request, body)
     request[clinic_key] = body.clinic_id
@@ -221,7 +226,7 @@ async def settle(request: web.Request) -> web.Response:
 
 async def quote(request: web.Request) -> web.Response:
     service = request.app[service_key]
-    terminal = await _terminal(request)
+    terminal = _caller(request)
     body = await decode_body(request, api.SettleRequest)
     _check_lines(request, body)
     request[clinic_key] = body.clinic_id
@@ -230,7 +235,7 @@ async def quote(request: web.Request) -> web.Response:
 
 async def get_settlement(request: web.Request) -> web.Response:
     service = request.app[service_key]
-    terminal = await _terminal(request)
+    terminal = _caller(request)
     settlement_id = _settlement_id(request)
     body = await service.get_settlement(terminal, settlement_id)
     if wants_msgpack(request):
@@ -240,7 +245,7 @@ async def get_settlement(request: web.Request) -> web.Response:
 
 async def reverse(request: web.Request) -> web.Response:
     service = request.app[service_key]
-    terminal = await _terminal(request)
+    terminal = _caller(request)
     settlement_id = _settlement_id(request)
     body = await decode_body(request, api.ReversalRequest)
     answer = await service.reverse(terminal, settlement_id, body)
@@ -249,16 +254,13 @@ async def reverse(request: web.Request) -> web.Response:
 
 async def eligibility(request: web.Request) -> web.Response:
     service = request.app[service_key]
-    await _terminal(request)
     body = await decode_body(request, api.EligibilityRequest)
     return respond(request, await service.eligibility(body))
 
 
 async def upsert_person(request: web.Request) -> web.Response:
     service = request.app[service_key]
-    terminal = await _terminal(request)
-    if terminal.role != "admin":
-        raise ApiError(403, "forbidden", "only an admin terminal may change the registry")
+    terminal = _caller(request)
     body = await decode_body(request, api.PersonRequest)
     result = await service.upsert_person(body, actor=terminal.terminal_id, request_id=request[request_id_key])
     return respond(request, result, status=201 if result.created else 200)
@@ -266,14 +268,10 @@ async def upsert_person(request: web.Request) -> web.Response:
 
 async def clinics(request: web.Request) -> web.Response:
     service = request.app[service_key]
-    await _terminal(request)
     return respond(request, await service.clinics(request.query.get("level")))
 
 
 async def registry_stats(request: web.Request) -> web.Response:
-    terminal = await _terminal(request)
-    if terminal.role not in ("admin", "finance"):
-        raise ApiError(403, "forbidden", "registry statistics are for admin and finance terminals")
     query = request.query
     try:
         on = dt.date.fromisoformat(query["date"]) if "date" in query else china_today()
@@ -321,10 +319,36 @@ async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=state["openapi"], content_type=JSON)
 
 
-async def _terminal(request: web.Request) -> Any:
-    terminal = await request.app[service_key].terminal(request.headers.get("X-Terminal-Id"))
-    request[terminal_key] = terminal.terminal_id
-    return terminal
+OPEN: frozenset[str] = frozenset()  # no signature needed: health, readiness and metrics only
+TERMINAL = frozenset({"terminal"})
+READERS = frozenset({"terminal", "finance"})
+ANY_ROLE = frozenset({"terminal", "finance", "admin"})
+ADMIN = frozenset({"admin"})
+REPORTING = frozenset({"admin", "finance"})
+
+
+async def _authenticate(request: web.Request) -> None:
+    """Verify the signature and the caller's role for the matched route; open routes skip it."""
+    route = request.match_info.route
+    roles = ROUTE_ROLES.get(route.handler)  # type: ignore[arg-type]
+    if roles is None or roles is OPEN:
+        return  # unmatched paths fall through to 404/405; open routes need no caller
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "body_too_large", "the request body is too large") from None
+    caller = await request.app[authenticator_key].verify(request.method, request.raw_path, request.headers, body)
+    request[terminal_key] = caller.terminal_id
+    if caller.role not in roles:
+        raise ApiError(
+            403, "forbidden", f"the {caller.role} role may not call {request.method} {route.resource.canonical}"
+        )  # type: ignore[union-attr]
+    request.app[limiter_key].check(caller.terminal_id)
+    request[caller_key] = Terminal(caller.terminal_id, caller.clinic_id, caller.role)
+
+
+def _caller(request: web.Request) -> Terminal:
+    return request[caller_key]
 
 
 def _check_lines(request: web.Request, body: api.SettleRequest) -> None:
@@ -341,19 +365,20 @@ def _settlement_id(request: web.Request) -> uuid.UUID:
 
 
 ROUTES = [
-    ("POST", "/v1/settlements", settle),
-    ("POST", "/v1/quotes", quote),
-    ("GET", "/v1/settlements/{settlement_id}", get_settlement),
-    ("POST", "/v1/settlements/{settlement_id}/reversal", reverse),
-    ("POST", "/v1/eligibility", eligibility),
-    ("POST", "/v1/people", upsert_person),
-    ("GET", "/v1/clinics", clinics),
-    ("GET", "/v1/registry/stats", registry_stats),
-    ("GET", "/healthz", healthz),
-    ("GET", "/readyz", readyz),
-    ("GET", "/metrics", metrics),
-    ("GET", "/openapi.json", openapi),
+    ("POST", "/v1/settlements", settle, TERMINAL),
+    ("POST", "/v1/quotes", quote, TERMINAL),
+    ("GET", "/v1/settlements/{settlement_id}", get_settlement, READERS),
+    ("POST", "/v1/settlements/{settlement_id}/reversal", reverse, TERMINAL),
+    ("POST", "/v1/eligibility", eligibility, TERMINAL),
+    ("POST", "/v1/people", upsert_person, ADMIN),
+    ("GET", "/v1/clinics", clinics, ANY_ROLE),
+    ("GET", "/v1/registry/stats", registry_stats, REPORTING),
+    ("GET", "/openapi.json", openapi, ANY_ROLE),
+    ("GET", "/healthz", healthz, OPEN),
+    ("GET", "/readyz", readyz, OPEN),
+    ("GET", "/metrics", metrics, OPEN),
 ]
+ROUTE_ROLES: dict[Handler, frozenset[str]] = {handler: roles for _, _, handler, roles in ROUTES}
 
 
 # ---------------------------------------------------------------- factory
@@ -365,6 +390,7 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
     app[settings_key] = settings
     app[metrics_key] = metrics or Metrics()
     app[state_key] = {}
+    app[limiter_key] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     async def database(app: web.Application) -> AsyncIterator[None]:
         pool = await db.create_pool(dsn, min_size=settings.pool_min, max_size=settings.pool_max)
@@ -381,12 +407,16 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
             book,
             settings.id_pepper,
             app[metrics_key],
+            key_encryption_key=settings.terminal_key_key,
             future_date_tolerance_days=settings.future_date_tolerance_days,
         )
         await service.load_reference()
         app[service_key] = service
+        app[authenticator_key] = Authenticator(service.key)
+        refresher = asyncio.create_task(_refresh_reference_forever(service))
         app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
         yield
+        refresher.cancel()
         app[state_key]["shutting_down"] = True
         await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
 
@@ -395,9 +425,19 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
 
     app.cleanup_ctx.append(database)
     app.on_shutdown.append(on_shutdown)
-    for method, path, handler in ROUTES:
+    for method, path, handler, _roles in ROUTES:
         app.router.add_route(method, path, handler)
     return app
+
+
+async def _refresh_reference_forever(service: Service, every: float = 5.0) -> None:
+    """Pick up new clinics, keys, retirements and revocations made by the CLI or another replica."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await service.load_reference()
+        except Exception as error:  # the database may be away; the next round retries
+            log.warning("reference_refresh_failed", error=type(error).__name__)
 
 
 def _policy_document(policy: Any) -> str:

@@ -16,7 +16,7 @@ import asyncpg
 
 from adapters import db
 from adapters.check import check_invariants
-from adapters.demo import SHOWCASE, demo_population, seed_demo
+from adapters.demo import demo_key_file, seed_demo
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.logs import configure_logging, log
 
@@ -51,7 +51,7 @@ async def _seed(connection: asyncpg.Connection, settings: Settings, *, only_if_e
     await db.migrate(connection)
     if only_if_empty and await connection.fetchval("SELECT EXISTS (SELECT 1 FROM clinics)"):
         return None
-    return await seed_demo(connection, settings.id_pepper)
+    return await seed_demo(connection, settings.id_pepper, settings.terminal_key_key)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -220,20 +220,89 @@ def cmd_clinics_import(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_terminals_add(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.registry_admin import add_terminal
+    from adapters.terminal_keys import create_key
 
     async def work(connection: asyncpg.Connection) -> Any:
         await db.migrate(connection)
-        return await add_terminal(
+        terminal_id = await add_terminal(
             connection, clinic_id=args.clinic, role=args.role, terminal_id=args.id, actor=args.actor
         )
+        return terminal_id, *await create_key(connection, settings.terminal_key_key, terminal_id, actor=args.actor)
 
     try:
-        terminal_id = asyncio.run(_with_connection(database_url(settings), work))
+        terminal_id, key_id, secret = asyncio.run(_with_connection(database_url(settings), work))
     except ValueError as error:
         print(f"medsettle terminals add: {error}", file=sys.stderr)
         return 2
     print(f"terminal {terminal_id} added for clinic {args.clinic} with role {args.role}")
+    _print_key(key_id, secret)
     return 0
+
+
+def _print_key(key_id: str, secret: str) -> None:
+    print(f"key_id: {key_id}\nsecret: {secret}")
+    print("The secret is shown only now; it is stored encrypted. Configure the terminal with both values.")
+
+
+def cmd_terminals_key(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters import terminal_keys
+
+    async def work(connection: asyncpg.Connection) -> Any:
+        await db.migrate(connection)
+        if args.action == "rotate":
+            return await terminal_keys.create_key(connection, settings.terminal_key_key, args.target, actor=args.actor)
+        if args.action == "retire-key":
+            return await terminal_keys.retire_key(connection, args.target, actor=args.actor)
+        return await terminal_keys.revoke_terminal(connection, args.target, actor=args.actor)
+
+    try:
+        result = asyncio.run(_with_connection(database_url(settings), work))
+    except ValueError as error:
+        print(f"medsettle terminals {args.action}: {error}", file=sys.stderr)
+        return 2
+    if args.action == "rotate":
+        print(f"new key for {args.target}; the old key keeps working until you retire it")
+        _print_key(*result)
+    else:
+        print(f"{args.action}: {args.target} done; gateways stop accepting it within a few seconds")
+    return 0
+
+
+def demo_keys_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "terminal-keys.json"
+
+
+def cmd_client(settings: Settings, args: argparse.Namespace) -> int:
+    """Send one signed request as a terminal, for people trying the gateway by hand."""
+    from adapters.terminal_client import TerminalClient
+
+    if args.key_id and args.secret:
+        key_id, secret = args.key_id, args.secret
+    else:
+        keys_file = Path(args.keys) if args.keys else demo_keys_path(settings)
+        try:
+            key = json.loads(keys_file.read_text(encoding="utf-8"))[args.terminal]
+        except (OSError, KeyError, ValueError):
+            print(
+                f"medsettle client: no key for {args.terminal} in {keys_file}; pass --key-id and --secret",
+                file=sys.stderr,
+            )
+            return 2
+        key_id, secret = key["key_id"], key["secret"]
+    body = None
+    if args.data:
+        text = Path(args.data[1:]).read_text(encoding="utf-8") if args.data.startswith("@") else args.data
+        body = json.loads(text)
+    base = args.url or f"http://{settings.host}:{settings.port}"
+
+    async def send() -> Any:
+        async with TerminalClient(base, key_id, secret) as client:
+            return await client.request(args.method.upper(), args.path, body)
+
+    reply = asyncio.run(send())
+    print(f"HTTP {reply.status}" + (" (replayed)" if reply.replayed else ""), file=sys.stderr)
+    print(json.dumps(reply.body, ensure_ascii=False, indent=2) if not isinstance(reply.body, str) else reply.body)
+    return 0 if reply.status < 400 else 1
 
 
 def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
@@ -276,6 +345,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         seeded = asyncio.run(_with_connection(url, lambda c: _seed(c, settings, only_if_empty=True)))
         if seeded:
             log.info("demo_seeded", **seeded)
+        if settings.environment == "development":
+            asyncio.run(
+                _with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
+            )
     app = create_app(settings, dsn=url)
     base = f"http://{settings.host}:{settings.port}"
     _print_banner(base, embedded=not settings.database_url)
@@ -292,28 +365,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_banner(base: str, *, embedded: bool) -> None:
-    person = demo_population(len(SHOWCASE))[1]  # Li Na: insured, priority_care, minimum_allowance
-    body = {
-        "request_id": "demo-0001",
-        "clinic_id": "C001",
-        "person_id": person.national_id,
-        "visit_type": "inpatient",
-        "service_date": "2026-05-01",
-        "items": [
-            {"code": "DRUG-001", "name": "Ceftriaxone", "category": "A", "amount": 1400000},
-            {"code": "MAT-002", "name": "Stent", "category": "B", "amount": 400000},
-            {"code": "SVC-003", "name": "Single room", "category": "C", "amount": 200000},
-        ],
-    }
     print(
         f"""
 medsettle gateway listening on {base}  ({"embedded PostgreSQL in .data/pg" if embedded else "DATABASE_URL"})
-  OpenAPI: {base}/openapi.json   metrics: {base}/metrics   ready: {base}/readyz
+  OpenAPI: /openapi.json (signed)   metrics: {base}/metrics   ready: {base}/readyz
 
-Settle the DESIGN.md worked example (county inpatient, priority_care + minimum_allowance):
+Every request is signed with a terminal's key (README: "Signing requests"). The demo terminals'
+keys are in .data/terminal-keys.json. Settle the DESIGN.md worked example (county inpatient,
+priority_care + minimum_allowance) from another shell:
 
-curl -s -X POST {base}/v1/settlements -H 'Content-Type: application/json' -H 'X-Terminal-Id: term-C001' \\
-  -d '{json.dumps(body)}'
+  .venv/bin/medsettle client POST /v1/settlements --terminal term-C001 --data @samples/bill-worked-example.json
 """,
         flush=True,
     )
@@ -367,6 +428,26 @@ def build_parser() -> argparse.ArgumentParser:
     terminals_add.add_argument("--id", help="terminal id (default: term-<clinic>-<n>)")
     terminals_add.add_argument("--actor", default=actor)
     terminals_add.set_defaults(run=cmd_terminals_add)
+    for action, target, text in (
+        ("rotate", "terminal", "add a second key to a terminal (both work until you retire one)"),
+        ("retire-key", "key_id", "stop accepting one key"),
+        ("revoke", "terminal", "stop accepting every key of a terminal"),
+    ):
+        command = terminals.add_parser(action, help=text)
+        command.add_argument("target", metavar=target.upper())
+        command.add_argument("--actor", default=actor)
+        command.set_defaults(run=cmd_terminals_key)
+
+    client = commands.add_parser("client", help="send a signed request as a terminal")
+    client.add_argument("method", help="GET or POST")
+    client.add_argument("path", help="for example /v1/settlements")
+    client.add_argument("--data", help="JSON body, or @FILE")
+    client.add_argument("--terminal", default="term-C001", help="terminal whose key to use (from --keys)")
+    client.add_argument("--keys", help="JSON file of terminal keys (default: the demo's .data/terminal-keys.json)")
+    client.add_argument("--key-id")
+    client.add_argument("--secret")
+    client.add_argument("--url", help="gateway base URL (default from MEDSETTLE_HOST and MEDSETTLE_PORT)")
+    client.set_defaults(run=cmd_client)
 
     registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
     stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")

@@ -30,6 +30,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: Literal["json", "console"] | None = None  # None: console on a terminal, else JSON
     log_level: str = "info"
     policy_dir: str | None = None
+    terminal_key_key: bytes = b""
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 100
     shutdown_timeout: float = 20.0
     future_date_tolerance_days: int = 1
 
@@ -37,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """For logging at start-up: secrets shown only as set or not."""
         shown = msgspec.structs.asdict(self)
         shown["id_pepper"] = "<set>" if self.id_pepper else "<unset>"
+        shown["terminal_key_key"] = "<set>" if self.terminal_key_key else "<unset>"
         if self.database_url:
             shown["database_url"] = _mask_url(self.database_url)
         return shown
@@ -70,6 +74,9 @@ ENV_VARS = {
     "log_format": "MEDSETTLE_LOG_FORMAT",
     "log_level": "MEDSETTLE_LOG_LEVEL",
     "policy_dir": "MEDSETTLE_POLICY_DIR",
+    "terminal_key_key": "MEDSETTLE_TERMINAL_KEY_KEY",
+    "rate_limit_per_second": "MEDSETTLE_RATE_LIMIT_PER_SECOND",
+    "rate_limit_burst": "MEDSETTLE_RATE_LIMIT_BURST",
     "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
 }
@@ -83,19 +90,33 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             raw[field] = environ[variable]
     raw.update({key: value for key, value in overrides.items() if value is not None})
     pepper = raw.pop("id_pepper", None)
+    kek_hex = raw.pop("terminal_key_key", None)
     try:
         settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as error:
         variable = _variable_for(str(error))
         raise ConfigError(f"configuration {variable}: {error}") from None
-    if pepper:
-        return msgspec.structs.replace(settings, id_pepper=str(pepper).encode())
-    if settings.environment == "production":
+    production = settings.environment == "production"
+    if not pepper and production:
         raise ConfigError(
             "MEDSETTLE_ID_PEPPER is not set. In production the national-ID pepper must come from a secret;"
             " generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
         )
-    return msgspec.structs.replace(settings, id_pepper=_development_pepper(Path(settings.data_dir)))
+    if not kek_hex and production:
+        raise ConfigError(
+            "MEDSETTLE_TERMINAL_KEY_KEY is not set. In production the terminal-key encryption key must come from a"
+            " secret: 64 hex characters, e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    data_dir = Path(settings.data_dir)
+    pepper_bytes = str(pepper).encode() if pepper else _development_secret(data_dir / "id-pepper")
+    kek_text = str(kek_hex) if kek_hex else _development_secret(data_dir / "terminal-key-key").decode()
+    try:
+        kek = bytes.fromhex(kek_text)
+    except ValueError:
+        kek = b""
+    if len(kek) != 32:
+        raise ConfigError("MEDSETTLE_TERMINAL_KEY_KEY must be 64 hex characters (a 256-bit key)")
+    return msgspec.structs.replace(settings, id_pepper=pepper_bytes, terminal_key_key=kek)
 
 
 def _variable_for(message: str) -> str:
@@ -105,13 +126,12 @@ def _variable_for(message: str) -> str:
     return "value"
 
 
-def _development_pepper(data_dir: Path) -> bytes:
-    """A pepper generated once per data folder, so demo people keep their keys across restarts."""
-    path = data_dir / "id-pepper"
+def _development_secret(path: Path) -> bytes:
+    """A secret generated once per data folder (development only), so demo data keeps working across restarts."""
     if path.exists():
         return path.read_bytes().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pepper = secrets.token_hex(32).encode()
-    path.write_bytes(pepper)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32).encode()
+    path.write_bytes(secret)
     path.chmod(0o600)
-    return pepper
+    return secret

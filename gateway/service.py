@@ -27,6 +27,7 @@ from adapters.store import (
     Store,
     StoredAnswer,
 )
+from adapters.terminal_keys import ActiveKey
 from gateway import api_models as api
 from gateway.metrics import Metrics
 from gateway.problems import ApiError
@@ -88,42 +89,55 @@ class Service:
         pepper: bytes,
         metrics: Metrics,
         *,
+        key_encryption_key: bytes,
         future_date_tolerance_days: int = 1,
     ) -> None:
+        self.key_encryption_key = key_encryption_key
         self.store = store
         self.policies = policies
         self.pepper = pepper
         self.metrics = metrics
         self.future_tolerance = dt.timedelta(days=future_date_tolerance_days)
         self._clinics: dict[str, Clinic] = {}
-        self._terminals: dict[str, Terminal] = {}
+        self._keys: dict[str, ActiveKey] = {}
+        self._missing_keys: dict[str, float] = {}
         self._reference_loaded_at = 0.0
         self._reference_lock = asyncio.Lock()
 
     # ------------------------------------------------------------ reference data
 
     async def load_reference(self) -> None:
+        """Clinics and terminal keys, cached; reloaded on a miss and every few seconds, so a revoked
+        terminal or a retired key stops working within that interval."""
         clinics = await self.store.clinics()
-        terminals = await self.store.terminals()
+        keys = await self.store.terminal_keys(self.key_encryption_key)
         self._clinics = {row["clinic_id"]: Clinic(**dict(row)) for row in clinics}
-        self._terminals = {row["terminal_id"]: Terminal(**dict(row)) for row in terminals}
+        self._keys = keys
         self._reference_loaded_at = time.monotonic()
 
     async def _refresh_reference(self) -> None:
-        """Reload clinics and terminals on a miss, at most once a second (an unknown id cannot flood the DB)."""
+        """Reload on a miss at most once a second, so unknown ids cannot flood the database."""
         async with self._reference_lock:
             if time.monotonic() - self._reference_loaded_at >= 1.0:
                 await self.load_reference()
 
-    async def terminal(self, terminal_id: str | None) -> Terminal:
-        if not terminal_id:
-            raise ApiError(401, "unknown_terminal", "send the terminal id in the X-Terminal-Id header")
-        found = self._terminals.get(terminal_id)
+    async def key(self, key_id: str) -> ActiveKey | None:
+        """A terminal key by id. A miss looks that one key up (a key made a moment ago by the CLI
+        works at once); misses are remembered for a second so unknown ids cannot flood the database."""
+        found = self._keys.get(key_id)
+        if found is not None:
+            return found
+        missed_at = self._missing_keys.get(key_id)
+        if missed_at is not None and time.monotonic() - missed_at < 1.0:
+            return None
+        fetched = await self.store.terminal_keys(self.key_encryption_key, only=key_id[:64])
+        found = fetched.get(key_id)
         if found is None:
-            await self._refresh_reference()
-            found = self._terminals.get(terminal_id)
-        if found is None:
-            raise ApiError(401, "unknown_terminal", "the terminal is not registered or has been revoked")
+            if len(self._missing_keys) > 10_000:
+                self._missing_keys.clear()
+            self._missing_keys[key_id] = time.monotonic()
+            return None
+        self._keys = {**self._keys, key_id: found}
         return found
 
     async def clinic(self, clinic_id: str) -> Clinic:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import itertools
 import os
 import random
@@ -18,16 +19,19 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters import db, identity
+from adapters import db, identity, signing
 from adapters.check import check_invariants
 from adapters.demo import seed_demo
+from adapters.terminal_keys import ActiveKey, load_keys
 from gateway.app import create_app
 from gateway.config import load_settings
 
 PEPPER = b"integration-test-pepper"
+KEY_ENCRYPTION_KEY = bytes(range(32))
 ADMIN = {"X-Terminal-Id": "admin-1"}
 COUNTY = {"X-Terminal-Id": "term-C001"}
 TOWNSHIP = {"X-Terminal-Id": "term-T001"}
@@ -75,7 +79,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     connection = await asyncpg.connect(database_url)
     try:
         await db.migrate(connection)
-        await seed_demo(connection, PEPPER, population=200)
+        await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=200)
     finally:
         await connection.close()
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=4)
@@ -88,16 +92,71 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return load_settings(
         {},
         id_pepper=PEPPER.decode(),
+        terminal_key_key=KEY_ENCRYPTION_KEY.hex(),
+        # Storm tests fire 100 requests at once from one terminal; the limiter has its own test.
+        rate_limit_per_second=100_000,
+        rate_limit_burst=100_000,
         data_dir=str(tmp_path_factory.mktemp("data")),
         pool_max=16,
     )
 
 
+class SignedClient:
+    """The test client, signing each request as the terminal named in ``X-Terminal-Id``.
+
+    Tests say who is calling the way a person thinks of it; this wrapper does what a
+    real terminal does: signs method, path, timestamp, nonce and body with that
+    terminal's key. ``X-Terminal-Key: key_id:secret`` signs with an explicit key.
+    """
+
+    def __init__(self, client: TestClient, keys: dict[str, ActiveKey]) -> None:
+        self.client = client
+        self.by_terminal = {key.terminal_id: key for key in keys.values() if key.secret}
+
+    async def request(
+        self, method: str, path: str, *, json: Any = None, data: Any = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        headers = dict(headers or {})
+        if json is not None:
+            body = msgspec.json.encode(json)
+            data = body
+            headers.setdefault("Content-Type", "application/json")
+        elif data is None:
+            body = b""
+        elif isinstance(data, io.BytesIO):
+            body = data.getvalue()
+        else:
+            body = data
+        terminal = headers.pop("X-Terminal-Id", None)
+        explicit = headers.pop("X-Terminal-Key", None)
+        if explicit is not None:
+            key_id, secret = explicit.split(":", 1)
+            headers.update(signing.signed_headers(key_id, secret, method, path, body))
+        elif terminal is not None:
+            key = self.by_terminal.get(terminal)
+            key_id, secret = (key.key_id, key.secret) if key else ("k_" + terminal, "sk_unknown")
+            headers.update(signing.signed_headers(key_id, secret, method, path, body))
+        return await self.client.request(method, path, data=data, headers=headers)
+
+    async def get(self, path: str, **kwargs: Any) -> Any:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> Any:
+        return await self.request("POST", path, **kwargs)
+
+    async def refresh_keys(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as connection:
+            keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
+        self.by_terminal = {key.terminal_id: key for key in keys.values() if key.secret}
+
+
 @pytest.fixture(scope="session")
-async def client(pool: asyncpg.Pool, database_url: str, settings: Any) -> AsyncIterator[TestClient]:
+async def client(pool: asyncpg.Pool, database_url: str, settings: Any) -> AsyncIterator[SignedClient]:
     app = create_app(settings, dsn=database_url)
+    async with pool.acquire() as connection:
+        keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
-        yield test_client
+        yield SignedClient(test_client, keys)
     # Every integration run ends with the invariant check over everything the tests wrote.
     connection = await asyncpg.connect(database_url)
     try:
@@ -118,7 +177,7 @@ def fresh_national_id() -> str:
     return identity.make_id("410103", birth, number % 1000)
 
 
-async def register(client: TestClient, *programmes: tuple[str, str], **dates: dt.date) -> str:
+async def register(client: SignedClient, *programmes: tuple[str, str], **dates: dt.date) -> str:
     """Create a person through the API with the given (programme, code) memberships from 2026-01-01."""
     national_id = fresh_national_id()
     start = dates.get("effective_from", dt.date(2026, 1, 1))

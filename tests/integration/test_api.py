@@ -160,7 +160,7 @@ async def test_domain_refusals_have_their_own_codes(client, pool):
         (bill("11010519491231002X", ("A", 100)), COUNTY, 422, "unknown_person"),
         (bill("110105194912310021", ("A", 100)), COUNTY, 422, "invalid_national_id"),
         (bill(person, ("A", 100), clinic_id="C002"), COUNTY, 403, "terminal_not_for_clinic"),
-        (bill(person, ("A", 100), clinic_id="NOPE"), {"X-Terminal-Id": "nobody"}, 401, "unknown_terminal"),
+        (bill(person, ("A", 100), clinic_id="NOPE"), {"X-Terminal-Id": "nobody"}, 401, "unknown_key"),
         (
             bill(person, ("A", 100), service_date=(dt.date.today() + dt.timedelta(days=30)).isoformat()),
             COUNTY,
@@ -232,7 +232,8 @@ async def test_people_requires_admin_and_valid_memberships(client):
 async def test_operator_endpoints(client):
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
-    document = await (await client.get("/openapi.json")).json()
+    assert (await client.get("/openapi.json")).status == 401
+    document = await (await client.get("/openapi.json", headers=COUNTY)).json()
     assert "/v1/settlements" in document["paths"] and "SettleRequest" in document["components"]["schemas"]
     metrics = await (await client.get("/metrics")).text()
     for name in (

@@ -9,13 +9,18 @@ import sys
 
 import pytest
 
-from tests.integration.conftest import COUNTY, PEPPER, bill, register
+from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, bill, register
 
 pytestmark = pytest.mark.integration
 
 
 def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "DATABASE_URL": database_url, "MEDSETTLE_ID_PEPPER": PEPPER.decode()}
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+    }
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         env=environment,
@@ -41,8 +46,10 @@ async def test_check_passes_then_names_a_tampered_settlement(client, pool, datab
     assert "all invariants hold" in result.stdout
 
     # Move one fen from the aid fund's ledger line to nowhere: the ledger no longer balances and
-    # the aid accumulator no longer equals its ledger. Put it back afterwards.
+    # the aid accumulator no longer equals its ledger. The ledger is append-only, so this plays
+    # an owner switching the guard trigger off. Put everything back afterwards.
     async with pool.acquire() as connection:
+        await connection.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only")
         await connection.execute(
             "UPDATE ledger_entries SET amount = amount + 1 WHERE settlement_id = $1::uuid AND account = 'aid_fund'",
             settlement["settlement_id"],

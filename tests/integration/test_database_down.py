@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import db
 from adapters.demo import seed_demo
+from adapters.terminal_keys import load_keys
 from gateway.app import create_app
-from tests.integration.conftest import ADMIN, COUNTY, PEPPER, bill, fresh_national_id
+from tests.integration.conftest import ADMIN, COUNTY, KEY_ENCRYPTION_KEY, PEPPER, SignedClient, bill, fresh_national_id
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ async def _prepare(url: str) -> None:
     connection = await asyncpg.connect(url)
     try:
         await db.migrate(connection)
-        await seed_demo(connection, PEPPER, population=10)
+        await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=10)
     finally:
         await connection.close()
 
@@ -35,8 +36,12 @@ async def test_database_down_answers_503_and_recovers(settings, tmp_path):
     url, server = db.start_embedded(folder)
     await _prepare(url)
     app = create_app(settings, dsn=url)
+    connection = await asyncpg.connect(url)
+    keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
+    await connection.close()
     try:
-        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+            client = SignedClient(test_client, keys)
             national_id = fresh_national_id()
             response = await client.post(
                 "/v1/people",

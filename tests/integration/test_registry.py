@@ -171,6 +171,11 @@ async def test_clinics_import_and_terminals_add(client, database_url, pool, tmp_
     assert "unchanged 1" in medsettle(database_url, "clinics", "import", str(path)).stdout
     result = medsettle(database_url, "terminals", "add", "--clinic", "V901")
     assert result.returncode == 0 and "term-V901-1" in result.stdout
+    key_id = re.search(r"^key_id: (\S+)$", result.stdout, re.MULTILINE).group(1)
+    secret = re.search(r"^secret: (\S+)$", result.stdout, re.MULTILINE).group(1)
+    async with pool.acquire() as connection:
+        stored = await connection.fetchval("SELECT secret_ciphertext FROM terminal_keys WHERE key_id = $1", key_id)
+    assert secret.encode() not in bytes(stored)  # kept only encrypted
     refused = medsettle(database_url, "terminals", "add", "--clinic", "NOPE")
     assert refused.returncode == 2 and "no clinic NOPE" in refused.stderr
     # The new terminal can settle at once: the gateway picks up new clinics and terminals.
@@ -178,7 +183,7 @@ async def test_clinics_import_and_terminals_add(client, database_url, pool, tmp_
     response = await client.post(
         "/v1/settlements",
         json=bill(person, ("A", 5_000), clinic_id="V901", visit_type="outpatient"),
-        headers={"X-Terminal-Id": "term-V901-1"},
+        headers={"X-Terminal-Key": f"{key_id}:{secret}"},
     )
     assert response.status == 201, await response.text()
 

@@ -15,7 +15,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.integration.conftest import COUNTY, PEPPER, bill, fresh_national_id, register
+from adapters.terminal_client import TerminalClient
+from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, bill, fresh_national_id, register
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,7 @@ async def test_serve_logs_requests_without_national_ids_and_stops_cleanly(client
         **os.environ,
         "DATABASE_URL": database_url,
         "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
         "MEDSETTLE_PORT": str(port),
         "MEDSETTLE_LOG_FORMAT": "json",
         "MEDSETTLE_DATA_DIR": str(tmp_path),
@@ -61,13 +63,14 @@ async def test_serve_logs_requests_without_national_ids_and_stops_cleanly(client
                 assert time.monotonic() < deadline, "gateway did not become ready in 30 s"
                 assert process.poll() is None, process.communicate()
                 await asyncio.sleep(0.2)
+            key = client.by_terminal["term-C001"]
             statuses = []
-            for national_id in sent_ids:
-                body = bill(national_id, ("A", 10_000), visit_type="outpatient")
-                async with session.post(f"{base}/v1/settlements", json=body, headers=COUNTY) as response:
-                    statuses.append(response.status)
-            async with session.post(f"{base}/v1/settlements", json={"note": person}, headers=COUNTY) as response:
-                statuses.append(response.status)
+            async with TerminalClient(base, key.key_id, key.secret, session=session) as terminal:
+                for national_id in sent_ids:
+                    reply = await terminal.settle(bill(national_id, ("A", 10_000), visit_type="outpatient"))
+                    statuses.append(reply.status)
+                reply = await terminal.request("POST", "/v1/settlements", {"note": person})
+                statuses.append(reply.status)
         assert statuses == [201, 422, 422, 422]
     finally:
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,111 @@
+"""Who is calling: signed-request verification, replay protection and per-terminal rate limits.
+
+The scheme is in ``adapters.signing``. Every refusal is a 401 with its own code,
+and a nonce is remembered only after
+the signature has been checked, so nobody can burn another terminal's nonces.
+Key ids are not secret, so an unknown key is named as such.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from adapters import signing
+from adapters.terminal_keys import ActiveKey
+from gateway.problems import ApiError
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    terminal_id: str
+    clinic_id: str
+    role: str
+    key_id: str
+
+
+class NonceCache:
+    """Nonces seen in the last ``window`` seconds, per key; oldest evicted first."""
+
+    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self.clock = clock
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    def first_use(self, key_id: str, nonce: str) -> bool:
+        now = self.clock()
+        while self._seen:
+            oldest, seen_at = next(iter(self._seen.items()))
+            if now - seen_at <= self.window:
+                break
+            del self._seen[oldest]
+        if (key_id, nonce) in self._seen:
+            return False
+        self._seen[(key_id, nonce)] = now
+        return True
+
+
+class RateLimiter:
+    """A token bucket per terminal: ``rate`` requests a second on average, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def check(self, terminal_id: str) -> None:
+        now = self.clock()
+        tokens, updated = self._buckets.get(terminal_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - updated) * self.rate)
+        if tokens < 1.0:
+            self._buckets[terminal_id] = (tokens, now)
+            retry_after = max(1, math.ceil((1.0 - tokens) / self.rate))
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"more than {self.rate:g} requests a second from this terminal",
+                retry_after=retry_after,
+            )
+        self._buckets[terminal_id] = (tokens - 1.0, now)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        find_key: Callable[[str], Awaitable[ActiveKey | None]],
+        *,
+        max_skew: int = signing.MAX_SKEW_SECONDS,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.find_key = find_key
+        self.max_skew = max_skew
+        self.wall_clock = wall_clock
+        self.nonces = NonceCache(window=2 * max_skew)
+
+    async def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Caller:
+        key_id = headers.get("X-Key-Id", "")
+        timestamp = headers.get("X-Timestamp", "")
+        nonce = headers.get("X-Nonce", "")
+        signature = headers.get("X-Signature", "")
+        if not (key_id and timestamp and nonce and signature):
+            raise ApiError(
+                401, "signature_missing", "sign the request: X-Key-Id, X-Timestamp, X-Nonce and X-Signature headers"
+            )
+        if not timestamp.isdigit() or abs(self.wall_clock() - int(timestamp)) > self.max_skew:
+            raise ApiError(401, "timestamp_out_of_window", f"X-Timestamp must be within {self.max_skew} s of now")
+        if not signing.NONCE_PATTERN.fullmatch(nonce):
+            raise ApiError(401, "bad_nonce", "X-Nonce must be 16-64 characters of A-Z, a-z, 0-9, _ and -")
+        key = await self.find_key(key_id)
+        if key is None:
+            raise ApiError(401, "unknown_key", "no terminal key with this X-Key-Id")
+        if not key.secret:
+            raise ApiError(401, "terminal_revoked", "this key is retired or its terminal has been revoked")
+        if not signing.matches(key.secret, signature, method, path, timestamp, nonce, body):
+            raise ApiError(401, "bad_signature", "the signature does not match")
+        if not self.nonces.first_use(key_id, nonce):
+            raise ApiError(401, "nonce_reused", "this nonce was already used; send a fresh one with every request")
+        return Caller(key.terminal_id, key.clinic_id, key.role, key.key_id)
