@@ -57,6 +57,9 @@ WITH settlement AS (
         aid_cap = GREATEST(aid_cap, $33),
         updated_at = $18
     WHERE person_key = $1 AND year = $19
+), audit AS (
+    INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
+    VALUES ($18, $3, 'settlement.created', $2::text, $4, $37::jsonb)
 )
 INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
 VALUES ($3, $4, 'settle', $34, $35, $36, $18)
@@ -89,6 +92,9 @@ WITH reversal AS (
 ), settlement_update AS (
     UPDATE settlements SET reversed_at = $7, reversal_id = $2
     WHERE person_key = $1 AND settlement_id = $3
+), audit AS (
+    INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
+    VALUES ($7, $4, 'settlement.reversed', $3::text, $5, $23::jsonb)
 )
 INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
 VALUES ($4, $5, 'reverse', $20, $21, $22, $7)
@@ -208,6 +214,13 @@ class Store:
                         policy.effective_from,
                         source,
                         document,
+                    )
+                    await connection.execute(
+                        "INSERT INTO audit_log (actor, action, subject, source, details)"
+                        " VALUES ('gateway', 'policy.loaded', $1, $2, $3)",
+                        policy.id,
+                        source,
+                        msgspec.json.encode({"effective_from": policy.effective_from}).decode(),
                     )
                 elif stored["document"] != document or stored["effective_from"] != policy.effective_from:
                     raise RuntimeError(
@@ -344,6 +357,7 @@ class Store:
                         request_hash,
                         200,
                         response,
+                        _audit_details(clinic_id, settlement),
                     )
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "idempotency_keys_pkey":
@@ -421,6 +435,7 @@ class Store:
                         request_hash,
                         200,
                         response,
+                        _audit_details(row["clinic_id"], settlement, reason=reason),
                     )
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "idempotency_keys_pkey":
@@ -432,6 +447,21 @@ class Store:
 
     async def ping(self) -> None:
         await self._fetchval("SELECT 1")
+
+
+def _audit_details(clinic_id: str, settlement: Settlement, reason: str | None = None) -> str:
+    details: dict[str, object] = {
+        "clinic_id": clinic_id,
+        "total": settlement.total,
+        "insurance": settlement.insurance,
+        "veteran_subsidy": settlement.veteran_subsidy,
+        "hardship_aid": settlement.hardship_aid,
+        "out_of_pocket": settlement.out_of_pocket,
+        "policy_version": settlement.policy_version,
+    }
+    if reason is not None:
+        details["reason"] = reason
+    return msgspec.json.encode(details).decode()
 
 
 def _memberships(rows: Any) -> list[Membership]:

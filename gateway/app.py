@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters import db
+from adapters import audit, db
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
 from adapters.store import Store
@@ -414,9 +414,11 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         app[service_key] = service
         app[authenticator_key] = Authenticator(service.key)
         refresher = asyncio.create_task(_refresh_reference_forever(service))
+        sealer = asyncio.create_task(_seal_audit_forever(pool))
         app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
         yield
         refresher.cancel()
+        sealer.cancel()
         app[state_key]["shutting_down"] = True
         await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
 
@@ -438,6 +440,18 @@ async def _refresh_reference_forever(service: Service, every: float = 5.0) -> No
             await service.load_reference()
         except Exception as error:  # the database may be away; the next round retries
             log.warning("reference_refresh_failed", error=type(error).__name__)
+
+
+async def _seal_audit_forever(pool: Any, every: float = 2.0) -> None:
+    """Chain new audit rows; replicas take turns through an advisory lock inside ``seal``."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with pool.acquire(timeout=5) as connection:
+                while await audit.seal(connection) == 10_000:
+                    pass
+        except Exception as error:  # the database may be away; the next round retries
+            log.warning("audit_seal_failed", error=type(error).__name__)
 
 
 def _policy_document(policy: Any) -> str:

@@ -329,6 +329,27 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters import audit
+
+    async def work(connection: asyncpg.Connection) -> Any:
+        await db.migrate(connection)
+        sealed = 0
+        while (count := await audit.seal(connection)) > 0:
+            sealed += count
+        return sealed, (await audit.verify(connection) if args.action == "verify" else None)
+
+    sealed, report = asyncio.run(_with_connection(database_url(settings), work))
+    if report is None:
+        print(f"sealed {sealed} audit row(s)")
+        return 0
+    if report.problem:
+        print(f"AUDIT CHAIN BROKEN: {report.problem}")
+        return 1
+    print(f"audit chain intact: {report.sealed} row(s) sealed and verified, {report.unsealed} waiting to be sealed")
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -437,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("target", metavar=target.upper())
         command.add_argument("--actor", default=actor)
         command.set_defaults(run=cmd_terminals_key)
+
+    audit_commands = commands.add_parser("audit", help="the audit trail's hash chain").add_subparsers(
+        dest="action", required=True
+    )
+    audit_commands.add_parser("seal", help="chain audit rows not yet sealed").set_defaults(run=cmd_audit)
+    audit_commands.add_parser(
+        "verify", help="seal what is waiting, then walk the chain and name the first altered or removed row"
+    ).set_defaults(run=cmd_audit)
 
     client = commands.add_parser("client", help="send a signed request as a terminal")
     client.add_argument("method", help="GET or POST")
