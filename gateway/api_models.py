@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from settlement.explain import explain
 from settlement.models import (
     Accumulators,
     ClinicLevel,
@@ -15,6 +16,7 @@ from settlement.models import (
     Notice,
     Payer,
     PayerTrace,
+    Settlement,
     VisitType,
 )
 
@@ -78,10 +80,9 @@ class Out(msgspec.Struct, frozen=True, kw_only=True):
     pass
 
 
-class SettlementOut(Out, frozen=True, kw_only=True):
-    settlement_id: uuid.UUID
-    request_id: str
-    terminal_id: str
+class SettlementFigures(Out, frozen=True, kw_only=True):
+    """What a settlement computes, shared by a stored settlement and a quote."""
+
     clinic_id: str
     clinic_level: ClinicLevel
     person: str  # masked national ID
@@ -98,35 +99,46 @@ class SettlementOut(Out, frozen=True, kw_only=True):
     out_of_pocket: int
     traces: tuple[PayerTrace, ...]
     lines: tuple[LineBreakdown, ...]
-    accumulators_after: Accumulators
     warnings: tuple[Notice, ...]
     explanation: list[str]
+
+    @staticmethod
+    def fields_from(settlement: Settlement, *, clinic_id: str, person: str) -> dict[str, Any]:
+        return {
+            "clinic_id": clinic_id,
+            "clinic_level": settlement.clinic_level,
+            "person": person,
+            "visit_type": settlement.visit_type,
+            "service_date": settlement.service_date,
+            "policy_version": settlement.policy_version,
+            "total": settlement.total,
+            "eligible": settlement.eligible,
+            "self_pay_first": settlement.self_pay_first,
+            "not_covered": settlement.not_covered,
+            "insurance": settlement.insurance,
+            "veteran_subsidy": settlement.veteran_subsidy,
+            "hardship_aid": settlement.hardship_aid,
+            "out_of_pocket": settlement.out_of_pocket,
+            "traces": settlement.traces,
+            "lines": settlement.lines,
+            "warnings": settlement.warnings,
+            "explanation": explain(settlement),
+        }
+
+
+class SettlementOut(SettlementFigures, frozen=True, kw_only=True):
+    settlement_id: uuid.UUID
+    request_id: str
+    terminal_id: str
+    accumulators_after: Accumulators
     created_at: dt.datetime
     replayed: bool = False
     reversed: bool = False
     reversal_id: uuid.UUID | None = None
 
 
-class QuoteOut(Out, frozen=True, kw_only=True):
-    quote: bool
-    clinic_id: str
-    clinic_level: ClinicLevel
-    person: str
-    visit_type: VisitType
-    service_date: dt.date
-    policy_version: str
-    total: int
-    eligible: int
-    self_pay_first: int
-    not_covered: int
-    insurance: int
-    veteran_subsidy: int
-    hardship_aid: int
-    out_of_pocket: int
-    traces: tuple[PayerTrace, ...]
-    lines: tuple[LineBreakdown, ...]
-    warnings: tuple[Notice, ...]
-    explanation: list[str]
+class QuoteOut(SettlementFigures, frozen=True, kw_only=True):
+    quote: bool = True
 
 
 class ReversalOut(Out, frozen=True, kw_only=True):

@@ -33,7 +33,6 @@ from gateway.metrics import Metrics
 from gateway.problems import ApiError
 from settlement import engine
 from settlement.errors import SettlementError
-from settlement.explain import explain
 from settlement.models import Accumulators, Bill, LineItem, Notice, PersonStatus, Settlement
 from settlement.policy import Policy, PolicyBook
 from settlement.registry import ListEntry, status_on
@@ -303,28 +302,11 @@ class Service:
         created_at: dt.datetime,
     ) -> api.SettlementOut:
         return api.SettlementOut(
+            **api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked),
             settlement_id=settlement_id,
             request_id=request_id,
             terminal_id=terminal.terminal_id,
-            clinic_id=clinic.clinic_id,
-            clinic_level=settlement.clinic_level,
-            person=masked,
-            visit_type=settlement.visit_type,
-            service_date=settlement.service_date,
-            policy_version=settlement.policy_version,
-            total=settlement.total,
-            eligible=settlement.eligible,
-            self_pay_first=settlement.self_pay_first,
-            not_covered=settlement.not_covered,
-            insurance=settlement.insurance,
-            veteran_subsidy=settlement.veteran_subsidy,
-            hardship_aid=settlement.hardship_aid,
-            out_of_pocket=settlement.out_of_pocket,
-            traces=settlement.traces,
-            lines=settlement.lines,
             accumulators_after=settlement.accumulators_after,
-            warnings=settlement.warnings,
-            explanation=explain(settlement),
             created_at=created_at,
         )
 
@@ -337,27 +319,7 @@ class Service:
             settlement = engine.quote(bill, status_on(memberships, bill.service_date), accumulators, policy)
         except SettlementError as error:
             raise ApiError.from_engine(error) from None
-        return api.QuoteOut(
-            quote=True,
-            clinic_id=clinic.clinic_id,
-            clinic_level=settlement.clinic_level,
-            person=masked,
-            visit_type=settlement.visit_type,
-            service_date=settlement.service_date,
-            policy_version=settlement.policy_version,
-            total=settlement.total,
-            eligible=settlement.eligible,
-            self_pay_first=settlement.self_pay_first,
-            not_covered=settlement.not_covered,
-            insurance=settlement.insurance,
-            veteran_subsidy=settlement.veteran_subsidy,
-            hardship_aid=settlement.hardship_aid,
-            out_of_pocket=settlement.out_of_pocket,
-            traces=settlement.traces,
-            lines=settlement.lines,
-            warnings=settlement.warnings,
-            explanation=explain(settlement),
-        )
+        return api.QuoteOut(**api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked))
 
     # ------------------------------------------------------------ read and reverse
 
