@@ -33,7 +33,16 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": "Problem", "content": _PROBLEM} for status in statuses}
 
 
-_TERMINAL = [{"name": "X-Terminal-Id", "in": "header", "required": True, "schema": {"type": "string"}}]
+# Every route but health, readiness and metrics is signed: see the README, "Signing requests".
+_TERMINAL = [
+    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
+    for name, text in (
+        ("X-Key-Id", "the terminal's key id"),
+        ("X-Timestamp", "Unix seconds; within 300 s of the gateway's clock"),
+        ("X-Nonce", "16-64 characters of A-Z a-z 0-9 _ -, never reused"),
+        ("X-Signature", "hex HMAC-SHA256 over method, path, timestamp, nonce and the body's SHA-256"),
+    )
+]
 _SETTLEMENT_ID = {
     "name": "settlement_id",
     "in": "path",
@@ -57,7 +66,7 @@ def openapi_document() -> dict[str, Any]:
         api.Problem,
     ]
     _, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
-    common = _errors(400, 401, 403, 413, 415, 422, 503)
+    common = _errors(400, 401, 403, 413, 415, 422, 429, 503)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -122,6 +131,19 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": _TERMINAL,
                     "requestBody": _body("PersonRequest"),
                     "responses": {**_ok("PersonOut", "201", "Created"), **_ok("PersonOut"), **common},
+                }
+            },
+            "/v1/registry/stats": {
+                "get": {
+                    "summary": "People in force on a date, added and struck off in a period (admin, finance)",
+                    "parameters": [
+                        *_TERMINAL,
+                        *(
+                            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                            for name in ("date", "from", "to", "format")
+                        ),
+                    ],
+                    "responses": {"200": {"description": "JSON, or CSV with format=csv"}, **_errors(401, 403, 422)},
                 }
             },
             "/v1/clinics": {
