@@ -140,6 +140,18 @@ async def seed_demo(
             records=rows,
             columns=["person_key", "programme", "code", "effective_from", "struck_off_on"],
         )
+    keys_created = await ensure_terminal_keys(connection, key_encryption_key)
+    await connection.execute("ANALYZE")  # fresh tables otherwise plan foreign-key checks as scans
+    return {
+        "clinics": len(clinics),
+        "terminals": len(terminals),
+        "keys_created": keys_created,
+        "people_added": len(new_keys),
+    }
+
+
+async def ensure_terminal_keys(connection: asyncpg.Connection, key_encryption_key: bytes) -> int:
+    """Give every active terminal without a usable key one (demo data made before keys existed)."""
     keyless = await connection.fetch(
         """SELECT t.terminal_id FROM terminals t WHERE t.revoked_at IS NULL AND NOT EXISTS (
                SELECT 1 FROM terminal_keys k WHERE k.terminal_id = t.terminal_id AND k.retired_at IS NULL)
@@ -147,13 +159,7 @@ async def seed_demo(
     )
     for row in keyless:
         await create_key(connection, key_encryption_key, row["terminal_id"], actor="demo")
-    await connection.execute("ANALYZE")  # fresh tables otherwise plan foreign-key checks as scans
-    return {
-        "clinics": len(clinics),
-        "terminals": len(terminals),
-        "keys_created": len(keyless),
-        "people_added": len(new_keys),
-    }
+    return len(keyless)
 
 
 async def demo_key_file(connection: asyncpg.Connection, key_encryption_key: bytes, path: Path) -> None:

@@ -16,7 +16,7 @@ import asyncpg
 
 from adapters import db
 from adapters.check import check_invariants
-from adapters.demo import demo_key_file, seed_demo
+from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.logs import configure_logging, log
 
@@ -50,6 +50,7 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
 async def _seed(connection: asyncpg.Connection, settings: Settings, *, only_if_empty: bool) -> dict[str, int] | None:
     await db.migrate(connection)
     if only_if_empty and await connection.fetchval("SELECT EXISTS (SELECT 1 FROM clinics)"):
+        await ensure_terminal_keys(connection, settings.terminal_key_key)
         return None
     return await seed_demo(connection, settings.id_pepper, settings.terminal_key_key)
 
