@@ -27,6 +27,7 @@ from adapters.registry_stats import stats_csv
 from adapters.store import Store
 from gateway import api_models as api
 from gateway.auth import Authenticator, RateLimiter
+from gateway.card_reader import card_reader_context
 from gateway.config import Settings
 from gateway.logs import log
 from gateway.metrics import Metrics
@@ -255,7 +256,7 @@ async def reverse(request: web.Request) -> web.Response:
 async def eligibility(request: web.Request) -> web.Response:
     service = request.app[service_key]
     body = await decode_body(request, api.EligibilityRequest)
-    return respond(request, await service.eligibility(body))
+    return respond(request, await service.eligibility(_caller(request), body))
 
 
 async def upsert_person(request: web.Request) -> web.Response:
@@ -426,6 +427,7 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         app[state_key]["shutting_down"] = True
 
     app.cleanup_ctx.append(database)
+    app.cleanup_ctx.append(card_reader_context)  # after database: it uses the service; closes before the pool
     app.on_shutdown.append(on_shutdown)
     for method, path, handler, _roles in ROUTES:
         app.router.add_route(method, path, handler)

@@ -19,6 +19,7 @@ from adapters.check import check_invariants
 from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.logs import configure_logging, log
+from gateway.reader_sim import add_reader_sim_parser
 
 _embedded_servers: list[Any] = []  # keep the embedded server alive for the life of the process
 
@@ -478,6 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--secret")
     client.add_argument("--url", help="gateway base URL (default from MEDSETTLE_HOST and MEDSETTLE_PORT)")
     client.set_defaults(run=cmd_client)
+    add_reader_sim_parser(commands)  # medsettle reader-sim: a card reader by hand (gateway/reader_sim.py)
 
     registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
     stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")

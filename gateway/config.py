@@ -19,6 +19,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     environment: Literal["development", "production"] = "development"
     host: str = "127.0.0.1"
     port: int = 8080
+    reader_port: int = 8081  # card readers' TCP listener; 0 turns it off
     database_url: str | None = None
     data_dir: str = ".data"
     id_pepper: bytes = b""
@@ -63,6 +64,7 @@ ENV_VARS = {
     "environment": "MEDSETTLE_ENV",
     "host": "MEDSETTLE_HOST",
     "port": "MEDSETTLE_PORT",
+    "reader_port": "MEDSETTLE_READER_PORT",
     "database_url": "DATABASE_URL",
     "data_dir": "MEDSETTLE_DATA_DIR",
     "id_pepper": "MEDSETTLE_ID_PEPPER",

@@ -58,6 +58,12 @@ class Metrics:
             registry=self.registry,
         )
         self.reversals = Counter("medsettle_reversals_total", "Reversals written", registry=self.registry)
+        self.reader_frames = Counter(
+            "medsettle_reader_frames_total",
+            "Card-reader frames by type and outcome (ok, replayed, refused, failed, or why an unreadable frame was)",
+            ["type", "outcome"],
+            registry=self.registry,
+        )
 
     def watch_pool(self, pool_stats: Callable[[], tuple[int, int]]) -> None:
         self.registry.register(_PoolCollector(pool_stats))

@@ -404,7 +404,9 @@ class Service:
 
     # ------------------------------------------------------------ eligibility, people, clinics
 
-    async def eligibility(self, request: api.EligibilityRequest) -> api.EligibilityOut:
+    async def eligibility(self, terminal: Terminal, request: api.EligibilityRequest) -> api.EligibilityOut:
+        if request.clinic_id is not None and request.clinic_id != terminal.clinic_id:
+            raise ApiError(403, "terminal_not_for_clinic", "a terminal asks only for its own clinic", field="clinic_id")
         key, masked = self.person_key(request.person_id)
         day = request.service_date or china_today()
         policy = self.policy_on(day)
@@ -537,6 +539,9 @@ def is_database_error(error: BaseException) -> bool:
         | asyncpg.exceptions.TooManyConnectionsError
         | asyncpg.exceptions.AdminShutdownError
         | asyncpg.exceptions.InterfaceError
+        # An idle pooled connection that has read the server's shutdown notice but not yet its
+        # end of stream is handed out and fails with "another operation is in progress".
+        | asyncpg.exceptions.InternalClientError
         | asyncpg.exceptions.QueryCanceledError
         | asyncpg.exceptions.LockNotAvailableError,
     )

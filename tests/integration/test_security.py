@@ -159,6 +159,10 @@ async def test_role_boundaries(client):
         f"/v1/settlements/{settlement_id}/reversal", json={"request_id": "r-finance"}, headers=finance
     )
     assert response.status == 403
+    # Eligibility is asked for the terminal's own clinic only.
+    own = await client.post("/v1/eligibility", json={"person_id": person, "clinic_id": "C001"}, headers=COUNTY)
+    other = await client.post("/v1/eligibility", json={"person_id": person, "clinic_id": "V001"}, headers=COUNTY)
+    assert (own.status, other.status) == (200, 403)
 
 
 async def test_rate_limit_answers_429_with_retry_after_and_spares_other_terminals(pool, database_url, settings):

@@ -38,6 +38,7 @@ async def test_serve_logs_requests_without_national_ids_and_stops_cleanly(client
         "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
         "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
         "MEDSETTLE_PORT": str(port),
+        "MEDSETTLE_READER_PORT": "0",  # not 8081, which a running `make run` may hold; test_card_reader covers it
         "MEDSETTLE_LOG_FORMAT": "json",
         "MEDSETTLE_DATA_DIR": str(tmp_path),
     }
