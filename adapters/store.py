@@ -367,7 +367,7 @@ class Store:
 
     async def get_settlement(self, settlement_id: uuid.UUID) -> asyncpg.Record | None:
         return await self._fetchrow(
-            """SELECT settlement_id, terminal_id, request_id, clinic_id, request->>'person' AS person, result,
+            """SELECT settlement_id, terminal_id, request_id, clinic_id, request->>'person_id' AS person, result,
                       created_at, reversal_id
                FROM settlements WHERE settlement_id = $1 LIMIT 1""",
             settlement_id,

@@ -60,6 +60,13 @@ async def test_get_returns_the_stored_settlement(client):
     assert fetched["settlement_id"] == created["settlement_id"]
     assert fetched["out_of_pocket"] == created["out_of_pocket"]
     assert fetched["reversed"] is False
+    assert fetched["person"] == created["person"] and fetched["person"].count("*") == 13
+    # MessagePack reads work too.
+    response = await client.get(
+        f"/v1/settlements/{created['settlement_id']}", headers={**VILLAGE, "Accept": "application/msgpack"}
+    )
+    assert response.status == 200
+    assert msgspec.msgpack.decode(await response.read())["settlement_id"] == created["settlement_id"]
     # Another clinic's terminal learns nothing: not found, not forbidden.
     response = await client.get(f"/v1/settlements/{created['settlement_id']}", headers=COUNTY)
     assert response.status == 404
