@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import asyncpg
 import pytest
 
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, bill, register
@@ -61,6 +62,9 @@ async def test_check_passes_then_names_a_tampered_settlement(client, pool, datab
                 "UPDATE ledger_entries SET amount = amount - 1 WHERE settlement_id = $1::uuid AND account = 'aid_fund'",
                 settlement["settlement_id"],
             )
+            await connection.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the guard is back on
+            await connection.execute("UPDATE ledger_entries SET amount = amount")
     assert result.returncode == 1
     rules = {violation["rule"] for violation in json.loads(result.stdout)}
     assert {"ledger_balances", "ledger_matches_settlement", "accumulators_equal_ledger"} <= rules
