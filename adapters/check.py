@@ -88,6 +88,24 @@ CHECKS: dict[str, str] = {
     "one_settlement_per_request": """
         SELECT terminal_id || ' ' || request_id AS id FROM settlements
         GROUP BY terminal_id, request_id HAVING count(*) > 1""",
+    # The daily statement (adapters/finance.py) sums ledger lines by booking day, clinic and fund; it must
+    # agree with the settlements booked and reversed that day, attributed to the settlement's own clinic.
+    "daily_statement_matches_ledger": """
+        WITH ledger AS (
+            SELECT booked_on, clinic_id, account, sum(amount) AS amount FROM ledger_entries
+            WHERE account <> 'clinic' GROUP BY 1, 2, 3
+        ), booked AS (
+            SELECT l.booked_on, s.clinic_id, f.account,
+                   sum(CASE WHEN l.kind = 'settlement' THEN f.amount ELSE -f.amount END) AS amount
+            FROM ledger_entries l
+            JOIN settlements s ON s.person_key = l.person_key AND s.settlement_id = l.settlement_id
+            CROSS JOIN LATERAL (VALUES ('insurance_fund', s.insurance), ('priority_care_fund', s.veteran_subsidy),
+                                       ('aid_fund', s.hardship_aid), ('patient', s.out_of_pocket)) f(account, amount)
+            WHERE l.account = 'clinic' GROUP BY 1, 2, 3
+        )
+        SELECT booked_on::text || ' ' || clinic_id || ' ' || account AS id
+        FROM ledger FULL JOIN booked USING (booked_on, clinic_id, account)
+        WHERE coalesce(ledger.amount, 0) <> coalesce(booked.amount, 0)""",
 }
 
 

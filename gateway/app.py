@@ -26,13 +26,16 @@ from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
 from adapters.store import Store
 from gateway import api_models as api
+from gateway import finance_routes
 from gateway.auth import Authenticator, RateLimiter
 from gateway.card_reader import card_reader_context
 from gateway.config import Settings
+from gateway.dashboard import dashboard, dashboard_login
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.problems import PROBLEM_BASE, ApiError, unavailable
+from gateway.receipts import settlement_receipt
 from gateway.service import Answer, Service, Terminal, china_today, is_database_error
 
 JSON = "application/json"
@@ -334,6 +337,8 @@ async def _authenticate(request: web.Request) -> None:
     roles = ROUTE_ROLES.get(route.handler)  # type: ignore[arg-type]
     if roles is None or roles is OPEN:
         return  # unmatched paths fall through to 404/405; open routes need no caller
+    if route.handler in LARGE_BODY_LIMITS:  # a few routes take bulk lists larger than the default limit
+        request._client_max_size = max(request.client_max_size, LARGE_BODY_LIMITS[route.handler])
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -369,17 +374,24 @@ ROUTES = [
     ("POST", "/v1/settlements", settle, TERMINAL),
     ("POST", "/v1/quotes", quote, TERMINAL),
     ("GET", "/v1/settlements/{settlement_id}", get_settlement, READERS),
+    ("GET", "/v1/settlements/{settlement_id}/receipt", settlement_receipt, READERS),
     ("POST", "/v1/settlements/{settlement_id}/reversal", reverse, TERMINAL),
     ("POST", "/v1/eligibility", eligibility, TERMINAL),
     ("POST", "/v1/people", upsert_person, ADMIN),
     ("GET", "/v1/clinics", clinics, ANY_ROLE),
     ("GET", "/v1/registry/stats", registry_stats, REPORTING),
+    ("GET", "/v1/finance/daily", finance_routes.daily_statement, REPORTING),
+    ("POST", "/v1/finance/reconciliation", finance_routes.reconciliation, REPORTING | TERMINAL),
     ("GET", "/openapi.json", openapi, ANY_ROLE),
     ("GET", "/healthz", healthz, OPEN),
     ("GET", "/readyz", readyz, OPEN),
     ("GET", "/metrics", metrics, OPEN),
+    # Browser pages: no request signature; the handlers check a session cookie (gateway/dashboard.py).
+    ("GET", "/dashboard/login", dashboard_login, OPEN),
+    ("GET", "/dashboard", dashboard, OPEN),
 ]
 ROUTE_ROLES: dict[Handler, frozenset[str]] = {handler: roles for _, _, handler, roles in ROUTES}
+LARGE_BODY_LIMITS: dict[Handler, int] = {finance_routes.reconciliation: finance_routes.RECONCILIATION_MAX_BODY}
 
 
 # ---------------------------------------------------------------- factory

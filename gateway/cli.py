@@ -18,6 +18,8 @@ from adapters import db
 from adapters.check import check_invariants
 from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
 from gateway.config import ConfigError, Settings, load_settings
+from gateway.dashboard import add_dashboard_link_parser
+from gateway.finance_cli import add_finance_parser
 from gateway.logs import configure_logging, log
 from gateway.reader_sim import add_reader_sim_parser
 
@@ -480,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--url", help="gateway base URL (default from MEDSETTLE_HOST and MEDSETTLE_PORT)")
     client.set_defaults(run=cmd_client)
     add_reader_sim_parser(commands)  # medsettle reader-sim: a card reader by hand (gateway/reader_sim.py)
+    add_dashboard_link_parser(commands)  # medsettle dashboard-link: a browser login link (gateway/dashboard.py)
+    add_finance_parser(commands)  # medsettle report daily (gateway/finance_cli.py)
 
     registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
     stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")

@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 
+from adapters import finance
 from gateway import api_models as api
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -64,6 +65,7 @@ def openapi_document() -> dict[str, Any]:
         api.PersonOut,
         api.ClinicsOut,
         api.Problem,
+        finance.ReconciliationRequest,
     ]
     _, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
     common = _errors(400, 401, 403, 413, 415, 422, 429, 503)
@@ -144,6 +146,29 @@ def openapi_document() -> dict[str, Any]:
                         ),
                     ],
                     "responses": {"200": {"description": "JSON, or CSV with format=csv"}, **_errors(401, 403, 422)},
+                }
+            },
+            "/v1/finance/daily": {
+                "get": {
+                    "summary": "Daily statement per clinic and fund, by level and region, with the day's reversals"
+                    " (admin, finance)",
+                    "parameters": [
+                        *_TERMINAL,
+                        *(
+                            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
+                            for name in ("date", "format")
+                        ),
+                    ],
+                    "responses": {"200": {"description": "JSON, or CSV with format=csv"}, **_errors(401, 403, 422)},
+                }
+            },
+            "/v1/finance/reconciliation": {
+                "post": {
+                    "summary": "Check a clinic's or fund's list for a booking day against the ledger"
+                    " (admin, finance; terminal for its own clinic)",
+                    "parameters": _TERMINAL,
+                    "requestBody": _body("ReconciliationRequest"),
+                    "responses": {"200": {"description": "Matched counts and sums, and every discrepancy"}, **common},
                 }
             },
             "/v1/clinics": {

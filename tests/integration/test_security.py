@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters import signing
 from adapters.terminal_keys import load_keys
 from gateway.app import OPEN, ROUTE_ROLES, create_app, service_key
+from gateway.dashboard import dashboard, dashboard_login
 from tests.integration.conftest import ADMIN, COUNTY, KEY_ENCRYPTION_KEY, VILLAGE, SignedClient, bill, register
 from tests.integration.test_cli import medsettle
 
@@ -128,7 +129,25 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         assert route.handler in ROUTE_ROLES, f"{route.method} {route.resource.canonical} declares no roles"
         if ROUTE_ROLES[route.handler] is OPEN:
             open_paths.add(route.resource.canonical)
-    assert open_paths == {"/healthz", "/readyz", "/metrics"}
+    # Open means no request signature: the operator routes, and exactly two browser pages that check
+    # a session cookie themselves (gateway/dashboard.py).
+    cookie_pages = {("GET", "/dashboard/login"): dashboard_login, ("GET", "/dashboard"): dashboard}
+    assert open_paths == {"/healthz", "/readyz", "/metrics", *(path for _, path in cookie_pages)}
+    for route in routes:
+        if route.resource.canonical in {path for _, path in cookie_pages}:
+            assert cookie_pages.get((route.method, route.resource.canonical)) is route.handler
+    # The cookie pages refuse without a valid session or login link, and set no cookie when refusing.
+    forged = "k_x." + str(int(time.time()) + 600) + "." + "0" * 64
+    for path, cookies in (
+        ("/dashboard", {}),
+        ("/dashboard", {"medsettle_dashboard": forged}),
+        ("/dashboard?from=2026-01-01&to=2026-01-31", {}),
+        ("/dashboard/login", {}),
+        ("/dashboard/login?key_id=k_x&expires=" + forged.split(".")[1] + "&sig=" + "0" * 64, {}),
+    ):
+        response = await client.client.request("GET", path, cookies=cookies, allow_redirects=False)
+        assert response.status == 401, f"GET {path} answered {response.status} without a session"
+        assert "Set-Cookie" not in response.headers
     # And every other route really refuses an unsigned caller.
     for route in routes:
         path = route.resource.canonical.replace("{settlement_id}", "00000000-0000-0000-0000-000000000000")

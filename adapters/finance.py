@@ -1,0 +1,391 @@
+"""Finance reporting: daily statements per clinic and fund, and reconciliation against a clinic's list.
+
+Daily statements are computed only from ``ledger_entries`` by ``booked_on`` (the China
+date a line was booked). The ledger is append-only (a trigger refuses UPDATE, DELETE
+and TRUNCATE) and every line is booked on the day it is written, so once a day is over
+its statement can never change: a reversal made later is booked, and shows, on the day
+it is made, naming the original settlement and its service date.
+
+Reconciliation compares a submitted list of settlements (a clinic's or a fund's) with
+the gateway's for one booking day. Both sides are walked in ``settlement_id`` order: the
+gateway's side streamed with a cursor, the submitted side sorted in memory, and the two
+merged like a sorted-merge join, so a day of tens of thousands of settlements needs no
+per-settlement lookups. A settlement counts as reversed at the gateway when its reversal
+was booked on or before the reconciled day, so a closed day reconciles the same way
+whenever it is asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import itertools
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+
+# Ledger account -> settlements column: the three funds in payment order, then the patient.
+FUNDS: dict[str, str] = {
+    "insurance_fund": "insurance",
+    "priority_care_fund": "veteran_subsidy",
+    "aid_fund": "hardship_aid",
+    "patient": "out_of_pocket",
+}
+PAYER_FIELDS = tuple(FUNDS.values())
+
+_DAY_LINES = """
+SELECT l.clinic_id, l.account,
+       count(*) FILTER (WHERE l.kind = 'settlement' AND l.amount <> 0) AS settlements_count,
+       coalesce(sum(l.amount) FILTER (WHERE l.kind = 'settlement'), 0)::bigint AS settlements_fen,
+       count(*) FILTER (WHERE l.kind = 'reversal' AND l.amount <> 0) AS reversals_count,
+       coalesce(-sum(l.amount) FILTER (WHERE l.kind = 'reversal'), 0)::bigint AS reversals_fen
+FROM ledger_entries l
+WHERE l.booked_on = $1
+GROUP BY 1, 2
+"""
+
+_DAY_REVERSALS = """
+SELECT r.reversal_id, r.settlement_id, s.clinic_id, s.visit_type, s.service_date,
+       (SELECT min(o.booked_on) FROM ledger_entries o
+         WHERE o.person_key = d.person_key AND o.settlement_id = d.settlement_id AND o.kind = 'settlement'
+       ) AS settled_on,
+       s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket,
+       r.terminal_id, r.reason, r.created_at
+FROM (SELECT DISTINCT person_key, settlement_id FROM ledger_entries
+      WHERE booked_on = $1 AND kind = 'reversal' AND account = 'clinic') d
+JOIN reversals r ON r.person_key = d.person_key AND r.settlement_id = d.settlement_id
+JOIN settlements s ON s.person_key = d.person_key AND s.settlement_id = d.settlement_id
+ORDER BY r.created_at, r.settlement_id
+"""
+
+# The gateway's side of a reconciliation, in settlement_id order. $2 clinic (or NULL for
+# every clinic); $3 a payer column that must be non-zero (or NULL for every settlement).
+# A reversal is never booked before its settlement, so "reversed by the end of the day" is
+# "a reversal line booked on the same day": both come from one day's slice of the ledger.
+_GATEWAY_SIDE = """
+WITH day AS (
+    SELECT person_key, settlement_id, kind FROM ledger_entries
+    WHERE booked_on = $1 AND account = 'clinic' AND ($2::text IS NULL OR clinic_id = $2)
+)
+SELECT s.settlement_id, s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket,
+       r.settlement_id IS NOT NULL AS reversed
+FROM day l
+JOIN settlements s ON s.person_key = l.person_key AND s.settlement_id = l.settlement_id
+LEFT JOIN day r ON r.person_key = l.person_key AND r.settlement_id = l.settlement_id AND r.kind = 'reversal'
+WHERE l.kind = 'settlement'
+  AND ($3::text IS NULL
+       OR ($3 = 'insurance' AND s.insurance <> 0) OR ($3 = 'veteran_subsidy' AND s.veteran_subsidy <> 0)
+       OR ($3 = 'hardship_aid' AND s.hardship_aid <> 0) OR ($3 = 'out_of_pocket' AND s.out_of_pocket <> 0))
+ORDER BY s.settlement_id
+"""
+
+
+# ---------------------------------------------------------------- daily statements
+
+
+def _empty_fund() -> dict[str, int]:
+    return {"settlements_count": 0, "settlements_fen": 0, "reversals_count": 0, "reversals_fen": 0, "net_fen": 0}
+
+
+def _empty_block() -> dict[str, Any]:
+    return {
+        "settlements": 0,
+        "reversals": 0,
+        "billed_fen": 0,
+        "reversed_fen": 0,
+        "net_fen": 0,
+        "funds": {fund: _empty_fund() for fund in FUNDS},
+    }
+
+
+def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key in ("settlements", "reversals", "billed_fen", "reversed_fen", "net_fen"):
+        target[key] += source[key]
+    for fund, counts in source["funds"].items():
+        for key, value in counts.items():
+            target["funds"][fund][key] += value
+
+
+async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today: dt.date) -> dict[str, Any]:
+    """The statement for one booking day: per clinic and fund, rolled up by level, region and in total."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        lines = await connection.fetch(_DAY_LINES, day)
+        reversals = await connection.fetch(_DAY_REVERSALS, day)
+        clinic_ids = sorted({row["clinic_id"] for row in lines})
+        clinics = {
+            row["clinic_id"]: row
+            for row in await connection.fetch(
+                "SELECT clinic_id, name, level, region FROM clinics WHERE clinic_id = any($1::text[])", clinic_ids
+            )
+        }
+    blocks: dict[str, dict[str, Any]] = {clinic_id: _empty_block() for clinic_id in clinic_ids}
+    for row in lines:
+        block = blocks[row["clinic_id"]]
+        if row["account"] == "clinic":  # the clinic is credited the bill total: -amount
+            block["settlements"] = row["settlements_count"]
+            block["reversals"] = row["reversals_count"]
+            block["billed_fen"] = -row["settlements_fen"]
+            block["reversed_fen"] = -row["reversals_fen"]
+            block["net_fen"] = block["billed_fen"] - block["reversed_fen"]
+        else:
+            fund = block["funds"][row["account"]]
+            fund["settlements_count"] = row["settlements_count"]
+            fund["settlements_fen"] = row["settlements_fen"]
+            fund["reversals_count"] = row["reversals_count"]
+            fund["reversals_fen"] = row["reversals_fen"]
+            fund["net_fen"] = row["settlements_fen"] - row["reversals_fen"]
+    by_clinic = []
+    by_level: dict[str, dict[str, Any]] = {}
+    by_region: dict[str, dict[str, Any]] = {}
+    total = _empty_block()
+    for clinic_id in clinic_ids:
+        clinic = clinics.get(clinic_id)
+        level = clinic["level"] if clinic else ""
+        region = clinic["region"] if clinic else ""
+        block = blocks[clinic_id]
+        by_clinic.append(
+            {"clinic_id": clinic_id, "name": clinic["name"] if clinic else "", "level": level, "region": region} | block
+        )
+        _add(by_level.setdefault(level, _empty_block()), block)
+        _add(by_region.setdefault(region, _empty_block()), block)
+        _add(total, block)
+    return {
+        "date": day.isoformat(),
+        "closed": day < today,
+        "basis": "ledger_entries booked on this China date; the ledger is append-only, so a closed day never changes",
+        "funds": list(FUNDS),
+        "by_clinic": by_clinic,
+        "by_level": [{"level": level} | block for level, block in sorted(by_level.items())],
+        "by_region": [{"region": region} | block for region, block in sorted(by_region.items())],
+        "total": total,
+        "reversals": [
+            {
+                "reversal_id": str(row["reversal_id"]),
+                "settlement_id": str(row["settlement_id"]),
+                "clinic_id": row["clinic_id"],
+                "visit_type": row["visit_type"],
+                "service_date": row["service_date"].isoformat(),
+                "settled_on": row["settled_on"].isoformat() if row["settled_on"] else None,
+                "total_fen": row["total"],
+                "insurance_fen": row["insurance"],
+                "veteran_subsidy_fen": row["veteran_subsidy"],
+                "hardship_aid_fen": row["hardship_aid"],
+                "out_of_pocket_fen": row["out_of_pocket"],
+                "terminal_id": row["terminal_id"],
+                "reason": row["reason"],
+                "reversed_at": row["created_at"].isoformat(),
+            }
+            for row in reversals
+        ],
+    }
+
+
+CSV_COLUMNS = (
+    "date",
+    "scope",
+    "clinic_id",
+    "clinic_name",
+    "level",
+    "region",
+    "fund",
+    "settlements_count",
+    "settlements_fen",
+    "reversals_count",
+    "reversals_fen",
+    "net_fen",
+)
+
+
+def statement_csv(statement: dict[str, Any]) -> str:
+    """One row per scope (clinic, level, region, total) and fund, UTF-8 with a BOM for spreadsheets."""
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    day = statement["date"]
+    scopes: list[tuple[str, dict[str, Any]]] = [("clinic", block) for block in statement["by_clinic"]]
+    scopes += [("level", block) for block in statement["by_level"]]
+    scopes += [("region", block) for block in statement["by_region"]]
+    scopes.append(("total", statement["total"]))
+    for scope, block in scopes:
+        for fund, counts in block["funds"].items():
+            writer.writerow(
+                [
+                    day,
+                    scope,
+                    block.get("clinic_id", ""),
+                    block.get("name", ""),
+                    block.get("level", ""),
+                    block.get("region", ""),
+                    fund,
+                    counts["settlements_count"],
+                    counts["settlements_fen"],
+                    counts["reversals_count"],
+                    counts["reversals_fen"],
+                    counts["net_fen"],
+                ]
+            )
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+Fen = Annotated[int, msgspec.Meta(ge=0, le=10_000_000_000)]
+
+
+class SubmittedSettlement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One line of a clinic's (or fund's) list, amounts in fen as the clinic recorded them."""
+
+    settlement_id: uuid.UUID
+    total: Fen
+    insurance: Fen
+    veteran_subsidy: Fen
+    hardship_aid: Fen
+    out_of_pocket: Fen
+    reversed: bool = False
+
+
+class ReconciliationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A booking day's list; ``clinic_id`` omitted with ``fund`` set is a fund's list across clinics."""
+
+    date: dt.date
+    settlements: list[SubmittedSettlement]
+    clinic_id: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
+    fund: str | None = None
+
+
+class ReconciliationError(ValueError):
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _sums() -> dict[str, int]:
+    return {"total": 0, **{field: 0 for field in PAYER_FIELDS}}
+
+
+async def _gateway_side(
+    connection: asyncpg.Connection, day: dt.date, clinic_id: str | None, field: str | None
+) -> AsyncIterator[asyncpg.Record]:
+    async for row in connection.cursor(_GATEWAY_SIDE, day, clinic_id, field, prefetch=5_000):
+        yield row
+
+
+async def reconcile(connection: asyncpg.Connection, request: ReconciliationRequest) -> dict[str, Any]:
+    """Merge the submitted list with the gateway's, both in settlement_id order; name every difference."""
+    field: str | None = None
+    if request.fund is not None:
+        if request.fund not in FUNDS:
+            raise ReconciliationError(f"fund must be one of {', '.join(FUNDS)}", "fund")
+        field = FUNDS[request.fund]
+    submitted = sorted(
+        (item for item in request.settlements if field is None or getattr(item, field) != 0),
+        key=lambda item: item.settlement_id,
+    )
+    for previous, item in itertools.pairwise(submitted):
+        if previous.settlement_id == item.settlement_id:
+            raise ReconciliationError(f"settlement {item.settlement_id} is listed twice", "settlements")
+    compared = ("total", *PAYER_FIELDS) if field is None else (field,)
+    discrepancies: list[dict[str, Any]] = []
+    matched = 0
+    matched_sums = _sums()
+    gateway_count = 0
+    gateway_sums = _sums()
+
+    def compare(ours: asyncpg.Record, theirs: SubmittedSettlement) -> None:
+        nonlocal matched
+        settlement_id = str(theirs.settlement_id)
+        differs = False
+        for name in compared:
+            if ours[name] != getattr(theirs, name):
+                differs = True
+                discrepancies.append(
+                    {
+                        "kind": "amount_differs",
+                        "settlement_id": settlement_id,
+                        "field": name,
+                        "gateway": ours[name],
+                        "submitted": getattr(theirs, name),
+                    }
+                )
+        if ours["reversed"] != theirs.reversed:
+            differs = True
+            kind = "reversed_at_gateway_only" if ours["reversed"] else "reversed_at_clinic_only"
+            discrepancies.append({"kind": kind, "settlement_id": settlement_id})
+        if not differs:
+            matched += 1
+            if not theirs.reversed:
+                for name in matched_sums:
+                    matched_sums[name] += ours[name]
+
+    def missing_at_gateway(theirs: SubmittedSettlement) -> None:
+        discrepancies.append(
+            {"kind": "missing_at_gateway", "settlement_id": str(theirs.settlement_id), "submitted_total": theirs.total}
+        )
+
+    position = 0
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        async for ours in _gateway_side(connection, request.date, request.clinic_id, field):
+            gateway_count += 1
+            if not ours["reversed"]:
+                for name in gateway_sums:
+                    gateway_sums[name] += ours[name]
+            settlement_id = ours["settlement_id"]
+            while position < len(submitted) and submitted[position].settlement_id < settlement_id:
+                missing_at_gateway(submitted[position])
+                position += 1
+            if position < len(submitted) and submitted[position].settlement_id == settlement_id:
+                compare(ours, submitted[position])
+                position += 1
+            else:
+                discrepancies.append(
+                    {"kind": "missing_at_clinic", "settlement_id": str(settlement_id), "gateway_total": ours["total"]}
+                )
+        for theirs in submitted[position:]:
+            missing_at_gateway(theirs)
+    submitted_sums = _sums()
+    for item in submitted:
+        if not item.reversed:
+            for name in submitted_sums:
+                submitted_sums[name] += getattr(item, name)
+    kinds: dict[str, int] = {}
+    for discrepancy in discrepancies:
+        kinds[discrepancy["kind"]] = kinds.get(discrepancy["kind"], 0) + 1
+    return {
+        "date": request.date.isoformat(),
+        "clinic_id": request.clinic_id,
+        "fund": request.fund,
+        "clean": not discrepancies,
+        "confirmed": False,
+        "submitted_count": len(submitted),
+        "gateway_count": gateway_count,
+        "matched_count": matched,
+        "matched_sums_fen": matched_sums,
+        "submitted_sums_fen": submitted_sums,
+        "gateway_sums_fen": gateway_sums,
+        "discrepancy_counts": kinds,
+        "discrepancies": discrepancies,
+    }
+
+
+async def record_confirmation(
+    connection: asyncpg.Connection, result: dict[str, Any], *, actor: str, request_id: str
+) -> None:
+    """A clean reconciliation is confirmed in the append-only audit trail."""
+    subject = f"{result['date']} {result['clinic_id'] or '*'} {result['fund'] or '*'}"
+    details = {
+        key: result[key] for key in ("date", "clinic_id", "fund", "submitted_count", "gateway_count", "matched_count")
+    } | {"matched_sums_fen": result["matched_sums_fen"]}
+    await connection.execute(
+        "INSERT INTO audit_log (actor, action, subject, request_id, source, details)"
+        " VALUES ($1, 'reconciliation.confirmed', $2, $3, 'api', $4::jsonb)",
+        actor,
+        subject,
+        request_id,
+        msgspec.json.encode(details).decode(),
+    )

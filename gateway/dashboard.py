@@ -1,0 +1,463 @@
+"""The finance dashboard: a server-rendered page behind a short-lived login link.
+
+Browsers cannot sign requests, so a finance (or admin) desk makes a login link with
+``medsettle dashboard-link``: ``/dashboard/login?key_id=K&expires=E&sig=S`` where
+
+    S = hex HMAC-SHA256(secret, "DASHBOARD\\n{K}\\n{E}")
+
+under the key's secret (the same secret that signs its API requests). The gateway
+checks the link in constant time, refuses it once ``E`` (Unix seconds) has passed or
+when it reaches further than ``MAX_LINK_SECONDS`` ahead, refuses retired or revoked
+keys (401) and keys whose role is not finance or admin (403), and then sets an
+HttpOnly, SameSite=Strict cookie holding a session signed by the gateway:
+``{key_id}.{expires}.{hex HMAC-SHA256(session_secret, "SESSION\\n{key_id}\\n{expires}")}``.
+The session secret is derived from the terminal-key encryption key, so every
+replica accepts the same sessions and a restart does not log anyone out. Each page
+load checks the session's signature and expiry and that its key is still active
+and still finance or admin.
+
+The page itself queries the settlements table (reversed settlements excluded) for a
+period of service dates and draws inline SVG charts: no scripts, no external assets.
+Money is formatted only with ``format_yuan``; chart geometry uses integer arithmetic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import html
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from gateway.problems import ApiError
+from settlement.money import format_yuan
+
+COOKIE = "medsettle_dashboard"
+DASHBOARD_ROLES = frozenset({"finance", "admin"})
+SESSION_SECONDS = 8 * 3600
+MAX_LINK_SECONDS = 24 * 3600
+MAX_PERIOD_DAYS = 366
+DEFAULT_PERIOD_DAYS = 30
+PAYERS = ("insurance", "veteran_subsidy", "hardship_aid")
+PAYER_NAMES = {
+    "insurance": "基本医保 insurance",
+    "veteran_subsidy": "优抚补助 subsidy",
+    "hardship_aid": "医疗救助 aid",
+    "out_of_pocket": "个人自付 patient",
+}
+COLOURS = {"insurance": "#2f6db5", "veteran_subsidy": "#e08a1e", "hardship_aid": "#3a9a5b", "out_of_pocket": "#999"}
+LEVELS = ("village", "township", "county")
+
+
+# ---------------------------------------------------------------- links and sessions
+
+
+def login_signature(secret: str, key_id: str, expires: int) -> str:
+    message = f"DASHBOARD\n{key_id}\n{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def login_link(base: str, key_id: str, secret: str, *, minutes: int = 30, now: float | None = None) -> str:
+    expires = int(now if now is not None else time.time()) + minutes * 60
+    sig = login_signature(secret, key_id, expires)
+    return f"{base.rstrip('/')}/dashboard/login?key_id={key_id}&expires={expires}&sig={sig}"
+
+
+def session_secret(key_encryption_key: bytes) -> bytes:
+    """A secret for session cookies, derived (one way) from the terminal-key encryption key."""
+    return hmac.new(key_encryption_key, b"medsettle dashboard session v1", hashlib.sha256).digest()
+
+
+def make_session(secret: bytes, key_id: str, expires: int) -> str:
+    mac = hmac.new(secret, f"SESSION\n{key_id}\n{expires}".encode(), hashlib.sha256).hexdigest()
+    return f"{key_id}.{expires}.{mac}"
+
+
+def read_session(secret: bytes, value: str, now: float) -> str | None:
+    """The session's key id when the cookie is genuine and unexpired, else None."""
+    parts = value.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    key_id, expires, _ = parts
+    expected = make_session(secret, key_id, int(expires))
+    if not hmac.compare_digest(expected.encode(), value.encode()):
+        return None
+    if int(expires) <= now:
+        return None
+    return key_id
+
+
+def _app_parts(request: web.Request) -> tuple[Any, bytes]:
+    from gateway.app import service_key, settings_key  # the app imports this module
+
+    return request.app[service_key], session_secret(request.app[settings_key].terminal_key_key)
+
+
+async def _active_key(service: Any, key_id: str) -> Any:
+    key = await service.key(key_id[:64])
+    if key is None:
+        raise ApiError(401, "unknown_key", "no terminal key with this key_id")
+    if not key.secret:
+        raise ApiError(401, "terminal_revoked", "this key is retired or its terminal has been revoked")
+    if key.role not in DASHBOARD_ROLES:
+        raise ApiError(403, "forbidden", f"the {key.role} role may not open the finance dashboard")
+    return key
+
+
+async def dashboard_login(request: web.Request) -> web.Response:
+    """Exchange a signed login link for a session cookie, then go to the dashboard."""
+    service, secret = _app_parts(request)
+    query = request.query
+    key_id, expires, sig = query.get("key_id", ""), query.get("expires", ""), query.get("sig", "")
+    if not (key_id and expires and sig):
+        raise ApiError(401, "signature_missing", "open the dashboard with a link from `medsettle dashboard-link`")
+    now = time.time()
+    if not expires.isdigit() or int(expires) <= now or int(expires) > now + MAX_LINK_SECONDS:
+        raise ApiError(401, "timestamp_out_of_window", "this login link has expired; make a new one")
+    key = await _active_key(service, key_id)  # unknown/revoked 401, wrong role 403 (key ids are not secret)
+    if not hmac.compare_digest(login_signature(key.secret, key.key_id, int(expires)).encode(), sig.lower().encode()):
+        raise ApiError(401, "bad_signature", "the login link's signature does not match")
+    session_expires = int(now) + SESSION_SECONDS
+    # A plain 303 response: the error middleware would turn a raised HTTPSeeOther into a problem.
+    response = web.Response(status=303, headers={"Location": "/dashboard"})
+    response.set_cookie(
+        COOKIE,
+        make_session(secret, key.key_id, session_expires),
+        max_age=SESSION_SECONDS,
+        path="/dashboard",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+async def session_key(request: web.Request) -> Any:
+    """The active finance or admin key behind the request's session cookie; 401 without one."""
+    service, secret = _app_parts(request)
+    key_id = read_session(secret, request.cookies.get(COOKIE, ""), time.time())
+    if key_id is None:
+        raise ApiError(401, "signature_missing", "sign in with a link from `medsettle dashboard-link`")
+    return await _active_key(service, key_id)
+
+
+# ---------------------------------------------------------------- figures
+
+
+@dataclass
+class Figures:
+    period_from: dt.date
+    period_to: dt.date
+    totals: dict[str, int]
+    days: list[tuple[dt.date, dict[str, int]]]
+    levels: dict[str, dict[str, int]]
+    histogram: list[int]
+    clinics: list[dict[str, Any]] = field(default_factory=list)
+
+
+_AMOUNTS = """count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
+    coalesce(sum(insurance), 0)::bigint AS insurance, coalesce(sum(veteran_subsidy), 0)::bigint AS veteran_subsidy,
+    coalesce(sum(hardship_aid), 0)::bigint AS hardship_aid, coalesce(sum(out_of_pocket), 0)::bigint AS out_of_pocket"""
+_PERIOD = "reversal_id IS NULL AND service_date BETWEEN $1 AND $2"
+FIGURE_KEYS = ("count", "total", *PAYERS, "out_of_pocket")
+
+
+def _amounts(row: Any) -> dict[str, int]:
+    return {key: int(row[key]) for key in FIGURE_KEYS}
+
+
+async def figures(connection: Any, period_from: dt.date, period_to: dt.date) -> Figures:
+    """The period's figures straight from the settlements table; reversed settlements left out."""
+    totals = _amounts(
+        await connection.fetchrow(f"SELECT {_AMOUNTS} FROM settlements WHERE {_PERIOD}", period_from, period_to)
+    )
+    by_day = {
+        row["service_date"]: _amounts(row)
+        for row in await connection.fetch(
+            f"SELECT service_date, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY service_date",
+            period_from,
+            period_to,
+        )
+    }
+    empty = dict.fromkeys(FIGURE_KEYS, 0)
+    days = [
+        (day, by_day.get(day, empty))
+        for day in (period_from + dt.timedelta(days=n) for n in range((period_to - period_from).days + 1))
+    ]
+    levels = {
+        row["clinic_level"]: _amounts(row)
+        for row in await connection.fetch(
+            f"SELECT clinic_level, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY clinic_level",
+            period_from,
+            period_to,
+        )
+    }
+    histogram = [0] * 10
+    for row in await connection.fetch(
+        f"""SELECT CASE WHEN total = 0 THEN 0 ELSE least(out_of_pocket * 10 / total, 9) END AS bucket,
+                   count(*) AS count
+            FROM settlements WHERE {_PERIOD} GROUP BY 1""",
+        period_from,
+        period_to,
+    ):
+        histogram[int(row["bucket"])] = int(row["count"])
+    clinics = [
+        {"clinic_id": row["clinic_id"], "name": row["name"], "level": row["level"], **_amounts(row)}
+        for row in await connection.fetch(
+            f"""SELECT clinic_id, name, level, {_AMOUNTS}
+                FROM settlements JOIN clinics USING (clinic_id)
+                WHERE {_PERIOD}
+                GROUP BY clinic_id, name, level ORDER BY count(*) DESC, sum(total) DESC, clinic_id
+                LIMIT 10""",
+            period_from,
+            period_to,
+        )
+    ]
+    return Figures(period_from, period_to, totals, days, levels, histogram, clinics)
+
+
+def period(query: Any, today: dt.date) -> tuple[dt.date, dt.date]:
+    try:
+        period_to = dt.date.fromisoformat(query["to"]) if query.get("to") else today
+        period_from = (
+            dt.date.fromisoformat(query["from"])
+            if query.get("from")
+            else period_to - dt.timedelta(days=DEFAULT_PERIOD_DAYS - 1)
+        )
+    except ValueError:
+        raise ApiError(422, "validation_failed", "from and to must be YYYY-MM-DD", field="from") from None
+    if period_from > period_to:
+        raise ApiError(422, "validation_failed", "from is after to", field="from")
+    if (period_to - period_from).days >= MAX_PERIOD_DAYS:
+        raise ApiError(422, "validation_failed", f"a period is at most {MAX_PERIOD_DAYS} days", field="from")
+    return period_from, period_to
+
+
+# ---------------------------------------------------------------- rendering
+
+e = html.escape
+
+
+def _scale(value: int, maximum: int, pixels: int) -> int:
+    return 0 if maximum <= 0 else value * pixels // maximum
+
+
+def _daily_chart(days: list[tuple[dt.date, dict[str, int]]]) -> str:
+    """Stacked bars per day: insurance, subsidy and aid paid out."""
+    height, left, bottom = 220, 70, 30
+    step = max(4, min(28, 900 // max(1, len(days))))
+    width = left + step * len(days) + 10
+    peak = max((sum(day[payer] for payer in PAYERS) for _, day in days), default=0)
+    parts = [
+        f'<svg id="chart-daily" role="img" aria-label="fund outflow per day" width="{width}" '
+        f'height="{height + bottom}" viewBox="0 0 {width} {height + bottom}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="#333"/>',
+        f'<text x="{left - 6}" y="12" text-anchor="end" font-size="11">{e(format_yuan(peak))}</text>',
+        f'<text x="{left - 6}" y="{height}" text-anchor="end" font-size="11">0</text>',
+    ]
+    for index, (day, amounts) in enumerate(days):
+        x = left + index * step
+        top = height
+        for payer in PAYERS:
+            bar = _scale(amounts[payer], peak, height - 16)
+            if bar:
+                top -= bar
+                parts.append(
+                    f'<rect x="{x + 1}" y="{top}" width="{step - 2}" height="{bar}" fill="{COLOURS[payer]}">'
+                    f"<title>{day.isoformat()} {e(PAYER_NAMES[payer])} {e(format_yuan(amounts[payer]))}</title></rect>"
+                )
+        if index % max(1, len(days) // 8) == 0:
+            parts.append(f'<text x="{x}" y="{height + 16}" font-size="10">{day.strftime("%m-%d")}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _bars(chart_id: str, rows: list[tuple[str, int, str]], label: str) -> str:
+    """Horizontal bars, one row per (label, value, colour); values in fen."""
+    row_height, left, bar_width = 26, 190, 360
+    peak = max((value for _, value, _ in rows), default=0)
+    height = row_height * len(rows) + 6
+    parts = [
+        f'<svg id="{chart_id}" role="img" aria-label="{e(label)}" width="{left + bar_width + 110}" height="{height}" '
+        f'viewBox="0 0 {left + bar_width + 110} {height}" xmlns="http://www.w3.org/2000/svg">'
+    ]
+    for index, (name, value, colour) in enumerate(rows):
+        y = index * row_height + 4
+        bar = _scale(value, peak, bar_width)
+        parts.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" font-size="12">{e(name)}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{bar}" height="{row_height - 8}" fill="{colour}"/>')
+        parts.append(f'<text x="{left + bar + 6}" y="{y + 15}" font-size="12">{e(format_yuan(value))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _histogram(histogram: list[int]) -> str:
+    height, bottom, step, left = 160, 34, 48, 40
+    peak = max(histogram, default=0)
+    width = left + step * 10 + 10
+    parts = [
+        f'<svg id="chart-oop" role="img" aria-label="out-of-pocket ratio" width="{width}" height="{height + bottom}" '
+        f'viewBox="0 0 {width} {height + bottom}" xmlns="http://www.w3.org/2000/svg">',
+        f'<line x1="{left}" y1="{height}" x2="{width}" y2="{height}" stroke="#333"/>',
+    ]
+    for bucket, count in enumerate(histogram):
+        x = left + bucket * step
+        bar = _scale(count, peak, height - 20)
+        parts.append(
+            f'<rect x="{x + 2}" y="{height - bar}" width="{step - 4}" height="{bar}" fill="#7a5cc0" '
+            f'data-bucket="{bucket}" data-count="{count}">'
+            f"<title>{bucket * 10}-{bucket * 10 + 10}%: {count}</title></rect>"
+        )
+        parts.append(
+            f'<text x="{x + step // 2}" y="{height - bar - 4}" text-anchor="middle" font-size="11">{count}</text>'
+        )
+        parts.append(f'<text x="{x + 4}" y="{height + 14}" font-size="10">{bucket * 10}%</text>')
+    parts.append(f'<text x="{left}" y="{height + 30}" font-size="11">个人自付 / 总额 out of pocket ÷ total</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+_CSS = """
+body{font-family:"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:0;background:#f5f6f8;color:#111}
+header{background:#1f3b5c;color:#fff;padding:12px 24px}header h1{margin:0;font-size:20px}
+main{padding:16px 24px}
+section{background:#fff;border:1px solid #dde;border-radius:6px;padding:12px 16px;margin:0 0 16px}
+h2{font-size:16px;margin:0 0 8px}.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{background:#fff;border:1px solid #dde;border-radius:6px;padding:10px 14px;min-width:150px}
+.card b{display:block;font-size:20px;font-variant-numeric:tabular-nums}
+table{border-collapse:collapse}th,td{padding:4px 10px;border-bottom:1px solid #eee;text-align:left}
+td.money{text-align:right;font-variant-numeric:tabular-nums}form{margin:8px 0 0}
+.legend span{display:inline-block;margin-right:14px}
+.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
+"""
+
+
+def render(figures: Figures, *, who: str) -> str:
+    totals = figures.totals
+    data = " ".join(f'data-{key.replace("_", "-")}="{value}"' for key, value in totals.items())
+    cards = "".join(
+        f'<div class="card"><span>{e(PAYER_NAMES.get(key, "总额 total"))}</span>'
+        f'<b id="total-{key.replace("_", "-")}">{e(format_yuan(totals[key]))}</b></div>'
+        for key in ("total", *PAYERS, "out_of_pocket")
+    )
+    legend = "".join(
+        f'<span><i style="background:{COLOURS[payer]}"></i>{e(PAYER_NAMES[payer])}</span>' for payer in PAYERS
+    )
+    payer_rows = [(PAYER_NAMES[key], totals[key], COLOURS[key]) for key in (*PAYERS, "out_of_pocket")]
+    level_rows = []
+    for level in LEVELS:
+        amounts = figures.levels.get(level, dict.fromkeys(FIGURE_KEYS, 0))
+        paid = sum(amounts[payer] for payer in PAYERS)
+        level_rows.append((f"{level} ({amounts['count']})", paid, "#2f6db5"))
+    level_table = "".join(
+        f'<tr data-level="{level}" data-count="{amounts["count"]}" data-total="{amounts["total"]}">'
+        f"<td>{level}</td><td>{amounts['count']}</td>"
+        + "".join(
+            f'<td class="money">{e(format_yuan(amounts[key]))}</td>' for key in ("total", *PAYERS, "out_of_pocket")
+        )
+        + "</tr>"
+        for level, amounts in ((lvl, figures.levels.get(lvl, dict.fromkeys(FIGURE_KEYS, 0))) for lvl in LEVELS)
+    )
+    clinic_rows = "".join(
+        f'<tr data-clinic="{e(clinic["clinic_id"])}" data-count="{clinic["count"]}" data-total="{clinic["total"]}">'
+        f"<td>{e(clinic['clinic_id'])}</td><td>{e(clinic['name'])}</td><td>{e(clinic['level'])}</td>"
+        f'<td>{clinic["count"]}</td><td class="money">{e(format_yuan(clinic["total"]))}</td>'
+        f'<td class="money">{e(format_yuan(sum(clinic[payer] for payer in PAYERS)))}</td></tr>'
+        for clinic in figures.clinics
+    )
+    money_heads = "".join(
+        f"<th>{e(PAYER_NAMES.get(key, '总额 total'))}</th>" for key in ("total", *PAYERS, "out_of_pocket")
+    )
+    return f"""<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>结算看板 Finance dashboard</title><style>{_CSS}</style></head>
+<body><header><h1>结算看板 Finance dashboard</h1><small>{e(who)}</small></header><main>
+<section id="period" data-from="{figures.period_from.isoformat()}" data-to="{figures.period_to.isoformat()}">
+<h2>期间 Period {figures.period_from.isoformat()} – {figures.period_to.isoformat()}
+(service date; reversals excluded)</h2>
+<form method="get" action="/dashboard">from <input type="date" name="from" value="{figures.period_from.isoformat()}">
+to <input type="date" name="to" value="{figures.period_to.isoformat()}">
+<button type="submit">Show</button></form></section>
+<section id="totals" {data}><h2>合计 Totals — <span id="total-count">{totals["count"]}</span> settlements</h2>
+<div class="cards">{cards}</div></section>
+<section><h2>每日基金支出 Fund outflow per day (yuan)</h2><div class="legend">{legend}</div>
+{_daily_chart(figures.days)}</section>
+<section><h2>支付方构成 Split per payer (yuan)</h2>{_bars("chart-payers", payer_rows, "split per payer")}</section>
+<section><h2>按机构级别 Per clinic level (funds paid, yuan)</h2>{_bars("chart-levels", level_rows, "split per level")}
+<table id="levels"><tr><th>level</th><th>count</th>{money_heads}</tr>{level_table}</table></section>
+<section><h2>个人自付比例分布 Out-of-pocket ratio</h2>{_histogram(figures.histogram)}</section>
+<section><h2>业务量前十机构 Top clinics by volume</h2><table id="clinics"><tr><th>clinic</th><th>name</th><th>level</th>
+<th>count</th><th>总额 total</th><th>funds paid</th></tr>{clinic_rows}</table></section>
+</main></body></html>"""
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    from gateway.service import china_today
+
+    key = await session_key(request)
+    period_from, period_to = period(request.query, china_today())
+    service, _ = _app_parts(request)
+    async with service.store.pool.acquire(timeout=service.store.acquire_timeout) as connection:
+        found = await figures(connection, period_from, period_to)
+    return web.Response(
+        text=render(found, who=f"{key.terminal_id} ({key.role})"),
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+            "X-Frame-Options": "DENY",
+        },
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+
+def cmd_dashboard_link(settings: Any, args: Any) -> int:
+    """Print a login link for the finance dashboard, signed with a finance or admin terminal's key."""
+    import json
+    import sys
+    from pathlib import Path
+
+    if not 1 <= args.minutes <= MAX_LINK_SECONDS // 60:
+        print(f"medsettle dashboard-link: --minutes must be 1 to {MAX_LINK_SECONDS // 60}", file=sys.stderr)
+        return 2
+    if args.key_id and args.secret:
+        key_id, secret = args.key_id, args.secret
+    else:
+        keys_file = Path(args.keys) if args.keys else Path(settings.data_dir) / "terminal-keys.json"
+        try:
+            key = json.loads(keys_file.read_text(encoding="utf-8"))[args.terminal]
+            key_id, secret = key["key_id"], key["secret"]
+        except (OSError, KeyError, TypeError, ValueError):
+            print(
+                f"medsettle dashboard-link: no key for {args.terminal} in {keys_file}; pass --key-id and --secret",
+                file=sys.stderr,
+            )
+            return 2
+    base = args.url or f"http://{settings.host}:{settings.port}"
+    print(login_link(base, key_id, secret, minutes=args.minutes))
+    return 0
+
+
+def add_dashboard_link_parser(commands: Any) -> None:
+    """``medsettle dashboard-link``: registered by ``gateway.cli.build_parser``."""
+    link = commands.add_parser(
+        "dashboard-link",
+        help="print a short-lived login link for the finance dashboard",
+        description="Sign a login link for /dashboard with a finance or admin terminal's key. Open it in a "
+        "browser before it expires; it sets a session cookie and shows the dashboard.",
+    )
+    link.add_argument("--terminal", default="finance-1", help="terminal whose key to use (from --keys)")
+    link.add_argument("--minutes", type=int, default=30, help="how long the link works (default 30)")
+    link.add_argument("--keys", help="JSON file of terminal keys (default: the demo's .data/terminal-keys.json)")
+    link.add_argument("--key-id")
+    link.add_argument("--secret")
+    link.add_argument("--url", help="gateway base URL (default from MEDSETTLE_HOST and MEDSETTLE_PORT)")
+    link.set_defaults(run=cmd_dashboard_link)

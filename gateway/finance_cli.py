@@ -1,0 +1,50 @@
+"""``medsettle report daily``: the daily statement for one booking day, as JSON or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+from adapters import finance
+from gateway.service import china_today
+
+
+def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
+    from gateway.cli import _with_connection, database_url  # imported here: gateway.cli imports this module
+
+    day = args.date or china_today()
+
+    async def work(connection: Any) -> dict[str, Any]:
+        return await finance.daily_statement(connection, day, today=china_today())
+
+    statement = asyncio.run(_with_connection(database_url(settings), work))
+    sys.stdout.write(
+        finance.statement_csv(statement)
+        if args.format == "csv"
+        else json.dumps(statement, ensure_ascii=False, indent=2) + "\n"
+    )
+    return 0
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
+
+
+def add_finance_parser(commands: Any) -> None:
+    report = commands.add_parser("report", help="finance reports").add_subparsers(dest="action", required=True)
+    daily = report.add_parser(
+        "daily",
+        help="daily statement per clinic and fund, by level and region, with the day's reversals",
+        description="Computed from the append-only ledger by booking day (China date), so a closed day's "
+        "statement never changes; a later reversal shows on the day it is made.",
+    )
+    daily.add_argument("--date", type=_date, help="booking day, YYYY-MM-DD (default today, China time)")
+    daily.add_argument("--format", choices=["json", "csv"], default="json")
+    daily.set_defaults(run=cmd_report_daily)

@@ -1,0 +1,67 @@
+"""Finance handlers: daily statements (JSON or CSV) and reconciliation of a clinic's or fund's list.
+
+Routes are listed in ``gateway.app.ROUTES``; the work is in ``adapters.finance``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+
+from adapters import finance
+from gateway.problems import ApiError
+from gateway.service import china_today
+
+# A reconciliation list is about 150 bytes a settlement: 16 MiB is some 100,000 settlements.
+RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
+
+
+async def daily_statement(request: web.Request) -> web.Response:
+    from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
+
+    query = request.query
+    try:
+        day = dt.date.fromisoformat(query["date"]) if "date" in query else china_today()
+    except ValueError:
+        raise ApiError(422, "validation_failed", "date must be YYYY-MM-DD", field="date") from None
+    store = request.app[gateway.service_key].store
+    async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
+        statement = await finance.daily_statement(connection, day, today=china_today())
+    if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+        return web.Response(
+            body=finance.statement_csv(statement).encode("utf-8"),
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="daily-{day.isoformat()}.csv"',
+            },
+        )
+    return gateway.respond(request, statement)
+
+
+async def reconciliation(request: web.Request) -> web.Response:
+    from gateway import app as gateway
+
+    caller = gateway._caller(request)
+    body = await gateway.decode_body(request, finance.ReconciliationRequest)
+    if caller.role == "terminal":
+        if body.fund is not None:
+            raise ApiError(403, "forbidden", "a terminal reconciles its own clinic, not a fund", field="fund")
+        if body.clinic_id != caller.clinic_id:
+            raise ApiError(
+                403, "forbidden", "a terminal may reconcile only its own clinic's settlements", field="clinic_id"
+            )
+    if body.clinic_id is not None:
+        request[gateway.clinic_key] = body.clinic_id
+    store = request.app[gateway.service_key].store
+    async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
+        try:
+            result = await finance.reconcile(connection, body)
+        except finance.ReconciliationError as error:
+            raise ApiError(422, "validation_failed", str(error), field=error.field) from None
+        if result["clean"]:
+            await finance.record_confirmation(
+                connection, result, actor=caller.terminal_id, request_id=request[gateway.request_id_key]
+            )
+            result["confirmed"] = True
+    return gateway.respond(request, result)

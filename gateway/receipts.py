@@ -1,0 +1,320 @@
+"""The patient receipt (结算单) for one settlement: a printable HTML page or narrow printer text.
+
+``GET /v1/settlements/{id}/receipt?lang=zh|en&format=html|text``. The settlement is
+read through ``Service.get_settlement``, so a terminal sees only its own clinic's
+settlements (another clinic's is "not found") exactly as for the JSON read. Money is
+formatted only with ``settlement.money.format_yuan``; each payer's line is the
+engine's trace explained by ``settlement.explain.explain_trace``. Every piece of text
+that reaches HTML goes through ``html.escape``.
+"""
+
+from __future__ import annotations
+
+import html
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway import api_models as api
+from gateway.problems import ApiError
+from settlement.explain import LABELS, Language, explain_trace
+from settlement.money import format_yuan
+
+TEXT_WIDTH = 32
+"""Columns of a narrow receipt printer; a CJK character takes two."""
+
+RECEIPT_LABELS: dict[Language, dict[str, str]] = {
+    "zh": {
+        "title": "医疗费用结算单",
+        "clinic": "医疗机构",
+        "level": "机构级别",
+        "visit": "就诊类型",
+        "date": "就诊日期",
+        "person": "身份证号",
+        "settlement": "结算号",
+        "items": "费用明细",
+        "code": "编码",
+        "name": "名称",
+        "category": "类别",
+        "amount": "金额(元)",
+        "payers": "各方支付",
+        "payer": "支付方",
+        "rule": "计算依据",
+        "reversed": "已冲正 — 本结算已作废",
+        "reversal": "冲正号",
+        "village": "村卫生服务站",
+        "township": "镇(社区)卫生服务中心",
+        "county": "县级医院",
+        "outpatient": "门诊",
+        "inpatient": "住院",
+        "A": "甲类",
+        "B": "乙类",
+        "C": "丙类",
+        "yuan": "元",
+    },
+    "en": {
+        "title": "Medical settlement receipt",
+        "clinic": "Clinic",
+        "level": "Level",
+        "visit": "Visit",
+        "date": "Service date",
+        "person": "ID number",
+        "settlement": "Settlement",
+        "items": "Items",
+        "code": "Code",
+        "name": "Name",
+        "category": "Cat.",
+        "amount": "Amount (yuan)",
+        "payers": "Who pays",
+        "payer": "Payer",
+        "rule": "Rule applied",
+        "reversed": "REVERSED — this settlement is void",
+        "reversal": "Reversal",
+        "village": "village station",
+        "township": "township centre",
+        "county": "county hospital",
+        "outpatient": "outpatient",
+        "inpatient": "inpatient",
+        "A": "A",
+        "B": "B",
+        "C": "C (self-pay)",
+        "yuan": "yuan",
+    },
+}
+
+PAYERS = ("insurance", "veteran_subsidy", "hardship_aid")
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptItem:
+    code: str
+    name: str
+    category: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """Everything a receipt prints, already scoped to the caller."""
+
+    settlement: api.SettlementOut
+    clinic_name: str
+    person: str
+    items: tuple[ReceiptItem, ...]
+
+
+# ---------------------------------------------------------------- loading
+
+
+async def load_receipt(service: Any, terminal: Any, settlement_id: Any) -> Receipt:
+    """The settlement as the caller may see it, with the clinic's name and the billed items' names."""
+    body = await service.get_settlement(terminal, settlement_id)  # 404 for another clinic's terminal
+    async with service.store.pool.acquire(timeout=service.store.acquire_timeout) as connection:
+        row = await connection.fetchrow(
+            "SELECT request->'items' AS items FROM settlements WHERE settlement_id = $1 LIMIT 1",
+            settlement_id,
+        )
+    out = msgspec.json.decode(body, type=api.SettlementOut)
+    clinic = await service.clinic(out.clinic_id)
+    billed = msgspec.json.decode(row["items"]) if row and row["items"] else []
+    names = {item.get("code"): item.get("name", "") for item in billed if isinstance(item, dict)}
+    items = tuple(
+        ReceiptItem(code=line.code, name=str(names.get(line.code, "")), category=line.category, amount=line.amount)
+        for line in out.lines
+    )
+    return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=items)
+
+
+# ---------------------------------------------------------------- HTML
+
+_CSS = """
+body{font-family:"Noto Sans CJK SC","Source Han Sans SC","PingFang SC","Microsoft YaHei",sans-serif;
+margin:0;background:#f4f4f4;color:#111}
+.receipt{max-width:720px;margin:16px auto;background:#fff;padding:24px 28px;border:1px solid #ccc}
+h1{font-size:22px;text-align:center;margin:0 0 12px}
+table{width:100%;border-collapse:collapse;margin:8px 0 16px}
+th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top;font-size:14px}
+td.money,th.money{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.meta th{width:28%;color:#555;font-weight:normal}
+.rule{color:#444;font-size:12px}
+.total td{font-weight:bold;border-top:2px solid #111}
+.you-pay td{font-size:18px;font-weight:bold}
+.reversed{border:3px solid #b00;color:#b00;font-size:20px;font-weight:bold;text-align:center;padding:8px;
+margin-bottom:12px}
+.receipt.is-reversed .money{text-decoration:line-through}
+@media print{body{background:#fff}.receipt{border:0;margin:0;max-width:none}}
+"""
+
+
+def render_html(receipt: Receipt, language: Language = "zh") -> str:
+    out = receipt.settlement
+    labels = RECEIPT_LABELS[language]
+    names = LABELS[language]
+    e = html.escape
+
+    def row(label: str, value: str, attrs: str = "") -> str:
+        return f"<tr{attrs}><th>{e(label)}</th><td>{e(value)}</td></tr>"
+
+    def money_row(label: str, fen: int, key: str, css: str = "") -> str:
+        cls = f' class="{css}"' if css else ""
+        return f'<tr{cls}><td colspan="2">{e(label)}</td><td class="money" id="{key}">{e(format_yuan(fen))}</td></tr>'
+
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="{"zh-CN" if language == "zh" else "en"}"><head><meta charset="utf-8">',
+        f"<title>{e(labels['title'])}</title><style>{_CSS}</style></head><body>",
+        f'<div class="receipt{" is-reversed" if out.reversed else ""}" '
+        f'data-settlement-id="{e(str(out.settlement_id))}">',
+    ]
+    if out.reversed:
+        reversal = f" ({labels['reversal']} {out.reversal_id})" if out.reversal_id else ""
+        parts.append(f'<div class="reversed" id="reversed">{e(labels["reversed"] + reversal)}</div>')
+    parts.append(f"<h1>{e(labels['title'])}</h1>")
+    parts.append('<table class="meta">')
+    parts.append(row(labels["clinic"], receipt.clinic_name))
+    parts.append(row(labels["level"], labels.get(out.clinic_level, out.clinic_level)))
+    parts.append(row(labels["visit"], labels.get(out.visit_type, out.visit_type)))
+    parts.append(row(labels["date"], out.service_date.isoformat()))
+    parts.append(row(labels["person"], receipt.person))
+    parts.append(row(labels["settlement"], str(out.settlement_id)))
+    parts.append("</table>")
+
+    parts.append(f"<h2>{e(labels['items'])}</h2><table><thead><tr>")
+    parts.append(
+        f"<th>{e(labels['code'])}</th><th>{e(labels['name'])}</th><th>{e(labels['category'])}</th>"
+        f'<th class="money">{e(labels["amount"])}</th></tr></thead><tbody>'
+    )
+    for item in receipt.items:
+        parts.append(
+            f"<tr><td>{e(item.code)}</td><td>{e(item.name)}</td><td>{e(labels.get(item.category, item.category))}</td>"
+            f'<td class="money">{e(format_yuan(item.amount))}</td></tr>'
+        )
+    parts.append("</tbody></table>")
+
+    parts.append(f"<h2>{e(labels['payers'])}</h2><table><tbody>")
+    parts.append(money_row(names["total"], out.total, "total", "total"))
+    parts.append(money_row(names["eligible"], out.eligible, "eligible"))
+    traces = {trace.payer: trace for trace in out.traces}
+    for payer in PAYERS:
+        amount = getattr(out, payer)
+        trace = traces.get(payer)
+        rule = explain_trace(trace, language) if trace is not None else ""
+        parts.append(
+            f'<tr><td>{e(names[payer])}</td><td class="rule">{e(rule)}</td>'
+            f'<td class="money" id="{payer}">{e(format_yuan(amount))}</td></tr>'
+        )
+    parts.append(money_row(names["out_of_pocket"], out.out_of_pocket, "out_of_pocket", "you-pay"))
+    parts.append("</tbody></table>")
+    for notice in out.warnings:
+        parts.append(f'<p class="rule">{e(notice.message)}</p>')
+    parts.append(f'<p class="rule">{e(names["policy"])} {e(out.policy_version)}</p>')
+    parts.append("</div></body></html>")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- text
+
+
+def columns(text: str) -> int:
+    """Printer columns: East Asian wide, full-width and ambiguous (×, →, −) characters take two."""
+    return sum(2 if unicodedata.east_asian_width(char) in ("W", "F", "A") else 1 for char in text)
+
+
+def wrap(text: str, width: int = TEXT_WIDTH) -> list[str]:
+    """Greedy wrap at spaces by printer columns; a word wider than the line is cut by character."""
+    lines: list[str] = []
+    current = ""
+    for word in text.split():
+        candidate = f"{current} {word}" if current else word
+        if columns(candidate) <= width:
+            current = candidate
+            continue
+        if current:
+            lines.append(current)
+            current = ""
+        while columns(word) > width:
+            cut, used = "", 0
+            for char in word:
+                step = columns(char)
+                if used + step > width:
+                    break
+                cut, used = cut + char, used + step
+            lines.append(cut)
+            word = word[len(cut) :]
+        current = word
+    if current:
+        lines.append(current)
+    return lines or [""]
+
+
+def _pair(label: str, value: str, width: int) -> list[str]:
+    """``label ... value`` on one line when it fits, else the label wrapped and the value right-aligned."""
+    gap = width - columns(label) - columns(value)
+    if gap >= 1:
+        return [label + " " * gap + value]
+    return [*wrap(label, width), " " * max(0, width - columns(value)) + value]
+
+
+def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_WIDTH) -> str:
+    out = receipt.settlement
+    labels = RECEIPT_LABELS[language]
+    names = LABELS[language]
+    rule = "-" * width
+    title = labels["title"]
+    lines = [" " * max(0, (width - columns(title)) // 2) + title]
+    if out.reversed:
+        lines += ["*" * width, *wrap(labels["reversed"], width), "*" * width]
+    lines += wrap(f"{labels['clinic']}: {receipt.clinic_name}", width)
+    lines += wrap(f"{labels['level']}: {labels.get(out.clinic_level, out.clinic_level)}", width)
+    lines += wrap(f"{labels['visit']}: {labels.get(out.visit_type, out.visit_type)}", width)
+    lines += wrap(f"{labels['date']}: {out.service_date.isoformat()}", width)
+    lines += wrap(f"{labels['person']}: {receipt.person}", width)
+    lines += wrap(f"{labels['settlement']}: {out.settlement_id}", width)
+    if out.reversed and out.reversal_id:
+        lines += wrap(f"{labels['reversal']}: {out.reversal_id}", width)
+    lines += [rule, labels["items"]]
+    for item in receipt.items:
+        category = labels.get(item.category, item.category)
+        lines += wrap(f"{item.code} {item.name}", width)
+        lines += _pair(f"  {category}", format_yuan(item.amount), width)
+    lines.append(rule)
+    lines += _pair(names["total"], format_yuan(out.total), width)
+    lines += _pair(names["eligible"], format_yuan(out.eligible), width)
+    traces = {trace.payer: trace for trace in out.traces}
+    for payer in PAYERS:
+        lines += _pair(names[payer], format_yuan(getattr(out, payer)), width)
+        trace = traces.get(payer)
+        if trace is not None and trace.applied:
+            lines += wrap(explain_trace(trace, language), width)
+    lines.append(rule)
+    lines += _pair(names["out_of_pocket"], format_yuan(out.out_of_pocket), width)
+    for notice in out.warnings:
+        lines += wrap(notice.message, width)
+    lines += wrap(f"{names['policy']} {out.policy_version}", width)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- handler
+
+
+async def settlement_receipt(request: web.Request) -> web.Response:
+    from gateway.app import _caller, _settlement_id, service_key  # the app imports this module
+
+    language = request.query.get("lang", "zh")
+    if language not in ("zh", "en"):
+        raise ApiError(422, "validation_failed", "lang must be zh or en", field="lang")
+    form = request.query.get("format", "html")
+    if form not in ("html", "text"):
+        raise ApiError(422, "validation_failed", "format must be html or text", field="format")
+    receipt = await load_receipt(request.app[service_key], _caller(request), _settlement_id(request))
+    if form == "text":
+        return web.Response(text=render_text(receipt, language), content_type="text/plain", charset="utf-8")
+    return web.Response(
+        text=render_html(receipt, language),
+        content_type="text/html",
+        charset="utf-8",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+    )

@@ -1,0 +1,424 @@
+"""Finance reporting end to end: daily statements (JSON, CSV, CLI), closed days that never change,
+reconciliation with every kind of discrepancy, a clean day confirmed in the audit trail, and a
+10,000-settlement day reconciled over HTTP.
+
+Past booking days are filled with synthetic settlements written straight to the tables the way
+``adapters/store.py`` writes them (settlement row plus five balanced ledger lines), copied from one
+real settlement of a category-C bill: everything is out of pocket, so no accumulator moves (synthetic
+people have no accumulators row, which means all zero) and ``medsettle check`` still holds. Each
+test uses its own clinic and booking day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from adapters.check import check_invariants
+from adapters.finance import FUNDS
+from gateway.service import china_today
+from tests.integration.conftest import ADMIN, bill, register
+from tests.integration.test_cli import medsettle
+
+pytestmark = pytest.mark.integration
+
+FINANCE = {"X-Terminal-Id": "finance-1"}
+_templates: dict[str, asyncpg.Record] = {}
+
+SETTLEMENT_COLUMNS = [
+    "person_key",
+    "settlement_id",
+    "terminal_id",
+    "request_id",
+    "clinic_id",
+    "clinic_level",
+    "visit_type",
+    "service_date",
+    "policy_id",
+    "total",
+    "eligible",
+    "insurance",
+    "veteran_subsidy",
+    "hardship_aid",
+    "out_of_pocket",
+    "request",
+    "result",
+    "created_at",
+]
+LEDGER_COLUMNS = [
+    "person_key",
+    "settlement_id",
+    "kind",
+    "account",
+    "amount",
+    "clinic_id",
+    "visit_type",
+    "year",
+    "booked_on",
+    "created_at",
+]
+
+
+async def template(client: Any, pool: asyncpg.Pool) -> asyncpg.Record:
+    """One real settlement of a category-C outpatient bill: no payer pays, no accumulator moves."""
+    if "row" not in _templates:
+        person = await register(client, ("insurance", "resident"))
+        response = await client.post(
+            "/v1/settlements",
+            json=bill(person, ("C", 12_345), clinic_id="V050", visit_type="outpatient", service_date="2026-01-20"),
+            headers={"X-Terminal-Id": "term-V050"},
+        )
+        payload = await response.json()
+        assert response.status == 201, payload
+        assert payload["out_of_pocket"] == payload["total"] == 12_345
+        async with pool.acquire() as connection:
+            _templates["row"] = await connection.fetchrow(
+                f"SELECT {', '.join(SETTLEMENT_COLUMNS)} FROM settlements WHERE settlement_id = $1",
+                uuid.UUID(payload["settlement_id"]),
+            )
+    return _templates["row"]
+
+
+async def synthetic_day(
+    client: Any, pool: asyncpg.Pool, *, clinic_id: str, booked_on: dt.date, count: int, template_person: bool = False
+) -> list[uuid.UUID]:
+    """``count`` settlements at ``clinic_id`` booked on ``booked_on``, as the store writes them.
+
+    Each is for a new synthetic person (a realistic spread for the planner) unless ``template_person``,
+    which the reversal API needs: it locks the person's accumulators row.
+    """
+    row = await template(client, pool)
+    created_at = dt.datetime.combine(booked_on, dt.time(10, 0), tzinfo=dt.UTC)
+    ids = [uuid.uuid4() for _ in range(count)]
+    settlements = []
+    ledger = []
+    amounts = [row["insurance"], row["veteran_subsidy"], row["hardship_aid"], row["out_of_pocket"], -row["total"]]
+    people = []
+    for settlement_id in ids:
+        person_key = row["person_key"] if template_person else os.urandom(32)
+        if not template_person:
+            people.append((person_key, "synthetic"))
+        values = dict(row)
+        values.update(
+            person_key=person_key,
+            settlement_id=settlement_id,
+            terminal_id="finance-synthetic",
+            request_id=f"syn-{settlement_id.hex}",
+            clinic_id=clinic_id,
+            created_at=created_at,
+        )
+        settlements.append(tuple(values[column] for column in SETTLEMENT_COLUMNS))
+        for account, amount in zip([*FUNDS, "clinic"], amounts, strict=True):
+            ledger.append(
+                (
+                    person_key,
+                    settlement_id,
+                    "settlement",
+                    account,
+                    amount,
+                    clinic_id,
+                    row["visit_type"],
+                    row["service_date"].year,
+                    booked_on,
+                    created_at,
+                )
+            )
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.copy_records_to_table("people", records=people, columns=["person_key", "masked_id"])
+        await connection.copy_records_to_table("settlements", records=settlements, columns=SETTLEMENT_COLUMNS)
+        await connection.copy_records_to_table("ledger_entries", records=ledger, columns=LEDGER_COLUMNS)
+    return ids
+
+
+async def synthetic_reversal(pool: asyncpg.Pool, settlement_id: uuid.UUID, booked_on: dt.date) -> None:
+    """Reverse a synthetic settlement on ``booked_on``: reversal row, negated ledger lines, settlement marked."""
+    reversal_id = uuid.uuid4()
+    created_at = dt.datetime.combine(booked_on, dt.time(15, 0), tzinfo=dt.UTC)
+    async with pool.acquire() as connection, connection.transaction():
+        row = await connection.fetchrow("SELECT * FROM settlements WHERE settlement_id = $1", settlement_id)
+        await connection.execute(
+            "INSERT INTO reversals (person_key, reversal_id, settlement_id, terminal_id, request_id, reason,"
+            " created_at) VALUES ($1, $2, $3, 'finance-synthetic', $4, 'test', $5)",
+            row["person_key"],
+            reversal_id,
+            settlement_id,
+            f"syn-rev-{reversal_id.hex}",
+            created_at,
+        )
+        amounts = [row["insurance"], row["veteran_subsidy"], row["hardship_aid"], row["out_of_pocket"], -row["total"]]
+        await connection.copy_records_to_table(
+            "ledger_entries",
+            records=[
+                (
+                    row["person_key"],
+                    settlement_id,
+                    "reversal",
+                    account,
+                    -amount,
+                    row["clinic_id"],
+                    row["visit_type"],
+                    row["service_date"].year,
+                    booked_on,
+                    created_at,
+                )
+                for account, amount in zip([*FUNDS, "clinic"], amounts, strict=True)
+            ],
+            columns=LEDGER_COLUMNS,
+        )
+        await connection.execute(
+            "UPDATE settlements SET reversed_at = $3, reversal_id = $2 WHERE person_key = $1 AND settlement_id = $4",
+            row["person_key"],
+            reversal_id,
+            created_at,
+            settlement_id,
+        )
+
+
+def line(settlement_id: uuid.UUID, total: int = 12_345, **changes: Any) -> dict[str, Any]:
+    item = {
+        "settlement_id": str(settlement_id),
+        "total": total,
+        "insurance": 0,
+        "veteran_subsidy": 0,
+        "hardship_aid": 0,
+        "out_of_pocket": total,
+        "reversed": False,
+    }
+    return item | changes
+
+
+async def daily(client: Any, day: dt.date) -> dict[str, Any]:
+    response = await client.get(f"/v1/finance/daily?date={day.isoformat()}", headers=FINANCE)
+    payload = await response.json()
+    assert response.status == 200, payload
+    return payload
+
+
+# ---------------------------------------------------------------- daily statements
+
+
+async def test_daily_statement_per_clinic_fund_level_and_region(client, pool, database_url):
+    day = dt.date(2026, 2, 4)
+    ids = await synthetic_day(client, pool, clinic_id="V070", booked_on=day, count=3)
+    statement = await daily(client, day)
+    assert statement["date"] == "2026-02-04" and statement["closed"] is True
+    (clinic,) = [block for block in statement["by_clinic"] if block["clinic_id"] == "V070"]
+    assert clinic["level"] == "village" and clinic["settlements"] == 3 and clinic["reversals"] == 0
+    assert clinic["billed_fen"] == clinic["net_fen"] == 3 * 12_345
+    assert clinic["funds"]["patient"] == {
+        "settlements_count": 3,
+        "settlements_fen": 3 * 12_345,
+        "reversals_count": 0,
+        "reversals_fen": 0,
+        "net_fen": 3 * 12_345,
+    }
+    assert clinic["funds"]["insurance_fund"]["settlements_count"] == 0
+    region = next(block for block in statement["by_region"] if block["region"] == clinic["region"])
+    level = next(block for block in statement["by_level"] if block["level"] == "village")
+    assert region["funds"]["patient"]["net_fen"] >= 3 * 12_345
+    assert level["funds"]["patient"]["net_fen"] >= 3 * 12_345
+    assert statement["total"]["net_fen"] == sum(block["net_fen"] for block in statement["by_clinic"])
+
+    response = await client.get(f"/v1/finance/daily?date={day.isoformat()}&format=csv", headers=ADMIN)
+    text = (await response.read()).decode("utf-8")
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    assert text.startswith(
+        "\ufeffdate,scope,clinic_id,clinic_name,level,region,fund,settlements_count,settlements_fen,"
+    )
+    assert f"2026-02-04,clinic,V070,{clinic['name']},village,{clinic['region']},patient,3,37035,0,0,37035" in text
+    assert ",total,,,,,patient," in text
+
+    result = medsettle(database_url, "report", "daily", "--date", "2026-02-04", "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == text.replace("\r\n", "\n")  # the subprocess is read in text mode
+    assert ids  # used below through the statement only
+
+
+async def test_closed_day_never_changes_and_a_later_reversal_shows_on_its_own_day(client, pool):
+    day = dt.date(2026, 2, 6)
+    ids = await synthetic_day(client, pool, clinic_id="V071", booked_on=day, count=2, template_person=True)
+    yesterday = china_today() - dt.timedelta(days=1)
+    closed_before = await daily(client, day)
+    yesterday_before = await daily(client, yesterday)
+
+    # Settle today and reverse one of the closed day's settlements today.
+    person = await register(client, ("insurance", "resident"))
+    response = await client.post(
+        "/v1/settlements",
+        json=bill(person, ("A", 50_000), clinic_id="V071", visit_type="outpatient", service_date="2026-03-01"),
+        headers={"X-Terminal-Id": "term-V071"},
+    )
+    assert response.status == 201, await response.text()
+    response = await client.post(
+        f"/v1/settlements/{ids[0]}/reversal",
+        json={"request_id": f"rev-{uuid.uuid4().hex}", "reason": "billing error"},
+        headers={"X-Terminal-Id": "term-V071"},
+    )
+    assert response.status == 201, await response.text()
+
+    assert await daily(client, day) == closed_before
+    assert await daily(client, yesterday) == yesterday_before
+    today = await daily(client, china_today())
+    assert today["closed"] is False
+    (reversal,) = [item for item in today["reversals"] if item["settlement_id"] == str(ids[0])]
+    assert reversal["service_date"] == "2026-01-20" and reversal["settled_on"] == "2026-02-06"
+    assert reversal["clinic_id"] == "V071" and reversal["total_fen"] == 12_345 and reversal["reason"] == "billing error"
+    (clinic,) = [block for block in today["by_clinic"] if block["clinic_id"] == "V071"]
+    assert clinic["reversals"] == 1 and clinic["funds"]["patient"]["reversals_fen"] == 12_345
+    assert clinic["settlements"] == 1 and clinic["billed_fen"] == 50_000
+
+    # The closed day still reconciles as it closed: the reversal was booked later.
+    response = await client.post(
+        "/v1/finance/reconciliation",
+        json={"date": "2026-02-06", "clinic_id": "V071", "settlements": [line(i) for i in ids]},
+        headers=FINANCE,
+    )
+    assert (await response.json())["clean"] is True
+
+
+async def test_daily_statement_roles_and_bad_date(client):
+    assert (await client.get("/v1/finance/daily?date=2026-02-04", headers={"X-Terminal-Id": "term-V070"})).status == 403
+    response = await client.get("/v1/finance/daily?date=yesterday", headers=FINANCE)
+    assert response.status == 422 and (await response.json())["field"] == "date"
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+async def test_every_kind_of_discrepancy_is_named(client, pool):
+    day = dt.date(2026, 2, 2)
+    same, differs, clinic_missing, gateway_reversed, clinic_reversed = await synthetic_day(
+        client, pool, clinic_id="V052", booked_on=day, count=5
+    )
+    await synthetic_reversal(pool, gateway_reversed, day)
+    unknown = uuid.uuid4()
+    submitted = [
+        line(unknown, total=999),
+        line(differs, insurance=100, out_of_pocket=12_245),
+        line(clinic_reversed, reversed=True),
+        line(gateway_reversed),
+        line(same),
+    ]
+    response = await client.post(
+        "/v1/finance/reconciliation",
+        json={"date": "2026-02-02", "clinic_id": "V052", "settlements": submitted},
+        headers=FINANCE,
+    )
+    result = await response.json()
+    assert response.status == 200, result
+    assert result["clean"] is False and result["confirmed"] is False
+    assert result["matched_count"] == 1 and result["matched_sums_fen"]["total"] == 12_345
+    assert result["gateway_count"] == 5 and result["submitted_count"] == 5
+    found = {(item["kind"], item["settlement_id"], item.get("field")) for item in result["discrepancies"]}
+    assert found == {
+        ("missing_at_gateway", str(unknown), None),
+        ("missing_at_clinic", str(clinic_missing), None),
+        ("amount_differs", str(differs), "insurance"),
+        ("amount_differs", str(differs), "out_of_pocket"),
+        ("reversed_at_gateway_only", str(gateway_reversed), None),
+        ("reversed_at_clinic_only", str(clinic_reversed), None),
+    }
+    insurance = next(item for item in result["discrepancies"] if item.get("field") == "insurance")
+    assert insurance["gateway"] == 0 and insurance["submitted"] == 100
+    assert result["discrepancy_counts"]["amount_differs"] == 2
+    assert result["gateway_sums_fen"]["total"] == 4 * 12_345  # the reversed one is not counted
+
+    # A fund-level submission compares only that fund's settlements and field.
+    response = await client.post(
+        "/v1/finance/reconciliation",
+        json={"date": "2026-02-02", "fund": "insurance_fund", "settlements": [line(differs, insurance=100)]},
+        headers=FINANCE,
+    )
+    result = await response.json()
+    assert [(item["kind"], item["settlement_id"]) for item in result["discrepancies"]] == [
+        ("missing_at_gateway", str(differs))
+    ]
+
+
+async def test_clean_day_is_confirmed_and_audited(client, pool):
+    day = dt.date(2026, 2, 5)
+    ids = await synthetic_day(client, pool, clinic_id="V053", booked_on=day, count=4)
+    response = await client.post(
+        "/v1/finance/reconciliation",
+        json={"date": "2026-02-05", "clinic_id": "V053", "settlements": [line(i) for i in reversed(ids)]},
+        headers={"X-Terminal-Id": "term-V053"},  # a terminal reconciles its own clinic
+    )
+    result = await response.json()
+    assert response.status == 200, result
+    assert result["clean"] is True and result["confirmed"] is True and result["discrepancies"] == []
+    assert result["matched_count"] == 4 and result["matched_sums_fen"]["out_of_pocket"] == 4 * 12_345
+    async with pool.acquire() as connection:
+        audit = await connection.fetchrow(
+            "SELECT actor, subject, details FROM audit_log WHERE action = 'reconciliation.confirmed'"
+            " AND subject = '2026-02-05 V053 *' ORDER BY audit_id DESC LIMIT 1"
+        )
+    assert audit["actor"] == "term-V053"
+    assert '"matched_count": 4' in audit["details"] and '"total": 49380' in audit["details"]
+
+
+async def test_reconciliation_refusals(client):
+    body = {"date": "2026-02-05", "clinic_id": "V053", "settlements": []}
+    response = await client.post("/v1/finance/reconciliation", json=body, headers={"X-Terminal-Id": "term-V001"})
+    assert response.status == 403  # another clinic's terminal
+    response = await client.post(
+        "/v1/finance/reconciliation", json=body | {"fund": "aid_fund"}, headers={"X-Terminal-Id": "term-V053"}
+    )
+    assert response.status == 403  # a terminal cannot submit for a fund
+    response = await client.post("/v1/finance/reconciliation", json=body | {"fund": "nope"}, headers=FINANCE)
+    assert response.status == 422 and (await response.json())["field"] == "fund"
+    twice = str(uuid.uuid4())
+    response = await client.post(
+        "/v1/finance/reconciliation", json=body | {"settlements": [line(twice), line(twice)]}, headers=FINANCE
+    )
+    assert response.status == 422 and (await response.json())["field"] == "settlements"
+
+
+async def test_ten_thousand_settlement_day_reconciles_in_seconds(client, pool):
+    day = dt.date(2026, 2, 3)
+    started = time.perf_counter()
+    ids = await synthetic_day(client, pool, clinic_id="V054", booked_on=day, count=10_000)
+    print(f"inserted 10,000 synthetic settlements in {time.perf_counter() - started:.2f} s")
+    body = {"date": "2026-02-03", "clinic_id": "V054", "settlements": [line(i) for i in ids]}
+    started = time.perf_counter()
+    response = await client.post(
+        "/v1/finance/reconciliation",
+        data=io.BytesIO(msgspec.json.encode(body)),  # bytes over 1 MB make aiohttp warn; a stream does not
+        headers=FINANCE | {"Content-Type": "application/json"},
+    )
+    result = await response.json()
+    elapsed = time.perf_counter() - started
+    print(f"reconciled 10,000 settlements ({len(msgspec.json.encode(body)):,} bytes) over HTTP in {elapsed:.2f} s")
+    assert response.status == 200, result
+    assert result["clean"] is True and result["matched_count"] == 10_000
+    assert result["matched_sums_fen"]["total"] == 10_000 * 12_345
+    assert elapsed < 10
+
+
+async def test_check_names_a_ledger_line_booked_to_the_wrong_clinic(client, pool):
+    (settlement_id,) = await synthetic_day(client, pool, clinic_id="V055", booked_on=dt.date(2026, 2, 7), count=1)
+    async with pool.acquire() as connection:
+        assert await check_invariants(connection) == []
+        # Move the patient's line to another clinic: every line still balances and matches its settlement,
+        # but the statement for V055 on that day no longer agrees with what was settled there. The ledger is
+        # append-only, so this plays an owner switching the guard trigger off; everything is put back after.
+        await connection.execute("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_append_only")
+        move = "UPDATE ledger_entries SET clinic_id = $2 WHERE settlement_id = $1 AND account = 'patient'"
+        try:
+            await connection.execute(move, settlement_id, "V056")
+            violations = await check_invariants(connection)
+        finally:
+            await connection.execute(move, settlement_id, "V055")
+            await connection.execute("ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_append_only")
+        assert {(v.rule, v.detail) for v in violations} == {
+            ("daily_statement_matches_ledger", "2026-02-07 V055 patient"),
+            ("daily_statement_matches_ledger", "2026-02-07 V056 patient"),
+        }
+        assert await check_invariants(connection) == []

@@ -1,0 +1,104 @@
+"""The patient receipt (结算单): HTML and narrow printer text, both languages, clinic scoping."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.receipts import TEXT_WIDTH, columns, wrap
+from tests.integration.conftest import COUNTY, VILLAGE, bill, register
+
+pytestmark = pytest.mark.integration
+
+WORKED_ITEMS = (("A", 1_400_000), ("B", 400_000), ("C", 200_000))
+FINANCE = {"X-Terminal-Id": "finance-1"}
+WORKED_AMOUNTS = ("12750.00", "2910.00", "1358.00", "2982.00")
+
+
+async def worked_example(client) -> dict:
+    person = await register(
+        client,
+        ("insurance", "resident"),
+        ("hardship_aid", "minimum_allowance"),
+        ("veteran_subsidy", "priority_care"),
+    )
+    body = bill(person, *WORKED_ITEMS)
+    body["items"][0]["name"] = "<script>alert(1)</script> 住院床位费"
+    response = await client.post("/v1/settlements", json=body, headers=COUNTY)
+    assert response.status == 201, await response.text()
+    return await response.json()
+
+
+async def receipt(client, settlement_id: str, query: str = "", headers=COUNTY) -> tuple[int, str, str]:
+    response = await client.get(f"/v1/settlements/{settlement_id}/receipt{query}", headers=headers)
+    return response.status, response.headers.get("Content-Type", ""), await response.text()
+
+
+async def test_worked_example_receipt_in_both_languages_and_forms(client):
+    settled = await worked_example(client)
+    settlement_id = settled["settlement_id"]
+    for lang in ("zh", "en"):
+        for form in ("html", "text"):
+            status, content_type, text = await receipt(client, settlement_id, f"?lang={lang}&format={form}")
+            assert status == 200, text
+            assert content_type.startswith("text/html" if form == "html" else "text/plain")
+            for amount in WORKED_AMOUNTS:
+                assert amount in text, (lang, form, amount)
+            assert "20000.00" in text and "17600.00" in text  # total and eligible
+            assert "14000.00" in text and "4000.00" in text and "2000.00" in text  # the items
+    status, _, page = await receipt(client, settlement_id)  # defaults: Chinese HTML
+    assert status == 200
+    assert "医疗费用结算单" in page and "县级医院" in page and "个人自付" in page
+    assert 'id="insurance">12750.00<' in page and 'id="veteran_subsidy">2910.00<' in page
+    assert 'id="hardship_aid">1358.00<' in page and 'id="out_of_pocket">2982.00<' in page
+    # The rule each payer applied, from the engine's trace.
+    assert "4850.00 × 0.60 = 2910.00" in page and "1940.00 × 0.70 = 1358.00" in page
+    assert "起付线 600.00" in page
+    # Text is escaped; the masked ID is shown and no raw one.
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert settled["person"] in page
+    assert "<link" not in page and "src=" not in page  # no external assets
+    status, _, english = await receipt(client, settlement_id, "?lang=en")
+    assert "Medical settlement receipt" in english and "county hospital" in english and "You pay" in english
+    assert "REVERSED" not in english
+
+
+async def test_text_receipt_fits_a_narrow_printer(client):
+    settled = await worked_example(client)
+    for lang in ("zh", "en"):
+        status, _, text = await receipt(client, settled["settlement_id"], f"?lang={lang}&format=text")
+        assert status == 200
+        lines = text.splitlines()
+        assert len(lines) > 10
+        too_wide = [line for line in lines if columns(line) > TEXT_WIDTH]
+        assert not too_wide, too_wide
+    assert columns("医保ab") == 6
+    assert all(columns(line) <= 10 for line in wrap("基本医疗保险支付 12750.00 元 verylongwordthatneedscutting", 10))
+
+
+async def test_reversed_settlement_is_marked(client):
+    settled = await worked_example(client)
+    response = await client.post(
+        f"/v1/settlements/{settled['settlement_id']}/reversal", json={"request_id": "rev-receipt-1"}, headers=COUNTY
+    )
+    assert response.status == 201, await response.text()
+    _, _, page = await receipt(client, settled["settlement_id"], "?lang=en")
+    assert 'id="reversed"' in page and "REVERSED" in page
+    _, _, text = await receipt(client, settled["settlement_id"], "?format=text")
+    assert "已冲正" in text
+
+
+async def test_receipt_scoping_and_roles(client):
+    settled = await worked_example(client)
+    settlement_id = settled["settlement_id"]
+    # Another clinic's terminal learns nothing: not found, as for the JSON read.
+    status, _, body = await receipt(client, settlement_id, headers=VILLAGE)
+    assert status == 404 and "settlement_not_found" in body
+    # Finance reads any clinic's receipt; admin may not; unsigned is refused.
+    assert (await receipt(client, settlement_id, headers=FINANCE))[0] == 200
+    assert (await receipt(client, settlement_id, headers={"X-Terminal-Id": "admin-1"}))[0] == 403
+    assert (await client.get(f"/v1/settlements/{settlement_id}/receipt")).status == 401
+    assert (await receipt(client, "00000000-0000-0000-0000-000000000000"))[0] == 404
+    assert (await receipt(client, "not-a-uuid"))[0] == 404
+    status, _, body = await receipt(client, settlement_id, "?lang=fr")
+    assert status == 422 and "lang" in body
+    assert (await receipt(client, settlement_id, "?format=pdf"))[0] == 422
