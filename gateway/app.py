@@ -382,6 +382,7 @@ ROUTES = [
     ("GET", "/v1/registry/stats", registry_stats, REPORTING),
     ("GET", "/v1/finance/daily", finance_routes.daily_statement, REPORTING),
     ("POST", "/v1/finance/reconciliation", finance_routes.reconciliation, REPORTING | TERMINAL),
+    ("GET", "/v1/finance/stats", finance_routes.statistics, REPORTING),
     ("GET", "/openapi.json", openapi, ANY_ROLE),
     ("GET", "/healthz", healthz, OPEN),
     ("GET", "/readyz", readyz, OPEN),

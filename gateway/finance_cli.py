@@ -1,4 +1,4 @@
-"""``medsettle report daily``: the daily statement for one booking day, as JSON or CSV."""
+"""``medsettle report daily|stats``: the daily statement for one booking day, and finance statistics."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from adapters import finance
+from adapters import finance, finance_stats
 from gateway.service import china_today
 
 
@@ -26,6 +26,24 @@ def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
         finance.statement_csv(statement)
         if args.format == "csv"
         else json.dumps(statement, ensure_ascii=False, indent=2) + "\n"
+    )
+    return 0
+
+
+def cmd_report_stats(settings: Any, args: argparse.Namespace) -> int:
+    from gateway.cli import _with_connection, database_url  # imported here: gateway.cli imports this module
+
+    period_to = args.period_to or china_today()
+    period_from = args.period_from or period_to.replace(day=1)
+
+    async def work(connection: Any) -> dict[str, Any]:
+        return await finance_stats.finance_stats(connection, by=args.by, period_from=period_from, period_to=period_to)
+
+    stats = asyncio.run(_with_connection(database_url(settings), work))
+    sys.stdout.write(
+        finance_stats.stats_csv(stats)
+        if args.format == "csv"
+        else json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
     )
     return 0
 
@@ -48,3 +66,13 @@ def add_finance_parser(commands: Any) -> None:
     daily.add_argument("--date", type=_date, help="booking day, YYYY-MM-DD (default today, China time)")
     daily.add_argument("--format", choices=["json", "csv"], default="json")
     daily.set_defaults(run=cmd_report_daily)
+    stats = report.add_parser(
+        "stats",
+        help="amounts per payer, out-of-pocket share, caps reached and people served, by one dimension",
+        description="Over settlements not reversed, by service date. Shares are exact decimals.",
+    )
+    stats.add_argument("--by", choices=list(finance_stats.DIMENSIONS), default="level")
+    stats.add_argument("--from", dest="period_from", type=_date, help="first service date (default first of the month)")
+    stats.add_argument("--to", dest="period_to", type=_date, help="last service date (default today)")
+    stats.add_argument("--format", choices=["json", "csv"], default="json")
+    stats.set_defaults(run=cmd_report_stats)

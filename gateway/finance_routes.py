@@ -9,7 +9,7 @@ import datetime as dt
 
 from aiohttp import web
 
-from adapters import finance
+from adapters import finance, finance_stats
 from gateway.problems import ApiError
 from gateway.service import china_today
 
@@ -65,3 +65,29 @@ async def reconciliation(request: web.Request) -> web.Response:
             )
             result["confirmed"] = True
     return gateway.respond(request, result)
+
+
+async def statistics(request: web.Request) -> web.Response:
+    from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
+
+    query = request.query
+    by = query.get("by", "level")
+    if by not in finance_stats.DIMENSIONS:
+        raise ApiError(422, "validation_failed", f"by must be one of {', '.join(finance_stats.DIMENSIONS)}", field="by")
+    try:
+        period_to = dt.date.fromisoformat(query["to"]) if "to" in query else china_today()
+        period_from = dt.date.fromisoformat(query["from"]) if "from" in query else period_to.replace(day=1)
+    except ValueError:
+        raise ApiError(422, "validation_failed", "from and to must be YYYY-MM-DD", field="from") from None
+    store = request.app[gateway.service_key].store
+    async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
+        stats = await finance_stats.finance_stats(connection, by=by, period_from=period_from, period_to=period_to)
+    if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+        return web.Response(
+            body=finance_stats.stats_csv(stats).encode("utf-8"),
+            headers={
+                "Content-Type": "text/csv; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="stats-{by}-{period_from}-{period_to}.csv"',
+            },
+        )
+    return gateway.respond(request, stats)

@@ -1,0 +1,108 @@
+"""Statistics for finance and policy staff, over settlements not reversed, by service date.
+
+One dimension at a time: programme, hardship tier, priority-care category, clinic
+level, region or month. For each group: settlements, people served, amounts per
+payer, out of pocket as a share of the total (median and a ten-bucket
+distribution), and how often each payer's annual cap cut a payment. Shares are
+exact decimals from PostgreSQL ``numeric``, never floats.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from decimal import Decimal
+
+import asyncpg
+
+# The grouping expression for each dimension; a fixed list, so no caller text reaches the SQL.
+DIMENSIONS = {
+    "level": "s.clinic_level",
+    "region": "c.region",
+    "month": "to_char(s.service_date, 'YYYY-MM')",
+    "category": "coalesce(s.result->'traces'->1->>'programme', 'none')",
+    "tier": "coalesce(s.result->'traces'->2->>'programme', 'none')",
+    "programme": "t.trace->>'payer'",
+}
+
+_QUERY = """
+SELECT {group} AS grp,
+       count(*) AS settlements,
+       count(DISTINCT s.person_key) AS people_served,
+       sum(s.total) AS total,
+       sum(s.insurance) AS insurance,
+       sum(s.veteran_subsidy) AS veteran_subsidy,
+       sum(s.hardship_aid) AS hardship_aid,
+       sum(s.out_of_pocket) AS out_of_pocket,
+       percentile_disc(0.5) WITHIN GROUP (ORDER BY s.out_of_pocket::numeric / nullif(s.total, 0))
+           AS median_out_of_pocket_share,
+       array_agg(least(width_bucket(s.out_of_pocket::numeric / nullif(s.total, 0), 0, 1, 10), 10))
+           FILTER (WHERE s.total > 0) AS buckets,
+       count(*) FILTER (WHERE (s.result->'traces'->0->>'cap_cut')::bigint > 0) AS insurance_cap_reached,
+       count(*) FILTER (WHERE (s.result->'traces'->1->>'cap_cut')::bigint > 0) AS veteran_subsidy_cap_reached,
+       count(*) FILTER (WHERE (s.result->'traces'->2->>'cap_cut')::bigint > 0) AS hardship_aid_cap_reached
+FROM settlements s
+JOIN clinics c USING (clinic_id)
+{lateral}
+WHERE s.reversal_id IS NULL AND s.service_date BETWEEN $1 AND $2
+GROUP BY 1
+ORDER BY 1
+"""
+
+_LATERAL_PROGRAMME = "CROSS JOIN LATERAL jsonb_array_elements(s.result->'traces') AS t(trace)"
+
+MONEY = ("total", "insurance", "veteran_subsidy", "hardship_aid", "out_of_pocket")
+CAPS = ("insurance_cap_reached", "veteran_subsidy_cap_reached", "hardship_aid_cap_reached")
+
+
+def _share(value: Decimal | None) -> str | None:
+    return None if value is None else str(value.quantize(Decimal("0.0001")))
+
+
+async def finance_stats(
+    connection: asyncpg.Connection, *, by: str, period_from: dt.date, period_to: dt.date
+) -> dict[str, object]:
+    if by not in DIMENSIONS:
+        raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
+    lateral = _LATERAL_PROGRAMME if by == "programme" else ""
+    query = _QUERY.format(group=DIMENSIONS[by], lateral=lateral)
+    if by == "programme":  # only the payers that applied to the person
+        query = query.replace("WHERE s.reversal_id", "WHERE (t.trace->>'applied')::boolean AND s.reversal_id")
+    groups = []
+    for row in await connection.fetch(query, period_from, period_to):
+        distribution = [0] * 10
+        for bucket in row["buckets"] or ():
+            distribution[max(bucket, 1) - 1] += 1
+        groups.append(
+            {
+                by: row["grp"],
+                "settlements": row["settlements"],
+                "people_served": row["people_served"],
+                **{f"{name}_fen": int(row[name]) for name in MONEY},
+                "median_out_of_pocket_share": _share(row["median_out_of_pocket_share"]),
+                "out_of_pocket_share_distribution": distribution,
+                **{name: row[name] for name in CAPS},
+            }
+        )
+    return {"by": by, "period": {"from": period_from.isoformat(), "to": period_to.isoformat()}, "groups": groups}
+
+
+def stats_csv(stats: dict[str, object]) -> str:
+    """One row per group; the distribution as ten columns (share 0-10 %, 10-20 %, ... 90-100 %)."""
+    by = str(stats["by"])
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer)
+    buckets = [f"share_{10 * i}_{10 * (i + 1)}_pct" for i in range(10)]
+    writer.writerow(
+        [by, "settlements", "people_served", *(f"{name}_fen" for name in MONEY), "median_out_of_pocket_share",
+         *buckets, *CAPS]
+    )  # fmt: skip
+    for group in stats["groups"]:  # type: ignore[attr-defined]
+        writer.writerow(
+            [group[by], group["settlements"], group["people_served"], *(group[f"{name}_fen"] for name in MONEY),
+             group["median_out_of_pocket_share"], *group["out_of_pocket_share_distribution"],
+             *(group[name] for name in CAPS)]
+        )  # fmt: skip
+    return buffer.getvalue()
