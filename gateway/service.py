@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import time
 import uuid
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from settlement.models import Accumulators, Bill, LineItem, Notice, PersonStatus
 from settlement.policy import Policy, PolicyBook
 from settlement.registry import ListEntry, status_on
 
+MAX_KEY_LOOKUPS_PER_SECOND = 20  # database lookups of key ids missing from the cache, all terminals together
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")  # no daylight saving: a fixed offset is exact
 
 _json_encoder = msgspec.json.Encoder()
@@ -71,9 +73,13 @@ class Answer:
     replayed: bool
 
 
-def request_hash(operation: str, request: msgspec.Struct, *extra: str) -> bytes:
-    """Fingerprint of what was asked, independent of JSON vs MessagePack and key order."""
-    digest = hashlib.sha256(operation.encode())
+def request_hash(pepper: bytes, operation: str, request: msgspec.Struct, *extra: str) -> bytes:
+    """Fingerprint of what was asked, independent of JSON vs MessagePack and key order.
+
+    Keyed with the ID pepper: a request carries the raw national ID, and a plain hash
+    stored beside the masked ID could be brute-forced back to the number.
+    """
+    digest = hmac.new(pepper, operation.encode(), hashlib.sha256)
     for part in extra:
         digest.update(b"\x00" + part.encode())
     digest.update(b"\x00" + _json_encoder.encode(request))
@@ -100,6 +106,8 @@ class Service:
         self._clinics: dict[str, Clinic] = {}
         self._keys: dict[str, ActiveKey] = {}
         self._missing_keys: dict[str, float] = {}
+        self._miss_window_start = 0.0
+        self._miss_lookups = 0
         self._reference_loaded_at = 0.0
         self._reference_lock = asyncio.Lock()
 
@@ -126,9 +134,16 @@ class Service:
         found = self._keys.get(key_id)
         if found is not None:
             return found
+        now = time.monotonic()
         missed_at = self._missing_keys.get(key_id)
-        if missed_at is not None and time.monotonic() - missed_at < 1.0:
+        if missed_at is not None and now - missed_at < 1.0:
             return None
+        # Random key ids are all different: bound the lookups of unknown ids across all of them.
+        if now - self._miss_window_start >= 1.0:
+            self._miss_window_start, self._miss_lookups = now, 0
+        if self._miss_lookups >= MAX_KEY_LOOKUPS_PER_SECOND:
+            return None
+        self._miss_lookups += 1
         fetched = await self.store.terminal_keys(self.key_encryption_key, only=key_id[:64])
         found = fetched.get(key_id)
         if found is None:
@@ -243,7 +258,7 @@ class Service:
 
     async def _settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
         clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
-        fingerprint = request_hash("settle", request)
+        fingerprint = request_hash(self.pepper, "settle", request)
         stored, person_exists, memberships = await self.store.before_settle(
             terminal.terminal_id, request.request_id, key
         )
@@ -343,7 +358,7 @@ class Service:
         return _json_encoder.encode(out)
 
     async def reverse(self, terminal: Terminal, settlement_id: uuid.UUID, request: api.ReversalRequest) -> Answer:
-        fingerprint = request_hash("reverse", request, str(settlement_id))
+        fingerprint = request_hash(self.pepper, "reverse", request, str(settlement_id))
         stored, found = await self.store.before_reverse(terminal.terminal_id, request.request_id, settlement_id)
         if stored is not None:
             return self._replay(stored, "reverse", fingerprint)
@@ -496,12 +511,12 @@ class Service:
             entries.append(PersonEntry(index, national_id, request.name, entry))
         # History may arrive in any order; plan it oldest first.
         entries.sort(key=lambda person_entry: (person_entry.entry.programme, person_entry.entry.effective_from))
-        report = await self.store.apply_registry(
+        created, report = await self.store.apply_registry(
             entries,
+            person=(key, masked, request.name, national_id[:6]),
             pepper=self.pepper,
             actor=actor,
             request_id=request_id,
-            name_updates={key: request.name} if request.name else {},
         )
         if report.rejected:
             line, reason = report.rejected[0]
@@ -510,7 +525,7 @@ class Service:
         return api.PersonOut(
             person=masked,
             name=request.name,
-            created=report.people_created > 0,
+            created=created,
             memberships=[
                 api.MembershipIn(
                     programme=m.programme, code=m.code, effective_from=m.effective_from, struck_off_on=m.struck_off_on
