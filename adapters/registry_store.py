@@ -155,7 +155,8 @@ async def apply_entries(
 async def _ensure_people(connection: asyncpg.Connection, keyed: list[tuple[bytes, str, PersonEntry]]) -> set[bytes]:
     unique: dict[bytes, tuple[str, str, str]] = {}
     for key, masked, item in keyed:
-        unique.setdefault(key, (masked, item.name, item.national_id[:6]))
+        # PostgreSQL text cannot hold NUL; a bureau export with one must not stop the import.
+        unique.setdefault(key, (masked, item.name.replace("\x00", ""), item.national_id[:6]))
     ordered = sorted(unique)
     rows = await connection.fetch(
         """INSERT INTO people (person_key, masked_id, name, region_code)

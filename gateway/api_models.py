@@ -22,7 +22,9 @@ from settlement.models import (
 
 MAX_FEN = 10_000_000_000  # 100 million yuan: no single line or bill is larger
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
-ClinicId = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+# Text fields refuse control characters: PostgreSQL cannot store NUL, and none belongs in a bill.
+NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+ClinicId = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NO_CONTROL)]
 NationalId = Annotated[str, msgspec.Meta(max_length=32)]  # checked by adapters.identity for a precise error
 Fen = Annotated[int, msgspec.Meta(ge=0, le=MAX_FEN)]
 
@@ -32,8 +34,8 @@ class Wire(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
 
 class ItemIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-    name: Annotated[str, msgspec.Meta(max_length=200)]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_CONTROL)]
+    name: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_CONTROL)]
     category: Literal["A", "B", "C"]
     amount: Fen
     quantity: Annotated[int, msgspec.Meta(gt=0, le=1_000_000)] | None = None
@@ -51,19 +53,19 @@ class SettleRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True)
 
 class ReversalRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     request_id: RequestId
-    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=500, pattern=NO_CONTROL)] = ""
 
 
 class MembershipIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     programme: Payer
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NO_CONTROL)]
     effective_from: dt.date
     struck_off_on: dt.date | None = None
 
 
 class PersonRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     person_id: NationalId
-    name: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    name: Annotated[str, msgspec.Meta(max_length=100, pattern=NO_CONTROL)] = ""
     memberships: Annotated[list[MembershipIn], msgspec.Meta(max_length=100)] = []
 
 

@@ -27,6 +27,7 @@ import datetime as dt
 import hashlib
 import hmac
 import html
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ from aiohttp import web
 
 from gateway.problems import ApiError
 from settlement.money import format_yuan
+
+_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() takes "²", and int() refuses 5,000 digits
 
 COOKIE = "medsettle_dashboard"
 DASHBOARD_ROLES = frozenset({"finance", "admin"})
@@ -80,7 +83,7 @@ def make_session(secret: bytes, key_id: str, expires: int) -> str:
 def read_session(secret: bytes, value: str, now: float) -> str | None:
     """The session's key id when the cookie is genuine and unexpired, else None."""
     parts = value.split(".")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if len(parts) != 3 or not _DIGITS.fullmatch(parts[1]):
         return None
     key_id, expires, _ = parts
     expected = make_session(secret, key_id, int(expires))
@@ -116,7 +119,7 @@ async def dashboard_login(request: web.Request) -> web.Response:
     if not (key_id and expires and sig):
         raise ApiError(401, "signature_missing", "open the dashboard with a link from `medsettle dashboard-link`")
     now = time.time()
-    if not expires.isdigit() or int(expires) <= now or int(expires) > now + MAX_LINK_SECONDS:
+    if not _DIGITS.fullmatch(expires) or int(expires) <= now or int(expires) > now + MAX_LINK_SECONDS:
         raise ApiError(401, "timestamp_out_of_window", "this login link has expired; make a new one")
     key = await _active_key(service, key_id)  # unknown/revoked 401, wrong role 403 (key ids are not secret)
     if not hmac.compare_digest(login_signature(key.secret, key.key_id, int(expires)).encode(), sig.lower().encode()):
@@ -230,7 +233,7 @@ def period(query: Any, today: dt.date) -> tuple[dt.date, dt.date]:
             if query.get("from")
             else period_to - dt.timedelta(days=DEFAULT_PERIOD_DAYS - 1)
         )
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ApiError(422, "validation_failed", "from and to must be YYYY-MM-DD", field="from") from None
     if period_from > period_to:
         raise ApiError(422, "validation_failed", "from is after to", field="from")

@@ -55,6 +55,8 @@ def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
         ("missing items", without("items"), JSON, 422, "validation_failed", "items"),
         ("empty items", replace(items=[]), JSON, 422, "validation_failed", "items"),
         ("bad category", with_item(category="D"), JSON, 422, "validation_failed", "items[0].category"),
+        ("nul in a name", with_item(name="a\u0000b"), JSON, 422, "validation_failed", "items[0].name"),
+        ("control character in a code", with_item(code="X\u0007"), JSON, 422, "validation_failed", "items[0].code"),
         ("quantity disagrees", with_item(quantity=3, unit_price=3), JSON, 422, "invalid_bill", "items[0].amount"),
         ("quantity alone", with_item(quantity=2), JSON, 422, "invalid_bill", "items[0].unit_price"),
         ("impossible date", replace(service_date="2026-02-30"), JSON, 422, "validation_failed", "service_date"),

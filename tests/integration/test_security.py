@@ -61,6 +61,8 @@ async def test_each_kind_of_bad_signature_is_refused_with_its_own_code(client):
         ({"X-Timestamp": str(int(time.time()) - 301)}, "timestamp_out_of_window"),
         ({"X-Timestamp": str(int(time.time()) + 400)}, "timestamp_out_of_window"),
         ({"X-Nonce": "short"}, "bad_nonce"),
+        ({"X-Timestamp": "²"}, "timestamp_out_of_window"),  # str.isdigit() says yes; int() says no
+        ({"X-Timestamp": "9" * 5000}, "timestamp_out_of_window"),
     ]
     for change, code in cases:
         status, problem = await _post_signed(client, headers(**change), body)
