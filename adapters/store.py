@@ -231,25 +231,57 @@ class Store:
     # ------------------------------------------------------------ people
 
     async def apply_registry(
-        self, entries: list[PersonEntry], *, pepper: bytes, actor: str, request_id: str, name_updates: dict[bytes, str]
-    ) -> ImportReport:
-        """Registry changes from the API: all or nothing, audited like a list import."""
+        self,
+        entries: list[PersonEntry],
+        *,
+        person: tuple[bytes, str, str, str],
+        pepper: bytes,
+        actor: str,
+        request_id: str,
+    ) -> tuple[bool, ImportReport]:
+        """A person and their membership changes from the API, all or nothing, audited like a list
+        import. ``person`` is (key, masked ID, name, region code). Returns whether the person is new."""
+
+        class Refused(Exception):
+            pass
+
+        key, masked, name, region = person
+        report = None
+        created = False
         async with self._connection() as connection:
-            report = await apply_entries(
-                connection,
-                entries,
-                pepper=pepper,
-                actor=actor,
-                source="api",
-                request_id=request_id,
-                all_or_nothing=True,
-            )
-            if report.applied and name_updates:
-                await connection.executemany(
-                    "UPDATE people SET name = $2, updated_at = now() WHERE person_key = $1 AND name <> $2",
-                    list(name_updates.items()),
-                )
-            return report
+            try:
+                async with connection.transaction():
+                    created = bool(
+                        await connection.fetchval(
+                            """INSERT INTO people (person_key, masked_id, name, region_code) VALUES ($1, $2, $3, $4)
+                               ON CONFLICT (person_key) DO NOTHING RETURNING true""",
+                            key,
+                            masked,
+                            name,
+                            region,
+                        )
+                    )
+                    report = await apply_entries(
+                        connection,
+                        entries,
+                        pepper=pepper,
+                        actor=actor,
+                        source="api",
+                        request_id=request_id,
+                        all_or_nothing=True,
+                    )
+                    if not report.applied:
+                        raise Refused
+                    if name and not created:
+                        await connection.execute(
+                            "UPDATE people SET name = $2, updated_at = now() WHERE person_key = $1 AND name <> $2",
+                            key,
+                            name,
+                        )
+            except Refused:
+                created = False
+        assert report is not None
+        return created, report
 
     async def registry_stats(self, *, on: dt.date, period_from: dt.date, period_to: dt.date) -> dict[str, object]:
         async with self._connection() as connection:

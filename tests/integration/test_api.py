@@ -8,7 +8,16 @@ import uuid
 import msgspec
 import pytest
 
-from tests.integration.conftest import ADMIN, COUNTY, TOWNSHIP, VILLAGE, bill, register, row_counts
+from tests.integration.conftest import (
+    ADMIN,
+    COUNTY,
+    TOWNSHIP,
+    VILLAGE,
+    bill,
+    fresh_national_id,
+    register,
+    row_counts,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +260,30 @@ async def test_operator_endpoints(client):
         "medsettle_db_pool_in_use",
     ):
         assert name in metrics
+
+
+async def test_person_without_memberships_is_registered_and_names_refuse_control_characters(client, pool):
+    person = fresh_national_id()
+    response = await client.post("/v1/people", json={"person_id": person, "name": "Wu Gang"}, headers=ADMIN)
+    created = await response.json()
+    assert response.status == 201 and created["created"] is True and created["memberships"] == []
+    response = await client.post("/v1/eligibility", json={"person_id": person}, headers=COUNTY)
+    eligibility = await response.json()
+    assert response.status == 200 and eligibility["insured"] is False and eligibility["programmes"] == []
+    before = await row_counts(pool)
+    response = await client.post("/v1/people", json={"person_id": person, "name": "Wu\u0000Gang"}, headers=ADMIN)
+    assert response.status == 422 and (await response.json())["field"] == "name"
+    assert await row_counts(pool) == before
+
+
+async def test_reversal_reason_with_nul_is_refused(client, pool):
+    person = await register(client, ("insurance", "resident"))
+    created = await settle(client, bill(person, ("A", 10_000), visit_type="outpatient"))
+    before = await row_counts(pool)
+    response = await client.post(
+        f"/v1/settlements/{created['settlement_id']}/reversal",
+        json={"request_id": f"rev-{uuid.uuid4().hex}", "reason": "x\u0000y"},
+        headers=COUNTY,
+    )
+    assert response.status == 422 and (await response.json())["field"] == "reason"
+    assert await row_counts(pool) == before
