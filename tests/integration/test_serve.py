@@ -20,7 +20,7 @@ from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, bill, fresh_n
 
 pytestmark = pytest.mark.integration
 
-ID_PATTERN = re.compile(r"\d{17}[\dX]")
+ID_PATTERN = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")  # as identity._LOOKS_LIKE_ID
 
 
 def _free_port() -> int:
