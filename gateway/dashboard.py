@@ -162,6 +162,8 @@ class Figures:
     levels: dict[str, dict[str, int]]
     histogram: list[int]
     clinics: list[dict[str, Any]] = field(default_factory=list)
+    reconciliation_day: dt.date | None = None
+    reconciliation: list[dict[str, Any]] = field(default_factory=list)
 
 
 _AMOUNTS = """count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
@@ -175,7 +177,28 @@ def _amounts(row: Any) -> dict[str, int]:
     return {key: int(row[key]) for key in FIGURE_KEYS}
 
 
-async def figures(connection: Any, period_from: dt.date, period_to: dt.date) -> Figures:
+async def reconciliation_status(connection: Any, day: dt.date) -> list[dict[str, Any]]:
+    """Every clinic with ledger lines booked on ``day``, and whether a clean reconciliation of that
+    clinic's day was confirmed (an audit row written by POST /v1/finance/reconciliation)."""
+    rows = await connection.fetch(
+        """SELECT l.clinic_id, c.name, c.level,
+                  count(DISTINCT l.settlement_id) FILTER (WHERE l.kind = 'settlement') AS settlements,
+                  count(DISTINCT l.settlement_id) FILTER (WHERE l.kind = 'reversal') AS reversals,
+                  EXISTS (SELECT 1 FROM audit_log a
+                          WHERE a.action = 'reconciliation.confirmed' AND a.details->>'date' = $2
+                            AND a.details->>'clinic_id' = l.clinic_id) AS confirmed
+           FROM ledger_entries l JOIN clinics c USING (clinic_id)
+           WHERE l.booked_on = $1
+           GROUP BY l.clinic_id, c.name, c.level ORDER BY l.clinic_id""",
+        day,
+        day.isoformat(),
+    )
+    return [dict(row) for row in rows]
+
+
+async def figures(
+    connection: Any, period_from: dt.date, period_to: dt.date, *, reconciliation_day: dt.date | None = None
+) -> Figures:
     """The period's figures straight from the settlements table; reversed settlements left out."""
     totals = _amounts(
         await connection.fetchrow(f"SELECT {_AMOUNTS} FROM settlements WHERE {_PERIOD}", period_from, period_to)
@@ -222,7 +245,9 @@ async def figures(connection: Any, period_from: dt.date, period_to: dt.date) -> 
             period_to,
         )
     ]
-    return Figures(period_from, period_to, totals, days, levels, histogram, clinics)
+    day = reconciliation_day or period_to
+    reconciliation = await reconciliation_status(connection, day)
+    return Figures(period_from, period_to, totals, days, levels, histogram, clinics, day, reconciliation)
 
 
 def period(query: Any, today: dt.date) -> tuple[dt.date, dt.date]:
@@ -374,6 +399,15 @@ def render(figures: Figures, *, who: str) -> str:
         f'<td class="money">{e(format_yuan(sum(clinic[payer] for payer in PAYERS)))}</td></tr>'
         for clinic in figures.clinics
     )
+    reconciliation_rows = "".join(
+        f'<tr data-clinic="{e(row["clinic_id"])}" data-confirmed="{str(row["confirmed"]).lower()}">'
+        f"<td>{e(row['clinic_id'])}</td><td>{e(row['name'])}</td><td>{e(row['level'])}</td>"
+        f"<td>{row['settlements']}</td><td>{row['reversals']}</td>"
+        f"<td>{'已确认 confirmed' if row['confirmed'] else '待对账 not yet reconciled'}</td></tr>"
+        for row in figures.reconciliation
+    )
+    confirmed = sum(1 for row in figures.reconciliation if row["confirmed"])
+    recon_day = (figures.reconciliation_day or figures.period_to).isoformat()
     money_heads = "".join(
         f"<th>{e(PAYER_NAMES.get(key, '总额 total'))}</th>" for key in ("total", *PAYERS, "out_of_pocket")
     )
@@ -396,6 +430,11 @@ to <input type="date" name="to" value="{figures.period_to.isoformat()}">
 <section><h2>个人自付比例分布 Out-of-pocket ratio</h2>{_histogram(figures.histogram)}</section>
 <section><h2>业务量前十机构 Top clinics by volume</h2><table id="clinics"><tr><th>clinic</th><th>name</th><th>level</th>
 <th>count</th><th>总额 total</th><th>funds paid</th></tr>{clinic_rows}</table></section>
+<section id="reconciliation-status" data-day="{recon_day}" data-clinics="{len(figures.reconciliation)}"
+ data-confirmed="{confirmed}"><h2>对账状态 Reconciliation status, booking day {recon_day}:
+{confirmed} of {len(figures.reconciliation)} clinics confirmed</h2>
+<table id="reconciliation"><tr><th>clinic</th><th>name</th><th>level</th><th>settlements</th><th>reversals</th>
+<th>status</th></tr>{reconciliation_rows}</table></section>
 </main></body></html>"""
 
 
@@ -404,9 +443,13 @@ async def dashboard(request: web.Request) -> web.Response:
 
     key = await session_key(request)
     period_from, period_to = period(request.query, china_today())
+    try:
+        day = dt.date.fromisoformat(request.query["day"]) if request.query.get("day") else None
+    except (ValueError, OverflowError):
+        raise ApiError(422, "validation_failed", "day must be YYYY-MM-DD", field="day") from None
     service, _ = _app_parts(request)
     async with service.store.pool.acquire(timeout=service.store.acquire_timeout) as connection:
-        found = await figures(connection, period_from, period_to)
+        found = await figures(connection, period_from, period_to, reconciliation_day=day)
     return web.Response(
         text=render(found, who=f"{key.terminal_id} ({key.role})"),
         content_type="text/html",
