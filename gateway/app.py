@@ -34,7 +34,7 @@ from gateway.dashboard import dashboard, dashboard_login
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
-from gateway.problems import PROBLEM_BASE, ApiError, unavailable
+from gateway.problems import PROBLEM_BASE, ApiError, unavailable, validation_failed
 from gateway.receipts import settlement_receipt
 from gateway.service import Answer, Service, Terminal, china_today, is_database_error
 
@@ -90,16 +90,7 @@ async def decode_body(request: web.Request, model: type[T]) -> T:
     try:
         return json_decoder.decode(body) if content_type == JSON else msgpack_decoder.decode(body)
     except msgspec.ValidationError as error:
-        message = str(error)
-        field = None
-        if " - at `$." in message:
-            message, path = message.rsplit(" - at `$.", 1)
-            field = path.rstrip("`")
-        elif " - at `$`" in message:
-            message = message.rsplit(" - at `$`", 1)[0]
-        if message.startswith("Object missing required field") or message.startswith("Object contains unknown field"):
-            field = (f"{field}." if field else "") + message.split("`")[1]
-        raise ApiError(422, "validation_failed", message, field=field) from None
+        raise validation_failed(error) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ApiError(
             400, "bad_request", f"the body is not valid {'JSON' if content_type == JSON else 'MessagePack'}: {error}"

@@ -31,7 +31,7 @@ from gateway import api_models as api
 from gateway.auth import Authenticator, RateLimiter
 from gateway.logs import log
 from gateway.metrics import Metrics
-from gateway.problems import ApiError, unavailable
+from gateway.problems import ApiError, unavailable, validation_failed
 from gateway.service import Answer, Service, Terminal, is_database_error
 
 IDLE_TIMEOUT = 30.0  # seconds a connection may take to send its next whole frame
@@ -62,16 +62,7 @@ def decode_body(decoder: msgspec.msgpack.Decoder[T], body: bytes) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as error:
-        message = str(error)
-        field = None
-        if " - at `$." in message:
-            message, path = message.rsplit(" - at `$.", 1)
-            field = path.rstrip("`")
-        elif " - at `$`" in message:
-            message = message.rsplit(" - at `$`", 1)[0]
-        if message.startswith("Object missing required field") or message.startswith("Object contains unknown field"):
-            field = (f"{field}." if field else "") + message.split("`")[1]
-        raise ApiError(422, "validation_failed", message, field=field) from None
+        raise validation_failed(error) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise ApiError(400, "bad_request", f"the body is not valid MessagePack: {error}") from None
 

@@ -7,6 +7,8 @@ no internals (the traceback goes to the log only).
 
 from __future__ import annotations
 
+import msgspec
+
 from settlement.errors import SettlementError
 
 PROBLEM_BASE = "https://medsettle.example/problems/"
@@ -84,3 +86,17 @@ class ApiError(Exception):
 
 def unavailable(detail: str = "the database did not answer", retry_after: int = 2) -> ApiError:
     return ApiError(503, "database_unavailable", detail, retry_after=retry_after)
+
+
+def validation_failed(error: msgspec.ValidationError) -> ApiError:
+    """A msgspec validation error as a 422 problem naming the field path (``items[0].amount``)."""
+    message = str(error)
+    field = None
+    if " - at `$." in message:
+        message, path = message.rsplit(" - at `$.", 1)
+        field = path.rstrip("`")
+    elif " - at `$`" in message:
+        message = message.rsplit(" - at `$`", 1)[0]
+    if message.startswith(("Object missing required field", "Object contains unknown field")):
+        field = (f"{field}." if field else "") + message.split("`")[1]
+    return ApiError(422, "validation_failed", message, field=field)
