@@ -1,0 +1,122 @@
+"""Two gateway processes on one PostgreSQL: the races and the duplicate storm hold across them.
+
+Requests alternate between the two processes, so nothing in one process's memory
+can be what keeps the caps or the one-settlement-per-request rule: only the
+database's row locks and keys can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from adapters.check import check_invariants
+from adapters.terminal_client import TerminalClient
+from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, bill, register
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+async def gateways(database_url, tmp_path_factory) -> AsyncIterator[list[str]]:
+    processes, bases = [], []
+    for index in range(2):
+        port = _free_port()
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+            "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+            "MEDSETTLE_PORT": str(port),
+            "MEDSETTLE_READER_PORT": "0",
+            "MEDSETTLE_LOG_LEVEL": "warning",
+            "MEDSETTLE_RATE_LIMIT_PER_SECOND": "100000",
+            "MEDSETTLE_RATE_LIMIT_BURST": "100000",
+            "MEDSETTLE_DATA_DIR": str(tmp_path_factory.mktemp(f"gateway{index}")),
+        }
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "serve"],
+                env=environment,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+        bases.append(f"http://127.0.0.1:{port}")
+    try:
+        async with aiohttp.ClientSession() as session:
+            for base, process in zip(bases, processes, strict=True):
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        async with session.get(f"{base}/readyz") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        pass
+                    assert process.poll() is None, process.communicate()[1]
+                    assert time.monotonic() < deadline, "a gateway did not become ready in 30 s"
+                    await asyncio.sleep(0.2)
+        yield bases
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            _, stderr = process.communicate(timeout=30)
+            assert process.returncode == 0, stderr
+
+
+async def _terminals(client, bases: list[str], session: aiohttp.ClientSession) -> list[TerminalClient]:
+    key = client.by_terminal["term-T001"]
+    return [TerminalClient(base, key.key_id, key.secret, session=session) for base in bases]
+
+
+async def test_caps_hold_with_requests_alternating_between_two_gateways(client, pool, gateways):
+    person = await register(
+        client, ("insurance", "resident"), ("veteran_subsidy", "priority_care"), ("hardship_aid", "destitute")
+    )
+    async with aiohttp.ClientSession() as session:
+        terminals = await _terminals(client, gateways, session)
+        replies = await asyncio.gather(
+            *(terminals[n % 2].settle(bill(person, ("A", 5_000_000), clinic_id="T001")) for n in range(50))
+        )
+    assert [reply.status for reply in replies] == [201] * 50, [reply.body for reply in replies if reply.status != 201]
+    # The same three caps as the one-process race test, reached exactly and never passed.
+    assert sum(reply.body["insurance"] for reply in replies) == 20_000_000
+    assert sum(reply.body["veteran_subsidy"] for reply in replies) == 1_000_000
+    assert sum(reply.body["hardship_aid"] for reply in replies) == 6_000_000
+    async with pool.acquire() as connection:
+        assert await check_invariants(connection) == []
+
+
+async def test_duplicate_storm_across_two_gateways_settles_once(client, pool, gateways):
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
+    body = bill(person, ("A", 600_000), ("B", 90_000), clinic_id="T001")
+    async with aiohttp.ClientSession() as session:
+        terminals = await _terminals(client, gateways, session)
+        replies = await asyncio.gather(*(terminals[n % 2].settle(body) for n in range(100)))
+    statuses = sorted(reply.status for reply in replies)
+    assert statuses.count(201) == 1 and statuses.count(200) == 99, statuses
+    assert len({reply.body["settlement_id"] for reply in replies}) == 1
+    async with pool.acquire() as connection:
+        count = await connection.fetchval(
+            "SELECT count(*) FROM settlements WHERE terminal_id = 'term-T001' AND request_id = $1", body["request_id"]
+        )
+        assert count == 1
+        assert await check_invariants(connection) == []
