@@ -165,13 +165,21 @@ class AlreadyReversed(Exception):
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0, reports_pool: asyncpg.Pool | None = None
+    ) -> None:
         self.pool = pool
+        # Reports may read from a replica (REPORTS_DATABASE_URL); money is only ever read from the primary.
+        self.reports_pool = reports_pool or pool
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
         self.acquire_timeout = acquire_timeout
 
     def _connection(self) -> Any:
         return self.pool.acquire(timeout=self.acquire_timeout)
+
+    def reports_connection(self) -> Any:
+        """A connection for read-only reports: the replica when one is configured."""
+        return self.reports_pool.acquire(timeout=self.acquire_timeout)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._connection() as connection:
@@ -284,7 +292,7 @@ class Store:
         return created, report
 
     async def registry_stats(self, *, on: dt.date, period_from: dt.date, period_to: dt.date) -> dict[str, object]:
-        async with self._connection() as connection:
+        async with self.reports_connection() as connection:
             return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
 
     async def memberships(self, person_key: bytes) -> list[Membership]:

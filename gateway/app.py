@@ -403,7 +403,12 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
             applied = await db.migrate(connection)
         if applied:
             log.info("migrated", applied=applied)
-        store = Store(pool, acquire_timeout=settings.pool_acquire_timeout)
+        reports_pool = (
+            await db.create_pool(settings.reports_database_url, min_size=1, max_size=max(2, settings.pool_max // 2))
+            if settings.reports_database_url
+            else None
+        )
+        store = Store(pool, acquire_timeout=settings.pool_acquire_timeout, reports_pool=reports_pool)
         folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
         await store.sync_policies([(policy, str(folder), _policy_document(policy)) for policy in book])
@@ -426,6 +431,8 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         sealer.cancel()
         app[state_key]["shutting_down"] = True
         await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
+        if reports_pool is not None:
+            await asyncio.wait_for(reports_pool.close(), timeout=settings.shutdown_timeout)
 
     async def on_shutdown(app: web.Application) -> None:
         app[state_key]["shutting_down"] = True

@@ -21,6 +21,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     reader_port: int = 8081  # card readers' TCP listener; 0 turns it off
     database_url: str | None = None
+    reports_database_url: str | None = None  # a read replica for reports; the settle path never uses it
     data_dir: str = ".data"
     id_pepper: bytes = b""
     pool_min: int = 2
@@ -44,6 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         shown["terminal_key_key"] = "<set>" if self.terminal_key_key else "<unset>"
         if self.database_url:
             shown["database_url"] = _mask_url(self.database_url)
+        if self.reports_database_url:
+            shown["reports_database_url"] = _mask_url(self.reports_database_url)
         return shown
 
 
@@ -66,6 +69,7 @@ ENV_VARS = {
     "port": "MEDSETTLE_PORT",
     "reader_port": "MEDSETTLE_READER_PORT",
     "database_url": "DATABASE_URL",
+    "reports_database_url": "REPORTS_DATABASE_URL",
     "data_dir": "MEDSETTLE_DATA_DIR",
     "id_pepper": "MEDSETTLE_ID_PEPPER",
     "pool_min": "MEDSETTLE_POOL_MIN",

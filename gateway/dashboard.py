@@ -448,7 +448,7 @@ async def dashboard(request: web.Request) -> web.Response:
     except (ValueError, OverflowError):
         raise ApiError(422, "validation_failed", "day must be YYYY-MM-DD", field="day") from None
     service, _ = _app_parts(request)
-    async with service.store.pool.acquire(timeout=service.store.acquire_timeout) as connection:
+    async with service.store.reports_connection() as connection:
         found = await figures(connection, period_from, period_to, reconciliation_day=day)
     return web.Response(
         text=render(found, who=f"{key.terminal_id} ({key.role})"),

@@ -26,7 +26,7 @@ async def daily_statement(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(422, "validation_failed", "date must be YYYY-MM-DD", field="date") from None
     store = request.app[gateway.service_key].store
-    async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
+    async with store.reports_connection() as connection:
         statement = await finance.daily_statement(connection, day, today=china_today())
     if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
         return web.Response(
@@ -54,16 +54,17 @@ async def reconciliation(request: web.Request) -> web.Response:
     if body.clinic_id is not None:
         request[gateway.clinic_key] = body.clinic_id
     store = request.app[gateway.service_key].store
-    async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
+    async with store.reports_connection() as connection:
         try:
             result = await finance.reconcile(connection, body)
         except finance.ReconciliationError as error:
             raise ApiError(422, "validation_failed", str(error), field=error.field) from None
-        if result["clean"]:
+    if result["clean"]:  # the confirmation is a write: on the primary
+        async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
             await finance.record_confirmation(
                 connection, result, actor=caller.terminal_id, request_id=request[gateway.request_id_key]
             )
-            result["confirmed"] = True
+        result["confirmed"] = True
     return gateway.respond(request, result)
 
 
@@ -80,7 +81,7 @@ async def statistics(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(422, "validation_failed", "from and to must be YYYY-MM-DD", field="from") from None
     store = request.app[gateway.service_key].store
-    async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
+    async with store.reports_connection() as connection:
         stats = await finance_stats.finance_stats(connection, by=by, period_from=period_from, period_to=period_to)
     if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
         return web.Response(
