@@ -1,0 +1,71 @@
+-- Distribute the medsettle schema over a Citus cluster.
+--
+-- Run once, on the coordinator, as the database owner, AFTER the migrations have
+-- created the schema there (`medsettle migrate` against the coordinator) and BEFORE
+-- any data is loaded. See deploy/citus/README.md for the whole procedure.
+--
+-- Every table the migrations create is named below, either in a
+-- create_reference_table / create_distributed_table call or in the
+-- "coordinator-only" list. tests/integration/test_schema_rules.py checks that
+-- against the live migrated schema, so a new table fails the suite until it is
+-- placed here.
+--
+-- coordinator-only: audit_log, audit_seals
+--
+-- Prerequisites (Citus 12 or later, PostgreSQL 16):
+--   CREATE EXTENSION citus;                                  -- on the coordinator
+--   SELECT citus_set_coordinator_host('<coordinator-host>'); -- coordinator in the metadata, so
+--                                                            -- local tables may keep FKs to reference tables
+--   SELECT citus_add_node('<worker-host>', 5432);            -- once per worker
+
+BEGIN;
+
+-- The append-only triggers (refuse_change) read and write no other table, so they
+-- are safe to run on each shard; Citus asks for this switch before it distributes a
+-- table that has triggers (ledger_entries).
+SET LOCAL citus.enable_unsafe_triggers TO on;
+
+-- ------------------------------------------------------------ reference tables
+-- Small, read on every request, changed rarely: one full copy on every node, so
+-- the foreign keys from the distributed tables and every join stay local to a shard.
+SELECT create_reference_table('clinics');
+SELECT create_reference_table('policy_versions');
+SELECT create_reference_table('terminals');          -- FK to clinics (reference -> reference)
+SELECT create_reference_table('terminal_keys');      -- FK to terminals (reference -> reference)
+SELECT create_reference_table('schema_migrations');  -- the migration runner's bookkeeping
+
+-- ------------------------------------------------------------ per-person tables
+-- Distributed by person_key (HMAC of the national ID: uniformly spread), all in
+-- one colocation group, so everything a settlement, reversal or eligibility check
+-- reads and writes for one person is on one shard. Every primary key and unique
+-- constraint of these tables includes person_key.
+SELECT create_distributed_table('people', 'person_key');
+SELECT create_distributed_table('memberships', 'person_key', colocate_with => 'people');     -- FK to people, colocated
+SELECT create_distributed_table('accumulators', 'person_key', colocate_with => 'people');
+SELECT create_distributed_table('settlements', 'person_key', colocate_with => 'people');     -- FKs to clinics, policy_versions
+SELECT create_distributed_table('reversals', 'person_key', colocate_with => 'people');
+SELECT create_distributed_table('ledger_entries', 'person_key', colocate_with => 'people');
+
+-- ------------------------------------------------------------ idempotency keys
+-- Keyed by (terminal_id, request_id) and has no person_key: a retry must be
+-- recognised from the request alone, before the body is trusted or the person is
+-- looked up (and a reversal names a settlement, not a person). Distributed by
+-- terminal_id, which is in its primary key, so the lookup and the insert go to one
+-- shard. A settlement then commits on two shards (the person's and the terminal's)
+-- in one transaction, which Citus commits atomically with two-phase commit. It is
+-- deliberately NOT colocated with people: the column types differ (text vs bytea)
+-- and the key space is unrelated.
+SELECT create_distributed_table('idempotency_keys', 'terminal_id', colocate_with => 'none');
+
+-- ------------------------------------------------------------ coordinator-only
+-- audit_log and audit_seals stay plain tables on the coordinator (listed in the
+-- "coordinator-only" line at the top). They are append-only and chained in one
+-- global order: audit_id comes from one identity sequence and the sealer hashes
+-- rows strictly in that order, one sealer at a time. A distributed table has no
+-- global order; a reference table would keep it but would turn every settlement's
+-- audit insert into a write to every node (2PC to all workers), so the cost of a
+-- settlement would grow with the cluster. On the coordinator the row is written in
+-- the same transaction as the settlement (the coordinator takes part in the 2PC),
+-- the chain stays one sequence, and the sealer's reads are local.
+
+COMMIT;
