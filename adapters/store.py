@@ -156,6 +156,10 @@ class DuplicateRequest(Exception):
     """A concurrent copy of the request committed first; replay its answer."""
 
 
+class RequestAlreadySettled(Exception):
+    """The request settled long ago and its idempotency record has aged out: refuse, never settle again."""
+
+
 class SettlementMissing(Exception):
     pass
 
@@ -402,6 +406,8 @@ class Store:
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "idempotency_keys_pkey":
                     raise DuplicateRequest from None
+                if error.constraint_name == "settlements_one_per_request":
+                    raise RequestAlreadySettled from None
                 raise
         return settlement, response
 

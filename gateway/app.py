@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapters import audit, db
+from adapters import audit, db, idempotency
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
 from adapters.store import Store
@@ -425,10 +425,14 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         app[authenticator_key] = Authenticator(service.key)
         refresher = asyncio.create_task(_refresh_reference_forever(service))
         sealer = asyncio.create_task(_seal_audit_forever(pool))
+        pruner = asyncio.create_task(
+            _prune_idempotency_forever(pool, dt.timedelta(days=settings.idempotency_retention_days))
+        )
         app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
         yield
         refresher.cancel()
         sealer.cancel()
+        pruner.cancel()
         app[state_key]["shutting_down"] = True
         await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
         if reports_pool is not None:
@@ -465,6 +469,19 @@ async def _seal_audit_forever(pool: Any, every: float = 2.0) -> None:
                     pass
         except Exception as error:  # the database may be away; the next round retries
             log.warning("audit_seal_failed", error=type(error).__name__)
+
+
+async def _prune_idempotency_forever(pool: Any, older_than: dt.timedelta, every: float = 600.0) -> None:
+    """Drop idempotency records past retention; replicas take turns through an advisory lock."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with pool.acquire(timeout=5) as connection:
+                deleted = await idempotency.prune(connection, older_than=older_than)
+            if deleted:
+                log.info("idempotency_pruned", deleted=deleted)
+        except Exception as error:  # the database may be away; the next round retries
+            log.warning("idempotency_prune_failed", error=type(error).__name__)
 
 
 def _policy_document(policy: Any) -> str:

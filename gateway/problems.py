@@ -43,6 +43,7 @@ TITLES = {
     "service_date_in_future": "The service date is in the future",
     "idempotency_key_reused": "This request id was already used with a different body",
     "request_in_flight": "A request with this id is still being processed",
+    "request_already_settled": "This request id settled earlier; its stored answer has expired",
     "settlement_not_found": "No such settlement",
     "already_reversed": "The settlement has already been reversed",
     "not_found": "No such resource",

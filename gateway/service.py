@@ -24,6 +24,7 @@ from adapters.store import (
     AlreadyReversed,
     Caps,
     DuplicateRequest,
+    RequestAlreadySettled,
     SettlementMissing,
     Store,
     StoredAnswer,
@@ -300,6 +301,13 @@ class Service:
             if stored is None:  # the winner rolled back after all: let the client retry
                 raise ApiError(409, "request_in_flight", "retry with the same request id") from None
             return self._replay(stored, "settle", fingerprint)
+        except RequestAlreadySettled:
+            raise ApiError(
+                409,
+                "request_already_settled",
+                "this request id settled earlier and its stored answer has expired; look the settlement up instead",
+                field="request_id",
+            ) from None
         self.metrics.paid.labels("insurance").inc(settlement.insurance)
         self.metrics.paid.labels("veteran_subsidy").inc(settlement.veteran_subsidy)
         self.metrics.paid.labels("hardship_aid").inc(settlement.hardship_aid)
