@@ -20,13 +20,10 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,7 +31,8 @@ import pytest
 
 from adapters.check import check_invariants
 from adapters.terminal_client import TerminalClient
-from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, bill, register
+from tests.integration.conftest import bill, register
+from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
@@ -45,49 +43,6 @@ KILL_WINDOW = (0.3, 1.0)  # seconds after the load starts
 RECOVERY_ATTEMPTS = 10
 REPLAY_SAMPLE = 60
 CONNECTION_ERRORS = (TimeoutError, aiohttp.ClientConnectionError)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start(database_url: str, port: int, data_dir: Path) -> subprocess.Popen[str]:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
-        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
-        "MEDSETTLE_HOST": "127.0.0.1",
-        "MEDSETTLE_PORT": str(port),
-        "MEDSETTLE_READER_PORT": "0",
-        "MEDSETTLE_LOG_LEVEL": "warning",
-        "MEDSETTLE_RATE_LIMIT_PER_SECOND": "100000",
-        "MEDSETTLE_RATE_LIMIT_BURST": "100000",
-        "MEDSETTLE_DATA_DIR": str(data_dir),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-async def _wait_ready(session: aiohttp.ClientSession, base: str, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            async with session.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "the gateway did not become ready in 30 s"
-        await asyncio.sleep(0.1)
 
 
 @dataclass
@@ -214,14 +169,14 @@ async def test_kill_9_under_load_loses_nothing_and_settles_nothing_twice(client,
     replay_rng = random.Random(rng.getrandbits(64))  # drawn after the crash, from what was acknowledged
     everything = [request for requests in schedule.values() for request in requests]
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     processes: list[subprocess.Popen[str]] = []
     try:
-        first = _start(database_url, port, tmp_path / "first")
+        first = start_gateway(database_url, port, tmp_path / "first")
         processes.append(first)
         async with aiohttp.ClientSession() as session:
-            await _wait_ready(session, base, first)
+            await wait_ready(session, base, first)
             terminals = {
                 name: TerminalClient(
                     base, client.by_terminal[name].key_id, client.by_terminal[name].secret, session=session, attempts=1
@@ -255,9 +210,9 @@ async def test_kill_9_under_load_loses_nothing_and_settles_nothing_twice(client,
             ]
 
             # Recovery: a new process on the same port; terminals resend with the same bodies.
-            second = _start(database_url, port, tmp_path / "second")
+            second = start_gateway(database_url, port, tmp_path / "second")
             processes.append(second)
-            await _wait_ready(session, base, second)
+            await wait_ready(session, base, second)
             mark = {id(request): len(request.statuses) for request in everything}
             acknowledged = [
                 (name, position)

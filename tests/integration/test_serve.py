@@ -2,68 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
-import sys
-import time
 
 import aiohttp
 import pytest
 
 from adapters.terminal_client import TerminalClient
-from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, bill, fresh_national_id, register
+from tests.integration.conftest import bill, fresh_national_id, register
+from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
 
 ID_PATTERN = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")  # as identity._LOOKS_LIKE_ID
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 async def test_serve_logs_requests_without_national_ids_and_stops_cleanly(client, database_url, tmp_path):
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "destitute"))
-    port = _free_port()
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
-        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
-        "MEDSETTLE_PORT": str(port),
-        "MEDSETTLE_READER_PORT": "0",  # not 8081, which a running `make run` may hold; test_card_reader covers it
-        "MEDSETTLE_LOG_FORMAT": "json",
-        "MEDSETTLE_DATA_DIR": str(tmp_path),
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"],
-        env=environment,
+    port = free_port()
+    process = start_gateway(
+        database_url,
+        port,
+        tmp_path,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        MEDSETTLE_LOG_FORMAT="json",
+        MEDSETTLE_LOG_LEVEL="info",
     )
     base = f"http://127.0.0.1:{port}"
     sent_ids = [person, fresh_national_id(), person[:17] + ("0" if person[17] != "0" else "1")]
     try:
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with session.get(f"{base}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert time.monotonic() < deadline, "gateway did not become ready in 30 s"
-                assert process.poll() is None, process.communicate()
-                await asyncio.sleep(0.2)
+            await wait_ready(session, base, process)
             key = client.by_terminal["term-C001"]
             statuses = []
             async with TerminalClient(base, key.key_id, key.secret, session=session) as terminal:

@@ -8,12 +8,7 @@ database's row locks and keys can.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -21,58 +16,23 @@ import pytest
 
 from adapters.check import check_invariants
 from adapters.terminal_client import TerminalClient
-from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, bill, register
+from tests.integration.conftest import bill, register
+from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 async def gateways(database_url, tmp_path_factory) -> AsyncIterator[list[str]]:
     processes, bases = [], []
     for index in range(2):
-        port = _free_port()
-        environment = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
-            "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
-            "MEDSETTLE_PORT": str(port),
-            "MEDSETTLE_READER_PORT": "0",
-            "MEDSETTLE_LOG_LEVEL": "warning",
-            "MEDSETTLE_RATE_LIMIT_PER_SECOND": "100000",
-            "MEDSETTLE_RATE_LIMIT_BURST": "100000",
-            "MEDSETTLE_DATA_DIR": str(tmp_path_factory.mktemp(f"gateway{index}")),
-        }
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "serve"],
-                env=environment,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        port = free_port()
+        processes.append(start_gateway(database_url, port, tmp_path_factory.mktemp(f"gateway{index}")))
         bases.append(f"http://127.0.0.1:{port}")
     try:
         async with aiohttp.ClientSession() as session:
             for base, process in zip(bases, processes, strict=True):
-                deadline = time.monotonic() + 30
-                while True:
-                    try:
-                        async with session.get(f"{base}/readyz") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    assert process.poll() is None, process.communicate()[1]
-                    assert time.monotonic() < deadline, "a gateway did not become ready in 30 s"
-                    await asyncio.sleep(0.2)
+                await wait_ready(session, base, process)
         yield bases
     finally:
         for process in processes:

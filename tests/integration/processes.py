@@ -1,0 +1,66 @@
+"""Real `medsettle serve` processes for tests: started on 127.0.0.1 against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gateway(
+    database_url: str, port: int, data_dir: Path, *, stdout: int = subprocess.DEVNULL, **settings: str
+) -> subprocess.Popen[str]:
+    """``medsettle serve`` with the test secrets, no card-reader port (a running `make run` may hold 8081),
+    generous rate limits and quiet logs; ``settings`` adds or overrides MEDSETTLE_* variables."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+        "MEDSETTLE_HOST": "127.0.0.1",
+        "MEDSETTLE_PORT": str(port),
+        "MEDSETTLE_READER_PORT": "0",
+        "MEDSETTLE_LOG_LEVEL": "warning",
+        "MEDSETTLE_RATE_LIMIT_PER_SECOND": "100000",
+        "MEDSETTLE_RATE_LIMIT_BURST": "100000",
+        "MEDSETTLE_DATA_DIR": str(data_dir),
+        **settings,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve"],
+        env=environment,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+async def wait_ready(
+    session: aiohttp.ClientSession, base: str, process: subprocess.Popen[str], timeout: float = 30.0
+) -> None:
+    """Poll /readyz until 200; fail at once if the process exits, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, f"the gateway did not become ready in {timeout:g} s"
+        await asyncio.sleep(0.1)
