@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from adapters.faults import Faults
 from adapters.registry_stats import registry_stats
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
 from adapters.terminal_keys import ActiveKey, load_keys
@@ -170,9 +171,16 @@ class AlreadyReversed(Exception):
 
 class Store:
     def __init__(
-        self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0, reports_pool: asyncpg.Pool | None = None
+        self,
+        pool: asyncpg.Pool,
+        *,
+        acquire_timeout: float = 5.0,
+        reports_pool: asyncpg.Pool | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.pool = pool
+        # Named fault points (adapters/faults.py): empty outside fault tests.
+        self.faults = faults or Faults()
         # Reports may read from a replica (REPORTS_DATABASE_URL); money is only ever read from the primary.
         self.reports_pool = reports_pool or pool
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
@@ -359,6 +367,8 @@ class Store:
             try:
                 async with connection.transaction():
                     row = await connection.fetchrow(_LOCK_ACCUMULATORS, person_key, year)
+                    if self.faults.armed:
+                        await self.faults.reach("settle.after_lock")
                     settlement, caps = compute(Accumulators(**dict(row)))
                     response = render(settlement_id, settlement, now)
                     after = settlement.accumulators_after
@@ -403,12 +413,16 @@ class Store:
                         response,
                         _audit_details(clinic_id, settlement),
                     )
+                    if self.faults.armed:
+                        await self.faults.reach("settle.before_commit")
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "idempotency_keys_pkey":
                     raise DuplicateRequest from None
                 if error.constraint_name == "settlements_one_per_request":
                     raise RequestAlreadySettled from None
                 raise
+            if self.faults.armed:
+                await self.faults.reach("settle.after_commit")
         return settlement, response
 
     async def get_settlement(self, settlement_id: uuid.UUID) -> asyncpg.Record | None:
@@ -454,6 +468,8 @@ class Store:
                     settlement = msgspec.json.decode(row["result"], type=Settlement)
                     year = settlement.service_date.year
                     current = await connection.fetchrow(_LOCK_ACCUMULATORS_FOR_REVERSAL, person_key, year)
+                    if self.faults.armed:
+                        await self.faults.reach("reverse.after_lock")
                     restored = give_back(settlement, Accumulators(**dict(current)))
                     response = render(settlement, now)
                     accounts, amounts = ledger_lines(settlement, sign=-1)
@@ -483,12 +499,16 @@ class Store:
                         response,
                         _audit_details(row["clinic_id"], settlement, reason=reason),
                     )
+                    if self.faults.armed:
+                        await self.faults.reach("reverse.before_commit")
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "idempotency_keys_pkey":
                     raise DuplicateRequest from None
                 if error.constraint_name == "reversals_person_key_settlement_id_key":
                     raise AlreadyReversed from None
                 raise
+            if self.faults.armed:
+                await self.faults.reach("reverse.after_commit")
         return settlement, response
 
     async def ping(self) -> None:

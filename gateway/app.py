@@ -22,6 +22,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters import audit, db, idempotency
+from adapters.faults import Faults
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
 from adapters.store import Store
@@ -408,7 +409,12 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
             if settings.reports_database_url
             else None
         )
-        store = Store(pool, acquire_timeout=settings.pool_acquire_timeout, reports_pool=reports_pool)
+        store = Store(
+            pool,
+            acquire_timeout=settings.pool_acquire_timeout,
+            reports_pool=reports_pool,
+            faults=Faults.parse(settings.faults),
+        )
         folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
         await store.sync_policies([(policy, str(folder), _policy_document(policy)) for policy in book])

@@ -14,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+from adapters.faults import FaultConfigError, Faults
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     environment: Literal["development", "production"] = "development"
@@ -38,6 +40,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_retention_days: int = 7  # far longer than any terminal retries; see adapters/idempotency.py
     shutdown_timeout: float = 20.0
     future_date_tolerance_days: int = 1
+    faults: str = ""  # named fault points for fault tests (adapters/faults.py); refused in production
 
     def masked(self) -> dict[str, object]:
         """For logging at start-up: secrets shown only as set or not."""
@@ -87,6 +90,7 @@ ENV_VARS = {
     "idempotency_retention_days": "MEDSETTLE_IDEMPOTENCY_RETENTION_DAYS",
     "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
+    "faults": "MEDSETTLE_FAULTS",
 }
 
 
@@ -115,6 +119,13 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             "MEDSETTLE_TERMINAL_KEY_KEY is not set. In production the terminal-key encryption key must come from a"
             " secret: 64 hex characters, e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
         )
+    if settings.faults:
+        if production:
+            raise ConfigError("MEDSETTLE_FAULTS injects failures for fault tests and is refused in production")
+        try:
+            Faults.parse(settings.faults)
+        except FaultConfigError as error:
+            raise ConfigError(str(error)) from None
     data_dir = Path(settings.data_dir)
     pepper_bytes = str(pepper).encode() if pepper else _development_secret(data_dir / "id-pepper")
     kek_text = str(kek_hex) if kek_hex else _development_secret(data_dir / "terminal-key-key").decode()
