@@ -1,12 +1,16 @@
 """The PostgreSQL store: every query the gateway runs, and the settle and reversal transactions.
 
-A settlement is one transaction of four round trips: BEGIN, lock-or-create the
-person-year accumulator row, one statement that writes the settlement, its
-ledger lines, the new accumulators and the idempotency record, and COMMIT. The
-row lock serialises settlements of one person; different people never wait on
-each other. A concurrent duplicate of the same request blocks on the
-idempotency key and then fails with a unique violation, and the caller replays
-the stored answer.
+A settlement takes two round trips on one connection. The first reads the
+idempotency record, the person, their memberships and their person-year
+accumulator row with its version. The engine computes in between. The second is
+one statement that writes the accumulators, the settlement, its ledger lines, the
+audit row and the idempotency record, and commits. It applies only if the
+accumulator version is still the one read (optimistic concurrency), so a
+settlement never rests on stale totals. A settlement that loses that race (two
+checkouts of one person at the same moment, which is rare) runs again inside a
+transaction holding the row lock. Different people never wait on each other. A
+concurrent duplicate of the same request fails on the idempotency key, and the
+caller replays the stored answer.
 """
 
 from __future__ import annotations
@@ -27,27 +31,55 @@ from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Settlement
 from settlement.policy import Policy
 from settlement.registry import Membership
 
+_json_encoder = msgspec.json.Encoder()
 ACCOUNTS = ("insurance_fund", "priority_care_fund", "aid_fund", "patient", "clinic")
 _ACC_COLUMNS = ", ".join(ACCUMULATOR_FIELDS)
 
 _LOCK_ACCUMULATORS = f"""
 INSERT INTO accumulators (person_key, year) VALUES ($1, $2)
 ON CONFLICT (person_key, year) DO UPDATE SET person_key = EXCLUDED.person_key
-RETURNING {_ACC_COLUMNS}
+RETURNING {_ACC_COLUMNS}, version
 """
 
-_WRITE_SETTLEMENT = """
-WITH settlement AS (
+# The first round trip of a settlement: everything the decision needs, in one snapshot.
+_READ_FOR_SETTLE = f"""
+SELECT
+    (SELECT row(request_hash, status, response, operation) FROM idempotency_keys
+      WHERE terminal_id = $1 AND request_id = $2) AS idempotency,
+    EXISTS (SELECT 1 FROM people WHERE person_key = $3) AS person_exists,
+    (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{{}}')
+       FROM memberships WHERE person_key = $3) AS memberships,
+    (SELECT row({_ACC_COLUMNS}, version) FROM accumulators WHERE person_key = $3 AND year = $4) AS accumulators
+"""
+
+# The second round trip: the whole settlement in one statement, which commits on its own.
+# Every insert selects from the accumulator write (``acc``), so nothing is written unless
+# that write applied: the row still has the version that was read ($38), or, when there
+# was no row, a new one could be created (a unique violation means another settlement
+# created it first). Both variants keep the caps CHECKs strict.
+_WRITE_REST_OF_SETTLEMENT = """
+, settlement AS (
     INSERT INTO settlements (person_key, settlement_id, terminal_id, request_id, clinic_id, clinic_level,
                              visit_type, service_date, policy_id, total, eligible, insurance, veteran_subsidy,
                              hardship_aid, out_of_pocket, request, result, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM acc
 ), ledger AS (
     INSERT INTO ledger_entries (person_key, settlement_id, kind, account, amount, clinic_id, visit_type, year,
                                 booked_on, created_at)
-    SELECT $1, $2, 'settlement', account, amount, $5, $7, $19, $20, $18
-    FROM unnest($21::text[], $22::bigint[]) AS line(account, amount)
-), accumulators_update AS (
+    SELECT $1, $2, 'settlement', line.account, line.amount, $5, $7, $19, $20, $18
+    FROM acc, unnest($21::text[], $22::bigint[]) AS line(account, amount)
+), audit AS (
+    INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
+    SELECT $18, $3, 'settlement.created', $2::text, $4, $37::jsonb FROM acc
+)
+INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
+SELECT $3, $4, 'settle', $34, $35, $36, $18 FROM acc
+RETURNING true
+"""
+
+_WRITE_SETTLEMENT_IF_UNCHANGED = (
+    """
+WITH acc AS (
     UPDATE accumulators SET
         outpatient_deductible_used = $23, insurance_outpatient_paid = $24, insurance_inpatient_paid = $25,
         subsidy_paid = $26, aid_paid = $27, unpaid_eligible = $28,
@@ -56,15 +88,26 @@ WITH settlement AS (
         insurance_inpatient_cap = GREATEST(insurance_inpatient_cap, $31),
         subsidy_cap = GREATEST(subsidy_cap, $32),
         aid_cap = GREATEST(aid_cap, $33),
+        version = version + 1,
         updated_at = $18
-    WHERE person_key = $1 AND year = $19
-), audit AS (
-    INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
-    VALUES ($18, $3, 'settlement.created', $2::text, $4, $37::jsonb)
+    WHERE person_key = $1 AND year = $19 AND version = $38
+    RETURNING 1
+)"""
+    + _WRITE_REST_OF_SETTLEMENT
 )
-INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
-VALUES ($3, $4, 'settle', $34, $35, $36, $18)
-"""
+
+_WRITE_SETTLEMENT_WITH_NEW_ROW = (
+    """
+WITH acc AS (
+    INSERT INTO accumulators (person_key, year, outpatient_deductible_used, insurance_outpatient_paid,
+                              insurance_inpatient_paid, subsidy_paid, aid_paid, unpaid_eligible,
+                              outpatient_deductible_cap, insurance_outpatient_cap, insurance_inpatient_cap,
+                              subsidy_cap, aid_cap, version, updated_at)
+    VALUES ($1, $19, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, 1, $18)
+    RETURNING 1
+)"""
+    + _WRITE_REST_OF_SETTLEMENT
+)
 
 _LOCK_SETTLEMENT = """
 SELECT clinic_id, visit_type, service_date, result, reversed_at
@@ -88,7 +131,7 @@ WITH reversal AS (
 ), accumulators_update AS (
     UPDATE accumulators SET
         outpatient_deductible_used = $14, insurance_outpatient_paid = $15, insurance_inpatient_paid = $16,
-        subsidy_paid = $17, aid_paid = $18, unpaid_eligible = $19, updated_at = $7
+        subsidy_paid = $17, aid_paid = $18, unpaid_eligible = $19, version = version + 1, updated_at = $7
     WHERE person_key = $1 AND year = $10
 ), settlement_update AS (
     UPDATE settlements SET reversed_at = $7, reversal_id = $2
@@ -99,15 +142,6 @@ WITH reversal AS (
 )
 INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
 VALUES ($4, $5, 'reverse', $20, $21, $22, $7)
-"""
-
-_PRE_SETTLE = """
-SELECT
-    (SELECT row(request_hash, status, response, operation) FROM idempotency_keys
-      WHERE terminal_id = $1 AND request_id = $2) AS idempotency,
-    EXISTS (SELECT 1 FROM people WHERE person_key = $3) AS person_exists,
-    (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{}')
-       FROM memberships WHERE person_key = $3) AS memberships
 """
 
 _PRE_REVERSE = """
@@ -153,6 +187,18 @@ def _answer(record: Any) -> StoredAnswer | None:
     return StoredAnswer(bytes(record[0]), record[1], bytes(record[2]), record[3])
 
 
+class AlreadyAnswered(Exception):
+    """The request id already has a stored answer: replay it."""
+
+    def __init__(self, stored: StoredAnswer) -> None:
+        super().__init__("request already answered")
+        self.stored = stored
+
+
+class UnknownPerson(Exception):
+    """No person is registered under the key."""
+
+
 class DuplicateRequest(Exception):
     """A concurrent copy of the request committed first; replay its answer."""
 
@@ -181,6 +227,8 @@ class Store:
         self.pool = pool
         # Named fault points (adapters/faults.py): empty outside fault tests.
         self.faults = faults or Faults()
+        # Settlements that lost the optimistic race and ran again under the row lock (for metrics and tests).
+        self.optimistic_retries = 0
         # Reports may read from a replica (REPORTS_DATABASE_URL); money is only ever read from the primary.
         self.reports_pool = reports_pool or pool
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
@@ -331,12 +379,6 @@ class Store:
 
     # ------------------------------------------------------------ settle
 
-    async def before_settle(
-        self, terminal_id: str, request_id: str, person_key: bytes
-    ) -> tuple[StoredAnswer | None, bool, list[Membership]]:
-        row = await self._fetchrow(_PRE_SETTLE, terminal_id, request_id, person_key)
-        return _answer(row["idempotency"]), row["person_exists"], _memberships(row["memberships"])
-
     async def stored_answer(self, terminal_id: str, request_id: str) -> StoredAnswer | None:
         record = await self._fetchval(
             "SELECT row(request_hash, status, response, operation) FROM idempotency_keys"
@@ -351,7 +393,7 @@ class Store:
         *,
         person_key: bytes,
         year: int,
-        compute: Callable[[Accumulators], tuple[Settlement, Caps]],
+        compute: Callable[[list[Membership], Accumulators], tuple[Settlement, Caps]],
         render: Callable[[uuid.UUID, Settlement, dt.datetime], bytes],
         settlement_id: uuid.UUID,
         terminal_id: str,
@@ -362,59 +404,62 @@ class Store:
         booked_on: dt.date,
         now: dt.datetime,
     ) -> tuple[Settlement, bytes]:
-        """Run one settlement under the person-year row lock. Raises DuplicateRequest on a lost race."""
+        """Settle once: read, compute, and write-and-commit in one statement if nothing changed in between.
+
+        Raises AlreadyAnswered when the request id has a stored answer, UnknownPerson, DuplicateRequest
+        when a concurrent copy committed first, and RequestAlreadySettled when an aged-out request id
+        comes back.
+        """
+
+        def arguments(settlement: Settlement, caps: Caps, response: bytes) -> list[Any]:
+            return _settlement_arguments(
+                person_key, year, settlement, caps, response, settlement_id, terminal_id, request_id,
+                request_hash, clinic_id, request_document, booked_on, now,
+            )  # fmt: skip
+
         async with self._connection() as connection:
             try:
-                async with connection.transaction():
-                    row = await connection.fetchrow(_LOCK_ACCUMULATORS, person_key, year)
-                    if self.faults.armed:
-                        await self.faults.reach("settle.after_lock")
-                    settlement, caps = compute(Accumulators(**dict(row)))
-                    response = render(settlement_id, settlement, now)
-                    after = settlement.accumulators_after
-                    accounts, amounts = ledger_lines(settlement)
-                    await connection.execute(
-                        _WRITE_SETTLEMENT,
-                        person_key,
-                        settlement_id,
-                        terminal_id,
-                        request_id,
-                        clinic_id,
-                        settlement.clinic_level,
-                        settlement.visit_type,
-                        settlement.service_date,
-                        settlement.policy_version,
-                        settlement.total,
-                        settlement.eligible,
-                        settlement.insurance,
-                        settlement.veteran_subsidy,
-                        settlement.hardship_aid,
-                        settlement.out_of_pocket,
-                        request_document,
-                        msgspec.json.encode(settlement).decode(),
-                        now,
-                        year,
-                        booked_on,
-                        accounts,
-                        amounts,
-                        after.outpatient_deductible_used,
-                        after.insurance_outpatient_paid,
-                        after.insurance_inpatient_paid,
-                        after.subsidy_paid,
-                        after.aid_paid,
-                        after.unpaid_eligible,
-                        caps.outpatient_deductible,
-                        caps.insurance_outpatient,
-                        caps.insurance_inpatient,
-                        caps.subsidy,
-                        caps.aid,
-                        request_hash,
-                        200,
-                        response,
-                        _audit_details(clinic_id, settlement),
-                    )
-                    if self.faults.armed:
-                        await self.faults.reach("settle.before_commit")
+                row = await connection.fetchrow(_READ_FOR_SETTLE, terminal_id, request_id, person_key, year)
+                stored = _answer(row["idempotency"])
+                if stored is not None:
+                    raise AlreadyAnswered(stored)
+                if not row["person_exists"]:
+                    raise UnknownPerson
+                memberships = _memberships(row["memberships"])
+                found = row["accumulators"]
+                accumulators = Accumulators(**dict(zip(ACCUMULATOR_FIELDS, found, strict=False))) if found else None
+                version = found[len(ACCUMULATOR_FIELDS)] if found else None
+                if self.faults.armed:
+                    await self.faults.reach("settle.after_lock")
+                settlement, caps = compute(memberships, accumulators or Accumulators())
+                response = render(settlement_id, settlement, now)
+                if self.faults.armed:
+                    await self.faults.reach("settle.before_commit")
+                try:
+                    if found:
+                        written = await connection.fetchval(
+                            _WRITE_SETTLEMENT_IF_UNCHANGED, *arguments(settlement, caps, response), version
+                        )
+                    else:
+                        written = await connection.fetchval(
+                            _WRITE_SETTLEMENT_WITH_NEW_ROW, *arguments(settlement, caps, response)
+                        )
+                except asyncpg.UniqueViolationError as error:
+                    if error.constraint_name != "accumulators_pkey":
+                        raise
+                    written = False
+                if not written:
+                    # Another settlement of this person committed in between: do it again under the row lock.
+                    self.optimistic_retries += 1
+                    async with connection.transaction():
+                        locked = await connection.fetchrow(_LOCK_ACCUMULATORS, person_key, year)
+                        current = Accumulators(**{field: locked[field] for field in ACCUMULATOR_FIELDS})
+                        settlement, caps = compute(memberships, current)
+                        response = render(settlement_id, settlement, now)
+                        # Under the row lock the version cannot move, so this write applies.
+                        await connection.fetchval(
+                            _WRITE_SETTLEMENT_IF_UNCHANGED, *arguments(settlement, caps, response), locked["version"]
+                        )
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "idempotency_keys_pkey":
                     raise DuplicateRequest from None
@@ -515,6 +560,65 @@ class Store:
         await self._fetchval("SELECT 1")
 
 
+def _settlement_arguments(
+    person_key: bytes,
+    year: int,
+    settlement: Settlement,
+    caps: Caps,
+    response: bytes,
+    settlement_id: uuid.UUID,
+    terminal_id: str,
+    request_id: str,
+    request_hash: bytes,
+    clinic_id: str,
+    request_document: str,
+    booked_on: dt.date,
+    now: dt.datetime,
+) -> list[Any]:
+    """Parameters $1-$37 of both settlement writes."""
+    after = settlement.accumulators_after
+    accounts, amounts = ledger_lines(settlement)
+    return [
+        person_key,
+        settlement_id,
+        terminal_id,
+        request_id,
+        clinic_id,
+        settlement.clinic_level,
+        settlement.visit_type,
+        settlement.service_date,
+        settlement.policy_version,
+        settlement.total,
+        settlement.eligible,
+        settlement.insurance,
+        settlement.veteran_subsidy,
+        settlement.hardship_aid,
+        settlement.out_of_pocket,
+        request_document,
+        _json_encoder.encode(settlement).decode(),
+        now,
+        year,
+        booked_on,
+        accounts,
+        amounts,
+        after.outpatient_deductible_used,
+        after.insurance_outpatient_paid,
+        after.insurance_inpatient_paid,
+        after.subsidy_paid,
+        after.aid_paid,
+        after.unpaid_eligible,
+        caps.outpatient_deductible,
+        caps.insurance_outpatient,
+        caps.insurance_inpatient,
+        caps.subsidy,
+        caps.aid,
+        request_hash,
+        200,
+        response,
+        _audit_details(clinic_id, settlement),
+    ]
+
+
 def _audit_details(clinic_id: str, settlement: Settlement, reason: str | None = None) -> str:
     details: dict[str, object] = {
         "clinic_id": clinic_id,
@@ -527,7 +631,7 @@ def _audit_details(clinic_id: str, settlement: Settlement, reason: str | None = 
     }
     if reason is not None:
         details["reason"] = reason
-    return msgspec.json.encode(details).decode()
+    return _json_encoder.encode(details).decode()
 
 
 def _memberships(rows: Any) -> list[Membership]:

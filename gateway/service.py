@@ -21,6 +21,7 @@ import msgspec
 from adapters import identity
 from adapters.registry_store import PersonEntry
 from adapters.store import (
+    AlreadyAnswered,
     AlreadyReversed,
     Caps,
     DuplicateRequest,
@@ -28,6 +29,7 @@ from adapters.store import (
     SettlementMissing,
     Store,
     StoredAnswer,
+    UnknownPerson,
 )
 from adapters.terminal_keys import ActiveKey
 from gateway import api_models as api
@@ -37,7 +39,7 @@ from settlement import engine
 from settlement.errors import SettlementError
 from settlement.models import Accumulators, Bill, LineItem, Notice, PersonStatus, Settlement
 from settlement.policy import Policy, PolicyBook
-from settlement.registry import ListEntry, status_on
+from settlement.registry import ListEntry, Membership, status_on
 
 MAX_KEY_LOOKUPS_PER_SECOND = 20  # database lookups of key ids missing from the cache, all terminals together
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")  # no daylight saving: a fixed offset is exact
@@ -260,18 +262,10 @@ class Service:
     async def _settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
         clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
         fingerprint = request_hash(self.pepper, "settle", request)
-        stored, person_exists, memberships = await self.store.before_settle(
-            terminal.terminal_id, request.request_id, key
-        )
-        if stored is not None:
-            return self._replay(stored, "settle", fingerprint)
-        if not person_exists:
-            raise ApiError(422, "unknown_person", "no person is registered under this national ID", field="person_id")
-        status = status_on(memberships, bill.service_date)
-        caps = self._caps(policy, status)
 
-        def compute(accumulators: Accumulators) -> tuple[Settlement, Caps]:
-            return engine.settle(bill, status, accumulators, policy), caps
+        def compute(memberships: list[Membership], accumulators: Accumulators) -> tuple[Settlement, Caps]:
+            status = status_on(memberships, bill.service_date)
+            return engine.settle(bill, status, accumulators, policy), self._caps(policy, status)
 
         def render(settlement_id: uuid.UUID, settlement: Settlement, now: dt.datetime) -> bytes:
             return _json_encoder.encode(
@@ -296,6 +290,12 @@ class Service:
             )
         except SettlementError as error:
             raise ApiError.from_engine(error) from None
+        except AlreadyAnswered as answered:
+            return self._replay(answered.stored, "settle", fingerprint)
+        except UnknownPerson:
+            raise ApiError(
+                422, "unknown_person", "no person is registered under this national ID", field="person_id"
+            ) from None
         except DuplicateRequest:
             stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)
             if stored is None:  # the winner rolled back after all: let the client retry

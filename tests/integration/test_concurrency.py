@@ -1,4 +1,4 @@
-"""Races: the person-year row lock keeps caps, and the idempotency key keeps one settlement per request."""
+"""Races: the accumulator version and row lock keep caps, and the idempotency key keeps one settlement per request."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from adapters.check import check_invariants
+from gateway.app import service_key
 from tests.integration.conftest import TOWNSHIP, bill, register, row_counts
 
 pytestmark = pytest.mark.integration
@@ -21,9 +22,13 @@ DESTITUTE_CAP = 6_000_000
 async def test_concurrent_settlements_never_pass_a_cap(client, pool):
     """50 inpatient bills of 50,000.00 at once for one person: every payer's cap runs out part-way.
 
-    Without the row lock, transactions read the same accumulators and each pays as if it
-    were first, so the sums pass the caps and the accumulators stop matching the ledger.
+    Without the version check and the row lock, transactions read the same accumulators
+    and each pays as if it were first, so the sums pass the caps and the accumulators stop
+    matching the ledger. Most of the 50 lose the optimistic race and settle again under
+    the row lock.
     """
+    store = client.client.app[service_key].store
+    retries_before = store.optimistic_retries
     person = await register(
         client, ("insurance", "resident"), ("veteran_subsidy", "priority_care"), ("hardship_aid", "destitute")
     )
@@ -39,6 +44,7 @@ async def test_concurrent_settlements_never_pass_a_cap(client, pool):
     assert insurance == INSURANCE_INPATIENT_CAP
     assert subsidy == PRIORITY_CARE_CAP
     assert aid == DESTITUTE_CAP
+    assert store.optimistic_retries > retries_before, "the race never reached the row-locked path"
     for result in results:
         assert (
             result["insurance"] + result["veteran_subsidy"] + result["hardship_aid"] + result["out_of_pocket"]
