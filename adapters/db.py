@@ -70,12 +70,16 @@ def migration_files() -> list[tuple[int, str, str]]:
 
 async def migrate(connection: asyncpg.Connection) -> list[str]:
     """Apply the migrations not yet applied, each in its own transaction. Returns their names."""
-    await connection.execute(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version integer PRIMARY KEY,
-               name text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
+    async with connection.transaction():
+        # Under the lock too: two processes starting on a fresh database both pass IF NOT EXISTS, and
+        # the second CREATE fails on pg_type's unique index (seen with `medsettle serve --workers N`).
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK)
+        await connection.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
     applied_now = []
     for version, name, sql in migration_files():
         async with connection.transaction():

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
@@ -417,7 +418,13 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         )
         folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
-        await store.sync_policies([(policy, str(folder), _policy_document(policy)) for policy in book])
+        policies = [(policy, str(folder), _policy_document(policy)) for policy in book]
+        try:
+            await store.sync_policies(policies)
+        except asyncpg.UniqueViolationError:
+            # Another worker or replica starting at the same moment stored a version first (both saw
+            # none); the second pass compares ours with what it stored and refuses a differing one.
+            await store.sync_policies(policies)
         service = Service(
             store,
             book,
