@@ -2,10 +2,15 @@
 
 Each check is one query that returns the rows breaking a rule; an empty result
 means the rule holds. The checks read only, so they are safe on a live system.
+``missing_acknowledged`` checks the other direction, from a client's side: every
+settlement or reversal id a terminal saw acknowledged must be stored.
 """
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
@@ -117,3 +122,42 @@ async def check_invariants(connection: asyncpg.Connection, *, limit: int = 20) -
             for row in await connection.fetch(f"{query} LIMIT {int(limit)}"):
                 violations.append(Violation(rule, row["id"]))
     return violations
+
+
+# What a client saw acknowledged must be in the database: an id is found when it names a stored
+# settlement or reversal (both are random UUIDs, so the two sets never share an id).
+_MISSING_ACKNOWLEDGED = """
+    SELECT id::text AS id FROM unnest($1::uuid[]) AS acknowledged(id)
+    WHERE NOT EXISTS (SELECT 1 FROM settlements s WHERE s.settlement_id = acknowledged.id)
+      AND NOT EXISTS (SELECT 1 FROM reversals r WHERE r.reversal_id = acknowledged.id)
+    ORDER BY 1"""
+
+
+def parse_acknowledged(text: str) -> list[uuid.UUID]:
+    """Ids from a file: a JSON list, or one id per line (blank lines and ``#`` comments skipped).
+
+    Raises ValueError naming the first entry that is not a UUID.
+    """
+    stripped = text.strip()
+    if stripped.startswith("["):
+        entries = [str(entry) for entry in json.loads(stripped)]
+    else:
+        entries = [line.strip() for line in text.splitlines()]
+        entries = [entry for entry in entries if entry and not entry.startswith("#")]
+    ids = []
+    for entry in entries:
+        try:
+            ids.append(uuid.UUID(entry))
+        except ValueError:
+            raise ValueError(f"not a settlement or reversal id: {entry!r}") from None
+    return ids
+
+
+async def missing_acknowledged(
+    connection: asyncpg.Connection, acknowledged: Iterable[uuid.UUID | str]
+) -> list[Violation]:
+    """The acknowledged settlement and reversal ids that the database does not hold: each one is an
+    answer a terminal printed for a patient and the ledger then lost. Empty when nothing was lost."""
+    ids = sorted({uuid.UUID(str(value)) for value in acknowledged})
+    rows = await connection.fetch(_MISSING_ACKNOWLEDGED, ids)
+    return [Violation("acknowledged_but_missing", row["id"]) for row in rows]

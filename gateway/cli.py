@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from adapters import db
-from adapters.check import check_invariants
+from adapters.check import Violation, check_invariants, missing_acknowledged, parse_acknowledged
 from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.dashboard import add_dashboard_link_parser
@@ -66,7 +66,21 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    violations = asyncio.run(_with_connection(database_url(settings), check_invariants))
+    acknowledged = None
+    if args.acknowledged:
+        try:
+            acknowledged = parse_acknowledged(Path(args.acknowledged).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            print(f"{args.acknowledged}: {error}", file=sys.stderr)
+            return 2
+
+    async def check(connection: asyncpg.Connection) -> list[Violation]:
+        found = await check_invariants(connection)
+        if acknowledged is not None:
+            found += await missing_acknowledged(connection, acknowledged)
+        return found
+
+    violations = asyncio.run(_with_connection(database_url(settings), check))
     if args.json:
         print(json.dumps([{"rule": v.rule, "detail": v.detail} for v in violations]))
     elif violations:
@@ -76,6 +90,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         print(
             "all invariants hold: ledgers balance, money is conserved, accumulators equal the ledger and "
             "stay within caps, one settlement per request id"
+            + (f"; all {len(acknowledged)} acknowledged ids are stored" if acknowledged is not None else "")
         )
     return 1 if violations else 0
 
@@ -431,6 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="seed the demo county (idempotent)").set_defaults(run=cmd_demo)
     check = commands.add_parser("check", help="verify ledger, conservation and accumulator invariants")
     check.add_argument("--json", action="store_true", help="print violations as JSON")
+    check.add_argument(
+        "--acknowledged",
+        metavar="FILE",
+        help="also check that every settlement or reversal id in FILE (one per line, or a JSON list),"
+        " as a client saw them acknowledged, is stored",
+    )
     check.set_defaults(run=cmd_check)
 
     actor = f"cli:{getpass.getuser()}"

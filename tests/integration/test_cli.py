@@ -71,6 +71,36 @@ async def test_check_passes_then_names_a_tampered_settlement(client, pool, datab
     assert any(settlement["settlement_id"] in v["detail"] for v in json.loads(result.stdout))
 
 
+async def test_check_names_acknowledged_ids_the_database_does_not_hold(client, database_url, tmp_path):
+    person = await register(client, ("insurance", "resident"))
+    settled = await (await client.post("/v1/settlements", json=bill(person, ("A", 5_000)), headers=COUNTY)).json()
+    reversal = await (
+        await client.post(
+            f"/v1/settlements/{settled['settlement_id']}/reversal",
+            json={"request_id": f"rev-{settled['request_id']}", "reason": ""},
+            headers=COUNTY,
+        )
+    ).json()
+    held = [settled["settlement_id"], reversal["reversal_id"]]
+    lines = tmp_path / "acknowledged.txt"
+    lines.write_text("# what the terminal printed\n" + "\n".join(held) + "\n\n", encoding="utf-8")
+    result = medsettle(database_url, "check", "--acknowledged", str(lines))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all 2 acknowledged ids are stored" in result.stdout
+
+    never_stored = "7d1f4a52-0c3b-4e8e-9a51-3f2d6c0b9e17"  # acknowledged, then lost: what the check exists for
+    listed = tmp_path / "acknowledged.json"
+    listed.write_text(json.dumps([*held, never_stored]), encoding="utf-8")
+    result = medsettle(database_url, "check", "--acknowledged", str(listed), "--json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert json.loads(result.stdout) == [{"rule": "acknowledged_but_missing", "detail": never_stored}]
+
+    listed.write_text("not-an-id\n", encoding="utf-8")
+    result = medsettle(database_url, "check", "--acknowledged", str(listed))
+    assert result.returncode == 2
+    assert "not a settlement or reversal id: 'not-an-id'" in result.stderr
+
+
 async def test_production_refuses_to_start_without_pepper(database_url):
     environment = {**os.environ, "DATABASE_URL": database_url, "MEDSETTLE_ENV": "production"}
     environment.pop("MEDSETTLE_ID_PEPPER", None)
