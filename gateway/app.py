@@ -20,7 +20,7 @@ import asyncpg
 import msgspec
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters import audit, db, idempotency
 from adapters.faults import Faults
@@ -305,7 +305,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[metrics_key].registry)
+    body = request.app[metrics_key].exposition()  # every worker's values under --workers N
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -1,12 +1,27 @@
-"""Prometheus metrics. Labels are bounded (route, status class, level, payer): never a person or bill."""
+"""Prometheus metrics. Labels are bounded (route, status class, level, payer): never a person or bill.
+
+With ``medsettle serve --workers N`` every worker is its own process, so the parent
+(gateway/workers.py) sets ``PROMETHEUS_MULTIPROC_DIR`` to an emptied folder before any
+worker imports prometheus_client. Each worker then writes its values to files there,
+and ``/metrics``, whichever worker answers it, adds up the files of every worker: the
+counters of all workers, including one that died (the parent restarts it), and the pool
+gauges of the live ones. One process (the default) keeps plain in-memory metrics.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
+
+
+def multiprocess_dir() -> str | None:
+    """The folder worker processes share their values through, or None for one process."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
 class _PoolCollector(Collector):
@@ -26,6 +41,8 @@ class _PoolCollector(Collector):
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.multiprocess = multiprocess_dir() is not None
+        self._pool_stats: Callable[[], tuple[int, int]] | None = None
         self.request_duration = Histogram(
             "medsettle_http_request_duration_seconds",
             "HTTP request duration",
@@ -65,5 +82,38 @@ class Metrics:
             registry=self.registry,
         )
 
+        if self.multiprocess:
+            # A collector asked at scrape time would only see the answering worker's pool, so each
+            # worker samples its own into a gauge (sample_pool) and /metrics sums the live workers'.
+            self.pool_in_use = Gauge(
+                "medsettle_db_pool_in_use",
+                "Database connections checked out",
+                registry=None,
+                multiprocess_mode="livesum",
+            )
+            self.pool_size = Gauge(
+                "medsettle_db_pool_size", "Database connections open", registry=None, multiprocess_mode="livesum"
+            )
+
     def watch_pool(self, pool_stats: Callable[[], tuple[int, int]]) -> None:
-        self.registry.register(_PoolCollector(pool_stats))
+        if self.multiprocess:
+            self._pool_stats = pool_stats
+            self.sample_pool()
+        else:
+            self.registry.register(_PoolCollector(pool_stats))
+
+    def sample_pool(self) -> None:
+        """Record this worker's pool use now (multiprocess mode; a worker calls it every second)."""
+        if self._pool_stats is not None:
+            in_use, size = self._pool_stats()
+            self.pool_in_use.set(in_use)
+            self.pool_size.set(size)
+
+    def exposition(self) -> bytes:
+        """The text /metrics serves: this process's registry, or every worker's files added up."""
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        self.sample_pool()
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
