@@ -11,6 +11,8 @@ in one line per scenario, so a run can be quoted:
 
 from __future__ import annotations
 
+import random
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from adapters.check import Violation, check_invariants, missing_acknowledged
+from tests.integration.conftest import bill
 
 
 @dataclass
@@ -91,3 +94,49 @@ async def settle_up(pool: asyncpg.Pool, tally: Tally, *extra_requests: Iterable[
         f" (statuses: {statuses})"
     )
     return Outcome(lost, [row["id"] for row in double], violations)
+
+
+# ---------------------------------------------------------------- what the scenarios send and find
+
+
+def programmes(rng: random.Random) -> list[tuple[str, str]]:
+    chosen = [("insurance", "resident")]
+    if rng.random() < 0.5:
+        chosen.append(("veteran_subsidy", rng.choice(["priority_care", "disabled_veteran"])))
+    if rng.random() < 0.6:
+        chosen.append(("hardship_aid", rng.choice(["destitute", "minimum_allowance", "marginal", "low_income"])))
+    return chosen
+
+
+def random_bill(rng: random.Random, person: str, label: str) -> dict[str, Any]:
+    items = [(rng.choice("AAABC"), rng.randrange(500, 400_000)) for _ in range(rng.randint(1, 12))]
+    return bill(
+        person,
+        *items,
+        visit_type=rng.choice(["outpatient", "inpatient"]),
+        request_id=f"{label}-{uuid.uuid4().hex[:12]}",  # unique per run; not a schedule choice
+    )
+
+
+async def stored(pool: asyncpg.Pool, operation: str, terminal: str, request_id: str) -> list[Any]:
+    """The settlements (or reversals) stored for the request id, each with its ledger line counts."""
+    table = "settlements" if operation == "settle" else "reversals"
+    identifier = "settlement_id" if operation == "settle" else "reversal_id"
+    async with pool.acquire() as connection:
+        return await connection.fetch(
+            f"""SELECT t.{identifier}::text AS id, t.settlement_id::text AS settlement_id,
+                       (SELECT count(*) FROM ledger_entries l WHERE l.settlement_id = t.settlement_id
+                          AND l.kind = 'settlement') AS settlement_lines,
+                       (SELECT count(*) FROM ledger_entries l WHERE l.settlement_id = t.settlement_id
+                          AND l.kind = 'reversal') AS reversal_lines
+                FROM {table} t WHERE t.terminal_id = $1 AND t.request_id = $2""",
+            terminal,
+            request_id,
+        )
+
+
+def assert_whole(rows: list[Any], operation: str) -> None:
+    """No partial settlement: all five ledger lines of each written part, or none."""
+    for row in rows:
+        assert row["settlement_lines"] == 5, dict(row)
+        assert row["reversal_lines"] == (5 if operation == "reverse" else 0), dict(row)

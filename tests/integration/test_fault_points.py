@@ -16,13 +16,10 @@ of ``medsettle check`` plus "nothing acknowledged is missing".
 
 from __future__ import annotations
 
-import random
 import signal
 import subprocess
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -30,57 +27,14 @@ import pytest
 from adapters.faults import POINTS
 from adapters.terminal_client import TerminalClient
 from gateway.app import service_key
-from tests.integration.conftest import COUNTY, bill, register, row_counts
-from tests.integration.fault_tally import Tally, settle_up
+from tests.integration.conftest import COUNTY, register, row_counts
+from tests.integration.fault_tally import Tally, assert_whole, programmes, random_bill, settle_up, stored
 from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 TERMINAL = "term-C001"
 CONNECTION_ERRORS = (TimeoutError, aiohttp.ClientConnectionError)
-
-
-def programmes(rng: random.Random) -> list[tuple[str, str]]:
-    chosen = [("insurance", "resident")]
-    if rng.random() < 0.5:
-        chosen.append(("veteran_subsidy", rng.choice(["priority_care", "disabled_veteran"])))
-    if rng.random() < 0.6:
-        chosen.append(("hardship_aid", rng.choice(["destitute", "minimum_allowance", "marginal", "low_income"])))
-    return chosen
-
-
-def random_bill(rng: random.Random, person: str, label: str) -> dict[str, Any]:
-    items = [(rng.choice("AAABC"), rng.randrange(500, 400_000)) for _ in range(rng.randint(1, 12))]
-    return bill(
-        person,
-        *items,
-        visit_type=rng.choice(["outpatient", "inpatient"]),
-        request_id=f"{label}-{uuid.uuid4().hex[:12]}",  # unique per run; not a schedule choice
-    )
-
-
-async def stored(pool: Any, operation: str, request_id: str) -> list[Any]:
-    """The settlements (or reversals) stored for the request id, each with its ledger line counts."""
-    table = "settlements" if operation == "settle" else "reversals"
-    identifier = "settlement_id" if operation == "settle" else "reversal_id"
-    async with pool.acquire() as connection:
-        return await connection.fetch(
-            f"""SELECT t.{identifier}::text AS id, t.settlement_id::text AS settlement_id,
-                       (SELECT count(*) FROM ledger_entries l WHERE l.settlement_id = t.settlement_id
-                          AND l.kind = 'settlement') AS settlement_lines,
-                       (SELECT count(*) FROM ledger_entries l WHERE l.settlement_id = t.settlement_id
-                          AND l.kind = 'reversal') AS reversal_lines
-                FROM {table} t WHERE t.terminal_id = $1 AND t.request_id = $2""",
-            TERMINAL,
-            request_id,
-        )
-
-
-def assert_whole(rows: list[Any], operation: str) -> None:
-    """No partial settlement: all five ledger lines of each written part, or none."""
-    for row in rows:
-        assert row["settlement_lines"] == 5, dict(row)
-        assert row["reversal_lines"] == (5 if operation == "reverse" else 0), dict(row)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +93,7 @@ async def test_killed_at_a_fault_point_then_the_retry_settles_once(
             assert faulty.wait(timeout=15) == -signal.SIGKILL
 
             # Right after the crash: the settlement (or reversal) is there whole, or not at all.
-            after_crash = await stored(pool, operation, payload["request_id"])
+            after_crash = await stored(pool, operation, TERMINAL, payload["request_id"])
             assert len(after_crash) == (1 if committed else 0), [dict(row) for row in after_crash]
             assert_whole(after_crash, operation)
 
@@ -151,7 +105,7 @@ async def test_killed_at_a_fault_point_then_the_retry_settles_once(
                 assert acknowledged == after_crash[0]["id"]
             else:
                 assert (retry.status, retry.replayed) == (201, False), retry.body
-            final = await stored(pool, operation, payload["request_id"])
+            final = await stored(pool, operation, TERMINAL, payload["request_id"])
             assert [row["id"] for row in final] == [acknowledged]
             assert_whole(final, operation)
     finally:
@@ -217,7 +171,7 @@ async def test_an_error_at_a_fault_point_answers_503_then_the_retry_settles_once
         assert answer["replayed"] is True
     else:
         assert (retry.status, retry.headers["Idempotent-Replayed"]) == (201, "false"), answer
-    assert [row["id"] for row in await stored(pool, operation, payload["request_id"])] == [acknowledged]
+    assert [row["id"] for row in await stored(pool, operation, TERMINAL, payload["request_id"])] == [acknowledged]
 
     outcome = await settle_up(pool, tally)
     assert outcome.lost == []
