@@ -106,8 +106,8 @@ class CardReaderListener:
 
     # ------------------------------------------------------------ lifecycle
 
-    async def start(self, host: str, port: int) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port)
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port, reuse_port=reuse_port)
 
     @property
     def port(self) -> int:
@@ -318,7 +318,8 @@ async def card_reader_context(app: web.Application) -> AsyncIterator[None]:
         app[metrics_key],
         max_lines=settings.max_lines,
     )
-    await listener.start(settings.host, settings.reader_port)
+    # Under --workers N every worker listens on the reader port too and the kernel spreads readers.
+    await listener.start(settings.host, settings.reader_port, reuse_port=settings.workers > 1)
     app[card_reader_key] = listener
     log.info("card_reader_listening", host=settings.host, port=listener.port)
     try:

@@ -403,13 +403,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             asyncio.run(
                 _with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
             )
-    app = create_app(settings, dsn=url)
     base = f"http://{settings.host}:{settings.port}"
-    _print_banner(base, embedded=not settings.database_url)
+    if settings.workers > 1 and args.worker_of is None:
+        from gateway.workers import supervise  # the parent serves nothing; its workers do (gateway/workers.py)
+
+        return supervise(settings, url, announce=lambda: _print_banner(base, embedded=not settings.database_url))
+    app = create_app(settings, dsn=url)
+    if args.worker_of is not None:
+        from gateway.workers import serve_as_worker
+
+        serve_as_worker(app, args.worker_of)
+    else:
+        _print_banner(base, embedded=not settings.database_url)
     web.run_app(
         app,
         host=settings.host,
         port=settings.port,
+        reuse_port=args.worker_of is not None,  # workers share the port; the kernel spreads connections
         shutdown_timeout=settings.shutdown_timeout,
         access_log=None,
         print=None,
@@ -441,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--demo", action="store_true", help="seed the demo county on first start")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (default MEDSETTLE_WORKERS, 1)")
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # the parent's pid, given to its workers
     serve.set_defaults(run=cmd_serve)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
     commands.add_parser("demo", help="seed the demo county (idempotent)").set_defaults(run=cmd_demo)
@@ -542,7 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+        settings = load_settings(
+            host=getattr(args, "host", None), port=getattr(args, "port", None), workers=getattr(args, "workers", None)
+        )
     except ConfigError as error:
         print(f"medsettle: {error}", file=sys.stderr)
         raise SystemExit(2) from None

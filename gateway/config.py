@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -22,6 +22,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     reader_port: int = 8081  # card readers' TCP listener; 0 turns it off
+    # Processes sharing host:port through SO_REUSEPORT under a supervising parent (gateway/workers.py).
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     database_url: str | None = None
     reports_database_url: str | None = None  # a read replica for reports; the settle path never uses it
     data_dir: str = ".data"
@@ -72,6 +74,7 @@ ENV_VARS = {
     "host": "MEDSETTLE_HOST",
     "port": "MEDSETTLE_PORT",
     "reader_port": "MEDSETTLE_READER_PORT",
+    "workers": "MEDSETTLE_WORKERS",
     "database_url": "DATABASE_URL",
     "reports_database_url": "REPORTS_DATABASE_URL",
     "data_dir": "MEDSETTLE_DATA_DIR",

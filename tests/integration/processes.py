@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
@@ -22,10 +23,17 @@ def free_port() -> int:
 
 
 def start_gateway(
-    database_url: str, port: int, data_dir: Path, *, stdout: int = subprocess.DEVNULL, **settings: str
+    database_url: str,
+    port: int,
+    data_dir: Path,
+    *,
+    stdout: int = subprocess.DEVNULL,
+    extra_args: Sequence[str] = (),
+    **settings: str,
 ) -> subprocess.Popen[str]:
     """``medsettle serve`` with the test secrets, no card-reader port (a running `make run` may hold 8081),
-    generous rate limits and quiet logs; ``settings`` adds or overrides MEDSETTLE_* variables."""
+    generous rate limits and quiet logs; ``settings`` adds or overrides MEDSETTLE_* variables and
+    ``extra_args`` are added to the command line (for example ``["--workers", "2"]``)."""
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -41,7 +49,7 @@ def start_gateway(
         **settings,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve"],
+        [sys.executable, "-m", "gateway.cli", "serve", *extra_args],
         env=environment,
         stdout=stdout,
         stderr=subprocess.PIPE,
