@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
@@ -30,6 +31,9 @@ from adapters.terminal_keys import ActiveKey, load_keys
 from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Settlement
 from settlement.policy import Policy
 from settlement.registry import Membership
+
+if TYPE_CHECKING:
+    from adapters.batching import SettleBatcher
 
 _json_encoder = msgspec.json.Encoder()
 ACCOUNTS = ("insurance_fund", "priority_care_fund", "aid_fund", "patient", "clinic")
@@ -187,6 +191,30 @@ def _answer(record: Any) -> StoredAnswer | None:
     return StoredAnswer(bytes(record[0]), record[1], bytes(record[2]), record[3])
 
 
+@dataclass(frozen=True, slots=True)
+class SettleJob:
+    """Everything one settlement needs from the service: its identity, and how to compute and render it."""
+
+    person_key: bytes
+    year: int
+    compute: Callable[[list[Membership], Accumulators], tuple[Settlement, Caps]]
+    render: Callable[[uuid.UUID, Settlement, dt.datetime], bytes]
+    settlement_id: uuid.UUID
+    terminal_id: str
+    request_id: str
+    request_hash: bytes
+    clinic_id: str
+    request_document: str
+    booked_on: dt.date
+    now: dt.datetime
+
+    def arguments(self, settlement: Settlement, caps: Caps, response: bytes) -> list[Any]:
+        return _settlement_arguments(
+            self.person_key, self.year, settlement, caps, response, self.settlement_id, self.terminal_id,
+            self.request_id, self.request_hash, self.clinic_id, self.request_document, self.booked_on, self.now,
+        )  # fmt: skip
+
+
 class AlreadyAnswered(Exception):
     """The request id already has a stored answer: replay it."""
 
@@ -229,6 +257,8 @@ class Store:
         self.faults = faults or Faults()
         # Settlements that lost the optimistic race and ran again under the row lock (for metrics and tests).
         self.optimistic_retries = 0
+        # Set by the app when micro-batching is on (MEDSETTLE_SETTLE_BATCH_MAX > 1).
+        self.batcher: SettleBatcher | None = None
         # Reports may read from a replica (REPORTS_DATABASE_URL); money is only ever read from the primary.
         self.reports_pool = reports_pool or pool
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
@@ -408,14 +438,34 @@ class Store:
 
         Raises AlreadyAnswered when the request id has a stored answer, UnknownPerson, DuplicateRequest
         when a concurrent copy committed first, and RequestAlreadySettled when an aged-out request id
-        comes back.
+        comes back. With a batcher, concurrent settlements of different people share the round trips
+        and the commit (adapters/batching.py); each is still all or nothing.
         """
+        job = SettleJob(
+            person_key=person_key,
+            year=year,
+            compute=compute,
+            render=render,
+            settlement_id=settlement_id,
+            terminal_id=terminal_id,
+            request_id=request_id,
+            request_hash=request_hash,
+            clinic_id=clinic_id,
+            request_document=request_document,
+            booked_on=booked_on,
+            now=now,
+        )
+        if self.batcher is not None:
+            return await self.batcher.submit(job)
+        return await self.settle_one(job)
+
+    async def settle_one(self, job: SettleJob) -> tuple[Settlement, bytes]:
+        """One settlement on its own connection: two round trips, or a row-locked retry after a lost race."""
+        person_key, year, terminal_id, request_id = job.person_key, job.year, job.terminal_id, job.request_id
+        compute, render, settlement_id, now = job.compute, job.render, job.settlement_id, job.now
 
         def arguments(settlement: Settlement, caps: Caps, response: bytes) -> list[Any]:
-            return _settlement_arguments(
-                person_key, year, settlement, caps, response, settlement_id, terminal_id, request_id,
-                request_hash, clinic_id, request_document, booked_on, now,
-            )  # fmt: skip
+            return job.arguments(settlement, caps, response)
 
         async with self._connection() as connection:
             try:

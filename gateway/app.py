@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from adapters import audit, db, idempotency
+from adapters.batching import SettleBatcher
 from adapters.faults import Faults
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
@@ -416,6 +417,9 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
             reports_pool=reports_pool,
             faults=Faults.parse(settings.faults),
         )
+        if settings.settle_batch_max > 1:
+            store.batcher = SettleBatcher(store, max_batch=settings.settle_batch_max, lanes=settings.settle_batch_lanes)
+            store.batcher.start()
         folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
         policies = [(policy, str(folder), _policy_document(policy)) for policy in book]
@@ -443,6 +447,8 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         )
         app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
         yield
+        if store.batcher is not None:
+            await store.batcher.stop()
         refresher.cancel()
         sealer.cancel()
         pruner.cancel()

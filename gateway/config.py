@@ -42,6 +42,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_retention_days: int = 7  # far longer than any terminal retries; see adapters/idempotency.py
     shutdown_timeout: float = 20.0
     future_date_tolerance_days: int = 1
+    settle_batch_max: int = 1  # >1 turns on micro-batching of concurrent settlements (adapters/batching.py)
+    settle_batch_lanes: int = 4  # batches in flight at once, each on its own pooled connection
     faults: str = ""  # named fault points for fault tests (adapters/faults.py); refused in production
 
     def masked(self) -> dict[str, object]:
@@ -93,6 +95,8 @@ ENV_VARS = {
     "idempotency_retention_days": "MEDSETTLE_IDEMPOTENCY_RETENTION_DAYS",
     "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
+    "settle_batch_max": "MEDSETTLE_SETTLE_BATCH_MAX",
+    "settle_batch_lanes": "MEDSETTLE_SETTLE_BATCH_LANES",
     "faults": "MEDSETTLE_FAULTS",
 }
 

@@ -98,6 +98,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Any:
         rate_limit_burst=100_000,
         data_dir=str(tmp_path_factory.mktemp("data")),
         pool_max=16,
+        # CI runs the suite with the default; MEDSETTLE_SETTLE_BATCH_MAX=1 or 32 runs it without or with batching.
+        settle_batch_max=os.environ.get("MEDSETTLE_SETTLE_BATCH_MAX"),
         reader_port=0,  # no card-reader listener on 8081 for every test app; test_card_reader picks a free port
     )
 
