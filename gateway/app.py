@@ -185,8 +185,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     metrics = request.app[metrics_key]
     error: ApiError
     try:
-        await _authenticate(request)
-        return await handler(request)
+        return await _within_deadline(request, _authenticated(request, handler))
     except ApiError as raised:
         error = raised
     except web.HTTPNotFound:
@@ -207,6 +206,44 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     request[problem_code_key] = error.code
     metrics.errors.labels(error.code).inc()
     return problem_response(request, error)
+
+
+async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
+    await _authenticate(request)
+    return await handler(request)
+
+
+async def _within_deadline(request: web.Request, work: Awaitable[web.StreamResponse]) -> web.StreamResponse:
+    """The answer to the request, or 503 ``deadline_exceeded`` once ``MEDSETTLE_REQUEST_TIMEOUT`` has passed.
+
+    The work runs in a task of its own. Past the deadline it is cancelled: a settlement
+    mid-transaction rolls back (asyncpg cancels the query, the pool rolls the connection
+    back). It finishes unwinding after the 503 has gone out, so a database too slow even to
+    acknowledge the cancel cannot hold the answer up. A cancel while a COMMIT is in flight
+    leaves the outcome unknown; the 503 says to retry with the same request id, and the
+    retry replays the answer if the settlement committed, or settles once if it did not.
+    """
+    seconds = request.app[settings_key].request_timeout
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait((task,), timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_unwound_after_deadline)
+    log.warning("deadline_exceeded", seconds=seconds)
+    raise ApiError(
+        503, "deadline_exceeded", f"no answer within {seconds:g} s; retry with the same request id", retry_after=2
+    )
+
+
+def _unwound_after_deadline(task: asyncio.Future[web.StreamResponse]) -> None:
+    """Nobody waits for a request cut off at its deadline: retrieve how it ended, and log a failure."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("failed_after_deadline", error=type(error).__name__)
 
 
 # ---------------------------------------------------------------- handlers

@@ -50,6 +50,7 @@ TITLES = {
     "method_not_allowed": "Method not allowed",
     "database_unavailable": "The database is unavailable; retry with the same request id",
     "shutting_down": "The gateway is shutting down; retry with the same request id",
+    "deadline_exceeded": "No answer within the request deadline; retry with the same request id",
     "internal_error": "Internal error",
     "invalid_bill": "The bill is not valid",
     "inpatient_not_offered": "This clinic offers no inpatient care",

@@ -1,4 +1,4 @@
-"""A PostgreSQL wire-protocol proxy for fault tests: latency on every packet, and a lost COMMIT.
+"""A PostgreSQL wire-protocol proxy for fault tests: latency, a lost COMMIT, a late one.
 
 The gateway connects to the proxy on 127.0.0.1 instead of the database; the proxy
 forwards bytes both ways and reads the client's side message by message, so it knows
@@ -10,18 +10,25 @@ which SQL each message makes the server run:
   (``P``), which carries the text. A statement run outside a transaction block commits
   at the ``Sync`` (``S``) that follows: the settle path's single write commits this way.
 
-``drop_at`` arms a trap for the next message whose SQL matches (optionally only on a
-connection that already ran a statement matching ``after``). When it springs, the
-gateway's side of the connection is cut at once, so the gateway never learns the outcome:
+``latency`` adds a delay to every packet, each way. A trap springs on the next message
+whose SQL matches (optionally only on a connection that already ran a statement matching
+``after``), once:
 
-* ``forward=True``: the message (through its ``Sync``) reaches the server first, and the
-  server's side is half-closed and drained, so the server finishes it: the COMMIT happens
-  and only its answer is lost;
-* ``forward=False``: nothing of the message reaches the server, which sees the connection
-  end inside the transaction and rolls it back: nothing happens.
+* ``drop_at(..., forward=True)``: the message (through its ``Sync``) reaches the server,
+  the gateway's side of the connection is cut at once, and the server's side is
+  half-closed, so the server runs the COMMIT, answers into the void and sees the end:
+  committed, and only the answer is lost;
+* ``drop_at(..., forward=False)``: the gateway's side is cut and nothing of the message
+  reaches the server, which sees the connection end inside the transaction and rolls it
+  back: nothing happens. To the gateway both look the same;
+* ``delay_at(..., seconds, what="answer")``: the message goes through at once, the server
+  runs it, and its answer is held back: a COMMIT done but slow to be confirmed;
+* ``delay_at(..., seconds, what="message")``: the message itself is held back, so the
+  server runs it late, possibly after the gateway gave up on it and a retry went through.
 
-Both look the same to the gateway: a connection lost in the middle of a COMMIT.
-Traffic goes only to the database the test already uses.
+``Trap.finished`` is set once the server has answered the trapped message (or, for a
+dropped one, once the server's side has ended). Traffic goes only to the database the
+test already uses.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 SSL_REQUEST = 80877103
 GSS_REQUEST = 80877104
@@ -49,10 +57,13 @@ def is_commit(sql: str) -> bool:
 @dataclass
 class Trap:
     matches: Matcher
-    forward: bool
+    action: Literal["drop", "delay"]
+    forward: bool = True  # drop: after forwarding the message, or before
+    seconds: float = 0.0  # delay: how long
+    delay_what: Literal["answer", "message"] = "answer"
     after: Matcher | None = None
     sprung: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)  # the server's side has ended too
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # the server is done with the message
     message_type: str = ""  # "Q" or "B": how the matched SQL reached the server
     sql: str = ""
 
@@ -62,6 +73,17 @@ class _Message:
     kind: str  # "" for the untyped start-up messages
     raw: bytes
     sql: str | None = None  # the SQL this message makes the server run, if any
+
+
+@dataclass
+class _Link:
+    """One proxied connection: what both directions share."""
+
+    client_writer: asyncio.StreamWriter
+    server_writer: asyncio.StreamWriter
+    cut: bool = False  # the gateway's side is gone; the server's answers go nowhere
+    hold_answers_until: float = 0.0  # loop time
+    awaiting_answer: Trap | None = None  # its message went out; the next bytes from the server answer it
 
 
 class PgProxy:
@@ -104,7 +126,19 @@ class PgProxy:
         )
 
     def drop_at(self, matches: Matcher, *, forward: bool, after: Matcher | None = None) -> Trap:
-        trap = Trap(matches, forward, after)
+        trap = Trap(matches, "drop", forward=forward, after=after)
+        self.traps.append(trap)
+        return trap
+
+    def delay_at(
+        self,
+        matches: Matcher,
+        seconds: float,
+        *,
+        what: Literal["answer", "message"] = "answer",
+        after: Matcher | None = None,
+    ) -> Trap:
+        trap = Trap(matches, "delay", seconds=seconds, delay_what=what, after=after)
         self.traps.append(trap)
         return trap
 
@@ -134,60 +168,62 @@ class PgProxy:
         self._writers.add(client_writer)
         self.connections += 1
         server_writer: asyncio.StreamWriter | None = None
-        sprung: Trap | None = None
+        dropped: Trap | None = None
         try:
             if self.unix_path:
                 server_reader, server_writer = await asyncio.open_unix_connection(self.unix_path)
             else:
                 server_reader, server_writer = await asyncio.open_connection(*self.upstream)
             self._writers.add(server_writer)
-            cut = asyncio.Event()
-            back = asyncio.create_task(self._server_to_client(server_reader, client_writer, cut))
+            link = _Link(client_writer, server_writer)
+            back = asyncio.create_task(self._server_to_client(server_reader, link))
             try:
-                sprung = await self._client_to_server(client_reader, server_writer, client_writer, cut)
-                if sprung is not None and sprung.forward:  # let the server answer the COMMIT and see the end
+                dropped = await self._client_to_server(client_reader, link)
+                # A forwarded COMMIT whose gateway was cut off, or a delayed message still on its way when the
+                # gateway hung up: the server gets it (bytes in flight arrive), answers, then sees the end.
+                if (dropped is not None and dropped.forward) or link.awaiting_answer is not None:
+                    if server_writer.can_write_eof():
+                        server_writer.write_eof()
                     await asyncio.wait({back}, timeout=DRAIN_SECONDS)
             finally:
                 if not back.done():
                     back.cancel()
                 await asyncio.gather(back, return_exceptions=True)
-                if sprung is not None:
-                    sprung.finished.set()
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            if dropped is not None:
+                dropped.finished.set()
             for writer in (client_writer, server_writer):
                 if writer is not None:
                     writer.transport.abort()
                     self._writers.discard(writer)
             self._tasks.discard(task)
 
-    async def _server_to_client(
-        self, server_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter, cut: asyncio.Event
-    ) -> None:
+    async def _server_to_client(self, server_reader: asyncio.StreamReader, link: _Link) -> None:
+        loop = asyncio.get_running_loop()
         while chunk := await server_reader.read(READ_SIZE):
+            if link.awaiting_answer is not None:
+                link.awaiting_answer.finished.set()
+                link.awaiting_answer = None
             if self.latency:
                 await asyncio.sleep(self.latency)
-            if cut.is_set():
+            if (held := link.hold_answers_until - loop.time()) > 0:
+                await asyncio.sleep(held)
+            if link.cut:
                 continue  # the answer to a cut COMMIT never reaches the gateway
-            client_writer.write(chunk)
-            await client_writer.drain()
-        client_writer.transport.abort()
+            link.client_writer.write(chunk)
+            await link.client_writer.drain()
+        link.client_writer.transport.abort()
 
-    async def _client_to_server(
-        self,
-        client_reader: asyncio.StreamReader,
-        server_writer: asyncio.StreamWriter,
-        client_writer: asyncio.StreamWriter,
-        cut: asyncio.Event,
-    ) -> Trap | None:
-        """Forward the gateway's messages until it hangs up, or until a trap springs: that trap."""
+    async def _client_to_server(self, client_reader: asyncio.StreamReader, link: _Link) -> Trap | None:
+        """Forward the gateway's messages until it hangs up (None), or until a drop trap springs (that trap)."""
+        loop = asyncio.get_running_loop()
         buffer = b""
         started = False  # past the start-up message: every message now has a type byte
         primed = False  # this connection ran a statement matching a trap's ``after``
         statements: dict[str, str] = {}  # prepared statement name -> SQL, from Parse messages
-        pending_forward: list[bytes] | None = None  # a sprung forward trap waiting for its Sync
-        sprung: Trap | None = None
+        dropping: Trap | None = None  # a forward drop waiting for the Sync of its Bind
         while True:
             chunk = await client_reader.read(READ_SIZE)
             if not chunk:
@@ -196,33 +232,43 @@ class PgProxy:
             messages, buffer, started = _split(buffer, started, statements)
             out: list[bytes] = []
             for message in messages:
-                if pending_forward is not None:
-                    pending_forward.append(message.raw)
+                if dropping is not None:
+                    out.append(message.raw)
                     if message.kind == "S":
-                        await self._spring(pending_forward, server_writer, client_writer, cut)
-                        return sprung
+                        await self._cut_after(out, link)
+                        return dropping
                     continue
+                trap = None
                 if message.sql is not None:
                     self.statements.append((message.kind, message.sql))
                     trap = self._trap_for(message.sql, primed)
-                    if trap is not None:
-                        self.traps.remove(trap)
-                        trap.message_type, trap.sql = message.kind, message.sql
-                        trap.sprung.set()
-                        if not trap.forward:
-                            await self._send(server_writer, out)
-                            self._cut(client_writer, cut)
-                            return trap
-                        if message.kind == "Q":
-                            await self._spring([*out, message.raw], server_writer, client_writer, cut)
-                            return trap
-                        sprung, pending_forward = trap, [*out, message.raw]  # a Bind: it commits at its Sync
-                        out = []
-                        continue
                     if any(t.after is not None and t.after(message.sql) for t in self.traps):
                         primed = True
-                out.append(message.raw)
-            await self._send(server_writer, out)
+                if trap is None:
+                    out.append(message.raw)
+                    continue
+                self.traps.remove(trap)
+                trap.message_type, trap.sql = message.kind, message.sql or ""
+                trap.sprung.set()
+                if trap.action == "delay":
+                    if trap.delay_what == "message":
+                        await self._send(link, out)
+                        out = []
+                        await asyncio.sleep(trap.seconds)
+                    else:
+                        link.hold_answers_until = loop.time() + trap.seconds
+                    link.awaiting_answer = trap
+                    out.append(message.raw)
+                elif not trap.forward:
+                    await self._send(link, out)
+                    self._cut(link)
+                    return trap
+                elif message.kind == "Q":
+                    await self._cut_after([*out, message.raw], link)
+                    return trap
+                else:
+                    dropping, out = trap, [*out, message.raw]  # a Bind: it commits at its Sync
+            await self._send(link, out)
 
     def _trap_for(self, sql: str, primed: bool) -> Trap | None:
         for trap in self.traps:
@@ -230,33 +276,27 @@ class PgProxy:
                 return trap
         return None
 
-    async def _send(self, server_writer: asyncio.StreamWriter, out: list[bytes]) -> None:
+    async def _send(self, link: _Link, out: list[bytes]) -> None:
         if not out:
             return
         if self.latency:
             await asyncio.sleep(self.latency)
-        server_writer.write(b"".join(out))
-        await server_writer.drain()
+        link.server_writer.write(b"".join(out))
+        await link.server_writer.drain()
 
-    def _cut(self, client_writer: asyncio.StreamWriter, cut: asyncio.Event) -> None:
-        cut.set()
+    def _cut(self, link: _Link) -> None:
+        link.cut = True
         self.dropped += 1
-        client_writer.transport.abort()
+        link.client_writer.transport.abort()
 
-    async def _spring(
-        self,
-        out: list[bytes],
-        server_writer: asyncio.StreamWriter,
-        client_writer: asyncio.StreamWriter,
-        cut: asyncio.Event,
-    ) -> None:
+    async def _cut_after(self, out: list[bytes], link: _Link) -> None:
         """Cut the gateway off, then forward the committing message and half-close the server's side:
         the server reads the COMMIT, runs it, answers into the void and sees the end."""
-        self._cut(client_writer, cut)
-        server_writer.write(b"".join(out))
-        await server_writer.drain()
-        if server_writer.can_write_eof():
-            server_writer.write_eof()
+        self._cut(link)
+        link.server_writer.write(b"".join(out))
+        await link.server_writer.drain()
+        if link.server_writer.can_write_eof():
+            link.server_writer.write_eof()
 
 
 def _cstring(payload: bytes, start: int) -> tuple[str, int]:
