@@ -387,6 +387,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import create_app
+    from gateway.shutdown import drain_on_sigterm
 
     try:
         import uvloop
@@ -409,6 +410,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
         return supervise(settings, url, announce=lambda: _print_banner(base, embedded=not settings.database_url))
     app = create_app(settings, dsn=url)
+    drain_on_sigterm(app)  # SIGTERM fails readiness first and closes the listener after the drain
     if args.worker_of is not None:
         from gateway.workers import serve_as_worker
 

@@ -41,7 +41,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 100
     idempotency_retention_days: int = 7  # far longer than any terminal retries; see adapters/idempotency.py
     shutdown_timeout: float = 20.0
-    # Every HTTP request is answered within this many seconds: 503 deadline_exceeded past it.
+    # After SIGTERM: readiness fails at once, but requests are still taken for this long so load balancers
+    # stop routing here before the listener closes (gateway/shutdown.py).
+    shutdown_drain_seconds: float = 5.0
+    # Every HTTP request is answered within this many seconds: 503 deadline_exceeded past it. Less than
+    # shutdown_timeout, so a request taken while draining finishes before the process stops.
     request_timeout: float = 10.0
     future_date_tolerance_days: int = 1
     settle_batch_max: int = 1  # >1 turns on micro-batching of concurrent settlements (adapters/batching.py)
@@ -96,6 +100,7 @@ ENV_VARS = {
     "rate_limit_burst": "MEDSETTLE_RATE_LIMIT_BURST",
     "idempotency_retention_days": "MEDSETTLE_IDEMPOTENCY_RETENTION_DAYS",
     "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
+    "shutdown_drain_seconds": "MEDSETTLE_SHUTDOWN_DRAIN_SECONDS",
     "request_timeout": "MEDSETTLE_REQUEST_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
     "settle_batch_max": "MEDSETTLE_SETTLE_BATCH_MAX",
@@ -129,8 +134,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             "MEDSETTLE_TERMINAL_KEY_KEY is not set. In production the terminal-key encryption key must come from a"
             " secret: 64 hex characters, e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
         )
-    if settings.request_timeout <= 0:
-        raise ConfigError("MEDSETTLE_REQUEST_TIMEOUT must be above 0")
+    if settings.request_timeout <= 0 or settings.shutdown_drain_seconds < 0:
+        raise ConfigError("MEDSETTLE_REQUEST_TIMEOUT must be above 0 and MEDSETTLE_SHUTDOWN_DRAIN_SECONDS at least 0")
     if settings.faults:
         if production:
             raise ConfigError("MEDSETTLE_FAULTS injects failures for fault tests and is refused in production")

@@ -46,6 +46,7 @@ def start_gateway(
         "MEDSETTLE_RATE_LIMIT_PER_SECOND": "100000",
         "MEDSETTLE_RATE_LIMIT_BURST": "100000",
         "MEDSETTLE_DATA_DIR": str(data_dir),
+        "MEDSETTLE_SHUTDOWN_DRAIN_SECONDS": "0",  # tests stop at once; test_sigterm.py sets a drain
         **settings,
     }
     return subprocess.Popen(

@@ -402,6 +402,7 @@ async def test_medsettle_serve_listens_for_card_readers_and_stops_cleanly(client
         "MEDSETTLE_READER_PORT": str(reader_port),
         "MEDSETTLE_LOG_FORMAT": "json",
         "MEDSETTLE_DATA_DIR": str(tmp_path),
+        "MEDSETTLE_SHUTDOWN_DRAIN_SECONDS": "0",
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

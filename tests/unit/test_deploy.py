@@ -19,6 +19,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from gateway.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
@@ -128,8 +130,20 @@ def test_deployment_probes_grace_and_replicas() -> None:
 
 def test_configured_shutdown_timeout_fits_in_the_grace_period() -> None:
     config = _one("ConfigMap")["data"]
-    grace = _pod_spec(_one("Deployment"))["terminationGracePeriodSeconds"]
+    pod = _pod_spec(_one("Deployment"))
+    grace = pod["terminationGracePeriodSeconds"]
     assert float(config.get("MEDSETTLE_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)) < grace
+    # SIGKILL comes `grace` seconds after the preStop hook starts: the pause, the gateway's drain (readiness
+    # failing, still serving) and the wait for in-flight requests must all fit, or settlements are cut off.
+    (gateway,) = pod["containers"]
+    command = gateway["lifecycle"]["preStop"]["exec"]["command"]
+    pre_stop = float(command[1]) if command[0] == "sleep" else 0.0
+    defaults = Settings()
+    drain = float(config.get("MEDSETTLE_SHUTDOWN_DRAIN_SECONDS", defaults.shutdown_drain_seconds))
+    shutdown = float(config.get("MEDSETTLE_SHUTDOWN_TIMEOUT", defaults.shutdown_timeout))
+    request = float(config.get("MEDSETTLE_REQUEST_TIMEOUT", defaults.request_timeout))
+    assert pre_stop + drain + shutdown < grace
+    assert request < shutdown  # a request taken at the end of the drain still finishes
     assert config["MEDSETTLE_HOST"] == "0.0.0.0"
     assert config["MEDSETTLE_ENV"] == "production"
 
