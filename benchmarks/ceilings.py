@@ -1,0 +1,1234 @@
+"""The ceiling comparison: what the machine allows, and how close the gateway comes, in one run.
+
+    .venv/bin/python benchmarks/ceilings.py [--duration 15] [--people 20000] [--pool-max N] [--workers N] [--json]
+
+Four measurements, side by side, on this machine and this PostgreSQL:
+
+1. HTTP ceiling: ``benchmarks/bare_http.py`` (a bare aiohttp handler returning a small JSON
+   body, uvloop when installed, like the gateway) in its own process, hammered by ``wrk``.
+2. Database ceiling: ``pgbench`` running ``benchmarks/pgbench_settle.sql``, the writes of one
+   settlement as one durable transaction on the migrated schema, a random person each time,
+   at 8 and 16 clients (the best is the ceiling); then the same writes as one server-side
+   function call (``benchmarks/pgbench_settle_function.sql``) at the best client count.
+3. The gateway: ``medsettle serve`` on the same server, settling real signed bills of the
+   synthetic county (``benchmarks/county.py``) replayed by ``wrk`` with
+   ``benchmarks/wrk/settle.lua`` at 16 and 64 concurrent terminals with no think time;
+   settlements per second and p50/p99 latency, then the invariant check (``medsettle check``).
+4. The engine alone: ``benchmarks/engine_bench.py``, the 20-line inpatient all-payers bill.
+
+They run in the order 4, 1, 3, 2: pgbench's database is a copy of the seeded one, taken before
+the gateway starts, and its transactions write documents (request, result, stored answer,
+audit details) sampled from the gateway's own settlements, so both write the same bytes.
+
+It prints a table of the figures, one of the targets (met or not met), and one of the CPU
+time each process spent per operation (the serving process, all of PostgreSQL's processes,
+the load generator), which shows where the gateway loses against the ceilings. The exit
+code is 0 when every target is met, 1 when one is not, 2 when a measurement could not be
+taken. ``--json`` also writes everything to ``benchmarks/out/ceilings-<time>.json``;
+``--only gateway,database`` (for example) runs a subset.
+
+With ``DATABASE_URL`` set, it creates two private databases on that server (one for the
+gateway, a copy for pgbench, whose rows the append-only ledger could never give back) and
+drops them at the end; without it, it starts an embedded PostgreSQL in a temporary folder.
+Everything listens on 127.0.0.1, and only the processes it started are stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+import msgspec  # noqa: E402
+
+from adapters import db, signing  # noqa: E402
+from adapters.check import check_invariants  # noqa: E402
+from adapters.policy_files import load_policy_file  # noqa: E402
+from benchmarks.county import bill_stream, build_county, load_county  # noqa: E402
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - comes with the embedded extra; only the CPU breakdown needs it
+    psutil = None
+
+BENCHMARKS = ROOT / "benchmarks"
+OUT = BENCHMARKS / "out"
+SETTLE_PATH = "/v1/settlements"
+PEPPER = b"ceilings-benchmark-pepper"
+KEY_ENCRYPTION_KEY = bytes(range(32, 64))
+
+# The issue's targets.
+TARGET_DB_RATIO = 0.6
+STRETCH_DB_RATIO = 1.0
+TARGET_P99_MS = {16: 15.0, 64: 50.0}
+TARGET_ENGINE_US = 50.0
+
+_encoder = msgspec.json.Encoder()
+
+
+def log(message: str) -> None:
+    print(f"[ceilings {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+
+class Processes:
+    """The processes this script started, stopped in reverse order by their own handles, never by name."""
+
+    def __init__(self) -> None:
+        self.running: list[subprocess.Popen[bytes]] = []
+
+    def start(self, command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(command, **options)
+        self.running.append(process)
+        return process
+
+    def stop(self, process: subprocess.Popen[bytes], timeout: float = 30.0) -> int | None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        if process in self.running:
+            self.running.remove(process)
+        return process.returncode
+
+    def stop_all(self) -> None:
+        for process in reversed(list(self.running)):
+            self.stop(process)
+
+
+class CpuMeter:
+    """CPU seconds (user + system) used by process trees during a measurement, to show where the time goes.
+
+    Needs psutil (installed with the embedded PostgreSQL); without it there are no figures. A process
+    that starts during the measurement counts from zero; one that exits is counted through its parent's
+    children_* times once reaped (PostgreSQL's postmaster reaps its backends). The load generators (wrk,
+    pgbench) are measured from this process's waited-for children instead.
+    """
+
+    def __init__(self) -> None:
+        self.roots: dict[str, int] = {}
+        self._before: dict[str, dict[int, float]] = {}
+        self._children_before = 0.0
+
+    def watch(self, name: str, pid: int | None) -> None:
+        if pid is not None and psutil is not None:
+            self.roots[name] = pid
+
+    def forget(self, name: str) -> None:
+        self.roots.pop(name, None)
+
+    def _times(self, pid: int) -> dict[int, float]:
+        assert psutil is not None
+        times = {}
+        try:
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    cpu = process.cpu_times()
+                    # A backend that exits is reaped by the postmaster and its time moves into the
+                    # postmaster's children_* figures, so it is neither lost nor counted twice.
+                    times[process.pid] = cpu.user + cpu.system + cpu.children_user + cpu.children_system
+        except psutil.Error:
+            pass
+        return times
+
+    @staticmethod
+    def _children_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def start(self) -> None:
+        self._before = {name: self._times(pid) for name, pid in self.roots.items()}
+        self._children_before = self._children_seconds()
+
+    def stop(self, load_generator: str) -> dict[str, float]:
+        """CPU seconds per watched tree, and the load generator's, since start()."""
+        used = {load_generator: self._children_seconds() - self._children_before}
+        for name, pid in self.roots.items():
+            before = self._before.get(name, {})
+            used[name] = sum(seconds - before.get(process, 0.0) for process, seconds in self._times(pid).items())
+        return used
+
+
+def per_operation_us(cpu: dict[str, float], operations: float) -> dict[str, float]:
+    return {name: round(seconds / operations * 1e6, 1) for name, seconds in cpu.items()} if operations else {}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], *, timeout: float, what: str) -> None:
+    """Poll ``url`` until it answers 200; fail if the process exits, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} was not ready after {timeout:g} s")
+
+
+def tool(name: str, fallback: Path | None = None) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    if fallback is not None and fallback.exists():
+        return str(fallback)
+    raise RuntimeError(f"{name} is not installed (Debian: apt-get install {name})")
+
+
+def pgserver_binary(name: str) -> Path | None:
+    """A binary of the embedded PostgreSQL (the pgserver wheel), if it is installed."""
+    try:
+        import pgserver
+    except ImportError:
+        return None
+    return Path(pgserver.__file__).parent / "pginstall" / "bin" / name
+
+
+def version_of(command: list[str]) -> str:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (completed.stdout or completed.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def run_wrk(
+    url: str, *, connections: int, threads: int, duration: int, script: Path, script_args: list[str]
+) -> dict[str, Any]:
+    """One wrk run with one of our Lua scripts; returns the script's CEILINGS_JSON line, parsed."""
+    command = [
+        tool("wrk"),
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    if script_args:
+        command += ["--", *script_args]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120)
+    for line in completed.stdout.splitlines():
+        if line.startswith("CEILINGS_JSON "):
+            result: dict[str, Any] = json.loads(line.removeprefix("CEILINGS_JSON "))
+            result["command"] = " ".join([*command[1:7], "-s", f"benchmarks/wrk/{script.name}", url])
+            return result
+    raise RuntimeError(f"wrk printed no result (exit {completed.returncode}): {completed.stderr.strip()[-500:]}")
+
+
+def steady_rate(result: dict[str, Any], *, skip: int = 1) -> tuple[float, int]:
+    """Settlements per second over the whole seconds of the run, leaving out the first (partial) second,
+    ``skip`` more for start-up, and the last (partial) one; seconds with nothing count as zero. A run too
+    short for that window is measured from its first request sent to its last 201 received.
+    Returns the rate and the seconds it covers (0 for the short-run fallback)."""
+    counts = {second: count for second, count in result["per_second"]}
+    if not counts:
+        return 0.0, 0
+    first, last = min(counts), max(counts)
+    window = range(first + 1 + skip, last)
+    if len(window) >= 3:
+        return sum(counts.get(second, 0) for second in window) / len(window), len(window)
+    elapsed = result["last_created"] - result["first_sent"]
+    return (result["created"] / elapsed if elapsed > 0 else 0.0), 0
+
+
+# ---------------------------------------------------------------- signed requests
+
+
+def write_signed_requests(
+    prefix: Path,
+    count: int,
+    threads: int,
+    stream: Iterator[tuple[str, dict[str, Any]]],
+    keys: dict[str, tuple[str, str]],
+    host: str,
+) -> int:
+    """Sign ``count`` settle requests now and write them, round robin, to PREFIX.0 .. PREFIX.<threads-1>
+    in the framing benchmarks/wrk/settle.lua reads. Returns the bytes written."""
+    files = [open(f"{prefix}.{index}", "wb") for index in range(threads)]  # noqa: SIM115 - closed below
+    written = 0
+    try:
+        for index in range(count):
+            terminal_id, body = next(stream)
+            key_id, secret = keys[terminal_id]
+            payload = _encoder.encode(body)
+            headers = signing.signed_headers(key_id, secret, "POST", SETTLE_PATH, payload)
+            head = (
+                f"POST {SETTLE_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\n"
+                + "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            )
+            raw = head.encode() + b"\r\n" + payload
+            record = b"%08d\n" % len(raw) + raw
+            files[index % threads].write(record)
+            written += len(record)
+    finally:
+        for file in files:
+            file.close()
+    return written
+
+
+# ---------------------------------------------------------------- database
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _execute(url: str, *statements: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def checkpoint(url: str) -> None:
+    """Start each measurement from a fresh checkpoint, so one run's dirty pages are not flushed in the next."""
+    with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+        await _execute(url, "CHECKPOINT")
+
+
+class Database:
+    """Two private databases, on DATABASE_URL's server or an embedded one: the gateway's, and pgbench's copy."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.server: Any = None
+        self.server_url = ""
+        self.kind = ""
+        self.created: list[str] = []
+        name = f"medsettle_ceilings_{uuid.uuid4().hex[:10]}"
+        self.gateway_name = name
+        self.pgbench_name = f"{name}_pgbench"
+
+    def open(self) -> None:
+        url = os.environ.get("DATABASE_URL")
+        if url:
+            self.kind, self.server_url = "DATABASE_URL", url
+        else:
+            self.kind = "embedded"
+            self.server_url, self.server = db.start_embedded(self.workdir / "pg")
+        asyncio.run(_execute(self.server_url, f'CREATE DATABASE "{self.gateway_name}"'))
+        self.created.append(self.gateway_name)
+
+    @property
+    def gateway_url(self) -> str:
+        return with_database(self.server_url, self.gateway_name)
+
+    @property
+    def pgbench_url(self) -> str:
+        return with_database(self.server_url, self.pgbench_name)
+
+    def clone_for_pgbench(self) -> None:
+        """pgbench's database starts as a copy of the seeded one (no session may be connected to it)."""
+        asyncio.run(_execute(self.server_url, f'CREATE DATABASE "{self.pgbench_name}" TEMPLATE "{self.gateway_name}"'))
+        self.created.append(self.pgbench_name)
+
+    def postmaster_pid(self) -> int | None:
+        """The server's main process when it runs on this machine (for the CPU breakdown), else None."""
+        if self.server is not None:
+            return int(self.server.get_pid())
+        if psutil is None:
+            return None
+
+        async def backend_pid() -> int:
+            connection = await asyncpg.connect(self.gateway_url)
+            try:
+                return int(await connection.fetchval("SELECT pg_backend_pid()"))
+            finally:
+                await connection.close()
+
+        try:
+            backend = psutil.Process(asyncio.run(backend_pid()))
+            parent = backend.parent()
+            if parent is not None and "postgres" in parent.name():
+                return int(parent.pid)
+        except psutil.Error:
+            pass
+        return None  # a server on another machine, or one whose processes we cannot see
+
+    def close(self) -> None:
+        for name in reversed(self.created):
+            try:
+                asyncio.run(_execute(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            except Exception as error:  # keep cleaning up the rest
+                log(f"could not drop database {name}: {error}")
+        self.created.clear()
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+
+
+async def server_facts(url: str) -> dict[str, str]:
+    connection = await asyncpg.connect(url)
+    try:
+        facts = {}
+        for setting in ("server_version", "fsync", "synchronous_commit", "wal_sync_method", "shared_buffers"):
+            facts[setting] = await connection.fetchval(f"SHOW {setting}")
+        return facts
+    finally:
+        await connection.close()
+
+
+async def seed(url: str, people: int, seed_value: int) -> tuple[Any, dict[str, tuple[str, str]]]:
+    """Migrate, then load the synthetic county (benchmarks/county.py), which ends with ANALYZE."""
+    county = build_county(seed_value, people=people)
+    connection = await asyncpg.connect(url)
+    try:
+        await db.migrate(connection)
+        keys = await load_county(connection, county, pepper=PEPPER, key_encryption_key=KEY_ENCRYPTION_KEY)
+        # PERFORMANCE-NOTES: foreign-key checks on fresh tables run as scans until analysed.
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
+    return county, keys
+
+
+async def analyze(url: str) -> None:
+    await _execute(url, "ANALYZE")
+
+
+async def invariant_violations(url: str) -> list[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        return [f"{violation.rule}: {violation.detail}" for violation in await check_invariants(connection)]
+    finally:
+        await connection.close()
+
+
+async def settled_count(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM settlements"))
+    finally:
+        await connection.close()
+
+
+async def prepare_pgbench(
+    gateway_url: str, pgbench_url: str, fallback_bodies: list[dict[str, Any]], samples: int = 500
+) -> dict[str, Any]:
+    """Create the pgbench helpers in pgbench's copy and fill bench_payload with real settlements' documents
+    from the gateway's run (a random sample), or, if the gateway settled nothing, with bills as stand-ins."""
+    source = await asyncpg.connect(gateway_url)
+    try:
+        rows = await source.fetch(
+            """SELECT s.request::text AS request, s.result::text AS result, i.response, a.details::text AS details
+               FROM (SELECT * FROM settlements ORDER BY random() LIMIT $1) s
+               JOIN idempotency_keys i ON i.terminal_id = s.terminal_id AND i.request_id = s.request_id
+               JOIN audit_log a ON a.action = 'settlement.created' AND a.subject = s.settlement_id::text""",
+            samples,
+        )
+        # The policy in force today, as the gateway recorded it at start-up (pgbench's copy predates that).
+        policy = await source.fetchrow(
+            "SELECT policy_id, effective_from, source, document FROM policy_versions"
+            " WHERE effective_from <= current_date ORDER BY effective_from DESC LIMIT 1"
+        )
+    finally:
+        await source.close()
+    if policy is None:  # the gateway did not run: record the default policy file the way it would
+        path = ROOT / "policies" / "default.toml"
+        parsed = load_policy_file(path)
+        policy = (parsed.id, parsed.effective_from, str(path.relative_to(ROOT)), path.read_text(encoding="utf-8"))
+    payloads = [(row["request"], row["result"], bytes(row["response"]), row["details"]) for row in rows]
+    real = bool(payloads)
+    if not payloads:
+        for body in fallback_bodies:
+            text = _encoder.encode(body).decode()
+            payloads.append((text, text, text.encode(), json.dumps({"clinic_id": body["clinic_id"]})))
+    target = await asyncpg.connect(pgbench_url)
+    try:
+        await target.execute((BENCHMARKS / "pgbench_setup.sql").read_text(encoding="utf-8"))
+        await target.execute(
+            "INSERT INTO policy_versions (policy_id, effective_from, source, document) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING",
+            *policy,
+        )
+        await target.executemany(
+            "INSERT INTO bench_payload (n, request, result, response, details) VALUES ($1, $2::jsonb, $3::jsonb, $4,"
+            " $5::jsonb)",
+            [(index, *payload) for index, payload in enumerate(payloads, start=1)],
+        )
+        people = int(await target.fetchval("SELECT count(*) FROM bench_people"))
+        terminals = int(await target.fetchval("SELECT count(*) FROM bench_terminals"))
+        await target.execute("ANALYZE")
+    finally:
+        await target.close()
+    sizes = sorted(len(request) + len(result) + len(response) for request, result, response, _ in payloads)
+    return {
+        "people": people,
+        "terminals": terminals,
+        "payloads": len(payloads),
+        "payloads_from_gateway": real,
+        "median_document_bytes": sizes[len(sizes) // 2],
+        "policy": policy[0],
+    }
+
+
+def run_pgbench(
+    url: str,
+    script: Path,
+    *,
+    clients: int,
+    threads: int,
+    duration: int,
+    variables: dict[str, object],
+    meter: CpuMeter,
+) -> dict[str, Any]:
+    pgbench = tool("pgbench", pgserver_binary("pgbench"))
+    command = [pgbench, "-n", "-M", "prepared", "-c", str(clients), "-j", str(threads), "-T", str(duration)]
+    for name, value in variables.items():
+        command += ["-D", f"{name}={value}"]
+    command += ["-f", str(script), url]
+    meter.start()
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120)
+    cpu = meter.stop("pgbench")
+    output = completed.stdout + completed.stderr
+
+    def number(pattern: str) -> float | None:
+        found = re.search(pattern, output)
+        return float(found.group(1)) if found else None
+
+    tps = number(r"tps = ([\d.]+) \(without initial connection time\)")
+    transactions = number(r"number of transactions actually processed: (\d+)")
+    failed = number(r"number of failed transactions: (\d+)")
+    result = {
+        "clients": clients,
+        "threads": threads,
+        "tps": tps,
+        "latency_ms": number(r"latency average = ([\d.]+) ms"),
+        "transactions": transactions,
+        "failed": int(failed or 0),
+        "cpu_us_per_transaction": per_operation_us(cpu, transactions or 0),
+        "exit_code": completed.returncode,
+        "command": f"pgbench -n -M prepared -c {clients} -j {threads} -T {duration} -f benchmarks/{script.name}",
+    }
+    if completed.returncode != 0 or tps is None:
+        raise RuntimeError(f"pgbench failed (exit {completed.returncode}): {output.strip()[-800:]}")
+    return result
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def measure_engine() -> dict[str, Any]:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "engine_bench.py"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    if completed.returncode not in (0, 1):  # 1 means it ran and missed its target
+        raise RuntimeError(f"engine_bench.py failed: {completed.stderr.strip()[-500:]}")
+    document = json.loads(completed.stdout)
+    target = document["target"]
+    return {"scenario": target["scenario"], "median_us": target["median_us"], "scenarios": document["scenarios"]}
+
+
+def measure_http(processes: Processes, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    log_file = open(workdir / "bare_http.log", "wb")  # noqa: SIM115 - closed in finally
+    process = processes.start(
+        [sys.executable, str(BENCHMARKS / "bare_http.py"), "--port", str(port)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    meter = CpuMeter()
+    meter.watch("server", process.pid)
+    try:
+        base = f"http://127.0.0.1:{port}/"
+        wait_http(base, process, timeout=30, what="bare_http.py")
+        meter.start()
+        result = run_wrk(
+            base,
+            connections=args.http_connections,
+            threads=1,
+            duration=args.duration,
+            script=BENCHMARKS / "wrk" / "report.lua",
+            script_args=[],
+        )
+        cpu = meter.stop("wrk")
+    finally:
+        processes.stop(process)
+        log_file.close()
+    loop = (workdir / "bare_http.log").read_text(errors="replace")
+    errors = sum(result["socket_errors"].values()) + result["wrk_status_errors"]
+    return {
+        "requests_per_second": result["requests"] / (result["duration_us"] / 1e6),
+        "requests": result["requests"],
+        "errors": errors,
+        "latency_us": result["latency_us"],
+        "loop": "uvloop" if "uvloop" in loop else "asyncio",
+        "cpu_us_per_request": per_operation_us(cpu, result["requests"]),
+        "connections": args.http_connections,
+        "command": result["command"],
+    }
+
+
+def gateway_command(args: argparse.Namespace) -> list[str]:
+    medsettle = Path(sys.executable).parent / "medsettle"
+    command = [str(medsettle), "serve"] if medsettle.exists() else [sys.executable, "-m", "gateway.cli", "serve"]
+    if args.workers is not None:
+        command += ["--workers", str(args.workers)]
+    return command
+
+
+def gateway_environment(args: argparse.Namespace, database_url: str, port: int, data_dir: Path) -> dict[str, str]:
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("MEDSETTLE_") and name not in ("DATABASE_URL", "REPORTS_DATABASE_URL")
+    }
+    environment = {
+        **inherited,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_HOST": "127.0.0.1",
+        "MEDSETTLE_PORT": str(port),
+        "MEDSETTLE_READER_PORT": "0",
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+        "MEDSETTLE_DATA_DIR": str(data_dir),
+        "MEDSETTLE_LOG_LEVEL": "warning",
+        "MEDSETTLE_LOG_FORMAT": "json",
+        # The per-terminal limiter would otherwise cap each terminal at 50/s: this measures the gateway.
+        "MEDSETTLE_RATE_LIMIT_PER_SECOND": "1000000",
+        "MEDSETTLE_RATE_LIMIT_BURST": "1000000",
+    }
+    if args.pool_max is not None:
+        environment["MEDSETTLE_POOL_MAX"] = str(args.pool_max)
+    return environment
+
+
+def settle_run(
+    base: str,
+    *,
+    connections: int,
+    threads: int,
+    duration: int,
+    count: int,
+    workdir: Path,
+    stream: Iterator[tuple[str, dict[str, Any]]],
+    keys: dict[str, tuple[str, str]],
+    label: str,
+    meter: CpuMeter,
+) -> dict[str, Any]:
+    """Sign ``count`` requests now, replay them with wrk, and summarise: throughput, latency, failures."""
+    prefix = workdir / f"requests-{label}"
+    host = urllib.parse.urlsplit(base).netloc
+    started = time.monotonic()
+    size = write_signed_requests(prefix, count, threads, stream, keys, host)
+    signing_seconds = time.monotonic() - started
+    try:
+        meter.start()
+        result = run_wrk(
+            f"{base}{SETTLE_PATH}",
+            connections=connections,
+            threads=threads,
+            duration=duration,
+            script=BENCHMARKS / "wrk" / "settle.lua",
+            script_args=[str(prefix)],
+        )
+    finally:
+        for index in range(threads):
+            Path(f"{prefix}.{index}").unlink(missing_ok=True)
+    cpu = meter.stop("wrk")
+    rate, window = steady_rate(result)
+    non_201 = {status: count for status, count in result["non_201"].items() if count}
+    socket_errors = {name: count for name, count in result["socket_errors"].items() if count}
+    return {
+        "connections": connections,
+        "threads": threads,
+        "duration": duration,
+        "settlements_per_second": rate,
+        "steady_seconds": window,
+        "overall_per_second": result["created"] / (result["duration_us"] / 1e6),
+        "created": result["created"],
+        "sent": result["sent"],
+        "prepared": count,
+        "prepared_bytes": size,
+        "signing_seconds": round(signing_seconds, 1),
+        "exhausted": result["exhausted_threads"] > 0,
+        "non_201": non_201,
+        "socket_errors": socket_errors,
+        "errors": sum(non_201.values()) + sum(socket_errors.values()),
+        "p50_ms": result["latency_us"]["p50"] / 1000,
+        "p90_ms": result["latency_us"]["p90"] / 1000,
+        "p99_ms": result["latency_us"]["p99"] / 1000,
+        "p999_ms": result["latency_us"]["p999"] / 1000,
+        "max_ms": result["latency_us"]["max"] / 1000,
+        "cpu_us_per_settlement": per_operation_us(cpu, result["created"]),
+        "per_second": result["per_second"],
+        "command": result["command"],
+    }
+
+
+def measure_gateway(
+    processes: Processes,
+    args: argparse.Namespace,
+    workdir: Path,
+    database: Database,
+    stream: Iterator[tuple[str, dict[str, Any]]],
+    keys: dict[str, tuple[str, str]],
+) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    data_dir = workdir / "gateway-data"
+    data_dir.mkdir(exist_ok=True)
+    log_path = workdir / "gateway.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed in finally
+    process = processes.start(
+        gateway_command(args),
+        env=gateway_environment(args, database.gateway_url, port, data_dir),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    runs: dict[int, dict[str, Any]] = {}
+    warmup: dict[str, Any] = {}
+    meter = CpuMeter()
+    meter.watch("gateway", process.pid)
+    meter.watch("postgres", database.postmaster_pid())
+    try:
+        wait_http(f"{base}/readyz", process, timeout=90, what="medsettle serve")
+        # The gateway recorded its policy versions at start-up: analyse again so nothing plans on stale stats.
+        asyncio.run(analyze(database.gateway_url))
+        asyncio.run(checkpoint(database.gateway_url))
+        log(f"gateway warm-up: {args.warmup} s at 16 terminals")
+        warmup = settle_run(
+            base,
+            connections=16,
+            threads=1,
+            duration=args.warmup,
+            count=args.warmup * min(args.max_rate, 5_000),
+            workdir=workdir,
+            stream=stream,
+            keys=keys,
+            label="warmup",
+            meter=meter,
+        )
+        # Enough requests for the whole run: three times the warm-up's pace (more terminals rarely triple it),
+        # at most --max-rate a second. If a thread runs out anyway, it stops and the steady window ends there.
+        pace = min(args.max_rate, max(2_000, int(3 * warmup["settlements_per_second"])))
+        for connections in args.connections:
+            threads = min(args.wrk_threads, connections)
+            log(f"gateway: {args.duration} s at {connections} terminals (wrk -t{threads}), signing {pace}/s of bills")
+            asyncio.run(checkpoint(database.gateway_url))
+            runs[connections] = settle_run(
+                base,
+                connections=connections,
+                threads=threads,
+                duration=args.duration,
+                count=args.duration * pace + connections,
+                workdir=workdir,
+                stream=stream,
+                keys=keys,
+                label=f"c{connections}",
+                meter=meter,
+            )
+            log(
+                f"  {runs[connections]['settlements_per_second']:,.0f} settlements/s, "
+                f"p99 {runs[connections]['p99_ms']:.1f} ms, errors {runs[connections]['errors']}"
+            )
+    finally:
+        code = processes.stop(process)
+        log_file.close()
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-20:]
+    error_lines = [line for line in log_path.read_text(errors="replace").splitlines() if '"error"' in line]
+    log("checking invariants (adapters.check.check_invariants)")
+    violations = asyncio.run(invariant_violations(database.gateway_url))
+    stored = asyncio.run(settled_count(database.gateway_url))
+    # Every 201 is a promise that the settlement is stored (requests cut off by wrk's stop may be stored unanswered).
+    created = sum(run["created"] for run in [warmup, *runs.values()] if run)
+    return {
+        "runs": runs,
+        "warmup": warmup,
+        "exit_code": code,
+        "log_tail": tail,
+        "log_error_lines": len(error_lines),
+        "log_errors": error_lines[:20],
+        "settlements_in_database": stored,
+        "created_not_stored": max(0, created - stored),
+        "violations": violations,
+        "pool_max": args.pool_max if args.pool_max is not None else "12 (gateway default)",  # per worker
+        "workers": args.workers if args.workers is not None else "1 (not passed)",
+        "command": " ".join(["medsettle", *gateway_command(args)[1:]]),
+    }
+
+
+def measure_database(
+    args: argparse.Namespace, database: Database, fallback_bodies: list[dict[str, Any]]
+) -> dict[str, Any]:
+    prepared = asyncio.run(prepare_pgbench(database.gateway_url, database.pgbench_url, fallback_bodies))
+    variables = {
+        "people": prepared["people"],
+        "terminals": prepared["terminals"],
+        "payloads": prepared["payloads"],
+        "year": dt.date.today().year,
+        "policy": prepared["policy"],
+    }
+    meter = CpuMeter()
+    meter.watch("postgres", database.postmaster_pid())
+    runs = []
+    for clients in args.pgbench_clients:
+        threads = min(clients, args.pgbench_threads)
+        log(f"pgbench: {args.duration} s, {clients} clients, settle transaction")
+        asyncio.run(checkpoint(database.pgbench_url))
+        runs.append(
+            run_pgbench(
+                database.pgbench_url,
+                BENCHMARKS / "pgbench_settle.sql",
+                clients=clients,
+                threads=threads,
+                duration=args.duration,
+                variables=variables,
+                meter=meter,
+            )
+        )
+        log(f"  {runs[-1]['tps']:,.0f} TPS")
+    best = max(runs, key=lambda run: run["tps"])
+    function_run = None
+    if not args.no_function:
+        log(f"pgbench: {args.duration} s, {best['clients']} clients, one function call")
+        asyncio.run(checkpoint(database.pgbench_url))
+        function_run = run_pgbench(
+            database.pgbench_url,
+            BENCHMARKS / "pgbench_settle_function.sql",
+            clients=best["clients"],
+            threads=best["threads"],
+            duration=args.duration,
+            variables=variables,
+            meter=meter,
+        )
+        log(f"  {function_run['tps']:,.0f} TPS")
+    return {"prepared": prepared, "runs": runs, "best": best, "function": function_run}
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine_facts(server: dict[str, str], database_kind: str) -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        import uvloop  # noqa: F401
+
+        uvloop_installed = True
+    except ImportError:
+        uvloop_installed = False
+    return {
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": model,
+        "postgresql": server.get("server_version", "unknown"),
+        "postgresql_settings": {key: value for key, value in server.items() if key != "server_version"},
+        "database": database_kind,
+        "python": platform.python_version(),
+        "uvloop": uvloop_installed,
+        "wrk": version_of([tool("wrk"), "-v"]).split(" Copyright")[0],
+        "pgbench": version_of([tool("pgbench", pgserver_binary("pgbench")), "--version"]),
+        "platform": platform.platform(),
+    }
+
+
+def verdict(met: bool | None) -> str:
+    return "n/a" if met is None else ("met" if met else "NOT MET")
+
+
+def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], bool]:
+    """(figures rows, target rows, every target met). A skipped measurement is shown as such and its targets
+    as n/a; a failed one as FAILED, with its targets not met."""
+    figures: list[list[str]] = []
+    targets: list[list[str]] = []
+
+    def absent(name: str, label: str) -> None:
+        if name in results["skipped"]:
+            figures.append([label, "skipped", f"--only {','.join(sorted(args.only))}"])
+        else:
+            figures.append([label, "FAILED", results["failures"].get(name, "")])
+
+    http = results.get("http")
+    if http:
+        figures.append(
+            [
+                f"HTTP ceiling: bare aiohttp ({http['loop']}), small JSON",
+                f"{http['requests_per_second']:,.0f} req/s",
+                f"wrk -t1 -c{http['connections']} -d{args.duration}s, p99 {http['latency_us']['p99'] / 1000:.1f} ms,"
+                f" errors {http['errors']}",
+            ]
+        )
+    else:
+        absent("http", "HTTP ceiling: bare aiohttp, small JSON")
+
+    database = results.get("database")
+    if database:
+        runs = ", ".join(f"{run['clients']}: {run['tps']:,.0f}" for run in database["runs"])
+        best = database["best"]
+        payload = "real documents" if database["prepared"]["payloads_from_gateway"] else "stand-in documents"
+        figures.append(
+            [
+                "DB ceiling: pgbench settle transaction",
+                f"{best['tps']:,.0f} TPS",
+                f"best at {best['clients']} clients (-j{best['threads']}) of {runs};"
+                f" avg latency {best['latency_ms']:.1f} ms; {payload}",
+            ]
+        )
+        if database["function"]:
+            function = database["function"]
+            figures.append(
+                [
+                    "  the same writes as one function call",
+                    f"{function['tps']:,.0f} TPS",
+                    f"{function['clients']} clients (-j{function['threads']}); avg latency"
+                    f" {function['latency_ms']:.1f} ms",
+                ]
+            )
+    else:
+        absent("database", "DB ceiling: pgbench settle transaction")
+
+    gateway = results.get("gateway")
+    gateway_best = None
+    if gateway and gateway["runs"]:
+        for connections, run in sorted(gateway["runs"].items()):
+            exhausted = "; requests ran out, window cut" if run["exhausted"] else ""
+            figures.append(
+                [
+                    f"gateway settle, {connections} terminals",
+                    f"{run['settlements_per_second']:,.0f} /s",
+                    f"p50 {run['p50_ms']:.1f} ms, p99 {run['p99_ms']:.1f} ms; wrk -t{run['threads']} -c{connections},"
+                    f" closed loop, no think time{exhausted}",
+                ]
+            )
+        gateway_best = max(gateway["runs"].values(), key=lambda run: run["settlements_per_second"])
+    else:
+        absent("gateway", "gateway settle")
+
+    engine = results.get("engine")
+    if engine:
+        figures.append(["engine alone: 20-line inpatient, all payers", f"{engine['median_us']:.1f} µs", "median"])
+    else:
+        absent("engine", "engine alone: 20-line inpatient, all payers")
+
+    all_met = True
+
+    def target(name: str, value: str, wanted: str, met: bool | None, needs: tuple[str, ...] = ()) -> None:
+        nonlocal all_met
+        if met is None and not any(need in results["skipped"] for need in needs):
+            met = False  # a measurement it needs failed
+        if met is False:
+            all_met = False
+        targets.append([name, value, wanted, verdict(met)])
+
+    wanted_ratio = f">= {TARGET_DB_RATIO:g} (stretch >= {STRETCH_DB_RATIO:g})"
+    if gateway_best and database:
+        ratio = gateway_best["settlements_per_second"] / database["best"]["tps"]
+        target(
+            f"gateway / DB ceiling (gateway at {gateway_best['connections']} terminals)",
+            f"{ratio:.2f}",
+            wanted_ratio,
+            ratio >= TARGET_DB_RATIO,
+        )
+        if ratio >= STRETCH_DB_RATIO:
+            targets[-1][3] += ", stretch met"
+    else:
+        target("gateway / DB ceiling", "-", wanted_ratio, None, ("gateway", "database"))
+    for connections, limit in TARGET_P99_MS.items():
+        run = gateway["runs"].get(connections) if gateway else None
+        name = f"p99 at {connections} terminals"
+        if run:
+            target(name, f"{run['p99_ms']:.1f} ms", f"<= {limit:g} ms", run["p99_ms"] <= limit)
+        elif connections in args.connections:
+            target(name, "-", f"<= {limit:g} ms", None, ("gateway",))
+        else:
+            targets.append([name, "-", f"<= {limit:g} ms", "n/a (not in --connections)"])
+    if engine:
+        met = engine["median_us"] <= TARGET_ENGINE_US
+        target("engine alone", f"{engine['median_us']:.1f} µs", f"<= {TARGET_ENGINE_US:g} µs", met)
+    else:
+        target("engine alone", "-", f"<= {TARGET_ENGINE_US:g} µs", None, ("engine",))
+    if gateway_best and http:
+        ratio = gateway_best["settlements_per_second"] / http["requests_per_second"]
+        targets.append(["gateway / HTTP ceiling", f"{ratio:.2f}", "(for scale)", "-"])
+    if gateway:
+        all_runs: list[dict[str, Any]] = [gateway["warmup"], *gateway["runs"].values()]
+        all_runs = [run for run in all_runs if run]
+        errors = sum(run["errors"] for run in all_runs)
+        detail: dict[str, int] = {}
+        for run in all_runs:
+            for kind, count in {**run["non_201"], **run["socket_errors"]}.items():
+                detail[str(kind)] = detail.get(str(kind), 0) + count
+        shown = f"{errors}" + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(detail.items()))})" if detail else "")
+        target("errors: non-201 answers, socket errors", shown, "0", errors == 0)
+        problems = len(gateway["violations"]) + gateway["created_not_stored"]
+        shown = f"{len(gateway['violations'])}"
+        if gateway["created_not_stored"]:
+            shown += f" + {gateway['created_not_stored']} answered 201 but not stored"
+        target("invariant violations (medsettle check)", shown, "0", problems == 0)
+        if gateway["log_error_lines"]:
+            count = gateway["log_error_lines"]
+            targets.append(["gateway log lines mentioning an error", str(count), "(see --json: log_errors)", "-"])
+    else:
+        target("errors: non-201 answers, socket errors", "-", "0", None, ("gateway",))
+        target("invariant violations (medsettle check)", "-", "0", None, ("gateway",))
+    return figures, targets, all_met
+
+
+def cpu_rows(results: dict[str, Any]) -> list[list[str]]:
+    """µs of CPU per operation: the serving process, PostgreSQL (all its processes), the load generator."""
+
+    def row(label: str, cpu: dict[str, float], server: str, generator: str) -> list[str]:
+        cells = [cpu.get(server), cpu.get("postgres"), cpu.get(generator)]
+        total = sum(cell for cell in cells if cell is not None)
+        return [label, *("-" if cell is None else f"{cell:,.0f}" for cell in cells), f"{total:,.0f}"]
+
+    rows = []
+    if results.get("http") and results["http"]["cpu_us_per_request"]:
+        rows.append(row("bare HTTP, per request", results["http"]["cpu_us_per_request"], "server", "wrk"))
+    database = results.get("database")
+    if database:
+        for run in database["runs"]:
+            if run["cpu_us_per_transaction"]:
+                label = f"pgbench settle, {run['clients']} clients, per transaction"
+                rows.append(row(label, run["cpu_us_per_transaction"], "-", "pgbench"))
+        function = database.get("function")
+        if function and function["cpu_us_per_transaction"]:
+            label = f"pgbench function call, {function['clients']} clients"
+            rows.append(row(label, function["cpu_us_per_transaction"], "-", "pgbench"))
+    gateway = results.get("gateway")
+    if gateway:
+        for connections, run in sorted(gateway["runs"].items()):
+            if run["cpu_us_per_settlement"]:
+                label = f"gateway, {connections} terminals, per settlement"
+                rows.append(row(label, run["cpu_us_per_settlement"], "gateway", "wrk"))
+    return rows
+
+
+def table(headers: list[str], rows: list[list[str]], *, right: tuple[int, ...] = ()) -> str:
+    """A plain-text table; columns listed in ``right`` are right-aligned (numbers)."""
+    widths = [max(len(headers[column]), *(len(row[column]) for row in rows)) for column in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            cell.rjust(width) if column in right else cell.ljust(width)
+            for column, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in rows)])
+
+
+def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool]:
+    machine = results["machine"]
+    figures, targets, all_met = build_report(results, args)
+    settings = machine["postgresql_settings"]
+    load_start, load_end = results["load_average"]["start"], results["load_average"]["end"]
+    header = [
+        f"medsettle ceilings, {results['started']} on {machine['cpus_usable']} CPUs ({machine['cpu_model']})",
+        f"PostgreSQL {machine['postgresql']} ({machine['database']}; fsync {settings.get('fsync')},"
+        f" synchronous_commit {settings.get('synchronous_commit')}), Python {machine['python']}"
+        f" ({'uvloop' if machine['uvloop'] else 'asyncio'}), {machine['wrk']}, {machine['pgbench']}",
+        f"{args.people:,} people, {results.get('clinics', '?')} clinics; {args.duration} s per measurement;"
+        f" gateway workers {args.workers or 1}, pool_max {args.pool_max or '12 (default)'} per worker",
+        f"load average (1/5/15 min) {load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f} at the start,"
+        f" {load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f} at the end",
+    ]
+    text = "\n".join(
+        [
+            *header,
+            "",
+            table(["measurement", "result", "offered load and notes"], figures, right=(1,)),
+            "",
+            table(["target", "value", "wanted", "verdict"], targets),
+        ]
+    )
+    cpu = cpu_rows(results)
+    if cpu:
+        headers = ["CPU per operation, µs", "server", "PostgreSQL", "load generator", "total"]
+        text += "\n\n" + table(headers, cpu, right=(1, 2, 3, 4))
+    return text, all_met
+
+
+# ---------------------------------------------------------------- main
+
+
+def comma_separated(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("need at least one positive number")
+    return values
+
+
+MEASUREMENTS = ("engine", "http", "gateway", "database")
+
+
+def measurement_names(text: str) -> set[str]:
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = names - set(MEASUREMENTS)
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(MEASUREMENTS)}")
+    return names
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per measurement (default 15, at most 240)")
+    parser.add_argument("--people", type=int, default=20_000, help="population of the county (default 20000)")
+    parser.add_argument("--pool-max", type=int, help="MEDSETTLE_POOL_MAX for the gateway (default: its own, 12)")
+    parser.add_argument("--workers", type=int, help="pass --workers N to medsettle serve (default: not passed)")
+    parser.add_argument("--json", action="store_true", help="also write the figures to benchmarks/out/")
+    parser.add_argument(
+        "--connections", type=comma_separated, default=[16, 64], help="gateway terminals (default 16,64)"
+    )
+    parser.add_argument("--pgbench-clients", type=comma_separated, default=[8, 16], help="default 8,16")
+    parser.add_argument("--pgbench-threads", type=int, default=2, help="pgbench -j (default 2)")
+    parser.add_argument("--http-connections", type=int, default=64, help="wrk -c for the HTTP ceiling (default 64)")
+    parser.add_argument("--wrk-threads", type=int, default=1, help="wrk -t for the gateway runs (default 1)")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of gateway warm-up, not reported (default 3)")
+    parser.add_argument(
+        "--max-rate", type=int, default=10_000, help="most settle requests signed per second of run (default 10000)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the county and its bills (default 1)")
+    parser.add_argument("--no-function", action="store_true", help="skip the one-function-call pgbench variant")
+    parser.add_argument(
+        "--only",
+        type=measurement_names,
+        default=set(MEASUREMENTS),
+        help=f"comma-separated subset of {','.join(MEASUREMENTS)} (default: all)",
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.duration <= 240:  # signatures are valid for 300 s, and they are made just before each run
+        parser.error("--duration must be between 1 and 240 seconds")
+    if args.people < 100 or args.warmup < 1 or args.max_rate < 100 or args.wrk_threads < 1:
+        parser.error("--people must be at least 100, --warmup at least 1, --max-rate at least 100")
+    if (args.pool_max is not None and args.pool_max < 1) or (args.workers is not None and args.workers < 1):
+        parser.error("--pool-max and --workers must be at least 1")
+    return args
+
+
+def phase(results: dict[str, Any], name: str, work: Callable[[], Any]) -> Any:
+    """Run one measurement; a failure is recorded and shown in the table, and the others still run."""
+    try:
+        value = work()
+    except Exception as error:
+        traceback.print_exc()
+        results["failures"][name] = f"{type(error).__name__}: {error}"[:300]
+        return None
+    results[name] = value
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    tool("wrk")
+    tool("pgbench", pgserver_binary("pgbench"))
+    results: dict[str, Any] = {
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "arguments": {key: sorted(value) if isinstance(value, set) else value for key, value in vars(args).items()},
+        "load_average": {"start": os.getloadavg()},
+        "failures": {},
+        "skipped": sorted(set(MEASUREMENTS) - args.only),
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="medsettle-ceilings-"))
+    processes = Processes()
+    database = Database(workdir)
+    server: dict[str, str] = {}
+    try:
+        if "engine" in args.only:
+            log("engine alone (benchmarks/engine_bench.py)")
+            phase(results, "engine", measure_engine)
+        if "http" in args.only:
+            log(f"HTTP ceiling: bare aiohttp, wrk -c{args.http_connections} for {args.duration} s")
+            phase(results, "http", lambda: measure_http(processes, args, workdir))
+        if args.only & {"gateway", "database"}:
+            log("using DATABASE_URL's server" if "DATABASE_URL" in os.environ else "starting an embedded PostgreSQL")
+            database.open()
+            server = asyncio.run(server_facts(database.gateway_url))
+            log(f"seeding {args.people:,} people (benchmarks/county.py)")
+            county, keys = asyncio.run(seed(database.gateway_url, args.people, args.seed))
+            results["clinics"] = len(county.clinics)
+            database.clone_for_pgbench()
+            stream = bill_stream(county, random.Random(args.seed + 1))
+            stand_in_bodies = [next(stream)[1] for _ in range(100)]
+            if "gateway" in args.only:
+                phase(results, "gateway", lambda: measure_gateway(processes, args, workdir, database, stream, keys))
+            if "database" in args.only:
+                phase(results, "database", lambda: measure_database(args, database, stand_in_bodies))
+    finally:
+        processes.stop_all()
+        database.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+    results["load_average"]["end"] = os.getloadavg()
+    results["machine"] = machine_facts(server, database.kind or "not used")
+
+    text, all_met = render(results, args)
+    print(text)
+    if args.json:
+        OUT.mkdir(parents=True, exist_ok=True)
+        path = OUT / f"ceilings-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}.json"
+        path.write_text(json.dumps({**results, "all_targets_met": all_met}, indent=2, default=str) + "\n")
+        print(f"\nwrote {path.relative_to(ROOT)}")
+    if results["failures"]:
+        return 2
+    return 0 if all_met else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
