@@ -197,7 +197,12 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     except web.HTTPException as http_error:
         error = ApiError(http_error.status, "bad_request", http_error.reason)
     except Exception as unexpected:
-        if is_database_error(unexpected):
+        if _client_gone(request, unexpected):
+            # The terminal hung up mid-request (its retry will come with the same request id). Not a
+            # database fault: counting it as one would page operators for a client's network.
+            log.info("client_disconnected")
+            error = ApiError(400, "client_disconnected", "the client closed the connection before the answer")
+        elif is_database_error(unexpected):
             log.warning("database_unavailable", error=type(unexpected).__name__)
             error = unavailable()
         else:
@@ -206,6 +211,12 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     request[problem_code_key] = error.code
     metrics.errors.labels(error.code).inc()
     return problem_response(request, error)
+
+
+def _client_gone(request: web.Request, error: Exception) -> bool:
+    """A reset on the terminal's own connection, as opposed to the database's."""
+    transport = request.transport
+    return isinstance(error, ConnectionResetError) and (transport is None or transport.is_closing())
 
 
 async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -29,6 +29,7 @@ from aiohttp import web
 from adapters import card_frames as frames
 from gateway import api_models as api
 from gateway.auth import Authenticator, RateLimiter
+from gateway.duplicate_keys import refuse_duplicate_keys
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.problems import ApiError, unavailable, validation_failed
@@ -60,11 +61,13 @@ _reversal_body = msgspec.msgpack.Decoder(ReversalBody)
 def decode_body(decoder: msgspec.msgpack.Decoder[T], body: bytes) -> T:
     """A frame's body, refused with the codes and field paths HTTP gives the same body."""
     try:
-        return decoder.decode(body)
+        value = decoder.decode(body)
     except msgspec.ValidationError as error:
         raise validation_failed(error) from None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
         raise ApiError(400, "bad_request", f"the body is not valid MessagePack: {error}") from None
+    refuse_duplicate_keys(body, msgpack=True)
+    return value
 
 
 @dataclass(eq=False, slots=True)  # by identity: kept in a set

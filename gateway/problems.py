@@ -23,6 +23,7 @@ ENGINE_STATUS = {
 
 TITLES = {
     "bad_request": "The request could not be read",
+    "duplicate_key": "A key appears more than once in one object",
     "validation_failed": "A field is missing or has the wrong type or value",
     "unsupported_media_type": "Send application/json or application/msgpack",
     "body_too_large": "The request body is too large",

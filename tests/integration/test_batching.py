@@ -63,8 +63,9 @@ async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, clie
     assert unknown[0] == 422 and unknown[1]["code"] == "unknown_person"
     assert refused[0] == 422, refused
     for _, answer in fresh + busy_answers + storm_answers:
-        assert answer["insurance"] + answer["veteran_subsidy"] + answer["hardship_aid"] + answer["out_of_pocket"] == (
-            answer["total"]
+        assert (
+            answer["insurance"] + answer["veteran_subsidy"] + answer["hardship_aid"] + answer["out_of_pocket"]
+            == (answer["total"])
         )
     # The six bills of one person were settled one after another: the subsidy cap is shared, never doubled.
     assert sum(answer["veteran_subsidy"] for _, answer in busy_answers) <= 1_000_000
@@ -74,6 +75,7 @@ async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, clie
     async with pool.acquire() as connection:
         assert await check_invariants(connection) == []
         settled = await connection.fetchval(
-            "SELECT count(*) FROM settlements WHERE request_id = ANY($1::text[])", [body["request_id"] for body in bodies]
+            "SELECT count(*) FROM settlements WHERE request_id = ANY($1::text[])",
+            [body["request_id"] for body in bodies],
         )
     assert settled == 30 + 6 + 1
