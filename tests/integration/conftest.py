@@ -13,9 +13,12 @@ import io
 import itertools
 import os
 import random
+import shutil
+import tempfile
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -69,9 +72,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield _with_database(server_url, name)
         asyncio.run(_admin(server_url, f'DROP DATABASE "{name}" WITH (FORCE)'))
     else:
-        url, server = db.start_embedded(tmp_path_factory.mktemp("pg"))
+        # Not under pytest's temporary folder: every pytest start resets that folder's permissions,
+        # which locks the embedded server's unprivileged user out of a running session's data.
+        folder = Path(tempfile.mkdtemp(prefix="medsettle-test-pg-"))
+        url, server = db.start_embedded(folder)
         yield url
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
