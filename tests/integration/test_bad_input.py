@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 
@@ -34,7 +35,21 @@ def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
     def replace(**change: object) -> bytes:
         return json.dumps({**good, **change}).encode()
 
-    JSON = "application/json"
+    def duplicated(field: str, *, in_item: bool) -> bytes:
+        """The good bill with ``field`` sent twice in one object, the second time with another value."""
+        text = json.dumps(good)
+        if in_item:
+            return text.replace('"amount": 10000', '"amount": 10000, "amount": 1', 1).encode()
+        return text.replace(f'"{field}": ', f'"{field}": "410103195001010011", "{field}": ', 1).encode()
+
+    def msgpack_with_repeated_amount() -> bytes:
+        line = msgspec.msgpack.encode({"code": "X", "name": "x", "category": "A", "amount": 10000})
+        line = bytes([line[0] + 1]) + line[1:] + msgspec.msgpack.encode("amount") + msgspec.msgpack.encode(1)
+        rest = msgspec.msgpack.encode({key: value for key, value in good.items() if key != "items"})
+        return bytes([rest[0] + 1]) + rest[1:] + msgspec.msgpack.encode("items") + b"\x91" + line
+
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
+    JSON, MSGPACK = "application/json", "application/msgpack"
     return [
         ("malformed json", b'{"request_id": ', JSON, 400, "bad_request", None),
         ("not an object", b"[1, 2, 3]", JSON, 422, "validation_failed", None),
@@ -47,6 +62,19 @@ def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
         ("nan", json.dumps(good).replace("10000", "NaN").encode(), JSON, 400, "bad_request", None),
         ("infinity", json.dumps(good).replace("10000", "Infinity").encode(), JSON, 400, "bad_request", None),
         ("1e400", json.dumps(good).replace("10000", "1e400").encode(), JSON, 422, "validation_failed", None),
+        ("sub-fen amount", with_item(amount=12.5), JSON, 422, "validation_failed", "items[0].amount"),
+        ("amount as a string", with_item(amount="100.00"), JSON, 422, "validation_failed", "items[0].amount"),
+        ("duplicate amount", duplicated("amount", in_item=True), JSON, 400, "duplicate_key", "items[0].amount"),
+        ("duplicate person_id", duplicated("person_id", in_item=False), JSON, 400, "duplicate_key", "person_id"),
+        (
+            "duplicate key spelled with an escape",
+            json.dumps(good).replace('"visit_type": ', '"visit_type": "inpatient", "visit_\\u0074ype": ', 1).encode(),
+            JSON,
+            400,
+            "duplicate_key",
+            "visit_type",
+        ),
+        ("msgpack duplicate amount", msgpack_with_repeated_amount(), MSGPACK, 400, "duplicate_key", "items[0].amount"),
         ("huge integer", json.dumps(good).replace("10000", "9" * 5000).encode(), JSON, 422, "validation_failed", None),
         ("amount over limit", with_item(amount=10**11), JSON, 422, "validation_failed", "items[0].amount"),
         ("unknown field", replace(discount=5), JSON, 422, "validation_failed", "discount"),
@@ -61,11 +89,41 @@ def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
         ("quantity alone", with_item(quantity=2), JSON, 422, "invalid_bill", "items[0].unit_price"),
         ("impossible date", replace(service_date="2026-02-30"), JSON, 422, "validation_failed", "service_date"),
         ("decades past", replace(service_date="1990-06-01"), JSON, 422, "no_policy_in_force", "service_date"),
+        (
+            "next week",
+            replace(service_date=(today + dt.timedelta(days=7)).isoformat()),
+            JSON,
+            422,
+            "service_date_in_future",
+            "service_date",
+        ),
+        ("far future", replace(service_date="2999-01-01"), JSON, 422, "service_date_in_future", "service_date"),
+        ("year zero", replace(service_date="0000-01-01"), JSON, 422, "validation_failed", "service_date"),
+        ("not a date", replace(service_date="01/05/2026"), JSON, 422, "validation_failed", "service_date"),
         ("bad request id", replace(request_id="has spaces"), JSON, 422, "validation_failed", "request_id"),
         ("too many lines", replace(items=[good["items"][0]] * 501), JSON, 413, "too_many_lines", "items"),
+        ("10,000 lines", replace(items=[good["items"][0]] * 10_000), JSON, 413, "too_many_lines", "items"),
         ("oversized body", b'{"request_id": "' + b"x" * (2 * 1024 * 1024) + b'"}', JSON, 413, "body_too_large", None),
         ("wrong content type", json.dumps(good).encode(), "text/plain", 415, "unsupported_media_type", None),
-        ("garbage msgpack", b"\xc1\xc1\xc1", "application/msgpack", 400, "bad_request", None),
+        (
+            "form content type",
+            b"request_id=r-1",
+            "application/x-www-form-urlencoded",
+            415,
+            "unsupported_media_type",
+            None,
+        ),
+        ("json as msgpack", json.dumps(good).encode(), MSGPACK, 422, "validation_failed", None),  # reads as 123
+        ("msgpack as json", msgspec.msgpack.encode(good), JSON, 400, "bad_request", None),
+        (
+            "invalid utf-8 in msgpack",
+            msgspec.msgpack.encode(good).replace(b"ITEM-0", b"ITEM\xff0"),
+            MSGPACK,
+            400,
+            "bad_request",
+            None,
+        ),
+        ("garbage msgpack", b"\xc1\xc1\xc1", MSGPACK, 400, "bad_request", None),
         (
             "msgpack float",
             msgspec.msgpack.encode({**good, "items": [{**good["items"][0], "amount": 1.5}]}),
