@@ -649,6 +649,8 @@ def gateway_environment(args: argparse.Namespace, database_url: str, port: int, 
     }
     if args.pool_max is not None:
         environment["MEDSETTLE_POOL_MAX"] = str(args.pool_max)
+    if args.batch_max is not None:
+        environment["MEDSETTLE_SETTLE_BATCH_MAX"] = str(args.batch_max)
     return environment
 
 
@@ -1083,7 +1085,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool
         f" synchronous_commit {settings.get('synchronous_commit')}), Python {machine['python']}"
         f" ({'uvloop' if machine['uvloop'] else 'asyncio'}), {machine['wrk']}, {machine['pgbench']}",
         f"{args.people:,} people, {results.get('clinics', '?')} clinics; {args.duration} s per measurement;"
-        f" gateway workers {args.workers or 1}, pool_max {args.pool_max or '12 (default)'} per worker",
+        f" gateway workers {args.workers or 1}, pool_max {args.pool_max or '12 (default)'} per worker,"
+        f" settle batch max {args.batch_max or 'default'}",
         f"load average (1/5/15 min) {load_start[0]:.2f} / {load_start[1]:.2f} / {load_start[2]:.2f} at the start,"
         f" {load_end[0]:.2f} / {load_end[1]:.2f} / {load_end[2]:.2f} at the end",
     ]
@@ -1132,6 +1135,11 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=15, help="seconds per measurement (default 15, at most 240)")
     parser.add_argument("--people", type=int, default=20_000, help="population of the county (default 20000)")
     parser.add_argument("--pool-max", type=int, help="MEDSETTLE_POOL_MAX for the gateway (default: its own, 12)")
+    parser.add_argument(
+        "--batch-max",
+        type=int,
+        help="MEDSETTLE_SETTLE_BATCH_MAX for the gateway: 1 settles each alone, more batches (default: its own)",
+    )
     parser.add_argument("--workers", type=int, help="pass --workers N to medsettle serve (default: not passed)")
     parser.add_argument("--json", action="store_true", help="also write the figures to benchmarks/out/")
     parser.add_argument(
