@@ -48,7 +48,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # shutdown_timeout, so a request taken while draining finishes before the process stops.
     request_timeout: float = 10.0
     future_date_tolerance_days: int = 1
-    settle_batch_max: int = 1  # >1 turns on micro-batching of concurrent settlements (adapters/batching.py)
+    settle_batch_max: int = 32  # concurrent settlements committed together (adapters/batching.py); 1 turns it off
     settle_batch_lanes: int = 4  # batches in flight at once, each on its own pooled connection
     faults: str = ""  # named fault points for fault tests (adapters/faults.py); refused in production
 
