@@ -60,7 +60,7 @@ from gateway.logs import log
 
 RESTART_BUDGET = 5  # restarts allowed in any RESTART_WINDOW seconds, all workers together
 RESTART_WINDOW = 60.0
-STOP_MARGIN = 10.0  # seconds past MEDSETTLE_SHUTDOWN_TIMEOUT before a worker that has not exited is killed
+STOP_MARGIN = 10.0  # seconds past the drain and MEDSETTLE_SHUTDOWN_TIMEOUT before a worker left running is killed
 POLL_SECONDS = 0.2  # how often the parent looks for exited workers
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks its parent is still there
 POOL_SAMPLE_SECONDS = 1.0  # how often a worker records its pool gauges
@@ -220,9 +220,7 @@ class Supervisor:
         Each signal the parent receives reaches every worker as it is, so they behave as one process
         does: SIGTERM drains (gateway/shutdown.py), a second SIGTERM or a SIGINT stops at once.
         """
-        # The drain setting comes with gateway/shutdown.py; 0 where that phase does not exist.
-        drain = float(getattr(self.settings, "shutdown_drain_seconds", 0.0))
-        deadline = self.clock() + drain + self.settings.shutdown_timeout + STOP_MARGIN
+        deadline = self.clock() + self.settings.shutdown_drain_seconds + self.settings.shutdown_timeout + STOP_MARGIN
         while True:
             self._forward_signals()
             running = [worker for worker in self.workers.values() if worker.process.poll() is None]

@@ -28,9 +28,11 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from adapters import card_frames as frames
 from adapters.terminal_client import Reply, TerminalClient
 from gateway import workers as workers_module
 from gateway.app import create_app
+from gateway.reader_sim import ReaderClient
 from tests.integration import test_two_gateways as two_gateways
 from tests.integration.conftest import bill, register
 from tests.integration.processes import free_port, start_gateway, wait_ready
@@ -76,6 +78,7 @@ PID_HEADER = "X-Worker-Pid"
 class Gateway:
     base: str
     process: subprocess.Popen[str]
+    reader_port: int = 0
 
 
 def _children(parent: int) -> set[int]:
@@ -117,7 +120,7 @@ async def _start_workers(database_url: str, data_dir: Path, **settings: str) -> 
     """`medsettle serve --workers 2`, returned once both workers answer."""
     port = free_port()
     process = start_gateway(database_url, port, data_dir, extra_args=["--workers", str(WORKERS)], **settings)
-    gateway = Gateway(f"http://127.0.0.1:{port}", process)
+    gateway = Gateway(f"http://127.0.0.1:{port}", process, int(settings.get("MEDSETTLE_READER_PORT", "0")))
     try:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, gateway.base, process)
@@ -151,16 +154,18 @@ def _stop(gateway: Gateway, timeout: float = 40, signum: int = signal.SIGTERM) -
     return gateway.process.returncode, stderr
 
 
-def _settled(exposition: str) -> tuple[float, dict[str, float]]:
-    """Settlements counted as ``settled``, and fen paid per payer, from a /metrics text."""
-    settled, paid = 0.0, {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == "medsettle_settlements_total" and sample.labels["outcome"] == "settled":
-                settled += sample.value
-            elif sample.name == "medsettle_paid_fen_total":
-                paid[sample.labels["payer"]] = sample.value
-    return settled, paid
+def _total(exposition: str, name: str, **labels: str) -> float:
+    """The sum of the samples called ``name`` with these labels in a /metrics text."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(label) == value for label, value in labels.items())
+    )
+
+
+def _settled(exposition: str) -> float:
+    return _total(exposition, "medsettle_settlements_total", outcome="settled")
 
 
 async def _scrape(session: aiohttp.ClientSession, base: str) -> tuple[int, str]:
@@ -188,8 +193,11 @@ async def _settle_spread(client, base: str, count: int) -> list[Reply]:
 
 
 @pytest.fixture(scope="module")
-async def workers(database_url, tmp_path_factory) -> AsyncIterator[Gateway]:
-    gateway = await _start_workers(database_url, tmp_path_factory.mktemp("workers"))
+async def workers(database_url, pool, tmp_path_factory) -> AsyncIterator[Gateway]:
+    # ``pool`` seeds the demo county first: workers load clinics at start and only every 5 s after.
+    gateway = await _start_workers(
+        database_url, tmp_path_factory.mktemp("workers"), MEDSETTLE_READER_PORT=str(free_port())
+    )
     try:
         yield gateway
     finally:
@@ -210,12 +218,29 @@ async def test_metrics_add_up_across_workers(client, workers):
         scrapes = [await _scrape(session, workers.base) for _ in range(12)]
     assert len({int(reply.headers[PID_HEADER]) for reply in replies}) == WORKERS, "one worker settled them all"
     assert len({pid for pid, _ in scrapes}) == WORKERS, "one worker answered every scrape"
-    settled_before, paid_before = _settled(before)
     for _, exposition in scrapes:  # whichever worker answers, it reports every worker's counts
-        settled, paid = _settled(exposition)
-        assert settled - settled_before == 30
+        assert _settled(exposition) - _settled(before) == 30
         for payer in ("insurance", "hardship_aid", "out_of_pocket"):
-            assert paid[payer] - paid_before.get(payer, 0) == sum(reply.body[payer] for reply in replies)
+            paid = _total(exposition, "medsettle_paid_fen_total", payer=payer)
+            assert paid - _total(before, "medsettle_paid_fen_total", payer=payer) == sum(
+                reply.body[payer] for reply in replies
+            )
+
+
+async def test_card_readers_are_served_by_the_workers_too(client, workers):
+    """Every worker listens on the reader port as well (a second plain bind would have failed)."""
+    person = await register(client, ("insurance", "resident"))
+    key = client.by_terminal["term-T001"]
+    async with _fresh_connections() as session:
+        _, before = await _scrape(session, workers.base)
+        for _ in range(10):  # a connection each: the kernel picks a worker for each
+            async with ReaderClient("127.0.0.1", workers.reader_port, key.key_id, key.secret) as reader:
+                reply = await reader.settle(bill(person, ("A", 20_000), clinic_id="T001", visit_type="outpatient"))
+            assert isinstance(reply, frames.Result) and reply.status == 201, reply
+        _, after = await _scrape(session, workers.base)
+    name = "medsettle_reader_frames_total"
+    assert _total(after, name, type="settle", outcome="ok") - _total(before, name, type="settle", outcome="ok") == 10
+    assert _settled(after) - _settled(before) == 10
 
 
 async def test_caps_hold_with_requests_spread_over_worker_processes(client, pool, workers):
@@ -253,7 +278,7 @@ async def test_a_killed_worker_is_restarted_and_its_counts_are_kept(client, data
         async with _fresh_connections() as session:
             for _ in range(4):  # the dead worker's settlements still count, whoever answers
                 _, exposition = await _scrape(session, gateway.base)
-                assert _settled(exposition)[0] == 10
+                assert _settled(exposition) == 10
     finally:
         returncode, stderr = _stop(gateway)
     assert returncode == 0, stderr
@@ -307,3 +332,24 @@ async def test_a_port_already_in_use_is_refused(database_url, tmp_path):
             raise
     assert process.returncode == 2
     assert f"127.0.0.1:{port} is already in use" in stderr
+
+
+async def test_every_worker_drains_and_a_second_sigterm_cuts_the_drain_short(database_url, tmp_path):
+    gateway = await _start_workers(database_url, tmp_path, MEDSETTLE_SHUTDOWN_DRAIN_SECONDS="60")
+    try:
+        gateway.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        async with _fresh_connections() as session:
+            draining: set[int] = set()
+            while len(draining) < WORKERS:  # both fail readiness, both still answer during the drain
+                assert time.monotonic() < deadline, f"only {draining} failed readiness within 20 s"
+                async with session.get(f"{gateway.base}/readyz") as response:
+                    if response.status == 503:
+                        draining.add(int(response.headers[PID_HEADER]))
+        started = time.monotonic()
+        returncode, stderr = _stop(gateway, timeout=40)  # the second SIGTERM
+    except BaseException:
+        _kill_all(gateway.process)
+        raise
+    assert returncode == 0, stderr
+    assert time.monotonic() - started < 20  # not the 60 s drain
