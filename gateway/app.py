@@ -34,6 +34,7 @@ from gateway.auth import Authenticator, RateLimiter
 from gateway.card_reader import card_reader_context
 from gateway.config import Settings
 from gateway.dashboard import dashboard, dashboard_login
+from gateway.duplicate_keys import refuse_duplicate_keys
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
@@ -91,13 +92,15 @@ async def decode_body(request: web.Request, model: type[T]) -> T:
         ) from None
     json_decoder, msgpack_decoder = _decoder_pair(model)
     try:
-        return json_decoder.decode(body) if content_type == JSON else msgpack_decoder.decode(body)
+        value = json_decoder.decode(body) if content_type == JSON else msgpack_decoder.decode(body)
     except msgspec.ValidationError as error:
         raise validation_failed(error) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as error:
         raise ApiError(
             400, "bad_request", f"the body is not valid {'JSON' if content_type == JSON else 'MessagePack'}: {error}"
         ) from None
+    refuse_duplicate_keys(body, msgpack=content_type == MSGPACK)  # the decoder kept the last silently
+    return value
 
 
 def wants_msgpack(request: web.Request) -> bool:
