@@ -322,6 +322,7 @@ async def clinics(request: web.Request) -> web.Response:
 
 async def registry_stats(request: web.Request) -> web.Response:
     query = request.query
+    csv = finance_routes.wants_csv(request)
     try:
         on = dt.date.fromisoformat(query["date"]) if "date" in query else china_today()
         period_from = dt.date.fromisoformat(query["from"]) if "from" in query else on.replace(day=1)
@@ -329,7 +330,7 @@ async def registry_stats(request: web.Request) -> web.Response:
     except ValueError:
         raise ApiError(422, "validation_failed", "date, from and to must be YYYY-MM-DD", field="date") from None
     stats = await request.app[service_key].store.registry_stats(on=on, period_from=period_from, period_to=period_to)
-    if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+    if csv:
         return web.Response(
             body=stats_csv(stats).encode("utf-8"),
             headers={

@@ -17,10 +17,20 @@ from gateway.service import china_today
 RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
 
 
+def wants_csv(request: web.Request) -> bool:
+    """CSV for ``format=csv`` or ``Accept: text/csv``. A format other than json or csv is refused, not
+    answered as JSON: a typo such as ``format=cvs`` should not look like a changed file format."""
+    form = request.query.get("format")
+    if form not in (None, "json", "csv"):
+        raise ApiError(422, "validation_failed", "format must be json or csv", field="format")
+    return form == "csv" or "text/csv" in request.headers.get("Accept", "")
+
+
 async def daily_statement(request: web.Request) -> web.Response:
     from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
 
     query = request.query
+    csv = wants_csv(request)
     try:
         day = dt.date.fromisoformat(query["date"]) if "date" in query else china_today()
     except ValueError:
@@ -28,7 +38,7 @@ async def daily_statement(request: web.Request) -> web.Response:
     store = request.app[gateway.service_key].store
     async with store.reports_connection() as connection:
         statement = await finance.daily_statement(connection, day, today=china_today())
-    if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+    if csv:
         return web.Response(
             body=finance.statement_csv(statement).encode("utf-8"),
             headers={
@@ -72,6 +82,7 @@ async def statistics(request: web.Request) -> web.Response:
     from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
 
     query = request.query
+    csv = wants_csv(request)
     by = query.get("by", "level")
     if by not in finance_stats.DIMENSIONS:
         raise ApiError(422, "validation_failed", f"by must be one of {', '.join(finance_stats.DIMENSIONS)}", field="by")
@@ -83,7 +94,7 @@ async def statistics(request: web.Request) -> web.Response:
     store = request.app[gateway.service_key].store
     async with store.reports_connection() as connection:
         stats = await finance_stats.finance_stats(connection, by=by, period_from=period_from, period_to=period_to)
-    if query.get("format") == "csv" or "text/csv" in request.headers.get("Accept", ""):
+    if csv:
         return web.Response(
             body=finance_stats.stats_csv(stats).encode("utf-8"),
             headers={

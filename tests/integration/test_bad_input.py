@@ -172,3 +172,12 @@ async def test_bad_input_on_other_routes(client, pool, person):
         problem = await response.json()
         assert (response.status, problem["code"]) == (status, code), (path, problem)
     assert await row_counts(pool) == before
+
+
+async def test_an_unknown_report_format_is_refused_not_answered_as_json(client):
+    for path in ("/v1/finance/daily?format=cvs", "/v1/finance/stats?format=xml", "/v1/registry/stats?format=pdf"):
+        response = await client.get(path, headers={"X-Terminal-Id": "finance-1"})
+        problem = await response.json()
+        assert (response.status, problem["code"], problem["field"]) == (422, "validation_failed", "format"), path
+    response = await client.get("/v1/finance/daily?format=csv", headers={"X-Terminal-Id": "finance-1"})
+    assert response.status == 200 and response.content_type == "text/csv"
