@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 document, generated from the same msgspec models the gateway decodes with."""
+"""The OpenAPI 3.1 document, generated from the same msgspec models the gateway decodes with.
+
+Every route the gateway serves is here (``tests/integration/test_schemathesis.py`` checks
+each against the running gateway, and that no route is left out).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,38 @@ from typing import Any
 
 import msgspec
 
-from adapters import finance
+from adapters import finance, finance_stats
 from gateway import api_models as api
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_OBJECT = {"type": "object"}
+_TEXT = {"type": "string"}
+
+
+# The README's worked example (county hospital, inpatient; "Li Na" of the demo county).
+_WORKED_EXAMPLE = {
+    "request_id": "demo-0001",
+    "clinic_id": "C001",
+    "person_id": "410102196003020026",
+    "visit_type": "inpatient",
+    "service_date": "2026-05-01",
+    "items": [
+        {"code": "DRUG-001", "name": "Ceftriaxone", "category": "A", "amount": 1400000},
+        {"code": "MAT-002", "name": "Stent", "category": "B", "amount": 400000},
+        {"code": "SVC-003", "name": "Single room", "category": "C", "amount": 200000},
+    ],
+}
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "SettleRequest": _WORKED_EXAMPLE,
+    "EligibilityRequest": {"person_id": "410102196003020026", "service_date": "2026-05-01"},
+}
 
 
 def _body(name: str) -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{name}"}
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": schema}, "application/msgpack": {"schema": schema}},
-    }
+    media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{name}"}}
+    if name in _EXAMPLES:
+        media["example"] = _EXAMPLES[name]
+    return {"required": True, "content": {"application/json": media, "application/msgpack": media}}
 
 
 def _ok(name: str, status: str = "200", description: str = "OK") -> dict[str, Any]:
@@ -30,26 +54,58 @@ def _ok(name: str, status: str = "200", description: str = "OK") -> dict[str, An
     }
 
 
+def _report(description: str) -> dict[str, Any]:
+    """A report: JSON or MessagePack by Accept, or CSV with format=csv (or Accept: text/csv)."""
+    return {
+        "200": {
+            "description": description,
+            "content": {
+                "application/json": {"schema": _OBJECT},
+                "application/msgpack": {"schema": _OBJECT},
+                "text/csv": {"schema": _TEXT},
+            },
+        }
+    }
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": "Problem", "content": _PROBLEM} for status in statuses}
 
 
-# Every route but health, readiness and metrics is signed: see the README, "Signing requests".
-_TERMINAL = [
-    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": text}
-    for name, text in (
-        ("X-Key-Id", "the terminal's key id"),
-        ("X-Timestamp", "Unix seconds; within 300 s of the gateway's clock"),
-        ("X-Nonce", "16-64 characters of A-Z a-z 0-9 _ -, never reused"),
-        ("X-Signature", "hex HMAC-SHA256 over method, path, timestamp, nonce and the body's SHA-256"),
-    )
-]
+def _query(*names: str, **enums: list[str]) -> list[dict[str, Any]]:
+    parameters = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in names]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string", "enum": values}}
+        for name, values in enums.items()
+    ]
+    return parameters
+
+
+# Every route but health, readiness, metrics and the dashboard's pages is signed (README, "Signing
+# requests"). The four headers go together: one security requirement of four API keys, not
+# parameters of each operation, so that tools send them as credentials rather than as data.
+_SIGNATURE_HEADERS = {
+    "keyId": ("X-Key-Id", "the terminal's key id"),
+    "timestamp": ("X-Timestamp", "Unix seconds; within 300 s of the gateway's clock"),
+    "nonce": ("X-Nonce", "16-64 characters of A-Z a-z 0-9 _ -, never reused"),
+    "signature": (
+        "X-Signature",
+        "lower-case hex HMAC-SHA256, under the terminal's secret, of the method, the path and query as "
+        "sent, the timestamp, the nonce and the hex SHA-256 of the body, joined by newlines",
+    ),
+}
+_SECURITY_SCHEMES = {
+    scheme: {"type": "apiKey", "in": "header", "name": header, "description": text}
+    for scheme, (header, text) in _SIGNATURE_HEADERS.items()
+}
+_OPEN: list[dict[str, list[str]]] = []
 _SETTLEMENT_ID = {
     "name": "settlement_id",
     "in": "path",
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
+_STATUSES = {"401", "403", "429", "503"}  # any signed route may answer these
 
 
 def openapi_document() -> dict[str, Any]:
@@ -69,131 +125,190 @@ def openapi_document() -> dict[str, Any]:
     ]
     _, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
     common = _errors(400, 401, 403, 413, 415, 422, 429, 503)
+    signed = _errors(401, 403, 429, 503)
+    paths: dict[str, Any] = {
+        "/v1/settlements": {
+            "post": {
+                "summary": "Settle a bill (idempotent per terminal and request_id)",
+                "requestBody": _body("SettleRequest"),
+                "responses": {
+                    **_ok("SettlementOut", "201", "Settled"),
+                    **_ok("SettlementOut", "200", "Replay of the first answer"),
+                    **common,
+                    **_errors(409),
+                },
+            }
+        },
+        "/v1/quotes": {
+            "post": {
+                "summary": "Compute a settlement without recording it",
+                "requestBody": _body("SettleRequest"),
+                "responses": {**_ok("QuoteOut"), **common},
+            }
+        },
+        "/v1/settlements/{settlement_id}": {
+            "get": {
+                "summary": "A stored settlement (404 for another clinic's)",
+                "parameters": [_SETTLEMENT_ID],
+                "responses": {**_ok("SettlementOut"), **signed, **_errors(404)},
+            }
+        },
+        "/v1/settlements/{settlement_id}/receipt": {
+            "get": {
+                "summary": "The patient's receipt: printable HTML, or text for a 32-column printer",
+                "parameters": [_SETTLEMENT_ID, *_query(lang=["zh", "en"], format=["html", "text"])],
+                "responses": {
+                    "200": {
+                        "description": "The receipt",
+                        "content": {"text/html": {"schema": _TEXT}, "text/plain": {"schema": _TEXT}},
+                    },
+                    **signed,
+                    **_errors(404, 422),
+                },
+            }
+        },
+        "/v1/settlements/{settlement_id}/reversal": {
+            "post": {
+                "summary": "Reverse a settlement, giving back every accumulator",
+                "parameters": [_SETTLEMENT_ID],
+                "requestBody": _body("ReversalRequest"),
+                "responses": {
+                    **_ok("ReversalOut", "201", "Reversed"),
+                    **_ok("ReversalOut", "200", "Replay of the first answer"),
+                    **common,
+                    **_errors(404, 409),
+                },
+            }
+        },
+        "/v1/eligibility": {
+            "post": {
+                "summary": "Programmes in force and what is left of each cap this year",
+                "requestBody": _body("EligibilityRequest"),
+                "responses": {**_ok("EligibilityOut"), **common},
+            }
+        },
+        "/v1/people": {
+            "post": {
+                "summary": "Create or update a person and their memberships (admin)",
+                "requestBody": _body("PersonRequest"),
+                "responses": {**_ok("PersonOut", "201", "Created"), **_ok("PersonOut"), **common},
+            }
+        },
+        "/v1/registry/stats": {
+            "get": {
+                "summary": "People in force on a date, added and struck off in a period (admin, finance)",
+                "parameters": _query("date", "from", "to", format=["json", "csv"]),
+                "responses": {**_report("Counts by programme, tier and category"), **signed, **_errors(422)},
+            }
+        },
+        "/v1/finance/daily": {
+            "get": {
+                "summary": "Daily statement per clinic and fund, by level and region, with the day's reversals"
+                " (admin, finance)",
+                "parameters": _query("date", format=["json", "csv"]),
+                "responses": {**_report("The statement"), **signed, **_errors(422)},
+            }
+        },
+        "/v1/finance/stats": {
+            "get": {
+                "summary": "Amounts per payer, out-of-pocket share, caps reached and people served, by a dimension"
+                " (admin, finance)",
+                "parameters": _query("from", "to", by=sorted(finance_stats.DIMENSIONS), format=["json", "csv"]),
+                "responses": {**_report("One row per value of the dimension"), **signed, **_errors(422)},
+            }
+        },
+        "/v1/finance/reconciliation": {
+            "post": {
+                "summary": "Check a clinic's or fund's list for a booking day against the ledger"
+                " (admin, finance; terminal for its own clinic)",
+                "requestBody": _body("ReconciliationRequest"),
+                "responses": {
+                    "200": {
+                        "description": "Matched counts and sums, and every discrepancy",
+                        "content": {
+                            "application/json": {"schema": _OBJECT},
+                            "application/msgpack": {"schema": _OBJECT},
+                        },
+                    },
+                    **common,
+                },
+            }
+        },
+        "/v1/clinics": {
+            "get": {
+                "summary": "Clinics, optionally filtered by level",
+                "parameters": _query(level=["village", "township", "county"]),
+                "responses": {**_ok("ClinicsOut"), **signed, **_errors(422)},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": _OBJECT}}},
+                    **signed,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "The process is alive",
+                "security": _OPEN,
+                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": _OBJECT}}}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Ready for traffic: database reachable and not shutting down",
+                "security": _OPEN,
+                "responses": {
+                    "200": {"description": "Ready", "content": {"application/json": {"schema": _OBJECT}}},
+                    **_errors(503),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "security": _OPEN,
+                "responses": {
+                    "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _TEXT}}}
+                },
+            }
+        },
+        "/dashboard/login": {
+            "get": {
+                "summary": "Exchange a login link from `medsettle dashboard-link` for a session cookie",
+                "security": _OPEN,
+                "parameters": _query("key_id", "expires", "sig"),
+                "responses": {
+                    "303": {"description": "Signed in: a session cookie, and on to /dashboard"},
+                    **_errors(401, 403),
+                },
+            }
+        },
+        "/dashboard": {
+            "get": {
+                "summary": "The finance dashboard (session cookie from /dashboard/login)",
+                "security": _OPEN,
+                "parameters": _query("from", "to", "day"),
+                "responses": {
+                    "200": {"description": "The dashboard page", "content": {"text/html": {"schema": _TEXT}}},
+                    **_errors(401, 403, 422),
+                },
+            }
+        },
+    }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Medical settlement gateway",
             "version": "1",
             "description": "Settles a bill in one request: basic insurance, then the priority-care subsidy, then "
-            "hardship aid. Money is integer fen. Errors are application/problem+json with a stable code.",
+            "hardship aid. Money is integer fen. Errors are application/problem+json with a stable code. "
+            'Requests are signed: see the security schemes, and the README\'s "Signing requests".',
         },
-        "paths": {
-            "/v1/settlements": {
-                "post": {
-                    "summary": "Settle a bill (idempotent per terminal and request_id)",
-                    "parameters": _TERMINAL,
-                    "requestBody": _body("SettleRequest"),
-                    "responses": {
-                        **_ok("SettlementOut", "201", "Settled"),
-                        **_ok("SettlementOut", "200", "Replay of the first answer"),
-                        **common,
-                        **_errors(409),
-                    },
-                }
-            },
-            "/v1/quotes": {
-                "post": {
-                    "summary": "Compute a settlement without recording it",
-                    "parameters": _TERMINAL,
-                    "requestBody": _body("SettleRequest"),
-                    "responses": {**_ok("QuoteOut"), **common},
-                }
-            },
-            "/v1/settlements/{settlement_id}": {
-                "get": {
-                    "summary": "A stored settlement",
-                    "parameters": [*_TERMINAL, _SETTLEMENT_ID],
-                    "responses": {**_ok("SettlementOut"), **_errors(401, 404, 503)},
-                }
-            },
-            "/v1/settlements/{settlement_id}/reversal": {
-                "post": {
-                    "summary": "Reverse a settlement, giving back every accumulator",
-                    "parameters": [*_TERMINAL, _SETTLEMENT_ID],
-                    "requestBody": _body("ReversalRequest"),
-                    "responses": {
-                        **_ok("ReversalOut", "201", "Reversed"),
-                        **_ok("ReversalOut", "200", "Replay of the first answer"),
-                        **common,
-                        **_errors(404, 409),
-                    },
-                }
-            },
-            "/v1/eligibility": {
-                "post": {
-                    "summary": "Programmes in force and what is left of each cap this year",
-                    "parameters": _TERMINAL,
-                    "requestBody": _body("EligibilityRequest"),
-                    "responses": {**_ok("EligibilityOut"), **common},
-                }
-            },
-            "/v1/people": {
-                "post": {
-                    "summary": "Create or update a person and their memberships (admin)",
-                    "parameters": _TERMINAL,
-                    "requestBody": _body("PersonRequest"),
-                    "responses": {**_ok("PersonOut", "201", "Created"), **_ok("PersonOut"), **common},
-                }
-            },
-            "/v1/registry/stats": {
-                "get": {
-                    "summary": "People in force on a date, added and struck off in a period (admin, finance)",
-                    "parameters": [
-                        *_TERMINAL,
-                        *(
-                            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                            for name in ("date", "from", "to", "format")
-                        ),
-                    ],
-                    "responses": {"200": {"description": "JSON, or CSV with format=csv"}, **_errors(401, 403, 422)},
-                }
-            },
-            "/v1/finance/daily": {
-                "get": {
-                    "summary": "Daily statement per clinic and fund, by level and region, with the day's reversals"
-                    " (admin, finance)",
-                    "parameters": [
-                        *_TERMINAL,
-                        *(
-                            {"name": name, "in": "query", "required": False, "schema": {"type": "string"}}
-                            for name in ("date", "format")
-                        ),
-                    ],
-                    "responses": {"200": {"description": "JSON, or CSV with format=csv"}, **_errors(401, 403, 422)},
-                }
-            },
-            "/v1/finance/reconciliation": {
-                "post": {
-                    "summary": "Check a clinic's or fund's list for a booking day against the ledger"
-                    " (admin, finance; terminal for its own clinic)",
-                    "parameters": _TERMINAL,
-                    "requestBody": _body("ReconciliationRequest"),
-                    "responses": {"200": {"description": "Matched counts and sums, and every discrepancy"}, **common},
-                }
-            },
-            "/v1/clinics": {
-                "get": {
-                    "summary": "Clinics, optionally filtered by level",
-                    "parameters": [
-                        *_TERMINAL,
-                        {
-                            "name": "level",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "enum": ["village", "township", "county"]},
-                        },
-                    ],
-                    "responses": {**_ok("ClinicsOut"), **_errors(401, 422, 503)},
-                }
-            },
-            "/healthz": {"get": {"summary": "The process is alive", "responses": {"200": {"description": "OK"}}}},
-            "/readyz": {
-                "get": {
-                    "summary": "Ready for traffic: database reachable and not shutting down",
-                    "responses": {"200": {"description": "Ready"}, **_errors(503)},
-                }
-            },
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "OK"}}}},
-        },
-        "components": {"schemas": components},
+        "security": [{scheme: [] for scheme in _SIGNATURE_HEADERS}],  # every operation not marked open
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }
