@@ -1,0 +1,164 @@
+"""Schemathesis against the gateway's own OpenAPI document, every request signed.
+
+A real ``medsettle serve`` on 127.0.0.1 answers requests that Schemathesis generates
+from the document the gateway serves at ``/openapi.json``: its examples, boundary
+values (the coverage phase) and random ones, both fitting the schema and not. Each is
+signed as a terminal whose role may call the route, so the requests reach the
+handlers instead of stopping at the signature check. Every answer must:
+
+- not be a server error (``not_a_server_error``);
+- have a documented status code, content type, headers and body
+  (``status_code_conformance``, ``content_type_conformance``,
+  ``response_headers_conformance``, ``response_schema_conformance``);
+- refuse a request that does not fit the schema (``negative_data_rejection``).
+
+Bounded to about half a minute: 25 examples per operation and mode (set
+``MEDSETTLE_SCHEMATHESIS_EXAMPLES`` for a deeper run). Examples come
+from the run's Hypothesis seed (``tests/conftest.py`` prints it; ``--hypothesis-seed=N``
+replays them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, reject, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from adapters import signing
+from gateway.app import ROUTES
+from gateway.openapi import openapi_document
+from tests.integration.processes import free_port, start_gateway
+
+pytestmark = pytest.mark.integration
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+# Who signs: a role each route lets in (README, "API"). Terminals act for clinic C001.
+SIGNER = {
+    ("POST", "/v1/people"): "admin-1",
+    ("GET", "/v1/registry/stats"): "finance-1",
+    ("GET", "/v1/finance/daily"): "finance-1",
+    ("GET", "/v1/finance/stats"): "finance-1",
+    ("POST", "/v1/finance/reconciliation"): "finance-1",
+}
+DEFAULT_SIGNER = "term-C001"
+
+# A few dozen per operation and mode keeps the run near half a minute; MEDSETTLE_SCHEMATHESIS_EXAMPLES=500 digs deeper.
+EXAMPLES = int(os.environ.get("MEDSETTLE_SCHEMATHESIS_EXAMPLES", "25"))
+CONFIG = schemathesis.Config.from_dict(
+    {
+        # The signature headers are credentials (security schemes), filled in by Gateway.send, never generated.
+        "generation": {"mode": "all", "max-examples": EXAMPLES, "with-security-parameters": False},
+        "phases": {"stateful": {"enabled": False}},
+    }
+)
+SCHEMA = schemathesis.openapi.from_dict(openapi_document(), config=CONFIG)
+
+
+@schemathesis.serializer("application/msgpack")
+def _msgpack(context: schemathesis.SerializationContext, value: Any) -> dict[str, Any]:
+    try:
+        return {"data": msgspec.msgpack.encode(value)}
+    except OverflowError:  # an integer past 64 bits, which JSON can carry and MessagePack cannot
+        reject()
+
+
+@dataclass(frozen=True)
+class Gateway:
+    base: str
+    keys: dict[str, tuple[str, str]]  # terminal -> (key id, secret)
+    session: requests.Session
+
+    def send(self, request: requests.Request, terminal: str) -> requests.Response:
+        """The request as a terminal sends it: signed over the exact path, query and body bytes."""
+        prepared = self.session.prepare_request(request)
+        body = prepared.body or b""
+        body = body.encode() if isinstance(body, str) else body
+        key_id, secret = self.keys[terminal]
+        prepared.headers.update(
+            signing.signed_headers(key_id, secret, prepared.method or "GET", prepared.path_url, body)
+        )
+        return self.session.send(prepared, timeout=30)
+
+
+def _wait_ready(base: str, process: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, f"the gateway did not become ready in {timeout:g} s"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def gateway(client: Any, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    port = free_port()
+    process = start_gateway(database_url, port, tmp_path_factory.mktemp("schemathesis"))
+    base = f"http://127.0.0.1:{port}"
+    keys = {terminal: (key.key_id, key.secret) for terminal, key in client.by_terminal.items()}
+    try:
+        _wait_ready(base, process)
+        with requests.Session() as session:
+            yield Gateway(base, keys, session)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert "Traceback" not in stderr, stderr
+
+
+def test_every_route_is_documented() -> None:
+    served = {(method, path) for method, path, _, _ in ROUTES}
+    documented = {(method.upper(), path) for path, item in openapi_document()["paths"].items() for method in item}
+    assert served == documented
+
+
+def test_the_served_document_is_the_one_tested(gateway: Gateway) -> None:
+    response = gateway.send(requests.Request("GET", f"{gateway.base}/openapi.json"), DEFAULT_SIGNER)
+    assert response.status_code == 200
+    assert response.json() == json.loads(msgspec.json.encode(openapi_document()))
+
+
+@SCHEMA.parametrize()
+@settings(deadline=None, suppress_health_check=list(HealthCheck))
+def test_every_operation(case: schemathesis.Case, gateway: Gateway) -> None:
+    kwargs = case.as_transport_kwargs(base_url=gateway.base)
+    request = requests.Request(
+        method=kwargs["method"],
+        url=kwargs["url"],
+        headers=kwargs.get("headers"),
+        params=kwargs.get("params"),
+        cookies=kwargs.get("cookies"),
+        json=kwargs.get("json"),
+        data=kwargs.get("data"),
+    )
+    response = gateway.send(request, SIGNER.get((case.method.upper(), case.path), DEFAULT_SIGNER))
+    case.validate_response(response, checks=CHECKS)
