@@ -194,7 +194,8 @@ def requests(draw: st.DrawFn, people: list[str]) -> tuple[str, str, str, bytes, 
     for mutation in mutations:
         mutate(draw, bill, mutation)
     wrong_terminal = "wrong_terminal" in mutations
-    terminal = "term-T001" if wrong_terminal else TERMINALS.get(bill.get("clinic_id"), "term-C001")  # type: ignore[arg-type]
+    clinic = bill.get("clinic_id")
+    terminal = "term-T001" if wrong_terminal else TERMINALS.get(clinic if isinstance(clinic, str) else "", "term-C001")
     path = draw(st.sampled_from(["/v1/settlements", "/v1/quotes"]))
     content_type = draw(st.sampled_from(["application/json", "application/json", "application/msgpack"]))
     document: Any = [bill] if "not_an_object" in mutations else bill
