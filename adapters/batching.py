@@ -131,6 +131,10 @@ class SettleBatcher:
         self.lanes = lanes
         self._queue: collections.deque[_Pending] = collections.deque()
         self._ready = asyncio.Event()
+        # People and request ids in batches now running: a later bill of the same person waits for the
+        # batch before it to commit, so lanes never race each other for one accumulator row.
+        self._busy_people: set[bytes] = set()
+        self._busy_requests: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         # For metrics and the benchmark: how many batches, and how many settlements they carried.
         self.batches = 0
@@ -158,26 +162,36 @@ class SettleBatcher:
         return await future
 
     def _take(self) -> list[_Pending]:
-        """Up to max_batch waiting settlements, at most one per person and per request id; the rest wait."""
+        """Up to max_batch waiting settlements, at most one per person and per request id, none whose person
+        or request id is in a batch still running on another lane; the rest wait for a later batch."""
         batch: list[_Pending] = []
-        people: set[bytes] = set()
-        requests: set[tuple[str, str]] = set()
         deferred: list[_Pending] = []
         while self._queue and len(batch) < self.max_batch:
             pending = self._queue.popleft()
             if pending.future.done():  # the caller gave up before it started
                 continue
             request = (pending.job.terminal_id, pending.job.request_id)
-            if pending.job.person_key in people or request in requests:
+            if pending.job.person_key in self._busy_people or request in self._busy_requests:
                 deferred.append(pending)
                 continue
-            people.add(pending.job.person_key)
-            requests.add(request)
+            self._busy_people.add(pending.job.person_key)
+            self._busy_requests.add(request)
             batch.append(pending)
         self._queue.extendleft(reversed(deferred))
-        if not self._queue:
+        if not self._queue or not batch:
+            # Nothing left that a lane could take now; the batch that holds the rest back sets it again.
             self._ready.clear()
+        # One lock order for every batch, so batches of two gateways touching the same people
+        # are less likely to deadlock (a deadlock still only reruns each settlement on its own).
+        batch.sort(key=lambda pending: pending.job.person_key)
         return batch
+
+    def _release(self, batch: list[_Pending]) -> None:
+        for pending in batch:
+            self._busy_people.discard(pending.job.person_key)
+            self._busy_requests.discard((pending.job.terminal_id, pending.job.request_id))
+        if batch and self._queue:  # what this batch held back may go now
+            self._ready.set()
 
     async def _lane(self) -> None:
         while True:
@@ -190,12 +204,14 @@ class SettleBatcher:
             except asyncio.CancelledError:
                 self._fail(batch, ConnectionError("the gateway is shutting down"))
                 raise
-            except asyncpg.IntegrityConstraintViolationError:
-                # A duplicate request or a constraint stopped the whole statement: run each on its own,
-                # so only the one at fault fails.
+            except (asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError):
+                # A duplicate request, a constraint or a deadlock with another gateway stopped the whole
+                # statement, which wrote nothing: run each on its own, so only the one at fault fails.
                 await asyncio.gather(*(self._alone(pending) for pending in batch if not pending.future.done()))
             except Exception as error:  # the connection or a fault point: every settlement learns the same
                 self._fail(batch or list(self._queue), error)
+            finally:
+                self._release(batch)
 
     @staticmethod
     def _fail(batch: list[_Pending], error: BaseException) -> None:

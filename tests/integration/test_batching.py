@@ -52,6 +52,7 @@ async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, clie
         return response.status, await response.json()
 
     before = (batcher.batches, batcher.batched) if batcher else (0, 0)
+    retries_before = store.optimistic_retries
     answers = await asyncio.gather(*(send(body) for body in bodies), send(village_inpatient, VILLAGE))
 
     fresh, busy_answers, storm_answers, unknown, refused = (
@@ -78,6 +79,10 @@ async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, clie
     if batcher is not None:
         batches, batched = batcher.batches - before[0], batcher.batched - before[1]
         assert batched > batches, "no batch carried more than one settlement"
+        # A person's next bill waits for the batch holding their last one, so lanes never race for a row.
+        assert store.optimistic_retries == retries_before
+    else:  # settled alone, the six bills of one person race: the losers rerun under the row lock
+        assert store.optimistic_retries > retries_before
     async with pool.acquire() as connection:
         assert await check_invariants(connection) == []
         settled = await connection.fetchval(
