@@ -209,8 +209,10 @@ class SettleBatcher:
                 # statement, which wrote nothing: run each on its own, so only the one at fault fails.
                 await asyncio.gather(*(self._alone(pending) for pending in batch if not pending.future.done()))
             except Exception as error:  # the connection or a fault point: every settlement learns the same
-                self._fail(batch or list(self._queue), error)
+                self._fail(batch, error)
             finally:
+                # Shutdown can cancel a lane anywhere, also mid-rerun: nobody may be left waiting.
+                self._fail(batch, ConnectionError("the gateway is shutting down"))
                 self._release(batch)
 
     @staticmethod
@@ -258,7 +260,8 @@ class SettleBatcher:
                     settlement, caps = pending.job.compute(_memberships(row["memberships"]), accumulators)
                     response = pending.job.render(pending.job.settlement_id, settlement, pending.job.now)
                 except Exception as error:  # refused by the engine, replay, unknown person: this one only
-                    pending.future.set_exception(error)
+                    if not pending.future.done():  # its caller may have been cancelled by the deadline
+                        pending.future.set_exception(error)
                     continue
                 ready.append((pending, settlement, caps, response, found[len(ACCUMULATOR_FIELDS)] if found else None))
             if not ready:

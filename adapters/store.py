@@ -506,10 +506,12 @@ class Store:
                         current = Accumulators(**{field: locked[field] for field in ACCUMULATOR_FIELDS})
                         settlement, caps = compute(memberships, current)
                         response = render(settlement_id, settlement, now)
-                        # Under the row lock the version cannot move, so this write applies.
-                        await connection.fetchval(
+                        # Under the row lock the version cannot move, so this write applies; if it ever did
+                        # not, the transaction must fail rather than acknowledge a settlement never written.
+                        if not await connection.fetchval(
                             _WRITE_SETTLEMENT_IF_UNCHANGED, *arguments(settlement, caps, response), locked["version"]
-                        )
+                        ):
+                            raise RuntimeError("the row-locked settlement write applied to no row")
             except asyncpg.UniqueViolationError as error:
                 if error.constraint_name == "idempotency_keys_pkey":
                     raise DuplicateRequest from None

@@ -469,9 +469,6 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
             reports_pool=reports_pool,
             faults=Faults.parse(settings.faults),
         )
-        if settings.settle_batch_max > 1:
-            store.batcher = SettleBatcher(store, max_batch=settings.settle_batch_max, lanes=settings.settle_batch_lanes)
-            store.batcher.start()
         folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
         policies = [(policy, str(folder), _policy_document(policy)) for policy in book]
@@ -491,6 +488,9 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         )
         await service.load_reference()
         app[service_key] = service
+        if settings.settle_batch_max > 1:  # started last, so a failed start-up leaves no lanes running
+            store.batcher = SettleBatcher(store, max_batch=settings.settle_batch_max, lanes=settings.settle_batch_lanes)
+            store.batcher.start()
         app[authenticator_key] = Authenticator(service.key)
         refresher = asyncio.create_task(_refresh_reference_forever(service))
         sealer = asyncio.create_task(_seal_audit_forever(pool))

@@ -566,5 +566,7 @@ def is_database_error(error: BaseException) -> bool:
         # end of stream is handed out and fails with "another operation is in progress".
         | asyncpg.exceptions.InternalClientError
         | asyncpg.exceptions.QueryCanceledError
+        # A deadlock or serialization failure rolled the statement back whole: retrying is safe.
+        | asyncpg.exceptions.TransactionRollbackError
         | asyncpg.exceptions.LockNotAvailableError,
     )

@@ -20,9 +20,10 @@
 
 BEGIN;
 
--- The append-only triggers (refuse_change) read and write no other table, so they
--- are safe to run on each shard; Citus asks for this switch before it distributes a
--- table that has triggers (ledger_entries).
+-- The append-only triggers (refuse_change) and the accumulator version trigger
+-- (accumulators_bump_version) read and write no other table, so they are safe to run
+-- on each shard; Citus asks for this switch before it distributes a table that has
+-- triggers (ledger_entries, accumulators).
 SET LOCAL citus.enable_unsafe_triggers TO on;
 
 -- ------------------------------------------------------------ reference tables

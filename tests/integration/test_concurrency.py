@@ -121,3 +121,22 @@ async def test_duplicate_reversal_storm_replays(client, pool):
             )
             == 1
         )
+
+
+async def test_any_update_of_an_accumulator_bumps_its_version(client, pool):
+    """A writer that forgets the version (an old replica mid-rollout, a manual fix) still invalidates
+    every settlement computed on the totals before it."""
+    person = await register(client, ("insurance", "resident"))
+    response = await client.post(
+        "/v1/settlements", json=bill(person, ("A", 100_000), clinic_id="T001"), headers=TOWNSHIP
+    )
+    assert response.status == 201
+    settlement_id = (await response.json())["settlement_id"]
+    async with pool.acquire() as connection:
+        key = await connection.fetchval(
+            "SELECT person_key FROM settlements WHERE settlement_id = $1::uuid", settlement_id
+        )
+        before = await connection.fetchval("SELECT version FROM accumulators WHERE person_key = $1", key)
+        await connection.execute("UPDATE accumulators SET updated_at = now() WHERE person_key = $1", key)
+        after = await connection.fetchval("SELECT version FROM accumulators WHERE person_key = $1", key)
+    assert after == before + 1
