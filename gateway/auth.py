@@ -12,7 +12,6 @@ import hashlib
 import math
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -32,42 +31,40 @@ class Caller:
 
 
 class NonceCache:
-    """Nonces seen in the last ``window`` seconds, per key.
+    """Nonces in use, per key, each remembered until its request's timestamp leaves the window.
 
-    At a thousand requests a second the cache holds about 600,000 nonces once the window
-    is full, so each is kept small: a 64-bit digest of (key id, nonce) in a set per
-    10-second slot, about 60 bytes against about 300 for the strings and a timestamp. A
-    slot is dropped whole once everything in it is older than the window, so memory stops
-    growing after one window. Two different nonces sharing a digest (odds about 1 in 10^8
-    with a full window) would refuse one fresh request as ``nonce_reused``; the terminal
-    resends it with a new nonce, so no money is at stake.
+    A nonce only needs remembering while its signed timestamp would still be accepted
+    (timestamp + max skew); after that the timestamp check refuses a replay anyway. With
+    terminals' clocks right that is about five minutes, so at a thousand requests a
+    second the cache holds about 300,000 nonces and stops growing after five minutes.
+    Each is kept small: a 64-bit digest of (key id, nonce) in a set per 10-second slot of
+    expiry, about 90 bytes against about 250 for the strings and a timestamp, and a slot
+    is dropped whole once it has expired. Two different nonces sharing a digest (odds
+    about 1 in 10^8 with a full cache) would refuse one fresh request as
+    ``nonce_reused``; the terminal resends it with a new nonce, so no money is at stake.
     """
 
     SLOT_SECONDS = 10
 
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.window = window
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._slots: deque[tuple[int, set[int]]] = deque()  # (slot number, digests), oldest first
+        self._slots: dict[int, set[int]] = {}  # expiry slot number -> digests
 
-    def first_use(self, key_id: str, nonce: str) -> bool:
+    def first_use(self, key_id: str, nonce: str, *, expires_at: float) -> bool:
+        """Record the nonce until ``expires_at`` (wall-clock seconds); False when it is already recorded."""
         now = self.clock()
-        # Keep a slot while any moment in it lies within the window.
-        oldest_kept = math.floor((now - self.window) / self.SLOT_SECONDS)
-        while self._slots and self._slots[0][0] < oldest_kept:
-            self._slots.popleft()
+        expired = [slot for slot in self._slots if (slot + 1) * self.SLOT_SECONDS < now]
+        for slot in expired:
+            del self._slots[slot]
         digest = int.from_bytes(hashlib.blake2b(f"{key_id}\n{nonce}".encode(), digest_size=8).digest(), "little")
-        for _, seen in self._slots:
+        for seen in self._slots.values():
             if digest in seen:
                 return False
-        slot = math.floor(now / self.SLOT_SECONDS)
-        if not self._slots or self._slots[-1][0] != slot:
-            self._slots.append((slot, set()))
-        self._slots[-1][1].add(digest)
+        self._slots.setdefault(math.floor(expires_at / self.SLOT_SECONDS), set()).add(digest)
         return True
 
     def __len__(self) -> int:
-        return sum(len(seen) for _, seen in self._slots)
+        return sum(len(seen) for seen in self._slots.values())
 
 
 class RateLimiter:
@@ -106,7 +103,7 @@ class Authenticator:
         self.find_key = find_key
         self.max_skew = max_skew
         self.wall_clock = wall_clock
-        self.nonces = NonceCache(window=2 * max_skew)
+        self.nonces = NonceCache(clock=wall_clock)
 
     async def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Caller:
         key_id = headers.get("X-Key-Id", "")
@@ -129,6 +126,6 @@ class Authenticator:
             raise ApiError(401, "terminal_revoked", "this key is retired or its terminal has been revoked")
         if not signing.matches(key.secret, signature, method, path, timestamp, nonce, body):
             raise ApiError(401, "bad_signature", "the signature does not match")
-        if not self.nonces.first_use(key_id, nonce):
+        if not self.nonces.first_use(key_id, nonce, expires_at=int(timestamp) + self.max_skew):
             raise ApiError(401, "nonce_reused", "this nonce was already used; send a fresh one with every request")
         return Caller(key.terminal_id, key.clinic_id, key.role, key.key_id)
