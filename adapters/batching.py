@@ -115,15 +115,21 @@ RETURNING terminal_id, request_id
 
 
 class _Pending:
-    __slots__ = ("future", "job")
+    __slots__ = ("future", "job", "queued_at")
 
-    def __init__(self, job: SettleJob, future: asyncio.Future[tuple[Settlement, bytes]]) -> None:
+    def __init__(self, job: SettleJob, future: asyncio.Future[tuple[Settlement, bytes]], queued_at: float) -> None:
         self.job = job
         self.future = future
+        self.queued_at = queued_at
 
 
 class SettleBatcher:
     """Collects concurrent settlements and runs them in shared transactions on ``lanes`` connections."""
+
+    # How long a settlement waits for a running batch that holds the same person or request id. Past
+    # it, it goes anyway and the version check sorts out the race: a retry must not wait out a batch
+    # stuck on a slow database.
+    BUSY_WAIT_SECONDS = 0.2
 
     def __init__(self, store: Store, *, max_batch: int = 32, lanes: int = 4) -> None:
         self.store = store
@@ -157,30 +163,43 @@ class SettleBatcher:
         if not self._tasks:
             return await self.store.settle_one(job)
         future: asyncio.Future[tuple[Settlement, bytes]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(job, future))
+        self._queue.append(_Pending(job, future, asyncio.get_running_loop().time()))
         self._ready.set()
         return await future
 
     def _take(self) -> list[_Pending]:
-        """Up to max_batch waiting settlements, at most one per person and per request id, none whose person
-        or request id is in a batch still running on another lane; the rest wait for a later batch."""
+        """Up to max_batch waiting settlements, at most one per person and per request id, and none whose
+        person or request id is in a batch still running on another lane, unless it has waited
+        BUSY_WAIT_SECONDS for that batch; the rest wait for a later batch."""
         batch: list[_Pending] = []
         deferred: list[_Pending] = []
+        people: set[bytes] = set()
+        requests: set[tuple[str, str]] = set()
+        now = asyncio.get_running_loop().time()
         while self._queue and len(batch) < self.max_batch:
             pending = self._queue.popleft()
             if pending.future.done():  # the caller gave up before it started
                 continue
             request = (pending.job.terminal_id, pending.job.request_id)
-            if pending.job.person_key in self._busy_people or request in self._busy_requests:
+            busy = pending.job.person_key in self._busy_people or request in self._busy_requests
+            if busy and now - pending.queued_at < self.BUSY_WAIT_SECONDS:
                 deferred.append(pending)
                 continue
+            if busy and (pending.job.person_key in people or request in requests):
+                deferred.append(pending)  # never twice in one batch
+                continue
+            people.add(pending.job.person_key)
+            requests.add(request)
             self._busy_people.add(pending.job.person_key)
             self._busy_requests.add(request)
             batch.append(pending)
         self._queue.extendleft(reversed(deferred))
         if not self._queue or not batch:
-            # Nothing left that a lane could take now; the batch that holds the rest back sets it again.
+            # Nothing left that a lane could take now: the batch holding the rest back sets it again when
+            # it ends, or the wait runs out (a stuck batch must not hold a retry back past its deadline).
             self._ready.clear()
+            if self._queue:
+                asyncio.get_running_loop().call_later(self.BUSY_WAIT_SECONDS, self._ready.set)
         # One lock order for every batch, so batches of two gateways touching the same people
         # are less likely to deadlock (a deadlock still only reruns each settlement on its own).
         batch.sort(key=lambda pending: pending.job.person_key)
@@ -264,6 +283,11 @@ class SettleBatcher:
                         pending.future.set_exception(error)
                     continue
                 ready.append((pending, settlement, caps, response, found[len(ACCUMULATOR_FIELDS)] if found else None))
+            if store.faults.armed:
+                await store.faults.reach("settle.before_commit")
+            # A caller the request deadline gave up on (503, "retry with the same request id") is not
+            # written: as on the unbatched path, work cancelled before its write leaves nothing behind.
+            ready = [item for item in ready if not item[0].future.done()]
             if not ready:
                 return
             columns: list[list[Any]] = [[] for _ in range(36)]
@@ -290,8 +314,6 @@ class SettleBatcher:
                 ledger_items.extend([index] * len(accounts))
                 ledger_accounts.extend(accounts)
                 ledger_amounts.extend(amounts)
-            if store.faults.armed:
-                await store.faults.reach("settle.before_commit")
             written = await connection.fetch(_WRITE_BATCH, *columns, ledger_items, ledger_accounts, ledger_amounts)
             self.batches += 1
             self.batched += len(ready)
