@@ -209,10 +209,48 @@ class SettleJob:
     now: dt.datetime
 
     def arguments(self, settlement: Settlement, caps: Caps, response: bytes) -> list[Any]:
-        return _settlement_arguments(
-            self.person_key, self.year, settlement, caps, response, self.settlement_id, self.terminal_id,
-            self.request_id, self.request_hash, self.clinic_id, self.request_document, self.booked_on, self.now,
-        )  # fmt: skip
+        """Parameters $1-$37 of both settlement writes."""
+        after = settlement.accumulators_after
+        accounts, amounts = ledger_lines(settlement)
+        return [
+            self.person_key,
+            self.settlement_id,
+            self.terminal_id,
+            self.request_id,
+            self.clinic_id,
+            settlement.clinic_level,
+            settlement.visit_type,
+            settlement.service_date,
+            settlement.policy_version,
+            settlement.total,
+            settlement.eligible,
+            settlement.insurance,
+            settlement.veteran_subsidy,
+            settlement.hardship_aid,
+            settlement.out_of_pocket,
+            self.request_document,
+            _json_encoder.encode(settlement).decode(),
+            self.now,
+            self.year,
+            self.booked_on,
+            accounts,
+            amounts,
+            after.outpatient_deductible_used,
+            after.insurance_outpatient_paid,
+            after.insurance_inpatient_paid,
+            after.subsidy_paid,
+            after.aid_paid,
+            after.unpaid_eligible,
+            caps.outpatient_deductible,
+            caps.insurance_outpatient,
+            caps.insurance_inpatient,
+            caps.subsidy,
+            caps.aid,
+            self.request_hash,
+            200,
+            response,
+            _audit_details(self.clinic_id, settlement),
+        ]
 
 
 class AlreadyAnswered(Exception):
@@ -418,22 +456,7 @@ class Store:
         )
         return _answer(record)
 
-    async def settle(
-        self,
-        *,
-        person_key: bytes,
-        year: int,
-        compute: Callable[[list[Membership], Accumulators], tuple[Settlement, Caps]],
-        render: Callable[[uuid.UUID, Settlement, dt.datetime], bytes],
-        settlement_id: uuid.UUID,
-        terminal_id: str,
-        request_id: str,
-        request_hash: bytes,
-        clinic_id: str,
-        request_document: str,
-        booked_on: dt.date,
-        now: dt.datetime,
-    ) -> tuple[Settlement, bytes]:
+    async def settle(self, job: SettleJob) -> tuple[Settlement, bytes]:
         """Settle once: read, compute, and write-and-commit in one statement if nothing changed in between.
 
         Raises AlreadyAnswered when the request id has a stored answer, UnknownPerson, DuplicateRequest
@@ -441,20 +464,6 @@ class Store:
         comes back. With a batcher, concurrent settlements of different people share the round trips
         and the commit (adapters/batching.py); each is still all or nothing.
         """
-        job = SettleJob(
-            person_key=person_key,
-            year=year,
-            compute=compute,
-            render=render,
-            settlement_id=settlement_id,
-            terminal_id=terminal_id,
-            request_id=request_id,
-            request_hash=request_hash,
-            clinic_id=clinic_id,
-            request_document=request_document,
-            booked_on=booked_on,
-            now=now,
-        )
         if self.batcher is not None:
             return await self.batcher.submit(job)
         return await self.settle_one(job)
@@ -463,9 +472,7 @@ class Store:
         """One settlement on its own connection: two round trips, or a row-locked retry after a lost race."""
         person_key, year, terminal_id, request_id = job.person_key, job.year, job.terminal_id, job.request_id
         compute, render, settlement_id, now = job.compute, job.render, job.settlement_id, job.now
-
-        def arguments(settlement: Settlement, caps: Caps, response: bytes) -> list[Any]:
-            return job.arguments(settlement, caps, response)
+        arguments = job.arguments
 
         async with self._connection() as connection:
             try:
@@ -610,65 +617,6 @@ class Store:
 
     async def ping(self) -> None:
         await self._fetchval("SELECT 1")
-
-
-def _settlement_arguments(
-    person_key: bytes,
-    year: int,
-    settlement: Settlement,
-    caps: Caps,
-    response: bytes,
-    settlement_id: uuid.UUID,
-    terminal_id: str,
-    request_id: str,
-    request_hash: bytes,
-    clinic_id: str,
-    request_document: str,
-    booked_on: dt.date,
-    now: dt.datetime,
-) -> list[Any]:
-    """Parameters $1-$37 of both settlement writes."""
-    after = settlement.accumulators_after
-    accounts, amounts = ledger_lines(settlement)
-    return [
-        person_key,
-        settlement_id,
-        terminal_id,
-        request_id,
-        clinic_id,
-        settlement.clinic_level,
-        settlement.visit_type,
-        settlement.service_date,
-        settlement.policy_version,
-        settlement.total,
-        settlement.eligible,
-        settlement.insurance,
-        settlement.veteran_subsidy,
-        settlement.hardship_aid,
-        settlement.out_of_pocket,
-        request_document,
-        _json_encoder.encode(settlement).decode(),
-        now,
-        year,
-        booked_on,
-        accounts,
-        amounts,
-        after.outpatient_deductible_used,
-        after.insurance_outpatient_paid,
-        after.insurance_inpatient_paid,
-        after.subsidy_paid,
-        after.aid_paid,
-        after.unpaid_eligible,
-        caps.outpatient_deductible,
-        caps.insurance_outpatient,
-        caps.insurance_inpatient,
-        caps.subsidy,
-        caps.aid,
-        request_hash,
-        200,
-        response,
-        _audit_details(clinic_id, settlement),
-    ]
 
 
 def _audit_details(clinic_id: str, settlement: Settlement, reason: str | None = None) -> str:

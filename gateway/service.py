@@ -26,6 +26,7 @@ from adapters.store import (
     Caps,
     DuplicateRequest,
     RequestAlreadySettled,
+    SettleJob,
     SettlementMissing,
     Store,
     StoredAnswer,
@@ -275,18 +276,20 @@ class Service:
         document = _json_encoder.encode(msgspec.structs.replace(request, person_id=masked)).decode()
         try:
             settlement, body = await self.store.settle(
-                person_key=key,
-                year=bill.service_date.year,
-                compute=compute,
-                render=render,
-                settlement_id=uuid.uuid4(),
-                terminal_id=terminal.terminal_id,
-                request_id=request.request_id,
-                request_hash=fingerprint,
-                clinic_id=clinic.clinic_id,
-                request_document=document,
-                booked_on=china_today(),
-                now=dt.datetime.now(dt.UTC),
+                SettleJob(
+                    person_key=key,
+                    year=bill.service_date.year,
+                    compute=compute,
+                    render=render,
+                    settlement_id=uuid.uuid4(),
+                    terminal_id=terminal.terminal_id,
+                    request_id=request.request_id,
+                    request_hash=fingerprint,
+                    clinic_id=clinic.clinic_id,
+                    request_document=document,
+                    booked_on=china_today(),
+                    now=dt.datetime.now(dt.UTC),
+                )
             )
         except SettlementError as error:
             raise ApiError.from_engine(error) from None
