@@ -19,8 +19,9 @@ from settlement.models import (
     Settlement,
     VisitType,
 )
+from settlement.money import MAX_BILL_FEN
 
-MAX_FEN = 10_000_000_000  # 100 million yuan: no single line or bill is larger
+MAX_FEN = MAX_BILL_FEN  # no single line or bill is larger; the engine refuses a larger total
 RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
 # Text fields refuse control characters: PostgreSQL cannot store NUL, and none belongs in a bill.
 NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"

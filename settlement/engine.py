@@ -20,7 +20,7 @@ from settlement.models import (
     PersonStatus,
     Settlement,
 )
-from settlement.money import RATE_SCALE, apply_rate, format_rate, round_half_up
+from settlement.money import MAX_BILL_FEN, RATE_SCALE, apply_rate, format_rate, round_half_up
 from settlement.policy import Band, Policy
 
 PROGRAMME_NAMES = {
@@ -284,6 +284,9 @@ def _validate(bill: Bill) -> None:
                     f"quantity × unit_price is {quantity * unit_price} fen but amount is {amount}",
                     field=f"items[{index}].amount",
                 )
+    total = sum(item.amount for item in bill.items)
+    if total > MAX_BILL_FEN:
+        raise InvalidBill(f"the bill's total {total} fen is larger than {MAX_BILL_FEN} fen", field="items")
 
 
 def _flat_trace(

@@ -16,6 +16,10 @@ RATE_SCALE = 1_000_000
 
 FEN_PER_YUAN = 100
 
+MAX_BILL_FEN = 10_000_000_000
+"""100 million yuan: no line and no bill is larger. Larger is a typo or an attack, and the
+bound keeps every product of an amount and a rate far inside what PostgreSQL's bigint holds."""
+
 
 def round_half_up(numerator: int, denominator: int) -> int:
     """Round the non-negative fraction ``numerator / denominator`` half up to an int."""

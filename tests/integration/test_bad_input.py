@@ -77,6 +77,14 @@ def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
         ("msgpack duplicate amount", msgpack_with_repeated_amount(), MSGPACK, 400, "duplicate_key", "items[0].amount"),
         ("huge integer", json.dumps(good).replace("10000", "9" * 5000).encode(), JSON, 422, "validation_failed", None),
         ("amount over limit", with_item(amount=10**11), JSON, 422, "validation_failed", "items[0].amount"),
+        (
+            "total over limit",  # each line within its bound, the bill's total not
+            replace(items=[{**good["items"][0], "amount": 10**10}] * 2),
+            JSON,
+            422,
+            "invalid_bill",
+            "items",
+        ),
         ("unknown field", replace(discount=5), JSON, 422, "validation_failed", "discount"),
         ("unknown item field", with_item(colour="red"), JSON, 422, "validation_failed", "items[0].colour"),
         ("missing field", without("visit_type"), JSON, 422, "validation_failed", "visit_type"),

@@ -798,3 +798,12 @@ def test_empty_bill_is_refused() -> None:
     with pytest.raises(InvalidBill) as caught:
         settle(bill("county", "outpatient"), person(), FRESH, POLICY)
     assert caught.value.field == "items"
+
+
+def test_a_bill_total_above_the_bound_is_refused() -> None:
+    # 100 million yuan (10^10 fen) bounds a bill as well as a line: lines each within it may not add up past it.
+    at_bound = run(bill("county", "outpatient", item("C", 6 * 10**9), item("C", 4 * 10**9)), person())
+    assert at_bound.total == 10**10
+    with pytest.raises(InvalidBill) as caught:
+        settle(bill("county", "outpatient", item("C", 6 * 10**9), item("C", 4 * 10**9 + 1)), person(), FRESH, POLICY)
+    assert caught.value.field == "items"
