@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -34,7 +35,14 @@ if TYPE_CHECKING:
 _A = ", ".join(f"a.{field}" for field in ACCUMULATOR_FIELDS)
 
 _READ_BATCH = f"""
+WITH claimed AS (
+    INSERT INTO request_nonces (digest, expires_at)
+    SELECT n.digest, n.expires_at FROM unnest($5::bytea[], $6::timestamptz[]) AS n(digest, expires_at)
+     WHERE n.digest IS NOT NULL
+    ON CONFLICT (digest) DO NOTHING RETURNING digest
+)
 SELECT
+    (r.digest IS NULL OR r.digest IN (SELECT digest FROM claimed)) AS nonce_fresh,
     (SELECT row(k.request_hash, k.status, k.response, k.operation) FROM idempotency_keys k
       WHERE k.terminal_id = r.terminal_id AND k.request_id = r.request_id) AS idempotency,
     EXISTS (SELECT 1 FROM people p WHERE p.person_key = r.person_key) AS person_exists,
@@ -42,8 +50,8 @@ SELECT
        FROM memberships m WHERE m.person_key = r.person_key) AS memberships,
     (SELECT row({_A}, a.version) FROM accumulators a
       WHERE a.person_key = r.person_key AND a.year = r.year) AS accumulators
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[]) WITH ORDINALITY
-    AS r(terminal_id, request_id, person_key, year, i)
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::bytea[]) WITH ORDINALITY
+    AS r(terminal_id, request_id, person_key, year, digest, i)
 ORDER BY r.i
 """
 
@@ -241,8 +249,9 @@ class SettleBatcher:
                 pending.future.set_exception(error)
 
     async def _alone(self, pending: _Pending) -> None:
+        """Run one settlement of a batch on its own, after the batch's read claimed its nonce."""
         try:
-            result = await self.store.settle_one(pending.job)
+            result = await self.store.settle_one(dataclasses.replace(pending.job, nonce=None))
         except Exception as error:
             if not pending.future.done():
                 pending.future.set_exception(error)
@@ -251,7 +260,7 @@ class SettleBatcher:
                 pending.future.set_result(result)
 
     async def _run(self, batch: list[_Pending]) -> None:
-        from adapters.store import AlreadyAnswered, UnknownPerson, _answer, _memberships, ledger_lines
+        from adapters.store import AlreadyAnswered, NonceReused, UnknownPerson, _answer, _memberships, ledger_lines
 
         store = self.store
         async with store._connection() as connection:
@@ -261,6 +270,8 @@ class SettleBatcher:
                 [p.job.request_id for p in batch],
                 [p.job.person_key for p in batch],
                 [p.job.year for p in batch],
+                [p.job.nonce.digest if p.job.nonce else None for p in batch],
+                [p.job.nonce.expires_at if p.job.nonce else None for p in batch],
             )
             if store.faults.armed:
                 await store.faults.reach("settle.after_lock")
@@ -268,6 +279,8 @@ class SettleBatcher:
             for pending, row in zip(batch, rows, strict=True):
                 stored = _answer(row["idempotency"])
                 try:
+                    if not row["nonce_fresh"]:
+                        raise NonceReused
                     if stored is not None:
                         raise AlreadyAnswered(stored)
                     if not row["person_exists"]:

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import msgspec
 
+from adapters import nonces
 from adapters.faults import Faults
+from adapters.nonces import NonceClaim
 from adapters.registry_stats import registry_stats
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
 from adapters.terminal_keys import ActiveKey, load_keys
@@ -45,9 +47,15 @@ ON CONFLICT (person_key, year) DO UPDATE SET person_key = EXCLUDED.person_key
 RETURNING {_ACC_COLUMNS}, version
 """
 
-# The first round trip of a settlement: everything the decision needs, in one snapshot.
+# The first round trip of a settlement: everything the decision needs, in one snapshot, and the
+# claim of the request's nonce ($5, $6; adapters/nonces.py), which commits with this statement.
 _READ_FOR_SETTLE = f"""
+WITH claimed AS (
+    INSERT INTO request_nonces (digest, expires_at) SELECT $5::bytea, $6::timestamptz WHERE $5::bytea IS NOT NULL
+    ON CONFLICT (digest) DO NOTHING RETURNING digest
+)
 SELECT
+    ($5::bytea IS NULL OR EXISTS (SELECT 1 FROM claimed)) AS nonce_fresh,
     (SELECT row(request_hash, status, response, operation) FROM idempotency_keys
       WHERE terminal_id = $1 AND request_id = $2) AS idempotency,
     EXISTS (SELECT 1 FROM people WHERE person_key = $3) AS person_exists,
@@ -207,6 +215,9 @@ class SettleJob:
     request_document: str
     booked_on: dt.date
     now: dt.datetime
+    # The signed request's nonce, claimed for every process in the settlement's first read; None when
+    # it was claimed already (a settlement run again on its own after its batch read claimed it).
+    nonce: NonceClaim | None = None
 
     def arguments(self, settlement: Settlement, caps: Caps, response: bytes) -> list[Any]:
         """Parameters $1-$37 of both settlement writes."""
@@ -259,6 +270,10 @@ class AlreadyAnswered(Exception):
     def __init__(self, stored: StoredAnswer) -> None:
         super().__init__("request already answered")
         self.stored = stored
+
+
+class NonceReused(Exception):
+    """Another gateway process already took a request with this key id and nonce: a replay."""
 
 
 class UnknownPerson(Exception):
@@ -459,7 +474,8 @@ class Store:
     async def settle(self, job: SettleJob) -> tuple[Settlement, bytes]:
         """Settle once: read, compute, and write-and-commit in one statement if nothing changed in between.
 
-        Raises AlreadyAnswered when the request id has a stored answer, UnknownPerson, DuplicateRequest
+        Raises NonceReused when another process took the request's nonce, AlreadyAnswered when the
+        request id has a stored answer, UnknownPerson, DuplicateRequest
         when a concurrent copy committed first, and RequestAlreadySettled when an aged-out request id
         comes back. With a batcher, concurrent settlements of different people share the round trips
         and the commit (adapters/batching.py); each is still all or nothing.
@@ -476,7 +492,18 @@ class Store:
 
         async with self._connection() as connection:
             try:
-                row = await connection.fetchrow(_READ_FOR_SETTLE, terminal_id, request_id, person_key, year)
+                nonce = job.nonce
+                row = await connection.fetchrow(
+                    _READ_FOR_SETTLE,
+                    terminal_id,
+                    request_id,
+                    person_key,
+                    year,
+                    nonce.digest if nonce else None,
+                    nonce.expires_at if nonce else None,
+                )
+                if not row["nonce_fresh"]:
+                    raise NonceReused
                 stored = _answer(row["idempotency"])
                 if stored is not None:
                     raise AlreadyAnswered(stored)
@@ -614,6 +641,15 @@ class Store:
             if self.faults.armed:
                 await self.faults.reach("reverse.after_commit")
         return settlement, response
+
+    async def claim_nonce(self, nonce: NonceClaim) -> bool:
+        """Claim a signed write's nonce for every gateway process: False when another took it first."""
+        async with self._connection() as connection:
+            return await nonces.claim(connection, nonce)
+
+    async def prune_nonces(self) -> int:
+        async with self._connection() as connection:
+            return await nonces.prune(connection)
 
     async def ping(self) -> None:
         await self._fetchval("SELECT 1")

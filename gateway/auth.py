@@ -28,6 +28,18 @@ class Caller:
     clinic_id: str
     role: str
     key_id: str
+    nonce: str = ""
+    nonce_expires_at: int = 0  # Unix seconds: until then a replay of this request's nonce must be refused
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A request whose headers passed: a live key, a fresh timestamp, a well-formed nonce; body not yet seen."""
+
+    key: ActiveKey
+    timestamp: str
+    nonce: str
+    signature: str
 
 
 class NonceCache:
@@ -106,6 +118,16 @@ class Authenticator:
         self.nonces = NonceCache(clock=wall_clock)
 
     async def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Caller:
+        """The caller of a signed request: ``identify`` then ``verify_body`` in one step."""
+        return self.verify_body(await self.identify(headers), method, path, body)
+
+    async def identify(self, headers: Mapping[str, str]) -> Claim:
+        """Everything that can be checked from the headers alone, before a byte of the body is read.
+
+        An unsigned request, a stale timestamp, a malformed nonce or an unknown, retired or
+        revoked key is refused here, so nobody without a live key can make the gateway read
+        a large body.
+        """
         key_id = headers.get("X-Key-Id", "")
         timestamp = headers.get("X-Timestamp", "")
         nonce = headers.get("X-Nonce", "")
@@ -124,8 +146,14 @@ class Authenticator:
             raise ApiError(401, "unknown_key", "no terminal key with this X-Key-Id")
         if not key.secret:
             raise ApiError(401, "terminal_revoked", "this key is retired or its terminal has been revoked")
-        if not signing.matches(key.secret, signature, method, path, timestamp, nonce, body):
+        return Claim(key, timestamp, nonce, signature)
+
+    def verify_body(self, claim: Claim, method: str, path: str, body: bytes) -> Caller:
+        """Check the signature over the body, then remember the nonce (only now: nobody can burn another's)."""
+        key = claim.key
+        if not signing.matches(key.secret, claim.signature, method, path, claim.timestamp, claim.nonce, body):
             raise ApiError(401, "bad_signature", "the signature does not match")
-        if not self.nonces.first_use(key_id, nonce, expires_at=int(timestamp) + self.max_skew):
+        expires_at = int(claim.timestamp) + self.max_skew
+        if not self.nonces.first_use(key.key_id, claim.nonce, expires_at=expires_at):
             raise ApiError(401, "nonce_reused", "this nonce was already used; send a fresh one with every request")
-        return Caller(key.terminal_id, key.clinic_id, key.role, key.key_id)
+        return Caller(key.terminal_id, key.clinic_id, key.role, key.key_id, claim.nonce, expires_at)

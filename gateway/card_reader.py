@@ -27,6 +27,7 @@ import msgspec
 from aiohttp import web
 
 from adapters import card_frames as frames
+from adapters.nonces import NonceClaim
 from gateway import api_models as api
 from gateway.auth import Authenticator, RateLimiter
 from gateway.duplicate_keys import refuse_duplicate_keys
@@ -194,7 +195,8 @@ class CardReaderListener:
             if verified.role not in ROLES:
                 raise ApiError(403, "forbidden", f"the {verified.role} role may not use the card reader")
             self.limiter.check(verified.terminal_id)
-            caller = Terminal(verified.terminal_id, verified.clinic_id, verified.role)
+            nonce = NonceClaim.of(verified.key_id, verified.nonce, verified.nonce_expires_at)
+            caller = Terminal(verified.terminal_id, verified.clinic_id, verified.role, nonce)
             status, replayed, body = await self._handlers[type(message)](caller, message.body)
             reply = frames.Result(id=message.id, status=status, replayed=replayed, body=body)
             outcome = "replayed" if replayed else "ok"
@@ -250,6 +252,7 @@ class CardReaderListener:
         except ValueError:
             raise ApiError(404, "settlement_not_found", "no such settlement", field="settlement_id") from None
         reversal = api.ReversalRequest(request_id=request.request_id, reason=request.reason)
+        await self.service.claim_nonce(terminal)  # a settlement claims its nonce inside its first read
         return _stored(await self.service.reverse(terminal, settlement_id, reversal))
 
     def _check_lines(self, request: api.SettleRequest) -> None:

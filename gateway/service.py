@@ -19,12 +19,14 @@ import asyncpg
 import msgspec
 
 from adapters import identity
+from adapters.nonces import NonceClaim
 from adapters.registry_store import PersonEntry
 from adapters.store import (
     AlreadyAnswered,
     AlreadyReversed,
     Caps,
     DuplicateRequest,
+    NonceReused,
     RequestAlreadySettled,
     SettleJob,
     SettlementMissing,
@@ -67,6 +69,10 @@ class Terminal:
     terminal_id: str
     clinic_id: str
     role: str
+    # The signed request's nonce. A write claims it for every gateway process (settlements inside
+    # their first read, other writes through ``Service.claim_nonce``), so a captured request
+    # replayed to another worker or replica is refused as it is by the process that saw it.
+    nonce: NonceClaim | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,10 +295,13 @@ class Service:
                     request_document=document,
                     booked_on=china_today(),
                     now=dt.datetime.now(dt.UTC),
+                    nonce=terminal.nonce,
                 )
             )
         except SettlementError as error:
             raise ApiError.from_engine(error) from None
+        except NonceReused:
+            raise _nonce_reused() from None
         except AlreadyAnswered as answered:
             return self._replay(answered.stored, "settle", fingerprint)
         except UnknownPerson:
@@ -367,6 +376,13 @@ class Service:
         )
         out = msgspec.structs.replace(out, reversed=row["reversal_id"] is not None, reversal_id=row["reversal_id"])
         return _json_encoder.encode(out)
+
+    async def claim_nonce(self, terminal: Terminal) -> None:
+        """Refuse a write whose nonce another gateway process has already taken (a replay); one round trip."""
+        if terminal.nonce is None:
+            return
+        if not await self.store.claim_nonce(terminal.nonce):
+            raise _nonce_reused()
 
     async def reverse(self, terminal: Terminal, settlement_id: uuid.UUID, request: api.ReversalRequest) -> Answer:
         fingerprint = request_hash(self.pepper, "reverse", request, str(settlement_id))
@@ -573,3 +589,7 @@ def is_database_error(error: BaseException) -> bool:
         | asyncpg.exceptions.TransactionRollbackError
         | asyncpg.exceptions.LockNotAvailableError,
     )
+
+
+def _nonce_reused() -> ApiError:
+    return ApiError(401, "nonce_reused", "this nonce was already used; send a fresh one with every request")

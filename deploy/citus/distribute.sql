@@ -58,6 +58,11 @@ SELECT create_distributed_table('ledger_entries', 'person_key', colocate_with =>
 -- and the key space is unrelated.
 SELECT create_distributed_table('idempotency_keys', 'terminal_id', colocate_with => 'none');
 
+-- ------------------------------------------------------------ request nonces
+-- Short-lived (minutes) rows keyed by a digest of key id and nonce; no person_key. A
+-- claim is one insert on the digest's shard; a settlement's claim rides in its read.
+SELECT create_distributed_table('request_nonces', 'digest', colocate_with => 'none');
+
 -- ------------------------------------------------------------ coordinator-only
 -- audit_log and audit_seals stay plain tables on the coordinator (listed in the
 -- "coordinator-only" line at the top). They are append-only and chained in one

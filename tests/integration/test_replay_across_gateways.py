@@ -1,0 +1,116 @@
+"""A captured signed write replayed to another gateway process is refused, as the first process refuses it.
+
+Each process remembers the nonces it has seen, but a replica or worker next to it has its
+own memory. Writes therefore claim their nonce in PostgreSQL: a settlement inside the read
+it makes anyway, every other write in one statement before it acts. Here the second
+"replica" is a second application on the same database, with its own nonce memory.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters import identity, signing
+from gateway.app import create_app
+from tests.integration.conftest import ADMIN, COUNTY, PEPPER, bill, fresh_national_id, register
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["batched", "one by one"])
+async def replica(request, database_url, settings) -> AsyncIterator[TestClient]:
+    """A second gateway on the same database, settling in batches or one by one."""
+    batch_max = 32 if request.param == "batched" else 1
+    app = create_app(msgspec.structs.replace(settings, settle_batch_max=batch_max), dsn=database_url)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as replica_client:
+        yield replica_client
+
+
+def _captured(client, terminal: str, path: str, document: dict) -> tuple[bytes, dict[str, str]]:
+    """A request as a terminal signed it, and as somebody on the network could copy it."""
+    key = client.by_terminal[terminal]
+    body = msgspec.json.encode(document)
+    headers = signing.signed_headers(key.key_id, key.secret, "POST", path, body)
+    return body, {**headers, "Content-Type": "application/json"}
+
+
+async def _problem_code(response) -> str:
+    return (await response.json(content_type=None))["code"]
+
+
+async def test_a_registry_write_replayed_to_another_replica_is_refused(client, replica, pool):
+    national_id = fresh_national_id()
+    tier = {"programme": "hardship_aid", "code": "destitute", "effective_from": "2026-01-01"}
+    body, headers = _captured(client, "admin-1", "/v1/people", {"person_id": national_id, "memberships": [tier]})
+    first = await client.client.post("/v1/people", data=body, headers=headers)
+    assert first.status == 201, await first.text()
+    # A later change, which a replay of the first request would otherwise revert.
+    struck = {**tier, "struck_off_on": "2026-06-01"}
+    later = await client.post("/v1/people", json={"person_id": national_id, "memberships": [struck]}, headers=ADMIN)
+    assert later.status == 200, await later.text()
+
+    replayed = await replica.post("/v1/people", data=body, headers=headers)
+    assert replayed.status == 401
+    assert await _problem_code(replayed) == "nonce_reused"
+    async with pool.acquire() as connection:
+        ends = await connection.fetchval(
+            "SELECT struck_off_on FROM memberships WHERE person_key = $1 AND programme = 'hardship_aid'",
+            identity.person_key(national_id, PEPPER),
+        )
+    assert str(ends) == "2026-06-01"  # the later change stands
+
+
+async def test_a_settlement_replayed_to_another_replica_is_refused(client, replica, pool):
+    person = await register(client, ("insurance", "resident"))
+    body, headers = _captured(client, "term-C001", "/v1/settlements", bill(person, ("A", 10_000)))
+    first = await client.client.post("/v1/settlements", data=body, headers=headers)
+    assert first.status == 201, await first.text()
+
+    replayed = await replica.post("/v1/settlements", data=body, headers=headers)
+    assert replayed.status == 401
+    assert await _problem_code(replayed) == "nonce_reused"
+
+
+async def test_a_fresh_settlement_whose_nonce_another_replica_took_is_refused_and_not_written(client, replica, pool):
+    """The claim decides, not the order of arrival: whoever claims the nonce first acts, the other writes nothing."""
+    person = await register(client, ("insurance", "resident"))
+    bill_one = bill(person, ("A", 10_000))
+    body, headers = _captured(client, "term-C001", "/v1/settlements", bill_one)
+    first = await replica.post("/v1/settlements", data=body, headers=headers)
+    assert first.status == 201, await first.text()
+    replayed = await client.client.post("/v1/settlements", data=body, headers=headers)
+    assert replayed.status == 401
+    async with pool.acquire() as connection:
+        count = await connection.fetchval(
+            "SELECT count(*) FROM settlements WHERE terminal_id = 'term-C001' AND request_id = $1",
+            bill_one["request_id"],
+        )
+    assert count == 1
+
+
+async def test_a_reversal_replayed_to_another_replica_is_refused(client, replica):
+    person = await register(client, ("insurance", "resident"))
+    settled = await client.post("/v1/settlements", json=bill(person, ("A", 10_000)), headers=COUNTY)
+    assert settled.status == 201
+    path = f"/v1/settlements/{(await settled.json())['settlement_id']}/reversal"
+    body, headers = _captured(client, "term-C001", path, {"request_id": f"rev-{uuid.uuid4().hex}", "reason": ""})
+    first = await client.client.post(path, data=body, headers=headers)
+    assert first.status == 201, await first.text()
+
+    replayed = await replica.post(path, data=body, headers=headers)
+    assert replayed.status == 401
+    assert await _problem_code(replayed) == "nonce_reused"
+
+
+async def test_reads_and_fresh_writes_work_on_both_replicas(client, replica):
+    """Claiming nonces refuses replays only: every freshly signed request works wherever it lands."""
+    person = await register(client, ("insurance", "resident"))
+    for target in (client.client, replica):
+        body, headers = _captured(client, "term-C001", "/v1/settlements", bill(person, ("A", 10_000)))
+        response = await target.post("/v1/settlements", data=body, headers=headers)
+        assert response.status == 201, await response.text()
