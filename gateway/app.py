@@ -557,7 +557,10 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
     app.cleanup_ctx.append(card_reader_context)  # after database: it uses the service; closes before the pool
     app.on_shutdown.append(on_shutdown)
     for method, path, handler, _roles in ROUTES:
-        app.router.add_route(method, path, handler)
+        if method == "GET":  # HEAD too: load balancers and uptime checkers probe health with it
+            app.router.add_get(path, handler, allow_head=True)
+        else:
+            app.router.add_route(method, path, handler)
     return app
 
 

@@ -245,6 +245,13 @@ async def test_people_requires_admin_and_valid_memberships(client):
     assert response.status == 422 and problem["field"] == "memberships[0].code"
 
 
+async def test_health_routes_answer_head_as_load_balancers_probe_them(client):
+    for path in ("/healthz", "/readyz"):
+        response = await client.request("HEAD", path)
+        assert response.status == 200, path
+        assert await response.read() == b""
+
+
 async def test_operator_endpoints(client):
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/readyz")).status == 200
