@@ -73,6 +73,10 @@ INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, 
 SELECT :term::text, :sid::text, 'settle', sha256(convert_to(:sid::text, 'UTF8')), 200, response, now()
 FROM bench_payload WHERE n = :payload::int;
 
+-- The request's nonce, claimed for every gateway process (the gateway does it in its read).
+INSERT INTO request_nonces (digest, expires_at)
+VALUES (substr(sha256(convert_to(:sid::text, 'UTF8')), 1, 16), now() + interval '5 minutes');
+
 UPDATE accumulators SET
     insurance_inpatient_paid = insurance_inpatient_paid + :insurance::bigint,
     subsidy_paid = subsidy_paid + :subsidy::bigint,

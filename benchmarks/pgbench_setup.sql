@@ -81,6 +81,9 @@ BEGIN
     SELECT v_terminal, v_id::text, 'settle', sha256(convert_to(v_id::text, 'UTF8')), 200, response, now()
     FROM bench_payload WHERE n = p_payload;
 
+    INSERT INTO request_nonces (digest, expires_at)
+    VALUES (substr(sha256(convert_to(v_id::text, 'UTF8')), 1, 16), now() + interval '5 minutes');
+
     UPDATE accumulators SET
         insurance_inpatient_paid = insurance_inpatient_paid + v_insurance,
         subsidy_paid = subsidy_paid + v_subsidy,
