@@ -1,6 +1,6 @@
-"""The examples of docs/worked-examples.md, settled with the real engine and policies/default.toml.
+"""The figures the docs show, checked against the real engine and policies/default.toml.
 
-Each test settles one example and checks it twice: against the key figures written
+docs/worked-examples.md: each test settles one example and checks it twice: against the key figures written
 here, and against every figure table and receipt explanation the page shows for it.
 A change to the rules or to the default policy that moves a figure fails here until
 the page says the same; a page edit that gets a figure wrong fails too.
@@ -9,18 +9,25 @@ Tables on the page: ``| label | fen | yuan |`` lists settlement fields or accumu
 (only the rows shown are checked, and fen and yuan must agree); ``| line | ... |`` lists
 each line's breakdown in yuan. Every such table and every ``text`` block in an example
 must be checked by its test.
+
+docs/policy-files.md: the validation messages it shows are the loader's, word for word,
+its TOML blocks are pieces of policies/default.toml, and it names every field of it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import tomllib
 from collections.abc import Mapping
 from decimal import Decimal
+
+import pytest
 
 from settlement import (
     Accumulators,
     LineItem,
+    PolicyError,
     Settlement,
     apply_deltas,
     explain,
@@ -380,3 +387,126 @@ def test_9_new_policy_version_from_a_date() -> None:
         ("county-2026-07", 48_000),
     ]
     example.done()
+
+
+# ---------------------------------------------------------------- docs/policy-files.md
+
+POLICY_PAGE = (REPO / "docs" / "policy-files.md").read_text(encoding="utf-8")
+
+# Each edit of policies/default.toml the page shows an error for, and the message after the file's path.
+POLICY_FILE_ERRORS = [
+    (
+        "{ up_to_yuan = 50000, rate = 0.65 }",
+        "{ up_to_yuan = 5000, rate = 0.65 }",
+        "$.hardship_aid.tiers.marginal.inpatient_bands[1].up_to_yuan: bands must be in ascending order of up_to_yuan",
+    ),
+    (
+        "outpatient_cap_yuan = 3000 ",
+        "outpatient_cap = 3000 ",
+        "$.insurance: Object contains unknown field `outpatient_cap`",
+    ),
+    (
+        "[hardship_aid.tiers.destitute]",
+        "[hardship_aid.tiers.destitue]",
+        "$.hardship_aid.tiers.destitue: unknown hardship tier; expected one of destitute, minimum_allowance, marginal, "
+        "low_income, medical_hardship",
+    ),
+    (
+        "annual_cap_yuan = 10000\n",
+        "",
+        "$.veteran_subsidy.categories[...]: Object missing required field `annual_cap_yuan`",
+    ),
+    (
+        "inpatient_rate = 0.85",
+        "inpatient_rate = 85",
+        "$.insurance.levels.township.inpatient_rate: rate 85 must be between 0 and 1",
+    ),
+    (
+        "b_self_pay_first_share = 0.10",
+        "b_self_pay_first_share = 0.1234567",
+        "$.eligibility.b_self_pay_first_share: rate 0.1234567 has more than 6 decimal places",
+    ),
+    (
+        "outpatient_deductible_yuan = 200 ",
+        "outpatient_deductible_yuan = 200.005 ",
+        "$.insurance.outpatient_deductible_yuan: amount 200.005 yuan is not a whole number of fen",
+    ),
+    (
+        "inpatient_cap_yuan = 200000 ",
+        'inpatient_cap_yuan = "200000" ',
+        "$.insurance.inpatient_cap_yuan: expected a number, got str",
+    ),
+    (
+        "inpatient_deductible_yuan = 300       # per admission\n",
+        "",
+        "$.insurance.levels.township: give both inpatient_rate and inpatient_deductible_yuan, or neither for a level "
+        "without inpatient care",
+    ),
+    (
+        "  { rate = 0.80 },\n",
+        "  { up_to_yuan = 90000, rate = 0.80 },\n",
+        "$.hardship_aid.tiers.minimum_allowance.inpatient_bands[2].up_to_yuan: the last band must be open-ended "
+        "(leave out up_to_yuan)",
+    ),
+    (
+        "outpatient_rate = 0.00\n",
+        "outpatient_rate = 0.10\n",
+        "$.hardship_aid.tiers.medical_hardship.outpatient_rate: "
+        "medical_hardship pays only on inpatient bills: use 0.00",
+    ),
+    (
+        "effective_from = 2026-01-01",
+        "effective_from = 2026-01-01T00:00:00",
+        "$.effective_from: Expected `date`, got `datetime`",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"), POLICY_FILE_ERRORS, ids=[e[2].split(":")[0] for e in POLICY_FILE_ERRORS]
+)
+def test_policy_page_shows_the_loaders_messages(old: str, new: str, message: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(replace_once(DEFAULT_TEXT, old, new), "policies/2027.toml")
+    assert str(caught.value) == f"policies/2027.toml: {message}"
+    assert message in POLICY_PAGE
+
+
+def test_policy_page_shows_the_message_for_two_files_on_one_date() -> None:
+    text = replace_once(DEFAULT_TEXT, 'id = "default-2026"', 'id = "county-2027"')
+    with pytest.raises(PolicyError) as caught:
+        PolicyBook([POLICY, parse_policy(text, "policies/county-2027.toml")])
+    message = str(caught.value)
+    assert message == (
+        "county-2027: $.effective_from: same effective date as default-2026: which one is in force would be ambiguous"
+    )
+    assert message in POLICY_PAGE
+
+
+def test_policy_page_explains_every_field_of_the_default_file() -> None:
+    def keys(table: Mapping[str, object]) -> set[str]:
+        """The names of the fields that hold values, at any depth (not the tables' names)."""
+        found = set()
+        for name, value in table.items():
+            if isinstance(value, dict):
+                found |= keys(value)
+                continue
+            found.add(name)
+            if isinstance(value, list):
+                for inner in value:
+                    found |= keys(inner)
+        return found
+
+    names = keys(tomllib.loads(DEFAULT_TEXT)) | {"ytd_unpaid_threshold_yuan", "inpatient_rate", "up_to_yuan"}
+    missing = sorted(name for name in names if f"`{name}`" not in POLICY_PAGE)
+    assert not missing, f"docs/policy-files.md does not name {missing}"
+
+
+def test_policy_page_shows_the_default_file() -> None:
+    # every TOML block on the page is a piece of policies/default.toml, line for line
+    blocks = re.findall(r"^```toml\n(.*?)\n```$", POLICY_PAGE, flags=re.MULTILINE | re.DOTALL)
+    assert blocks
+    default_lines = {line.split("#")[0].rstrip() for line in DEFAULT_TEXT.splitlines()}
+    for block in blocks:
+        for line in block.splitlines():
+            assert line.split("#")[0].rstrip() in default_lines, f"not in policies/default.toml: {line!r}"
