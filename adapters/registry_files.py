@@ -21,7 +21,7 @@ bureau lists of enrolments. All three share one layout (samples/README.md shows 
 
   The third column may instead carry its bureau's own header: 救助类别 on a
   civil-affairs list, 优抚类别 on a veterans list, 参保类型 on an insurance list.
-* Codes are the code names of shared/DESIGN.md or the Chinese terms in ``CHINESE_TERMS``
+* Codes are the code names of docs/settlement-rules.md or the Chinese terms in ``CHINESE_TERMS``
   (伤残军人 / 残疾军人 may carry a grade, 1级-6级 or 一级-六级). A code of another kind of
   list (a hardship tier on a veterans list) is unknown on this one.
 * Dates are ``YYYY-MM-DD``; in a workbook a real date cell also works. 退出日期 must be

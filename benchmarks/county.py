@@ -4,7 +4,7 @@
     python benchmarks/county.py --scale 10 --out benchmarks/out/province    # 10 counties' worth
 
 Everything is drawn from one seed, so the same arguments give the same county, byte
-for byte. The default is one county as ``shared/DESIGN.md`` pictures it: 100 village
+for byte. The default is one county, the size of a real rural one: 100 village
 stations, 13 township health centres and 3 county hospitals, and 20,000 people, most of
 them enrolled in resident insurance, a few percent in a priority-care category and a few
 percent in a hardship tier, some of those struck off during the year.
@@ -68,7 +68,7 @@ COUNTY_HOSPITALS = (
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀英华平刚桂兰玉梅红霞建国志文斌辉玲凤云海林波宁"
 
-# Who is in which programme. Shares of the whole population; DESIGN.md names the codes.
+# Who is in which programme. Shares of the whole population; docs/settlement-rules.md names the codes.
 INSURED_SHARE = 0.95  # resident insurance covers about 95 % of rural residents
 INSURANCE_STRUCK_OFF_SHARE = 0.01  # moved away or enrolled elsewhere during the year
 VETERAN_SHARES = {"disabled_veteran": 0.005, "priority_care": 0.025}

@@ -437,8 +437,8 @@ medsettle gateway listening on {base}  ({"embedded PostgreSQL in .data/pg" if em
   OpenAPI: /openapi.json (signed)   metrics: {base}/metrics   ready: {base}/readyz
 
 Every request is signed with a terminal's key (README: "Signing requests"). The demo terminals'
-keys are in .data/terminal-keys.json. Settle the DESIGN.md worked example (county inpatient,
-priority_care + minimum_allowance) from another shell:
+keys are in .data/terminal-keys.json. Settle worked example 2 of docs/worked-examples.md (county
+inpatient, priority_care + minimum_allowance) from another shell:
 
   .venv/bin/medsettle client POST /v1/settlements --terminal term-C001 --data @samples/bill-worked-example.json
 """,

@@ -34,7 +34,8 @@ async def settle(client, body, headers=COUNTY, status=201):
 async def test_worked_example_minimum_allowance(client):
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
     result = await settle(client, bill(person, *WORKED_ITEMS))
-    # DESIGN.md: total 20,000.00; eligible 17,600.00; insurance 12,750.00; aid 3,395.00; out of pocket 3,855.00
+    # docs/worked-examples.md, example 1:
+    # total 20,000.00; eligible 17,600.00; insurance 12,750.00; aid 3,395.00; out of pocket 3,855.00
     assert (result["total"], result["eligible"]) == (2_000_000, 1_760_000)
     assert (result["insurance"], result["veteran_subsidy"], result["hardship_aid"]) == (1_275_000, 0, 339_500)
     assert result["out_of_pocket"] == 385_500
@@ -51,7 +52,8 @@ async def test_worked_example_with_priority_care(client):
         ("veteran_subsidy", "priority_care"),
     )
     result = await settle(client, bill(person, *WORKED_ITEMS))
-    # DESIGN.md: subsidy 4,850 × 0.60 = 2,910.00; aid 1,940 × 0.70 = 1,358.00; out of pocket 2,982.00
+    # docs/worked-examples.md, example 2:
+    # subsidy 4,850 × 0.60 = 2,910.00; aid 1,940 × 0.70 = 1,358.00; out of pocket 2,982.00
     assert (result["insurance"], result["veteran_subsidy"], result["hardship_aid"]) == (1_275_000, 291_000, 135_800)
     assert result["out_of_pocket"] == 298_200
     traces = {trace["payer"]: trace for trace in result["traces"]}

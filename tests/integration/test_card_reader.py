@@ -127,7 +127,7 @@ async def test_settle_worked_example_over_the_reader(gateway, pool):
         reply = await reader.settle(worked)
     settled = expect_result(reply, 201)
     assert reply.replayed is False
-    # DESIGN.md worked example: county inpatient, insurance + minimum_allowance.
+    # docs/worked-examples.md, example 1: county inpatient, insurance + minimum_allowance.
     assert (settled["insurance"], settled["veteran_subsidy"]) == (1_275_000, 0)
     assert (settled["hardship_aid"], settled["out_of_pocket"]) == (339_500, 385_500)
     assert settled["total"] == 2_000_000 and settled["clinic_id"] == "C001" and settled["terminal_id"] == "term-C001"

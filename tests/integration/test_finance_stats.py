@@ -23,7 +23,7 @@ async def week(client):
     worked = await register(
         client, ("insurance", "resident"), ("veteran_subsidy", "priority_care"), ("hardship_aid", "minimum_allowance")
     )
-    # DESIGN example: 20,000.00 total; out of pocket 2,982.00 = 14.91 % (bucket 10-20 %).
+    # docs/worked-examples.md, example 2: 20,000.00 total; out of pocket 2,982.00 = 14.91 % (bucket 10-20 %).
     await settle(
         client,
         bill(worked, ("A", 1_400_000), ("B", 400_000), ("C", 200_000), service_date="2026-01-06"),

@@ -1,7 +1,7 @@
 """Hypothesis properties of ``settlement.settle`` under the default policy.
 
-What must hold for every bill, person and accumulator state (shared/DESIGN.md,
-"Money and rounding" and "Settlement semantics"):
+What must hold for every bill, person and accumulator state (docs/settlement-rules.md,
+"Money and rounding" and "The order of payers"):
 
 - the three payers and out of pocket add up to the total;
 - every amount is a non-negative ``int`` (never a bool, float or Decimal);

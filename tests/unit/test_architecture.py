@@ -2,7 +2,7 @@
 
 ``settlement/`` is the part of the gateway that decides money. It must give the same
 answer for the same inputs, run without a server or a database, and be testable in
-isolation (shared/DESIGN.md; settlement/__init__.py says so in its docstring). These
+isolation (settlement/__init__.py says so in its docstring). These
 tests read its source with ``ast`` rather than importing it, so a forbidden import
 is caught even on a code path no other test runs. They also run ``mypy --strict``
 over it, which with ``int`` money types keeps floats out of money paths.

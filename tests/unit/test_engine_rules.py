@@ -1,8 +1,8 @@
-"""Hand-computed settlements against the default policy (shared/DESIGN.md).
+"""Hand-computed settlements against the default policy (docs/settlement-rules.md).
 
-Every expected figure is worked out by hand from DESIGN.md ("Money and rounding",
-"Settlement semantics", "Default policy") in the comment next to it; none is copied
-from the engine's output. Money is int fen: ``14_000 * Y`` is 14,000.00 yuan.
+Every expected figure is worked out by hand from docs/settlement-rules.md ("Money and
+rounding", "The order of payers", "The default policy") in the comment next to it; none
+is copied from the engine's output. Money is int fen: ``14_000 * Y`` is 14,000.00 yuan.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def trace(settlement: Settlement, payer: str) -> PayerTrace:
 
 
 def check_invariants(s: Settlement, b: Bill, before: Accumulators) -> None:
-    """DESIGN.md "Money and rounding": the invariants every settlement must meet."""
+    """docs/settlement-rules.md, "Money and rounding": the invariants every settlement must meet."""
     parts = (s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket)
     assert all(type(value) is int and value >= 0 for value in parts), parts
     assert sum(parts) == s.total == sum(line.amount for line in b.items)
