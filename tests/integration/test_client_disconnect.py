@@ -13,6 +13,7 @@ import signal
 import aiohttp
 import pytest
 
+from adapters import signing
 from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,12 @@ def _count(metrics: str, code: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-async def test_a_client_hanging_up_mid_body_is_not_counted_as_a_database_outage(database_url, tmp_path):
+async def test_a_client_hanging_up_mid_body_is_not_counted_as_a_database_outage(client, database_url, tmp_path):
+    # Signed with a live key: the gateway checks the headers first and reads the body only then.
+    key = client.by_terminal["term-C001"]
+    announced = b" " * 5000
+    signed = signing.signed_headers(key.key_id, key.secret, "POST", "/v1/settlements", announced)
+    head = "".join(f"{name}: {value}\r\n" for name, value in signed.items()).encode()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     process = start_gateway(database_url, port, tmp_path)
@@ -33,8 +39,7 @@ async def test_a_client_hanging_up_mid_body_is_not_counted_as_a_database_outage(
             _reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(
                 b"POST /v1/settlements HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 5000\r\nX-Key-Id: k_0\r\nX-Timestamp: 1\r\nX-Nonce: nonce-0123456789abcdef\r\n"
-                b"X-Signature: 00\r\n\r\n" + b'{"request_id": "hang-up", "items": ['
+                b"Content-Length: 5000\r\n" + head + b"\r\n" + b'{"request_id": "hang-up", "items": ['
             )
             await writer.drain()
             await asyncio.sleep(0.2)  # the gateway is now waiting for the rest of the body
