@@ -17,35 +17,16 @@ import asyncpg
 from adapters import db
 from adapters.check import Violation, check_invariants, missing_acknowledged, parse_acknowledged
 from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
+from gateway.cli_database import DatabaseUnreachable, database_url, nothing, with_connection
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.dashboard import add_dashboard_link_parser
 from gateway.finance_cli import add_finance_parser
 from gateway.logs import configure_logging, log
 from gateway.reader_sim import add_reader_sim_parser
 
-_embedded_servers: list[Any] = []  # keep the embedded server alive for the life of the process
-
-
-def database_url(settings: Settings) -> str:
-    """``DATABASE_URL`` when set; otherwise the embedded PostgreSQL in the data folder."""
-    if settings.database_url:
-        return settings.database_url
-    url, server = db.start_embedded(Path(settings.data_dir).resolve() / "pg")
-    _embedded_servers.append(server)
-    return url
-
-
-async def _with_connection(url: str, work: Any) -> Any:
-    await db.wait_for_database(url)
-    connection = await asyncpg.connect(url)
-    try:
-        return await work(connection)
-    finally:
-        await connection.close()
-
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    applied = asyncio.run(_with_connection(database_url(settings), db.migrate))
+    applied = asyncio.run(with_connection(database_url(settings), db.migrate))
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none, schema is current'}")
     return 0
 
@@ -60,7 +41,7 @@ async def _seed(connection: asyncpg.Connection, settings: Settings, *, only_if_e
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     url = database_url(settings)
-    counts = asyncio.run(_with_connection(url, lambda c: _seed(c, settings, only_if_empty=False)))
+    counts = asyncio.run(with_connection(url, lambda c: _seed(c, settings, only_if_empty=False)))
     print(f"demo county seeded: {counts}")
     return 0
 
@@ -80,7 +61,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             found += await missing_acknowledged(connection, acknowledged)
         return found
 
-    violations = asyncio.run(_with_connection(database_url(settings), check))
+    violations = asyncio.run(with_connection(database_url(settings), check))
     if args.json:
         print(json.dumps([{"rule": v.rule, "detail": v.detail} for v in violations]))
     elif violations:
@@ -194,7 +175,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             rejected=[(row.line, row.reason) for row in rejected],
         )
 
-    report = asyncio.run(_with_connection(database_url(settings), work))
+    report = asyncio.run(with_connection(database_url(settings), work))
     for line, reason in sorted(report.rejected):
         print(f"rejected line {line}: {reason}")
     if args.dry_run or args.verbose:
@@ -229,7 +210,7 @@ def cmd_clinics_import(settings: Settings, args: argparse.Namespace) -> int:
         return await import_clinics(connection, path, actor=args.actor)
 
     try:
-        result = asyncio.run(_with_connection(database_url(settings), work))
+        result = asyncio.run(with_connection(database_url(settings), work))
     except ValueError as error:
         print(f"medsettle clinics import: {error}", file=sys.stderr)
         return 2
@@ -249,7 +230,7 @@ def cmd_terminals_add(settings: Settings, args: argparse.Namespace) -> int:
         return terminal_id, *await create_key(connection, settings.terminal_key_key, terminal_id, actor=args.actor)
 
     try:
-        terminal_id, key_id, secret = asyncio.run(_with_connection(database_url(settings), work))
+        terminal_id, key_id, secret = asyncio.run(with_connection(database_url(settings), work))
     except ValueError as error:
         print(f"medsettle terminals add: {error}", file=sys.stderr)
         return 2
@@ -275,7 +256,7 @@ def cmd_terminals_key(settings: Settings, args: argparse.Namespace) -> int:
         return await terminal_keys.revoke_terminal(connection, args.target, actor=args.actor)
 
     try:
-        result = asyncio.run(_with_connection(database_url(settings), work))
+        result = asyncio.run(with_connection(database_url(settings), work))
     except ValueError as error:
         print(f"medsettle terminals {args.action}: {error}", file=sys.stderr)
         return 2
@@ -334,7 +315,7 @@ def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
     async def work(connection: asyncpg.Connection) -> Any:
         return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
 
-    stats = asyncio.run(_with_connection(database_url(settings), work))
+    stats = asyncio.run(with_connection(database_url(settings), work))
     sys.stdout.write(
         stats_csv(stats) if args.format == "csv" else json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
     )
@@ -358,7 +339,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
             sealed += count
         return sealed, (await audit.verify(connection) if args.action == "verify" else None)
 
-    sealed, report = asyncio.run(_with_connection(database_url(settings), work))
+    sealed, report = asyncio.run(with_connection(database_url(settings), work))
     if report is None:
         print(f"sealed {sealed} audit row(s)")
         return 0
@@ -378,7 +359,7 @@ def cmd_idempotency_prune(settings: Settings, args: argparse.Namespace) -> int:
         await db.migrate(connection)
         return await idempotency.prune(connection, older_than=dt.timedelta(days=days))
 
-    deleted = asyncio.run(_with_connection(database_url(settings), work))
+    deleted = asyncio.run(with_connection(database_url(settings), work))
     print(f"deleted {deleted} idempotency record(s) older than {days} day(s)")
     return 0
 
@@ -396,13 +377,15 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is optional
         pass
     url = database_url(settings)
+    if args.worker_of is None:  # say so at once if the database is out of reach; workers start after this
+        asyncio.run(with_connection(url, nothing))
     if args.demo:
-        seeded = asyncio.run(_with_connection(url, lambda c: _seed(c, settings, only_if_empty=True)))
+        seeded = asyncio.run(with_connection(url, lambda c: _seed(c, settings, only_if_empty=True)))
         if seeded:
             log.info("demo_seeded", **seeded)
         if settings.environment == "development":
             asyncio.run(
-                _with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
+                with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
             )
     base = f"http://{settings.host}:{settings.port}"
     if settings.workers > 1 and args.worker_of is None:
@@ -563,7 +546,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"medsettle: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_format or ("console" if sys.stderr.isatty() else "json"), settings.log_level)
-    raise SystemExit(args.run(settings, args))
+    try:
+        status = args.run(settings, args)
+    except DatabaseUnreachable as error:
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"medsettle {command}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":

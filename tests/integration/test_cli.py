@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
 
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, bill, register
+from tests.integration.processes import free_port
 
 pytestmark = pytest.mark.integration
 
 
-def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def medsettle(database_url: str, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
         "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
         "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+        **variables,
     }
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
@@ -114,3 +119,62 @@ async def test_production_refuses_to_start_without_pepper(database_url):
     )
     assert result.returncode == 2
     assert "MEDSETTLE_ID_PEPPER is not set" in result.stderr
+
+
+# ---------------------------------------------------------------- the database out of reach
+
+PASSWORD = "hunter2-not-for-logs"
+NEEDS_THE_DATABASE = [
+    ["migrate"],
+    ["demo"],
+    ["check"],
+    ["serve"],
+    ["terminals", "add", "--clinic", "C001"],
+    ["terminals", "revoke", "term-C001"],
+    ["audit", "verify"],
+    ["idempotency", "prune"],
+    ["registry", "stats"],
+    ["report", "daily"],
+    ["report", "stats"],
+]
+
+
+def unreachable_url(port: int) -> str:
+    return f"postgresql://medsettle:{PASSWORD}@127.0.0.1:{port}/medsettle"
+
+
+def assert_one_line_refusal(result: subprocess.CompletedProcess[str], port: int) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert "DATABASE_URL" in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", NEEDS_THE_DATABASE, ids=" ".join)
+def test_a_refused_database_connection_is_one_clear_line(command):
+    port = free_port()  # bound and closed again: nothing listens there
+    result = medsettle(unreachable_url(port), *command, MEDSETTLE_READER_PORT="0")
+    line = assert_one_line_refusal(result, port)
+    assert "connection refused" in line
+    assert "is the PostgreSQL server running" in line
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port where connections are accepted by the kernel and then never answered, as behind a dead proxy."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve"]], ids=" ".join)
+def test_a_database_that_never_answers_is_given_up_on_after_the_connect_timeout(command):
+    with silent_server() as port:
+        result = medsettle(unreachable_url(port), *command, MEDSETTLE_READER_PORT="0")
+    line = assert_one_line_refusal(result, port)
+    assert "no answer within 5 s" in line
