@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from adapters import db
@@ -291,18 +292,46 @@ def cmd_client(settings: Settings, args: argparse.Namespace) -> int:
         key_id, secret = key["key_id"], key["secret"]
     body = None
     if args.data:
-        text = Path(args.data[1:]).read_text(encoding="utf-8") if args.data.startswith("@") else args.data
-        body = json.loads(text)
+        source = args.data[1:] if args.data.startswith("@") else None
+        try:
+            text = args.data if source is None else Path(source).read_text(encoding="utf-8")
+        except OSError as error:
+            print(f"medsettle client: cannot read {source}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        except UnicodeDecodeError:
+            print(f"medsettle client: cannot read {source}: not UTF-8 text", file=sys.stderr)
+            return 2
+        try:
+            body = json.loads(text)
+        except ValueError as error:
+            print(f"medsettle client: {source or '--data'} is not valid JSON: {error}", file=sys.stderr)
+            return 2
     base = args.url or f"http://{settings.host}:{settings.port}"
 
     async def send() -> Any:
         async with TerminalClient(base, key_id, secret) as client:
             return await client.request(args.method.upper(), args.path, body)
 
-    reply = asyncio.run(send())
+    try:
+        reply = asyncio.run(send())
+    except (OSError, TimeoutError, aiohttp.ClientError) as error:
+        print(
+            f"medsettle client: cannot reach the gateway at {base}: {_why_unreachable(error)}."
+            " Is it running there? --url names another.",
+            file=sys.stderr,
+        )
+        return 2
     print(f"HTTP {reply.status}" + (" (replayed)" if reply.replayed else ""), file=sys.stderr)
     print(json.dumps(reply.body, ensure_ascii=False, indent=2) if not isinstance(reply.body, str) else reply.body)
     return 0 if reply.status < 400 else 1
+
+
+def _why_unreachable(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    if isinstance(getattr(error, "os_error", error), ConnectionRefusedError):
+        return "connection refused"
+    return str(error) or type(error).__name__
 
 
 def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:

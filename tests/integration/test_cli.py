@@ -178,3 +178,50 @@ def test_a_database_that_never_answers_is_given_up_on_after_the_connect_timeout(
         result = medsettle(unreachable_url(port), *command, MEDSETTLE_READER_PORT="0")
     line = assert_one_line_refusal(result, port)
     assert "no answer within 5 s" in line
+
+
+# ---------------------------------------------------------------- medsettle client
+
+
+def test_client_names_bad_json_and_missing_files(tmp_path, database_url):
+    closed = f"http://127.0.0.1:{free_port()}"
+    signed = ["--key-id", "k_demo", "--secret", "sk_demo", "--url", closed]
+    result = medsettle(database_url, "client", "POST", "/v1/settlements", "--data", '{"request_id": ', *signed)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("medsettle client: --data is not valid JSON:"), result.stderr
+
+    bad = tmp_path / "bill.json"
+    bad.write_text('{"items": [1, 2,]}', encoding="utf-8")
+    result = medsettle(database_url, "client", "POST", "/v1/settlements", "--data", f"@{bad}", *signed)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"medsettle client: {bad} is not valid JSON: "), result.stderr
+    assert "line 1 column 17" in result.stderr
+
+    missing = tmp_path / "no-such-bill.json"
+    result = medsettle(database_url, "client", "POST", "/v1/settlements", "--data", f"@{missing}", *signed)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"medsettle client: cannot read {missing}: "), result.stderr
+
+
+def test_client_names_a_gateway_it_cannot_reach(database_url):
+    port = free_port()
+    result = medsettle(
+        database_url,
+        "client",
+        "GET",
+        "/v1/clinics",
+        "--key-id",
+        "k",
+        "--secret",
+        "s",
+        "--url",
+        f"http://127.0.0.1:{port}",
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"medsettle client: cannot reach the gateway at http://127.0.0.1:{port}"), (
+        result.stderr
+    )
