@@ -8,6 +8,8 @@ import datetime as dt
 import getpass
 import hashlib
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -416,11 +418,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             asyncio.run(
                 with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
             )
-    base = f"http://{settings.host}:{settings.port}"
     if settings.workers > 1 and args.worker_of is None:
         from gateway.workers import supervise  # the parent serves nothing; its workers do (gateway/workers.py)
 
-        return supervise(settings, url, announce=lambda: _print_banner(base, embedded=not settings.database_url))
+        return supervise(settings, url, announce=lambda: _print_banner(settings))
     app = create_app(settings, dsn=url)
     drain_on_sigterm(app)  # SIGTERM fails readiness first and closes the listener after the drain
     if args.worker_of is not None:
@@ -428,7 +429,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
         serve_as_worker(app, args.worker_of)
     else:
-        _print_banner(base, embedded=not settings.database_url)
+        _print_banner(settings)
     web.run_app(
         app,
         host=settings.host,
@@ -442,17 +443,47 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_banner(base: str, *, embedded: bool) -> None:
+SAMPLE_BILL = Path(__file__).resolve().parents[1] / "samples" / "bill-worked-example.json"
+
+
+def client_base_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses to reach a gateway listening on ``host``:``port``."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # wildcards: connect locally
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` as a person pastes it from where the gateway was started: relative below here, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+def _print_banner(settings: Settings) -> None:
+    base = client_base_url(settings.host, settings.port)
+    # The example names the URL and the keys file, so it works pasted into a shell without this one's settings.
+    script = Path(sys.executable).parent / "medsettle"
+    program = _shown_path(script) if script.exists() else "medsettle"
+    keys = _shown_path(demo_keys_path(settings))
+    bill = _shown_path(SAMPLE_BILL) if SAMPLE_BILL.exists() else "samples/bill-worked-example.json"
+    database = (
+        "DATABASE_URL"
+        if settings.database_url
+        else f"embedded PostgreSQL in {_shown_path(Path(settings.data_dir) / 'pg')}"
+    )
     print(
         f"""
-medsettle gateway listening on {base}  ({"embedded PostgreSQL in .data/pg" if embedded else "DATABASE_URL"})
+medsettle gateway listening on http://{settings.host}:{settings.port}  ({database})
   OpenAPI: /openapi.json (signed)   metrics: {base}/metrics   ready: {base}/readyz
 
 Every request is signed with a terminal's key (README: "Signing requests"). The demo terminals'
-keys are in .data/terminal-keys.json. Settle the DESIGN.md worked example (county inpatient,
+keys are in {keys}. Settle the DESIGN.md worked example (county inpatient,
 priority_care + minimum_allowance) from another shell:
 
-  .venv/bin/medsettle client POST /v1/settlements --terminal term-C001 --data @samples/bill-worked-example.json
+  {shlex.quote(program)} client POST /v1/settlements --terminal term-C001 \\
+      --url {shlex.quote(base)} --keys {shlex.quote(keys)} --data {shlex.quote("@" + bill)}
 """,
         flush=True,
     )

@@ -5,16 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 
+import aiohttp
 import asyncpg
 import pytest
 
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, bill, register
-from tests.integration.processes import free_port
+from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +228,41 @@ def test_client_names_a_gateway_it_cannot_reach(database_url):
     assert result.stderr.startswith(f"medsettle client: cannot reach the gateway at http://127.0.0.1:{port}"), (
         result.stderr
     )
+
+
+def _banner_command(output: str) -> str:
+    """The ready-to-paste `medsettle client` command in the start-up banner, continuation lines joined."""
+    lines = output.splitlines()
+    start = next(index for index, line in enumerate(lines) if "medsettle client " in line)
+    command = lines[start].strip()
+    while command.endswith("\\"):
+        start += 1
+        command = command[:-1] + " " + lines[start].strip()
+    return command
+
+
+async def test_the_banners_example_works_pasted_into_another_shell(pool, database_url, tmp_path):
+    port = free_port()
+    assert port != 8080
+    process = start_gateway(database_url, port, tmp_path / "data", stdout=subprocess.PIPE, extra_args=["--demo"])
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, f"http://127.0.0.1:{port}", process)
+        assert process.stdout is not None
+        # The banner is printed and flushed before the listener opens, so it is all in the pipe by now.
+        os.set_blocking(process.stdout.fileno(), False)
+        output = os.read(process.stdout.fileno(), 1 << 16).decode()
+        command = _banner_command(output)
+        # Another shell: none of the gateway's settings, its own data folder (so nothing lands in the work tree).
+        other_shell = {key: value for key, value in os.environ.items() if not key.startswith("MEDSETTLE_")}
+        other_shell.pop("DATABASE_URL", None)
+        other_shell["MEDSETTLE_DATA_DIR"] = str(tmp_path / "other-shell")
+        pasted = subprocess.run(
+            ["bash", "-c", command], env=other_shell, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert pasted.returncode == 0, command + "\n" + pasted.stderr
+    assert re.match(r"HTTP 20[01]", pasted.stderr), pasted.stderr  # 200 if the sample was settled before
+    assert json.loads(pasted.stdout)["request_id"] == "demo-0001"
