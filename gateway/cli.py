@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import getpass
 import hashlib
+import importlib.metadata
 import json
 import os
 import shlex
@@ -489,8 +490,16 @@ priority_care + minimum_allowance) from another shell:
     )
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("medsettle")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsettle", description="Real-time medical settlement gateway")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP gateway (embedded PostgreSQL unless DATABASE_URL)")
     serve.add_argument("--host")

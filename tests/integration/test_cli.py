@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import os
 import re
@@ -266,3 +267,12 @@ async def test_the_banners_example_works_pasted_into_another_shell(pool, databas
     assert pasted.returncode == 0, command + "\n" + pasted.stderr
     assert re.match(r"HTTP 20[01]", pasted.stderr), pasted.stderr  # 200 if the sample was settled before
     assert json.loads(pasted.stdout)["request_id"] == "demo-0001"
+
+
+# ---------------------------------------------------------------- --version
+
+
+def test_version_is_the_installed_packages(database_url):
+    result = medsettle(database_url, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"medsettle {importlib.metadata.version('medsettle')}"
