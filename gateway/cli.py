@@ -272,6 +272,65 @@ def cmd_terminals_key(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_terminals_list(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.terminal_keys import list_terminals
+
+    try:
+        terminals = asyncio.run(with_connection(database_url(settings), lambda c: list_terminals(c, args.clinic)))
+    except ValueError as error:
+        print(f"medsettle terminals list: {error}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps([_terminal_document(terminal) for terminal in terminals], indent=2))
+        return 0
+    rows = [("TERMINAL", "CLINIC", "ROLE", "STATUS", "CREATED", "ROTATED", "KEYS")]
+    for terminal in terminals:
+        rows.append(
+            (
+                terminal.terminal_id,
+                terminal.clinic_id,
+                terminal.role,
+                terminal.status,
+                _minute(terminal.created_at),
+                _minute(terminal.rotated_at),
+                ", ".join(f"{key.key_id} ({key.state})" for key in terminal.keys) or "none",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def _utc(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).isoformat() if moment else None
+
+
+def _minute(moment: dt.datetime | None) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ") if moment else "-"
+
+
+def _terminal_document(terminal: Any) -> dict[str, Any]:
+    return {
+        "terminal_id": terminal.terminal_id,
+        "clinic_id": terminal.clinic_id,
+        "role": terminal.role,
+        "status": terminal.status,
+        "created_at": _utc(terminal.created_at),
+        "revoked_at": _utc(terminal.revoked_at),
+        "rotated_at": _utc(terminal.rotated_at),
+        "keys": [
+            {
+                "key_id": key.key_id,
+                "state": key.state,
+                "created_at": _utc(key.created_at),
+                "retired_at": _utc(key.retired_at),
+            }
+            for key in terminal.keys
+        ],
+    }
+
+
 def demo_keys_path(settings: Settings) -> Path:
     return Path(settings.data_dir) / "terminal-keys.json"
 
@@ -554,6 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
     terminals_add.add_argument("--id", help="terminal id (default: term-<clinic>-<n>)")
     terminals_add.add_argument("--actor", default=actor)
     terminals_add.set_defaults(run=cmd_terminals_add)
+    terminals_list = terminals.add_parser(
+        "list", help="terminals with clinic, role, status and their keys' ids and states (never secrets)"
+    )
+    terminals_list.add_argument("--clinic", metavar="CODE", help="only this clinic's terminals")
+    terminals_list.add_argument("--format", choices=["table", "json"], default="table")
+    terminals_list.set_defaults(run=cmd_terminals_list)
     for action, target, text in (
         ("rotate", "terminal", "add a second key to a terminal (both work until you retire one)"),
         ("retire-key", "key_id", "stop accepting one key"),

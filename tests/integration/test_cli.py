@@ -133,6 +133,7 @@ NEEDS_THE_DATABASE = [
     ["demo"],
     ["check"],
     ["serve"],
+    ["terminals", "list"],
     ["terminals", "add", "--clinic", "C001"],
     ["terminals", "revoke", "term-C001"],
     ["audit", "verify"],
@@ -269,10 +270,64 @@ async def test_the_banners_example_works_pasted_into_another_shell(pool, databas
     assert json.loads(pasted.stdout)["request_id"] == "demo-0001"
 
 
-# ---------------------------------------------------------------- --version
+# ---------------------------------------------------------------- --version and terminals list
 
 
 def test_version_is_the_installed_packages(database_url):
     result = medsettle(database_url, "--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"medsettle {importlib.metadata.version('medsettle')}"
+
+
+def _printed_secret(output: str) -> str:
+    return next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("secret: "))
+
+
+def _printed_key_id(output: str) -> str:
+    return next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("key_id: "))
+
+
+async def test_terminals_list_shows_each_terminal_and_its_keys_without_secrets(pool, database_url):
+    added = medsettle(database_url, "terminals", "add", "--clinic", "T001", "--role", "finance", "--id", "fin-T001-x")
+    assert added.returncode == 0, added.stderr
+    rotated = medsettle(database_url, "terminals", "rotate", "fin-T001-x")
+    assert rotated.returncode == 0, rotated.stderr
+    first, second = _printed_key_id(added.stdout), _printed_key_id(rotated.stdout)
+    secrets = [_printed_secret(added.stdout), _printed_secret(rotated.stdout)]
+    assert medsettle(database_url, "terminals", "retire-key", first).returncode == 0
+
+    listed = medsettle(database_url, "terminals", "list", "--clinic", "T001", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    terminals = {terminal["terminal_id"]: terminal for terminal in json.loads(listed.stdout)}
+    assert {terminal["clinic_id"] for terminal in terminals.values()} == {"T001"}
+    assert terminals["term-T001"]["role"] == "terminal"
+    mine = terminals["fin-T001-x"]
+    assert (mine["role"], mine["status"], mine["revoked_at"]) == ("finance", "active", None)
+    assert [(key["key_id"], key["state"]) for key in mine["keys"]] == [(first, "retired"), (second, "active")]
+    assert mine["keys"][0]["retired_at"] is not None and mine["keys"][1]["retired_at"] is None
+    assert mine["created_at"] <= mine["keys"][1]["created_at"] == mine["rotated_at"]
+
+    table = medsettle(database_url, "terminals", "list", "--clinic", "T001")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["TERMINAL", "CLINIC", "ROLE", "STATUS", "CREATED", "ROTATED", "KEYS"]
+    row = next(row for row in rows if row.startswith("fin-T001-x "))
+    assert f"{first} (retired)" in row and f"{second} (active)" in row
+
+    assert medsettle(database_url, "terminals", "revoke", "fin-T001-x").returncode == 0
+    everyone = medsettle(database_url, "terminals", "list", "--format", "json")
+    assert everyone.returncode == 0, everyone.stderr
+    revoked = next(terminal for terminal in json.loads(everyone.stdout) if terminal["terminal_id"] == "fin-T001-x")
+    assert revoked["status"] == "revoked" and revoked["revoked_at"] is not None
+    assert [key["state"] for key in revoked["keys"]] == ["retired", "revoked"]
+    assert {"term-C001", "term-V001", "admin-1"} <= {
+        terminal["terminal_id"] for terminal in json.loads(everyone.stdout)
+    }
+
+    for output in (listed.stdout, table.stdout, everyone.stdout):
+        assert "secret" not in output and "ciphertext" not in output
+        assert not any(secret in output for secret in secrets)
+
+    unknown = medsettle(database_url, "terminals", "list", "--clinic", "NOPE")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "medsettle terminals list: no clinic NOPE"
