@@ -686,6 +686,11 @@ def main(argv: list[str] | None = None) -> None:
         command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
         print(f"medsettle {command}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except BrokenPipeError:
+        # The reader went away (`medsettle terminals list | head`): stop quietly, as other tools do. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail the same way.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     raise SystemExit(status)
 
 

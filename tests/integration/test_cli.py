@@ -331,3 +331,25 @@ async def test_terminals_list_shows_each_terminal_and_its_keys_without_secrets(p
     unknown = medsettle(database_url, "terminals", "list", "--clinic", "NOPE")
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "medsettle terminals list: no clinic NOPE"
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(pool, database_url):
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+    }
+    # As `medsettle terminals list | head -1`, with the reader gone before the first write.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "terminals", "list"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert process.returncode == 1
