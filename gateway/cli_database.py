@@ -70,8 +70,9 @@ async def connect(url: str) -> asyncpg.Connection:
     except asyncpg.PostgresError as error:  # the server answered: wrong user, password or database name
         reason = str(error)
         hint = "Check the user, password and database name in DATABASE_URL."
-    except asyncpg.InterfaceError as error:
+    except (asyncpg.InterfaceError, ValueError) as error:  # a malformed DATABASE_URL
         reason = str(error)
+        hint = "Check DATABASE_URL: postgresql://USER:PASSWORD@HOST:PORT/DATABASE."
     raise DatabaseUnreachable(f"cannot connect to the database at {database_address(url)}: {reason}. {hint}")
 
 

@@ -168,6 +168,14 @@ def test_a_refused_database_connection_is_one_clear_line(command):
     assert "is the PostgreSQL server running" in line
 
 
+def test_a_malformed_database_url_is_one_clear_line():
+    result = medsettle(f"postgresql://medsettle:{PASSWORD}@127.0.0.1:notaport/medsettle", "check")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert PASSWORD not in result.stderr
+    assert result.stderr.startswith("medsettle check: cannot connect to the database at the address in DATABASE_URL")
+
+
 @contextlib.contextmanager
 def silent_server() -> Iterator[int]:
     """A port where connections are accepted by the kernel and then never answered, as behind a dead proxy."""
