@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -91,18 +90,3 @@ async def migrate(connection: asyncpg.Connection) -> list[str]:
             await connection.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             applied_now.append(name)
     return applied_now
-
-
-async def wait_for_database(dsn: str, *, timeout: float = 30.0) -> None:
-    """Retry connecting until the server answers, for start-up ordering in compose and k8s."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            connection = await asyncpg.connect(dsn, timeout=5)
-        except (TimeoutError, OSError, asyncpg.PostgresError):
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.5)
-        else:
-            await connection.close()
-            return

@@ -8,6 +8,7 @@ active keys, so a vendor can roll out a new secret while the old one still works
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from dataclasses import dataclass
@@ -106,6 +107,64 @@ async def load_keys(
     if undecryptable:
         structlog.get_logger("medsettle").warning("terminal_keys_undecryptable", key_ids=undecryptable)
     return keys
+
+
+@dataclass(frozen=True, slots=True)
+class KeyListing:
+    """One key as an operator sees it: never its secret."""
+
+    key_id: str
+    state: str  # "active"; "retired"; or "revoked" when its terminal is revoked
+    created_at: dt.datetime
+    retired_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalListing:
+    terminal_id: str
+    clinic_id: str
+    role: str
+    status: str  # "active" or "revoked"
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+    rotated_at: dt.datetime | None  # when the newest key was added, if the terminal has had more than one
+    keys: tuple[KeyListing, ...]
+
+
+async def list_terminals(connection: asyncpg.Connection, clinic_id: str | None = None) -> list[TerminalListing]:
+    """Every terminal (of one clinic if named) with its keys, oldest key first. Refuses an unknown clinic."""
+    rows = await connection.fetch(
+        """SELECT t.terminal_id, t.clinic_id, t.role, t.created_at, t.revoked_at,
+                  k.key_id, k.created_at AS key_created_at, k.retired_at
+           FROM terminals t LEFT JOIN terminal_keys k USING (terminal_id)
+           WHERE $1::text IS NULL OR t.clinic_id = $1
+           ORDER BY t.clinic_id, t.terminal_id, k.created_at, k.key_id""",
+        clinic_id,
+    )
+    known = "SELECT EXISTS (SELECT 1 FROM clinics WHERE clinic_id = $1)"
+    if clinic_id is not None and not rows and not await connection.fetchval(known, clinic_id):
+        raise ValueError(f"no clinic {clinic_id}")
+    keys: dict[str, list[KeyListing]] = {}
+    terminals: dict[str, asyncpg.Record] = {}
+    for row in rows:
+        terminals.setdefault(row["terminal_id"], row)
+        found = keys.setdefault(row["terminal_id"], [])
+        if row["key_id"] is not None:
+            state = "retired" if row["retired_at"] else "revoked" if row["revoked_at"] else "active"
+            found.append(KeyListing(row["key_id"], state, row["key_created_at"], row["retired_at"]))
+    return [
+        TerminalListing(
+            terminal_id=terminal_id,
+            clinic_id=row["clinic_id"],
+            role=row["role"],
+            status="revoked" if row["revoked_at"] else "active",
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+            rotated_at=max(key.created_at for key in keys[terminal_id]) if len(keys[terminal_id]) > 1 else None,
+            keys=tuple(keys[terminal_id]),
+        )
+        for terminal_id, row in terminals.items()
+    ]
 
 
 async def _audit(connection: asyncpg.Connection, actor: str, action: str, subject: str, details: dict) -> None:

@@ -7,45 +7,30 @@ import asyncio
 import datetime as dt
 import getpass
 import hashlib
+import importlib.metadata
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from adapters import db
 from adapters.check import Violation, check_invariants, missing_acknowledged, parse_acknowledged
 from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
+from gateway.cli_database import DatabaseUnreachable, database_url, nothing, with_connection
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.dashboard import add_dashboard_link_parser
 from gateway.finance_cli import add_finance_parser
 from gateway.logs import configure_logging, log
 from gateway.reader_sim import add_reader_sim_parser
 
-_embedded_servers: list[Any] = []  # keep the embedded server alive for the life of the process
-
-
-def database_url(settings: Settings) -> str:
-    """``DATABASE_URL`` when set; otherwise the embedded PostgreSQL in the data folder."""
-    if settings.database_url:
-        return settings.database_url
-    url, server = db.start_embedded(Path(settings.data_dir).resolve() / "pg")
-    _embedded_servers.append(server)
-    return url
-
-
-async def _with_connection(url: str, work: Any) -> Any:
-    await db.wait_for_database(url)
-    connection = await asyncpg.connect(url)
-    try:
-        return await work(connection)
-    finally:
-        await connection.close()
-
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    applied = asyncio.run(_with_connection(database_url(settings), db.migrate))
+    applied = asyncio.run(with_connection(database_url(settings), db.migrate))
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none, schema is current'}")
     return 0
 
@@ -60,7 +45,7 @@ async def _seed(connection: asyncpg.Connection, settings: Settings, *, only_if_e
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     url = database_url(settings)
-    counts = asyncio.run(_with_connection(url, lambda c: _seed(c, settings, only_if_empty=False)))
+    counts = asyncio.run(with_connection(url, lambda c: _seed(c, settings, only_if_empty=False)))
     print(f"demo county seeded: {counts}")
     return 0
 
@@ -80,7 +65,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             found += await missing_acknowledged(connection, acknowledged)
         return found
 
-    violations = asyncio.run(_with_connection(database_url(settings), check))
+    violations = asyncio.run(with_connection(database_url(settings), check))
     if args.json:
         print(json.dumps([{"rule": v.rule, "detail": v.detail} for v in violations]))
     elif violations:
@@ -194,7 +179,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             rejected=[(row.line, row.reason) for row in rejected],
         )
 
-    report = asyncio.run(_with_connection(database_url(settings), work))
+    report = asyncio.run(with_connection(database_url(settings), work))
     for line, reason in sorted(report.rejected):
         print(f"rejected line {line}: {reason}")
     if args.dry_run or args.verbose:
@@ -229,7 +214,7 @@ def cmd_clinics_import(settings: Settings, args: argparse.Namespace) -> int:
         return await import_clinics(connection, path, actor=args.actor)
 
     try:
-        result = asyncio.run(_with_connection(database_url(settings), work))
+        result = asyncio.run(with_connection(database_url(settings), work))
     except ValueError as error:
         print(f"medsettle clinics import: {error}", file=sys.stderr)
         return 2
@@ -249,7 +234,7 @@ def cmd_terminals_add(settings: Settings, args: argparse.Namespace) -> int:
         return terminal_id, *await create_key(connection, settings.terminal_key_key, terminal_id, actor=args.actor)
 
     try:
-        terminal_id, key_id, secret = asyncio.run(_with_connection(database_url(settings), work))
+        terminal_id, key_id, secret = asyncio.run(with_connection(database_url(settings), work))
     except ValueError as error:
         print(f"medsettle terminals add: {error}", file=sys.stderr)
         return 2
@@ -275,7 +260,7 @@ def cmd_terminals_key(settings: Settings, args: argparse.Namespace) -> int:
         return await terminal_keys.revoke_terminal(connection, args.target, actor=args.actor)
 
     try:
-        result = asyncio.run(_with_connection(database_url(settings), work))
+        result = asyncio.run(with_connection(database_url(settings), work))
     except ValueError as error:
         print(f"medsettle terminals {args.action}: {error}", file=sys.stderr)
         return 2
@@ -285,6 +270,65 @@ def cmd_terminals_key(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"{args.action}: {args.target} done; gateways stop accepting it within a few seconds")
     return 0
+
+
+def cmd_terminals_list(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.terminal_keys import list_terminals
+
+    try:
+        terminals = asyncio.run(with_connection(database_url(settings), lambda c: list_terminals(c, args.clinic)))
+    except ValueError as error:
+        print(f"medsettle terminals list: {error}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps([_terminal_document(terminal) for terminal in terminals], indent=2))
+        return 0
+    rows = [("TERMINAL", "CLINIC", "ROLE", "STATUS", "CREATED", "ROTATED", "KEYS")]
+    for terminal in terminals:
+        rows.append(
+            (
+                terminal.terminal_id,
+                terminal.clinic_id,
+                terminal.role,
+                terminal.status,
+                _minute(terminal.created_at),
+                _minute(terminal.rotated_at),
+                ", ".join(f"{key.key_id} ({key.state})" for key in terminal.keys) or "none",
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[-1])
+    return 0
+
+
+def _utc(moment: dt.datetime | None) -> str | None:
+    return moment.astimezone(dt.UTC).isoformat() if moment else None
+
+
+def _minute(moment: dt.datetime | None) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%MZ") if moment else "-"
+
+
+def _terminal_document(terminal: Any) -> dict[str, Any]:
+    return {
+        "terminal_id": terminal.terminal_id,
+        "clinic_id": terminal.clinic_id,
+        "role": terminal.role,
+        "status": terminal.status,
+        "created_at": _utc(terminal.created_at),
+        "revoked_at": _utc(terminal.revoked_at),
+        "rotated_at": _utc(terminal.rotated_at),
+        "keys": [
+            {
+                "key_id": key.key_id,
+                "state": key.state,
+                "created_at": _utc(key.created_at),
+                "retired_at": _utc(key.retired_at),
+            }
+            for key in terminal.keys
+        ],
+    }
 
 
 def demo_keys_path(settings: Settings) -> Path:
@@ -310,18 +354,46 @@ def cmd_client(settings: Settings, args: argparse.Namespace) -> int:
         key_id, secret = key["key_id"], key["secret"]
     body = None
     if args.data:
-        text = Path(args.data[1:]).read_text(encoding="utf-8") if args.data.startswith("@") else args.data
-        body = json.loads(text)
+        source = args.data[1:] if args.data.startswith("@") else None
+        try:
+            text = args.data if source is None else Path(source).read_text(encoding="utf-8")
+        except OSError as error:
+            print(f"medsettle client: cannot read {source}: {error.strerror or error}", file=sys.stderr)
+            return 2
+        except UnicodeDecodeError:
+            print(f"medsettle client: cannot read {source}: not UTF-8 text", file=sys.stderr)
+            return 2
+        try:
+            body = json.loads(text)
+        except ValueError as error:
+            print(f"medsettle client: {source or '--data'} is not valid JSON: {error}", file=sys.stderr)
+            return 2
     base = args.url or f"http://{settings.host}:{settings.port}"
 
     async def send() -> Any:
         async with TerminalClient(base, key_id, secret) as client:
             return await client.request(args.method.upper(), args.path, body)
 
-    reply = asyncio.run(send())
+    try:
+        reply = asyncio.run(send())
+    except (OSError, TimeoutError, aiohttp.ClientError) as error:
+        print(
+            f"medsettle client: cannot reach the gateway at {base}: {_why_unreachable(error)}."
+            " Is it running there? --url names another.",
+            file=sys.stderr,
+        )
+        return 2
     print(f"HTTP {reply.status}" + (" (replayed)" if reply.replayed else ""), file=sys.stderr)
     print(json.dumps(reply.body, ensure_ascii=False, indent=2) if not isinstance(reply.body, str) else reply.body)
     return 0 if reply.status < 400 else 1
+
+
+def _why_unreachable(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return "no answer in time"
+    if isinstance(getattr(error, "os_error", error), ConnectionRefusedError):
+        return "connection refused"
+    return str(error) or type(error).__name__
 
 
 def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
@@ -334,7 +406,7 @@ def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
     async def work(connection: asyncpg.Connection) -> Any:
         return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
 
-    stats = asyncio.run(_with_connection(database_url(settings), work))
+    stats = asyncio.run(with_connection(database_url(settings), work))
     sys.stdout.write(
         stats_csv(stats) if args.format == "csv" else json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
     )
@@ -358,7 +430,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
             sealed += count
         return sealed, (await audit.verify(connection) if args.action == "verify" else None)
 
-    sealed, report = asyncio.run(_with_connection(database_url(settings), work))
+    sealed, report = asyncio.run(with_connection(database_url(settings), work))
     if report is None:
         print(f"sealed {sealed} audit row(s)")
         return 0
@@ -378,7 +450,7 @@ def cmd_idempotency_prune(settings: Settings, args: argparse.Namespace) -> int:
         await db.migrate(connection)
         return await idempotency.prune(connection, older_than=dt.timedelta(days=days))
 
-    deleted = asyncio.run(_with_connection(database_url(settings), work))
+    deleted = asyncio.run(with_connection(database_url(settings), work))
     print(f"deleted {deleted} idempotency record(s) older than {days} day(s)")
     return 0
 
@@ -396,19 +468,20 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is optional
         pass
     url = database_url(settings)
+    if args.worker_of is None:  # say so at once if the database is out of reach; workers start after this
+        asyncio.run(with_connection(url, nothing))
     if args.demo:
-        seeded = asyncio.run(_with_connection(url, lambda c: _seed(c, settings, only_if_empty=True)))
+        seeded = asyncio.run(with_connection(url, lambda c: _seed(c, settings, only_if_empty=True)))
         if seeded:
             log.info("demo_seeded", **seeded)
         if settings.environment == "development":
             asyncio.run(
-                _with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
+                with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
             )
-    base = f"http://{settings.host}:{settings.port}"
     if settings.workers > 1 and args.worker_of is None:
         from gateway.workers import supervise  # the parent serves nothing; its workers do (gateway/workers.py)
 
-        return supervise(settings, url, announce=lambda: _print_banner(base, embedded=not settings.database_url))
+        return supervise(settings, url, announce=lambda: _print_banner(settings))
     app = create_app(settings, dsn=url)
     drain_on_sigterm(app)  # SIGTERM fails readiness first and closes the listener after the drain
     if args.worker_of is not None:
@@ -416,7 +489,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
         serve_as_worker(app, args.worker_of)
     else:
-        _print_banner(base, embedded=not settings.database_url)
+        _print_banner(settings)
     web.run_app(
         app,
         host=settings.host,
@@ -430,24 +503,62 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_banner(base: str, *, embedded: bool) -> None:
+SAMPLE_BILL = Path(__file__).resolve().parents[1] / "samples" / "bill-worked-example.json"
+
+
+def client_base_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses to reach a gateway listening on ``host``:``port``."""
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # wildcards: connect locally
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` as a person pastes it from where the gateway was started: relative below here, else absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)
+
+
+def _print_banner(settings: Settings) -> None:
+    base = client_base_url(settings.host, settings.port)
+    # The example names the URL and the keys file, so it works pasted into a shell without this one's settings.
+    script = Path(sys.executable).parent / "medsettle"
+    program = _shown_path(script) if script.exists() else "medsettle"
+    keys = _shown_path(demo_keys_path(settings))
+    bill = _shown_path(SAMPLE_BILL) if SAMPLE_BILL.exists() else "samples/bill-worked-example.json"
+    database = (
+        "DATABASE_URL"
+        if settings.database_url
+        else f"embedded PostgreSQL in {_shown_path(Path(settings.data_dir) / 'pg')}"
+    )
     print(
         f"""
-medsettle gateway listening on {base}  ({"embedded PostgreSQL in .data/pg" if embedded else "DATABASE_URL"})
+medsettle gateway listening on http://{settings.host}:{settings.port}  ({database})
   OpenAPI: /openapi.json (signed)   metrics: {base}/metrics   ready: {base}/readyz
 
 Every request is signed with a terminal's key (README: "Signing requests"). The demo terminals'
-keys are in .data/terminal-keys.json. Settle worked example 2 of docs/worked-examples.md (county
+keys are in {keys}. Settle worked example 2 of docs/worked-examples.md (county
 inpatient, priority_care + minimum_allowance) from another shell:
 
-  .venv/bin/medsettle client POST /v1/settlements --terminal term-C001 --data @samples/bill-worked-example.json
+  {shlex.quote(program)} client POST /v1/settlements --terminal term-C001 \\
+      --url {shlex.quote(base)} --keys {shlex.quote(keys)} --data {shlex.quote("@" + bill)}
 """,
         flush=True,
     )
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("medsettle")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsettle", description="Real-time medical settlement gateway")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP gateway (embedded PostgreSQL unless DATABASE_URL)")
     serve.add_argument("--host")
@@ -502,6 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
     terminals_add.add_argument("--id", help="terminal id (default: term-<clinic>-<n>)")
     terminals_add.add_argument("--actor", default=actor)
     terminals_add.set_defaults(run=cmd_terminals_add)
+    terminals_list = terminals.add_parser(
+        "list", help="terminals with clinic, role, status and their keys' ids and states (never secrets)"
+    )
+    terminals_list.add_argument("--clinic", metavar="CODE", help="only this clinic's terminals")
+    terminals_list.add_argument("--format", choices=["table", "json"], default="table")
+    terminals_list.set_defaults(run=cmd_terminals_list)
     for action, target, text in (
         ("rotate", "terminal", "add a second key to a terminal (both work until you retire one)"),
         ("retire-key", "key_id", "stop accepting one key"),
@@ -563,7 +680,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"medsettle: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_format or ("console" if sys.stderr.isatty() else "json"), settings.log_level)
-    raise SystemExit(args.run(settings, args))
+    try:
+        status = args.run(settings, args)
+    except DatabaseUnreachable as error:
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        print(f"medsettle {command}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except BrokenPipeError:
+        # The reader went away (`medsettle terminals list | head`): stop quietly, as other tools do. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail the same way.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":

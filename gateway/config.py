@@ -2,13 +2,15 @@
 
 In ``development`` (the default) a missing ID pepper is generated once and kept
 in the data folder, so the demo works with nothing set. In ``production`` the
-gateway refuses to start without one.
+gateway refuses to start without one, and refuses weak or placeholder secrets
+(``production_secret_problems``).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -134,6 +136,14 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             "MEDSETTLE_TERMINAL_KEY_KEY is not set. In production the terminal-key encryption key must come from a"
             " secret: 64 hex characters, e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
         )
+    if production:
+        problems = production_secret_problems(str(pepper), str(kek_hex), _database_urls(settings))
+        if problems:
+            raise ConfigError(
+                "production refuses weak or placeholder secrets (values not shown):\n"
+                + "".join(f"  {problem}\n" for problem in problems)
+                + "Generate each secret on its own with: python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
     if settings.request_timeout <= 0 or settings.shutdown_drain_seconds < 0:
         raise ConfigError("MEDSETTLE_REQUEST_TIMEOUT must be above 0 and MEDSETTLE_SHUTDOWN_DRAIN_SECONDS at least 0")
     if settings.faults:
@@ -153,6 +163,93 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
     if len(kek) != 32:
         raise ConfigError("MEDSETTLE_TERMINAL_KEY_KEY must be 64 hex characters (a 256-bit key)")
     return msgspec.structs.replace(settings, id_pepper=pepper_bytes, terminal_key_key=kek)
+
+
+# Production secret rules. The pepper keys the national-ID HMAC: it is all that stands between a copied
+# table and the ~10^11 possible ID numbers, so it must be long and random (token_hex(32) gives 64
+# characters). The terminal-key key is 32 bytes by format; these rules catch the values people type
+# instead of generating one. A random secret passes them all but with negligible chance of refusal
+# (hex cannot spell any of the words; 32 random bytes have fewer than 16 distinct values with odds
+# below 1e-16).
+MIN_PEPPER_CHARS = 16
+MIN_KEY_DISTINCT_BYTES = 16
+SHORT_PATTERN = 4  # a value that is one unit of up to this many characters repeated
+PLACEHOLDER_WORDS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "example",
+    "placeholder",
+    "secret",
+    "password",
+    "test",
+    "xxx",
+)
+# What deploy/compose/.env.example and deploy/k8s/secret.example.yaml ship (tests/unit/test_config.py
+# reads the templates and checks each is refused, so this list cannot fall behind them).
+TEMPLATE_SECRETS = frozenset(
+    {
+        "change-me",
+        "change-me-64-hex-characters",
+        "change-me-postgres-password",
+        "0" * 64,  # the compose key: caught as a repeated pattern first
+    }
+)
+
+
+def production_secret_problems(pepper: str, key_hex: str, database_urls: dict[str, str]) -> list[str]:
+    """Why each secret is unfit for production, naming the setting and never its value; empty when all pass."""
+    problems = []
+    pepper_problem = _weakness(pepper) or (
+        f"shorter than {MIN_PEPPER_CHARS} characters" if len(pepper) < MIN_PEPPER_CHARS else None
+    )
+    if pepper_problem:
+        problems.append(f"MEDSETTLE_ID_PEPPER: {pepper_problem}")
+    key_problem = _weakness(key_hex)
+    if key_problem is None:
+        try:
+            key = bytes.fromhex(key_hex)
+        except ValueError:
+            key = b""  # the format check after this one says what is wrong
+        if len(key) == 32 and len(set(key)) < MIN_KEY_DISTINCT_BYTES:
+            key_problem = "too few distinct bytes to be random"
+    if key_problem:
+        problems.append(f"MEDSETTLE_TERMINAL_KEY_KEY: {key_problem}")
+    named = {"MEDSETTLE_ID_PEPPER": pepper, "MEDSETTLE_TERMINAL_KEY_KEY": key_hex}
+    for variable, url in database_urls.items():
+        try:
+            password = urllib.parse.unquote(urllib.parse.urlsplit(url).password or "")
+        except ValueError:  # not a URL: asyncpg says so when it connects
+            password = ""
+        if password:
+            password_problem = _weakness(password)
+            if password_problem:
+                problems.append(f"{variable} password: {password_problem}")
+            named[f"{variable} password"] = password
+    names = list(named)
+    for position, first in enumerate(names):
+        for second in names[position + 1 :]:
+            if {first, second} == {"DATABASE_URL password", "REPORTS_DATABASE_URL password"}:
+                continue  # the primary and its read replica may well share a login
+            if named[first].strip().lower() == named[second].strip().lower():
+                problems.append(f"{first} and {second} are the same value; each secret must be generated on its own")
+    return problems
+
+
+def _weakness(value: str) -> str | None:
+    lowered = value.strip().lower()
+    if any(lowered == lowered[:unit] * (len(lowered) // unit) for unit in range(1, SHORT_PATTERN + 1)):
+        return "one character or a short pattern repeated"
+    if any(word in lowered for word in PLACEHOLDER_WORDS):
+        return f"contains a placeholder word ({', '.join(PLACEHOLDER_WORDS)})"
+    if lowered in TEMPLATE_SECRETS:
+        return "the placeholder from the deploy/ templates"
+    return None
+
+
+def _database_urls(settings: Settings) -> dict[str, str]:
+    urls = {"DATABASE_URL": settings.database_url, "REPORTS_DATABASE_URL": settings.reports_database_url}
+    return {variable: url for variable, url in urls.items() if url}
 
 
 def _variable_for(message: str) -> str:

@@ -10,18 +10,17 @@ import sys
 from typing import Any
 
 from adapters import finance, finance_stats
+from gateway.cli_database import database_url, with_connection
 from gateway.service import china_today
 
 
 def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
-    from gateway.cli import _with_connection, database_url  # imported here: gateway.cli imports this module
-
     day = args.date or china_today()
 
     async def work(connection: Any) -> dict[str, Any]:
         return await finance.daily_statement(connection, day, today=china_today())
 
-    statement = asyncio.run(_with_connection(database_url(settings), work))
+    statement = asyncio.run(with_connection(database_url(settings), work))
     sys.stdout.write(
         finance.statement_csv(statement)
         if args.format == "csv"
@@ -31,15 +30,13 @@ def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
 
 
 def cmd_report_stats(settings: Any, args: argparse.Namespace) -> int:
-    from gateway.cli import _with_connection, database_url  # imported here: gateway.cli imports this module
-
     period_to = args.period_to or china_today()
     period_from = args.period_from or period_to.replace(day=1)
 
     async def work(connection: Any) -> dict[str, Any]:
         return await finance_stats.finance_stats(connection, by=args.by, period_from=period_from, period_to=period_to)
 
-    stats = asyncio.run(_with_connection(database_url(settings), work))
+    stats = asyncio.run(with_connection(database_url(settings), work))
     sys.stdout.write(
         finance_stats.stats_csv(stats)
         if args.format == "csv"

@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 
+import aiohttp
 import asyncpg
 import pytest
 
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, bill, register
+from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
 
 
-def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def medsettle(database_url: str, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
         "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
         "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+        **variables,
     }
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
@@ -114,3 +123,241 @@ async def test_production_refuses_to_start_without_pepper(database_url):
     )
     assert result.returncode == 2
     assert "MEDSETTLE_ID_PEPPER is not set" in result.stderr
+
+
+# ---------------------------------------------------------------- the database out of reach
+
+PASSWORD = "hunter2-not-for-logs"
+NEEDS_THE_DATABASE = [
+    ["migrate"],
+    ["demo"],
+    ["check"],
+    ["serve"],
+    ["terminals", "list"],
+    ["terminals", "add", "--clinic", "C001"],
+    ["terminals", "revoke", "term-C001"],
+    ["audit", "verify"],
+    ["idempotency", "prune"],
+    ["registry", "stats"],
+    ["report", "daily"],
+    ["report", "stats"],
+]
+
+
+def unreachable_url(port: int) -> str:
+    return f"postgresql://medsettle:{PASSWORD}@127.0.0.1:{port}/medsettle"
+
+
+def assert_one_line_refusal(result: subprocess.CompletedProcess[str], port: int) -> str:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"127.0.0.1:{port}" in lines[0]
+    assert "DATABASE_URL" in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", NEEDS_THE_DATABASE, ids=" ".join)
+def test_a_refused_database_connection_is_one_clear_line(command):
+    port = free_port()  # bound and closed again: nothing listens there
+    result = medsettle(unreachable_url(port), *command, MEDSETTLE_READER_PORT="0")
+    line = assert_one_line_refusal(result, port)
+    assert "connection refused" in line
+    assert "is the PostgreSQL server running" in line
+
+
+def test_a_malformed_database_url_is_one_clear_line():
+    result = medsettle(f"postgresql://medsettle:{PASSWORD}@127.0.0.1:notaport/medsettle", "check")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert PASSWORD not in result.stderr
+    assert result.stderr.startswith("medsettle check: cannot connect to the database at the address in DATABASE_URL")
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port where connections are accepted by the kernel and then never answered, as behind a dead proxy."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve"]], ids=" ".join)
+def test_a_database_that_never_answers_is_given_up_on_after_the_connect_timeout(command):
+    with silent_server() as port:
+        result = medsettle(unreachable_url(port), *command, MEDSETTLE_READER_PORT="0")
+    line = assert_one_line_refusal(result, port)
+    assert "no answer within 5 s" in line
+
+
+# ---------------------------------------------------------------- medsettle client
+
+
+def test_client_names_bad_json_and_missing_files(tmp_path, database_url):
+    closed = f"http://127.0.0.1:{free_port()}"
+    signed = ["--key-id", "k_demo", "--secret", "sk_demo", "--url", closed]
+    result = medsettle(database_url, "client", "POST", "/v1/settlements", "--data", '{"request_id": ', *signed)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("medsettle client: --data is not valid JSON:"), result.stderr
+
+    bad = tmp_path / "bill.json"
+    bad.write_text('{"items": [1, 2,]}', encoding="utf-8")
+    result = medsettle(database_url, "client", "POST", "/v1/settlements", "--data", f"@{bad}", *signed)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"medsettle client: {bad} is not valid JSON: "), result.stderr
+    assert "line 1 column 17" in result.stderr
+
+    missing = tmp_path / "no-such-bill.json"
+    result = medsettle(database_url, "client", "POST", "/v1/settlements", "--data", f"@{missing}", *signed)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"medsettle client: cannot read {missing}: "), result.stderr
+
+
+def test_client_names_a_gateway_it_cannot_reach(database_url):
+    port = free_port()
+    result = medsettle(
+        database_url,
+        "client",
+        "GET",
+        "/v1/clinics",
+        "--key-id",
+        "k",
+        "--secret",
+        "s",
+        "--url",
+        f"http://127.0.0.1:{port}",
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"medsettle client: cannot reach the gateway at http://127.0.0.1:{port}"), (
+        result.stderr
+    )
+
+
+def _banner_command(output: str) -> str:
+    """The ready-to-paste `medsettle client` command in the start-up banner, continuation lines joined."""
+    lines = output.splitlines()
+    start = next(index for index, line in enumerate(lines) if "medsettle client " in line)
+    command = lines[start].strip()
+    while command.endswith("\\"):
+        start += 1
+        command = command[:-1] + " " + lines[start].strip()
+    return command
+
+
+async def test_the_banners_example_works_pasted_into_another_shell(pool, database_url, tmp_path):
+    port = free_port()
+    assert port != 8080
+    process = start_gateway(database_url, port, tmp_path / "data", stdout=subprocess.PIPE, extra_args=["--demo"])
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_ready(session, f"http://127.0.0.1:{port}", process)
+        assert process.stdout is not None
+        # The banner is printed and flushed before the listener opens, so it is all in the pipe by now.
+        os.set_blocking(process.stdout.fileno(), False)
+        output = os.read(process.stdout.fileno(), 1 << 16).decode()
+        command = _banner_command(output)
+        # Another shell: none of the gateway's settings, its own data folder (so nothing lands in the work tree).
+        other_shell = {key: value for key, value in os.environ.items() if not key.startswith("MEDSETTLE_")}
+        other_shell.pop("DATABASE_URL", None)
+        other_shell["MEDSETTLE_DATA_DIR"] = str(tmp_path / "other-shell")
+        pasted = subprocess.run(
+            ["bash", "-c", command], env=other_shell, capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert pasted.returncode == 0, command + "\n" + pasted.stderr
+    assert re.match(r"HTTP 20[01]", pasted.stderr), pasted.stderr  # 200 if the sample was settled before
+    assert json.loads(pasted.stdout)["request_id"] == "demo-0001"
+
+
+# ---------------------------------------------------------------- --version and terminals list
+
+
+def test_version_is_the_installed_packages(database_url):
+    result = medsettle(database_url, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"medsettle {importlib.metadata.version('medsettle')}"
+
+
+def _printed_secret(output: str) -> str:
+    return next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("secret: "))
+
+
+def _printed_key_id(output: str) -> str:
+    return next(line.split(": ", 1)[1] for line in output.splitlines() if line.startswith("key_id: "))
+
+
+async def test_terminals_list_shows_each_terminal_and_its_keys_without_secrets(pool, database_url):
+    added = medsettle(database_url, "terminals", "add", "--clinic", "T001", "--role", "finance", "--id", "fin-T001-x")
+    assert added.returncode == 0, added.stderr
+    rotated = medsettle(database_url, "terminals", "rotate", "fin-T001-x")
+    assert rotated.returncode == 0, rotated.stderr
+    first, second = _printed_key_id(added.stdout), _printed_key_id(rotated.stdout)
+    secrets = [_printed_secret(added.stdout), _printed_secret(rotated.stdout)]
+    assert medsettle(database_url, "terminals", "retire-key", first).returncode == 0
+
+    listed = medsettle(database_url, "terminals", "list", "--clinic", "T001", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    terminals = {terminal["terminal_id"]: terminal for terminal in json.loads(listed.stdout)}
+    assert {terminal["clinic_id"] for terminal in terminals.values()} == {"T001"}
+    assert terminals["term-T001"]["role"] == "terminal"
+    mine = terminals["fin-T001-x"]
+    assert (mine["role"], mine["status"], mine["revoked_at"]) == ("finance", "active", None)
+    assert [(key["key_id"], key["state"]) for key in mine["keys"]] == [(first, "retired"), (second, "active")]
+    assert mine["keys"][0]["retired_at"] is not None and mine["keys"][1]["retired_at"] is None
+    assert mine["created_at"] <= mine["keys"][1]["created_at"] == mine["rotated_at"]
+
+    table = medsettle(database_url, "terminals", "list", "--clinic", "T001")
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["TERMINAL", "CLINIC", "ROLE", "STATUS", "CREATED", "ROTATED", "KEYS"]
+    row = next(row for row in rows if row.startswith("fin-T001-x "))
+    assert f"{first} (retired)" in row and f"{second} (active)" in row
+
+    assert medsettle(database_url, "terminals", "revoke", "fin-T001-x").returncode == 0
+    everyone = medsettle(database_url, "terminals", "list", "--format", "json")
+    assert everyone.returncode == 0, everyone.stderr
+    revoked = next(terminal for terminal in json.loads(everyone.stdout) if terminal["terminal_id"] == "fin-T001-x")
+    assert revoked["status"] == "revoked" and revoked["revoked_at"] is not None
+    assert [key["state"] for key in revoked["keys"]] == ["retired", "revoked"]
+    assert {"term-C001", "term-V001", "admin-1"} <= {
+        terminal["terminal_id"] for terminal in json.loads(everyone.stdout)
+    }
+
+    for output in (listed.stdout, table.stdout, everyone.stdout):
+        assert "secret" not in output and "ciphertext" not in output
+        assert not any(secret in output for secret in secrets)
+
+    unknown = medsettle(database_url, "terminals", "list", "--clinic", "NOPE")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "medsettle terminals list: no clinic NOPE"
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(pool, database_url):
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+    }
+    # As `medsettle terminals list | head -1`, with the reader gone before the first write.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "terminals", "list"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    assert process.returncode == 1

@@ -304,10 +304,16 @@ async def test_workers_stop_when_their_parent_is_killed(database_url, tmp_path):
 
 
 async def test_workers_that_keep_dying_make_the_parent_exit_1(database_url, tmp_path):
-    missing = urllib.parse.urlunsplit(urllib.parse.urlsplit(database_url)._replace(path="/no_such_database"))
+    # Every worker fails its start-up: there are no policy files to load. (A missing database would be
+    # refused by the parent before any worker starts.)
     port = free_port()
     process = start_gateway(
-        missing, port, tmp_path, extra_args=["--workers", str(WORKERS)], MEDSETTLE_LOG_FORMAT="json"
+        database_url,
+        port,
+        tmp_path,
+        extra_args=["--workers", str(WORKERS)],
+        MEDSETTLE_LOG_FORMAT="json",
+        MEDSETTLE_POLICY_DIR=str(tmp_path / "no-policies"),
     )
     try:
         _, stderr = process.communicate(timeout=120)

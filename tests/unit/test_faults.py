@@ -37,8 +37,9 @@ async def test_raise_fires_only_on_the_chosen_hit():
 def test_production_refuses_fault_points(tmp_path):
     environ = {
         "MEDSETTLE_ENV": "production",
-        "MEDSETTLE_ID_PEPPER": "p" * 32,
-        "MEDSETTLE_TERMINAL_KEY_KEY": "00" * 32,
+        # Secrets production accepts (tests/unit/test_config.py), so the refusal is the fault points'.
+        "MEDSETTLE_ID_PEPPER": "f87be7fb52d01d5dc858ffbc54b039b9e809b6bd610eb9523d7f75a9faf291d1",
+        "MEDSETTLE_TERMINAL_KEY_KEY": "63fb0cff17cb98177c4e330c45d80a07e8f229d99b836f4d2f5c212bcf772381",
         "MEDSETTLE_FAULTS": "settle.before_commit=kill",
     }
     with pytest.raises(ConfigError, match="refused in production"):
