@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from adapters import finance
 from settlement.explain import explain
 from settlement.models import (
     Accumulators,
@@ -73,6 +74,16 @@ class EligibilityRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=
     person_id: NationalId
     service_date: dt.date | None = None
     clinic_id: ClinicId | None = None
+
+
+# adapters.finance's reconciliation list as the route reads it: its clinic_id under the same text rule as every
+# other clinic_id (PostgreSQL cannot store NUL), and the funds it takes named for the schema (reconcile refuses
+# another with a message listing them).
+class ReconciliationRequest(finance.ReconciliationRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A booking day's list; ``clinic_id`` omitted with ``fund`` set is a fund's list across clinics."""
+
+    clinic_id: ClinicId | None = None
+    fund: Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(finance.FUNDS)})] | None = None
 
 
 # ---------------------------------------------------------------- responses

@@ -11,6 +11,7 @@ import re
 from aiohttp import web
 
 from adapters import finance, finance_stats
+from gateway import api_models as api
 from gateway.problems import ApiError
 from gateway.service import china_today
 
@@ -69,7 +70,7 @@ async def reconciliation(request: web.Request) -> web.Response:
     from gateway import app as gateway
 
     caller = gateway._caller(request)
-    body = await gateway.decode_body(request, finance.ReconciliationRequest)
+    body = await gateway.decode_body(request, api.ReconciliationRequest)
     if caller.role == "terminal":
         if body.fund is not None:
             raise ApiError(403, "forbidden", "a terminal reconciles its own clinic, not a fund", field="fund")

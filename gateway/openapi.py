@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from adapters import finance, finance_stats
+from adapters import finance_stats
 from gateway import api_models as api
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -121,7 +121,7 @@ def openapi_document() -> dict[str, Any]:
         api.PersonOut,
         api.ClinicsOut,
         api.Problem,
-        finance.ReconciliationRequest,
+        api.ReconciliationRequest,
     ]
     _, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
     common = _errors(400, 401, 403, 413, 415, 422, 429, 503)

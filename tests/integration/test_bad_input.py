@@ -204,3 +204,15 @@ async def test_a_report_date_is_yyyy_mm_dd_and_nothing_else(client):
         assert (response.status, problem.get("code"), problem.get("field")) == (422, "validation_failed", name), path
     for path in ("/v1/finance/daily?date=2026-05-01", "/v1/finance/stats?from=2026-05-01&to=2026-05-31"):
         assert (await client.get(path, headers=finance)).status == 200, path
+
+
+async def test_a_control_character_in_a_reconciliation_clinic_is_refused_not_a_500(client):
+    """PostgreSQL cannot store NUL: the list's clinic_id is held to the same text rule as every other clinic_id."""
+    for clinic_id in ("\x00", "C001\x00", "C\x1b[2J"):
+        response = await client.post(
+            "/v1/finance/reconciliation",
+            json={"date": "2026-02-06", "clinic_id": clinic_id, "settlements": []},
+            headers={"X-Terminal-Id": "finance-1"},
+        )
+        problem = await response.json()
+        assert (response.status, problem["code"], problem.get("field")) == (422, "validation_failed", "clinic_id")
