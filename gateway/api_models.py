@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
+from adapters import finance
 from settlement.explain import explain
 from settlement.models import (
     Accumulators,
@@ -26,7 +27,22 @@ RequestId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^
 # Text fields refuse control characters: PostgreSQL cannot store NUL, and none belongs in a bill.
 NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 ClinicId = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NO_CONTROL)]
-NationalId = Annotated[str, msgspec.Meta(max_length=32)]  # checked by adapters.identity for a precise error
+# The shape of a national ID (GB 11643), stated for the OpenAPI document only: adapters.identity checks it and
+# answers invalid_national_id, which names what is wrong, rather than a bare validation_failed. It strips
+# surrounding white space and takes a lower-case x. The birth date (a real date from 1900) and the check
+# character are beyond a pattern.
+NATIONAL_ID_PATTERN = r"^\s*[1-9][0-9]{16}[0-9Xx]\s*$"
+NationalId = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=32,
+        extra_json_schema={
+            "pattern": NATIONAL_ID_PATTERN,
+            "description": "18-character national ID: 17 digits, the first not 0, then a digit or X; characters "
+            "7-14 a birth date from 1900 and the 18th the GB 11643 check character (else invalid_national_id)",
+        },
+    ),
+]
 Fen = Annotated[int, msgspec.Meta(ge=0, le=MAX_FEN)]
 
 
@@ -41,6 +57,19 @@ class ItemIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     amount: Fen
     quantity: Annotated[int, msgspec.Meta(gt=0, le=1_000_000)] | None = None
     unit_price: Fen | None = None
+
+    # The engine's rule for a line billed by quantity, which it refuses as invalid_bill: quantity and unit_price
+    # come together (both integers) or not at all (absent or null). That quantity × unit_price equals amount is
+    # beyond JSON Schema. gateway.openapi adds this to the model's schema.
+    schema_rules: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {
+                "required": ["quantity", "unit_price"],
+                "properties": {"quantity": {"type": "integer"}, "unit_price": {"type": "integer"}},
+            },
+            {"properties": {"quantity": {"type": "null"}, "unit_price": {"type": "null"}}},
+        ]
+    }
 
 
 class SettleRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -74,6 +103,16 @@ class EligibilityRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=
     person_id: NationalId
     service_date: dt.date | None = None
     clinic_id: ClinicId | None = None
+
+
+# adapters.finance's reconciliation list as the route reads it: its clinic_id under the same text rule as every
+# other clinic_id (PostgreSQL cannot store NUL), and the funds it takes named for the schema (reconcile refuses
+# another with a message listing them).
+class ReconciliationRequest(finance.ReconciliationRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A booking day's list; ``clinic_id`` omitted with ``fund`` set is a fund's list across clinics."""
+
+    clinic_id: ClinicId | None = None
+    fund: Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(finance.FUNDS)})] | None = None
 
 
 # ---------------------------------------------------------------- responses

@@ -349,14 +349,10 @@ async def clinics(request: web.Request) -> web.Response:
 
 
 async def registry_stats(request: web.Request) -> web.Response:
-    query = request.query
     csv = finance_routes.wants_csv(request)
-    try:
-        on = dt.date.fromisoformat(query["date"]) if "date" in query else china_today()
-        period_from = dt.date.fromisoformat(query["from"]) if "from" in query else on.replace(day=1)
-        period_to = dt.date.fromisoformat(query["to"]) if "to" in query else on
-    except ValueError:
-        raise ApiError(422, "validation_failed", "date, from and to must be YYYY-MM-DD", field="date") from None
+    on = finance_routes.query_date(request, "date") or china_today()
+    period_from = finance_routes.query_date(request, "from") or on.replace(day=1)
+    period_to = finance_routes.query_date(request, "to") or on
     stats = await request.app[service_key].store.registry_stats(on=on, period_from=period_from, period_to=period_to)
     if csv:
         return web.Response(

@@ -6,15 +6,36 @@ Routes are listed in ``gateway.app.ROUTES``; the work is in ``adapters.finance``
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from aiohttp import web
 
 from adapters import finance, finance_stats
+from gateway import api_models as api
 from gateway.problems import ApiError
 from gateway.service import china_today
 
 # A reconciliation list is about 150 bytes a settlement: 16 MiB is some 100,000 settlements.
 RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
+
+
+# A date in a query is YYYY-MM-DD with ASCII digits, as in request bodies. dt.date.fromisoformat alone would
+# also take 20260501 and ISO week dates (2026-W18-5), which the OpenAPI document does not promise.
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DATE = re.compile(DATE_PATTERN)
+
+
+def query_date(request: web.Request, name: str) -> dt.date | None:
+    """The date in query parameter ``name``, None when it is absent; 422 naming it when it is not a date."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if _DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:  # 2026-02-30
+            pass
+    raise ApiError(422, "validation_failed", f"{name} must be a date, YYYY-MM-DD", field=name)
 
 
 def wants_csv(request: web.Request) -> bool:
@@ -29,12 +50,8 @@ def wants_csv(request: web.Request) -> bool:
 async def daily_statement(request: web.Request) -> web.Response:
     from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
 
-    query = request.query
     csv = wants_csv(request)
-    try:
-        day = dt.date.fromisoformat(query["date"]) if "date" in query else china_today()
-    except ValueError:
-        raise ApiError(422, "validation_failed", "date must be YYYY-MM-DD", field="date") from None
+    day = query_date(request, "date") or china_today()
     store = request.app[gateway.service_key].store
     async with store.reports_connection() as connection:
         statement = await finance.daily_statement(connection, day, today=china_today())
@@ -53,7 +70,7 @@ async def reconciliation(request: web.Request) -> web.Response:
     from gateway import app as gateway
 
     caller = gateway._caller(request)
-    body = await gateway.decode_body(request, finance.ReconciliationRequest)
+    body = await gateway.decode_body(request, api.ReconciliationRequest)
     if caller.role == "terminal":
         if body.fund is not None:
             raise ApiError(403, "forbidden", "a terminal reconciles its own clinic, not a fund", field="fund")
@@ -81,16 +98,12 @@ async def reconciliation(request: web.Request) -> web.Response:
 async def statistics(request: web.Request) -> web.Response:
     from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
 
-    query = request.query
     csv = wants_csv(request)
-    by = query.get("by", "level")
+    by = request.query.get("by", "level")
     if by not in finance_stats.DIMENSIONS:
         raise ApiError(422, "validation_failed", f"by must be one of {', '.join(finance_stats.DIMENSIONS)}", field="by")
-    try:
-        period_to = dt.date.fromisoformat(query["to"]) if "to" in query else china_today()
-        period_from = dt.date.fromisoformat(query["from"]) if "from" in query else period_to.replace(day=1)
-    except ValueError:
-        raise ApiError(422, "validation_failed", "from and to must be YYYY-MM-DD", field="from") from None
+    period_to = query_date(request, "to") or china_today()
+    period_from = query_date(request, "from") or period_to.replace(day=1)
     store = request.app[gateway.service_key].store
     async with store.reports_connection() as connection:
         stats = await finance_stats.finance_stats(connection, by=by, period_from=period_from, period_to=period_to)

@@ -10,8 +10,9 @@ from typing import Any
 
 import msgspec
 
-from adapters import finance, finance_stats
+from adapters import finance_stats
 from gateway import api_models as api
+from gateway.finance_routes import DATE_PATTERN
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 _OBJECT = {"type": "object"}
@@ -72,13 +73,18 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": "Problem", "content": _PROBLEM} for status in statuses}
 
 
-def _query(*names: str, **enums: list[str]) -> list[dict[str, Any]]:
-    parameters = [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in names]
-    parameters += [
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string", "enum": values}}
-        for name, values in enums.items()
-    ]
-    return parameters
+def _query(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+def _enum(*values: str) -> dict[str, Any]:
+    return {"type": "string", "enum": list(values)}
+
+
+# Query dates as gateway.finance_routes.query_date reads them; an empty value is refused like any other non-date.
+_DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
+_OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
+_REPORT_FORMAT = _query("format", _enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
 
 
 # Every route but health, readiness, metrics and the dashboard's pages is signed (README, "Signing
@@ -121,9 +127,10 @@ def openapi_document() -> dict[str, Any]:
         api.PersonOut,
         api.ClinicsOut,
         api.Problem,
-        finance.ReconciliationRequest,
+        api.ReconciliationRequest,
     ]
     _, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
+    components["ItemIn"] |= api.ItemIn.schema_rules
     common = _errors(400, 401, 403, 413, 415, 422, 429, 503)
     signed = _errors(401, 403, 429, 503)
     paths: dict[str, Any] = {
@@ -156,7 +163,11 @@ def openapi_document() -> dict[str, Any]:
         "/v1/settlements/{settlement_id}/receipt": {
             "get": {
                 "summary": "The patient's receipt: printable HTML, or text for a 32-column printer",
-                "parameters": [_SETTLEMENT_ID, *_query(lang=["zh", "en"], format=["html", "text"])],
+                "parameters": [
+                    _SETTLEMENT_ID,
+                    _query("lang", _enum("zh", "en"), "the receipt's language; zh by default"),
+                    _query("format", _enum("html", "text"), "html by default; text for a 32-column printer"),
+                ],
                 "responses": {
                     "200": {
                         "description": "The receipt",
@@ -197,7 +208,12 @@ def openapi_document() -> dict[str, Any]:
         "/v1/registry/stats": {
             "get": {
                 "summary": "People in force on a date, added and struck off in a period (admin, finance)",
-                "parameters": _query("date", "from", "to", format=["json", "csv"]),
+                "parameters": [
+                    _query("date", _DATE, "people in force on this day; today (China time) by default"),
+                    _query("from", _DATE, "first day of the period; the first of date's month by default"),
+                    _query("to", _DATE, "last day of the period; date by default"),
+                    _REPORT_FORMAT,
+                ],
                 "responses": {**_report("Counts by programme, tier and category"), **signed, **_errors(422)},
             }
         },
@@ -205,7 +221,10 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "Daily statement per clinic and fund, by level and region, with the day's reversals"
                 " (admin, finance)",
-                "parameters": _query("date", format=["json", "csv"]),
+                "parameters": [
+                    _query("date", _DATE, "the booking day; today (China time) by default"),
+                    _REPORT_FORMAT,
+                ],
                 "responses": {**_report("The statement"), **signed, **_errors(422)},
             }
         },
@@ -213,7 +232,14 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "Amounts per payer, out-of-pocket share, caps reached and people served, by a dimension"
                 " (admin, finance)",
-                "parameters": _query("from", "to", by=sorted(finance_stats.DIMENSIONS), format=["json", "csv"]),
+                "parameters": [
+                    _query(
+                        "by", _enum(*sorted(finance_stats.DIMENSIONS)), "the dimension to group by; level by default"
+                    ),
+                    _query("from", _DATE, "first day of the period; the first of to's month by default"),
+                    _query("to", _DATE, "last day of the period; today (China time) by default"),
+                    _REPORT_FORMAT,
+                ],
                 "responses": {**_report("One row per value of the dimension"), **signed, **_errors(422)},
             }
         },
@@ -237,7 +263,7 @@ def openapi_document() -> dict[str, Any]:
         "/v1/clinics": {
             "get": {
                 "summary": "Clinics, optionally filtered by level",
-                "parameters": _query(level=["village", "township", "county"]),
+                "parameters": [_query("level", _enum("village", "township", "county"), "only clinics of this level")],
                 "responses": {**_ok("ClinicsOut"), **signed, **_errors(422)},
             }
         },
@@ -280,7 +306,21 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "Exchange a login link from `medsettle dashboard-link` for a session cookie",
                 "security": _OPEN,
-                "parameters": _query("key_id", "expires", "sig"),
+                "parameters": [
+                    _query("key_id", {"type": "string", "minLength": 1}, "a finance or admin key id", required=True),
+                    _query(
+                        "expires",
+                        {"type": "string", "pattern": "^[0-9]{1,12}$"},
+                        "Unix seconds when the link expires",
+                        required=True,
+                    ),
+                    _query(
+                        "sig",
+                        {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"},
+                        "hex HMAC-SHA256 of the link, under the key's secret",
+                        required=True,
+                    ),
+                ],
                 "responses": {
                     "303": {"description": "Signed in: a session cookie, and on to /dashboard"},
                     **_errors(401, 403),
@@ -291,7 +331,12 @@ def openapi_document() -> dict[str, Any]:
             "get": {
                 "summary": "The finance dashboard (session cookie from /dashboard/login)",
                 "security": _OPEN,
-                "parameters": _query("from", "to", "day"),
+                "parameters": [
+                    # The page reads an empty value as "not given". A period is at most 366 days, from not after to.
+                    _query("from", _OPTIONAL_DATE, "first day of the period; 30 days before to by default"),
+                    _query("to", _OPTIONAL_DATE, "last day of the period; today (China time) by default"),
+                    _query("day", _OPTIONAL_DATE, "a booking day whose reconciliation to show"),
+                ],
                 "responses": {
                     "200": {"description": "The dashboard page", "content": {"text/html": {"schema": _TEXT}}},
                     **_errors(401, 403, 422),
@@ -305,7 +350,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "Medical settlement gateway",
             "version": "1",
             "description": "Settles a bill in one request: basic insurance, then the priority-care subsidy, then "
-            "hardship aid. Money is integer fen. Errors are application/problem+json with a stable code. "
+            "hardship aid. Money is integer fen, and every integer is written as one (100, never 100.0). "
+            "Errors are application/problem+json with a stable code. "
             'Requests are signed: see the security schemes, and the README\'s "Signing requests".',
         },
         "security": [{scheme: [] for scheme in _SIGNATURE_HEADERS}],  # every operation not marked open

@@ -39,6 +39,7 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "code": "编码",
         "name": "名称",
         "category": "类别",
+        "quantity": "数量×单价",
         "amount": "金额(元)",
         "payers": "各方支付",
         "payer": "支付方",
@@ -67,6 +68,7 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "code": "Code",
         "name": "Name",
         "category": "Cat.",
+        "quantity": "Qty × price",
         "amount": "Amount (yuan)",
         "payers": "Who pays",
         "payer": "Payer",
@@ -94,6 +96,14 @@ class ReceiptItem:
     name: str
     category: str
     amount: int
+    quantity: int | None = None
+    unit_price: int | None = None
+
+    def quantity_text(self) -> str:
+        """``2 × 70.00`` (quantity × unit price in yuan) for a line billed by quantity, else empty."""
+        if self.quantity is None or self.unit_price is None:
+            return ""
+        return f"{self.quantity} × {format_yuan(self.unit_price)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +130,24 @@ async def load_receipt(service: Any, terminal: Any, settlement_id: Any) -> Recei
     out = msgspec.json.decode(body, type=api.SettlementOut)
     clinic = await service.clinic(out.clinic_id)
     billed = msgspec.json.decode(row["items"]) if row and row["items"] else []
-    names = {item.get("code"): item.get("name", "") for item in billed if isinstance(item, dict)}
-    items = tuple(
-        ReceiptItem(code=line.code, name=str(names.get(line.code, "")), category=line.category, amount=line.amount)
-        for line in out.lines
-    )
-    return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=items)
+    # The engine's lines are the bill's items in order, so each line is paired with its own item by
+    # position: a code is not a key, since a bill may list one code twice (two strengths of a drug).
+    items = []
+    for index, line in enumerate(out.lines):
+        item = billed[index] if index < len(billed) else None
+        own = item if isinstance(item, dict) and item.get("code") == line.code else {}
+        quantity, unit_price = own.get("quantity"), own.get("unit_price")
+        items.append(
+            ReceiptItem(
+                code=line.code,
+                name=str(own.get("name", "")),
+                category=line.category,
+                amount=line.amount,
+                quantity=quantity if isinstance(quantity, int) else None,
+                unit_price=unit_price if isinstance(unit_price, int) else None,
+            )
+        )
+    return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=tuple(items))
 
 
 # ---------------------------------------------------------------- HTML
@@ -185,12 +207,13 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     parts.append(f"<h2>{e(labels['items'])}</h2><table><thead><tr>")
     parts.append(
         f"<th>{e(labels['code'])}</th><th>{e(labels['name'])}</th><th>{e(labels['category'])}</th>"
-        f'<th class="money">{e(labels["amount"])}</th></tr></thead><tbody>'
+        f'<th class="money">{e(labels["quantity"])}</th><th class="money">{e(labels["amount"])}</th>'
+        "</tr></thead><tbody>"
     )
     for item in receipt.items:
         parts.append(
             f"<tr><td>{e(item.code)}</td><td>{e(item.name)}</td><td>{e(labels.get(item.category, item.category))}</td>"
-            f'<td class="money">{e(format_yuan(item.amount))}</td></tr>'
+            f'<td class="money">{e(item.quantity_text())}</td><td class="money">{e(format_yuan(item.amount))}</td></tr>'
         )
     parts.append("</tbody></table>")
 
@@ -279,7 +302,8 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
     for item in receipt.items:
         category = labels.get(item.category, item.category)
         lines += wrap(f"{item.code} {item.name}", width)
-        lines += _pair(f"  {category}", format_yuan(item.amount), width)
+        billed = f"  {category} {item.quantity_text()}".rstrip()
+        lines += _pair(billed, format_yuan(item.amount), width)
     lines.append(rule)
     lines += _pair(names["total"], format_yuan(out.total), width)
     lines += _pair(names["eligible"], format_yuan(out.eligible), width)

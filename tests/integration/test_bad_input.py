@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import urllib.parse
 
 import msgspec
 import pytest
@@ -189,3 +190,37 @@ async def test_an_unknown_report_format_is_refused_not_answered_as_json(client):
         assert (response.status, problem["code"], problem["field"]) == (422, "validation_failed", "format"), path
     response = await client.get("/v1/finance/daily?format=csv", headers={"X-Terminal-Id": "finance-1"})
     assert response.status == 200 and response.content_type == "text/csv"
+
+
+async def test_a_report_date_is_yyyy_mm_dd_and_nothing_else(client):
+    """As /openapi.json says: an empty value, a basic-format or ISO week date is refused, naming the parameter."""
+    finance = {"X-Terminal-Id": "finance-1"}
+    for path, name in (
+        ("/v1/finance/daily?date=", "date"),
+        ("/v1/finance/daily?date=20260501", "date"),
+        ("/v1/finance/daily?date=2026-W18-5", "date"),
+        ("/v1/finance/daily?date=2026-02-30", "date"),
+        ("/v1/finance/daily?date=" + urllib.parse.quote("٢٠٢٦-٠٥-٠١"), "date"),  # Arabic-Indic digits
+        ("/v1/finance/stats?from=2026-05-01&to=", "to"),
+        ("/v1/finance/stats?from=20260501", "from"),
+        ("/v1/registry/stats?date=2026-05-01&to=20260531", "to"),
+        ("/v1/registry/stats?from=", "from"),
+        ("/v1/registry/stats?date=2026-W18", "date"),
+    ):
+        response = await client.get(path, headers=finance)
+        problem = await response.json()
+        assert (response.status, problem.get("code"), problem.get("field")) == (422, "validation_failed", name), path
+    for path in ("/v1/finance/daily?date=2026-05-01", "/v1/finance/stats?from=2026-05-01&to=2026-05-31"):
+        assert (await client.get(path, headers=finance)).status == 200, path
+
+
+async def test_a_control_character_in_a_reconciliation_clinic_is_refused_not_a_500(client):
+    """PostgreSQL cannot store NUL: the list's clinic_id is held to the same text rule as every other clinic_id."""
+    for clinic_id in ("\x00", "C001\x00", "C\x1b[2J"):
+        response = await client.post(
+            "/v1/finance/reconciliation",
+            json={"date": "2026-02-06", "clinic_id": clinic_id, "settlements": []},
+            headers={"X-Terminal-Id": "finance-1"},
+        )
+        problem = await response.json()
+        assert (response.status, problem["code"], problem.get("field")) == (422, "validation_failed", "clinic_id")

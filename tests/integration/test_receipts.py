@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import pytest
 
 from gateway.receipts import TEXT_WIDTH, columns, wrap
@@ -60,6 +62,85 @@ async def test_worked_example_receipt_in_both_languages_and_forms(client):
     status, _, english = await receipt(client, settlement_id, "?lang=en")
     assert "Medical settlement receipt" in english and "county hospital" in english and "You pay" in english
     assert "REVERSED" not in english
+
+
+class _ItemRows(HTMLParser):
+    """The cells of each row of the receipt's item table (the table after the "items" heading)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._tables_seen = 0
+        self._in_items = self._in_body = self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._tables_seen += 1
+            self._in_items = self._tables_seen == 2  # the first table is the header block
+        elif tag == "tbody" and self._in_items:
+            self._in_body = True
+        elif tag == "tr" and self._in_body:
+            self.rows.append([])
+        elif tag == "td" and self._in_body:
+            self._in_cell = True
+            self.rows[-1].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._in_cell = False
+        elif tag == "table":
+            self._in_items = self._in_body = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.rows[-1][-1] += data
+
+
+async def test_lines_sharing_a_code_each_print_their_own_name_quantity_and_amount(client):
+    """Two strengths of one drug billed under one code: each line is printed as it was billed."""
+    person = await register(client, ("insurance", "resident"))
+    body = bill(person, ("A", 0))
+    body["items"] = [
+        {
+            "code": "DRUG-001",
+            "name": "Ceftriaxone 1 g",
+            "category": "A",
+            "amount": 14_000,
+            "quantity": 2,
+            "unit_price": 7_000,
+        },
+        {
+            "code": "DRUG-001",
+            "name": "Ceftriaxone 2 g",
+            "category": "A",
+            "amount": 36_000,
+            "quantity": 3,
+            "unit_price": 12_000,
+        },
+        {"code": "SVC-003", "name": "Ward round", "category": "C", "amount": 5_000},
+    ]
+    response = await client.post("/v1/settlements", json=body, headers=COUNTY)
+    assert response.status == 201, await response.text()
+    settlement_id = (await response.json())["settlement_id"]
+
+    status, _, page = await receipt(client, settlement_id, "?lang=en")
+    assert status == 200, page
+    parser = _ItemRows()
+    parser.feed(page)
+    assert parser.rows == [
+        ["DRUG-001", "Ceftriaxone 1 g", "A", "2 × 70.00", "140.00"],
+        ["DRUG-001", "Ceftriaxone 2 g", "A", "3 × 120.00", "360.00"],
+        ["SVC-003", "Ward round", "C (self-pay)", "", "50.00"],
+    ]
+
+    status, _, text = await receipt(client, settlement_id, "?lang=en&format=text")
+    assert status == 200, text
+    lines = text.splitlines()
+    first, second = lines.index("DRUG-001 Ceftriaxone 1 g"), lines.index("DRUG-001 Ceftriaxone 2 g")
+    assert first < second
+    assert lines[first + 1].split() == ["A", "2", "×", "70.00", "140.00"]
+    assert lines[second + 1].split() == ["A", "3", "×", "120.00", "360.00"]
+    assert not [line for line in lines if columns(line) > TEXT_WIDTH]
 
 
 async def test_text_receipt_fits_a_narrow_printer(client):
