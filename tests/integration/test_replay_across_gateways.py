@@ -8,6 +8,8 @@ it makes anyway, every other write in one statement before it acts. Here the sec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -15,9 +17,12 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters import card_frames as frames
 from adapters import identity, signing
 from gateway.app import create_app
+from gateway.card_reader import card_reader_key
 from tests.integration.conftest import ADMIN, COUNTY, PEPPER, bill, fresh_national_id, register
+from tests.integration.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +119,33 @@ async def test_reads_and_fresh_writes_work_on_both_replicas(client, replica):
         body, headers = _captured(client, "term-C001", "/v1/settlements", bill(person, ("A", 10_000)))
         response = await target.post("/v1/settlements", data=body, headers=headers)
         assert response.status == 201, await response.text()
+
+
+async def _frame_answer(port: int, message: frames.Signed) -> frames.Response | None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(frames.encode_frame(message))
+        await writer.drain()
+        async with asyncio.timeout(30):
+            return await frames.read_response(reader)
+    finally:
+        writer.close()
+
+
+async def test_a_card_reader_settle_frame_replayed_to_another_replica_is_refused(client, database_url, settings):
+    """The card-reader door claims nonces the same way: a captured frame is refused by the other gateway."""
+    person = await register(client, ("insurance", "resident"))
+    key = client.by_terminal["term-C001"]
+    body = msgspec.msgpack.encode(bill(person, ("A", 10_000)))
+    captured = frames.sign_frame(frames.Settle, 1, key.key_id, key.secret, body)
+    ports = []
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            app = create_app(msgspec.structs.replace(settings, reader_port=free_port()), dsn=database_url)
+            await stack.enter_async_context(TestClient(TestServer(app, host="127.0.0.1")))
+            ports.append(app[card_reader_key].port)
+        first = await _frame_answer(ports[0], captured)
+        assert isinstance(first, frames.Result) and first.status == 201, first
+        replayed = await _frame_answer(ports[1], captured)
+    assert isinstance(replayed, frames.Error), replayed
+    assert (replayed.status, replayed.code) == (401, "nonce_reused")
