@@ -429,7 +429,7 @@ async def seed(url: str, people: int, seed_value: int) -> tuple[Any, dict[str, t
     try:
         await db.migrate(connection)
         keys = await load_county(connection, county, pepper=PEPPER, key_encryption_key=KEY_ENCRYPTION_KEY)
-        # PERFORMANCE-NOTES: foreign-key checks on fresh tables run as scans until analysed.
+        # Foreign-key checks on fresh tables run as sequential scans until analysed.
         await connection.execute("ANALYZE")
     finally:
         await connection.close()

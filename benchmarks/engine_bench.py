@@ -6,8 +6,8 @@ For each scenario the script settles the same bill ``--calls`` times per run, af
 warm-up, for ``--runs`` runs, timing each run with ``time.perf_counter_ns``. It prints
 the median and the fastest run as microseconds per settlement, and the settlements per
 second one core manages at the median. The last line compares the inpatient
-all-payers median with the 50 µs target (shared/PERFORMANCE-NOTES.md measured about
-12 µs of compute for a 20-line bill); the exit code is 1 if it misses.
+all-payers median with the 50 µs target (a prototype measured about 12 µs of compute
+for a 20-line bill on this kind of machine); the exit code is 1 if it misses.
 
 The garbage collector stays on, as it is in the server.
 """
