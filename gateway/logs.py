@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -40,7 +41,7 @@ def scrub(value: Any) -> Any:
     return value if masked == shown else masked
 
 
-def _redact_ids(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_ids(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """Last line of defence: mask anything shaped like a national ID in any value."""
     return {key: scrub(value) for key, value in event.items()}
 
