@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from adapters import audit, db, idempotency
 from adapters.batching import SettleBatcher
 from adapters.faults import Faults
+from adapters.identity import redact
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
 from adapters.store import Store
@@ -152,10 +154,26 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# A request id is echoed in a header and logged: 1-64 printable ASCII characters, no space.
+_USABLE_REQUEST_ID = re.compile(r"[!-~]{1,64}")
+
+
+def _request_id_of(request: web.BaseRequest) -> str:
+    """The caller's ``X-Request-Id`` when usable, else a fresh one; a national ID in it is masked.
+
+    A legacy terminal may send GBK or latin-1 bytes: such an id cannot go back in a response
+    header, and cleaning it up could make it collide with another terminal's, so it is replaced
+    whole. The id used is the one in the ``X-Request-Id`` answer header, the problem's
+    ``request_id`` and every log line, so the three always agree.
+    """
+    sent = request.headers.get("X-Request-Id", "")
+    return redact(sent if _USABLE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex)
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, one canonical log line, the duration histogram, and problem rendering."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request_id = _request_id_of(request)
     request[request_id_key] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
