@@ -40,7 +40,7 @@ from gateway.duplicate_keys import refuse_duplicate_keys
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
-from gateway.problems import PROBLEM_BASE, ApiError, unavailable, validation_failed
+from gateway.problems import PROBLEM_BASE, ApiError, shown, unavailable, validation_failed
 from gateway.receipts import settlement_receipt
 from gateway.service import Answer, Service, Terminal, china_today, is_database_error
 
@@ -132,18 +132,28 @@ def respond_answer(request: web.Request, answer: Answer, model: type[Any], statu
 
 
 def problem_response(request: web.Request, error: ApiError) -> web.Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    body = problem_body(error, request.get(request_id_key, ""))
+    return web.Response(body=body, status=error.status, content_type=PROBLEM, headers=headers)
+
+
+def problem_body(error: ApiError, request_id: str) -> bytes:
+    """The problem document, the one place every HTTP refusal is rendered.
+
+    ``detail`` and ``field`` may quote what the client sent (a JSON key, a path): they are
+    ``shown``, a national ID in them masked.
+    """
     problem = api.Problem(
         type=PROBLEM_BASE + error.code,
         title=error.title,
         status=error.status,
-        detail=error.detail,
+        detail=shown(error.detail),
         code=error.code,
-        request_id=request.get(request_id_key, ""),
-        field=error.field,
+        request_id=request_id,
+        field=None if error.field is None else shown(error.field),
         retry_after=error.retry_after,
     )
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-    return web.Response(body=_json.encode(problem), status=error.status, content_type=PROBLEM, headers=headers)
+    return _json.encode(problem)
 
 
 # ---------------------------------------------------------------- middleware

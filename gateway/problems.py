@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from adapters.identity import redact
 from settlement.errors import SettlementError
 
 PROBLEM_BASE = "https://medsettle.example/problems/"
@@ -103,3 +104,12 @@ def validation_failed(error: msgspec.ValidationError) -> ApiError:
     if message.startswith(("Object missing required field", "Object contains unknown field")):
         field = (f"{field}." if field else "") + message.split("`")[1]
     return ApiError(422, "validation_failed", message, field=field)
+
+
+def shown(text: str) -> str:
+    """Text a refusal quotes (a JSON key, a path, a header) as it may be shown to the caller.
+
+    A national ID in it is masked; characters that cannot be sent as UTF-8 (undecodable bytes
+    a client sent) are escaped rather than failing the answer.
+    """
+    return redact(text).encode("utf-8", "backslashreplace").decode("utf-8")

@@ -222,6 +222,9 @@ async def test_a_printable_request_id_is_echoed_as_sent(gateway):
     assert answer.headers["x-request-id"] == answer.problem()["request_id"] == "term-C001:batch.7_x"
 
 
+# ---------------------------------------------------------------- no ID echoed or logged
+
+
 async def test_an_id_glued_into_the_request_id_is_masked_in_the_echo_the_problem_and_the_log(gateway):
     sent = f"req{VALID}"
     answer = await exchange(gateway.port, request("GET", "/v1/no-such-route", {"X-Request-Id": sent}))
@@ -229,3 +232,48 @@ async def test_an_id_glued_into_the_request_id_is_masked_in_the_echo_the_problem
     masked = await logged(gateway, lambda record: record.get("request_id") == "req110*************2X")
     assert masked["status"] == 404
     assert VALID not in gateway.log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("path", "document"),
+    [
+        ("/v1/people", {VALID: 1, "person_id": VALID}),  # a key that is an ID: "unknown field `<ID>`"
+        ("/v1/people", {f"x{VALID}": 1, "person_id": VALID}),
+        ("/v1/people", {f"9{VALID}0": 1, "person_id": VALID}),  # inside a longer run of digits
+    ],
+)
+async def test_a_validation_problem_never_echoes_an_id_in_its_detail_or_field(gateway, path, document):
+    headers, body = signed_json(gateway, "admin-1", "POST", path, document)
+    answer = await exchange(gateway.port, request("POST", path, headers, body))
+    problem = answer.problem()
+    assert (answer.status, problem["code"]) == (422, "validation_failed")
+    assert "*" * 13 in problem["field"] and "*" * 13 in problem["detail"]
+    assert not DIGIT_RUN.search(answer.body.decode()), problem
+
+
+@pytest.mark.parametrize("path", [f"/v1/{VALID}", f"/v1/people/req{VALID}", f"/v1/%31%31%30{VALID[3:]}"])
+async def test_a_not_found_problem_never_echoes_an_id_from_the_path(gateway, path):
+    answer = await exchange(gateway.port, request("GET", path))
+    problem = answer.problem()
+    assert (answer.status, problem["code"]) == (404, "not_found")
+    assert "110*************2X" in problem["detail"] and not DIGIT_RUN.search(answer.body.decode())
+
+
+@pytest.mark.parametrize(
+    "path",
+    [b"/v1/%C7%EB%C7%F3/caf%E9", b"/v1/%ED%A0%80", b"/v1/%00"],
+)
+async def test_a_path_that_is_not_utf_8_gets_a_problem_not_a_500(gateway, path):
+    answer = await exchange(gateway.port, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    assert (answer.status, answer.problem()["code"]) == (404, "not_found")
+
+
+async def test_a_header_that_is_not_utf_8_quoted_in_a_problem_keeps_the_answer_correct(gateway):
+    person = {"person_id": fresh_national_id(), "memberships": []}
+    headers, body = signed_json(gateway, "admin-1", "POST", "/v1/people", person)
+    del headers["Content-Type"]
+    sent = b"Content-Type: application/" + "请求".encode("gbk") + b"\r\n"
+    answer = await exchange(gateway.port, request("POST", "/v1/people", headers, body, raw_headers=sent))
+    problem = answer.problem()
+    assert (answer.status, problem["code"]) == (415, "unsupported_media_type")
+    assert problem["detail"].startswith("Content-Type application/")
