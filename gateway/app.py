@@ -241,7 +241,10 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
             error = ApiError(500, "internal_error", "an internal error occurred; it has been logged")
     request[problem_code_key] = error.code
     metrics.errors.labels(error.code).inc()
-    return problem_response(request, error)
+    response = problem_response(request, error)
+    if error.code == "request_timeout":
+        response.force_close()  # the rest of the body may never come: nothing more is read on this connection
+    return response
 
 
 def _client_gone(request: web.Request, error: Exception) -> bool:
@@ -256,7 +259,8 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _within_deadline(request: web.Request, work: Awaitable[web.StreamResponse]) -> web.StreamResponse:
-    """The answer to the request, or 503 ``deadline_exceeded`` once ``MEDSETTLE_REQUEST_TIMEOUT`` has passed.
+    """The answer to the request, or 503 ``deadline_exceeded`` once ``MEDSETTLE_REQUEST_TIMEOUT`` has passed,
+    or 408 ``request_timeout`` when it is the client that is late.
 
     The work runs in a task of its own. Past the deadline it is cancelled: a settlement
     mid-transaction rolls back (asyncpg cancels the query, the pool rolls the connection
@@ -264,11 +268,19 @@ async def _within_deadline(request: web.Request, work: Awaitable[web.StreamRespo
     acknowledge the cancel cannot hold the answer up. A cancel while a COMMIT is in flight
     leaves the outcome unknown; the 503 says to retry with the same request id, and the
     retry replays the answer if the settlement committed, or settles once if it did not.
+
+    A body still arriving ``MEDSETTLE_BODY_TIMEOUT`` seconds after the header, or at the
+    deadline, is the client's slowness, not the gateway's: 408, and the connection is closed.
+    Nothing was written for such a request: its body was never read whole.
     """
-    seconds = request.app[settings_key].request_timeout
+    settings = request.app[settings_key]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     task = asyncio.ensure_future(work)
     try:
-        done, _ = await asyncio.wait((task,), timeout=seconds)
+        done, _ = await asyncio.wait((task,), timeout=min(settings.body_timeout, settings.request_timeout))
+        if not done and request.content.is_eof() and settings.body_timeout < settings.request_timeout:
+            done, _ = await asyncio.wait((task,), timeout=started + settings.request_timeout - loop.time())
     except asyncio.CancelledError:
         task.cancel()
         raise
@@ -276,6 +288,11 @@ async def _within_deadline(request: web.Request, work: Awaitable[web.StreamRespo
         return task.result()
     task.cancel()
     task.add_done_callback(_unwound_after_deadline)
+    waited = loop.time() - started
+    if not request.content.is_eof():
+        log.info("body_timeout", seconds=round(waited, 2))
+        raise ApiError(408, "request_timeout", f"the request body was still arriving after {waited:.1f} s")
+    seconds = settings.request_timeout
     log.warning("deadline_exceeded", seconds=seconds)
     raise ApiError(
         503, "deadline_exceeded", f"no answer within {seconds:g} s; retry with the same request id", retry_after=2

@@ -47,6 +47,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Every HTTP request is answered within this many seconds: 503 deadline_exceeded past it. Less than
     # shutdown_timeout, so a request taken while draining finishes before the process stops.
     request_timeout: float = 10.0
+    # A client's own slowness, answered apart from the server's: a request's body must arrive within
+    # body_timeout seconds of its header, else 408 request_timeout.
+    body_timeout: float = 10.0
     future_date_tolerance_days: int = 1
     settle_batch_max: int = 32  # concurrent settlements committed together (adapters/batching.py); 1 turns it off
     settle_batch_lanes: int = 4  # batches in flight at once, each on its own pooled connection
@@ -102,6 +105,7 @@ ENV_VARS = {
     "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
     "shutdown_drain_seconds": "MEDSETTLE_SHUTDOWN_DRAIN_SECONDS",
     "request_timeout": "MEDSETTLE_REQUEST_TIMEOUT",
+    "body_timeout": "MEDSETTLE_BODY_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
     "settle_batch_max": "MEDSETTLE_SETTLE_BATCH_MAX",
     "settle_batch_lanes": "MEDSETTLE_SETTLE_BATCH_LANES",
@@ -136,6 +140,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         )
     if settings.request_timeout <= 0 or settings.shutdown_drain_seconds < 0:
         raise ConfigError("MEDSETTLE_REQUEST_TIMEOUT must be above 0 and MEDSETTLE_SHUTDOWN_DRAIN_SECONDS at least 0")
+    if settings.body_timeout <= 0:
+        raise ConfigError("MEDSETTLE_BODY_TIMEOUT must be above 0")
     if settings.faults:
         if production:
             raise ConfigError("MEDSETTLE_FAULTS injects failures for fault tests and is refused in production")

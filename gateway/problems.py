@@ -53,6 +53,7 @@ TITLES = {
     "database_unavailable": "The database is unavailable; retry with the same request id",
     "shutting_down": "The gateway is shutting down; retry with the same request id",
     "deadline_exceeded": "No answer within the request deadline; retry with the same request id",
+    "request_timeout": "The client did not send the whole request in time",
     "internal_error": "Internal error",
     "invalid_bill": "The bill is not valid",
     "inpatient_not_offered": "This clinic offers no inpatient care",

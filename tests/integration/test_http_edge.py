@@ -26,8 +26,10 @@ from typing import Any
 import aiohttp
 import msgspec
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import signing
+from gateway.app import create_app
 from tests.integration.conftest import bill, fresh_national_id, register
 from tests.integration.processes import free_port, start_gateway, wait_ready
 
@@ -277,3 +279,67 @@ async def test_a_header_that_is_not_utf_8_quoted_in_a_problem_keeps_the_answer_c
     problem = answer.problem()
     assert (answer.status, problem["code"]) == (415, "unsupported_media_type")
     assert problem["detail"].startswith("Content-Type application/")
+
+
+# ---------------------------------------------------------------- slow clients
+
+
+async def test_a_body_that_stops_arriving_is_answered_408_and_the_connection_closed(gateway):
+    person = {"person_id": fresh_national_id(), "memberships": []}
+    headers, body = signed_json(gateway, "admin-1", "POST", "/v1/people", person)
+    whole = request("POST", "/v1/people", headers, body)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(whole[: len(whole) - len(body) // 2])  # the headers and half the body, then nothing
+        await writer.drain()
+        answer = parse(await read_until_closed(reader))
+    finally:
+        writer.close()
+    assert answer is not None and answer.status == 408, answer
+    problem = answer.problem()
+    assert problem["code"] == "request_timeout" and "body" in problem["detail"]
+
+
+async def test_a_trickled_body_is_answered_408(gateway):
+    body = b"x" * 100_000
+    headers = {**gateway.signed("admin-1", "POST", "/v1/people", body), "Content-Type": "application/json"}
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    answered = asyncio.create_task(read_until_closed(reader))
+    try:
+        writer.write(request("POST", "/v1/people", headers, body)[: -len(body)])
+        for offset in range(400):  # a byte every 50 ms: never silent for long, never finished either
+            if answered.done():
+                break
+            writer.write(body[offset : offset + 1])
+            await writer.drain()
+            await asyncio.sleep(0.05)
+    except ConnectionError:
+        pass  # the gateway closed the connection after answering
+    finally:
+        answer = parse(await answered)
+        writer.close()
+    assert answer is not None and answer.status == 408, answer
+    assert answer.problem()["code"] == "request_timeout"
+
+
+async def test_a_body_still_arriving_at_the_request_deadline_is_the_client_s_408_not_a_503(
+    client, database_url, settings
+):
+    """Past ``MEDSETTLE_REQUEST_TIMEOUT``, a request whose body has not all arrived blames the client."""
+    key = client.by_terminal["admin-1"]
+    body = msgspec.json.encode({"person_id": fresh_national_id(), "memberships": []})
+    headers = {**signing.signed_headers(key.key_id, key.secret, "POST", "/v1/people", body), "Content-Length": "999"}
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    slow = msgspec.structs.replace(settings, request_timeout=0.5)
+    async with TestClient(TestServer(create_app(slow, dsn=database_url), host="127.0.0.1")) as test_client:
+        port = test_client.server.port
+        assert port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(f"POST /v1/people HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}\r\n".encode() + body[:10])
+            await writer.drain()
+            answer = parse(await read_until_closed(reader))
+        finally:
+            writer.close()
+    assert answer is not None and answer.status == 408, answer
+    assert answer.problem()["code"] == "request_timeout"
