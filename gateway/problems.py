@@ -54,6 +54,7 @@ TITLES = {
     "shutting_down": "The gateway is shutting down; retry with the same request id",
     "deadline_exceeded": "No answer within the request deadline; retry with the same request id",
     "request_timeout": "The client did not send the whole request in time",
+    "headers_too_large": "The request line or headers are too large",
     "internal_error": "Internal error",
     "invalid_bill": "The bill is not valid",
     "inpatient_not_offered": "This clinic offers no inpatient care",

@@ -28,7 +28,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from adapters import signing
+from adapters import identity, signing
 from gateway.app import create_app
 from tests.integration.conftest import bill, fresh_national_id, register
 from tests.integration.processes import free_port, start_gateway, wait_ready
@@ -284,6 +284,41 @@ async def test_a_header_that_is_not_utf_8_quoted_in_a_problem_keeps_the_answer_c
 # ---------------------------------------------------------------- slow clients
 
 
+async def test_a_connection_holding_a_partial_header_is_closed(gateway):
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Partial-Hea")
+        await writer.drain()
+        answer = parse(await read_until_closed(reader))
+    finally:
+        writer.close()
+    assert answer is not None and answer.status == 408, answer
+    assert answer.problem()["code"] == "request_timeout"
+
+
+async def test_a_connection_that_never_sends_a_request_is_closed(gateway):
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        assert await read_until_closed(reader) == b""
+    finally:
+        writer.close()
+
+
+async def test_an_idle_keep_alive_connection_is_not_cut_by_the_header_timeout(gateway):
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    ask = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    try:
+        for _ in range(2):
+            writer.write(ask)
+            await writer.drain()
+            answer = parse(await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), PATIENCE))
+            assert answer is not None and answer.status == 200, answer
+            await asyncio.wait_for(reader.readexactly(int(answer.headers["content-length"])), PATIENCE)
+            await asyncio.sleep(TIMEOUT * 1.5)  # idle between requests, longer than the header timeout
+    finally:
+        writer.close()
+
+
 async def test_a_body_that_stops_arriving_is_answered_408_and_the_connection_closed(gateway):
     person = {"person_id": fresh_national_id(), "memberships": []}
     headers, body = signed_json(gateway, "admin-1", "POST", "/v1/people", person)
@@ -343,3 +378,55 @@ async def test_a_body_still_arriving_at_the_request_deadline_is_the_client_s_408
             writer.close()
     assert answer is not None and answer.status == 408, answer
     assert answer.problem()["code"] == "request_timeout"
+
+
+# ---------------------------------------------------------------- requests aiohttp refuses itself
+
+
+ABUSE = {
+    "a header too long": (request("GET", "/healthz", {"X-Long": "a" * 9000}), 431, "headers_too_large"),
+    "a header name too long": (request("GET", "/healthz", {"X" * 9000: "1"}), 431, "headers_too_large"),
+    "too many headers": (
+        request("GET", "/healthz", {f"X-Header-{index}": "1" for index in range(200)}),
+        431,
+        "headers_too_large",
+    ),
+    "a request line too long": (request("GET", "/" + "a" * 9000), 431, "headers_too_large"),
+    "a TLS hello": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n", 400, "bad_request"),
+    "GBK bytes in the path": (
+        b"GET /v1/" + "请求".encode("gbk") + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        400,
+        "bad_request",
+    ),
+    "a NUL in a header": (request("GET", "/healthz", raw_headers=b"X-Nul: a\x00b\r\n"), 400, "bad_request"),
+    "an ID in a bad header": (request("GET", "/healthz", raw_headers=f"{VALID} x: 1\r\n".encode()), 400, "bad_request"),
+}
+
+
+@pytest.mark.parametrize("case", list(ABUSE))
+async def test_a_request_aiohttp_cannot_parse_is_refused_with_a_problem(gateway, case):
+    data, status, code = ABUSE[case]
+    answer = await exchange(gateway.port, data)
+    problem = answer.problem()
+    assert (answer.status, problem["code"]) == (status, code), problem
+    assert FRESH_ID.fullmatch(problem["request_id"]) and not DIGIT_RUN.search(answer.body.decode())
+    refused = await logged(gateway, lambda record: record.get("request_id") == problem["request_id"])
+    assert (refused["status"], refused["code"]) == (status, code)
+
+
+async def test_every_line_the_gateway_writes_to_stderr_is_json_without_ids(gateway):
+    for data, _, _ in ABUSE.values():
+        await exchange(gateway.port, data)
+    await exchange(gateway.port, request("GET", f"/v1/{VALID}", {"X-Request-Id": f"req{VALID}"}))
+    marker = f"end-{uuid.uuid4().hex}"
+    await exchange(gateway.port, request("GET", "/v1/no-such-route", {"X-Request-Id": marker}))
+    await logged(gateway, lambda record: record.get("request_id") == marker)
+    text = gateway.log.read_text()
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise AssertionError(f"not a JSON line on stderr: {line!r}") from None
+        assert isinstance(record, dict) and "event" in record and "level" in record, line
+    assert not DIGIT_RUN.search(text), "a run of 17 digits reached the log"
+    assert identity.mask(VALID) in text  # the IDs sent were logged, masked
