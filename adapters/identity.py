@@ -16,7 +16,11 @@ import re
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
 _SHAPE = re.compile(r"[1-9][0-9]{16}[0-9X]")  # ASCII only: full-width digits would hash differently
-_LOOKS_LIKE_ID = re.compile(r"(?<![0-9A-Za-z])[1-9][0-9]{16}[0-9Xx](?![0-9A-Za-z])")
+# For masking, anything that may hold a number: any run of 17 or more digits (of any script: full-width
+# digits show the number just as well), with a check character X after it. Whatever surrounds the run,
+# letters included ("req<ID>" in a request id); and a longer run is masked whole, since an ID can sit
+# anywhere inside it.
+_LOOKS_LIKE_ID = re.compile(r"\d{17,}[XxＸｘ]?")
 
 
 class InvalidNationalId(ValueError):
@@ -68,5 +72,8 @@ def make_id(region: str, birth: dt.date, sequence: int) -> str:
 
 
 def redact(text: str) -> str:
-    """Mask anything in free text that looks like a national ID."""
+    """Mask anything in free text that may contain a national ID: every run of 17 or more digits.
+
+    A run keeps its first 3 and last 2 characters, as ``mask`` does; the rest of the text is unchanged.
+    """
     return _LOOKS_LIKE_ID.sub(lambda match: mask(match.group(0)), text)

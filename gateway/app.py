@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from adapters import audit, db, idempotency
 from adapters.batching import SettleBatcher
 from adapters.faults import Faults
+from adapters.identity import redact
 from adapters.nonces import NonceClaim
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
@@ -40,7 +42,7 @@ from gateway.duplicate_keys import refuse_duplicate_keys
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
-from gateway.problems import PROBLEM_BASE, ApiError, unavailable, validation_failed
+from gateway.problems import PROBLEM_BASE, ApiError, shown, unavailable, validation_failed
 from gateway.receipts import settlement_receipt
 from gateway.service import Answer, Service, Terminal, china_today, is_database_error
 
@@ -160,18 +162,28 @@ def respond_answer(request: web.Request, answer: Answer, model: type[Any], statu
 
 
 def problem_response(request: web.Request, error: ApiError) -> web.Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    body = problem_body(error, request.get(request_id_key, ""))
+    return web.Response(body=body, status=error.status, content_type=PROBLEM, headers=headers)
+
+
+def problem_body(error: ApiError, request_id: str) -> bytes:
+    """The problem document, the one place every HTTP refusal is rendered.
+
+    ``detail`` and ``field`` may quote what the client sent (a JSON key, a path): they are
+    ``shown``, a national ID in them masked.
+    """
     problem = api.Problem(
         type=PROBLEM_BASE + error.code,
         title=error.title,
         status=error.status,
-        detail=error.detail,
+        detail=shown(error.detail),
         code=error.code,
-        request_id=request.get(request_id_key, ""),
-        field=error.field,
+        request_id=request_id,
+        field=None if error.field is None else shown(error.field),
         retry_after=error.retry_after,
     )
-    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
-    return web.Response(body=_json.encode(problem), status=error.status, content_type=PROBLEM, headers=headers)
+    return _json.encode(problem)
 
 
 # ---------------------------------------------------------------- middleware
@@ -182,10 +194,26 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# A request id is echoed in a header and logged: 1-64 printable ASCII characters, no space.
+_USABLE_REQUEST_ID = re.compile(r"[!-~]{1,64}")
+
+
+def _request_id_of(request: web.BaseRequest) -> str:
+    """The caller's ``X-Request-Id`` when usable, else a fresh one; a national ID in it is masked.
+
+    A legacy terminal may send GBK or latin-1 bytes: such an id cannot go back in a response
+    header, and cleaning it up could make it collide with another terminal's, so it is replaced
+    whole. The id used is the one in the ``X-Request-Id`` answer header, the problem's
+    ``request_id`` and every log line, so the three always agree.
+    """
+    sent = request.headers.get("X-Request-Id", "")
+    return redact(sent if _USABLE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex)
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, one canonical log line, the duration histogram, and problem rendering."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request_id = _request_id_of(request)
     request[request_id_key] = request_id
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -243,7 +271,10 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
             error = ApiError(500, "internal_error", "an internal error occurred; it has been logged")
     request[problem_code_key] = error.code
     metrics.errors.labels(error.code).inc()
-    return problem_response(request, error)
+    response = problem_response(request, error)
+    if error.code == "request_timeout":
+        response.force_close()  # the rest of the body may never come: nothing more is read on this connection
+    return response
 
 
 def _client_gone(request: web.Request, error: Exception) -> bool:
@@ -258,7 +289,8 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 async def _within_deadline(request: web.Request, work: Awaitable[web.StreamResponse]) -> web.StreamResponse:
-    """The answer to the request, or 503 ``deadline_exceeded`` once ``MEDSETTLE_REQUEST_TIMEOUT`` has passed.
+    """The answer to the request, or 503 ``deadline_exceeded`` once ``MEDSETTLE_REQUEST_TIMEOUT`` has passed,
+    or 408 ``request_timeout`` when it is the client that is late.
 
     The work runs in a task of its own. Past the deadline it is cancelled: a settlement
     mid-transaction rolls back (asyncpg cancels the query, the pool rolls the connection
@@ -266,11 +298,19 @@ async def _within_deadline(request: web.Request, work: Awaitable[web.StreamRespo
     acknowledge the cancel cannot hold the answer up. A cancel while a COMMIT is in flight
     leaves the outcome unknown; the 503 says to retry with the same request id, and the
     retry replays the answer if the settlement committed, or settles once if it did not.
+
+    A body still arriving ``MEDSETTLE_BODY_TIMEOUT`` seconds after the header, or at the
+    deadline, is the client's slowness, not the gateway's: 408, and the connection is closed.
+    Nothing was written for such a request: its body was never read whole.
     """
-    seconds = request.app[settings_key].request_timeout
+    settings = request.app[settings_key]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     task = asyncio.ensure_future(work)
     try:
-        done, _ = await asyncio.wait((task,), timeout=seconds)
+        done, _ = await asyncio.wait((task,), timeout=min(settings.body_timeout, settings.request_timeout))
+        if not done and request.content.is_eof() and settings.body_timeout < settings.request_timeout:
+            done, _ = await asyncio.wait((task,), timeout=started + settings.request_timeout - loop.time())
     except asyncio.CancelledError:
         task.cancel()
         raise
@@ -278,6 +318,11 @@ async def _within_deadline(request: web.Request, work: Awaitable[web.StreamRespo
         return task.result()
     task.cancel()
     task.add_done_callback(_unwound_after_deadline)
+    waited = loop.time() - started
+    if not request.content.is_eof():
+        log.info("body_timeout", seconds=round(waited, 2))
+        raise ApiError(408, "request_timeout", f"the request body was still arriving after {waited:.1f} s")
+    seconds = settings.request_timeout
     log.warning("deadline_exceeded", seconds=seconds)
     raise ApiError(
         503, "deadline_exceeded", f"no answer within {seconds:g} s; retry with the same request id", retry_after=2

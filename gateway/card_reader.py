@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -29,11 +29,11 @@ from aiohttp import web
 from adapters import card_frames as frames
 from adapters.nonces import NonceClaim
 from gateway import api_models as api
+from gateway import bodies
 from gateway.auth import Authenticator, RateLimiter
-from gateway.duplicate_keys import refuse_duplicate_keys
 from gateway.logs import log
 from gateway.metrics import Metrics
-from gateway.problems import ApiError, unavailable, validation_failed
+from gateway.problems import ApiError, shown, unavailable
 from gateway.service import Answer, Service, Terminal, is_database_error
 
 IDLE_TIMEOUT = 30.0  # seconds a connection may take to send its next whole frame
@@ -43,32 +43,16 @@ IDLE_TIMEOUT = 30.0  # seconds a connection may take to send its next whole fram
 READER_MAX_LINES = 200
 ROLES = frozenset({"terminal"})
 
-T = TypeVar("T")
 
-
-class ReversalBody(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The body of a ``reversal`` frame: the settlement and the reversal's own request id."""
+class ReversalBody(api.ReversalRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The body of a ``reversal`` frame: HTTP's reversal body, field for field and constraint for
+    constraint, plus the settlement, which HTTP names in the path."""
 
     settlement_id: Annotated[str, msgspec.Meta(max_length=64)]
-    request_id: api.RequestId
-    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
 
 
-_swipe_body = msgspec.msgpack.Decoder(api.EligibilityRequest)
-_settle_body = msgspec.msgpack.Decoder(api.SettleRequest)
-_reversal_body = msgspec.msgpack.Decoder(ReversalBody)
-
-
-def decode_body(decoder: msgspec.msgpack.Decoder[T], body: bytes) -> T:
-    """A frame's body, refused with the codes and field paths HTTP gives the same body."""
-    try:
-        value = decoder.decode(body)
-    except msgspec.ValidationError as error:
-        raise validation_failed(error) from None
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise ApiError(400, "bad_request", f"the body is not valid MessagePack: {error}") from None
-    refuse_duplicate_keys(body, msgpack=True)
-    return value
+for _model in (api.EligibilityRequest, api.SettleRequest, ReversalBody):
+    bodies.decoders(_model)  # built once at import, never on the request path
 
 
 @dataclass(eq=False, slots=True)  # by identity: kept in a set
@@ -232,21 +216,21 @@ class CardReaderListener:
     # ------------------------------------------------------------ the four signed requests
 
     async def _swipe(self, terminal: Terminal, body: bytes) -> Outcome:
-        request = decode_body(_swipe_body, body)
+        request = bodies.decode(api.EligibilityRequest, body, msgpack=True)
         return 200, False, msgspec.to_builtins(await self.service.eligibility(terminal, request))
 
     async def _settle(self, terminal: Terminal, body: bytes) -> Outcome:
-        request = decode_body(_settle_body, body)
+        request = bodies.decode(api.SettleRequest, body, msgpack=True)
         self._check_lines(request)
         return _stored(await self.service.settle(terminal, request))
 
     async def _quote(self, terminal: Terminal, body: bytes) -> Outcome:
-        request = decode_body(_settle_body, body)
+        request = bodies.decode(api.SettleRequest, body, msgpack=True)
         self._check_lines(request)
         return 200, False, msgspec.to_builtins(await self.service.quote(terminal, request))
 
     async def _reversal(self, terminal: Terminal, body: bytes) -> Outcome:
-        request = decode_body(_reversal_body, body)
+        request = bodies.decode(ReversalBody, body, msgpack=True)
         try:
             settlement_id = uuid.UUID(request.settlement_id)
         except ValueError:
@@ -278,12 +262,13 @@ def _stored(answer: Answer) -> Outcome:
 
 
 def _error(frame_id: int, error: ApiError) -> frames.Error:
+    """A refusal as an ``error`` frame: what the HTTP problem would say, a national ID in it masked."""
     return frames.Error(
         id=frame_id,
         status=error.status,
         code=error.code,
-        detail=error.detail,
-        field=error.field,
+        detail=shown(error.detail),
+        field=None if error.field is None else shown(error.field),
         retry_after=error.retry_after,
     )
 

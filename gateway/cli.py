@@ -456,9 +456,8 @@ def cmd_idempotency_prune(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from gateway.app import create_app
+    from gateway.http_server import run
     from gateway.shutdown import drain_on_sigterm
 
     try:
@@ -490,15 +489,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         serve_as_worker(app, args.worker_of)
     else:
         _print_banner(settings)
-    web.run_app(
+    # web.run_app, on a runner with the header timeout and problem+json refusals (gateway/http_server.py)
+    run(
         app,
         host=settings.host,
         port=settings.port,
         reuse_port=args.worker_of is not None,  # workers share the port; the kernel spreads connections
-        shutdown_timeout=settings.shutdown_timeout,
-        access_log=None,
-        print=None,
-        handle_signals=True,
     )
     return 0
 

@@ -49,6 +49,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Every HTTP request is answered within this many seconds: 503 deadline_exceeded past it. Less than
     # shutdown_timeout, so a request taken while draining finishes before the process stops.
     request_timeout: float = 10.0
+    # A client's own slowness, answered apart from the server's: a request's header must arrive whole within
+    # header_timeout seconds of the connection opening or of the request's first byte (else the connection
+    # is closed, after a 408 if part of a header came), and its body within body_timeout seconds of the
+    # header (else 408 request_timeout). Idle keep-alive connections between requests are not cut.
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
     future_date_tolerance_days: int = 1
     settle_batch_max: int = 32  # concurrent settlements committed together (adapters/batching.py); 1 turns it off
     settle_batch_lanes: int = 4  # batches in flight at once, each on its own pooled connection
@@ -104,6 +110,8 @@ ENV_VARS = {
     "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
     "shutdown_drain_seconds": "MEDSETTLE_SHUTDOWN_DRAIN_SECONDS",
     "request_timeout": "MEDSETTLE_REQUEST_TIMEOUT",
+    "header_timeout": "MEDSETTLE_HEADER_TIMEOUT",
+    "body_timeout": "MEDSETTLE_BODY_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
     "settle_batch_max": "MEDSETTLE_SETTLE_BATCH_MAX",
     "settle_batch_lanes": "MEDSETTLE_SETTLE_BATCH_LANES",
@@ -146,6 +154,8 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
             )
     if settings.request_timeout <= 0 or settings.shutdown_drain_seconds < 0:
         raise ConfigError("MEDSETTLE_REQUEST_TIMEOUT must be above 0 and MEDSETTLE_SHUTDOWN_DRAIN_SECONDS at least 0")
+    if settings.header_timeout <= 0 or settings.body_timeout <= 0:
+        raise ConfigError("MEDSETTLE_HEADER_TIMEOUT and MEDSETTLE_BODY_TIMEOUT must be above 0")
     if settings.faults:
         if production:
             raise ConfigError("MEDSETTLE_FAULTS injects failures for fault tests and is refused in production")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from adapters.identity import redact
 from settlement.errors import SettlementError
 
 PROBLEM_BASE = "https://medsettle.example/problems/"
@@ -52,6 +53,8 @@ TITLES = {
     "database_unavailable": "The database is unavailable; retry with the same request id",
     "shutting_down": "The gateway is shutting down; retry with the same request id",
     "deadline_exceeded": "No answer within the request deadline; retry with the same request id",
+    "request_timeout": "The client did not send the whole request in time",
+    "headers_too_large": "The request line or headers are too large",
     "internal_error": "Internal error",
     "invalid_bill": "The bill is not valid",
     "inpatient_not_offered": "This clinic offers no inpatient care",
@@ -103,3 +106,12 @@ def validation_failed(error: msgspec.ValidationError) -> ApiError:
     if message.startswith(("Object missing required field", "Object contains unknown field")):
         field = (f"{field}." if field else "") + message.split("`")[1]
     return ApiError(422, "validation_failed", message, field=field)
+
+
+def shown(text: str) -> str:
+    """Text a refusal quotes (a JSON key, a path, a header) as it may be shown to the caller.
+
+    A national ID in it is masked; characters that cannot be sent as UTF-8 (undecodable bytes
+    a client sent) are escaped rather than failing the answer.
+    """
+    return redact(text).encode("utf-8", "backslashreplace").decode("utf-8")

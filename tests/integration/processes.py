@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -28,12 +29,14 @@ def start_gateway(
     data_dir: Path,
     *,
     stdout: int = subprocess.DEVNULL,
+    stderr: Any = subprocess.PIPE,
     extra_args: Sequence[str] = (),
     **settings: str,
 ) -> subprocess.Popen[str]:
     """``medsettle serve`` with the test secrets, no card-reader port (a running `make run` may hold 8081),
     generous rate limits and quiet logs; ``settings`` adds or overrides MEDSETTLE_* variables and
-    ``extra_args`` are added to the command line (for example ``["--workers", "2"]``)."""
+    ``extra_args`` are added to the command line (for example ``["--workers", "2"]``); ``stderr`` may be a
+    file, for a gateway that runs long enough to fill a pipe nobody reads."""
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -53,7 +56,7 @@ def start_gateway(
         [sys.executable, "-m", "gateway.cli", "serve", *extra_args],
         env=environment,
         stdout=stdout,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
 

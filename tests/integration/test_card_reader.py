@@ -255,6 +255,43 @@ async def test_refusals_carry_the_http_codes_and_fields(gateway, pool):
         assert isinstance(await reader.heartbeat(), frames.HeartbeatAck)
 
 
+VALID_ID = "11010519491231002X"  # GB 11643's own example
+BAD_REVERSALS: dict[str, dict[str, Any]] = {
+    "a NUL in the reason": {"reason": "wrong\x00patient"},  # PostgreSQL cannot store it
+    "an ESC in the reason": {"reason": "\x1b[2Jwrong patient"},  # would clear an operator's terminal
+    "a BEL in the reason": {"reason": "wrong patient\x07"},
+    "a reason too long": {"reason": "x" * 501},
+    "a reason that is not text": {"reason": 7},
+    "a request id with a space": {"request_id": "rev 1"},
+    "no request id": {"request_id": None},
+    "an unknown field": {"note": "x"},
+    "an unknown field named by an ID": {VALID_ID: "x"},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_REVERSALS))
+async def test_a_reversal_body_is_refused_by_the_reader_exactly_as_over_http(gateway, pool, case):
+    person = await register(gateway.http, ("insurance", "resident"))
+    body = {"request_id": f"rev-{uuid.uuid4().hex}", "reason": "wrong patient", **BAD_REVERSALS[case]}
+    body = {name: value for name, value in body.items() if value is not None}  # None: not sent
+    async with gateway.reader() as reader:
+        settlement_id = expect_result(await reader.settle(bill(person, ("A", 1_000))), 201)["settlement_id"]
+        response = await gateway.http.post(
+            f"/v1/settlements/{settlement_id}/reversal", json=body, headers={"X-Terminal-Id": "term-C001"}
+        )
+        problem = await response.json()
+        reply = await reader.call(reader.frame(frames.Reversal, {"settlement_id": settlement_id, **body}))
+    assert (response.status, problem["code"]) == (422, "validation_failed")
+    refused = expect_error(reply, 422, "validation_failed")
+    assert (refused.field, refused.detail) == (problem.get("field"), problem["detail"])
+    assert VALID_ID not in refused.detail and VALID_ID not in (refused.field or "")
+    async with pool.acquire() as connection:
+        reversals = await connection.fetchval(
+            "SELECT count(*) FROM reversals WHERE settlement_id = $1", uuid.UUID(settlement_id)
+        )
+    assert reversals == 0
+
+
 async def test_the_longest_bill_a_reader_may_send_is_answered_and_longer_is_refused(gateway, pool):
     person = await register(gateway.http, ("insurance", "resident"), ("hardship_aid", "destitute"))
     longest = bill(person, *(("ABC"[index % 3], 1_000 + index) for index in range(READER_MAX_LINES)))

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gateway import card_reader
+from gateway import api_models as api
+from gateway import bodies
 from gateway.duplicate_keys import Duplicate, _find_json_duplicate, json_duplicate, msgpack_duplicate
 from gateway.problems import ApiError
 
@@ -194,7 +195,7 @@ def test_paths_name_the_repeat_as_validation_errors_do() -> None:
 def test_a_card_reader_body_with_a_repeated_key_is_refused_as_over_http() -> None:
     body = msgspec.msgpack.encode({"person_id": "410103195001010012", "clinic_id": "V001"})
     repeated = bytes([body[0] + 1]) + body[1:] + msgspec.msgpack.encode("person_id") + msgspec.msgpack.encode("1")
-    assert card_reader.decode_body(card_reader._swipe_body, body).clinic_id == "V001"
+    assert bodies.decode(api.EligibilityRequest, body, msgpack=True).clinic_id == "V001"
     with pytest.raises(ApiError) as refused:
-        card_reader.decode_body(card_reader._swipe_body, repeated)
+        bodies.decode(api.EligibilityRequest, repeated, msgpack=True)
     assert (refused.value.status, refused.value.code, refused.value.field) == (400, "duplicate_key", "person_id")

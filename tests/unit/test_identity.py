@@ -52,3 +52,32 @@ def test_person_key_is_keyed_and_stable():
 def test_redact_masks_ids_in_free_text():
     text = f"lookup failed for {VALID} at clinic C001; order 123"
     assert identity.redact(text) == "lookup failed for 110*************2X at clinic C001; order 123"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"req{VALID}",  # glued to letters, as in an X-Request-Id
+        f"{VALID}abc",
+        f"req{VALID.lower()}-7",
+        f"_{VALID}_",
+        f"order9{VALID}",  # inside a longer run of digits: a 19-character run
+        f"{VALID[:17]}12345",  # 22 digits: whatever is inside is not shown
+        f"Object contains unknown field `{VALID}`",
+        "１１０１０５１９４９１２３１００２Ｘ",  # full-width digits are still the number
+    ],
+)
+def test_redact_masks_any_run_of_17_or_more_digits_whatever_surrounds_it(text):
+    redacted = identity.redact(text)
+    assert VALID[3:16] not in redacted and "０５１９４９１２３１" not in redacted
+    assert "*" * 13 in redacted
+
+
+def test_redact_leaves_shorter_numbers_and_text_alone():
+    text = "clinic C001, order 1234567890123456, 16 digits, at 2026-05-01T10:00:00Z, abcdefXXX"
+    assert identity.redact(text) == text
+
+
+def test_redact_keeps_the_first_three_and_last_two_characters_of_the_run():
+    assert identity.redact(f"req{VALID}") == "req110*************2X"
+    assert identity.redact("9" + VALID) == "911**************2X"
