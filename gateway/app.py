@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -33,16 +32,15 @@ from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
 from adapters.store import Store
 from gateway import api_models as api
-from gateway import finance_routes
+from gateway import bodies, finance_routes
 from gateway.auth import Authenticator, RateLimiter
 from gateway.card_reader import card_reader_context
 from gateway.config import Settings
 from gateway.dashboard import dashboard, dashboard_login
-from gateway.duplicate_keys import refuse_duplicate_keys
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
-from gateway.problems import PROBLEM_BASE, ApiError, shown, unavailable, validation_failed
+from gateway.problems import PROBLEM_BASE, ApiError, shown, unavailable
 from gateway.receipts import settlement_receipt
 from gateway.service import Answer, Service, Terminal, china_today, is_database_error
 
@@ -65,20 +63,12 @@ limiter_key = web.AppKey("rate_limiter", RateLimiter)
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_decoders: dict[type, tuple[msgspec.json.Decoder[Any], msgspec.msgpack.Decoder[Any]]] = {}
 _json = msgspec.json.Encoder()
 _msgpack = msgspec.msgpack.Encoder()
 
 
-def _decoder_pair(model: type[T]) -> tuple[msgspec.json.Decoder[T], msgspec.msgpack.Decoder[T]]:
-    pair = _decoders.get(model)
-    if pair is None:
-        pair = _decoders[model] = (msgspec.json.Decoder(model), msgspec.msgpack.Decoder(model))
-    return pair
-
-
 for _model in (api.SettleRequest, api.ReversalRequest, api.PersonRequest, api.EligibilityRequest):
-    _decoder_pair(_model)  # built once at import, never on the request path
+    bodies.decoders(_model)  # built once at import, never on the request path
 
 
 # ---------------------------------------------------------------- body handling
@@ -95,44 +85,7 @@ async def decode_body(request: web.Request, model: type[T], *, max_lines: int | 
         raise ApiError(
             413, "body_too_large", f"the body is larger than {request.app[settings_key].max_body_bytes} bytes"
         ) from None
-    if max_lines is not None:
-        refuse_too_many_lines(body, max_lines, msgpack=content_type == MSGPACK)
-    json_decoder, msgpack_decoder = _decoder_pair(model)
-    try:
-        value = json_decoder.decode(body) if content_type == JSON else msgpack_decoder.decode(body)
-    except msgspec.ValidationError as error:
-        raise validation_failed(error) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as error:
-        raise ApiError(
-            400, "bad_request", f"the body is not valid {'JSON' if content_type == JSON else 'MessagePack'}: {error}"
-        ) from None
-    refuse_duplicate_keys(body, msgpack=content_type == MSGPACK)  # the decoder kept the last silently
-    return value
-
-
-@functools.cache
-def _line_counters(max_lines: int) -> tuple[msgspec.json.Decoder[Any], msgspec.msgpack.Decoder[Any]]:
-    """Decoders that read only how many lines a bill has, skipping every line unread.
-
-    MessagePack states an array's length in its header, so an over-long bill is refused in
-    microseconds; JSON lines are only delimited, in C. Either way no line is decoded and no
-    key is checked for repeats before the count is known (30,000 lines cost ~0.1 s of that).
-    """
-
-    lines = Annotated[list[msgspec.Raw], msgspec.Meta(max_length=max_lines)]
-    LineCount = msgspec.defstruct("LineCount", [("items", lines, [])])
-    return msgspec.json.Decoder(LineCount), msgspec.msgpack.Decoder(LineCount)
-
-
-def refuse_too_many_lines(body: bytes, max_lines: int, *, msgpack: bool) -> None:
-    json_counter, msgpack_counter = _line_counters(max_lines)
-    try:
-        msgpack_counter.decode(body) if msgpack else json_counter.decode(body)
-    except msgspec.ValidationError as error:
-        if str(error).endswith("- at `$.items`") and "length <=" in str(error):
-            raise ApiError(413, "too_many_lines", f"a bill may have at most {max_lines} lines", field="items") from None
-    except msgspec.DecodeError:
-        pass  # not readable at all: the full decode names the problem
+    return bodies.decode(model, body, msgpack=content_type == MSGPACK, max_lines=max_lines)
 
 
 def wants_msgpack(request: web.Request) -> bool:
