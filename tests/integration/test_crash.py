@@ -7,11 +7,11 @@ resends each unacknowledged request with the same body until it is acknowledged,
 resends a sample of acknowledged ones. Nothing acknowledged may be lost, nothing may be
 settled twice, and replays must return the first settlement.
 
-Every random choice comes from one seed, printed at the start; set MEDSETTLE_FAULT_SEED
-to replay a schedule: bill amounts and lines, which person each bill is for, the gaps
-between a terminal's requests, the kill's offset and the replay sample. National ID numbers
-come from the suite's own generator and request ids carry a per-run token, and which
-requests are in flight at the kill still depends on timing.
+Every random choice comes from the ``rng`` fixture, so the run seed (``tests/conftest.py``,
+``MEDSETTLE_TEST_SEED``) replays the schedule: bill amounts and lines, which person each bill
+is for, the gaps between a terminal's requests, the kill's offset and the replay sample.
+National ID numbers come from the suite's own generator and request ids carry a per-run
+token, and which requests are in flight at the kill still depends on timing.
 """
 
 from __future__ import annotations
@@ -158,10 +158,7 @@ async def _recover(terminal: TerminalClient, requests: list[Request], replays: s
     return problems
 
 
-async def test_kill_9_under_load_loses_nothing_and_settles_nothing_twice(client, pool, database_url, tmp_path):
-    seed = int(os.environ.get("MEDSETTLE_FAULT_SEED") or random.SystemRandom().randrange(2**32))
-    print(f"\nMEDSETTLE_FAULT_SEED={seed}")
-    rng = random.Random(seed)
+async def test_kill_9_under_load_loses_nothing_and_settles_nothing_twice(client, pool, database_url, tmp_path, rng):
     run = uuid.uuid4().hex[:8]  # request ids unique to this run; not a schedule choice
     people = await _register_people(client, rng)
     schedule = _schedule(rng, people, run)
