@@ -1,16 +1,35 @@
-"""Fixtures shared by every test folder, and one seed for every random test of a run.
+"""Fixtures shared by every test folder, and one seed that drives every random choice of a run.
 
-Hypothesis tests all draw from one seed per run, printed in the header
-(``hypothesis seed: N``) and attached to every failing Hypothesis test's report.
-``--hypothesis-seed=N`` (or ``MEDSETTLE_TEST_SEED=N``, which also replays the ``rng``
-fixture's draws) runs the same examples again. Every ``settings`` made in tests inherits
-``print_blob=True``, so a failure also prints ``@reproduce_failure(...)`` for that one example.
+The run seed is chosen once per run: ``--hypothesis-seed=N`` if given, else
+``MEDSETTLE_TEST_SEED=N``, else a fresh random one. It is printed in the header and
+again after the summary (``run seed: N``), and beside every failing test. From it:
+
+* every Hypothesis test draws its examples (Hypothesis's own seed is the run seed, and
+  with a forced seed it neither reads nor writes its example database);
+* the ``rng`` fixture gives each test a ``random.Random`` seeded from the run seed and
+  the test's node id, so a test draws the same values whether it runs alone or in the
+  whole suite, and whatever ran before it;
+* the ``random`` module is seeded the same way before each test, for code that draws
+  from it (a terminal client's retry jitter).
+
+To replay a run, or one test of it, pass the printed seed::
+
+    MEDSETTLE_TEST_SEED=N make test
+    MEDSETTLE_TEST_SEED=N .venv/bin/python -m pytest 'tests/integration/test_x.py::test_y[param]'
+    make test PYTEST_ARGS=--hypothesis-seed=N          (the same thing; wins over the variable)
+
+What a seed cannot replay is timing: which requests a crash or a deadline catches in
+flight still depends on the machine. Every ``settings`` made in tests inherits
+``print_blob=True``, so a failing Hypothesis test also prints ``@reproduce_failure(...)``
+for its one example.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+from collections.abc import Iterator
 
 import hypothesis
 import pytest
@@ -20,48 +39,76 @@ from hypothesis import core as hypothesis_core
 hypothesis.settings.register_profile("medsettle", print_blob=True)
 hypothesis.settings.load_profile("medsettle")
 
+SEED_VARIABLE = "MEDSETTLE_TEST_SEED"
+_run_seed = pytest.StashKey[int | str]()
 
-@pytest.fixture
-def rng(request: pytest.FixtureRequest) -> random.Random:
-    """A seeded random source for tests that draw random schedules, inputs or fault moments.
 
-    The seed is printed (pytest shows it with the output of a failing test) and recorded
-    in the test's report; ``MEDSETTLE_TEST_SEED=<seed>`` replays the same schedule.
-    """
-    seed = int(os.environ.get("MEDSETTLE_TEST_SEED") or random.SystemRandom().randrange(2**32))
-    print(f"\n{request.node.nodeid}: MEDSETTLE_TEST_SEED={seed}")
-    request.node.user_properties.append(("seed", seed))
-    return random.Random(seed)
+def derived_seed(run_seed: int | str, *labels: str) -> int:
+    """A 64-bit seed from the run seed and labels (a node id), the same in every process and run."""
+    text = ":".join([str(run_seed), *labels])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def run_seed_of(config: pytest.Config) -> int | str:
+    return config.stash[_run_seed]
+
+
+def _replay_hint(seed: int | str) -> str:
+    return f"run seed: {seed} (replay with {SEED_VARIABLE}={seed} or --hypothesis-seed={seed})"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Choose the run's Hypothesis seed unless ``--hypothesis-seed`` did."""
-    seed = config.getoption("hypothesis_seed", None)
+    """Choose the run seed once, before any test runs, and hand it to Hypothesis."""
+    seed: int | str | None = config.getoption("hypothesis_seed", None)
     if seed is None:
-        seed = int(os.environ.get("MEDSETTLE_TEST_SEED") or random.SystemRandom().randrange(2**32))
-    hypothesis_core.global_force_seed = int(seed)
+        seed = os.environ.get(SEED_VARIABLE) or random.SystemRandom().randrange(2**32)
+    if isinstance(seed, str) and seed.strip().lstrip("-").isdigit():
+        seed = int(seed)  # else text: Hypothesis takes any text as a seed, and so does derived_seed
+    config.stash[_run_seed] = seed
+    hypothesis_core.global_force_seed = seed
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    seed = hypothesis_core.global_force_seed
-    return f"hypothesis seed: {seed} (replay with --hypothesis-seed={seed} or MEDSETTLE_TEST_SEED={seed})"
+    return _replay_hint(run_seed_of(config))
 
 
-_ran_hypothesis = pytest.StashKey[bool]()
+@pytest.fixture(scope="session")
+def run_seed(pytestconfig: pytest.Config) -> int | str:
+    """The run's seed, for a test that must hand it on (to a subprocess, for example)."""
+    return run_seed_of(pytestconfig)
+
+
+@pytest.fixture(autouse=True)
+def _seeded_random_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The ``random`` module seeded from the run seed and this test, its state restored afterwards."""
+    state = random.getstate()
+    random.seed(derived_seed(run_seed_of(request.config), request.node.nodeid, "random"))
+    yield
+    random.setstate(state)
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """A random source for tests that draw schedules, inputs or fault moments.
+
+    Seeded from the run seed and the test's node id: running this test alone with the
+    run's seed draws exactly what it drew in the whole run.
+    """
+    seed = run_seed_of(request.config)
+    print(f"\n{request.node.nodeid}: {SEED_VARIABLE}={seed}")
+    request.node.user_properties.append(("seed", seed))
+    return random.Random(derived_seed(seed, request.node.nodeid))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
     report: pytest.TestReport = yield
-    if call.when == "call" and hypothesis.is_hypothesis_test(getattr(item, "obj", None)):
-        item.config.stash[_ran_hypothesis] = True
-        if report.failed:
-            seed = hypothesis_core.global_force_seed
-            report.sections.append(("hypothesis seed", f"replay with --hypothesis-seed={seed}"))
+    if report.failed:
+        seed = run_seed_of(item.config)
+        report.sections.append(("run seed", f"replay with {SEED_VARIABLE}={seed} pytest '{item.nodeid}'"))
     return report
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """The seed again at the end, where ``-q`` (which drops the header) still shows it."""
-    if config.stash.get(_ran_hypothesis, False):
-        terminalreporter.write_line(pytest_report_header(config))
+    terminalreporter.write_line(_replay_hint(run_seed_of(config)))

@@ -26,6 +26,9 @@ whose SQL matches (optionally only on a connection that already ran a statement 
 * ``delay_at(..., seconds, what="message")``: the message itself is held back, so the
   server runs it late, possibly after the gateway gave up on it and a retry went through.
 
+A delay given ``release=`` (an ``asyncio.Event``) ends when the test sets it, ``seconds``
+being only the bound: the test, not the machine's speed, decides what happens first.
+
 ``Trap.finished`` is set once the server has answered the trapped message (or, for a
 dropped one, once the server's side has ended). Traffic goes only to the database the
 test already uses.
@@ -34,6 +37,7 @@ test already uses.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
 import urllib.parse
 from collections import deque
@@ -61,6 +65,7 @@ class Trap:
     forward: bool = True  # drop: after forwarding the message, or before
     seconds: float = 0.0  # delay: how long
     delay_what: Literal["answer", "message"] = "answer"
+    release: asyncio.Event | None = None  # delay: ends early when set
     after: Matcher | None = None
     sprung: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # the server is done with the message
@@ -83,6 +88,7 @@ class _Link:
     server_writer: asyncio.StreamWriter
     cut: bool = False  # the gateway's side is gone; the server's answers go nowhere
     hold_answers_until: float = 0.0  # loop time
+    hold_release: asyncio.Event | None = None  # ends the hold on answers early
     awaiting_answer: Trap | None = None  # its message went out; the next bytes from the server answer it
 
 
@@ -137,8 +143,9 @@ class PgProxy:
         *,
         what: Literal["answer", "message"] = "answer",
         after: Matcher | None = None,
+        release: asyncio.Event | None = None,
     ) -> Trap:
-        trap = Trap(matches, "delay", seconds=seconds, delay_what=what, after=after)
+        trap = Trap(matches, "delay", seconds=seconds, delay_what=what, release=release, after=after)
         self.traps.append(trap)
         return trap
 
@@ -209,7 +216,7 @@ class PgProxy:
             if self.latency:
                 await asyncio.sleep(self.latency)
             if (held := link.hold_answers_until - loop.time()) > 0:
-                await asyncio.sleep(held)
+                await _hold(held, link.hold_release)
             if link.cut:
                 continue  # the answer to a cut COMMIT never reaches the gateway
             link.client_writer.write(chunk)
@@ -254,9 +261,10 @@ class PgProxy:
                     if trap.delay_what == "message":
                         await self._send(link, out)
                         out = []
-                        await asyncio.sleep(trap.seconds)
+                        await _hold(trap.seconds, trap.release)
                     else:
                         link.hold_answers_until = loop.time() + trap.seconds
+                        link.hold_release = trap.release
                     link.awaiting_answer = trap
                     out.append(message.raw)
                 elif not trap.forward:
@@ -297,6 +305,15 @@ class PgProxy:
         await link.server_writer.drain()
         if link.server_writer.can_write_eof():
             link.server_writer.write_eof()
+
+
+async def _hold(seconds: float, release: asyncio.Event | None) -> None:
+    """Wait ``seconds``, or less if ``release`` is set first."""
+    if release is None:
+        await asyncio.sleep(seconds)
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(release.wait(), seconds)
 
 
 def _cstring(payload: bytes, start: int) -> tuple[str, int]:
