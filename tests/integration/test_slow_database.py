@@ -44,7 +44,10 @@ TERMINAL = "term-C001"
 POOL_MAX = 3
 ACQUIRE_TIMEOUT = 1.0
 REQUEST_TIMEOUT = 2.0
-ANSWER_BOUND = REQUEST_TIMEOUT + 1.0  # the deadline, plus scheduling slack on a busy machine
+# Answered at the deadline, not when the database finally answers: far below every stall and hold
+# the faults here make (STALL, HELD_AT_MOST), with seconds of slack for a machine busy with other work.
+ANSWER_BOUND = REQUEST_TIMEOUT * 3
+STALL = REQUEST_TIMEOUT * 6
 CONCURRENT = 24
 ARRIVALS = 1.5  # seconds over which they arrive
 PEOPLE = 8  # fewer people than bills: some bills for one person meet on the row lock
@@ -181,7 +184,7 @@ async def test_stalled_settlements_answer_503_at_the_deadline_and_write_nothing(
     faults = gateway.client.app[service_key].store.faults
     people = [await register(client, *programmes(rng)) for _ in range(POOL_MAX * 2)]
     everything = [Sent(random_bill(rng, person, "stalled")) for person in people]
-    faults.arm("settle.after_lock", "stall", seconds=REQUEST_TIMEOUT * 3)
+    faults.arm("settle.after_lock", "stall", seconds=STALL)
     try:
         await asyncio.gather(*(send(gateway, sent, tally) for sent in everything))
     finally:
