@@ -15,7 +15,14 @@ options and pass/fail rules), plus, every ``--sample-every`` seconds:
 * the idempotency table: rows, and ``pg_total_relation_size('idempotency_keys')``.
 
 At the end it prints the time series, the drift (the mean of the last third of the samples
-against the first third), and writes the series to ``<out>/soak.csv``. Rows in the
+against the first third), the memory verdict, and writes the series to ``<out>/soak.csv``.
+
+The memory verdict looks only at the samples of the last ``--rss-window`` of the run (default
+20 minutes), after the replay-protection nonce cache has filled: their RSS minimum, maximum,
+first and last value and least-squares slope, and whether every sample lies within
+``--rss-tolerance`` percent (default 5) of the window's first sample. It is judged, and a
+failure fails the run, only when the run is at least 5 minutes longer than the window
+(``--run-time 30m`` for the default window); a shorter run prints the figures without a verdict. Rows in the
 idempotency table grow with every settlement by design (first answers are kept for
 ``MEDSETTLE_IDEMPOTENCY_RETENTION_DAYS``); a flat RSS and connection count and a steady
 throughput are what a healthy soak looks like.
@@ -49,18 +56,20 @@ class Sample:
     p99_ms: float
     settlements_per_s: float
     gateway_rss_kib: int
+    gateway_rss_anon_kib: int
     gateway_processes: int
     pg_connections: int
     idempotency_rows: int
     idempotency_bytes: int
 
 
-def rss_kib(pids: list[int]) -> int:
+def rss_kib(pids: list[int], field: str = "VmRSS") -> int:
+    """A /proc/<pid>/status memory field (VmRSS, RssAnon, ...) summed over ``pids``, in KiB."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
     return total
 
@@ -86,8 +95,8 @@ class Sampler:
         self.run = run
         self.loop = loop
         self.connection: asyncpg.Connection | None = None
-        self.raw: list[tuple[float, float, int, int, int, int, int, int]] = []
-        # (elapsed, wall clock, settlements, rss, processes, connections, idempotency rows, bytes)
+        self.raw: list[tuple[float, float, int, int, int, int, int, int, int]] = []
+        # (elapsed, wall clock, settlements, rss, anonymous rss, processes, connections, idempotency rows, bytes)
         self.start: tuple[float, int] = (time.time(), 0)  # wall clock and settlements when the load starts
 
     def baseline(self) -> None:
@@ -108,15 +117,15 @@ class Sampler:
 
     def __call__(self, elapsed: float) -> None:
         pids = load.descendants(self.run.gateway.pid)
-        rss = rss_kib(pids)
+        rss, anon = rss_kib(pids), rss_kib(pids, "RssAnon")
         try:
             settlements, connections, rows, size = self.loop.run(asyncio.wait_for(self._database(), 20))
         except (OSError, TimeoutError, asyncpg.PostgresError) as error:
             print(f"  sample at {elapsed:.0f} s: database unavailable ({type(error).__name__})", file=sys.stderr)
             return
-        self.raw.append((elapsed, time.time(), settlements, rss, len(pids), connections, rows, size))
+        self.raw.append((elapsed, time.time(), settlements, rss, anon, len(pids), connections, rows, size))
         print(
-            f"  {elapsed:6.0f} s  rss {rss / 1024:7.1f} MiB  connections {connections:3d}  "
+            f"  {elapsed:6.0f} s  rss {rss / 1024:7.1f} MiB (anon {anon / 1024:7.1f})  connections {connections:3d}  "
             f"settlements {settlements:9,d}  idempotency {rows:9,d} rows {size / 2**20:7.1f} MiB",
             flush=True,
         )
@@ -131,7 +140,7 @@ class Sampler:
         samples = []
         previous = (self.start[0], 0, 0)  # wall clock, requests, failures at the last sample (locust starts at 0)
         previous_db = self.start
-        for elapsed, wall, settlements, rss, processes, connections, rows, size in self.raw:
+        for elapsed, wall, settlements, rss, anon, processes, connections, rows, size in self.raw:
             at = [row for row in history if row[0] <= wall]
             now = at[-1] if at else (wall, 0, 0, 0.0)
             requests_per_s = failures_per_s = 0.0
@@ -150,6 +159,7 @@ class Sampler:
                     now[3],
                     round(settlements_per_s, 1),
                     rss,
+                    anon,
                     processes,
                     connections,
                     rows,
@@ -172,6 +182,7 @@ def drift(samples: list[Sample]) -> dict[str, tuple[float, float, float | None]]
         "settlements_per_s": lambda s: s.settlements_per_s,
         "p99_ms": lambda s: s.p99_ms,
         "gateway_rss_mib": lambda s: s.gateway_rss_kib / 1024,
+        "gateway_rss_anon_mib": lambda s: s.gateway_rss_anon_kib / 1024,
         "pg_connections": lambda s: s.pg_connections,
         "idempotency_rows": lambda s: s.idempotency_rows,
         "idempotency_mib": lambda s: s.idempotency_bytes / 2**20,
@@ -184,9 +195,83 @@ def drift(samples: list[Sample]) -> dict[str, tuple[float, float, float | None]]
     return result
 
 
+WARM_UP_S = 300.0  # the least run time before the window: the nonce cache fills in the first 300 s
+
+
+@dataclass
+class RssWindow:
+    """The gateway's RSS over the last part of the run, and whether it stayed flat."""
+
+    window_s: float
+    from_s: float
+    samples: int
+    first_mib: float
+    last_mib: float
+    min_mib: float
+    max_mib: float
+    change_percent: float
+    slope_mib_per_min: float
+    tolerance_percent: float
+    within_tolerance: bool
+    judged: bool  # the run was long enough for the window to start after the warm-up
+
+
+def rss_window(samples: list[Sample], run_s: float, window_s: float, tolerance: float) -> RssWindow | None:
+    """RSS figures over the samples taken in the last ``window_s`` of a run of ``run_s`` seconds."""
+    start = max(0.0, run_s - window_s)
+    chosen = [s for s in samples if s.elapsed_s >= start and s.gateway_rss_kib > 0]
+    if len(chosen) < 2:
+        return None
+    mib = [s.gateway_rss_kib / 1024 for s in chosen]
+    minutes = [s.elapsed_s / 60 for s in chosen]
+    mean_t, mean_m = statistics.fmean(minutes), statistics.fmean(mib)
+    spread = sum((t - mean_t) ** 2 for t in minutes)
+    slope = sum((t - mean_t) * (m - mean_m) for t, m in zip(minutes, mib, strict=True)) / spread if spread else 0.0
+    first = mib[0]
+    return RssWindow(
+        window_s=window_s,
+        from_s=chosen[0].elapsed_s,
+        samples=len(chosen),
+        first_mib=first,
+        last_mib=mib[-1],
+        min_mib=min(mib),
+        max_mib=max(mib),
+        change_percent=(mib[-1] - first) / first * 100,
+        slope_mib_per_min=slope,
+        tolerance_percent=tolerance,
+        within_tolerance=all(abs(m - first) <= first * tolerance / 100 for m in mib),
+        judged=run_s >= window_s + WARM_UP_S,
+    )
+
+
+def print_rss_window(window: RssWindow | None) -> None:
+    print()
+    if window is None:
+        print("gateway RSS: too few samples for the memory verdict")
+        return
+    print(
+        f"gateway RSS over the last {window.window_s / 60:.4g} min ({window.samples} samples from "
+        f"{window.from_s:.0f} s): first {window.first_mib:.1f} MiB, last {window.last_mib:.1f} MiB, "
+        f"min {window.min_mib:.1f}, max {window.max_mib:.1f}; change {window.change_percent:+.1f} %, "
+        f"slope {window.slope_mib_per_min:+.2f} MiB/min"
+    )
+    low, high = (
+        window.first_mib * (1 - window.tolerance_percent / 100),
+        window.first_mib * (1 + window.tolerance_percent / 100),
+    )
+    band = f"every sample within ±{window.tolerance_percent:g} % of the first ({low:.1f}-{high:.1f} MiB)"
+    if not window.judged:
+        print(
+            f"memory verdict: not judged (the run is shorter than the window plus {WARM_UP_S / 60:g} min); {band}: "
+            + ("yes" if window.within_tolerance else "no")
+        )
+    else:
+        print(f"memory verdict: {band}: " + ("PASS" if window.within_tolerance else "FAIL"))
+
+
 def print_series(samples: list[Sample], changes: dict[str, tuple[float, float, float | None]]) -> None:
     header = (
-        f"{'elapsed s':>9} {'req/s':>8} {'fail/s':>7} {'p99 ms':>7} {'settle/s':>8} {'RSS MiB':>8} "
+        f"{'elapsed s':>9} {'req/s':>8} {'fail/s':>7} {'p99 ms':>7} {'settle/s':>8} {'RSS MiB':>8} {'anon MiB':>8} "
         f"{'procs':>5} {'pg conns':>8} {'idem rows':>10} {'idem MiB':>8}"
     )
     print()
@@ -195,7 +280,8 @@ def print_series(samples: list[Sample], changes: dict[str, tuple[float, float, f
     for s in samples:
         print(
             f"{s.elapsed_s:>9.0f} {s.requests_per_s:>8.1f} {s.failures_per_s:>7.2f} {s.p99_ms:>7g} "
-            f"{s.settlements_per_s:>8.1f} {s.gateway_rss_kib / 1024:>8.1f} {s.gateway_processes:>5} "
+            f"{s.settlements_per_s:>8.1f} {s.gateway_rss_kib / 1024:>8.1f} {s.gateway_rss_anon_kib / 1024:>8.1f} "
+            f"{s.gateway_processes:>5} "
             f"{s.pg_connections:>8} {s.idempotency_rows:>10,} {s.idempotency_bytes / 2**20:>8.1f}"
         )
     print()
@@ -208,6 +294,12 @@ def print_series(samples: list[Sample], changes: dict[str, tuple[float, float, f
 def main(argv: list[str] | None = None) -> int:
     parser = load.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--sample-every", type=float, default=10.0, help="seconds between samples (default 10)")
+    parser.add_argument(
+        "--rss-window", default="20m", help="the memory verdict looks at the last part of the run (default 20m)"
+    )
+    parser.add_argument(
+        "--rss-tolerance", type=float, default=5.0, help="percent RSS may move in the window (default 5)"
+    )
     parser.set_defaults(run_time="10m", users=16)
     args, extra = parser.parse_known_args(argv)
     if extra and extra[0] == "--":
@@ -215,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.web:
         parser.error("--web: a soak is headless")
     load.check_arguments(parser, args)
+    try:
+        window_s = load.parse_run_time(args.rss_window)
+    except Exception as error:  # argparse.ArgumentTypeError
+        parser.error(f"--rss-window: {error}")
     with load.bench(args, prefix=PREFIX) as run, asyncio.Runner() as loop:
         sampler = Sampler(run, loop)
         try:
@@ -235,11 +331,20 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(asdict(sample) for sample in samples)
     summary, problems = load.summarise(args, run, PREFIX, seconds, verification)
     summary["locust_exit_status"] = status
+    window = rss_window(samples, load.parse_run_time(args.run_time), window_s, args.rss_tolerance)
+    summary["rss_window"] = asdict(window) if window is not None else None
+    if window is not None and window.judged and not window.within_tolerance:
+        problems.append(
+            f"gateway RSS moved {window.min_mib:.1f}-{window.max_mib:.1f} MiB in the last "
+            f"{window_s / 60:g} min, beyond ±{args.rss_tolerance:g} % of {window.first_mib:.1f} MiB"
+        )
+        summary["passed"], summary["problems"] = False, problems
     summary["drift"] = {
         name: {"first_third": b, "last_third": a, "change_percent": c} for name, (b, a, c) in changes.items()
     }
     (out / f"{PREFIX}-summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     print_series(samples, changes)
+    print_rss_window(window)
     load.print_summary(summary)
     print(f"time series in {out / 'soak.csv'}; locust's CSV in {out}/{PREFIX}_stats*.csv")
     return 1 if problems else 0

@@ -227,6 +227,27 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     response = problem_response(request, error)
     if error.code == "request_timeout":
         response.force_close()  # the rest of the body may never come: nothing more is read on this connection
+    elif request.body_exists and not request.content.is_eof():
+        # Answered before its body was read (from the signature headers, the announced size or the
+        # content type): this connection closes after the answer.
+        response.force_close()
+        if error.status == 401:
+            await _close_unread(request, response)
+    return response
+
+
+async def _close_unread(request: web.Request, response: web.Response) -> None:
+    """Send the answer and close at once, without reading the rest of the body to drop it.
+
+    aiohttp would otherwise keep reading the body on the event loop for its lingering time, so
+    a sender without a live key could keep the gateway busy with megabytes. A caller with a
+    key gets the usual lingering close (its 413 arrives, where a reset might hide it).
+    """
+    response.headers["X-Request-Id"] = request[request_id_key]
+    await response.prepare(request)
+    await response.write_eof()
+    if request.transport is not None:
+        request.transport.close()
     return response
 
 

@@ -10,6 +10,7 @@ invalid is refused for its length, not for the lines a decoder would have had to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 
 import msgspec
@@ -120,3 +121,55 @@ async def test_a_bill_at_the_line_limit_is_settled(client):
     response = await client.post("/v1/settlements", json=at_limit, headers=COUNTY)
     assert response.status == 201, await response.text()
     assert (await response.json())["total"] == 50_000
+
+
+async def test_a_post_refused_before_its_body_is_read_closes_the_connection(client):
+    """The rest of a refused body is not read only to be thrown away: the answer says the
+    connection closes, and it does, so a sender of megabytes cannot keep the gateway reading."""
+    server = client.client.server
+    announced = 15 * 1024 * 1024
+    chunk = b"x" * (64 * 1024)
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        head = [
+            "POST /v1/finance/reconciliation HTTP/1.1",
+            f"Host: {server.host}:{server.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {announced}",
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + chunk)
+        await writer.drain()
+        async with asyncio.timeout(ANSWER_WITHIN):
+            status_line = await reader.readline()
+            answer_headers: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                answer_headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(answer_headers.get("content-length", "0")))
+        assert (int(status_line.split()[1]), msgspec.json.decode(body)["code"]) == (401, "signature_missing")
+        assert answer_headers.get("connection", "").lower() == "close"
+        # Go on sending the announced body: a gateway still reading it takes it all; one that has
+        # closed the connection makes the sending fail before the end.
+        sent = len(chunk)
+        with pytest.raises((ConnectionResetError, BrokenPipeError)):
+            async with asyncio.timeout(ANSWER_WITHIN):
+                while sent < announced:
+                    writer.write(chunk)
+                    await writer.drain()
+                    sent += len(chunk)
+        assert sent < announced
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def test_a_refusal_after_the_body_was_read_keeps_the_connection(client):
+    key = client.by_terminal["term-C001"]
+    body = b'{"request_id": "r"}'
+    signed = signing.signed_headers(key.key_id, key.secret, "POST", "/v1/settlements", body)
+    signed["X-Signature"] = "0" * 64
+    response = await client.post("/v1/settlements", data=body, headers={"Content-Type": "application/json", **signed})
+    assert response.status == 401
+    assert (await response.json(content_type=None))["code"] == "bad_signature"
+    assert response.headers.get("Connection", "").lower() != "close"
