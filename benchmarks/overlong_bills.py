@@ -72,6 +72,7 @@ VICTIM = "term-V050"  # a village station reading the clinic list
 ATTACKER = "term-C001"  # a county hospital's terminal sending over-long bills
 ATTACK_TIMEOUT = 60.0  # seconds for one attacker request, answer included
 CHUNK = 256 * 1024
+ZEROS = memoryview(bytes(CHUNK))  # the unsigned posts' body, sent chunk by chunk
 
 
 # ---------------------------------------------------------------- the attacker (a process of its own)
@@ -107,6 +108,7 @@ async def _one_attack(host: str, port: int, head: bytes, body: bytes | None, bod
     sock.setblocking(False)
     sent = 0
     answered_after = -1
+    view = memoryview(body) if body is not None else None
 
     async def send() -> None:
         nonlocal sent
@@ -114,7 +116,7 @@ async def _one_attack(host: str, port: int, head: bytes, body: bytes | None, bod
             await loop.sock_sendall(sock, head)
             while sent < body_size and answered_after < 0:
                 size = min(CHUNK, body_size - sent)
-                await loop.sock_sendall(sock, body[sent : sent + size] if body is not None else bytes(size))
+                await loop.sock_sendall(sock, view[sent : sent + size] if view is not None else ZEROS[:size])
                 sent += size
 
     sender: asyncio.Task[None] | None = None
@@ -169,7 +171,9 @@ def _answer_complete(received: bytearray) -> bool:
     return len(received) >= head_end + 4 + length
 
 
-async def _attack(plan: dict[str, Any], stop: multiprocessing.synchronize.Event) -> dict[str, Any]:
+async def _attack(
+    plan: dict[str, Any], stop: multiprocessing.synchronize.Event, ready: multiprocessing.synchronize.Event
+) -> dict[str, Any]:
     host, port = plan["host"], plan["port"]
     kind = plan["kind"]
     bodies = [over_long_bill(plan["clinic_id"], plan["person_id"], plan["lines"]) for _ in range(plan["concurrency"])]
@@ -195,9 +199,19 @@ async def _attack(plan: dict[str, Any], stop: multiprocessing.synchronize.Event)
         lines += [f"Host: {host}:{port}", "Connection: close"]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), payload, size
 
+    every = plan["burst_every"]
+    first_burst = time.monotonic()
+
     async def worker(slot: int) -> None:
         nonlocal sent
+        burst = first_burst
         while not stop.is_set() and time.monotonic() < deadline and sent < plan["max_requests"]:
+            if every > 0:  # bursts: every worker sends at the same tick, once per tick
+                while (wait := burst - time.monotonic()) > 0 and not stop.is_set():
+                    await asyncio.sleep(min(wait, 0.1))
+                if stop.is_set():
+                    break
+                burst = max(burst + every, time.monotonic())
             sent += 1
             head, payload, size = request(slot)
             answer, took, body_sent = await _one_attack(host, port, head, payload, size)
@@ -205,6 +219,7 @@ async def _attack(plan: dict[str, Any], stop: multiprocessing.synchronize.Event)
             seconds.append(took)
             sent_bytes.append(body_sent)
 
+    ready.set()  # bodies built: the first requests go out now
     await asyncio.gather(*(worker(slot) for slot in range(plan["concurrency"])))
     return {
         "answers": dict(answers),
@@ -215,9 +230,14 @@ async def _attack(plan: dict[str, Any], stop: multiprocessing.synchronize.Event)
     }
 
 
-def attacker_main(plan: dict[str, Any], stop: multiprocessing.synchronize.Event, results: Any) -> None:
+def attacker_main(
+    plan: dict[str, Any],
+    stop: multiprocessing.synchronize.Event,
+    ready: multiprocessing.synchronize.Event,
+    results: Any,
+) -> None:
     """Entry point of the attacker process: attack until ``stop`` is set, then report."""
-    results.put(asyncio.run(_attack(plan, stop)))
+    results.put(asyncio.run(_attack(plan, stop, ready)))
 
 
 # ---------------------------------------------------------------- the victim and the phases
@@ -243,8 +263,11 @@ class Phase:
         return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
-async def victim_loop(base_url: str, key_id: str, secret: str, phase: Phase, requests: int, max_seconds: float) -> None:
-    """Signed GET /v1/clinics, one at a time on one keep-alive connection, bounded in count and time."""
+async def victim_loop(
+    base_url: str, key_id: str, secret: str, phase: Phase, requests: int, max_seconds: float, pause: float = 0.0
+) -> None:
+    """Signed GET /v1/clinics, one at a time on one keep-alive connection, ``pause`` seconds apart,
+    bounded in count and time."""
     path = "/v1/clinics"
     connector = aiohttp.TCPConnector(limit=1)
     timeout = aiohttp.ClientTimeout(total=30)
@@ -253,6 +276,8 @@ async def victim_loop(base_url: str, key_id: str, secret: str, phase: Phase, req
         for _ in range(requests):
             if time.monotonic() - started > max_seconds:
                 break
+            if pause:
+                await asyncio.sleep(pause)
             headers = signing.signed_headers(key_id, secret, "GET", path, b"")
             wall = time.time()
             begun = time.perf_counter()
@@ -288,7 +313,7 @@ def run_phase(
     victim_key, victim_secret, _ = keys[VICTIM]
     process = None
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
+    stop, ready = context.Event(), context.Event()
     results = context.Queue()
     if kind is not None:
         key_id, secret, clinic_id = keys[ATTACKER]
@@ -305,12 +330,24 @@ def run_phase(
             "concurrency": args.concurrency,
             "max_requests": args.max_attack_requests,
             "max_seconds": args.phase_seconds + 30,
+            "burst_every": args.burst_every,
         }
-        process = context.Process(target=attacker_main, args=(plan, stop, results), daemon=True)
+        process = context.Process(target=attacker_main, args=(plan, stop, ready, results), daemon=True)
         process.start()
+        ready.wait(60)  # the attacker's process has started and built its bodies
         time.sleep(args.attack_lead)  # the attack is under way before the first victim request
     try:
-        asyncio.run(victim_loop(base_url, victim_key, victim_secret, phase, args.requests, args.phase_seconds))
+        asyncio.run(
+            victim_loop(
+                base_url,
+                victim_key,
+                victim_secret,
+                phase,
+                args.requests,
+                args.phase_seconds,
+                args.victim_pause_ms / 1000,
+            )
+        )
     finally:
         if process is not None:
             stop.set()
@@ -434,8 +471,9 @@ def report(phases: list[Phase], args: argparse.Namespace) -> tuple[list[str], di
         took = sorted(phase.attack["seconds"])
         median = statistics.median(took) * 1000 if took else float("nan")
         print(
-            f"{phase.name}: the attacker sent {phase.attack['requests']:,} requests, {args.concurrency} at a time; "
-            f"answers: "
+            f"{phase.name}: the attacker sent {phase.attack['requests']:,} requests, {args.concurrency} at a time"
+            + (f", a burst every {args.burst_every:g} s; " if args.burst_every > 0 else " in a closed loop; ")
+            + "answers: "
             + ", ".join(f"{count:,} x {answer}" for answer, count in sorted(answers.items()))
             + f"; median {median:.0f} ms per request; body sent before the answer: median "
             f"{median_mib(phase.attack):.2f} MiB"
@@ -503,6 +541,16 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help="most attacker requests per phase (default 100000; the phase's time bounds it first)",
     )
+    parser.add_argument(
+        "--burst-every",
+        type=float,
+        default=1.0,
+        help="the attacker sends --concurrency requests at once every this many seconds (default 1); "
+        "0: a closed loop, the next as soon as one is answered",
+    )
+    parser.add_argument(
+        "--victim-pause-ms", type=float, default=10.0, help="pause between the victim's requests (default 10)"
+    )
     parser.add_argument("--attack-lead", type=float, default=1.0, help="seconds the attack runs before the victim")
     parser.add_argument("--max-p99-ms", type=float, default=50.0, help="the verdict's bound (default 50)")
     parser.add_argument("--only", default="quiet,bills,big posts", help="phases, comma-separated (quiet always runs)")
@@ -522,9 +570,11 @@ def main(argv: list[str] | None = None) -> int:
     load_average = os.getloadavg()
     print(
         f"over-long bills: {args.lines:,} lines, {body_size:,} bytes of MessagePack (limit {MAX_BODY_BYTES:,}); "
-        f"attacker {ATTACKER}, {args.concurrency} requests in flight; victim {VICTIM}, signed GET /v1/clinics, "
-        f"one at a time, up to {args.requests:,} per phase or {args.phase_seconds:g} s; "
-        f"{os.cpu_count()} CPUs, load average {' / '.join(f'{v:.2f}' for v in load_average)}",
+        f"attacker {ATTACKER}, {args.concurrency} requests at a time; victim {VICTIM}, signed GET /v1/clinics, "
+        f"one at a time {args.victim_pause_ms:g} ms apart, up to {args.requests:,} per phase "
+        f"or {args.phase_seconds:g} s; "
+        + (f"attack bursts every {args.burst_every:g} s; " if args.burst_every > 0 else "attack in a closed loop; ")
+        + f"{os.cpu_count()} CPUs, load average {' / '.join(f'{v:.2f}' for v in load_average)}",
         flush=True,
     )
     wanted = [name.strip() for name in args.only.split(",")]
