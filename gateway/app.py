@@ -441,18 +441,17 @@ async def _authenticate(request: web.Request) -> None:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise ApiError(413, "body_too_large", f"the body is larger than {request.client_max_size} bytes") from None
-    caller = authenticator.verify_body(claim, request.method, request.raw_path, body)
+    write = route.handler in WRITES
+    caller = authenticator.verify_body(claim, request.method, request.raw_path, body, claimed_in_database=write)
     request[terminal_key] = caller.terminal_id
     if caller.role not in roles:
         raise ApiError(
             403, "forbidden", f"the {caller.role} role may not call {request.method} {route.resource.canonical}"
         )  # type: ignore[union-attr]
     request.app[limiter_key].check(caller.terminal_id)
-    nonce = None
-    if route.handler in WRITES:
-        nonce = NonceClaim.of(caller.key_id, caller.nonce, caller.nonce_expires_at)
+    nonce = NonceClaim.of(caller.key_id, caller.nonce, caller.nonce_expires_at) if write else None
     terminal = request[caller_key] = Terminal(caller.terminal_id, caller.clinic_id, caller.role, nonce)
-    if route.handler in WRITES and route.handler is not settle:  # a settlement claims it inside its first read
+    if write and route.handler is not settle:  # a settlement claims it inside its first read
         await request.app[service_key].claim_nonce(terminal)
 
 

@@ -47,11 +47,13 @@ class NonceCache:
 
     A nonce only needs remembering while its signed timestamp would still be accepted
     (timestamp + max skew); after that the timestamp check refuses a replay anyway. With
-    terminals' clocks right that is about five minutes, so at a thousand requests a
-    second the cache holds about 300,000 nonces and stops growing after five minutes.
-    Each is kept small: a 64-bit digest of (key id, nonce) in a set per 10-second slot of
-    expiry, about 90 bytes against about 250 for the strings and a timestamp, and a slot
-    is dropped whole once it has expired. Two different nonces sharing a digest (odds
+    terminals' clocks right that is about five minutes, so at a thousand reads a second
+    the cache holds about 300,000 nonces and stops growing after five minutes (writes'
+    nonces are claimed in PostgreSQL instead, see ``verify_body``). Each is kept small: a
+    64-bit digest of (key id, nonce) in a set per 10-second slot of expiry, 63-142 bytes
+    as measured (a set's table grows in steps) against about 250 for the strings and a
+    timestamp, and a slot is dropped whole once it has expired. Memory therefore follows
+    the rate of reads, up and down, and does not grow at a steady rate. Two different nonces sharing a digest (odds
     about 1 in 10^8 with a full cache) would refuse one fresh request as
     ``nonce_reused``; the terminal resends it with a new nonce, so no money is at stake.
     """
@@ -117,9 +119,12 @@ class Authenticator:
         self.wall_clock = wall_clock
         self.nonces = NonceCache(clock=wall_clock)
 
-    async def verify(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Caller:
+    async def verify(
+        self, method: str, path: str, headers: Mapping[str, str], body: bytes, *, claimed_in_database: bool = False
+    ) -> Caller:
         """The caller of a signed request: ``identify`` then ``verify_body`` in one step."""
-        return self.verify_body(await self.identify(headers), method, path, body)
+        claim = await self.identify(headers)
+        return self.verify_body(claim, method, path, body, claimed_in_database=claimed_in_database)
 
     async def identify(self, headers: Mapping[str, str]) -> Claim:
         """Everything that can be checked from the headers alone, before a byte of the body is read.
@@ -148,12 +153,19 @@ class Authenticator:
             raise ApiError(401, "terminal_revoked", "this key is retired or its terminal has been revoked")
         return Claim(key, timestamp, nonce, signature)
 
-    def verify_body(self, claim: Claim, method: str, path: str, body: bytes) -> Caller:
-        """Check the signature over the body, then remember the nonce (only now: nobody can burn another's)."""
+    def verify_body(
+        self, claim: Claim, method: str, path: str, body: bytes, *, claimed_in_database: bool = False
+    ) -> Caller:
+        """Check the signature over the body, then remember the nonce (only now: nobody can burn another's).
+
+        A write's nonce (``claimed_in_database``) is not remembered here: the caller claims it in
+        PostgreSQL for every gateway process (adapters/nonces.py), which refuses a replay to this
+        process as well, so memory holds only the nonces of reads and grows with their rate alone.
+        """
         key = claim.key
         if not signing.matches(key.secret, claim.signature, method, path, claim.timestamp, claim.nonce, body):
             raise ApiError(401, "bad_signature", "the signature does not match")
         expires_at = int(claim.timestamp) + self.max_skew
-        if not self.nonces.first_use(key.key_id, claim.nonce, expires_at=expires_at):
+        if not claimed_in_database and not self.nonces.first_use(key.key_id, claim.nonce, expires_at=expires_at):
             raise ApiError(401, "nonce_reused", "this nonce was already used; send a fresh one with every request")
         return Caller(key.terminal_id, key.clinic_id, key.role, key.key_id, claim.nonce, expires_at)

@@ -173,13 +173,14 @@ class CardReaderListener:
         caller: Terminal | None = None
         reply: frames.Response
         try:
+            write = isinstance(message, frames.Settle | frames.Reversal)  # their nonces are claimed in PostgreSQL
             verified = await self.authenticator.verify(
-                frames.FRAME_METHOD, kind, frames.signature_headers(message), message.body
+                frames.FRAME_METHOD, kind, frames.signature_headers(message), message.body, claimed_in_database=write
             )
             if verified.role not in ROLES:
                 raise ApiError(403, "forbidden", f"the {verified.role} role may not use the card reader")
             self.limiter.check(verified.terminal_id)
-            nonce = NonceClaim.of(verified.key_id, verified.nonce, verified.nonce_expires_at)
+            nonce = NonceClaim.of(verified.key_id, verified.nonce, verified.nonce_expires_at) if write else None
             caller = Terminal(verified.terminal_id, verified.clinic_id, verified.role, nonce)
             status, replayed, body = await self._handlers[type(message)](caller, message.body)
             reply = frames.Result(id=message.id, status=status, replayed=replayed, body=body)

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import card_frames as frames
 from adapters import identity, signing
-from gateway.app import create_app
+from gateway.app import authenticator_key, create_app
 from gateway.card_reader import card_reader_key
 from tests.integration.conftest import ADMIN, COUNTY, PEPPER, bill, fresh_national_id, register
 from tests.integration.processes import free_port
@@ -149,3 +149,22 @@ async def test_a_card_reader_settle_frame_replayed_to_another_replica_is_refused
         replayed = await _frame_answer(ports[1], captured)
     assert isinstance(replayed, frames.Error), replayed
     assert (replayed.status, replayed.code) == (401, "nonce_reused")
+
+
+@pytest.mark.parametrize("route", ["/v1/settlements", "/v1/people"])
+async def test_a_write_replayed_to_the_same_gateway_is_refused_by_its_claim_not_by_memory(client, route):
+    """Writes' nonces live in PostgreSQL only: the process's memory holds reads' nonces, and a replay
+    to the same process is still refused."""
+    remembered = client.client.app[authenticator_key].nonces
+    if route == "/v1/settlements":
+        terminal, document = "term-C001", bill(await register(client, ("insurance", "resident")), ("A", 10_000))
+    else:
+        terminal, document = "admin-1", {"person_id": fresh_national_id(), "memberships": [], "name": "x"}
+    body, headers = _captured(client, terminal, route, document)
+    before = len(remembered)
+    first = await client.client.post(route, data=body, headers=headers)
+    assert first.status == 201, await first.text()
+    assert len(remembered) <= before  # nothing added (expired slots may have gone)
+    replayed = await client.client.post(route, data=body, headers=headers)
+    assert replayed.status == 401
+    assert await _problem_code(replayed) == "nonce_reused"
