@@ -19,7 +19,12 @@ INSERT INTO request_nonces (digest, expires_at) SELECT $1::bytea, $2::timestampt
 ON CONFLICT (digest) DO NOTHING RETURNING digest
 """
 
-_PRUNE = "DELETE FROM request_nonces WHERE expires_at < now() - interval '1 minute'"
+# One process at a time (replicas take turns through the advisory lock), and ten minutes' grace so
+# a database clock ahead of the gateways' never drops a claim whose timestamp is still accepted.
+_PRUNE = """
+WITH turn AS (SELECT pg_try_advisory_xact_lock(hashtext('medsettle.prune_request_nonces')) AS mine)
+DELETE FROM request_nonces WHERE expires_at < now() - interval '10 minutes' AND (SELECT mine FROM turn)
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,6 @@ async def claim(connection: Any, nonce: NonceClaim) -> bool:
 
 
 async def prune(connection: Any) -> int:
-    """Drop claims whose window has passed (a minute's grace for clocks); returns how many."""
+    """Drop claims whose window has passed (ten minutes' grace for clocks); returns how many."""
     status = await connection.execute(_PRUNE)
     return int(status.split()[-1])

@@ -33,7 +33,7 @@ from adapters.registry_stats import stats_csv
 from adapters.store import Store
 from gateway import api_models as api
 from gateway import bodies, finance_routes
-from gateway.auth import Authenticator, RateLimiter
+from gateway.auth import Authenticator, Caller, RateLimiter
 from gateway.card_reader import card_reader_context
 from gateway.config import Settings
 from gateway.dashboard import dashboard, dashboard_login
@@ -57,6 +57,7 @@ clinic_key = web.RequestKey("clinic_id", str)
 terminal_key = web.RequestKey("terminal_id", str)
 problem_code_key = web.RequestKey("problem_code", str)
 caller_key = web.RequestKey("caller", Terminal)
+unclaimed_write_key = web.RequestKey("unclaimed_write", Caller)
 authenticator_key = web.AppKey("authenticator", Authenticator)
 limiter_key = web.AppKey("rate_limiter", RateLimiter)
 
@@ -224,6 +225,8 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
             error = ApiError(500, "internal_error", "an internal error occurred; it has been logged")
     request[problem_code_key] = error.code
     metrics.errors.labels(error.code).inc()
+    if (refused_write := request.get(unclaimed_write_key)) is not None:
+        request.app[authenticator_key].remember(refused_write)
     response = problem_response(request, error)
     if error.code == "request_timeout":
         response.force_close()  # the rest of the body may never come: nothing more is read on this connection
@@ -443,6 +446,8 @@ async def _authenticate(request: web.Request) -> None:
         raise ApiError(413, "body_too_large", f"the body is larger than {request.client_max_size} bytes") from None
     write = route.handler in WRITES
     caller = authenticator.verify_body(claim, request.method, request.raw_path, body, claimed_in_database=write)
+    if write:
+        request[unclaimed_write_key] = caller  # until it succeeds: a refused write's nonce is remembered
     request[terminal_key] = caller.terminal_id
     if caller.role not in roles:
         raise ApiError(
@@ -560,7 +565,11 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         pruner.cancel()
         nonce_pruner.cancel()
         app[state_key]["shutting_down"] = True
-        await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
+        try:
+            await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
+        except TimeoutError:  # a connection the server no longer answers on must not hold the exit
+            log.warning("pool_close_timed_out", seconds=settings.shutdown_timeout)
+            pool.terminate()
         if reports_pool is not None:
             await asyncio.wait_for(reports_pool.close(), timeout=settings.shutdown_timeout)
 

@@ -66,16 +66,26 @@ class NonceCache:
 
     def first_use(self, key_id: str, nonce: str, *, expires_at: float) -> bool:
         """Record the nonce until ``expires_at`` (wall-clock seconds); False when it is already recorded."""
+        digest = self._digest(key_id, nonce)
+        if self._holds(digest):
+            return False
+        self._slots.setdefault(math.floor(expires_at / self.SLOT_SECONDS), set()).add(digest)
+        return True
+
+    def seen(self, key_id: str, nonce: str) -> bool:
+        """Whether the nonce is recorded, without recording it."""
+        return self._holds(self._digest(key_id, nonce))
+
+    @staticmethod
+    def _digest(key_id: str, nonce: str) -> int:
+        return int.from_bytes(hashlib.blake2b(f"{key_id}\n{nonce}".encode(), digest_size=8).digest(), "little")
+
+    def _holds(self, digest: int) -> bool:
         now = self.clock()
         expired = [slot for slot in self._slots if (slot + 1) * self.SLOT_SECONDS < now]
         for slot in expired:
             del self._slots[slot]
-        digest = int.from_bytes(hashlib.blake2b(f"{key_id}\n{nonce}".encode(), digest_size=8).digest(), "little")
-        for seen in self._slots.values():
-            if digest in seen:
-                return False
-        self._slots.setdefault(math.floor(expires_at / self.SLOT_SECONDS), set()).add(digest)
-        return True
+        return any(digest in seen for seen in self._slots.values())
 
     def __len__(self) -> int:
         return sum(len(seen) for seen in self._slots.values())
@@ -153,6 +163,17 @@ class Authenticator:
             raise ApiError(401, "terminal_revoked", "this key is retired or its terminal has been revoked")
         return Claim(key, timestamp, nonce, signature)
 
+    def remember(self, caller: Caller) -> None:
+        """Keep a write's nonce in memory after all: the write was refused before it claimed it.
+
+        A write claims its nonce in PostgreSQL only when it reaches the store. One refused
+        earlier (403, 429, a refusal before the store, a deadline while it waited) would
+        otherwise leave its nonce free, and a captured copy could be replayed to this
+        process once the refusal no longer applies. Refusals are rare, so memory stays small.
+        """
+        if caller.nonce:
+            self.nonces.first_use(caller.key_id, caller.nonce, expires_at=caller.nonce_expires_at)
+
     def verify_body(
         self, claim: Claim, method: str, path: str, body: bytes, *, claimed_in_database: bool = False
     ) -> Caller:
@@ -166,6 +187,10 @@ class Authenticator:
         if not signing.matches(key.secret, claim.signature, method, path, claim.timestamp, claim.nonce, body):
             raise ApiError(401, "bad_signature", "the signature does not match")
         expires_at = int(claim.timestamp) + self.max_skew
-        if not claimed_in_database and not self.nonces.first_use(key.key_id, claim.nonce, expires_at=expires_at):
+        if claimed_in_database:  # only a refused write is remembered here (``remember``)
+            fresh = not self.nonces.seen(key.key_id, claim.nonce)
+        else:
+            fresh = self.nonces.first_use(key.key_id, claim.nonce, expires_at=expires_at)
+        if not fresh:
             raise ApiError(401, "nonce_reused", "this nonce was already used; send a fresh one with every request")
         return Caller(key.terminal_id, key.clinic_id, key.role, key.key_id, claim.nonce, expires_at)

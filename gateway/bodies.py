@@ -72,5 +72,5 @@ def refuse_too_many_lines(body: bytes, max_lines: int, *, msgpack: bool) -> None
     except msgspec.ValidationError as error:
         if str(error).endswith("- at `$.items`") and "length <=" in str(error):
             raise ApiError(413, "too_many_lines", f"a bill may have at most {max_lines} lines", field="items") from None
-    except msgspec.DecodeError:
-        pass  # not readable at all: the full decode names the problem
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        pass  # not readable at all (or nested too deep): the full decode names the problem

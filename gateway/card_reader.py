@@ -171,6 +171,8 @@ class CardReaderListener:
             return frames.HeartbeatAck(id=message.id, time=int(time.time()))
         started = time.perf_counter()
         caller: Terminal | None = None
+        verified = None
+        write = False
         reply: frames.Response
         try:
             write = isinstance(message, frames.Settle | frames.Reversal)  # their nonces are claimed in PostgreSQL
@@ -198,6 +200,8 @@ class CardReaderListener:
                 )
         if isinstance(reply, frames.Error):
             outcome = "refused" if reply.status < 500 else "failed"
+            if write and verified is not None:  # refused before or after its claim: remember its nonce
+                self.authenticator.remember(verified)
             self.metrics.errors.labels(reply.code).inc()
         self.metrics.reader_frames.labels(kind, outcome).inc()
         log.info(

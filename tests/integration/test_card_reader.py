@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -400,8 +403,10 @@ async def test_shutdown_closes_reader_connections_and_stops_listening(client, da
         await ReaderClient("127.0.0.1", port, key.key_id, key.secret).connect()
 
 
-async def test_database_down_is_a_503_frame_and_the_connection_stays(settings, tmp_path):
-    url, server = db.start_embedded(tmp_path / "pg")
+async def test_database_down_is_a_503_frame_and_the_connection_stays(settings):
+    # Not under pytest's temporary folder, which another pytest run on the machine may clear.
+    folder = Path(tempfile.mkdtemp(prefix="medsettle-test-pg-"))
+    url, server = db.start_embedded(folder / "pg")
     running = True
     try:
         connection = await asyncpg.connect(url)
@@ -427,6 +432,7 @@ async def test_database_down_is_a_503_frame_and_the_connection_stays(settings, t
     finally:
         if running:
             server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_medsettle_serve_listens_for_card_readers_and_stops_cleanly(client, database_url, tmp_path):

@@ -173,3 +173,17 @@ async def test_a_refusal_after_the_body_was_read_keeps_the_connection(client):
     assert response.status == 401
     assert (await response.json(content_type=None))["code"] == "bad_signature"
     assert response.headers.get("Connection", "").lower() != "close"
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+async def test_a_deeply_nested_bill_is_a_problem_not_a_500(client, encoding):
+    """The line count skips unread what is nested in a bill; nesting too deep for it is the full decode's to name."""
+    if encoding == "json":
+        body = b'{"request_id": ' + b"[" * 3000 + b"]" * 3000 + b"}"
+    else:
+        body = b"\x81" + msgspec.msgpack.encode("request_id") + b"\x91" * 3000 + b"\x90"
+    response = await client.post(
+        "/v1/settlements", data=body, headers={**COUNTY, "Content-Type": f"application/{encoding}"}
+    )
+    assert response.status in (400, 422), await response.text()
+    assert (await response.json(content_type=None))["code"] in ("bad_request", "validation_failed")

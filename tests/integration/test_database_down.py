@@ -7,7 +7,10 @@ disturbing the shared test database.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -31,8 +34,9 @@ async def _prepare(url: str) -> None:
         await connection.close()
 
 
-async def test_database_down_answers_503_and_recovers(settings, tmp_path):
-    folder = tmp_path / "pg"
+async def test_database_down_answers_503_and_recovers(settings):
+    # Not under pytest's temporary folder, which another pytest run on the machine may clear.
+    folder = Path(tempfile.mkdtemp(prefix="medsettle-test-pg-")) / "pg"
     url, server = db.start_embedded(folder)
     await _prepare(url)
     app = create_app(settings, dsn=url)
@@ -79,3 +83,4 @@ async def test_database_down_answers_503_and_recovers(settings, tmp_path):
             assert (await client.get("/readyz")).status == 200
     finally:
         server.cleanup()
+        shutil.rmtree(folder.parent, ignore_errors=True)

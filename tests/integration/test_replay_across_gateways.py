@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import card_frames as frames
 from adapters import identity, signing
-from gateway.app import authenticator_key, create_app
+from gateway.app import authenticator_key, create_app, limiter_key
 from gateway.card_reader import card_reader_key
 from tests.integration.conftest import ADMIN, COUNTY, PEPPER, bill, fresh_national_id, register
 from tests.integration.processes import free_port
@@ -168,3 +168,31 @@ async def test_a_write_replayed_to_the_same_gateway_is_refused_by_its_claim_not_
     replayed = await client.client.post(route, data=body, headers=headers)
     assert replayed.status == 401
     assert await _problem_code(replayed) == "nonce_reused"
+
+
+async def test_a_write_refused_before_its_claim_cannot_be_replayed_later(client, database_url, settings, pool):
+    """A settlement refused by the rate limit never reached its claim; once the limit has passed, a
+    captured copy must still be refused, or the person would be billed twice."""
+    strict = msgspec.structs.replace(settings, rate_limit_per_second=0.001, rate_limit_burst=1)
+    app = create_app(strict, dsn=database_url)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as gateway:
+        person = await register(client, ("insurance", "resident"))
+        spent = await gateway.post("/v1/eligibility", **_signed(client, "/v1/eligibility", {"person_id": person}))
+        assert spent.status == 200  # the terminal's one token
+        refused_bill = bill(person, ("A", 10_000))
+        body, headers = _captured(client, "term-C001", "/v1/settlements", refused_bill)
+        refused = await gateway.post("/v1/settlements", data=body, headers=headers)
+        assert refused.status == 429
+        app[limiter_key].rate = 1_000_000.0  # the limit has passed
+        replayed = await gateway.post("/v1/settlements", data=body, headers=headers)
+        assert replayed.status == 401, await replayed.text()
+        assert await _problem_code(replayed) == "nonce_reused"
+    async with pool.acquire() as connection:
+        assert not await connection.fetchval(
+            "SELECT count(*) FROM settlements WHERE request_id = $1", refused_bill["request_id"]
+        )
+
+
+def _signed(client, path: str, document: dict) -> dict:
+    body, headers = _captured(client, "term-C001", path, document)
+    return {"data": body, "headers": headers}
