@@ -39,16 +39,22 @@ async def _answer_without_body(
         head += [f"{name}: {value}" for name, value in headers.items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
-        async with asyncio.timeout(ANSWER_WITHIN):
-            status_line = await reader.readline()
-            answer_headers: dict[str, str] = {}
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                answer_headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(answer_headers.get("content-length", "0")))
+        status, answer_headers, body = await _read_answer(reader)
     finally:
         writer.close()
-    return int(status_line.split()[1]), answer_headers, body
+    return status, answer_headers, body
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP answer off a raw connection: status, headers (lower-case names) and body."""
+    async with asyncio.timeout(ANSWER_WITHIN):
+        status_line = await reader.readline()
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers, body
 
 
 async def test_an_unsigned_post_is_refused_before_its_body_is_read(client):
@@ -139,14 +145,8 @@ async def test_a_post_refused_before_its_body_is_read_closes_the_connection(clie
         ]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + chunk)
         await writer.drain()
-        async with asyncio.timeout(ANSWER_WITHIN):
-            status_line = await reader.readline()
-            answer_headers: dict[str, str] = {}
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.decode("latin-1").partition(":")
-                answer_headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(answer_headers.get("content-length", "0")))
-        assert (int(status_line.split()[1]), msgspec.json.decode(body)["code"]) == (401, "signature_missing")
+        status, answer_headers, body = await _read_answer(reader)
+        assert (status, msgspec.json.decode(body)["code"]) == (401, "signature_missing")
         assert answer_headers.get("connection", "").lower() == "close"
         # Go on sending the announced body: a gateway still reading it takes it all; one that has
         # closed the connection makes the sending fail before the end.
