@@ -37,7 +37,7 @@ from gateway.auth import Authenticator, Caller, RateLimiter
 from gateway.card_reader import card_reader_context
 from gateway.config import Settings
 from gateway.dashboard import dashboard, dashboard_login
-from gateway.logs import log
+from gateway.logs import fresh_request_id, log
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.problems import PROBLEM_BASE, ApiError, shown, unavailable
@@ -161,7 +161,7 @@ def _request_id_of(request: web.BaseRequest) -> str:
     ``request_id`` and every log line, so the three always agree.
     """
     sent = request.headers.get("X-Request-Id", "")
-    return redact(sent if _USABLE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex)
+    return redact(sent) if _USABLE_REQUEST_ID.fullmatch(sent) else fresh_request_id()
 
 
 @web.middleware

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from http import HTTPStatus
 from typing import Any
 
@@ -36,7 +35,7 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
 from gateway.app import PROBLEM, metrics_key, problem_body, settings_key
-from gateway.logs import log
+from gateway.logs import fresh_request_id, log
 from gateway.metrics import Metrics
 from gateway.problems import ApiError
 
@@ -106,7 +105,7 @@ class GatewayProtocol(RequestHandler):
             error = ApiError(
                 408, "request_timeout", f"the request header did not arrive whole within {self.header_timeout:g} s"
             )
-            request_id = uuid.uuid4().hex
+            request_id = fresh_request_id()
             self._count(error)
             log.info("request_refused", status=408, code=error.code, request_id=request_id, peer=self._peer())
             self.transport.write(_raw_problem(error, request_id))
@@ -126,7 +125,7 @@ class GatewayProtocol(RequestHandler):
         if request.writer.output_size > 0:  # as aiohttp: an answer already under way cannot be replaced
             raise ConnectionError("the answer was already being sent when the request failed")
         error = self._refusal(status, exc)
-        request_id = uuid.uuid4().hex
+        request_id = fresh_request_id()
         self._count(error)
         if error.status >= 500:
             log.error("unhandled_error", request_id=request_id, exc_info=exc)
