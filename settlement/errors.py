@@ -42,3 +42,13 @@ class PolicyError(Exception):
         self.source = source
         self.path = path
         self.problem = problem
+
+
+class Refused(SettlementError):
+    """A request a use case refuses, with the stable code it is refused under (``unknown_person``,
+    ``idempotency_key_reused``...). The gateway maps the code to an HTTP status and a title in one
+    catalogue (gateway/problems.py), for HTTP answers and card-reader frames alike."""
+
+    def __init__(self, code: str, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.code = code

@@ -68,6 +68,8 @@ def violations(source: str, filename: str = "<source>") -> list[str]:
                     found.append(f"{where}: import {alias.name}")
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
+            if module == "uuid" and [alias.name for alias in node.names] == ["UUID"]:
+                continue  # the type of an id is pure; making one (uuid4) is not, and needs more than UUID
             if node.level == 0 and module.split(".")[0] in FORBIDDEN_MODULES:
                 found.append(f"{where}: from {module} import ...")
         elif isinstance(node, ast.Attribute) and node.attr in CLOCK_ATTRIBUTES:
@@ -110,6 +112,9 @@ def test_engine_module_does_no_io_and_reads_no_clock(path: Path) -> None:
         "from datetime import datetime\nclock = datetime.now",
         "text = open('policy.toml').read()",
         "mod = __import__('os')",
+        "import uuid",
+        "from uuid import uuid4",
+        "from uuid import UUID, uuid4",
     ],
 )
 def test_the_checker_catches(source: str) -> None:
@@ -127,6 +132,7 @@ def test_the_checker_catches(source: str) -> None:
         "import msgspec",
         "from . import money",
         "from timeit import timeit",  # not the time module
+        "from uuid import UUID",  # the type of an id, which cannot make one
     ],
 )
 def test_the_checker_allows(source: str) -> None:

@@ -1,0 +1,96 @@
+"""The money decision of one settlement, from a snapshot of the person to what must be written.
+
+``decide`` is pure: the person's memberships and year-to-date accumulators in, the engine's
+settlement and the caps in force out. What a settlement writes follows from that decision
+alone: the accumulators after it (``settlement.accumulators_after``), the caps written beside
+them for the database's CHECK constraints, and its double-entry ledger lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+import msgspec
+
+from settlement import engine
+from settlement.models import Accumulators, Bill, PersonStatus, Settlement
+from settlement.policy import Policy
+from settlement.registry import Membership, status_on
+
+# The ledger's accounts, in the order of a settlement's lines.
+ACCOUNTS: Final = ("insurance_fund", "priority_care_fund", "aid_fund", "patient", "clinic")
+
+# Bits of ``Decision.caps_reached``: which payers' annual caps cut this bill's payment.
+CAP_BITS: Final = {"insurance": 1, "veteran_subsidy": 2, "hardship_aid": 4}
+
+
+class Caps(msgspec.Struct, frozen=True, kw_only=True):
+    """The caps in force for a settlement, written beside the accumulators for the CHECK constraints."""
+
+    outpatient_deductible: int
+    insurance_outpatient: int
+    insurance_inpatient: int
+    subsidy: int
+    aid: int
+
+
+class Decision(msgspec.Struct, frozen=True, kw_only=True):
+    """One bill decided: the settlement and the person's programmes and caps it was decided under."""
+
+    settlement: Settlement
+    status: PersonStatus
+    caps: Caps
+
+    @property
+    def caps_reached(self) -> int:
+        return sum(CAP_BITS[trace.payer] for trace in self.settlement.traces if trace.cap_cut > 0)
+
+    @property
+    def deductible_taken(self) -> int:
+        s = self.settlement
+        return s.accumulators_after.outpatient_deductible_used - s.accumulators_before.outpatient_deductible_used
+
+    @property
+    def unpaid_added(self) -> int:
+        s = self.settlement
+        return s.accumulators_after.unpaid_eligible - s.accumulators_before.unpaid_eligible
+
+
+def caps_for(policy: Policy, status: PersonStatus) -> Caps:
+    category = policy.veteran_categories.get(status.veteran_category or "")
+    tier = policy.hardship_tiers.get(status.hardship_tier or "")
+    return Caps(
+        outpatient_deductible=policy.insurance.outpatient_deductible,
+        insurance_outpatient=policy.insurance.outpatient_cap,
+        insurance_inpatient=policy.insurance.inpatient_cap,
+        subsidy=category.annual_cap if category else 0,
+        aid=tier.annual_cap if tier else 0,
+    )
+
+
+def decide(bill: Bill, policy: Policy, memberships: Iterable[Membership], accumulators: Accumulators) -> Decision:
+    """Settle ``bill`` for a person with these memberships and this year's accumulators.
+
+    Raises ``SettlementError`` for a bill the engine refuses."""
+    status = status_on(memberships, bill.service_date)
+    return Decision(
+        settlement=engine.settle(bill, status, accumulators, policy), status=status, caps=caps_for(policy, status)
+    )
+
+
+def ledger_lines(settlement: Settlement, sign: int = 1) -> tuple[tuple[str, int], ...]:
+    """Double-entry lines: each payer and the patient debited, the clinic credited the total."""
+    amounts = (
+        settlement.insurance,
+        settlement.veteran_subsidy,
+        settlement.hardship_aid,
+        settlement.out_of_pocket,
+        -settlement.total,
+    )
+    return tuple((account, sign * amount) for account, amount in zip(ACCOUNTS, amounts, strict=True))
+
+
+def give_back(settlement: Settlement, current: Accumulators) -> Accumulators:
+    """The accumulators once ``settlement`` is reversed."""
+    return engine.apply_deltas(current, engine.reversal_deltas(settlement))
