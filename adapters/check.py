@@ -66,10 +66,7 @@ CHECKS: dict[str, str] = {
             FROM ledger_entries GROUP BY person_key, year
         ), deltas AS (
             SELECT person_key, extract(year FROM service_date)::int AS year,
-                   sum((result->'accumulators_after'->>'outpatient_deductible_used')::bigint
-                     - (result->'accumulators_before'->>'outpatient_deductible_used')::bigint) AS deductible,
-                   sum((result->'accumulators_after'->>'unpaid_eligible')::bigint
-                     - (result->'accumulators_before'->>'unpaid_eligible')::bigint) AS unpaid_eligible
+                   sum(deductible_taken) AS deductible, sum(unpaid_added) AS unpaid_eligible
             FROM settlements WHERE reversal_id IS NULL GROUP BY 1, 2
         )
         SELECT encode(a.person_key, 'hex') || ' ' || a.year AS id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -90,3 +91,25 @@ async def migrate(connection: asyncpg.Connection) -> list[str]:
             await connection.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
             applied_now.append(name)
     return applied_now
+
+
+def is_database_error(error: BaseException) -> bool:
+    """Errors meaning the database cannot be reached or the pool is exhausted: answer 503, not 500."""
+    return isinstance(
+        error,
+        OSError
+        | asyncio.TimeoutError
+        | asyncpg.exceptions.ConnectionDoesNotExistError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.PostgresConnectionError
+        | asyncpg.exceptions.TooManyConnectionsError
+        | asyncpg.exceptions.AdminShutdownError
+        | asyncpg.exceptions.InterfaceError
+        # An idle pooled connection that has read the server's shutdown notice but not yet its
+        # end of stream is handed out and fails with "another operation is in progress".
+        | asyncpg.exceptions.InternalClientError
+        | asyncpg.exceptions.QueryCanceledError
+        # A deadlock or serialization failure rolled the statement back whole: retrying is safe.
+        | asyncpg.exceptions.TransactionRollbackError
+        | asyncpg.exceptions.LockNotAvailableError,
+    )

@@ -21,9 +21,9 @@ DIMENSIONS = {
     "level": "s.clinic_level",
     "region": "c.region",
     "month": "to_char(s.service_date, 'YYYY-MM')",
-    "category": "coalesce(s.result->'traces'->1->>'programme', 'none')",
-    "tier": "coalesce(s.result->'traces'->2->>'programme', 'none')",
-    "programme": "t.trace->>'payer'",
+    "category": "coalesce(s.veteran_category, 'none')",
+    "tier": "coalesce(s.hardship_tier, 'none')",
+    "programme": "p.payer",
 }
 
 _QUERY = """
@@ -39,9 +39,9 @@ SELECT {group} AS grp,
            AS median_out_of_pocket_share,
        array_agg(least(width_bucket(s.out_of_pocket::numeric / nullif(s.total, 0), 0, 1, 10), 10))
            FILTER (WHERE s.total > 0) AS buckets,
-       count(*) FILTER (WHERE (s.result->'traces'->0->>'cap_cut')::bigint > 0) AS insurance_cap_reached,
-       count(*) FILTER (WHERE (s.result->'traces'->1->>'cap_cut')::bigint > 0) AS veteran_subsidy_cap_reached,
-       count(*) FILTER (WHERE (s.result->'traces'->2->>'cap_cut')::bigint > 0) AS hardship_aid_cap_reached
+       count(*) FILTER (WHERE s.caps_reached & 1 <> 0) AS insurance_cap_reached,
+       count(*) FILTER (WHERE s.caps_reached & 2 <> 0) AS veteran_subsidy_cap_reached,
+       count(*) FILTER (WHERE s.caps_reached & 4 <> 0) AS hardship_aid_cap_reached
 FROM settlements s
 JOIN clinics c USING (clinic_id)
 {lateral}
@@ -50,7 +50,9 @@ GROUP BY 1
 ORDER BY 1
 """
 
-_LATERAL_PROGRAMME = "CROSS JOIN LATERAL jsonb_array_elements(s.result->'traces') AS t(trace)"
+# The programmes that applied to the person, one row each (bits as in settlement.decision.CAP_BITS).
+_LATERAL_PROGRAMME = """CROSS JOIN LATERAL (VALUES ('insurance', s.insured), ('veteran_subsidy', s.veteran_category IS NOT NULL),
+                                   ('hardship_aid', s.hardship_tier IS NOT NULL)) AS p(payer, applied)"""
 
 MONEY = ("total", "insurance", "veteran_subsidy", "hardship_aid", "out_of_pocket")
 CAPS = ("insurance_cap_reached", "veteran_subsidy_cap_reached", "hardship_aid_cap_reached")
@@ -68,7 +70,7 @@ async def finance_stats(
     lateral = _LATERAL_PROGRAMME if by == "programme" else ""
     query = _QUERY.format(group=DIMENSIONS[by], lateral=lateral)
     if by == "programme":  # only the payers that applied to the person
-        query = query.replace("WHERE s.reversal_id", "WHERE (t.trace->>'applied')::boolean AND s.reversal_id")
+        query = query.replace("WHERE s.reversal_id", "WHERE p.applied AND s.reversal_id")
     groups = []
     for row in await connection.fetch(query, period_from, period_to):
         distribution = [0] * 10

@@ -1,299 +1,75 @@
-"""The PostgreSQL store: every query the gateway runs, and the settle and reversal transactions.
+"""The PostgreSQL store: the settle path's reads and writes, reversals, and reference data.
 
-A settlement takes two round trips on one connection. The first reads the
-idempotency record, the person, their memberships and their person-year
-accumulator row with its version. The engine computes in between. The second is
-one statement that writes the accumulators, the settlement, its ledger lines, the
-audit row and the idempotency record, and commits. It applies only if the
-accumulator version is still the one read (optimistic concurrency), so a
-settlement never rests on stale totals. A settlement that loses that race (two
-checkouts of one person at the same moment, which is rare) runs again inside a
-transaction holding the row lock. Different people never wait on each other. A
-concurrent duplicate of the same request fails on the idempotency key, and the
-caller replays the stored answer.
+A settlement takes two round trips. The first reads, in one snapshot and without writing,
+whether the request id already settled, the person, their memberships and their person-year
+accumulator row with its version. The use case decides (gateway/usecases.py). The second is
+one statement (adapters/settlement_sql.py) that writes the accumulators and the settlement
+row, and commits; it applies only if the accumulator version is still the one read
+(optimistic concurrency), so a settlement never rests on stale totals. A settlement that
+loses that race (two checkouts of one person at the same moment, which is rare) is decided
+again under the row lock (``locked_person``). Different people never wait on each other.
+
+Under load, concurrent reads share one round trip and concurrent writes one statement and
+one commit (adapters/batching.py). Every outcome is a value (settlement/ports.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 import msgspec
 
 from adapters import nonces
+from adapters.batching import Coalescer
 from adapters.faults import Faults
-from adapters.nonces import NonceClaim
 from adapters.registry_stats import registry_stats
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
+from adapters.settlement_sql import (
+    LOCK_ACCUMULATORS,
+    LOCK_PERSON_YEAR,
+    LOCK_SETTLEMENT,
+    READ_FOR_REVERSAL,
+    READ_FOR_SETTLE,
+    STORED_COLUMNS,
+    STORED_REVERSAL,
+    WRITE_REVERSAL,
+    WRITE_SETTLEMENTS,
+    decode_record,
+    write_arguments,
+)
 from adapters.terminal_keys import ActiveKey, load_keys
-from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Settlement
+from settlement.decision import give_back
+from settlement.models import ACCUMULATOR_FIELDS, Accumulators
 from settlement.policy import Policy
+from settlement.ports import (
+    AlreadySettled,
+    DuplicateRequest,
+    NewReversal,
+    NewSettlement,
+    NonceSpent,
+    NoSuchSettlement,
+    PersonSnapshot,
+    ReadOutcome,
+    Reversed,
+    ReversedBefore,
+    ReverseOutcome,
+    SettleKey,
+    StoredReversal,
+    StoredSettlement,
+    UnknownPerson,
+    VersionMoved,
+    WriteOutcome,
+    Written,
+)
 from settlement.registry import Membership
 
-if TYPE_CHECKING:
-    from adapters.batching import SettleBatcher
-
 _json_encoder = msgspec.json.Encoder()
-ACCOUNTS = ("insurance_fund", "priority_care_fund", "aid_fund", "patient", "clinic")
 _ACC_COLUMNS = ", ".join(ACCUMULATOR_FIELDS)
-
-_LOCK_ACCUMULATORS = f"""
-INSERT INTO accumulators (person_key, year) VALUES ($1, $2)
-ON CONFLICT (person_key, year) DO UPDATE SET person_key = EXCLUDED.person_key
-RETURNING {_ACC_COLUMNS}, version
-"""
-
-# The first round trip of a settlement: everything the decision needs, in one snapshot, and the
-# claim of the request's nonce ($5, $6; adapters/nonces.py), which commits with this statement.
-_READ_FOR_SETTLE = f"""
-WITH claimed AS (
-    INSERT INTO request_nonces (digest, expires_at) SELECT $5::bytea, $6::timestamptz WHERE $5::bytea IS NOT NULL
-    ON CONFLICT (digest) DO NOTHING RETURNING digest
-)
-SELECT
-    ($5::bytea IS NULL OR EXISTS (SELECT 1 FROM claimed)) AS nonce_fresh,
-    (SELECT row(request_hash, status, response, operation) FROM idempotency_keys
-      WHERE terminal_id = $1 AND request_id = $2) AS idempotency,
-    EXISTS (SELECT 1 FROM people WHERE person_key = $3) AS person_exists,
-    (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{{}}')
-       FROM memberships WHERE person_key = $3) AS memberships,
-    (SELECT row({_ACC_COLUMNS}, version) FROM accumulators WHERE person_key = $3 AND year = $4) AS accumulators
-"""
-
-# The second round trip: the whole settlement in one statement, which commits on its own.
-# Every insert selects from the accumulator write (``acc``), so nothing is written unless
-# that write applied: the row still has the version that was read ($38), or, when there
-# was no row, a new one could be created (a unique violation means another settlement
-# created it first). Both variants keep the caps CHECKs strict.
-_WRITE_REST_OF_SETTLEMENT = """
-, settlement AS (
-    INSERT INTO settlements (person_key, settlement_id, terminal_id, request_id, clinic_id, clinic_level,
-                             visit_type, service_date, policy_id, total, eligible, insurance, veteran_subsidy,
-                             hardship_aid, out_of_pocket, request, result, created_at)
-    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 FROM acc
-), ledger AS (
-    INSERT INTO ledger_entries (person_key, settlement_id, kind, account, amount, clinic_id, visit_type, year,
-                                booked_on, created_at)
-    SELECT $1, $2, 'settlement', line.account, line.amount, $5, $7, $19, $20, $18
-    FROM acc, unnest($21::text[], $22::bigint[]) AS line(account, amount)
-), audit AS (
-    INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
-    SELECT $18, $3, 'settlement.created', $2::text, $4, $37::jsonb FROM acc
-)
-INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
-SELECT $3, $4, 'settle', $34, $35, $36, $18 FROM acc
-RETURNING true
-"""
-
-_WRITE_SETTLEMENT_IF_UNCHANGED = (
-    """
-WITH acc AS (
-    UPDATE accumulators SET
-        outpatient_deductible_used = $23, insurance_outpatient_paid = $24, insurance_inpatient_paid = $25,
-        subsidy_paid = $26, aid_paid = $27, unpaid_eligible = $28,
-        outpatient_deductible_cap = GREATEST(outpatient_deductible_cap, $29),
-        insurance_outpatient_cap = GREATEST(insurance_outpatient_cap, $30),
-        insurance_inpatient_cap = GREATEST(insurance_inpatient_cap, $31),
-        subsidy_cap = GREATEST(subsidy_cap, $32),
-        aid_cap = GREATEST(aid_cap, $33),
-        version = version + 1,
-        updated_at = $18
-    WHERE person_key = $1 AND year = $19 AND version = $38
-    RETURNING 1
-)"""
-    + _WRITE_REST_OF_SETTLEMENT
-)
-
-_WRITE_SETTLEMENT_WITH_NEW_ROW = (
-    """
-WITH acc AS (
-    INSERT INTO accumulators (person_key, year, outpatient_deductible_used, insurance_outpatient_paid,
-                              insurance_inpatient_paid, subsidy_paid, aid_paid, unpaid_eligible,
-                              outpatient_deductible_cap, insurance_outpatient_cap, insurance_inpatient_cap,
-                              subsidy_cap, aid_cap, version, updated_at)
-    VALUES ($1, $19, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, 1, $18)
-    RETURNING 1
-)"""
-    + _WRITE_REST_OF_SETTLEMENT
-)
-
-_LOCK_SETTLEMENT = """
-SELECT clinic_id, visit_type, service_date, result, reversed_at
-FROM settlements WHERE person_key = $1 AND settlement_id = $2
-FOR UPDATE
-"""
-
-_LOCK_ACCUMULATORS_FOR_REVERSAL = f"""
-SELECT {_ACC_COLUMNS} FROM accumulators WHERE person_key = $1 AND year = $2 FOR UPDATE
-"""
-
-_WRITE_REVERSAL = """
-WITH reversal AS (
-    INSERT INTO reversals (person_key, reversal_id, settlement_id, terminal_id, request_id, reason, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
-), ledger AS (
-    INSERT INTO ledger_entries (person_key, settlement_id, kind, account, amount, clinic_id, visit_type, year,
-                                booked_on, created_at)
-    SELECT $1, $3, 'reversal', account, amount, $8, $9, $10, $11, $7
-    FROM unnest($12::text[], $13::bigint[]) AS line(account, amount)
-), accumulators_update AS (
-    UPDATE accumulators SET
-        outpatient_deductible_used = $14, insurance_outpatient_paid = $15, insurance_inpatient_paid = $16,
-        subsidy_paid = $17, aid_paid = $18, unpaid_eligible = $19, version = version + 1, updated_at = $7
-    WHERE person_key = $1 AND year = $10
-), settlement_update AS (
-    UPDATE settlements SET reversed_at = $7, reversal_id = $2
-    WHERE person_key = $1 AND settlement_id = $3
-), audit AS (
-    INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
-    VALUES ($7, $4, 'settlement.reversed', $3::text, $5, $23::jsonb)
-)
-INSERT INTO idempotency_keys (terminal_id, request_id, operation, request_hash, status, response, created_at)
-VALUES ($4, $5, 'reverse', $20, $21, $22, $7)
-"""
-
-_PRE_REVERSE = """
-SELECT
-    (SELECT row(request_hash, status, response, operation) FROM idempotency_keys
-      WHERE terminal_id = $1 AND request_id = $2) AS idempotency,
-    (SELECT row(person_key, clinic_id) FROM settlements WHERE settlement_id = $3 LIMIT 1) AS settlement
-"""
-
-
-class StoredAnswer(msgspec.Struct, frozen=True):
-    request_hash: bytes
-    status: int
-    response: bytes
-    operation: str
-
-
-class Caps(msgspec.Struct, frozen=True, kw_only=True):
-    """The caps in force for a settlement, written beside the accumulators for the CHECK constraints."""
-
-    outpatient_deductible: int
-    insurance_outpatient: int
-    insurance_inpatient: int
-    subsidy: int
-    aid: int
-
-
-def ledger_lines(settlement: Settlement, sign: int = 1) -> tuple[list[str], list[int]]:
-    """Double-entry lines: each payer and the patient debited, the clinic credited the total."""
-    amounts = [
-        settlement.insurance,
-        settlement.veteran_subsidy,
-        settlement.hardship_aid,
-        settlement.out_of_pocket,
-        -settlement.total,
-    ]
-    return list(ACCOUNTS), [sign * amount for amount in amounts]
-
-
-def _answer(record: Any) -> StoredAnswer | None:
-    if record is None:
-        return None
-    return StoredAnswer(bytes(record[0]), record[1], bytes(record[2]), record[3])
-
-
-@dataclass(frozen=True, slots=True)
-class SettleJob:
-    """Everything one settlement needs from the service: its identity, and how to compute and render it."""
-
-    person_key: bytes
-    year: int
-    compute: Callable[[list[Membership], Accumulators], tuple[Settlement, Caps]]
-    render: Callable[[uuid.UUID, Settlement, dt.datetime], bytes]
-    settlement_id: uuid.UUID
-    terminal_id: str
-    request_id: str
-    request_hash: bytes
-    clinic_id: str
-    request_document: str
-    booked_on: dt.date
-    now: dt.datetime
-    # The signed request's nonce, claimed for every process in the settlement's first read; None when
-    # it was claimed already (a settlement run again on its own after its batch read claimed it).
-    nonce: NonceClaim | None = None
-
-    def arguments(self, settlement: Settlement, caps: Caps, response: bytes) -> list[Any]:
-        """Parameters $1-$37 of both settlement writes."""
-        after = settlement.accumulators_after
-        accounts, amounts = ledger_lines(settlement)
-        return [
-            self.person_key,
-            self.settlement_id,
-            self.terminal_id,
-            self.request_id,
-            self.clinic_id,
-            settlement.clinic_level,
-            settlement.visit_type,
-            settlement.service_date,
-            settlement.policy_version,
-            settlement.total,
-            settlement.eligible,
-            settlement.insurance,
-            settlement.veteran_subsidy,
-            settlement.hardship_aid,
-            settlement.out_of_pocket,
-            self.request_document,
-            _json_encoder.encode(settlement).decode(),
-            self.now,
-            self.year,
-            self.booked_on,
-            accounts,
-            amounts,
-            after.outpatient_deductible_used,
-            after.insurance_outpatient_paid,
-            after.insurance_inpatient_paid,
-            after.subsidy_paid,
-            after.aid_paid,
-            after.unpaid_eligible,
-            caps.outpatient_deductible,
-            caps.insurance_outpatient,
-            caps.insurance_inpatient,
-            caps.subsidy,
-            caps.aid,
-            self.request_hash,
-            200,
-            response,
-            _audit_details(self.clinic_id, settlement),
-        ]
-
-
-class AlreadyAnswered(Exception):
-    """The request id already has a stored answer: replay it."""
-
-    def __init__(self, stored: StoredAnswer) -> None:
-        super().__init__("request already answered")
-        self.stored = stored
-
-
-class NonceReused(Exception):
-    """Another gateway process already took a request with this key id and nonce: a replay."""
-
-
-class UnknownPerson(Exception):
-    """No person is registered under the key."""
-
-
-class DuplicateRequest(Exception):
-    """A concurrent copy of the request committed first; replay its answer."""
-
-
-class RequestAlreadySettled(Exception):
-    """The request settled long ago and its idempotency record has aged out: refuse, never settle again."""
-
-
-class SettlementMissing(Exception):
-    pass
-
-
-class AlreadyReversed(Exception):
-    pass
 
 
 class Store:
@@ -304,18 +80,42 @@ class Store:
         acquire_timeout: float = 5.0,
         reports_pool: asyncpg.Pool | None = None,
         faults: Faults | None = None,
+        batch_max: int = 1,
+        batch_lanes: int = 4,
     ) -> None:
         self.pool = pool
         # Named fault points (adapters/faults.py): empty outside fault tests.
         self.faults = faults or Faults()
         # Settlements that lost the optimistic race and ran again under the row lock (for metrics and tests).
         self.optimistic_retries = 0
-        # Set by the app when micro-batching is on (MEDSETTLE_SETTLE_BATCH_MAX > 1).
-        self.batcher: SettleBatcher | None = None
+        # The settle path's reads and writes, each coalesced into shared round trips under load
+        # (adapters/batching.py); with batch_max 1 each call runs alone. Started by start().
+        self.reads: Coalescer[SettleKey, ReadOutcome] = Coalescer(
+            self._read_batch, max_batch=batch_max, lanes=batch_lanes, name="settle-read"
+        )
+        self.writes: Coalescer[NewSettlement, WriteOutcome] = Coalescer(
+            self._write_batch,
+            max_batch=batch_max,
+            lanes=batch_lanes,
+            # One settlement per person-year and per request id in a batch: two would race in one statement.
+            keys=lambda new: ((new.key.person_key, new.key.year), (new.key.terminal_id, new.key.request_id)),
+            # A duplicate request, a CHECK or a deadlock stops the whole statement, which wrote nothing:
+            # each settlement runs again alone, so only the one at fault fails.
+            split_on=(asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError),
+            name="settle-write",
+        )
         # Reports may read from a replica (REPORTS_DATABASE_URL); money is only ever read from the primary.
         self.reports_pool = reports_pool or pool
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
         self.acquire_timeout = acquire_timeout
+
+    def start(self) -> None:
+        self.reads.start()
+        self.writes.start()
+
+    async def stop(self) -> None:
+        await self.writes.stop()
+        await self.reads.stop()
 
     def _connection(self) -> Any:
         return self.pool.acquire(timeout=self.acquire_timeout)
@@ -444,7 +244,7 @@ class Store:
             " ORDER BY programme, effective_from",
             person_key,
         )
-        return _memberships(rows)
+        return list(_memberships(rows))
 
     async def person_for_eligibility(self, person_key: bytes, year: int) -> tuple[bool, list[Membership], Accumulators]:
         row = await self._fetchrow(
@@ -458,194 +258,166 @@ class Store:
         accumulators = (
             Accumulators(**dict(zip(ACCUMULATOR_FIELDS, row["acc"], strict=True))) if row["acc"] else Accumulators()
         )
-        return row["person_exists"], _memberships(row["memberships"]), accumulators
+        return row["person_exists"], list(_memberships(row["memberships"])), accumulators
 
     # ------------------------------------------------------------ settle
 
-    async def stored_answer(self, terminal_id: str, request_id: str) -> StoredAnswer | None:
-        record = await self._fetchval(
-            "SELECT row(request_hash, status, response, operation) FROM idempotency_keys"
-            " WHERE terminal_id = $1 AND request_id = $2",
-            terminal_id,
-            request_id,
-        )
-        return _answer(record)
+    # ------------------------------------------------------------ settle
 
-    async def settle(self, job: SettleJob) -> tuple[Settlement, bytes]:
-        """Settle once: read, compute, and write-and-commit in one statement if nothing changed in between.
+    async def read_for_settle(self, key: SettleKey) -> ReadOutcome:
+        return await self.reads.submit(key)
 
-        Raises NonceReused when another process took the request's nonce, AlreadyAnswered when the
-        request id has a stored answer, UnknownPerson, DuplicateRequest
-        when a concurrent copy committed first, and RequestAlreadySettled when an aged-out request id
-        comes back. With a batcher, concurrent settlements of different people share the round trips
-        and the commit (adapters/batching.py); each is still all or nothing.
-        """
-        if self.batcher is not None:
-            return await self.batcher.submit(job)
-        return await self.settle_one(job)
+    async def write_settlement(self, new: NewSettlement) -> WriteOutcome:
+        return await self.writes.submit(new)
 
-    async def settle_one(self, job: SettleJob) -> tuple[Settlement, bytes]:
-        """One settlement on its own connection: two round trips, or a row-locked retry after a lost race."""
-        person_key, year, terminal_id, request_id = job.person_key, job.year, job.terminal_id, job.request_id
-        compute, render, settlement_id, now = job.compute, job.render, job.settlement_id, job.now
-        arguments = job.arguments
+    async def _read_batch(self, keys: list[SettleKey]) -> list[ReadOutcome]:
+        async with self._connection() as connection:
+            rows = await connection.fetch(
+                READ_FOR_SETTLE,
+                [key.terminal_id for key in keys],
+                [key.request_id for key in keys],
+                [key.person_key for key in keys],
+                [key.year for key in keys],
+                [key.nonce for key in keys],
+            )
+        if self.faults.armed:
+            await self.faults.reach("settle.after_lock")
+        return [_read_outcome(row) for row in rows]
 
+    async def _write_batch(self, batch: list[NewSettlement]) -> list[WriteOutcome]:
+        if self.faults.armed:
+            await self.faults.reach("settle.before_commit")
         async with self._connection() as connection:
             try:
-                nonce = job.nonce
-                row = await connection.fetchrow(
-                    _READ_FOR_SETTLE,
-                    terminal_id,
-                    request_id,
-                    person_key,
-                    year,
-                    nonce.digest if nonce else None,
-                    nonce.expires_at if nonce else None,
-                )
-                if not row["nonce_fresh"]:
-                    raise NonceReused
-                stored = _answer(row["idempotency"])
-                if stored is not None:
-                    raise AlreadyAnswered(stored)
-                if not row["person_exists"]:
-                    raise UnknownPerson
-                memberships = _memberships(row["memberships"])
-                found = row["accumulators"]
-                accumulators = Accumulators(**dict(zip(ACCUMULATOR_FIELDS, found, strict=False))) if found else None
-                version = found[len(ACCUMULATOR_FIELDS)] if found else None
-                if self.faults.armed:
-                    await self.faults.reach("settle.after_lock")
-                settlement, caps = compute(memberships, accumulators or Accumulators())
-                response = render(settlement_id, settlement, now)
-                if self.faults.armed:
-                    await self.faults.reach("settle.before_commit")
-                try:
-                    if found:
-                        written = await connection.fetchval(
-                            _WRITE_SETTLEMENT_IF_UNCHANGED, *arguments(settlement, caps, response), version
-                        )
-                    else:
-                        written = await connection.fetchval(
-                            _WRITE_SETTLEMENT_WITH_NEW_ROW, *arguments(settlement, caps, response)
-                        )
-                except asyncpg.UniqueViolationError as error:
-                    if error.constraint_name != "accumulators_pkey":
-                        raise
-                    written = False
-                if not written:
-                    # Another settlement of this person committed in between: do it again under the row lock.
-                    self.optimistic_retries += 1
-                    async with connection.transaction():
-                        locked = await connection.fetchrow(_LOCK_ACCUMULATORS, person_key, year)
-                        current = Accumulators(**{field: locked[field] for field in ACCUMULATOR_FIELDS})
-                        settlement, caps = compute(memberships, current)
-                        response = render(settlement_id, settlement, now)
-                        # Under the row lock the version cannot move, so this write applies; if it ever did
-                        # not, the transaction must fail rather than acknowledge a settlement never written.
-                        if not await connection.fetchval(
-                            _WRITE_SETTLEMENT_IF_UNCHANGED, *arguments(settlement, caps, response), locked["version"]
-                        ):
-                            raise RuntimeError("the row-locked settlement write applied to no row")
+                rows = await connection.fetch(WRITE_SETTLEMENTS, *write_arguments(batch))
             except asyncpg.UniqueViolationError as error:
-                if error.constraint_name == "idempotency_keys_pkey":
-                    raise DuplicateRequest from None
-                if error.constraint_name == "settlements_one_per_request":
-                    raise RequestAlreadySettled from None
+                if len(batch) == 1 and error.constraint_name == "settlements_one_per_request":
+                    return [DuplicateRequest()]
                 raise
-            if self.faults.armed:
-                await self.faults.reach("settle.after_commit")
-        return settlement, response
+        if self.faults.armed:
+            await self.faults.reach("settle.after_commit")
+        applied = {row["i"] for row in rows}
+        outcomes: list[WriteOutcome] = []
+        for index in range(len(batch)):
+            if index in applied:
+                outcomes.append(Written())
+            else:
+                self.optimistic_retries += 1
+                outcomes.append(VersionMoved())
+        return outcomes
 
-    async def get_settlement(self, settlement_id: uuid.UUID) -> asyncpg.Record | None:
-        return await self._fetchrow(
-            """SELECT settlement_id, terminal_id, request_id, clinic_id, request->>'person_id' AS person, result,
-                      created_at, reversal_id
-               FROM settlements WHERE settlement_id = $1 LIMIT 1""",
-            settlement_id,
-        )
+    @asynccontextmanager
+    async def locked_person(self, key: SettleKey) -> AsyncIterator[_LockedPerson]:
+        """The person-year under its row lock: decide and write inside the block, which commits at its end."""
+        async with self._connection() as connection, connection.transaction():
+            row = await connection.fetchrow(LOCK_PERSON_YEAR, key.person_key, key.year)
+            snapshot = PersonSnapshot(
+                memberships=_memberships(row["memberships"]),
+                accumulators=Accumulators(**{field: row[field] for field in ACCUMULATOR_FIELDS}),
+                version=row["version"],
+            )
+            yield _LockedPerson(connection, snapshot)
+
+    async def stored_settlement(
+        self, *, settlement_id: uuid.UUID | None = None, request: SettleKey | None = None
+    ) -> StoredSettlement | None:
+        """A settlement by id, or by the request that made it."""
+        if settlement_id is not None:
+            row = await self._fetchrow(
+                f"SELECT {STORED_COLUMNS} FROM settlements WHERE settlement_id = $1 LIMIT 1", settlement_id
+            )
+        elif request is not None:
+            row = await self._fetchrow(
+                f"SELECT {STORED_COLUMNS} FROM settlements"
+                " WHERE person_key = $1 AND terminal_id = $2 AND request_id = $3",
+                request.person_key,
+                request.terminal_id,
+                request.request_id,
+            )
+        else:
+            raise TypeError("name a settlement_id or a request")
+        return _stored(row) if row is not None else None
 
     # ------------------------------------------------------------ reverse
 
-    async def before_reverse(
+    async def read_for_reversal(
         self, terminal_id: str, request_id: str, settlement_id: uuid.UUID
-    ) -> tuple[StoredAnswer | None, tuple[bytes, str] | None]:
-        row = await self._fetchrow(_PRE_REVERSE, terminal_id, request_id, settlement_id)
+    ) -> tuple[AlreadySettled | None, tuple[bytes, str] | None]:
+        """Whether this reversal request was answered before (its reversal's id, fingerprint and nonce),
+        and the settlement's person and clinic."""
+        row = await self._fetchrow(READ_FOR_REVERSAL, terminal_id, request_id, settlement_id)
+        assert row is not None  # a SELECT without FROM always answers one row
         found = row["settlement"]
-        return _answer(row["idempotency"]), (bytes(found[0]), found[1]) if found else None
+        settlement = (bytes(found[0]), found[1]) if found else None
+        existing = row["existing"]
+        if existing is None:
+            return None, settlement
+        return AlreadySettled(
+            settlement_id=existing[0], request_hash=_bytes(existing[1]), nonce=_bytes(existing[2])
+        ), settlement
 
-    async def reverse(
-        self,
-        *,
-        person_key: bytes,
-        settlement_id: uuid.UUID,
-        reversal_id: uuid.UUID,
-        terminal_id: str,
-        request_id: str,
-        request_hash: bytes,
-        reason: str,
-        give_back: Callable[[Settlement, Accumulators], Accumulators],
-        render: Callable[[Settlement, dt.datetime], bytes],
-        booked_on: dt.date,
-        now: dt.datetime,
-    ) -> tuple[Settlement, bytes]:
+    async def stored_reversal(self, terminal_id: str, request_id: str) -> StoredReversal | None:
+        row = await self._fetchrow(STORED_REVERSAL, terminal_id, request_id)
+        if row is None:
+            return None
+        return StoredReversal(
+            reversal_id=row["reversal_id"],
+            settlement_id=row["settlement_id"],
+            terminal_id=row["terminal_id"],
+            request_id=row["request_id"],
+            created_at=row["created_at"],
+            request_hash=_bytes(row["request_hash"]),
+            nonce=_bytes(row["nonce"]),
+            settlement=decode_record(row["record"]).result,
+        )
+
+    async def reverse(self, new: NewReversal) -> ReverseOutcome:
         async with self._connection() as connection:
             try:
                 async with connection.transaction():
-                    row = await connection.fetchrow(_LOCK_SETTLEMENT, person_key, settlement_id)
+                    row = await connection.fetchrow(LOCK_SETTLEMENT, new.person_key, new.settlement_id)
                     if row is None:
-                        raise SettlementMissing
-                    if row["reversed_at"] is not None:
-                        raise AlreadyReversed
-                    settlement = msgspec.json.decode(row["result"], type=Settlement)
+                        return NoSuchSettlement()
+                    if row["reversal_id"] is not None:
+                        return ReversedBefore()
+                    settlement = decode_record(row["record"]).result
                     year = settlement.service_date.year
-                    current = await connection.fetchrow(_LOCK_ACCUMULATORS_FOR_REVERSAL, person_key, year)
+                    current = await connection.fetchrow(LOCK_ACCUMULATORS, new.person_key, year)
                     if self.faults.armed:
                         await self.faults.reach("reverse.after_lock")
                     restored = give_back(settlement, Accumulators(**dict(current)))
-                    response = render(settlement, now)
-                    accounts, amounts = ledger_lines(settlement, sign=-1)
                     await connection.execute(
-                        _WRITE_REVERSAL,
-                        person_key,
-                        reversal_id,
-                        settlement_id,
-                        terminal_id,
-                        request_id,
-                        reason,
-                        now,
-                        row["clinic_id"],
-                        row["visit_type"],
+                        WRITE_REVERSAL,
+                        new.person_key,
+                        new.reversal_id,
+                        new.settlement_id,
+                        new.terminal_id,
+                        new.request_id,
+                        new.reason,
+                        new.booked_on,
+                        new.request_hash,
+                        new.nonce,
+                        new.created_at,
+                        *(getattr(restored, field) for field in ACCUMULATOR_FIELDS),
                         year,
-                        booked_on,
-                        accounts,
-                        amounts,
-                        restored.outpatient_deductible_used,
-                        restored.insurance_outpatient_paid,
-                        restored.insurance_inpatient_paid,
-                        restored.subsidy_paid,
-                        restored.aid_paid,
-                        restored.unpaid_eligible,
-                        request_hash,
-                        200,
-                        response,
-                        _audit_details(row["clinic_id"], settlement, reason=reason),
+                        _json_encoder.encode({"clinic_id": row["clinic_id"], "reason": new.reason}).decode(),
                     )
                     if self.faults.armed:
                         await self.faults.reach("reverse.before_commit")
             except asyncpg.UniqueViolationError as error:
-                if error.constraint_name == "idempotency_keys_pkey":
-                    raise DuplicateRequest from None
+                if error.constraint_name == "reversals_one_per_request":
+                    return DuplicateRequest()
                 if error.constraint_name == "reversals_person_key_settlement_id_key":
-                    raise AlreadyReversed from None
+                    return ReversedBefore()
                 raise
             if self.faults.armed:
                 await self.faults.reach("reverse.after_commit")
-        return settlement, response
+        return Reversed(settlement)
 
-    async def claim_nonce(self, nonce: NonceClaim) -> bool:
+    async def claim_nonce(self, digest: bytes, expires_at: dt.datetime) -> bool:
         """Claim a signed write's nonce for every gateway process: False when another took it first."""
         async with self._connection() as connection:
-            return await nonces.claim(connection, nonce)
+            return await nonces.claim(connection, nonces.NonceClaim(digest, expires_at))
 
     async def prune_nonces(self) -> int:
         async with self._connection() as connection:
@@ -655,22 +427,68 @@ class Store:
         await self._fetchval("SELECT 1")
 
 
-def _audit_details(clinic_id: str, settlement: Settlement, reason: str | None = None) -> str:
-    details: dict[str, object] = {
-        "clinic_id": clinic_id,
-        "total": settlement.total,
-        "insurance": settlement.insurance,
-        "veteran_subsidy": settlement.veteran_subsidy,
-        "hardship_aid": settlement.hardship_aid,
-        "out_of_pocket": settlement.out_of_pocket,
-        "policy_version": settlement.policy_version,
-    }
-    if reason is not None:
-        details["reason"] = reason
-    return _json_encoder.encode(details).decode()
+class _LockedPerson:
+    """A person-year under its row lock, inside the transaction ``Store.locked_person`` holds open."""
+
+    def __init__(self, connection: asyncpg.Connection, snapshot: PersonSnapshot) -> None:
+        self._connection = connection
+        self.snapshot = snapshot
+
+    async def write(self, new: NewSettlement) -> WriteOutcome:
+        # Under the row lock the version cannot move, so this write applies; if it ever did not, the
+        # transaction must fail rather than acknowledge a settlement never written.
+        try:
+            rows = await self._connection.fetch(WRITE_SETTLEMENTS, *write_arguments([new]))
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name == "settlements_one_per_request":
+                return DuplicateRequest()
+            raise
+        if not rows:
+            raise RuntimeError("the row-locked settlement write applied to no row")
+        return Written()
 
 
-def _memberships(rows: Any) -> list[Membership]:
-    return [
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _read_outcome(row: asyncpg.Record) -> ReadOutcome:
+    existing = row["existing"]
+    if existing is not None:
+        return AlreadySettled(settlement_id=existing[0], request_hash=_bytes(existing[1]), nonce=_bytes(existing[2]))
+    if row["nonce_spent"]:
+        return NonceSpent()
+    if not row["person_exists"]:
+        return UnknownPerson()
+    found = row["accumulators"]
+    if found is None:
+        return PersonSnapshot(memberships=_memberships(row["memberships"]), accumulators=Accumulators(), version=None)
+    return PersonSnapshot(
+        memberships=_memberships(row["memberships"]),
+        accumulators=Accumulators(**dict(zip(ACCUMULATOR_FIELDS, found, strict=False))),
+        version=found[len(ACCUMULATOR_FIELDS)],
+    )
+
+
+def _stored(row: asyncpg.Record) -> StoredSettlement:
+    record = decode_record(row["record"])
+    return StoredSettlement(
+        settlement_id=row["settlement_id"],
+        person_key=bytes(row["person_key"]),
+        terminal_id=row["terminal_id"],
+        request_id=row["request_id"],
+        clinic_id=row["clinic_id"],
+        person=record.person,
+        items=record.items,
+        settlement=record.result,
+        created_at=row["created_at"],
+        request_hash=_bytes(row["request_hash"]),
+        nonce=_bytes(row["nonce"]),
+        reversal_id=row["reversal_id"],
+    )
+
+
+def _memberships(rows: Any) -> tuple[Membership, ...]:
+    return tuple(
         Membership(programme=row[0], code=row[1], effective_from=row[2], struck_off_on=row[3]) for row in rows or ()
-    ]
+    )

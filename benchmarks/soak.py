@@ -12,7 +12,8 @@ options and pass/fail rules), plus, every ``--sample-every`` seconds:
 * the gateway's resident memory: VmRSS from /proc/<pid>/status, summed over the gateway
   process and its workers;
 * PostgreSQL connections to the database (``pg_stat_activity``; one of them is the sampler's);
-* the idempotency table: rows, and ``pg_total_relation_size('idempotency_keys')``.
+* the settlements table (each row is its request's idempotency record): rows, and
+  ``pg_total_relation_size('settlements')``.
 
 At the end it prints the time series, the drift (the mean of the last third of the samples
 against the first third), the memory verdict, and writes the series to ``<out>/soak.csv``.
@@ -22,9 +23,9 @@ The memory verdict looks only at the samples of the last ``--rss-window`` of the
 first and last value and least-squares slope, and whether every sample lies within
 ``--rss-tolerance`` percent (default 5) of the window's first sample. It is judged, and a
 failure fails the run, only when the run is at least 5 minutes longer than the window
-(``--run-time 30m`` for the default window); a shorter run prints the figures without a verdict. Rows in the
-idempotency table grow with every settlement by design (first answers are kept for
-``MEDSETTLE_IDEMPOTENCY_RETENTION_DAYS``); a flat RSS and connection count and a steady
+(``--run-time 30m`` for the default window); a shorter run prints the figures without a verdict. The
+settlements table grows with every settlement by design (a settlement is kept for good, and
+answers its retries); a flat RSS and connection count and a steady
 throughput are what a healthy soak looks like.
 """
 
@@ -110,8 +111,8 @@ class Sampler:
         row = await self.connection.fetchrow(
             """SELECT (SELECT count(*) FROM settlements) AS settlements,
                       (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()) AS connections,
-                      (SELECT count(*) FROM idempotency_keys) AS idempotency_rows,
-                      pg_total_relation_size('idempotency_keys') AS idempotency_bytes"""
+                      (SELECT count(*) FROM settlements) AS idempotency_rows,
+                      pg_total_relation_size('settlements') AS idempotency_bytes"""
         )
         return row["settlements"], row["connections"], row["idempotency_rows"], row["idempotency_bytes"]
 

@@ -9,7 +9,6 @@ chosen by Content-Type and Accept.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import re
 import time
 import uuid
@@ -23,8 +22,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from adapters import audit, db, idempotency
-from adapters.batching import SettleBatcher
+from adapters import audit, db
+from adapters.db import is_database_error
 from adapters.faults import Faults
 from adapters.identity import redact
 from adapters.nonces import NonceClaim
@@ -42,7 +41,8 @@ from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.problems import PROBLEM_BASE, ApiError, shown, unavailable
 from gateway.receipts import settlement_receipt
-from gateway.service import Answer, Service, Terminal, china_today, is_database_error
+from gateway.service import Answer, Service, Terminal, china_today
+from settlement.errors import SettlementError
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -104,15 +104,10 @@ def respond(
     return web.Response(body=_json.encode(value), status=status, content_type=JSON, headers=headers)
 
 
-def respond_answer(request: web.Request, answer: Answer, model: type[Any], status: int) -> web.Response:
-    """A stored JSON answer, marked as a replay when it came from the idempotency store."""
+def respond_answer(request: web.Request, answer: Answer, status: int) -> web.Response:
+    """A settlement's or reversal's answer: ``status`` when new, 200 and marked replayed for a retry."""
     headers = {"Idempotent-Replayed": "true" if answer.replayed else "false"}
-    if not answer.replayed and not wants_msgpack(request):
-        return web.Response(body=answer.body, status=status, content_type=JSON, headers=headers)
-    value = msgspec.json.decode(answer.body, type=model)
-    if answer.replayed:
-        value = msgspec.structs.replace(value, replayed=True)
-    return respond(request, value, status=200 if answer.replayed else status, headers=headers)
+    return respond(request, answer.value, status=200 if answer.replayed else status, headers=headers)
 
 
 def problem_response(request: web.Request, error: ApiError) -> web.Response:
@@ -203,6 +198,8 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         return await _within_deadline(request, _authenticated(request, handler))
     except ApiError as raised:
         error = raised
+    except SettlementError as refused:
+        error = ApiError.from_engine(refused)
     except web.HTTPNotFound:
         error = ApiError(404, "not_found", f"no route for {request.path}")
     except web.HTTPMethodNotAllowed:
@@ -321,7 +318,7 @@ async def settle(request: web.Request) -> web.Response:
     body = await decode_body(request, api.SettleRequest, max_lines=request.app[settings_key].max_lines)
     request[clinic_key] = body.clinic_id
     answer = await service.settle(terminal, body)
-    return respond_answer(request, answer, api.SettlementOut, 201)
+    return respond_answer(request, answer, 201)
 
 
 async def quote(request: web.Request) -> web.Response:
@@ -336,10 +333,7 @@ async def get_settlement(request: web.Request) -> web.Response:
     service = request.app[service_key]
     terminal = _caller(request)
     settlement_id = _settlement_id(request)
-    body = await service.get_settlement(terminal, settlement_id)
-    if wants_msgpack(request):
-        return respond(request, msgspec.json.decode(body, type=api.SettlementOut))
-    return web.Response(body=body, content_type=JSON)
+    return respond(request, await service.get_settlement(terminal, settlement_id))
 
 
 async def reverse(request: web.Request) -> web.Response:
@@ -348,7 +342,7 @@ async def reverse(request: web.Request) -> web.Response:
     settlement_id = _settlement_id(request)
     body = await decode_body(request, api.ReversalRequest)
     answer = await service.reverse(terminal, settlement_id, body)
-    return respond_answer(request, answer, api.ReversalOut, 201)
+    return respond_answer(request, answer, 201)
 
 
 async def eligibility(request: web.Request) -> web.Response:
@@ -526,6 +520,8 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
             acquire_timeout=settings.pool_acquire_timeout,
             reports_pool=reports_pool,
             faults=Faults.parse(settings.faults),
+            batch_max=settings.settle_batch_max,
+            batch_lanes=settings.settle_batch_lanes,
         )
         folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
@@ -546,23 +542,16 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         )
         await service.load_reference()
         app[service_key] = service
-        if settings.settle_batch_max > 1:  # started last, so a failed start-up leaves no lanes running
-            store.batcher = SettleBatcher(store, max_batch=settings.settle_batch_max, lanes=settings.settle_batch_lanes)
-            store.batcher.start()
+        store.start()  # started last, so a failed start-up leaves no batch lanes running
         app[authenticator_key] = Authenticator(service.key)
         refresher = asyncio.create_task(_refresh_reference_forever(service))
         sealer = asyncio.create_task(_seal_audit_forever(pool))
-        pruner = asyncio.create_task(
-            _prune_idempotency_forever(pool, dt.timedelta(days=settings.idempotency_retention_days))
-        )
         nonce_pruner = asyncio.create_task(_prune_nonces_forever(store))
         app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
         yield
-        if store.batcher is not None:
-            await store.batcher.stop()
+        await store.stop()
         refresher.cancel()
         sealer.cancel()
-        pruner.cancel()
         nonce_pruner.cancel()
         app[state_key]["shutting_down"] = True
         try:
@@ -607,19 +596,6 @@ async def _seal_audit_forever(pool: Any, every: float = 2.0) -> None:
                     pass
         except Exception as error:  # the database may be away; the next round retries
             log.warning("audit_seal_failed", error=type(error).__name__)
-
-
-async def _prune_idempotency_forever(pool: Any, older_than: dt.timedelta, every: float = 600.0) -> None:
-    """Drop idempotency records past retention; replicas take turns through an advisory lock."""
-    while True:
-        await asyncio.sleep(every)
-        try:
-            async with pool.acquire(timeout=5) as connection:
-                deleted = await idempotency.prune(connection, older_than=older_than)
-            if deleted:
-                log.info("idempotency_pruned", deleted=deleted)
-        except Exception as error:  # the database may be away; the next round retries
-            log.warning("idempotency_prune_failed", error=type(error).__name__)
 
 
 async def _prune_nonces_forever(store: Store, every: float = 60.0) -> None:

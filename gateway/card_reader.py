@@ -27,6 +27,7 @@ import msgspec
 from aiohttp import web
 
 from adapters import card_frames as frames
+from adapters.db import is_database_error
 from adapters.nonces import NonceClaim
 from gateway import api_models as api
 from gateway import bodies
@@ -34,7 +35,8 @@ from gateway.auth import Authenticator, RateLimiter
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.problems import ApiError, shown, unavailable
-from gateway.service import Answer, Service, Terminal, is_database_error
+from gateway.service import Answer, Service, Terminal
+from settlement.errors import SettlementError
 
 IDLE_TIMEOUT = 30.0  # seconds a connection may take to send its next whole frame
 # A bill and its answer (a breakdown per line) must each fit in one 64 KiB frame: 200 lines
@@ -189,6 +191,8 @@ class CardReaderListener:
             outcome = "replayed" if replayed else "ok"
         except ApiError as error:
             reply = _error(message.id, error)
+        except SettlementError as refused:
+            reply = _error(message.id, ApiError.from_engine(refused))
         except Exception as unexpected:
             if is_database_error(unexpected):
                 log.warning("database_unavailable", error=type(unexpected).__name__, peer=peer)
@@ -259,11 +263,8 @@ card_reader_key = web.AppKey("card_reader", CardReaderListener)
 
 def _stored(answer: Answer) -> Outcome:
     """A stored settle or reversal answer: 201 when new, 200 and marked replayed when it is the first answer again."""
-    body = msgspec.json.decode(answer.body)
-    if answer.replayed:
-        body["replayed"] = True
-        return 200, True, body
-    return 201, False, body
+    body = msgspec.to_builtins(answer.value)
+    return (200, True, body) if answer.replayed else (201, False, body)
 
 
 def _error(frame_id: int, error: ApiError) -> frames.Error:

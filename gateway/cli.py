@@ -441,20 +441,6 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_idempotency_prune(settings: Settings, args: argparse.Namespace) -> int:
-    from adapters import idempotency
-
-    days = args.older_than_days if args.older_than_days is not None else settings.idempotency_retention_days
-
-    async def work(connection: asyncpg.Connection) -> Any:
-        await db.migrate(connection)
-        return await idempotency.prune(connection, older_than=dt.timedelta(days=days))
-
-    deleted = asyncio.run(with_connection(database_url(settings), work))
-    print(f"deleted {deleted} idempotency record(s) older than {days} day(s)")
-    return 0
-
-
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.http_server import run
@@ -632,15 +618,6 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.add_parser(
         "verify", help="seal what is waiting, then walk the chain and name the first altered or removed row"
     ).set_defaults(run=cmd_audit)
-
-    idempotency_commands = commands.add_parser("idempotency", help="idempotency records").add_subparsers(
-        dest="action", required=True
-    )
-    prune = idempotency_commands.add_parser(
-        "prune", help="delete records past retention (the gateway also does this every 10 minutes)"
-    )
-    prune.add_argument("--older-than-days", type=int, help="default MEDSETTLE_IDEMPOTENCY_RETENTION_DAYS (7)")
-    prune.set_defaults(run=cmd_idempotency_prune)
 
     client = commands.add_parser("client", help="send a signed request as a terminal")
     client.add_argument("method", help="GET or POST")

@@ -41,7 +41,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     terminal_key_key: bytes = b""
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 100
-    idempotency_retention_days: int = 7  # far longer than any terminal retries; see adapters/idempotency.py
     shutdown_timeout: float = 20.0
     # After SIGTERM: readiness fails at once, but requests are still taken for this long so load balancers
     # stop routing here before the listener closes (gateway/shutdown.py).
@@ -106,7 +105,6 @@ ENV_VARS = {
     "terminal_key_key": "MEDSETTLE_TERMINAL_KEY_KEY",
     "rate_limit_per_second": "MEDSETTLE_RATE_LIMIT_PER_SECOND",
     "rate_limit_burst": "MEDSETTLE_RATE_LIMIT_BURST",
-    "idempotency_retention_days": "MEDSETTLE_IDEMPOTENCY_RETENTION_DAYS",
     "shutdown_timeout": "MEDSETTLE_SHUTDOWN_TIMEOUT",
     "shutdown_drain_seconds": "MEDSETTLE_SHUTDOWN_DRAIN_SECONDS",
     "request_timeout": "MEDSETTLE_REQUEST_TIMEOUT",

@@ -14,12 +14,26 @@ from settlement.errors import SettlementError
 
 PROBLEM_BASE = "https://medsettle.example/problems/"
 
-# Settlement-engine errors and the HTTP status each maps to.
-ENGINE_STATUS = {
+# The HTTP status of each refusal the engine and the use cases raise by code (SettlementError,
+# settlement.errors.Refused); card-reader frames carry the same status. A code missing here is 422.
+STATUS = {
     "invalid_bill": 422,
     "inpatient_not_offered": 422,
     "no_policy_in_force": 422,
     "unknown_programme_code": 422,
+    "invalid_national_id": 422,
+    "unknown_person": 422,
+    "unknown_clinic": 422,
+    "service_date_in_future": 422,
+    "invalid_membership": 422,
+    "validation_failed": 422,
+    "idempotency_key_reused": 422,
+    "nonce_reused": 401,
+    "terminal_not_for_clinic": 403,
+    "settlement_not_found": 404,
+    "request_in_flight": 409,
+    "request_already_settled": 409,
+    "already_reversed": 409,
 }
 
 TITLES = {
@@ -87,7 +101,7 @@ class ApiError(Exception):
 
     @classmethod
     def from_engine(cls, error: SettlementError) -> ApiError:
-        return cls(ENGINE_STATUS.get(error.code, 422), error.code, error.detail, field=error.field)
+        return cls(STATUS.get(error.code, 422), error.code, error.detail, field=error.field)
 
 
 def unavailable(detail: str = "the database did not answer", retry_after: int = 2) -> ApiError:

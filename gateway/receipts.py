@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import html
 import unicodedata
+import uuid
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
 from aiohttp import web
 
 from gateway import api_models as api
 from gateway.problems import ApiError
+from gateway.service import Service, Terminal
 from settlement.explain import LABELS, Language, explain_trace
 from settlement.money import format_yuan
 
@@ -119,32 +119,25 @@ class Receipt:
 # ---------------------------------------------------------------- loading
 
 
-async def load_receipt(service: Any, terminal: Any, settlement_id: Any) -> Receipt:
+async def load_receipt(service: Service, terminal: Terminal, settlement_id: uuid.UUID) -> Receipt:
     """The settlement as the caller may see it, with the clinic's name and the billed items' names."""
-    body = await service.get_settlement(terminal, settlement_id)  # 404 for another clinic's terminal
-    async with service.store.pool.acquire(timeout=service.store.acquire_timeout) as connection:
-        row = await connection.fetchrow(
-            "SELECT request->'items' AS items FROM settlements WHERE settlement_id = $1 LIMIT 1",
-            settlement_id,
-        )
-    out = msgspec.json.decode(body, type=api.SettlementOut)
+    stored = await service.stored_settlement(terminal, settlement_id)  # 404 for another clinic's terminal
+    out = service.settlement_out(stored)
     clinic = await service.clinic(out.clinic_id)
-    billed = msgspec.json.decode(row["items"]) if row and row["items"] else []
     # The engine's lines are the bill's items in order, so each line is paired with its own item by
     # position: a code is not a key, since a bill may list one code twice (two strengths of a drug).
     items = []
     for index, line in enumerate(out.lines):
-        item = billed[index] if index < len(billed) else None
-        own = item if isinstance(item, dict) and item.get("code") == line.code else {}
-        quantity, unit_price = own.get("quantity"), own.get("unit_price")
+        billed = stored.items[index] if index < len(stored.items) else None
+        own = billed if billed is not None and billed.code == line.code else None
         items.append(
             ReceiptItem(
                 code=line.code,
-                name=str(own.get("name", "")),
+                name=own.name if own else "",
                 category=line.category,
                 amount=line.amount,
-                quantity=quantity if isinstance(quantity, int) else None,
-                unit_price=unit_price if isinstance(unit_price, int) else None,
+                quantity=own.quantity if own else None,
+                unit_price=own.unit_price if own else None,
             )
         )
     return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=tuple(items))

@@ -15,41 +15,39 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
 import msgspec
 
 from adapters import identity
 from adapters.nonces import NonceClaim
 from adapters.registry_store import PersonEntry
-from adapters.store import (
-    AlreadyAnswered,
-    AlreadyReversed,
-    Caps,
-    DuplicateRequest,
-    NonceReused,
-    RequestAlreadySettled,
-    SettleJob,
-    SettlementMissing,
-    Store,
-    StoredAnswer,
-    UnknownPerson,
-)
+from adapters.store import Store
 from adapters.terminal_keys import ActiveKey
 from gateway import api_models as api
 from gateway.metrics import Metrics
-from gateway.problems import ApiError
 from settlement import engine
-from settlement.errors import SettlementError
-from settlement.models import Accumulators, Bill, LineItem, Notice, PersonStatus, Settlement
+from settlement.decision import decide
+from settlement.errors import Refused, SettlementError
+from settlement.models import Bill, LineItem, Notice, Settlement
 from settlement.policy import Policy, PolicyBook
-from settlement.registry import ListEntry, Membership, status_on
+from settlement.ports import (
+    AlreadySettled,
+    DuplicateRequest,
+    NewReversal,
+    NewSettlement,
+    NonceSpent,
+    NoSuchSettlement,
+    ReversedBefore,
+    SettleKey,
+    StoredSettlement,
+    UnknownPerson,
+    VersionMoved,
+)
+from settlement.registry import ListEntry, status_on
 
 MAX_KEY_LOOKUPS_PER_SECOND = 20  # database lookups of key ids missing from the cache, all terminals together
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")  # no daylight saving: a fixed offset is exact
 
 _json_encoder = msgspec.json.Encoder()
-_settlement_out = msgspec.json.Decoder(api.SettlementOut)
-_reversal_out = msgspec.json.Decoder(api.ReversalOut)
 
 
 def china_today() -> dt.date:
@@ -77,14 +75,14 @@ class Terminal:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A response body (JSON bytes) and whether it was replayed from the idempotency store."""
+    """A settlement's or a reversal's answer, and whether it is the first answer given again (a retry)."""
 
-    body: bytes
+    value: api.SettlementOut | api.ReversalOut
     replayed: bool
 
 
 def request_hash(pepper: bytes, operation: str, request: msgspec.Struct, *extra: str) -> bytes:
-    """Fingerprint of what was asked, independent of JSON vs MessagePack and key order.
+    """Fingerprint of what was asked, independent of JSON vs MessagePack and key order (16 bytes).
 
     Keyed with the ID pepper: a request carries the raw national ID, and a plain hash
     stored beside the masked ID could be brute-forced back to the number.
@@ -93,7 +91,7 @@ def request_hash(pepper: bytes, operation: str, request: msgspec.Struct, *extra:
     for part in extra:
         digest.update(b"\x00" + part.encode())
     digest.update(b"\x00" + _json_encoder.encode(request))
-    return digest.digest()
+    return digest.digest()[:16]
 
 
 class Service:
@@ -170,7 +168,7 @@ class Service:
             await self._refresh_reference()
             found = self._clinics.get(clinic_id)
         if found is None:
-            raise ApiError(422, "unknown_clinic", f"no clinic with id {clinic_id!r}", field="clinic_id")
+            raise Refused("unknown_clinic", f"no clinic with id {clinic_id!r}", field="clinic_id")
         return found
 
     # ------------------------------------------------------------ helpers
@@ -179,26 +177,21 @@ class Service:
         try:
             national_id = identity.validate(raw_id)
         except identity.InvalidNationalId as error:
-            raise ApiError(422, "invalid_national_id", f"person_id {error}", field=field) from None
+            raise Refused("invalid_national_id", f"person_id {error}", field=field) from None
         return identity.person_key(national_id, self.pepper), identity.mask(national_id)
 
     def policy_on(self, service_date: dt.date) -> Policy:
-        try:
-            return self.policies.in_force(service_date)
-        except SettlementError as error:
-            raise ApiError.from_engine(error) from None
+        return self.policies.in_force(service_date)
 
     def check_service_date(self, service_date: dt.date) -> None:
         if service_date > china_today() + self.future_tolerance:
-            raise ApiError(422, "service_date_in_future", "the service date is later than today", field="service_date")
+            raise Refused("service_date_in_future", "the service date is later than today", field="service_date")
 
     async def _prepare_bill(
         self, terminal: Terminal, request: api.SettleRequest
     ) -> tuple[Clinic, Bill, Policy, bytes, str]:
         if request.clinic_id != terminal.clinic_id:
-            raise ApiError(
-                403, "terminal_not_for_clinic", "a terminal settles only for its own clinic", field="clinic_id"
-            )
+            raise Refused("terminal_not_for_clinic", "a terminal settles only for its own clinic", field="clinic_id")
         clinic = await self.clinic(request.clinic_id)
         key, masked = self.person_key(request.person_id)
         self.check_service_date(request.service_date)
@@ -220,36 +213,12 @@ class Service:
             ),
         )
         if bill.visit_type == "inpatient" and not policy.insurance.levels[bill.clinic_level].offers_inpatient:
-            raise ApiError(
-                422,
+            raise Refused(
                 "inpatient_not_offered",
                 f"{clinic.level} clinics offer no inpatient care",
                 field="visit_type",
             )
         return clinic, bill, policy, key, masked
-
-    @staticmethod
-    def _caps(policy: Policy, status: PersonStatus) -> Caps:
-        category = policy.veteran_categories.get(status.veteran_category or "")
-        tier = policy.hardship_tiers.get(status.hardship_tier or "")
-        return Caps(
-            outpatient_deductible=policy.insurance.outpatient_deductible,
-            insurance_outpatient=policy.insurance.outpatient_cap,
-            insurance_inpatient=policy.insurance.inpatient_cap,
-            subsidy=category.annual_cap if category else 0,
-            aid=tier.annual_cap if tier else 0,
-        )
-
-    def _replay(self, stored: StoredAnswer, operation: str, fingerprint: bytes) -> Answer:
-        if stored.operation != operation or stored.request_hash != fingerprint:
-            raise ApiError(
-                422,
-                "idempotency_key_reused",
-                "this request_id was already used by this terminal with a different request",
-                field="request_id",
-            )
-        self.metrics.replays.labels(operation).inc()
-        return Answer(stored.response, replayed=True)
 
     # ------------------------------------------------------------ settle and quote
 
@@ -258,203 +227,200 @@ class Service:
         level = known.level if known else "unknown"
         try:
             answer = await self._settle(terminal, request)
-        except ApiError as error:
-            if error.status < 500:
-                self.metrics.settlements.labels(level, request.visit_type, "refused").inc()
+        except SettlementError:
+            self.metrics.settlements.labels(level, request.visit_type, "refused").inc()
             raise
         outcome = "replayed" if answer.replayed else "settled"
         self.metrics.settlements.labels(level, request.visit_type, outcome).inc()
         return answer
 
     async def _settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
-        clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
+        clinic, bill, policy, person_key, masked = await self._prepare_bill(terminal, request)
         fingerprint = request_hash(self.pepper, "settle", request)
-
-        def compute(memberships: list[Membership], accumulators: Accumulators) -> tuple[Settlement, Caps]:
-            status = status_on(memberships, bill.service_date)
-            return engine.settle(bill, status, accumulators, policy), self._caps(policy, status)
-
-        def render(settlement_id: uuid.UUID, settlement: Settlement, now: dt.datetime) -> bytes:
-            return _json_encoder.encode(
-                self._settlement_out(settlement_id, terminal, clinic, masked, request.request_id, settlement, now)
-            )
-
-        document = _json_encoder.encode(msgspec.structs.replace(request, person_id=masked)).decode()
+        key = SettleKey(
+            person_key=person_key,
+            year=bill.service_date.year,
+            terminal_id=terminal.terminal_id,
+            request_id=request.request_id,
+            nonce=terminal.nonce.digest if terminal.nonce else None,
+        )
+        found = await self.store.read_for_settle(key)
+        if isinstance(found, AlreadySettled):
+            return await self._replay_settlement(key, found, fingerprint)
+        if isinstance(found, NonceSpent):
+            raise _nonce_reused()
         try:
-            settlement, body = await self.store.settle(
-                SettleJob(
-                    person_key=key,
-                    year=bill.service_date.year,
-                    compute=compute,
-                    render=render,
-                    settlement_id=uuid.uuid4(),
-                    terminal_id=terminal.terminal_id,
-                    request_id=request.request_id,
-                    request_hash=fingerprint,
-                    clinic_id=clinic.clinic_id,
-                    request_document=document,
-                    booked_on=china_today(),
-                    now=dt.datetime.now(dt.UTC),
-                    nonce=terminal.nonce,
-                )
+            if isinstance(found, UnknownPerson):
+                raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
+            new = NewSettlement(
+                key=key,
+                settlement_id=uuid.uuid4(),
+                clinic_id=clinic.clinic_id,
+                person=masked,
+                items=bill.items,
+                decision=decide(bill, policy, found.memberships, found.accumulators),
+                request_hash=fingerprint,
+                booked_on=china_today(),
+                created_at=dt.datetime.now(dt.UTC),
+                version=found.version,
             )
-        except SettlementError as error:
-            raise ApiError.from_engine(error) from None
-        except NonceReused:
-            raise _nonce_reused() from None
-        except AlreadyAnswered as answered:
-            return self._replay(answered.stored, "settle", fingerprint)
-        except UnknownPerson:
-            raise ApiError(
-                422, "unknown_person", "no person is registered under this national ID", field="person_id"
-            ) from None
-        except DuplicateRequest:
-            stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)
+        except SettlementError:
+            await self._spend_nonce(terminal)  # a replay of a refused request is refused everywhere too
+            raise
+        outcome = await self.store.write_settlement(new)
+        if isinstance(outcome, VersionMoved):
+            # Another bill of this person committed since the read: decide again under the row lock.
+            async with self.store.locked_person(key) as locked:
+                new = msgspec.structs.replace(
+                    new,
+                    decision=decide(bill, policy, locked.snapshot.memberships, locked.snapshot.accumulators),
+                    version=locked.snapshot.version,
+                )
+                outcome = await locked.write(new)
+        if isinstance(outcome, DuplicateRequest):
+            stored = await self.store.stored_settlement(request=key)
             if stored is None:  # the winner rolled back after all: let the client retry
-                raise ApiError(409, "request_in_flight", "retry with the same request id") from None
-            return self._replay(stored, "settle", fingerprint)
-        except RequestAlreadySettled:
-            raise ApiError(
-                409,
-                "request_already_settled",
-                "this request id settled earlier and its stored answer has expired; look the settlement up instead",
-                field="request_id",
-            ) from None
+                raise Refused("request_in_flight", "retry with the same request id")
+            existing = AlreadySettled(
+                settlement_id=stored.settlement_id, request_hash=stored.request_hash, nonce=stored.nonce
+            )
+            return await self._replay_settlement(key, existing, fingerprint)
+        settlement = new.decision.settlement
         self.metrics.paid.labels("insurance").inc(settlement.insurance)
         self.metrics.paid.labels("veteran_subsidy").inc(settlement.veteran_subsidy)
         self.metrics.paid.labels("hardship_aid").inc(settlement.hardship_aid)
         self.metrics.paid.labels("out_of_pocket").inc(settlement.out_of_pocket)
-        return Answer(body, replayed=False)
-
-    @staticmethod
-    def _settlement_out(
-        settlement_id: uuid.UUID,
-        terminal: Terminal,
-        clinic: Clinic,
-        masked: str,
-        request_id: str,
-        settlement: Settlement,
-        created_at: dt.datetime,
-    ) -> api.SettlementOut:
-        return api.SettlementOut(
+        out = api.SettlementOut(
             **api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked),
-            settlement_id=settlement_id,
-            request_id=request_id,
+            settlement_id=new.settlement_id,
+            request_id=request.request_id,
             terminal_id=terminal.terminal_id,
             accumulators_after=settlement.accumulators_after,
-            created_at=created_at,
+            created_at=new.created_at,
+        )
+        return Answer(out, replayed=False)
+
+    async def _replay_settlement(self, key: SettleKey, existing: AlreadySettled, fingerprint: bytes) -> Answer:
+        """The first answer again for a retry; a refusal for a replayed nonce or a reused request id."""
+        if key.nonce is not None and existing.nonce == key.nonce:
+            raise _nonce_reused()
+        if existing.request_hash is None:
+            raise Refused(
+                "request_already_settled",
+                "this request id settled before its request was fingerprinted; look the settlement up instead",
+                field="request_id",
+            )
+        if existing.request_hash != fingerprint:
+            raise _request_id_reused()
+        stored = await self.store.stored_settlement(settlement_id=existing.settlement_id)
+        if stored is None:  # pragma: no cover - settlements are never removed
+            raise Refused("request_in_flight", "retry with the same request id")
+        self.metrics.replays.labels("settle").inc()
+        return Answer(msgspec.structs.replace(self.settlement_out(stored), replayed=True), replayed=True)
+
+    async def _spend_nonce(self, terminal: Terminal) -> None:
+        if terminal.nonce is not None:
+            await self.store.claim_nonce(terminal.nonce.digest, terminal.nonce.expires_at)
+
+    @staticmethod
+    def settlement_out(stored: StoredSettlement) -> api.SettlementOut:
+        settlement = stored.settlement
+        return api.SettlementOut(
+            **api.SettlementFigures.fields_from(settlement, clinic_id=stored.clinic_id, person=stored.person),
+            settlement_id=stored.settlement_id,
+            request_id=stored.request_id,
+            terminal_id=stored.terminal_id,
+            accumulators_after=settlement.accumulators_after,
+            created_at=stored.created_at,
+            reversed=stored.reversal_id is not None,
+            reversal_id=stored.reversal_id,
         )
 
     async def quote(self, terminal: Terminal, request: api.SettleRequest) -> api.QuoteOut:
         clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
         exists, memberships, accumulators = await self.store.person_for_eligibility(key, bill.service_date.year)
         if not exists:
-            raise ApiError(422, "unknown_person", "no person is registered under this national ID", field="person_id")
-        try:
-            settlement = engine.quote(bill, status_on(memberships, bill.service_date), accumulators, policy)
-        except SettlementError as error:
-            raise ApiError.from_engine(error) from None
+            raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
+        settlement = engine.quote(bill, status_on(memberships, bill.service_date), accumulators, policy)
         return api.QuoteOut(**api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked))
 
     # ------------------------------------------------------------ read and reverse
 
-    async def get_settlement(self, terminal: Terminal, settlement_id: uuid.UUID) -> bytes:
-        row = await self.store.get_settlement(settlement_id)
-        # Another clinic's settlement is "not found": a terminal learns nothing about it.
-        if row is None or (terminal.role == "terminal" and row["clinic_id"] != terminal.clinic_id):
-            raise ApiError(404, "settlement_not_found", "no such settlement")
-        settlement = msgspec.json.decode(row["result"], type=Settlement)
-        clinic = await self.clinic(row["clinic_id"])
-        out = self._settlement_out(
-            row["settlement_id"],
-            Terminal(row["terminal_id"], row["clinic_id"], "terminal"),
-            clinic,
-            row["person"],
-            row["request_id"],
-            settlement,
-            row["created_at"],
-        )
-        out = msgspec.structs.replace(out, reversed=row["reversal_id"] is not None, reversal_id=row["reversal_id"])
-        return _json_encoder.encode(out)
+    async def stored_settlement(self, terminal: Terminal, settlement_id: uuid.UUID) -> StoredSettlement:
+        """A settlement as the caller may see it: another clinic's is "not found" to a terminal."""
+        stored = await self.store.stored_settlement(settlement_id=settlement_id)
+        if stored is None or (terminal.role == "terminal" and stored.clinic_id != terminal.clinic_id):
+            raise Refused("settlement_not_found", "no such settlement")
+        return stored
+
+    async def get_settlement(self, terminal: Terminal, settlement_id: uuid.UUID) -> api.SettlementOut:
+        return self.settlement_out(await self.stored_settlement(terminal, settlement_id))
 
     async def claim_nonce(self, terminal: Terminal) -> None:
         """Refuse a write whose nonce another gateway process has already taken (a replay); one round trip."""
         if terminal.nonce is None:
             return
-        if not await self.store.claim_nonce(terminal.nonce):
+        if not await self.store.claim_nonce(terminal.nonce.digest, terminal.nonce.expires_at):
             raise _nonce_reused()
 
     async def reverse(self, terminal: Terminal, settlement_id: uuid.UUID, request: api.ReversalRequest) -> Answer:
         fingerprint = request_hash(self.pepper, "reverse", request, str(settlement_id))
-        stored, found = await self.store.before_reverse(terminal.terminal_id, request.request_id, settlement_id)
-        if stored is not None:
-            return self._replay(stored, "reverse", fingerprint)
+        existing, found = await self.store.read_for_reversal(terminal.terminal_id, request.request_id, settlement_id)
+        if existing is not None:
+            return await self._replay_reversal(terminal, request.request_id, existing.request_hash, fingerprint)
         if found is None or (terminal.role == "terminal" and found[1] != terminal.clinic_id):
-            raise ApiError(404, "settlement_not_found", "no such settlement")
-        person_key = found[0]
-        reversal_id = uuid.uuid4()
-
-        def render(settlement: Settlement, now: dt.datetime) -> bytes:
-            return _json_encoder.encode(
-                api.ReversalOut(
-                    reversal_id=reversal_id,
-                    settlement_id=settlement_id,
-                    request_id=request.request_id,
-                    terminal_id=terminal.terminal_id,
-                    insurance=settlement.insurance,
-                    veteran_subsidy=settlement.veteran_subsidy,
-                    hardship_aid=settlement.hardship_aid,
-                    out_of_pocket=settlement.out_of_pocket,
-                    total=settlement.total,
-                    accumulators_returned=engine.settlement_deltas(settlement),
-                    created_at=now,
-                )
-            )
-
-        def give_back(settlement: Settlement, current: Accumulators) -> Accumulators:
-            return engine.apply_deltas(current, engine.reversal_deltas(settlement))
-
-        try:
-            _, body = await self.store.reverse(
-                person_key=person_key,
-                settlement_id=settlement_id,
-                reversal_id=reversal_id,
-                terminal_id=terminal.terminal_id,
-                request_id=request.request_id,
-                request_hash=fingerprint,
-                reason=request.reason,
-                give_back=give_back,
-                render=render,
-                booked_on=china_today(),
-                now=dt.datetime.now(dt.UTC),
-            )
-        except SettlementMissing:
-            raise ApiError(404, "settlement_not_found", "no such settlement") from None
-        except AlreadyReversed:
+            raise Refused("settlement_not_found", "no such settlement")
+        new = NewReversal(
+            reversal_id=uuid.uuid4(),
+            settlement_id=settlement_id,
+            person_key=found[0],
+            terminal_id=terminal.terminal_id,
+            request_id=request.request_id,
+            reason=request.reason,
+            request_hash=fingerprint,
+            nonce=terminal.nonce.digest if terminal.nonce else None,
+            booked_on=china_today(),
+            created_at=dt.datetime.now(dt.UTC),
+        )
+        outcome = await self.store.reverse(new)
+        if isinstance(outcome, NoSuchSettlement):
+            raise Refused("settlement_not_found", "no such settlement")
+        if isinstance(outcome, ReversedBefore | DuplicateRequest):
             # A concurrent copy of this very request may have reversed it first: that is a replay.
-            stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)
+            stored = await self.store.stored_reversal(terminal.terminal_id, request.request_id)
             if stored is not None:
-                return self._replay(stored, "reverse", fingerprint)
-            raise ApiError(409, "already_reversed", "this settlement has already been reversed") from None
-        except DuplicateRequest:
-            stored = await self.store.stored_answer(terminal.terminal_id, request.request_id)
-            if stored is None:
-                raise ApiError(409, "request_in_flight", "retry with the same request id") from None
-            return self._replay(stored, "reverse", fingerprint)
+                return await self._replay_reversal(terminal, request.request_id, stored.request_hash, fingerprint)
+            if isinstance(outcome, DuplicateRequest):
+                raise Refused("request_in_flight", "retry with the same request id")
+            raise Refused("already_reversed", "this settlement has already been reversed")
         self.metrics.reversals.inc()
-        return Answer(body, replayed=False)
+        return Answer(_reversal_out(new.reversal_id, new.settlement_id, new.request_id, new.terminal_id,
+                                    outcome.settlement, new.created_at), replayed=False)  # fmt: skip
+
+    async def _replay_reversal(
+        self, terminal: Terminal, request_id: str, stored_hash: bytes | None, fingerprint: bytes
+    ) -> Answer:
+        if stored_hash != fingerprint:
+            raise _request_id_reused()
+        stored = await self.store.stored_reversal(terminal.terminal_id, request_id)
+        if stored is None:  # pragma: no cover - reversals are never removed
+            raise Refused("request_in_flight", "retry with the same request id")
+        self.metrics.replays.labels("reverse").inc()
+        out = _reversal_out(stored.reversal_id, stored.settlement_id, stored.request_id, stored.terminal_id,
+                            stored.settlement, stored.created_at)  # fmt: skip
+        return Answer(msgspec.structs.replace(out, replayed=True), replayed=True)
 
     # ------------------------------------------------------------ eligibility, people, clinics
 
     async def eligibility(self, terminal: Terminal, request: api.EligibilityRequest) -> api.EligibilityOut:
         if request.clinic_id is not None and request.clinic_id != terminal.clinic_id:
-            raise ApiError(403, "terminal_not_for_clinic", "a terminal asks only for its own clinic", field="clinic_id")
+            raise Refused("terminal_not_for_clinic", "a terminal asks only for its own clinic", field="clinic_id")
         key, masked = self.person_key(request.person_id)
         day = request.service_date or china_today()
         policy = self.policy_on(day)
         exists, memberships, acc = await self.store.person_for_eligibility(key, day.year)
         if not exists:
-            raise ApiError(422, "unknown_person", "no person is registered under this national ID", field="person_id")
+            raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
         status = status_on(memberships, day)
         insurance = policy.insurance
         programmes = []
@@ -523,8 +489,7 @@ class Service:
         entries = []
         for index, item in enumerate(request.memberships):
             if item.code not in known[item.programme]:
-                raise ApiError(
-                    422,
+                raise Refused(
                     "invalid_membership",
                     f"unknown {item.programme} code; expected one of {', '.join(known[item.programme])}",
                     field=f"memberships[{index}].code",
@@ -547,7 +512,7 @@ class Service:
         )
         if report.rejected:
             line, reason = report.rejected[0]
-            raise ApiError(422, "invalid_membership", reason, field=f"memberships[{line}]")
+            raise Refused("invalid_membership", reason, field=f"memberships[{line}]")
         memberships = await self.store.memberships(key)
         return api.PersonOut(
             person=masked,
@@ -564,32 +529,41 @@ class Service:
 
     async def clinics(self, level: str | None) -> api.ClinicsOut:
         if level is not None and level not in ("village", "township", "county"):
-            raise ApiError(422, "validation_failed", "level must be village, township or county", field="level")
+            raise Refused("validation_failed", "level must be village, township or county", field="level")
         rows = await self.store.clinics(level)
         return api.ClinicsOut(clinics=[api.ClinicOut(**dict(row)) for row in rows])
 
 
-def is_database_error(error: BaseException) -> bool:
-    """Errors meaning the database cannot be reached or the pool is exhausted: answer 503, not 500."""
-    return isinstance(
-        error,
-        OSError
-        | asyncio.TimeoutError
-        | asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.PostgresConnectionError
-        | asyncpg.exceptions.TooManyConnectionsError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.InterfaceError
-        # An idle pooled connection that has read the server's shutdown notice but not yet its
-        # end of stream is handed out and fails with "another operation is in progress".
-        | asyncpg.exceptions.InternalClientError
-        | asyncpg.exceptions.QueryCanceledError
-        # A deadlock or serialization failure rolled the statement back whole: retrying is safe.
-        | asyncpg.exceptions.TransactionRollbackError
-        | asyncpg.exceptions.LockNotAvailableError,
+def _nonce_reused() -> Refused:
+    return Refused("nonce_reused", "this nonce was already used; send a fresh one with every request")
+
+
+def _request_id_reused() -> Refused:
+    return Refused(
+        "idempotency_key_reused",
+        "this request_id was already used by this terminal with a different request",
+        field="request_id",
     )
 
 
-def _nonce_reused() -> ApiError:
-    return ApiError(401, "nonce_reused", "this nonce was already used; send a fresh one with every request")
+def _reversal_out(
+    reversal_id: uuid.UUID,
+    settlement_id: uuid.UUID,
+    request_id: str,
+    terminal_id: str,
+    settlement: Settlement,
+    created_at: dt.datetime,
+) -> api.ReversalOut:
+    return api.ReversalOut(
+        reversal_id=reversal_id,
+        settlement_id=settlement_id,
+        request_id=request_id,
+        terminal_id=terminal_id,
+        insurance=settlement.insurance,
+        veteran_subsidy=settlement.veteran_subsidy,
+        hardship_aid=settlement.hardship_aid,
+        out_of_pocket=settlement.out_of_pocket,
+        total=settlement.total,
+        accumulators_returned=engine.settlement_deltas(settlement),
+        created_at=created_at,
+    )

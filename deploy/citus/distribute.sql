@@ -23,7 +23,7 @@ BEGIN;
 -- The append-only triggers (refuse_change) and the accumulator version trigger
 -- (accumulators_bump_version) read and write no other table, so they are safe to run
 -- on each shard; Citus asks for this switch before it distributes a table that has
--- triggers (ledger_entries, accumulators).
+-- triggers (settlements, reversals, accumulators).
 SET LOCAL citus.enable_unsafe_triggers TO on;
 
 -- ------------------------------------------------------------ reference tables
@@ -45,18 +45,10 @@ SELECT create_distributed_table('memberships', 'person_key', colocate_with => 'p
 SELECT create_distributed_table('accumulators', 'person_key', colocate_with => 'people');
 SELECT create_distributed_table('settlements', 'person_key', colocate_with => 'people');     -- FKs to clinics, policy_versions
 SELECT create_distributed_table('reversals', 'person_key', colocate_with => 'people');
-SELECT create_distributed_table('ledger_entries', 'person_key', colocate_with => 'people');
+-- ledger_entries is a view over settlements and reversals: it follows them, one person per shard.
 
--- ------------------------------------------------------------ idempotency keys
--- Keyed by (terminal_id, request_id) and has no person_key: a retry must be
--- recognised from the request alone, before the body is trusted or the person is
--- looked up (and a reversal names a settlement, not a person). Distributed by
--- terminal_id, which is in its primary key, so the lookup and the insert go to one
--- shard. A settlement then commits on two shards (the person's and the terminal's)
--- in one transaction, which Citus commits atomically with two-phase commit. It is
--- deliberately NOT colocated with people: the column types differ (text vs bytea)
--- and the key space is unrelated.
-SELECT create_distributed_table('idempotency_keys', 'terminal_id', colocate_with => 'none');
+-- A settlement row is its request's idempotency record (unique person, terminal and
+-- request id), so a settlement writes to its person's shard only; a reversal row likewise.
 
 -- ------------------------------------------------------------ request nonces
 -- Short-lived (minutes) rows keyed by a digest of key id and nonce; no person_key. A
@@ -68,10 +60,9 @@ SELECT create_distributed_table('request_nonces', 'digest', colocate_with => 'no
 -- "coordinator-only" line at the top). They are append-only and chained in one
 -- global order: audit_id comes from one identity sequence and the sealer hashes
 -- rows strictly in that order, one sealer at a time. A distributed table has no
--- global order; a reference table would keep it but would turn every settlement's
--- audit insert into a write to every node (2PC to all workers), so the cost of a
--- settlement would grow with the cluster. On the coordinator the row is written in
--- the same transaction as the settlement (the coordinator takes part in the 2PC),
--- the chain stays one sequence, and the sealer's reads are local.
+-- global order; a reference table would keep it but would turn every audited write
+-- into a write to every node (2PC to all workers). A settlement writes no audit row:
+-- its own append-only row is the record; a reversal's audit row is written in the same
+-- transaction (the coordinator takes part in the 2PC), and the sealer's reads are local.
 
 COMMIT;

@@ -45,7 +45,6 @@ TABLES = (
     "settlements",
     "ledger_entries",
     "accumulators",
-    "idempotency_keys",
     "reversals",
 )
 

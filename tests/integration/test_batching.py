@@ -7,16 +7,16 @@ the answer it would get alone, and the money must add up. The same burst also ru
 through a gateway settling each bill on its own (``MEDSETTLE_SETTLE_BATCH_MAX=1``),
 so both paths stay proven.
 
-Two settlements of one person in one batch would both be computed from the same
-accumulators, so the batcher never puts them together, nor two copies of one request.
-The test watches every batch the lanes take, and makes that rule bite on purpose
-instead of waiting for a machine slow enough: the lanes hold their batches until
-the busy person's later bills have waited past the hold-back
-(``SettleBatcher.BUSY_WAIT_SECONDS``), when the batcher lets them go beside the batch
-still holding that person, and so must pick them one at a time. Settling each bill on
-its own, two of that person's bills are held after their reads until both have read,
-so they race for the accumulator row on purpose and the loser settles again under
-the row lock. Neither outcome depends on how fast the machine is.
+Two writes for one person-year in one statement would race for one accumulator row, so
+the write batcher never puts them together, nor two copies of one request. The test
+watches every batch the write lanes take, and makes that rule bite on purpose instead of
+waiting for a machine slow enough: the lanes hold their batches until the busy person's
+later bills have waited past the hold-back (``Coalescer.BUSY_WAIT_SECONDS``), when the
+batcher lets them go beside the batch still holding that person, and so must pick them
+one at a time. Settling each bill on its own, two of that person's bills are held after
+their reads until both have read, so they race for the accumulator row on purpose and
+the loser settles again under the row lock. Neither outcome depends on how fast the
+machine is.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import identity
-from adapters.batching import SettleBatcher
+from adapters.batching import Coalescer
 from adapters.check import check_invariants
 from adapters.faults import Fault, Faults
-from adapters.store import SettleJob, Store
+from adapters.store import Store
 from gateway.app import create_app, service_key
 from tests.integration.conftest import (
     PEPPER,
@@ -82,23 +82,24 @@ class BatchWatch:
     """Records every batch the lanes take, and holds each at its start until ``person`` has two bills
     waiting past the hold-back (or HOLD_LIMIT has passed): the moment a slow batch brings."""
 
-    def __init__(self, batcher: SettleBatcher, person: bytes) -> None:
+    def __init__(self, batcher: Coalescer[Any, Any], person: bytes) -> None:
         self.batcher, self.person = batcher, person
         self.takes: list[Take] = []
         self.lined_up = False
         self._released = asyncio.Event()
-        take, run = batcher._take, batcher._run
+        take, run = batcher._take, batcher._run_batch
         loop = asyncio.get_running_loop()
 
         def observed_take() -> list[Any]:
             now = loop.time()
-            running = frozenset({*map(_short, batcher._busy_people), *batcher._busy_requests})
+            running = frozenset(_short(key[0]) if isinstance(key[0], bytes) else key for key in batcher._busy)
             waiting = tuple(
-                (_short(p.job.person_key), now - p.queued_at) for p in batcher._queue if not p.future.done()
+                (_short(p.item.key.person_key), now - p.queued_at) for p in batcher._queue if not p.future.done()
             )
             batch = take()
             taken = tuple(
-                (_short(p.job.person_key), (p.job.terminal_id, p.job.request_id), now - p.queued_at) for p in batch
+                (_short(p.item.key.person_key), (p.item.key.terminal_id, p.item.key.request_id), now - p.queued_at)
+                for p in batch
             )
             self.takes.append(Take(running, waiting, taken))
             return batch
@@ -107,8 +108,8 @@ class BatchWatch:
             await self._hold()
             await run(batch)
 
-        batcher._take = observed_take
-        batcher._run = held_run
+        batcher._take = observed_take  # type: ignore[method-assign]
+        batcher._run_batch = held_run  # type: ignore[method-assign]
 
     async def _hold(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,7 +119,7 @@ class BatchWatch:
             past = [
                 p
                 for p in self.batcher._queue
-                if p.job.person_key == self.person and now - p.queued_at >= SettleBatcher.BUSY_WAIT_SECONDS
+                if p.item.key.person_key == self.person and now - p.queued_at >= Coalescer.BUSY_WAIT_SECONDS
             ]
             if len(past) >= 2:
                 self.lined_up = True
@@ -139,13 +140,13 @@ class RaceTwo(Faults):
         self.person = person
         self.read = 0
         self.both_read = asyncio.Event()
-        settle_one = store.settle_one
+        read = store.reads._run
 
-        async def settle_one_marked(job: SettleJob) -> Any:
-            _settling.set(job.person_key)
-            return await settle_one(job)
+        async def read_marked(keys: list[Any]) -> Any:  # settling alone, a read runs in its caller's task
+            _settling.set(keys[0].person_key)
+            return await read(keys)
 
-        store.settle_one = settle_one_marked
+        store.reads._run = read_marked
 
     async def reach(self, point: str) -> None:
         if point != "settle.after_lock" or _settling.get(None) != self.person or self.read >= 2:
@@ -159,7 +160,7 @@ class RaceTwo(Faults):
 
 async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, client, pool):
     store = batching.client.app[service_key].store
-    batcher = store.batcher
+    batcher = store.writes if store.writes.running else None
     people = [await register(client, ("insurance", "resident"), ("hardship_aid", "low_income")) for _ in range(30)]
     busy = await register(client, ("insurance", "resident"), ("veteran_subsidy", "priority_care"))
     busy_key = identity.person_key(busy, PEPPER)
@@ -186,7 +187,7 @@ async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, clie
         batches, batched = batcher.batches - before[0], batcher.batched - before[1]
         assert batched > batches, "no batch carried more than one settlement"
         assert watch.lined_up, f"the busy person's bills never waited past the hold-back together: {watch.takes}"
-        wait = SettleBatcher.BUSY_WAIT_SECONDS
+        wait = Coalescer.BUSY_WAIT_SECONDS
         for take in watch.takes:
             people_taken = Counter(person for person, _, _ in take.taken)
             requests_taken = Counter(request for _, request, _ in take.taken)

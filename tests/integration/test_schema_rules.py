@@ -119,9 +119,9 @@ def test_distribute_sql_places_the_expected_tables():
     placement = _placement()
     assert not placement.named_twice
     assert {"clinics", "terminals", "terminal_keys", "policy_versions", "schema_migrations"} <= placement.reference
-    for table in ("people", "memberships", "accumulators", "settlements", "reversals", "ledger_entries"):
+    for table in ("people", "memberships", "accumulators", "settlements", "reversals"):
         assert placement.distributed[table] == "person_key", table
-    assert placement.distributed["idempotency_keys"] == "terminal_id"
+    assert placement.distributed["request_nonces"] == "digest"
     assert placement.coordinator_only == {"audit_log", "audit_seals"}
 
 
@@ -130,7 +130,7 @@ async def test_every_table_is_placed_and_keeps_the_citus_rules(pool):
         tables = {row["relname"] for row in await connection.fetch(_TABLES)}
         problems = await _problems(connection, _placement())
     # The migrated schema really has the tables we expect, so the check is not vacuous.
-    assert {"people", "settlements", "ledger_entries", "idempotency_keys", "audit_log", "schema_migrations"} <= tables
+    assert {"people", "settlements", "reversals", "request_nonces", "audit_log", "schema_migrations"} <= tables
     assert problems == []
 
 

@@ -1,0 +1,330 @@
+"""The one write path of a settlement: its row shape, its statements, and the stored record.
+
+Every settlement is written by ``WRITE_SETTLEMENTS``, alone or with others of a batch: the
+statement takes one array per column, so one settlement is a batch of one. The column lists
+and casts are generated from ``SettlementRow`` and ``AccumulatorWrite``, the rows' typed shapes,
+so the SQL and the Python that fills it cannot drift apart; the pgbench scripts are checked
+against the same shapes (tests/unit/test_settlement_sql.py).
+
+The engine's full result (traces, per-line split, accumulators before and after) and the billed
+items are kept as one ``record``: MessagePack, compressed (zlib level 1, about 20 µs for an average
+bill, and a third of the bytes). Reports never need to look inside it: what they group by is in
+its own column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zlib
+from typing import Any, Final
+
+import msgspec
+
+from settlement.models import ACCUMULATOR_FIELDS, LineItem, Settlement
+from settlement.ports import NewSettlement
+
+_COMPRESSED: Final = b"\x01"
+_JSON: Final = b"\x00"  # rows migrated from the JSON documents of before 0010
+
+
+class Record(msgspec.Struct, frozen=True, array_like=True):
+    """What a settlement keeps beyond its columns: who (masked), what was billed, what the engine decided."""
+
+    person: str
+    items: tuple[LineItem, ...]
+    result: Settlement
+
+
+class _JsonRecord(msgspec.Struct, frozen=True):
+    person: str
+    items: tuple[LineItem, ...]
+    result: Settlement
+
+
+_record_encoder = msgspec.msgpack.Encoder()
+_record_decoder = msgspec.msgpack.Decoder(Record)
+_json_record_decoder = msgspec.json.Decoder(_JsonRecord)
+
+
+def encode_record(record: Record) -> bytes:
+    return _COMPRESSED + zlib.compress(_record_encoder.encode(record), 1)
+
+
+def decode_record(data: bytes) -> Record:
+    if data[:1] == _COMPRESSED:
+        return _record_decoder.decode(zlib.decompress(data[1:]))
+    if data[:1] == _JSON:
+        legacy = _json_record_decoder.decode(data[1:])
+        return Record(legacy.person, legacy.items, legacy.result)
+    raise ValueError("unknown settlement record format")
+
+
+# ---------------------------------------------------------------- row shapes
+
+
+class AccumulatorWrite(msgspec.Struct, frozen=True, array_like=True):
+    """The person-year row after a settlement, and the version it was read at (None: create it)."""
+
+    person_key: bytes
+    year: int
+    version: int | None
+    outpatient_deductible_used: int
+    insurance_outpatient_paid: int
+    insurance_inpatient_paid: int
+    subsidy_paid: int
+    aid_paid: int
+    unpaid_eligible: int
+    outpatient_deductible_cap: int
+    insurance_outpatient_cap: int
+    insurance_inpatient_cap: int
+    subsidy_cap: int
+    aid_cap: int
+    updated_at: dt.datetime
+
+
+class SettlementRow(msgspec.Struct, frozen=True, array_like=True):
+    """One row of ``settlements`` as the settle path inserts it (docs/storage.md says what each is for)."""
+
+    person_key: bytes
+    settlement_id: uuid.UUID
+    terminal_id: str
+    request_id: str
+    clinic_id: str
+    clinic_level: str
+    visit_type: str
+    service_date: dt.date
+    booked_on: dt.date
+    policy_id: str
+    total: int
+    eligible: int
+    insurance: int
+    veteran_subsidy: int
+    hardship_aid: int
+    out_of_pocket: int
+    insured: bool
+    veteran_category: str | None
+    hardship_tier: str | None
+    caps_reached: int
+    deductible_taken: int
+    unpaid_added: int
+    request_hash: bytes
+    nonce: bytes | None
+    record: bytes
+    created_at: dt.datetime
+
+
+_SQL_TYPES: Final = {
+    bytes: "bytea",
+    uuid.UUID: "uuid",
+    str: "text",
+    int: "bigint",
+    bool: "boolean",
+    dt.date: "date",
+    dt.datetime: "timestamptz",
+}
+
+
+def sql_types(shape: type[msgspec.Struct]) -> dict[str, str]:
+    """Each field of a row shape and its PostgreSQL type (``int | None`` is a nullable bigint)."""
+    types = {}
+    for field in msgspec.structs.fields(shape):
+        python = field.type
+        options = getattr(python, "__args__", (python,))
+        plain = next(option for option in options if option is not type(None))
+        types[field.name] = _SQL_TYPES[plain]
+    return types
+
+
+_ACC = sql_types(AccumulatorWrite)
+_ROW = sql_types(SettlementRow)
+_ACC_SET = [name for name in ACCUMULATOR_FIELDS]
+_CAP_COLUMNS = [name for name in _ACC if name.endswith("_cap")]
+
+
+def _unnest(types: dict[str, str], first_parameter: int, alias: str) -> str:
+    arrays = ", ".join(f"${first_parameter + n}::{sql}[]" for n, sql in enumerate(types.values()))
+    return f"unnest($1::int[], {arrays}) AS {alias}(i, {', '.join(types)})"
+
+
+# One statement for every settlement write. $1 numbers the items; then one array per field of
+# AccumulatorWrite, then one per field of SettlementRow. An accumulator row applies only at the
+# version its settlement was decided on (or, with no row yet, only if no other settlement created
+# it first); a settlement is inserted only when its accumulator write applied. The caps only ever
+# rise, so a row keeps the highest cap any settlement was decided under and the CHECKs stay strict.
+# Returns the numbers of the items written.
+WRITE_SETTLEMENTS: Final = f"""
+WITH v AS (
+    SELECT * FROM {_unnest(_ACC, 2, "v")}
+), updated AS (
+    UPDATE accumulators a SET
+        {", ".join(f"{name} = v.{name}" for name in _ACC_SET)},
+        {", ".join(f"{name} = GREATEST(a.{name}, v.{name})" for name in _CAP_COLUMNS)},
+        version = a.version + 1,
+        updated_at = v.updated_at
+    FROM v
+    WHERE v.version IS NOT NULL AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
+    RETURNING v.i
+), created AS (
+    INSERT INTO accumulators (person_key, year, {", ".join(_ACC_SET)}, {", ".join(_CAP_COLUMNS)}, version, updated_at)
+    SELECT person_key, year, {", ".join(_ACC_SET)}, {", ".join(_CAP_COLUMNS)}, 1, updated_at FROM v
+    WHERE v.version IS NULL
+    ON CONFLICT (person_key, year) DO NOTHING
+    RETURNING person_key, year
+), applied AS (
+    SELECT i FROM updated
+    UNION ALL
+    SELECT v.i FROM created JOIN v USING (person_key, year)
+), inserted AS (
+    INSERT INTO settlements ({", ".join(_ROW)})
+    SELECT {", ".join(_ROW)} FROM {_unnest(_ROW, 2 + len(_ACC), "s")}
+    WHERE s.i IN (SELECT i FROM applied)
+)
+SELECT i FROM applied
+"""
+
+# Everything a settlement's decision needs, for many settlements in one round trip, read-only.
+# A request id that already has a settlement comes back with its fingerprint and nonce (a retry or
+# a replay); a nonce some other write already spent (request_nonces) marks a replayed request.
+READ_FOR_SETTLE: Final = f"""
+SELECT
+    (SELECT row(s.settlement_id, s.request_hash, s.nonce) FROM settlements s
+      WHERE s.person_key = r.person_key AND s.terminal_id = r.terminal_id AND s.request_id = r.request_id)
+        AS existing,
+    (r.digest IS NOT NULL AND EXISTS (SELECT 1 FROM request_nonces n WHERE n.digest = r.digest)) AS nonce_spent,
+    EXISTS (SELECT 1 FROM people p WHERE p.person_key = r.person_key) AS person_exists,
+    (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{{}}')
+       FROM memberships m WHERE m.person_key = r.person_key) AS memberships,
+    (SELECT row({", ".join(f"a.{name}" for name in ACCUMULATOR_FIELDS)}, a.version) FROM accumulators a
+      WHERE a.person_key = r.person_key AND a.year = r.year) AS accumulators
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::bytea[]) WITH ORDINALITY
+    AS r(terminal_id, request_id, person_key, year, digest, i)
+ORDER BY r.i
+"""
+
+# The person-year under its row lock (created if missing), for a settlement that lost the race.
+LOCK_PERSON_YEAR: Final = f"""
+WITH locked AS (
+    INSERT INTO accumulators (person_key, year) VALUES ($1, $2)
+    ON CONFLICT (person_key, year) DO UPDATE SET person_key = EXCLUDED.person_key
+    RETURNING {", ".join(ACCUMULATOR_FIELDS)}, version
+)
+SELECT locked.*,
+       (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{{}}')
+          FROM memberships m WHERE m.person_key = $1) AS memberships
+FROM locked
+"""
+
+STORED_COLUMNS: Final = (
+    "settlement_id, person_key, terminal_id, request_id, clinic_id, created_at, request_hash, nonce,"
+    " reversal_id, record"
+)
+
+# ---------------------------------------------------------------- reversal
+
+LOCK_SETTLEMENT: Final = (
+    f"SELECT {STORED_COLUMNS} FROM settlements WHERE person_key = $1 AND settlement_id = $2 FOR UPDATE"
+)
+
+LOCK_ACCUMULATORS: Final = (
+    f"SELECT {', '.join(ACCUMULATOR_FIELDS)} FROM accumulators WHERE person_key = $1 AND year = $2 FOR UPDATE"
+)
+
+WRITE_REVERSAL: Final = f"""
+WITH reversal AS (
+    INSERT INTO reversals (person_key, reversal_id, settlement_id, terminal_id, request_id, reason, booked_on,
+                           request_hash, nonce, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+), accumulators_update AS (
+    UPDATE accumulators SET
+        {", ".join(f"{name} = ${11 + n}" for n, name in enumerate(ACCUMULATOR_FIELDS))},
+        version = version + 1, updated_at = $10
+    WHERE person_key = $1 AND year = $17
+), audit AS (
+    INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
+    VALUES ($10, $4, 'settlement.reversed', $3::text, $5, $18::jsonb)
+)
+UPDATE settlements SET reversed_at = $10, reversal_id = $2 WHERE person_key = $1 AND settlement_id = $3
+"""
+
+# A reversal claims its nonce before this read (gateway/app.py), like every write but a settlement.
+READ_FOR_REVERSAL: Final = """
+SELECT
+    (SELECT row(r.reversal_id, r.request_hash, r.nonce) FROM reversals r
+      WHERE r.terminal_id = $1 AND r.request_id = $2 LIMIT 1) AS existing,
+    (SELECT row(s.person_key, s.clinic_id) FROM settlements s WHERE s.settlement_id = $3 LIMIT 1) AS settlement
+"""
+
+STORED_REVERSAL: Final = """
+SELECT r.reversal_id, r.settlement_id, r.terminal_id, r.request_id, r.created_at, r.request_hash, r.nonce, s.record
+FROM reversals r JOIN settlements s ON s.person_key = r.person_key AND s.settlement_id = r.settlement_id
+WHERE r.terminal_id = $1 AND r.request_id = $2
+LIMIT 1
+"""
+
+
+# ---------------------------------------------------------------- filling the statements
+
+
+def settlement_row(new: NewSettlement) -> SettlementRow:
+    decision = new.decision
+    settlement = decision.settlement
+    return SettlementRow(
+        person_key=new.key.person_key,
+        settlement_id=new.settlement_id,
+        terminal_id=new.key.terminal_id,
+        request_id=new.key.request_id,
+        clinic_id=new.clinic_id,
+        clinic_level=settlement.clinic_level,
+        visit_type=settlement.visit_type,
+        service_date=settlement.service_date,
+        booked_on=new.booked_on,
+        policy_id=settlement.policy_version,
+        total=settlement.total,
+        eligible=settlement.eligible,
+        insurance=settlement.insurance,
+        veteran_subsidy=settlement.veteran_subsidy,
+        hardship_aid=settlement.hardship_aid,
+        out_of_pocket=settlement.out_of_pocket,
+        insured=decision.status.insured,
+        veteran_category=decision.status.veteran_category,
+        hardship_tier=decision.status.hardship_tier,
+        caps_reached=decision.caps_reached,
+        deductible_taken=decision.deductible_taken,
+        unpaid_added=decision.unpaid_added,
+        request_hash=new.request_hash,
+        nonce=new.key.nonce,
+        record=encode_record(Record(new.person, new.items, settlement)),
+        created_at=new.created_at,
+    )
+
+
+def accumulator_write(new: NewSettlement) -> AccumulatorWrite:
+    after = new.decision.settlement.accumulators_after
+    caps = new.decision.caps
+    return AccumulatorWrite(
+        new.key.person_key,
+        new.key.year,
+        new.version,
+        after.outpatient_deductible_used,
+        after.insurance_outpatient_paid,
+        after.insurance_inpatient_paid,
+        after.subsidy_paid,
+        after.aid_paid,
+        after.unpaid_eligible,
+        caps.outpatient_deductible,
+        caps.insurance_outpatient,
+        caps.insurance_inpatient,
+        caps.subsidy,
+        caps.aid,
+        new.created_at,
+    )
+
+
+def write_arguments(batch: list[NewSettlement]) -> list[Any]:
+    """The parameters of WRITE_SETTLEMENTS for ``batch``: item numbers, then one array per column."""
+    rows = [
+        msgspec.structs.astuple(accumulator_write(new)) + msgspec.structs.astuple(settlement_row(new)) for new in batch
+    ]
+    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
+    return [list(range(len(batch))), *columns]
