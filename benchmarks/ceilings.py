@@ -93,6 +93,15 @@ TARGET_ENGINE_US = 50.0
 _encoder = msgspec.json.Encoder()
 
 
+class Skipped(Exception):
+    """A measurement that cannot be taken as things are (not a failure): shown as skipped, with the reason."""
+
+
+# The schema has moved on from what a measurement's SQL names: a table or a column is gone.
+SCHEMA_MISMATCH = (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError)
+PGBENCH_SCHEMA_MISMATCH = re.compile(r'ERROR:\s+((?:relation|column) "[^"]+"(?: of relation "[^"]+")? does not exist)')
+
+
 def log(message: str) -> None:
     print(f"[ceilings {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -460,21 +469,27 @@ async def prepare_pgbench(
     gateway_url: str, pgbench_url: str, fallback_bodies: list[dict[str, Any]], samples: int = 500
 ) -> dict[str, Any]:
     """Create the pgbench helpers in pgbench's copy and fill bench_payload with real settlements' documents
-    from the gateway's run (a random sample), or, if the gateway settled nothing, with bills as stand-ins."""
+    from the gateway's run (a random sample), or, if the gateway settled nothing, with bills as stand-ins.
+
+    The scripts name the tables of one version of the schema; if the sample cannot be read because a table
+    or a column it names is gone, the database ceiling is skipped (Skipped), not failed."""
     source = await asyncpg.connect(gateway_url)
     try:
-        rows = await source.fetch(
-            """SELECT s.request::text AS request, s.result::text AS result, i.response, a.details::text AS details
-               FROM (SELECT * FROM settlements ORDER BY random() LIMIT $1) s
-               JOIN idempotency_keys i ON i.terminal_id = s.terminal_id AND i.request_id = s.request_id
-               JOIN audit_log a ON a.action = 'settlement.created' AND a.subject = s.settlement_id::text""",
-            samples,
-        )
-        # The policy in force today, as the gateway recorded it at start-up (pgbench's copy predates that).
-        policy = await source.fetchrow(
-            "SELECT policy_id, effective_from, source, document FROM policy_versions"
-            " WHERE effective_from <= current_date ORDER BY effective_from DESC LIMIT 1"
-        )
+        try:
+            rows = await source.fetch(
+                """SELECT s.request::text AS request, s.result::text AS result, i.response, a.details::text AS details
+                   FROM (SELECT * FROM settlements ORDER BY random() LIMIT $1) s
+                   JOIN idempotency_keys i ON i.terminal_id = s.terminal_id AND i.request_id = s.request_id
+                   JOIN audit_log a ON a.action = 'settlement.created' AND a.subject = s.settlement_id::text""",
+                samples,
+            )
+            # The policy in force today, as the gateway recorded it at start-up (pgbench's copy predates that).
+            policy = await source.fetchrow(
+                "SELECT policy_id, effective_from, source, document FROM policy_versions"
+                " WHERE effective_from <= current_date ORDER BY effective_from DESC LIMIT 1"
+            )
+        except SCHEMA_MISMATCH as error:
+            raise Skipped(f"pgbench scripts do not match the schema ({error})") from None
     finally:
         await source.close()
     if policy is None:  # the gateway did not run: record the default policy file the way it would
@@ -489,7 +504,10 @@ async def prepare_pgbench(
             payloads.append((text, text, text.encode(), json.dumps({"clinic_id": body["clinic_id"]})))
     target = await asyncpg.connect(pgbench_url)
     try:
-        await target.execute((BENCHMARKS / "pgbench_setup.sql").read_text(encoding="utf-8"))
+        try:
+            await target.execute((BENCHMARKS / "pgbench_setup.sql").read_text(encoding="utf-8"))
+        except SCHEMA_MISMATCH as error:
+            raise Skipped(f"pgbench scripts do not match the schema ({error})") from None
         await target.execute(
             "INSERT INTO policy_versions (policy_id, effective_from, source, document) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT DO NOTHING",
@@ -554,6 +572,9 @@ def run_pgbench(
         "exit_code": completed.returncode,
         "command": f"pgbench -n -M prepared -c {clients} -j {threads} -T {duration} -f benchmarks/{script.name}",
     }
+    mismatch = PGBENCH_SCHEMA_MISMATCH.search(output)
+    if completed.returncode != 0 and mismatch:
+        raise Skipped(f"pgbench scripts do not match the schema ({mismatch.group(1)})")
     if completed.returncode != 0 or tps is None:
         raise RuntimeError(f"pgbench failed (exit {completed.returncode}): {output.strip()[-800:]}")
     return result
@@ -900,7 +921,9 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
     targets: list[list[str]] = []
 
     def absent(name: str, label: str) -> None:
-        if name in results["skipped"]:
+        if name in results["skip_notes"]:
+            figures.append([label, "skipped", results["skip_notes"][name]])
+        elif name in results["skipped"]:
             figures.append([label, "skipped", f"--only {','.join(sorted(args.only))}"])
         else:
             figures.append([label, "FAILED", results["failures"].get(name, "")])
@@ -1172,9 +1195,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def phase(results: dict[str, Any], name: str, work: Callable[[], Any]) -> Any:
-    """Run one measurement; a failure is recorded and shown in the table, and the others still run."""
+    """Run one measurement; a failure is recorded and shown in the table, and the others still run. One that
+    raises Skipped is shown as skipped, with its reason, and its targets as n/a."""
     try:
         value = work()
+    except Skipped as reason:
+        log(f"{name} skipped: {reason}")
+        results["skipped"] = sorted({*results["skipped"], name})
+        results["skip_notes"][name] = str(reason)
+        return None
     except Exception as error:
         traceback.print_exc()
         results["failures"][name] = f"{type(error).__name__}: {error}"[:300]
@@ -1193,6 +1222,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": os.getloadavg()},
         "failures": {},
         "skipped": sorted(set(MEASUREMENTS) - args.only),
+        "skip_notes": {},
     }
     workdir = Path(tempfile.mkdtemp(prefix="medsettle-ceilings-"))
     processes = Processes()
