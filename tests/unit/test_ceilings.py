@@ -1,7 +1,10 @@
-"""The report of ``benchmarks/ceilings.py``, without running anything.
+"""The arithmetic and the report of ``benchmarks/ceilings.py``, without running anything.
 
-A measurement that cannot run on the schema as it is (pgbench's scripts name tables that may
-be gone) is skipped with its reason, and does not fail the run.
+Storage per settlement is a difference of two snapshots of every table of the public schema
+(bytes and row counters), divided by the settlements stored between them; the targets table
+turns it, and the gateway's CPU figures, into verdicts; a measurement that cannot run on the
+schema as it is (pgbench's scripts name tables that may be gone) is skipped with its reason,
+and does not fail the run.
 """
 
 from __future__ import annotations
@@ -9,7 +12,53 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import pytest
+
 from benchmarks import ceilings
+
+
+def table(size: int, inserted: int = 0, updated: int = 0, deleted: int = 0) -> dict[str, int]:
+    return {"bytes": size, "inserted": inserted, "updated": updated, "deleted": deleted}
+
+
+def test_storage_per_settlement_divides_every_table_s_growth_by_the_settlements_stored() -> None:
+    before = {
+        "settlements": table(8192, inserted=10),
+        "lines": table(16384, inserted=50),
+        "totals": table(8192, inserted=5, updated=7),
+        "untouched": table(65536, inserted=3),
+        "dropped": table(8192),
+    }
+    after = {
+        "settlements": table(8192 + 100_000, inserted=110),
+        "lines": table(16384 + 250_000, inserted=350),
+        "totals": table(8192 + 8192, inserted=5, updated=107, deleted=0),
+        "untouched": table(65536, inserted=3),
+        "appeared": table(24576, inserted=100, deleted=100),
+    }
+    figures = ceilings.storage_per_settlement(before, after, settlements=100)
+
+    assert figures["settlements"] == 100
+    assert figures["bytes"] == 100_000 + 250_000 + 8192 + 24576 - 8192
+    assert figures["bytes_per_settlement"] == pytest.approx(figures["bytes"] / 100)
+    assert figures["inserted_per_settlement"] == pytest.approx((100 + 300 + 100) / 100)
+    assert figures["updated_per_settlement"] == pytest.approx(1.0)
+    assert figures["deleted_per_settlement"] == pytest.approx(1.0)
+    assert figures["rows_per_settlement"] == pytest.approx(7.0)
+
+    by_table = {row["table"]: row for row in figures["tables"]}
+    assert set(by_table) == {"settlements", "lines", "totals", "appeared", "dropped"}  # "untouched" is left out
+    assert by_table["lines"]["bytes_per_settlement"] == pytest.approx(2500.0)
+    assert by_table["lines"]["inserted_per_settlement"] == pytest.approx(3.0)
+    assert by_table["totals"]["updated_per_settlement"] == pytest.approx(1.0)
+    assert by_table["dropped"]["bytes_per_settlement"] == pytest.approx(-81.92)
+    # Largest first, so the table to slim is on top.
+    assert [row["table"] for row in figures["tables"]][:2] == ["lines", "settlements"]
+
+
+def test_storage_per_settlement_needs_settlements_to_divide_by() -> None:
+    with pytest.raises(RuntimeError, match="no settlement"):
+        ceilings.storage_per_settlement({}, {"settlements": table(8192, inserted=1)}, settlements=0)
 
 
 def arguments(**overrides: Any) -> argparse.Namespace:
@@ -18,10 +67,78 @@ def arguments(**overrides: Any) -> argparse.Namespace:
     )
 
 
+def gateway_run(connections: int, p99_ms: float, cpu: dict[str, float]) -> dict[str, Any]:
+    return {
+        "connections": connections,
+        "threads": 1,
+        "settlements_per_second": 1000.0,
+        "p50_ms": p99_ms / 2,
+        "p99_ms": p99_ms,
+        "exhausted": False,
+        "errors": 0,
+        "non_201": {},
+        "socket_errors": {},
+        "created": 10_000,
+        "cpu_us_per_settlement": cpu,
+    }
+
+
 def results_with(only: str, **measurements: Any) -> dict[str, Any]:
     """Results as main() gathers them, for a run of ``--only ONLY``."""
     skipped = sorted(set(ceilings.MEASUREMENTS) - set(only.split(",")))
     return {"skipped": skipped, "skip_notes": {}, "failures": {}, **measurements}
+
+
+def gateway_results(cpu_64: dict[str, float]) -> dict[str, Any]:
+    return {
+        "runs": {
+            16: gateway_run(16, 10.0, {"gateway": 300.0, "postgres": 400.0, "wrk": 30.0}),
+            64: gateway_run(64, 40.0, cpu_64),
+        },
+        "warmup": {},
+        "violations": [],
+        "created_not_stored": 0,
+        "log_error_lines": 0,
+    }
+
+
+def storage_results(bytes_per_settlement: float) -> dict[str, Any]:
+    return {
+        "terminals": 64,
+        "settlements": 20_000,
+        "bytes_per_settlement": bytes_per_settlement,
+        "rows_per_settlement": 9.0,
+        "inserted_per_settlement": 8.0,
+        "updated_per_settlement": 1.0,
+        "deleted_per_settlement": 0.0,
+        "tables": [
+            {
+                "table": "settlements",
+                "bytes_per_settlement": bytes_per_settlement,
+                "inserted_per_settlement": 8.0,
+                "updated_per_settlement": 1.0,
+                "deleted_per_settlement": 0.0,
+            }
+        ],
+        "rounds": [],
+        "errors": 0,
+        "stats_settled": True,
+        "log_error_lines": 0,
+    }
+
+
+def verdicts(results: dict[str, Any], args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    _, targets, _ = ceilings.build_report(results, args)
+    return {row[0]: (row[1], row[3]) for row in targets}
+
+
+def test_storage_is_measured_unless_left_out() -> None:
+    assert "storage" in ceilings.parse_arguments([]).only
+    assert ceilings.parse_arguments([]).storage_settlements == 100_000
+    assert ceilings.parse_arguments(["--only", "gateway,storage", "--storage-settlements", "20000"]).only == {
+        "gateway",
+        "storage",
+    }
 
 
 def test_a_measurement_that_does_not_fit_the_schema_is_skipped_with_its_reason_not_failed() -> None:
@@ -41,3 +158,16 @@ def test_a_measurement_that_does_not_fit_the_schema_is_skipped_with_its_reason_n
     assert "pgbench scripts do not match the schema" in row[2]
     assert next(row for row in targets if row[0].startswith("gateway / DB ceiling"))[3] == "n/a"
     assert all_met
+
+
+def test_the_storage_rows_are_shown() -> None:
+    results = results_with(
+        "gateway,storage",
+        gateway=gateway_results({"gateway": 250.0, "postgres": 300.0, "wrk": 40.0}),
+        storage=storage_results(1500.0),
+    )
+    figures, _, _ = ceilings.build_report(results, arguments(only="gateway,storage"))
+    shown = {row[0]: row[1] for row in figures}
+    assert shown["storage: bytes on disk per settlement"] == "1,500 B"
+    assert shown["storage: rows written per settlement"] == "9.00"
+    assert ceilings.storage_rows(results)[0][:2] == ["settlements", "1,500.0"]
