@@ -107,6 +107,9 @@ TARGET_DB_RATIO = 0.6
 STRETCH_DB_RATIO = 1.0
 TARGET_P99_MS = {16: 15.0, 64: 50.0}
 TARGET_ENGINE_US = 50.0
+TARGET_BYTES_PER_SETTLEMENT = 2048
+TARGET_CPU_US = 600.0  # the gateway's and PostgreSQL's CPU per settlement, at TARGET_CPU_TERMINALS
+TARGET_CPU_TERMINALS = 64
 
 STORAGE_TERMINALS = 64
 STATS_TIMEOUT = 30.0  # seconds to wait for PostgreSQL to publish the writers' row counters
@@ -1157,6 +1160,22 @@ def verdict(met: bool | None) -> str:
     return "n/a" if met is None else ("met" if met else "NOT MET")
 
 
+def target_figures(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures the targets judge, as numbers (None when not measured), for the JSON document."""
+    gateway, storage = results.get("gateway"), results.get("storage")
+    runs = gateway["runs"] if gateway else {}
+    cpu = None
+    run = runs.get(TARGET_CPU_TERMINALS)
+    if run and "gateway" in run["cpu_us_per_settlement"] and "postgres" in run["cpu_us_per_settlement"]:
+        cpu = round(run["cpu_us_per_settlement"]["gateway"] + run["cpu_us_per_settlement"]["postgres"], 1)
+    return {
+        "bytes_per_settlement": storage["bytes_per_settlement"] if storage else None,
+        "rows_per_settlement": storage["rows_per_settlement"] if storage else None,
+        f"cpu_us_per_settlement_at_{TARGET_CPU_TERMINALS}": cpu,
+        "p99_ms": {connections: run["p99_ms"] for connections, run in sorted(runs.items())},
+    }
+
+
 def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], bool]:
     """(figures rows, target rows, every target met). A skipped measurement is shown as such and its targets
     as n/a; a failed one as FAILED, with its targets not met."""
@@ -1289,6 +1308,25 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
             target(name, "-", f"<= {limit:g} ms", None, ("gateway",))
         else:
             targets.append([name, "-", f"<= {limit:g} ms", "n/a (not in --connections)"])
+    judged = target_figures(results)
+    name = f"total CPU per settlement at {TARGET_CPU_TERMINALS} terminals (gateway + PostgreSQL)"
+    wanted = f"<= {TARGET_CPU_US:g} µs"
+    cpu = judged[f"cpu_us_per_settlement_at_{TARGET_CPU_TERMINALS}"]
+    if cpu is not None:
+        target(name, f"{cpu:,.0f} µs", wanted, cpu <= TARGET_CPU_US)
+    elif gateway and TARGET_CPU_TERMINALS in gateway["runs"]:
+        why = "PostgreSQL's processes not visible" if psutil is not None else "psutil not installed"
+        targets.append([name, "-", wanted, f"n/a ({why})"])
+    elif TARGET_CPU_TERMINALS in args.connections:
+        target(name, "-", wanted, None, ("gateway",))
+    else:
+        targets.append([name, "-", wanted, "n/a (not in --connections)"])
+    wanted = f"<= {TARGET_BYTES_PER_SETTLEMENT} B"
+    if judged["bytes_per_settlement"] is not None:
+        size = judged["bytes_per_settlement"]
+        target("bytes per settlement", f"{size:,.0f} B", wanted, size <= TARGET_BYTES_PER_SETTLEMENT)
+    else:
+        target("bytes per settlement", "-", wanted, None, ("storage",))
     if engine:
         met = engine["median_us"] <= TARGET_ENGINE_US
         target("engine alone", f"{engine['median_us']:.1f} µs", f"<= {TARGET_ENGINE_US:g} µs", met)
@@ -1384,6 +1422,18 @@ def table(headers: list[str], rows: list[list[str]], *, right: tuple[int, ...] =
         ).rstrip()
 
     return "\n".join([line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in rows)])
+
+
+def json_document(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What --json writes: every measurement, the figures the targets judge, and the targets table."""
+    _, targets, all_met = build_report(results, args)
+    columns = ("target", "value", "wanted", "verdict")
+    return {
+        **results,
+        "target_figures": target_figures(results),
+        "targets": [dict(zip(columns, row, strict=True)) for row in targets],
+        "all_targets_met": all_met,
+    }
 
 
 def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool]:
@@ -1564,7 +1614,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         OUT.mkdir(parents=True, exist_ok=True)
         path = OUT / f"ceilings-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}.json"
-        path.write_text(json.dumps({**results, "all_targets_met": all_met}, indent=2, default=str) + "\n")
+        path.write_text(json.dumps(json_document(results, args), indent=2, default=str) + "\n")
         print(f"\nwrote {path.relative_to(ROOT)}")
     if results["failures"]:
         return 2

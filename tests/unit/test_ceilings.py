@@ -10,6 +10,7 @@ and does not fail the run.
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 import pytest
@@ -132,6 +133,56 @@ def verdicts(results: dict[str, Any], args: argparse.Namespace) -> dict[str, tup
     return {row[0]: (row[1], row[3]) for row in targets}
 
 
+BYTES = "bytes per settlement"
+CPU = "total CPU per settlement at 64 terminals (gateway + PostgreSQL)"
+
+
+@pytest.mark.parametrize(("size", "verdict"), [(2048.0, "met"), (2048.6, "NOT MET"), (612.3, "met")])
+def test_the_bytes_per_settlement_target_is_at_most_2048(size: float, verdict: str) -> None:
+    results = results_with("storage", storage=storage_results(size))
+    assert verdicts(results, arguments(only="storage"))[BYTES][1] == verdict
+
+
+@pytest.mark.parametrize(
+    ("cpu", "value", "verdict"),
+    [
+        ({"gateway": 250.0, "postgres": 350.0, "wrk": 40.0}, "600 µs", "met"),  # the load generator does not count
+        ({"gateway": 475.0, "postgres": 652.0, "wrk": 30.0}, "1,127 µs", "NOT MET"),
+    ],
+)
+def test_the_cpu_target_adds_the_gateway_and_postgresql_at_64_terminals(
+    cpu: dict[str, float], value: str, verdict: str
+) -> None:
+    results = results_with("gateway", gateway=gateway_results(cpu))
+    assert verdicts(results, arguments(only="gateway"))[CPU] == (value, verdict)
+
+
+def test_the_cpu_target_is_not_applicable_when_postgresql_s_processes_are_not_visible() -> None:
+    results = results_with("gateway", gateway=gateway_results({"gateway": 250.0, "wrk": 40.0}))
+    _, targets, all_met = ceilings.build_report(results, arguments(only="gateway"))
+    row = next(row for row in targets if row[0] == CPU)
+    assert row[3].startswith("n/a")
+    assert all_met
+
+
+def test_the_cpu_target_fails_when_the_gateway_measurement_failed() -> None:
+    results = results_with("gateway")
+    results["failures"]["gateway"] = "RuntimeError: boom"
+    assert verdicts(results, arguments(only="gateway"))[CPU][1] == "NOT MET"
+
+
+def test_the_existing_p99_targets_stay() -> None:
+    results = results_with("gateway", gateway=gateway_results({"gateway": 250.0, "postgres": 350.0}))
+    shown = verdicts(results, arguments(only="gateway"))
+    assert shown["p99 at 16 terminals"] == ("10.0 ms", "met")
+    assert shown["p99 at 64 terminals"] == ("40.0 ms", "met")
+
+
+def test_a_skipped_storage_measurement_leaves_its_target_not_applicable() -> None:
+    results = results_with("gateway", gateway=gateway_results({"gateway": 250.0, "postgres": 350.0}))
+    assert verdicts(results, arguments(only="gateway"))[BYTES] == ("-", "n/a")
+
+
 def test_storage_is_measured_unless_left_out() -> None:
     assert "storage" in ceilings.parse_arguments([]).only
     assert ceilings.parse_arguments([]).storage_settlements == 100_000
@@ -160,7 +211,7 @@ def test_a_measurement_that_does_not_fit_the_schema_is_skipped_with_its_reason_n
     assert all_met
 
 
-def test_the_storage_rows_are_shown() -> None:
+def test_the_storage_rows_are_shown_and_the_json_carries_the_target_figures() -> None:
     results = results_with(
         "gateway,storage",
         gateway=gateway_results({"gateway": 250.0, "postgres": 300.0, "wrk": 40.0}),
@@ -171,3 +222,26 @@ def test_the_storage_rows_are_shown() -> None:
     assert shown["storage: bytes on disk per settlement"] == "1,500 B"
     assert shown["storage: rows written per settlement"] == "9.00"
     assert ceilings.storage_rows(results)[0][:2] == ["settlements", "1,500.0"]
+    assert ceilings.target_figures(results) == {
+        "bytes_per_settlement": 1500.0,
+        "rows_per_settlement": 9.0,
+        "cpu_us_per_settlement_at_64": 550.0,
+        "p99_ms": {16: 10.0, 64: 40.0},
+    }
+
+
+def test_the_json_document_holds_the_storage_figures_and_every_target() -> None:
+    results = results_with(
+        "gateway,storage",
+        gateway=gateway_results({"gateway": 475.0, "postgres": 652.0, "wrk": 30.0}),
+        storage=storage_results(2500.0),
+    )
+    document = json.loads(json.dumps(ceilings.json_document(results, arguments(only="gateway,storage")), default=str))
+    assert document["storage"]["bytes_per_settlement"] == 2500.0
+    assert document["storage"]["tables"][0]["table"] == "settlements"
+    assert document["target_figures"]["bytes_per_settlement"] == 2500.0
+    assert document["target_figures"]["cpu_us_per_settlement_at_64"] == 1127.0
+    targets = {target["target"]: target for target in document["targets"]}
+    assert targets[BYTES] == {"target": BYTES, "value": "2,500 B", "wanted": "<= 2048 B", "verdict": "NOT MET"}
+    assert targets[CPU]["verdict"] == "NOT MET"
+    assert document["all_targets_met"] is False
