@@ -659,6 +659,12 @@ async def prepare_pgbench(
     }
 
 
+def pgbench_schema_mismatch(output: str) -> str | None:
+    """PostgreSQL's words, when pgbench stopped because its script names a table or column that is gone."""
+    found = PGBENCH_SCHEMA_MISMATCH.search(output)
+    return found.group(1) if found else None
+
+
 def run_pgbench(
     url: str,
     script: Path,
@@ -697,9 +703,9 @@ def run_pgbench(
         "exit_code": completed.returncode,
         "command": f"pgbench -n -M prepared -c {clients} -j {threads} -T {duration} -f benchmarks/{script.name}",
     }
-    mismatch = PGBENCH_SCHEMA_MISMATCH.search(output)
+    mismatch = pgbench_schema_mismatch(output)
     if completed.returncode != 0 and mismatch:
-        raise Skipped(f"pgbench scripts do not match the schema ({mismatch.group(1)})")
+        raise Skipped(f"pgbench scripts do not match the schema ({mismatch})")
     if completed.returncode != 0 or tps is None:
         raise RuntimeError(f"pgbench failed (exit {completed.returncode}): {output.strip()[-800:]}")
     return result

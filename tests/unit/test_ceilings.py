@@ -245,3 +245,24 @@ def test_the_json_document_holds_the_storage_figures_and_every_target() -> None:
     assert targets[BYTES] == {"target": BYTES, "value": "2,500 B", "wanted": "<= 2048 B", "verdict": "NOT MET"}
     assert targets[CPU]["verdict"] == "NOT MET"
     assert document["all_targets_met"] is False
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (
+            'pgbench: error: client 0 script 0 aborted in command 2 query 0: ERROR:  relation "idempotency_keys"'
+            " does not exist\nLINE 1: INSERT INTO idempotency_keys (x) VALUES (1)",
+            'relation "idempotency_keys" does not exist',
+        ),
+        (
+            'pgbench: error: client 0 script 0 aborted in command 0 query 0: ERROR:  column "request" of relation'
+            ' "settlements" does not exist',
+            'column "request" of relation "settlements" does not exist',
+        ),
+        ("pgbench: error: client 3 aborted in command 5 query 0: ERROR:  deadlock detected", None),
+        ('ERROR:  function "bench_settle" does not exist', None),
+    ],
+)
+def test_a_pgbench_run_that_names_a_missing_table_or_column_is_told_apart(output: str, reason: str | None) -> None:
+    assert ceilings.pgbench_schema_mismatch(output) == reason
