@@ -1,8 +1,9 @@
 """The ceiling comparison: what the machine allows, and how close the gateway comes, in one run.
 
     .venv/bin/python benchmarks/ceilings.py [--duration 15] [--people 20000] [--pool-max N] [--workers N] [--json]
+        [--storage-settlements 100000] [--only engine,http,gateway,storage,database]
 
-Four measurements, side by side, on this machine and this PostgreSQL:
+Five measurements, side by side, on this machine and this PostgreSQL:
 
 1. HTTP ceiling: ``benchmarks/bare_http.py`` (a bare aiohttp handler returning a small JSON
    body, uvloop when installed, like the gateway) in its own process, hammered by ``wrk``.
@@ -14,14 +15,31 @@ Four measurements, side by side, on this machine and this PostgreSQL:
    synthetic county (``benchmarks/county.py``) replayed by ``wrk`` with
    ``benchmarks/wrk/settle.lua`` at 16 and 64 concurrent terminals with no think time;
    settlements per second and p50/p99 latency, then the invariant check (``medsettle check``).
-4. The engine alone: ``benchmarks/engine_bench.py``, the 20-line inpatient all-payers bill.
+4. Storage per settlement: a gateway of its own settles ``--storage-settlements`` bills (default
+   100,000) the same way, at 64 terminals, in rounds of about two minutes (signatures are good for
+   300 s; wrk is interrupted once the round's bills are stored, so a round may store a few more).
+   Before and after, with no gateway running, a snapshot of every table of the public schema,
+   whatever the migrations call them: ``pg_total_relation_size`` (heap, indexes, TOAST, free space
+   and visibility maps) and ``pg_stat_user_tables``' ``n_tup_ins``, ``n_tup_upd``, ``n_tup_del``.
+   Bytes per settlement is the growth of the sum of sizes over the growth of ``SELECT count(*) FROM
+   settlements``; rows written per settlement the same with the sum of the three counters (shown as
+   inserted, updated, deleted), and both by table. No VACUUM and no CHECKPOINT: what a live system
+   holds, dead row versions included. PostgreSQL publishes a session's counters lazily (within
+   10 s once idle, and when it ends; ``pg_stat_force_next_flush()`` acts only on the caller's own),
+   so the snapshot is read once the gateway has stopped, and read again until the counters have
+   not moved for 2 s (at most 30 s; the row says so if they still moved). File sizes grow by whole
+   8 kB pages, so a small ``--storage-settlements`` rounds the bytes up a little.
+5. The engine alone: ``benchmarks/engine_bench.py``, the 20-line inpatient all-payers bill.
 
-They run in the order 4, 1, 3, 2: pgbench's database is a copy of the seeded one, taken before
+They run in the order 5, 1, 3, 4, 2: pgbench's database is a copy of the seeded one, taken before
 the gateway starts, and its transactions write documents (request, result, stored answer,
-audit details) sampled from the gateway's own settlements, so both write the same bytes.
+audit details) sampled from the gateway's own settlements, so both write the same bytes. If the
+schema no longer has a table or column pgbench's scripts name, the database ceiling is skipped,
+with that reason, and the rest still reports.
 
-It prints a table of the figures, one of the targets (met or not met), and one of the CPU
-time each process spent per operation (the serving process, all of PostgreSQL's processes,
+It prints a table of the figures, one of the targets (met or not met), one of storage per
+settlement by table (tables that did not change left out), and one of the CPU time each
+process spent per operation (the serving process, all of PostgreSQL's processes,
 the load generator), which shows where the gateway loses against the ceilings. The exit
 code is 0 when every target is met, 1 when one is not, 2 when a measurement could not be
 taken. ``--json`` also writes everything to ``benchmarks/out/ceilings-<time>.json``;
@@ -89,8 +107,23 @@ TARGET_DB_RATIO = 0.6
 STRETCH_DB_RATIO = 1.0
 TARGET_P99_MS = {16: 15.0, 64: 50.0}
 TARGET_ENGINE_US = 50.0
+TARGET_BYTES_PER_SETTLEMENT = 2048
+TARGET_CPU_US = 600.0  # the gateway's and PostgreSQL's CPU per settlement, at TARGET_CPU_TERMINALS
+TARGET_CPU_TERMINALS = 64
+
+STORAGE_TERMINALS = 64
+STATS_TIMEOUT = 30.0  # seconds to wait for PostgreSQL to publish the writers' row counters
 
 _encoder = msgspec.json.Encoder()
+
+
+class Skipped(Exception):
+    """A measurement that cannot be taken as things are (not a failure): shown as skipped, with the reason."""
+
+
+# The schema has moved on from what a measurement's SQL names: a table or a column is gone.
+SCHEMA_MISMATCH = (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError)
+PGBENCH_SCHEMA_MISMATCH = re.compile(r'ERROR:\s+((?:relation|column) "[^"]+"(?: of relation "[^"]+")? does not exist)')
 
 
 def log(message: str) -> None:
@@ -239,9 +272,19 @@ def version_of(command: list[str]) -> str:
 
 
 def run_wrk(
-    url: str, *, connections: int, threads: int, duration: int, script: Path, script_args: list[str]
+    url: str,
+    *,
+    connections: int,
+    threads: int,
+    duration: int,
+    script: Path,
+    script_args: list[str],
+    stop_when: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """One wrk run with one of our Lua scripts; returns the script's CEILINGS_JSON line, parsed."""
+    """One wrk run with one of our Lua scripts; returns the script's CEILINGS_JSON line, parsed.
+
+    With ``stop_when``, it is asked every second and wrk is interrupted (SIGINT: wrk stops its threads and
+    still reports) as soon as it answers True, instead of running for the whole ``duration``."""
     command = [
         tool("wrk"),
         f"-t{threads}",
@@ -256,13 +299,26 @@ def run_wrk(
     ]
     if script_args:
         command += ["--", *script_args]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120)
-    for line in completed.stdout.splitlines():
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + duration + 120
+    try:
+        if stop_when is not None:
+            while process.poll() is None and time.monotonic() < deadline:
+                time.sleep(1.0)
+                if process.poll() is None and stop_when():
+                    process.send_signal(signal.SIGINT)
+                    break
+        stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    for line in stdout.splitlines():
         if line.startswith("CEILINGS_JSON "):
             result: dict[str, Any] = json.loads(line.removeprefix("CEILINGS_JSON "))
             result["command"] = " ".join([*command[1:7], "-s", f"benchmarks/wrk/{script.name}", url])
             return result
-    raise RuntimeError(f"wrk printed no result (exit {completed.returncode}): {completed.stderr.strip()[-500:]}")
+    raise RuntimeError(f"wrk printed no result (exit {process.returncode}): {stderr.strip()[-500:]}")
 
 
 def steady_rate(result: dict[str, Any], *, skip: int = 1) -> tuple[float, int]:
@@ -456,25 +512,109 @@ async def settled_count(url: str) -> int:
         await connection.close()
 
 
+# Every table of the public schema, whatever the migrations call them: its bytes on disk (heap, indexes,
+# TOAST, free space and visibility maps) and its row counters. Partitions are tables of their own here; a
+# partitioned parent has no storage and no counters, so nothing is counted twice.
+STORAGE_SNAPSHOT = """
+    SELECT c.relname AS "table", pg_total_relation_size(c.oid) AS bytes,
+           coalesce(s.n_tup_ins, 0) AS inserted, coalesce(s.n_tup_upd, 0) AS updated,
+           coalesce(s.n_tup_del, 0) AS deleted
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+    WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'm')
+"""
+ROW_COUNTERS = ("inserted", "updated", "deleted")
+
+
+async def storage_snapshot(connection: asyncpg.Connection) -> dict[str, dict[str, int]]:
+    """Bytes and row counters of every table of the public schema, by table name."""
+    rows = await connection.fetch(STORAGE_SNAPSHOT)
+    return {
+        row["table"]: {"bytes": int(row["bytes"]), **{name: int(row[name]) for name in ROW_COUNTERS}} for row in rows
+    }
+
+
+async def quiet_storage_snapshot(
+    url: str, *, quiet: float = 2.0, timeout: float = 30.0, interval: float = 0.5
+) -> tuple[dict[str, dict[str, int]], int, float]:
+    """A storage snapshot once the row counters have stopped moving, the settlements stored, the seconds waited.
+
+    PostgreSQL (15 and later) keeps a session's counters to itself and publishes them lazily: at most once
+    a second while busy, within 10 s once idle, and when the session ends; pg_stat_force_next_flush() works
+    only on the calling session's own. So this is read from a session of its own, when no writer should be
+    left, and read again until the counters have stayed the same for ``quiet`` seconds (each read is its own
+    transaction, so it sees what has been published since), for at most ``timeout`` seconds."""
+    connection = await asyncpg.connect(url)
+    try:
+        started = time.monotonic()
+        snapshot = await storage_snapshot(connection)
+        unchanged_since = time.monotonic()
+        while time.monotonic() - unchanged_since < quiet and time.monotonic() - started < timeout:
+            await asyncio.sleep(interval)
+            latest = await storage_snapshot(connection)
+            counters = {name: [table[key] for key in ROW_COUNTERS] for name, table in latest.items()}
+            if counters != {name: [table[key] for key in ROW_COUNTERS] for name, table in snapshot.items()}:
+                unchanged_since = time.monotonic()
+            snapshot = latest
+        settlements = int(await connection.fetchval("SELECT count(*) FROM settlements"))
+        return snapshot, settlements, round(time.monotonic() - started, 1)
+    finally:
+        await connection.close()
+
+
+def storage_per_settlement(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], settlements: int
+) -> dict[str, Any]:
+    """What the settlements stored between two snapshots cost: bytes and rows written, per settlement, in all
+    and by table (largest first; tables that did not change are left out). A table missing from one snapshot
+    counts as empty there."""
+    if settlements <= 0:
+        raise RuntimeError(f"no settlement was stored between the snapshots ({settlements})")
+    empty = {"bytes": 0, **dict.fromkeys(ROW_COUNTERS, 0)}
+    tables = []
+    for name in sorted(set(before) | set(after)):
+        change = {key: after.get(name, empty)[key] - before.get(name, empty)[key] for key in empty}
+        if any(change.values()):
+            per = {f"{key}_per_settlement": value / settlements for key, value in change.items()}
+            tables.append({"table": name, **change, **per})
+    tables.sort(key=lambda row: (-row["bytes"], row["table"]))
+    totals = {key: sum(row[key] for row in tables) for key in empty}
+    return {
+        "settlements": settlements,
+        **totals,
+        "bytes_per_settlement": totals["bytes"] / settlements,
+        "rows_per_settlement": sum(totals[key] for key in ROW_COUNTERS) / settlements,
+        **{f"{key}_per_settlement": totals[key] / settlements for key in ROW_COUNTERS},
+        "tables": tables,
+    }
+
+
 async def prepare_pgbench(
     gateway_url: str, pgbench_url: str, fallback_bodies: list[dict[str, Any]], samples: int = 500
 ) -> dict[str, Any]:
     """Create the pgbench helpers in pgbench's copy and fill bench_payload with real settlements' documents
-    from the gateway's run (a random sample), or, if the gateway settled nothing, with bills as stand-ins."""
+    from the gateway's run (a random sample), or, if the gateway settled nothing, with bills as stand-ins.
+
+    The scripts name the tables of one version of the schema; if the sample cannot be read because a table
+    or a column it names is gone, the database ceiling is skipped (Skipped), not failed."""
     source = await asyncpg.connect(gateway_url)
     try:
-        rows = await source.fetch(
-            """SELECT s.request::text AS request, s.result::text AS result, i.response, a.details::text AS details
-               FROM (SELECT * FROM settlements ORDER BY random() LIMIT $1) s
-               JOIN idempotency_keys i ON i.terminal_id = s.terminal_id AND i.request_id = s.request_id
-               JOIN audit_log a ON a.action = 'settlement.created' AND a.subject = s.settlement_id::text""",
-            samples,
-        )
-        # The policy in force today, as the gateway recorded it at start-up (pgbench's copy predates that).
-        policy = await source.fetchrow(
-            "SELECT policy_id, effective_from, source, document FROM policy_versions"
-            " WHERE effective_from <= current_date ORDER BY effective_from DESC LIMIT 1"
-        )
+        try:
+            rows = await source.fetch(
+                """SELECT s.request::text AS request, s.result::text AS result, i.response, a.details::text AS details
+                   FROM (SELECT * FROM settlements ORDER BY random() LIMIT $1) s
+                   JOIN idempotency_keys i ON i.terminal_id = s.terminal_id AND i.request_id = s.request_id
+                   JOIN audit_log a ON a.action = 'settlement.created' AND a.subject = s.settlement_id::text""",
+                samples,
+            )
+            # The policy in force today, as the gateway recorded it at start-up (pgbench's copy predates that).
+            policy = await source.fetchrow(
+                "SELECT policy_id, effective_from, source, document FROM policy_versions"
+                " WHERE effective_from <= current_date ORDER BY effective_from DESC LIMIT 1"
+            )
+        except SCHEMA_MISMATCH as error:
+            raise Skipped(f"pgbench scripts do not match the schema ({error})") from None
     finally:
         await source.close()
     if policy is None:  # the gateway did not run: record the default policy file the way it would
@@ -489,7 +629,10 @@ async def prepare_pgbench(
             payloads.append((text, text, text.encode(), json.dumps({"clinic_id": body["clinic_id"]})))
     target = await asyncpg.connect(pgbench_url)
     try:
-        await target.execute((BENCHMARKS / "pgbench_setup.sql").read_text(encoding="utf-8"))
+        try:
+            await target.execute((BENCHMARKS / "pgbench_setup.sql").read_text(encoding="utf-8"))
+        except SCHEMA_MISMATCH as error:
+            raise Skipped(f"pgbench scripts do not match the schema ({error})") from None
         await target.execute(
             "INSERT INTO policy_versions (policy_id, effective_from, source, document) VALUES ($1, $2, $3, $4)"
             " ON CONFLICT DO NOTHING",
@@ -514,6 +657,12 @@ async def prepare_pgbench(
         "median_document_bytes": sizes[len(sizes) // 2],
         "policy": policy[0],
     }
+
+
+def pgbench_schema_mismatch(output: str) -> str | None:
+    """PostgreSQL's words, when pgbench stopped because its script names a table or column that is gone."""
+    found = PGBENCH_SCHEMA_MISMATCH.search(output)
+    return found.group(1) if found else None
 
 
 def run_pgbench(
@@ -554,6 +703,9 @@ def run_pgbench(
         "exit_code": completed.returncode,
         "command": f"pgbench -n -M prepared -c {clients} -j {threads} -T {duration} -f benchmarks/{script.name}",
     }
+    mismatch = pgbench_schema_mismatch(output)
+    if completed.returncode != 0 and mismatch:
+        raise Skipped(f"pgbench scripts do not match the schema ({mismatch})")
     if completed.returncode != 0 or tps is None:
         raise RuntimeError(f"pgbench failed (exit {completed.returncode}): {output.strip()[-800:]}")
     return result
@@ -666,6 +818,7 @@ def settle_run(
     keys: dict[str, tuple[str, str]],
     label: str,
     meter: CpuMeter,
+    stop_when: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Sign ``count`` requests now, replay them with wrk, and summarise: throughput, latency, failures."""
     prefix = workdir / f"requests-{label}"
@@ -682,12 +835,14 @@ def settle_run(
             duration=duration,
             script=BENCHMARKS / "wrk" / "settle.lua",
             script_args=[str(prefix)],
+            stop_when=stop_when,
         )
     finally:
         for index in range(threads):
             Path(f"{prefix}.{index}").unlink(missing_ok=True)
     cpu = meter.stop("wrk")
     rate, window = steady_rate(result)
+    elapsed = result["duration_us"] / 1e6
     non_201 = {status: count for status, count in result["non_201"].items() if count}
     socket_errors = {name: count for name, count in result["socket_errors"].items() if count}
     return {
@@ -696,7 +851,7 @@ def settle_run(
         "duration": duration,
         "settlements_per_second": rate,
         "steady_seconds": window,
-        "overall_per_second": result["created"] / (result["duration_us"] / 1e6),
+        "overall_per_second": result["created"] / elapsed if elapsed > 0 else 0.0,
         "created": result["created"],
         "sent": result["sent"],
         "prepared": count,
@@ -717,6 +872,48 @@ def settle_run(
     }
 
 
+class GatewayProcess:
+    """``medsettle serve`` on the gateway's database, from ready to stopped (``with``), with a CPU meter
+    watching it and PostgreSQL. Its log is kept in the work folder under ``label``."""
+
+    def __init__(
+        self, processes: Processes, args: argparse.Namespace, workdir: Path, database: Database, label: str
+    ) -> None:
+        self.processes, self.args, self.database = processes, args, database
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.data_dir = workdir / f"{label}-data"
+        self.log_path = workdir / f"{label}.log"
+        self.meter = CpuMeter()
+        self.exit_code: int | None = None
+
+    def __enter__(self) -> GatewayProcess:
+        self.data_dir.mkdir(exist_ok=True)
+        self.log_file = open(self.log_path, "wb")  # closed in __exit__
+        self.process = self.processes.start(
+            gateway_command(self.args),
+            env=gateway_environment(self.args, self.database.gateway_url, self.port, self.data_dir),
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.meter.watch("gateway", self.process.pid)
+        self.meter.watch("postgres", self.database.postmaster_pid())
+        try:
+            wait_http(f"{self.base}/readyz", self.process, timeout=90, what="medsettle serve")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.exit_code = self.processes.stop(self.process)
+        self.log_file.close()
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(errors="replace").strip().splitlines()
+
+
 def measure_gateway(
     processes: Processes,
     args: argparse.Namespace,
@@ -725,26 +922,10 @@ def measure_gateway(
     stream: Iterator[tuple[str, dict[str, Any]]],
     keys: dict[str, tuple[str, str]],
 ) -> dict[str, Any]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    data_dir = workdir / "gateway-data"
-    data_dir.mkdir(exist_ok=True)
-    log_path = workdir / "gateway.log"
-    log_file = open(log_path, "wb")  # noqa: SIM115 - closed in finally
-    process = processes.start(
-        gateway_command(args),
-        env=gateway_environment(args, database.gateway_url, port, data_dir),
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
     runs: dict[int, dict[str, Any]] = {}
     warmup: dict[str, Any] = {}
-    meter = CpuMeter()
-    meter.watch("gateway", process.pid)
-    meter.watch("postgres", database.postmaster_pid())
-    try:
-        wait_http(f"{base}/readyz", process, timeout=90, what="medsettle serve")
+    with GatewayProcess(processes, args, workdir, database, "gateway") as gateway:
+        base, meter = gateway.base, gateway.meter
         # The gateway recorded its policy versions at start-up: analyse again so nothing plans on stale stats.
         asyncio.run(analyze(database.gateway_url))
         asyncio.run(checkpoint(database.gateway_url))
@@ -784,11 +965,8 @@ def measure_gateway(
                 f"  {runs[connections]['settlements_per_second']:,.0f} settlements/s, "
                 f"p99 {runs[connections]['p99_ms']:.1f} ms, errors {runs[connections]['errors']}"
             )
-    finally:
-        code = processes.stop(process)
-        log_file.close()
-    tail = log_path.read_text(errors="replace").strip().splitlines()[-20:]
-    error_lines = [line for line in log_path.read_text(errors="replace").splitlines() if '"error"' in line]
+    lines = gateway.log_lines()
+    error_lines = [line for line in lines if '"error"' in line]
     log("checking invariants (adapters.check.check_invariants)")
     violations = asyncio.run(invariant_violations(database.gateway_url))
     stored = asyncio.run(settled_count(database.gateway_url))
@@ -797,8 +975,8 @@ def measure_gateway(
     return {
         "runs": runs,
         "warmup": warmup,
-        "exit_code": code,
-        "log_tail": tail,
+        "exit_code": gateway.exit_code,
+        "log_tail": lines[-20:],
         "log_error_lines": len(error_lines),
         "log_errors": error_lines[:20],
         "settlements_in_database": stored,
@@ -807,6 +985,101 @@ def measure_gateway(
         "pool_max": args.pool_max if args.pool_max is not None else "12 (gateway default)",  # per worker
         "workers": args.workers if args.workers is not None else "1 (not passed)",
         "command": " ".join(["medsettle", *gateway_command(args)[1:]]),
+    }
+
+
+def measure_storage(
+    processes: Processes,
+    args: argparse.Namespace,
+    workdir: Path,
+    database: Database,
+    stream: Iterator[tuple[str, dict[str, Any]]],
+    keys: dict[str, tuple[str, str]],
+) -> dict[str, Any]:
+    """Settle ``--storage-settlements`` bills through a gateway of its own at 64 terminals (wrk and
+    settle.lua, as the gateway runs), and divide what the public schema's tables grew by the settlements
+    stored. The snapshots are taken while no gateway is running (so every session's counters are published),
+    without VACUUM or CHECKPOINT: what a live system holds."""
+    url = database.gateway_url
+    before, settled_before, waited_before = asyncio.run(quiet_storage_snapshot(url, timeout=STATS_TIMEOUT))
+    wanted = args.storage_settlements
+    rounds: list[dict[str, Any]] = []
+    started = time.monotonic()
+    loop = asyncio.new_event_loop()
+    counter = loop.run_until_complete(asyncpg.connect(url))
+    try:
+
+        def stored() -> int:
+            return int(loop.run_until_complete(counter.fetchval("SELECT count(*) FROM settlements"))) - settled_before
+
+        with GatewayProcess(processes, args, workdir, database, "storage") as gateway:
+            asyncio.run(analyze(url))  # the gateway recorded its policy versions at start-up
+            rate = 0.0
+            while (done := stored()) < wanted:
+                # Signatures are good for 300 s and made just before each round: a round is about two minutes'
+                # worth at the pace of the last one (20,000 to start with). wrk is stopped (SIGINT) once they
+                # are stored, or when nothing more has been stored for 10 s. It must not run out first: when a
+                # wrk thread runs out it stops, and drops the requests its other connections have in flight.
+                # So a round signs a few seconds' worth more than it needs, and may store some of them before
+                # it is stopped: the figures divide by the settlements stored, not by those asked for.
+                count = min(wanted - done, max(5_000, int(rate * 120)) if rate else 20_000)
+                goal = done + count
+                spare = max(2_000, int(rate * 3)) + STORAGE_TERMINALS
+                progress = {"count": done, "since": time.monotonic()}
+
+                def finished(goal: int = goal, progress: dict[str, float] = progress) -> bool:
+                    now_stored = stored()
+                    if now_stored != progress["count"]:
+                        progress["count"], progress["since"] = now_stored, time.monotonic()
+                    return now_stored >= goal or time.monotonic() - progress["since"] > 10
+
+                log(f"storage: settling {count:,} bills at {STORAGE_TERMINALS} terminals ({done:,} of {wanted:,})")
+                run = settle_run(
+                    gateway.base,
+                    connections=STORAGE_TERMINALS,
+                    threads=min(args.wrk_threads, STORAGE_TERMINALS),
+                    duration=240,
+                    count=count + spare,
+                    workdir=workdir,
+                    stream=stream,
+                    keys=keys,
+                    label=f"storage-{len(rounds)}",
+                    meter=gateway.meter,
+                    stop_when=finished,
+                )
+                rounds.append(run)
+                if stored() <= done:
+                    raise RuntimeError(f"a round of {count:,} bills stored nothing (errors: {run['errors']})")
+                rate = run["overall_per_second"]
+    finally:
+        loop.run_until_complete(counter.close())
+        loop.close()
+    after, settled_after, waited_after = asyncio.run(quiet_storage_snapshot(url, timeout=STATS_TIMEOUT))
+    figures = storage_per_settlement(before, after, settled_after - settled_before)
+    created = sum(run["created"] for run in rounds)
+    cpu: dict[str, float] = {}
+    for run in rounds:
+        for name, microseconds in run["cpu_us_per_settlement"].items():
+            cpu[name] = cpu.get(name, 0.0) + microseconds * run["created"] / created
+    error_lines = [line for line in gateway.log_lines() if '"error"' in line]
+    log(
+        f"  {figures['bytes_per_settlement']:,.0f} bytes and {figures['rows_per_settlement']:.2f} rows written"
+        f" per settlement, over {figures['settlements']:,} settlements"
+    )
+    return {
+        "terminals": STORAGE_TERMINALS,
+        "requested": wanted,
+        **figures,
+        "created": created,
+        "errors": sum(run["errors"] for run in rounds),
+        "seconds": round(time.monotonic() - started, 1),
+        "stats_waited_seconds": {"before": waited_before, "after": waited_after},
+        "stats_settled": max(waited_before, waited_after) < STATS_TIMEOUT,
+        "cpu_us_per_settlement": {name: round(value, 1) for name, value in cpu.items()},
+        "rounds": rounds,
+        "exit_code": gateway.exit_code,
+        "log_error_lines": len(error_lines),
+        "log_errors": error_lines[:20],
     }
 
 
@@ -893,6 +1166,22 @@ def verdict(met: bool | None) -> str:
     return "n/a" if met is None else ("met" if met else "NOT MET")
 
 
+def target_figures(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures the targets judge, as numbers (None when not measured), for the JSON document."""
+    gateway, storage = results.get("gateway"), results.get("storage")
+    runs = gateway["runs"] if gateway else {}
+    cpu = None
+    run = runs.get(TARGET_CPU_TERMINALS)
+    if run and "gateway" in run["cpu_us_per_settlement"] and "postgres" in run["cpu_us_per_settlement"]:
+        cpu = round(run["cpu_us_per_settlement"]["gateway"] + run["cpu_us_per_settlement"]["postgres"], 1)
+    return {
+        "bytes_per_settlement": storage["bytes_per_settlement"] if storage else None,
+        "rows_per_settlement": storage["rows_per_settlement"] if storage else None,
+        f"cpu_us_per_settlement_at_{TARGET_CPU_TERMINALS}": cpu,
+        "p99_ms": {connections: run["p99_ms"] for connections, run in sorted(runs.items())},
+    }
+
+
 def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[list[list[str]], list[list[str]], bool]:
     """(figures rows, target rows, every target met). A skipped measurement is shown as such and its targets
     as n/a; a failed one as FAILED, with its targets not met."""
@@ -900,7 +1189,9 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
     targets: list[list[str]] = []
 
     def absent(name: str, label: str) -> None:
-        if name in results["skipped"]:
+        if name in results["skip_notes"]:
+            figures.append([label, "skipped", results["skip_notes"][name]])
+        elif name in results["skipped"]:
             figures.append([label, "skipped", f"--only {','.join(sorted(args.only))}"])
         else:
             figures.append([label, "FAILED", results["failures"].get(name, "")])
@@ -961,6 +1252,30 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
     else:
         absent("gateway", "gateway settle")
 
+    storage = results.get("storage")
+    if storage:
+        notes = [f"{storage['settlements']:,} settlements at {storage['terminals']} terminals"]
+        if storage["errors"]:
+            notes.append(f"{storage['errors']} errors")
+        figures.append(
+            [
+                "storage: bytes on disk per settlement",
+                f"{storage['bytes_per_settlement']:,.0f} B",
+                f"public schema, indexes and TOAST included, no VACUUM; {'; '.join(notes)}",
+            ]
+        )
+        stale = "" if storage["stats_settled"] else f"; row counters still moving after {STATS_TIMEOUT:g} s"
+        figures.append(
+            [
+                "storage: rows written per settlement",
+                f"{storage['rows_per_settlement']:.2f}",
+                f"{storage['inserted_per_settlement']:.2f} inserted, {storage['updated_per_settlement']:.2f} updated,"
+                f" {storage['deleted_per_settlement']:.2f} deleted (pg_stat_user_tables){stale}",
+            ]
+        )
+    else:
+        absent("storage", "storage: bytes on disk per settlement")
+
     engine = results.get("engine")
     if engine:
         figures.append(["engine alone: 20-line inpatient, all payers", f"{engine['median_us']:.1f} µs", "median"])
@@ -999,6 +1314,25 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
             target(name, "-", f"<= {limit:g} ms", None, ("gateway",))
         else:
             targets.append([name, "-", f"<= {limit:g} ms", "n/a (not in --connections)"])
+    judged = target_figures(results)
+    name = f"total CPU per settlement at {TARGET_CPU_TERMINALS} terminals (gateway + PostgreSQL)"
+    wanted = f"<= {TARGET_CPU_US:g} µs"
+    cpu = judged[f"cpu_us_per_settlement_at_{TARGET_CPU_TERMINALS}"]
+    if cpu is not None:
+        target(name, f"{cpu:,.0f} µs", wanted, cpu <= TARGET_CPU_US)
+    elif gateway and TARGET_CPU_TERMINALS in gateway["runs"]:
+        why = "PostgreSQL's processes not visible" if psutil is not None else "psutil not installed"
+        targets.append([name, "-", wanted, f"n/a ({why})"])
+    elif TARGET_CPU_TERMINALS in args.connections:
+        target(name, "-", wanted, None, ("gateway",))
+    else:
+        targets.append([name, "-", wanted, "n/a (not in --connections)"])
+    wanted = f"<= {TARGET_BYTES_PER_SETTLEMENT} B"
+    if judged["bytes_per_settlement"] is not None:
+        size = judged["bytes_per_settlement"]
+        target("bytes per settlement", f"{size:,.0f} B", wanted, size <= TARGET_BYTES_PER_SETTLEMENT)
+    else:
+        target("bytes per settlement", "-", wanted, None, ("storage",))
     if engine:
         met = engine["median_us"] <= TARGET_ENGINE_US
         target("engine alone", f"{engine['median_us']:.1f} µs", f"<= {TARGET_ENGINE_US:g} µs", met)
@@ -1007,9 +1341,10 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
     if gateway_best and http:
         ratio = gateway_best["settlements_per_second"] / http["requests_per_second"]
         targets.append(["gateway / HTTP ceiling", f"{ratio:.2f}", "(for scale)", "-"])
-    if gateway:
-        all_runs: list[dict[str, Any]] = [gateway["warmup"], *gateway["runs"].values()]
-        all_runs = [run for run in all_runs if run]
+    storage = results.get("storage")
+    if gateway or storage:
+        all_runs: list[dict[str, Any]] = [gateway["warmup"], *gateway["runs"].values()] if gateway else []
+        all_runs = [run for run in [*all_runs, *(storage["rounds"] if storage else [])] if run]
         errors = sum(run["errors"] for run in all_runs)
         detail: dict[str, int] = {}
         for run in all_runs:
@@ -1017,6 +1352,9 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
                 detail[str(kind)] = detail.get(str(kind), 0) + count
         shown = f"{errors}" + (f" ({', '.join(f'{k}: {v}' for k, v in sorted(detail.items()))})" if detail else "")
         target("errors: non-201 answers, socket errors", shown, "0", errors == 0)
+    else:
+        target("errors: non-201 answers, socket errors", "-", "0", None, ("gateway", "storage"))
+    if gateway:
         problems = len(gateway["violations"]) + gateway["created_not_stored"]
         shown = f"{len(gateway['violations'])}"
         if gateway["created_not_stored"]:
@@ -1026,8 +1364,10 @@ def build_report(results: dict[str, Any], args: argparse.Namespace) -> tuple[lis
             count = gateway["log_error_lines"]
             targets.append(["gateway log lines mentioning an error", str(count), "(see --json: log_errors)", "-"])
     else:
-        target("errors: non-201 answers, socket errors", "-", "0", None, ("gateway",))
         target("invariant violations (medsettle check)", "-", "0", None, ("gateway",))
+    if storage and storage["log_error_lines"]:
+        count = storage["log_error_lines"]
+        targets.append(["storage gateway log lines mentioning an error", str(count), "(see --json: storage)", "-"])
     return figures, targets, all_met
 
 
@@ -1061,6 +1401,22 @@ def cpu_rows(results: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def storage_rows(results: dict[str, Any]) -> list[list[str]]:
+    """Bytes and rows written per settlement, by table (those that changed, largest first), then all of them."""
+    storage = results.get("storage")
+    if not storage:
+        return []
+
+    def row(label: str, figures: dict[str, Any]) -> list[str]:
+        return [
+            label,
+            f"{figures['bytes_per_settlement']:,.1f}",
+            *(f"{figures[f'{counter}_per_settlement']:.3f}" for counter in ROW_COUNTERS),
+        ]
+
+    return [*(row(table["table"], table) for table in storage["tables"]), row("all tables", storage)]
+
+
 def table(headers: list[str], rows: list[list[str]], *, right: tuple[int, ...] = ()) -> str:
     """A plain-text table; columns listed in ``right`` are right-aligned (numbers)."""
     widths = [max(len(headers[column]), *(len(row[column]) for row in rows)) for column in range(len(headers))]
@@ -1072,6 +1428,18 @@ def table(headers: list[str], rows: list[list[str]], *, right: tuple[int, ...] =
         ).rstrip()
 
     return "\n".join([line(headers), "  ".join("-" * width for width in widths), *(line(row) for row in rows)])
+
+
+def json_document(results: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """What --json writes: every measurement, the figures the targets judge, and the targets table."""
+    _, targets, all_met = build_report(results, args)
+    columns = ("target", "value", "wanted", "verdict")
+    return {
+        **results,
+        "target_figures": target_figures(results),
+        "targets": [dict(zip(columns, row, strict=True)) for row in targets],
+        "all_targets_met": all_met,
+    }
 
 
 def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool]:
@@ -1099,6 +1467,10 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> tuple[str, bool
             table(["target", "value", "wanted", "verdict"], targets),
         ]
     )
+    storage = storage_rows(results)
+    if storage:
+        headers = ["storage per settlement, by table", "bytes", "rows inserted", "updated", "deleted"]
+        text += "\n\n" + table(headers, storage, right=(1, 2, 3, 4))
     cpu = cpu_rows(results)
     if cpu:
         headers = ["CPU per operation, µs", "server", "PostgreSQL", "load generator", "total"]
@@ -1119,7 +1491,7 @@ def comma_separated(text: str) -> list[int]:
     return values
 
 
-MEASUREMENTS = ("engine", "http", "gateway", "database")
+MEASUREMENTS = ("engine", "http", "gateway", "storage", "database")
 
 
 def measurement_names(text: str) -> set[str]:
@@ -1156,6 +1528,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1, help="seed of the county and its bills (default 1)")
     parser.add_argument("--no-function", action="store_true", help="skip the one-function-call pgbench variant")
     parser.add_argument(
+        "--storage-settlements",
+        type=int,
+        default=100_000,
+        help="settlements to store for the storage measurement (default 100000)",
+    )
+    parser.add_argument(
         "--only",
         type=measurement_names,
         default=set(MEASUREMENTS),
@@ -1164,6 +1542,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.duration <= 240:  # signatures are valid for 300 s, and they are made just before each run
         parser.error("--duration must be between 1 and 240 seconds")
+    if args.storage_settlements < 1:
+        parser.error("--storage-settlements must be at least 1")
     if args.people < 100 or args.warmup < 1 or args.max_rate < 100 or args.wrk_threads < 1:
         parser.error("--people must be at least 100, --warmup at least 1, --max-rate at least 100")
     if (args.pool_max is not None and args.pool_max < 1) or (args.workers is not None and args.workers < 1):
@@ -1172,9 +1552,15 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 
 def phase(results: dict[str, Any], name: str, work: Callable[[], Any]) -> Any:
-    """Run one measurement; a failure is recorded and shown in the table, and the others still run."""
+    """Run one measurement; a failure is recorded and shown in the table, and the others still run. One that
+    raises Skipped is shown as skipped, with its reason, and its targets as n/a."""
     try:
         value = work()
+    except Skipped as reason:
+        log(f"{name} skipped: {reason}")
+        results["skipped"] = sorted({*results["skipped"], name})
+        results["skip_notes"][name] = str(reason)
+        return None
     except Exception as error:
         traceback.print_exc()
         results["failures"][name] = f"{type(error).__name__}: {error}"[:300]
@@ -1193,6 +1579,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"start": os.getloadavg()},
         "failures": {},
         "skipped": sorted(set(MEASUREMENTS) - args.only),
+        "skip_notes": {},
     }
     workdir = Path(tempfile.mkdtemp(prefix="medsettle-ceilings-"))
     processes = Processes()
@@ -1205,7 +1592,7 @@ def main(argv: list[str] | None = None) -> int:
         if "http" in args.only:
             log(f"HTTP ceiling: bare aiohttp, wrk -c{args.http_connections} for {args.duration} s")
             phase(results, "http", lambda: measure_http(processes, args, workdir))
-        if args.only & {"gateway", "database"}:
+        if args.only & {"gateway", "storage", "database"}:
             log("using DATABASE_URL's server" if "DATABASE_URL" in os.environ else "starting an embedded PostgreSQL")
             database.open()
             server = asyncio.run(server_facts(database.gateway_url))
@@ -1217,6 +1604,8 @@ def main(argv: list[str] | None = None) -> int:
             stand_in_bodies = [next(stream)[1] for _ in range(100)]
             if "gateway" in args.only:
                 phase(results, "gateway", lambda: measure_gateway(processes, args, workdir, database, stream, keys))
+            if "storage" in args.only:
+                phase(results, "storage", lambda: measure_storage(processes, args, workdir, database, stream, keys))
             if "database" in args.only:
                 phase(results, "database", lambda: measure_database(args, database, stand_in_bodies))
     finally:
@@ -1231,7 +1620,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         OUT.mkdir(parents=True, exist_ok=True)
         path = OUT / f"ceilings-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}.json"
-        path.write_text(json.dumps({**results, "all_targets_met": all_met}, indent=2, default=str) + "\n")
+        path.write_text(json.dumps(json_document(results, args), indent=2, default=str) + "\n")
         print(f"\nwrote {path.relative_to(ROOT)}")
     if results["failures"]:
         return 2

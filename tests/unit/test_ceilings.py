@@ -1,0 +1,268 @@
+"""The arithmetic and the report of ``benchmarks/ceilings.py``, without running anything.
+
+Storage per settlement is a difference of two snapshots of every table of the public schema
+(bytes and row counters), divided by the settlements stored between them; the targets table
+turns it, and the gateway's CPU figures, into verdicts; a measurement that cannot run on the
+schema as it is (pgbench's scripts name tables that may be gone) is skipped with its reason,
+and does not fail the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import pytest
+
+from benchmarks import ceilings
+
+
+def table(size: int, inserted: int = 0, updated: int = 0, deleted: int = 0) -> dict[str, int]:
+    return {"bytes": size, "inserted": inserted, "updated": updated, "deleted": deleted}
+
+
+def test_storage_per_settlement_divides_every_table_s_growth_by_the_settlements_stored() -> None:
+    before = {
+        "settlements": table(8192, inserted=10),
+        "lines": table(16384, inserted=50),
+        "totals": table(8192, inserted=5, updated=7),
+        "untouched": table(65536, inserted=3),
+        "dropped": table(8192),
+    }
+    after = {
+        "settlements": table(8192 + 100_000, inserted=110),
+        "lines": table(16384 + 250_000, inserted=350),
+        "totals": table(8192 + 8192, inserted=5, updated=107, deleted=0),
+        "untouched": table(65536, inserted=3),
+        "appeared": table(24576, inserted=100, deleted=100),
+    }
+    figures = ceilings.storage_per_settlement(before, after, settlements=100)
+
+    assert figures["settlements"] == 100
+    assert figures["bytes"] == 100_000 + 250_000 + 8192 + 24576 - 8192
+    assert figures["bytes_per_settlement"] == pytest.approx(figures["bytes"] / 100)
+    assert figures["inserted_per_settlement"] == pytest.approx((100 + 300 + 100) / 100)
+    assert figures["updated_per_settlement"] == pytest.approx(1.0)
+    assert figures["deleted_per_settlement"] == pytest.approx(1.0)
+    assert figures["rows_per_settlement"] == pytest.approx(7.0)
+
+    by_table = {row["table"]: row for row in figures["tables"]}
+    assert set(by_table) == {"settlements", "lines", "totals", "appeared", "dropped"}  # "untouched" is left out
+    assert by_table["lines"]["bytes_per_settlement"] == pytest.approx(2500.0)
+    assert by_table["lines"]["inserted_per_settlement"] == pytest.approx(3.0)
+    assert by_table["totals"]["updated_per_settlement"] == pytest.approx(1.0)
+    assert by_table["dropped"]["bytes_per_settlement"] == pytest.approx(-81.92)
+    # Largest first, so the table to slim is on top.
+    assert [row["table"] for row in figures["tables"]][:2] == ["lines", "settlements"]
+
+
+def test_storage_per_settlement_needs_settlements_to_divide_by() -> None:
+    with pytest.raises(RuntimeError, match="no settlement"):
+        ceilings.storage_per_settlement({}, {"settlements": table(8192, inserted=1)}, settlements=0)
+
+
+def arguments(**overrides: Any) -> argparse.Namespace:
+    return ceilings.parse_arguments(
+        [f"--{name.replace('_', '-')}={value}" for name, value in overrides.items() if value is not None]
+    )
+
+
+def gateway_run(connections: int, p99_ms: float, cpu: dict[str, float]) -> dict[str, Any]:
+    return {
+        "connections": connections,
+        "threads": 1,
+        "settlements_per_second": 1000.0,
+        "p50_ms": p99_ms / 2,
+        "p99_ms": p99_ms,
+        "exhausted": False,
+        "errors": 0,
+        "non_201": {},
+        "socket_errors": {},
+        "created": 10_000,
+        "cpu_us_per_settlement": cpu,
+    }
+
+
+def results_with(only: str, **measurements: Any) -> dict[str, Any]:
+    """Results as main() gathers them, for a run of ``--only ONLY``."""
+    skipped = sorted(set(ceilings.MEASUREMENTS) - set(only.split(",")))
+    return {"skipped": skipped, "skip_notes": {}, "failures": {}, **measurements}
+
+
+def gateway_results(cpu_64: dict[str, float]) -> dict[str, Any]:
+    return {
+        "runs": {
+            16: gateway_run(16, 10.0, {"gateway": 300.0, "postgres": 400.0, "wrk": 30.0}),
+            64: gateway_run(64, 40.0, cpu_64),
+        },
+        "warmup": {},
+        "violations": [],
+        "created_not_stored": 0,
+        "log_error_lines": 0,
+    }
+
+
+def storage_results(bytes_per_settlement: float) -> dict[str, Any]:
+    return {
+        "terminals": 64,
+        "settlements": 20_000,
+        "bytes_per_settlement": bytes_per_settlement,
+        "rows_per_settlement": 9.0,
+        "inserted_per_settlement": 8.0,
+        "updated_per_settlement": 1.0,
+        "deleted_per_settlement": 0.0,
+        "tables": [
+            {
+                "table": "settlements",
+                "bytes_per_settlement": bytes_per_settlement,
+                "inserted_per_settlement": 8.0,
+                "updated_per_settlement": 1.0,
+                "deleted_per_settlement": 0.0,
+            }
+        ],
+        "rounds": [],
+        "errors": 0,
+        "stats_settled": True,
+        "log_error_lines": 0,
+    }
+
+
+def verdicts(results: dict[str, Any], args: argparse.Namespace) -> dict[str, tuple[str, str]]:
+    _, targets, _ = ceilings.build_report(results, args)
+    return {row[0]: (row[1], row[3]) for row in targets}
+
+
+BYTES = "bytes per settlement"
+CPU = "total CPU per settlement at 64 terminals (gateway + PostgreSQL)"
+
+
+@pytest.mark.parametrize(("size", "verdict"), [(2048.0, "met"), (2048.6, "NOT MET"), (612.3, "met")])
+def test_the_bytes_per_settlement_target_is_at_most_2048(size: float, verdict: str) -> None:
+    results = results_with("storage", storage=storage_results(size))
+    assert verdicts(results, arguments(only="storage"))[BYTES][1] == verdict
+
+
+@pytest.mark.parametrize(
+    ("cpu", "value", "verdict"),
+    [
+        ({"gateway": 250.0, "postgres": 350.0, "wrk": 40.0}, "600 µs", "met"),  # the load generator does not count
+        ({"gateway": 475.0, "postgres": 652.0, "wrk": 30.0}, "1,127 µs", "NOT MET"),
+    ],
+)
+def test_the_cpu_target_adds_the_gateway_and_postgresql_at_64_terminals(
+    cpu: dict[str, float], value: str, verdict: str
+) -> None:
+    results = results_with("gateway", gateway=gateway_results(cpu))
+    assert verdicts(results, arguments(only="gateway"))[CPU] == (value, verdict)
+
+
+def test_the_cpu_target_is_not_applicable_when_postgresql_s_processes_are_not_visible() -> None:
+    results = results_with("gateway", gateway=gateway_results({"gateway": 250.0, "wrk": 40.0}))
+    _, targets, all_met = ceilings.build_report(results, arguments(only="gateway"))
+    row = next(row for row in targets if row[0] == CPU)
+    assert row[3].startswith("n/a")
+    assert all_met
+
+
+def test_the_cpu_target_fails_when_the_gateway_measurement_failed() -> None:
+    results = results_with("gateway")
+    results["failures"]["gateway"] = "RuntimeError: boom"
+    assert verdicts(results, arguments(only="gateway"))[CPU][1] == "NOT MET"
+
+
+def test_the_existing_p99_targets_stay() -> None:
+    results = results_with("gateway", gateway=gateway_results({"gateway": 250.0, "postgres": 350.0}))
+    shown = verdicts(results, arguments(only="gateway"))
+    assert shown["p99 at 16 terminals"] == ("10.0 ms", "met")
+    assert shown["p99 at 64 terminals"] == ("40.0 ms", "met")
+
+
+def test_a_skipped_storage_measurement_leaves_its_target_not_applicable() -> None:
+    results = results_with("gateway", gateway=gateway_results({"gateway": 250.0, "postgres": 350.0}))
+    assert verdicts(results, arguments(only="gateway"))[BYTES] == ("-", "n/a")
+
+
+def test_storage_is_measured_unless_left_out() -> None:
+    assert "storage" in ceilings.parse_arguments([]).only
+    assert ceilings.parse_arguments([]).storage_settlements == 100_000
+    assert ceilings.parse_arguments(["--only", "gateway,storage", "--storage-settlements", "20000"]).only == {
+        "gateway",
+        "storage",
+    }
+
+
+def test_a_measurement_that_does_not_fit_the_schema_is_skipped_with_its_reason_not_failed() -> None:
+    results = results_with("database")
+
+    def work() -> None:
+        raise ceilings.Skipped('pgbench scripts do not match the schema: relation "idempotency_keys" does not exist')
+
+    assert ceilings.phase(results, "database", work) is None
+    assert results["failures"] == {}
+    assert "database" in results["skipped"]
+    assert "pgbench scripts do not match the schema" in results["skip_notes"]["database"]
+
+    figures, targets, all_met = ceilings.build_report(results, arguments(only="database"))
+    row = next(row for row in figures if row[0].startswith("DB ceiling"))
+    assert row[1] == "skipped"
+    assert "pgbench scripts do not match the schema" in row[2]
+    assert next(row for row in targets if row[0].startswith("gateway / DB ceiling"))[3] == "n/a"
+    assert all_met
+
+
+def test_the_storage_rows_are_shown_and_the_json_carries_the_target_figures() -> None:
+    results = results_with(
+        "gateway,storage",
+        gateway=gateway_results({"gateway": 250.0, "postgres": 300.0, "wrk": 40.0}),
+        storage=storage_results(1500.0),
+    )
+    figures, _, _ = ceilings.build_report(results, arguments(only="gateway,storage"))
+    shown = {row[0]: row[1] for row in figures}
+    assert shown["storage: bytes on disk per settlement"] == "1,500 B"
+    assert shown["storage: rows written per settlement"] == "9.00"
+    assert ceilings.storage_rows(results)[0][:2] == ["settlements", "1,500.0"]
+    assert ceilings.target_figures(results) == {
+        "bytes_per_settlement": 1500.0,
+        "rows_per_settlement": 9.0,
+        "cpu_us_per_settlement_at_64": 550.0,
+        "p99_ms": {16: 10.0, 64: 40.0},
+    }
+
+
+def test_the_json_document_holds_the_storage_figures_and_every_target() -> None:
+    results = results_with(
+        "gateway,storage",
+        gateway=gateway_results({"gateway": 475.0, "postgres": 652.0, "wrk": 30.0}),
+        storage=storage_results(2500.0),
+    )
+    document = json.loads(json.dumps(ceilings.json_document(results, arguments(only="gateway,storage")), default=str))
+    assert document["storage"]["bytes_per_settlement"] == 2500.0
+    assert document["storage"]["tables"][0]["table"] == "settlements"
+    assert document["target_figures"]["bytes_per_settlement"] == 2500.0
+    assert document["target_figures"]["cpu_us_per_settlement_at_64"] == 1127.0
+    targets = {target["target"]: target for target in document["targets"]}
+    assert targets[BYTES] == {"target": BYTES, "value": "2,500 B", "wanted": "<= 2048 B", "verdict": "NOT MET"}
+    assert targets[CPU]["verdict"] == "NOT MET"
+    assert document["all_targets_met"] is False
+
+
+@pytest.mark.parametrize(
+    ("output", "reason"),
+    [
+        (
+            'pgbench: error: client 0 script 0 aborted in command 2 query 0: ERROR:  relation "idempotency_keys"'
+            " does not exist\nLINE 1: INSERT INTO idempotency_keys (x) VALUES (1)",
+            'relation "idempotency_keys" does not exist',
+        ),
+        (
+            'pgbench: error: client 0 script 0 aborted in command 0 query 0: ERROR:  column "request" of relation'
+            ' "settlements" does not exist',
+            'column "request" of relation "settlements" does not exist',
+        ),
+        ("pgbench: error: client 3 aborted in command 5 query 0: ERROR:  deadlock detected", None),
+        ('ERROR:  function "bench_settle" does not exist', None),
+    ],
+)
+def test_a_pgbench_run_that_names_a_missing_table_or_column_is_told_apart(output: str, reason: str | None) -> None:
+    assert ceilings.pgbench_schema_mismatch(output) == reason
