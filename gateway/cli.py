@@ -21,10 +21,12 @@ import asyncpg
 from adapters import db
 from adapters.check import Violation, check_invariants, missing_acknowledged, parse_acknowledged
 from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
+from adapters.report_models import RegistryStats
+from adapters.reports import Reports
 from gateway.cli_database import DatabaseUnreachable, database_url, nothing, with_connection
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.dashboard import add_dashboard_link_parser
-from gateway.finance_cli import add_finance_parser
+from gateway.finance_cli import add_finance_parser, report_json
 from gateway.logs import configure_logging, log
 from gateway.reader_sim import add_reader_sim_parser
 
@@ -397,19 +399,19 @@ def _why_unreachable(error: BaseException) -> str:
 
 
 def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
-    from adapters.registry_stats import registry_stats, stats_csv
+    from adapters.registry_stats import stats_csv
 
     on = args.date or dt.date.today()
     period_from = args.period_from or on.replace(day=1)
     period_to = args.period_to or on
 
-    async def work(connection: asyncpg.Connection) -> Any:
-        return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
+    async def work(connection: asyncpg.Connection) -> RegistryStats:
+        return await Reports.over_connection(connection).registry_stats(
+            on=on, period_from=period_from, period_to=period_to
+        )
 
     stats = asyncio.run(with_connection(database_url(settings), work))
-    sys.stdout.write(
-        stats_csv(stats) if args.format == "csv" else json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
-    )
+    sys.stdout.write(stats_csv(stats) if args.format == "csv" else report_json(stats))
     return 0
 
 

@@ -2,7 +2,8 @@
 
 ``GET /v1/settlements/{id}/receipt?lang=zh|en&format=html|text``. The settlement is
 read through ``Service.get_settlement``, so a terminal sees only its own clinic's
-settlements (another clinic's is "not found") exactly as for the JSON read. Money is
+settlements (another clinic's is "not found") exactly as for the JSON read; the names
+and quantities of its billed items through ``Reports.billed_items``. Money is
 formatted only with ``settlement.money.format_yuan``; each payer's line is the
 engine's trace explained by ``settlement.explain.explain_trace``. Every piece of text
 that reaches HTML goes through ``html.escape``.
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import html
 import unicodedata
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from adapters.reports import Reports
 from gateway import api_models as api
 from gateway.problems import ApiError
 from settlement.explain import LABELS, Language, explain_trace
@@ -119,32 +122,26 @@ class Receipt:
 # ---------------------------------------------------------------- loading
 
 
-async def load_receipt(service: Any, terminal: Any, settlement_id: Any) -> Receipt:
+async def load_receipt(service: Any, reports: Reports, terminal: Any, settlement_id: uuid.UUID) -> Receipt:
     """The settlement as the caller may see it, with the clinic's name and the billed items' names."""
     body = await service.get_settlement(terminal, settlement_id)  # 404 for another clinic's terminal
-    async with service.store.pool.acquire(timeout=service.store.acquire_timeout) as connection:
-        row = await connection.fetchrow(
-            "SELECT request->'items' AS items FROM settlements WHERE settlement_id = $1 LIMIT 1",
-            settlement_id,
-        )
+    billed = await reports.billed_items(settlement_id)
     out = msgspec.json.decode(body, type=api.SettlementOut)
     clinic = await service.clinic(out.clinic_id)
-    billed = msgspec.json.decode(row["items"]) if row and row["items"] else []
     # The engine's lines are the bill's items in order, so each line is paired with its own item by
     # position: a code is not a key, since a bill may list one code twice (two strengths of a drug).
     items = []
     for index, line in enumerate(out.lines):
         item = billed[index] if index < len(billed) else None
-        own = item if isinstance(item, dict) and item.get("code") == line.code else {}
-        quantity, unit_price = own.get("quantity"), own.get("unit_price")
+        own = item if item is not None and item.code == line.code else None
         items.append(
             ReceiptItem(
                 code=line.code,
-                name=str(own.get("name", "")),
+                name=own.name if own else "",
                 category=line.category,
                 amount=line.amount,
-                quantity=quantity if isinstance(quantity, int) else None,
-                unit_price=unit_price if isinstance(unit_price, int) else None,
+                quantity=own.quantity if own else None,
+                unit_price=own.unit_price if own else None,
             )
         )
     return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=tuple(items))
@@ -325,7 +322,7 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
 
 
 async def settlement_receipt(request: web.Request) -> web.Response:
-    from gateway.app import _caller, _settlement_id, service_key  # the app imports this module
+    from gateway.app import _caller, _settlement_id, reports_key, service_key  # the app imports this module
 
     language = request.query.get("lang", "zh")
     if language not in ("zh", "en"):
@@ -333,7 +330,9 @@ async def settlement_receipt(request: web.Request) -> web.Response:
     form = request.query.get("format", "html")
     if form not in ("html", "text"):
         raise ApiError(422, "validation_failed", "format must be html or text", field="format")
-    receipt = await load_receipt(request.app[service_key], _caller(request), _settlement_id(request))
+    receipt = await load_receipt(
+        request.app[service_key], request.app[reports_key], _caller(request), _settlement_id(request)
+    )
     if form == "text":
         return web.Response(text=render_text(receipt, language), content_type="text/plain", charset="utf-8")
     return web.Response(

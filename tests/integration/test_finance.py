@@ -24,7 +24,7 @@ import pytest
 
 from adapters.check import check_invariants
 from adapters.finance import FUNDS
-from gateway import dashboard
+from adapters.reports import Reports
 from gateway.service import china_today
 from tests.integration.conftest import ADMIN, bill, register
 from tests.integration.test_cli import medsettle
@@ -367,10 +367,9 @@ async def test_clean_day_is_confirmed_and_audited(client, pool):
     # The dashboard's reconciliation status for that day: V053 confirmed, a clinic with business but no
     # reconciliation not.
     await synthetic_day(client, pool, clinic_id="V054", booked_on=day, count=2)
-    async with pool.acquire() as connection:
-        status = {row["clinic_id"]: row for row in await dashboard.reconciliation_status(connection, day)}
-    assert status["V053"]["confirmed"] is True and status["V053"]["settlements"] == 4
-    assert status["V054"]["confirmed"] is False and status["V054"]["settlements"] >= 2
+    status = {row.clinic_id: row for row in await Reports(pool).reconciliation_status(day)}
+    assert status["V053"].confirmed is True and status["V053"].settlements == 4
+    assert status["V054"].confirmed is False and status["V054"].settlements >= 2
 
 
 async def test_reconciliation_refusals(client):
