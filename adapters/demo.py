@@ -150,6 +150,11 @@ async def seed_demo(
     }
 
 
+async def has_clinics(connection: asyncpg.Connection) -> bool:
+    """Whether any clinic is registered: ``serve --demo`` seeds only a database that has none."""
+    return bool(await connection.fetchval("SELECT EXISTS (SELECT 1 FROM clinics)"))
+
+
 async def ensure_terminal_keys(connection: asyncpg.Connection, key_encryption_key: bytes) -> int:
     """Give every active terminal without a usable key one (demo data made before keys existed)."""
     keyless = await connection.fetch(

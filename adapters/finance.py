@@ -13,6 +13,10 @@ merged like a sorted-merge join, so a day of tens of thousands of settlements ne
 per-settlement lookups. A settlement counts as reversed at the gateway when its reversal
 was booked on or before the reconciled day, so a closed day reconciles the same way
 whenever it is asked.
+
+Both answer the Structs of ``adapters.report_models``, and the gateway reads them through
+``adapters.reports.Reports``. Confirming a clean reconciliation is the one write here:
+``Confirmations``, on the primary.
 """
 
 from __future__ import annotations
@@ -27,6 +31,27 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
+
+from adapters.report_models import (
+    AmountDiffers,
+    ClinicStatement,
+    DailyStatement,
+    Discrepancy,
+    DiscrepancyKind,
+    FundCounts,
+    LevelStatement,
+    MissingAtClinic,
+    MissingAtGateway,
+    PayerSums,
+    Reconciliation,
+    RegionStatement,
+    ReversedAtClinicOnly,
+    ReversedAtGatewayOnly,
+    StatementFunds,
+    StatementReversal,
+    StatementTotal,
+    discrepancy_kind,
+)
 
 # Ledger account -> settlements column: the three funds in payment order, then the patient.
 FUNDS: dict[str, str] = {
@@ -86,31 +111,39 @@ ORDER BY s.settlement_id
 
 # ---------------------------------------------------------------- daily statements
 
-
-def _empty_fund() -> dict[str, int]:
-    return {"settlements_count": 0, "settlements_fen": 0, "reversals_count": 0, "reversals_fen": 0, "net_fen": 0}
+_FUND_FIELDS = ("settlements_count", "settlements_fen", "reversals_count", "reversals_fen", "net_fen")
 
 
-def _empty_block() -> dict[str, Any]:
-    return {
-        "settlements": 0,
-        "reversals": 0,
-        "billed_fen": 0,
-        "reversed_fen": 0,
-        "net_fen": 0,
-        "funds": {fund: _empty_fund() for fund in FUNDS},
-    }
+class _Counts:
+    """A scope's sums while the day's lines are added up; frozen into the report's Structs at the end."""
+
+    def __init__(self) -> None:
+        self.settlements = self.reversals = self.billed_fen = self.reversed_fen = self.net_fen = 0
+        self.funds = {fund: dict.fromkeys(_FUND_FIELDS, 0) for fund in FUNDS}
+
+    def add(self, other: _Counts) -> None:
+        self.settlements += other.settlements
+        self.reversals += other.reversals
+        self.billed_fen += other.billed_fen
+        self.reversed_fen += other.reversed_fen
+        self.net_fen += other.net_fen
+        for fund, counts in other.funds.items():
+            for key, value in counts.items():
+                self.funds[fund][key] += value
+
+    def fields(self) -> dict[str, Any]:
+        """The block's fields as the report's Structs take them."""
+        return {
+            "settlements": self.settlements,
+            "reversals": self.reversals,
+            "billed_fen": self.billed_fen,
+            "reversed_fen": self.reversed_fen,
+            "net_fen": self.net_fen,
+            "funds": StatementFunds(**{fund: FundCounts(**counts) for fund, counts in self.funds.items()}),
+        }
 
 
-def _add(target: dict[str, Any], source: dict[str, Any]) -> None:
-    for key in ("settlements", "reversals", "billed_fen", "reversed_fen", "net_fen"):
-        target[key] += source[key]
-    for fund, counts in source["funds"].items():
-        for key, value in counts.items():
-            target["funds"][fund][key] += value
-
-
-async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today: dt.date) -> dict[str, Any]:
+async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today: dt.date) -> DailyStatement:
     """The statement for one booking day: per clinic and fund, rolled up by level, region and in total."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         lines = await connection.fetch(_DAY_LINES, day)
@@ -122,66 +155,68 @@ async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today
                 "SELECT clinic_id, name, level, region FROM clinics WHERE clinic_id = any($1::text[])", clinic_ids
             )
         }
-    blocks: dict[str, dict[str, Any]] = {clinic_id: _empty_block() for clinic_id in clinic_ids}
+    blocks = {clinic_id: _Counts() for clinic_id in clinic_ids}
     for row in lines:
         block = blocks[row["clinic_id"]]
         if row["account"] == "clinic":  # the clinic is credited the bill total: -amount
-            block["settlements"] = row["settlements_count"]
-            block["reversals"] = row["reversals_count"]
-            block["billed_fen"] = -row["settlements_fen"]
-            block["reversed_fen"] = -row["reversals_fen"]
-            block["net_fen"] = block["billed_fen"] - block["reversed_fen"]
+            block.settlements = row["settlements_count"]
+            block.reversals = row["reversals_count"]
+            block.billed_fen = -row["settlements_fen"]
+            block.reversed_fen = -row["reversals_fen"]
+            block.net_fen = block.billed_fen - block.reversed_fen
         else:
-            fund = block["funds"][row["account"]]
+            fund = block.funds[row["account"]]
             fund["settlements_count"] = row["settlements_count"]
             fund["settlements_fen"] = row["settlements_fen"]
             fund["reversals_count"] = row["reversals_count"]
             fund["reversals_fen"] = row["reversals_fen"]
             fund["net_fen"] = row["settlements_fen"] - row["reversals_fen"]
     by_clinic = []
-    by_level: dict[str, dict[str, Any]] = {}
-    by_region: dict[str, dict[str, Any]] = {}
-    total = _empty_block()
+    by_level: dict[str, _Counts] = {}
+    by_region: dict[str, _Counts] = {}
+    total = _Counts()
     for clinic_id in clinic_ids:
         clinic = clinics.get(clinic_id)
         level = clinic["level"] if clinic else ""
         region = clinic["region"] if clinic else ""
         block = blocks[clinic_id]
         by_clinic.append(
-            {"clinic_id": clinic_id, "name": clinic["name"] if clinic else "", "level": level, "region": region} | block
+            ClinicStatement(
+                clinic_id=clinic_id, name=clinic["name"] if clinic else "", level=level, region=region, **block.fields()
+            )
         )
-        _add(by_level.setdefault(level, _empty_block()), block)
-        _add(by_region.setdefault(region, _empty_block()), block)
-        _add(total, block)
-    return {
-        "date": day.isoformat(),
-        "closed": day < today,
-        "basis": "ledger_entries booked on this China date; the ledger is append-only, so a closed day never changes",
-        "funds": list(FUNDS),
-        "by_clinic": by_clinic,
-        "by_level": [{"level": level} | block for level, block in sorted(by_level.items())],
-        "by_region": [{"region": region} | block for region, block in sorted(by_region.items())],
-        "total": total,
-        "reversals": [
-            {
-                "reversal_id": str(row["reversal_id"]),
-                "settlement_id": str(row["settlement_id"]),
-                "clinic_id": row["clinic_id"],
-                "visit_type": row["visit_type"],
-                "service_date": row["service_date"].isoformat(),
-                "settled_on": row["settled_on"].isoformat() if row["settled_on"] else None,
-                "total_fen": row["total"],
-                "insurance_fen": row["insurance"],
-                "veteran_subsidy_fen": row["veteran_subsidy"],
-                "hardship_aid_fen": row["hardship_aid"],
-                "out_of_pocket_fen": row["out_of_pocket"],
-                "terminal_id": row["terminal_id"],
-                "reason": row["reason"],
-                "reversed_at": row["created_at"].isoformat(),
-            }
+        by_level.setdefault(level, _Counts()).add(block)
+        by_region.setdefault(region, _Counts()).add(block)
+        total.add(block)
+    return DailyStatement(
+        date=day,
+        closed=day < today,
+        basis="ledger_entries booked on this China date; the ledger is append-only, so a closed day never changes",
+        funds=list(FUNDS),
+        by_clinic=by_clinic,
+        by_level=[LevelStatement(level=level, **block.fields()) for level, block in sorted(by_level.items())],
+        by_region=[RegionStatement(region=region, **block.fields()) for region, block in sorted(by_region.items())],
+        total=StatementTotal(**total.fields()),
+        reversals=[
+            StatementReversal(
+                reversal_id=row["reversal_id"],
+                settlement_id=row["settlement_id"],
+                clinic_id=row["clinic_id"],
+                visit_type=row["visit_type"],
+                service_date=row["service_date"],
+                settled_on=row["settled_on"],
+                total_fen=row["total"],
+                insurance_fen=row["insurance"],
+                veteran_subsidy_fen=row["veteran_subsidy"],
+                hardship_aid_fen=row["hardship_aid"],
+                out_of_pocket_fen=row["out_of_pocket"],
+                terminal_id=row["terminal_id"],
+                reason=row["reason"],
+                reversed_at=row["created_at"].isoformat(),
+            )
             for row in reversals
         ],
-    }
+    )
 
 
 CSV_COLUMNS = (
@@ -200,33 +235,37 @@ CSV_COLUMNS = (
 )
 
 
-def statement_csv(statement: dict[str, Any]) -> str:
+def statement_csv(statement: DailyStatement) -> str:
     """One row per scope (clinic, level, region, total) and fund, UTF-8 with a BOM for spreadsheets."""
     buffer = io.StringIO()
     buffer.write("\ufeff")
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    day = statement["date"]
-    scopes: list[tuple[str, dict[str, Any]]] = [("clinic", block) for block in statement["by_clinic"]]
-    scopes += [("level", block) for block in statement["by_level"]]
-    scopes += [("region", block) for block in statement["by_region"]]
-    scopes.append(("total", statement["total"]))
-    for scope, block in scopes:
-        for fund, counts in block["funds"].items():
+    day = statement.date.isoformat()
+    # (scope, clinic_id, clinic name, level, region, the scope's funds)
+    scopes: list[tuple[str, str, str, str, str, StatementFunds]] = [
+        ("clinic", block.clinic_id, block.name, block.level, block.region, block.funds) for block in statement.by_clinic
+    ]
+    scopes += [("level", "", "", block.level, "", block.funds) for block in statement.by_level]
+    scopes += [("region", "", "", "", block.region, block.funds) for block in statement.by_region]
+    scopes.append(("total", "", "", "", "", statement.total.funds))
+    for scope, clinic_id, name, level, region, funds in scopes:
+        for fund in FUNDS:
+            counts: FundCounts = getattr(funds, fund)
             writer.writerow(
                 [
                     day,
                     scope,
-                    block.get("clinic_id", ""),
-                    block.get("name", ""),
-                    block.get("level", ""),
-                    block.get("region", ""),
+                    clinic_id,
+                    name,
+                    level,
+                    region,
                     fund,
-                    counts["settlements_count"],
-                    counts["settlements_fen"],
-                    counts["reversals_count"],
-                    counts["reversals_fen"],
-                    counts["net_fen"],
+                    counts.settlements_count,
+                    counts.settlements_fen,
+                    counts.reversals_count,
+                    counts.reversals_fen,
+                    counts.net_fen,
                 ]
             )
     return buffer.getvalue()
@@ -276,7 +315,7 @@ async def _gateway_side(
         yield row
 
 
-async def reconcile(connection: asyncpg.Connection, request: ReconciliationRequest) -> dict[str, Any]:
+async def reconcile(connection: asyncpg.Connection, request: ReconciliationRequest) -> Reconciliation:
     """Merge the submitted list with the gateway's, both in settlement_id order; name every difference."""
     field: str | None = None
     if request.fund is not None:
@@ -291,7 +330,7 @@ async def reconcile(connection: asyncpg.Connection, request: ReconciliationReque
         if previous.settlement_id == item.settlement_id:
             raise ReconciliationError(f"settlement {item.settlement_id} is listed twice", "settlements")
     compared = ("total", *PAYER_FIELDS) if field is None else (field,)
-    discrepancies: list[dict[str, Any]] = []
+    discrepancies: list[Discrepancy] = []
     matched = 0
     matched_sums = _sums()
     gateway_count = 0
@@ -299,24 +338,23 @@ async def reconcile(connection: asyncpg.Connection, request: ReconciliationReque
 
     def compare(ours: asyncpg.Record, theirs: SubmittedSettlement) -> None:
         nonlocal matched
-        settlement_id = str(theirs.settlement_id)
+        settlement_id = theirs.settlement_id
         differs = False
         for name in compared:
             if ours[name] != getattr(theirs, name):
                 differs = True
                 discrepancies.append(
-                    {
-                        "kind": "amount_differs",
-                        "settlement_id": settlement_id,
-                        "field": name,
-                        "gateway": ours[name],
-                        "submitted": getattr(theirs, name),
-                    }
+                    AmountDiffers(
+                        settlement_id=settlement_id, field=name, gateway=ours[name], submitted=getattr(theirs, name)
+                    )
                 )
         if ours["reversed"] != theirs.reversed:
             differs = True
-            kind = "reversed_at_gateway_only" if ours["reversed"] else "reversed_at_clinic_only"
-            discrepancies.append({"kind": kind, "settlement_id": settlement_id})
+            discrepancies.append(
+                ReversedAtGatewayOnly(settlement_id=settlement_id)
+                if ours["reversed"]
+                else ReversedAtClinicOnly(settlement_id=settlement_id)
+            )
         if not differs:
             matched += 1
             if not theirs.reversed:
@@ -324,9 +362,7 @@ async def reconcile(connection: asyncpg.Connection, request: ReconciliationReque
                     matched_sums[name] += ours[name]
 
     def missing_at_gateway(theirs: SubmittedSettlement) -> None:
-        discrepancies.append(
-            {"kind": "missing_at_gateway", "settlement_id": str(theirs.settlement_id), "submitted_total": theirs.total}
-        )
+        discrepancies.append(MissingAtGateway(settlement_id=theirs.settlement_id, submitted_total=theirs.total))
 
     position = 0
     async with connection.transaction(isolation="repeatable_read", readonly=True):
@@ -343,9 +379,7 @@ async def reconcile(connection: asyncpg.Connection, request: ReconciliationReque
                 compare(ours, submitted[position])
                 position += 1
             else:
-                discrepancies.append(
-                    {"kind": "missing_at_clinic", "settlement_id": str(settlement_id), "gateway_total": ours["total"]}
-                )
+                discrepancies.append(MissingAtClinic(settlement_id=settlement_id, gateway_total=ours["total"]))
         for theirs in submitted[position:]:
             missing_at_gateway(theirs)
     submitted_sums = _sums()
@@ -353,34 +387,44 @@ async def reconcile(connection: asyncpg.Connection, request: ReconciliationReque
         if not item.reversed:
             for name in submitted_sums:
                 submitted_sums[name] += getattr(item, name)
-    kinds: dict[str, int] = {}
+    kinds: dict[DiscrepancyKind, int] = {}
     for discrepancy in discrepancies:
-        kinds[discrepancy["kind"]] = kinds.get(discrepancy["kind"], 0) + 1
-    return {
-        "date": request.date.isoformat(),
-        "clinic_id": request.clinic_id,
-        "fund": request.fund,
-        "clean": not discrepancies,
-        "confirmed": False,
-        "submitted_count": len(submitted),
-        "gateway_count": gateway_count,
-        "matched_count": matched,
-        "matched_sums_fen": matched_sums,
-        "submitted_sums_fen": submitted_sums,
-        "gateway_sums_fen": gateway_sums,
-        "discrepancy_counts": kinds,
-        "discrepancies": discrepancies,
-    }
+        kind = discrepancy_kind(discrepancy)
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return Reconciliation(
+        date=request.date,
+        clinic_id=request.clinic_id,
+        fund=request.fund,
+        clean=not discrepancies,
+        confirmed=False,
+        submitted_count=len(submitted),
+        gateway_count=gateway_count,
+        matched_count=matched,
+        matched_sums_fen=PayerSums(**matched_sums),
+        submitted_sums_fen=PayerSums(**submitted_sums),
+        gateway_sums_fen=PayerSums(**gateway_sums),
+        discrepancy_counts=kinds,
+        discrepancies=discrepancies,
+    )
+
+
+# ---------------------------------------------------------------- confirmation: the one write
 
 
 async def record_confirmation(
-    connection: asyncpg.Connection, result: dict[str, Any], *, actor: str, request_id: str
+    connection: asyncpg.Connection, result: Reconciliation, *, actor: str, request_id: str
 ) -> None:
     """A clean reconciliation is confirmed in the append-only audit trail."""
-    subject = f"{result['date']} {result['clinic_id'] or '*'} {result['fund'] or '*'}"
+    subject = f"{result.date.isoformat()} {result.clinic_id or '*'} {result.fund or '*'}"
     details = {
-        key: result[key] for key in ("date", "clinic_id", "fund", "submitted_count", "gateway_count", "matched_count")
-    } | {"matched_sums_fen": result["matched_sums_fen"]}
+        "date": result.date,
+        "clinic_id": result.clinic_id,
+        "fund": result.fund,
+        "submitted_count": result.submitted_count,
+        "gateway_count": result.gateway_count,
+        "matched_count": result.matched_count,
+        "matched_sums_fen": result.matched_sums_fen,
+    }
     await connection.execute(
         "INSERT INTO audit_log (actor, action, subject, request_id, source, details)"
         " VALUES ($1, 'reconciliation.confirmed', $2, $3, 'api', $4::jsonb)",
@@ -389,3 +433,19 @@ async def record_confirmation(
         request_id,
         msgspec.json.encode(details).decode(),
     )
+
+
+class Confirmations:
+    """Writes a clean reconciliation's confirmation, on the primary: reports (adapters/reports.py) only read."""
+
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0) -> None:
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    async def confirm(self, result: Reconciliation, *, actor: str, request_id: str) -> Reconciliation:
+        """Audit a clean reconciliation as confirmed by ``actor``; the result, marked confirmed."""
+        if not result.clean:
+            raise ValueError("only a clean reconciliation is confirmed")
+        async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+            await record_confirmation(connection, result, actor=actor, request_id=request_id)
+        return msgspec.structs.replace(result, confirmed=True)

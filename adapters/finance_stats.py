@@ -16,8 +16,10 @@ from decimal import Decimal
 
 import asyncpg
 
-# The grouping expression for each dimension; a fixed list, so no caller text reaches the SQL.
-DIMENSIONS = {
+from adapters.report_models import FINANCE_STATS, Dimension, FinanceStatsReport, Period
+
+# The grouping expression for each dimension (report_models.Dimension); a fixed list, so no caller text reaches the SQL.
+DIMENSIONS: dict[Dimension, str] = {
     "level": "s.clinic_level",
     "region": "c.region",
     "month": "to_char(s.service_date, 'YYYY-MM')",
@@ -51,8 +53,9 @@ ORDER BY 1
 """
 
 # The programmes that applied to the person, one row each (bits as in settlement.decision.CAP_BITS).
-_LATERAL_PROGRAMME = """CROSS JOIN LATERAL (VALUES ('insurance', s.insured), ('veteran_subsidy', s.veteran_category IS NOT NULL),
-                                   ('hardship_aid', s.hardship_tier IS NOT NULL)) AS p(payer, applied)"""
+_LATERAL_PROGRAMME = """CROSS JOIN LATERAL (
+    VALUES ('insurance', s.insured), ('veteran_subsidy', s.veteran_category IS NOT NULL),
+           ('hardship_aid', s.hardship_tier IS NOT NULL)) AS p(payer, applied)"""
 
 MONEY = ("total", "insurance", "veteran_subsidy", "hardship_aid", "out_of_pocket")
 CAPS = ("insurance_cap_reached", "veteran_subsidy_cap_reached", "hardship_aid_cap_reached")
@@ -64,35 +67,43 @@ def _share(value: Decimal | None) -> str | None:
 
 async def finance_stats(
     connection: asyncpg.Connection, *, by: str, period_from: dt.date, period_to: dt.date
-) -> dict[str, object]:
+) -> FinanceStatsReport:
     if by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
     lateral = _LATERAL_PROGRAMME if by == "programme" else ""
     query = _QUERY.format(group=DIMENSIONS[by], lateral=lateral)
     if by == "programme":  # only the payers that applied to the person
         query = query.replace("WHERE s.reversal_id", "WHERE p.applied AND s.reversal_id")
+    report, group = FINANCE_STATS[by]
     groups = []
     for row in await connection.fetch(query, period_from, period_to):
         distribution = [0] * 10
         for bucket in row["buckets"] or ():
             distribution[max(bucket, 1) - 1] += 1
         groups.append(
-            {
-                by: row["grp"],
-                "settlements": row["settlements"],
-                "people_served": row["people_served"],
-                **{f"{name}_fen": int(row[name]) for name in MONEY},
-                "median_out_of_pocket_share": _share(row["median_out_of_pocket_share"]),
-                "out_of_pocket_share_distribution": distribution,
-                **{name: row[name] for name in CAPS},
-            }
+            group(
+                **{by: row["grp"]},  # the group's own key: the value of the dimension
+                settlements=row["settlements"],
+                people_served=row["people_served"],
+                total_fen=int(row["total"]),
+                insurance_fen=int(row["insurance"]),
+                veteran_subsidy_fen=int(row["veteran_subsidy"]),
+                hardship_aid_fen=int(row["hardship_aid"]),
+                out_of_pocket_fen=int(row["out_of_pocket"]),
+                median_out_of_pocket_share=_share(row["median_out_of_pocket_share"]),
+                out_of_pocket_share_distribution=distribution,
+                insurance_cap_reached=row["insurance_cap_reached"],
+                veteran_subsidy_cap_reached=row["veteran_subsidy_cap_reached"],
+                hardship_aid_cap_reached=row["hardship_aid_cap_reached"],
+            )
         )
-    return {"by": by, "period": {"from": period_from.isoformat(), "to": period_to.isoformat()}, "groups": groups}
+    # FINANCE_STATS pairs each dimension's report with its own groups' Struct, which mypy cannot follow.
+    return report(period=Period(from_=period_from, to=period_to), groups=groups)  # type: ignore[arg-type]
 
 
-def stats_csv(stats: dict[str, object]) -> str:
+def stats_csv(stats: FinanceStatsReport) -> str:
     """One row per group; the distribution as ten columns (share 0-10 %, 10-20 %, ... 90-100 %)."""
-    by = str(stats["by"])
+    by = stats.by
     buffer = io.StringIO()
     buffer.write("\ufeff")
     writer = csv.writer(buffer)
@@ -101,10 +112,10 @@ def stats_csv(stats: dict[str, object]) -> str:
         [by, "settlements", "people_served", *(f"{name}_fen" for name in MONEY), "median_out_of_pocket_share",
          *buckets, *CAPS]
     )  # fmt: skip
-    for group in stats["groups"]:  # type: ignore[attr-defined]
+    for group in stats.groups:
         writer.writerow(
-            [group[by], group["settlements"], group["people_served"], *(group[f"{name}_fen"] for name in MONEY),
-             group["median_out_of_pocket_share"], *group["out_of_pocket_share_distribution"],
-             *(group[name] for name in CAPS)]
+            [getattr(group, by), group.settlements, group.people_served,
+             *(getattr(group, f"{name}_fen") for name in MONEY), group.median_out_of_pocket_share,
+             *group.out_of_pocket_share_distribution, *(getattr(group, name) for name in CAPS)]
         )  # fmt: skip
     return buffer.getvalue()

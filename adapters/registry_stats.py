@@ -13,6 +13,8 @@ import io
 
 import asyncpg
 
+from adapters.report_models import Period, ProgrammeCount, RegionCount, RegistryStats, ServedByLevel
+
 _BY_PROGRAMME = """
 SELECT m.programme, m.code, p.region_code AS region,
        count(DISTINCT m.person_key) FILTER (
@@ -33,9 +35,9 @@ GROUP BY 1 ORDER BY 1
 COLUMNS = ("programme", "code", "region", "in_force", "added", "struck_off")
 
 
-async def registry_stats(
+async def read_registry_stats(
     connection: asyncpg.Connection, *, on: dt.date, period_from: dt.date, period_to: dt.date
-) -> dict[str, object]:
+) -> RegistryStats:
     rows = await connection.fetch(_BY_PROGRAMME, on, period_from, period_to)
     served = await connection.fetch(_SERVED_BY_LEVEL, period_from, period_to)
     totals: dict[tuple[str, str], dict[str, int]] = {}
@@ -43,25 +45,30 @@ async def registry_stats(
         total = totals.setdefault((row["programme"], row["code"]), {"in_force": 0, "added": 0, "struck_off": 0})
         for column in ("in_force", "added", "struck_off"):
             total[column] += row[column]
-    return {
-        "on": on.isoformat(),
-        "period": {"from": period_from.isoformat(), "to": period_to.isoformat()},
-        "by_region": [{column: row[column] for column in COLUMNS} for row in rows],
-        "by_programme": [
-            {"programme": programme, "code": code, **counts} for (programme, code), counts in sorted(totals.items())
+    return RegistryStats(
+        on=on,
+        period=Period(from_=period_from, to=period_to),
+        by_region=[RegionCount(**{column: row[column] for column in COLUMNS}) for row in rows],
+        by_programme=[
+            ProgrammeCount(programme=programme, code=code, **counts)
+            for (programme, code), counts in sorted(totals.items())
         ],
-        "served_by_clinic_level": [dict(row) for row in served],
-    }
+        served_by_clinic_level=[
+            ServedByLevel(
+                clinic_level=row["clinic_level"], people_served=row["people_served"], settlements=row["settlements"]
+            )
+            for row in served
+        ],
+    )
 
 
-def stats_csv(stats: dict[str, object]) -> str:
+def stats_csv(stats: RegistryStats) -> str:
     """The by-region table as CSV with a BOM, so spreadsheets read the UTF-8 correctly."""
     buffer = io.StringIO()
     buffer.write("\ufeff")
     writer = csv.writer(buffer)
     writer.writerow([*COLUMNS, "on", "period_from", "period_to"])
-    period = stats["period"]
-    assert isinstance(period, dict)
-    for row in stats["by_region"]:  # type: ignore[attr-defined]
-        writer.writerow([*(row[column] for column in COLUMNS), stats["on"], period["from"], period["to"]])
+    on, period_from, period_to = stats.on.isoformat(), stats.period.from_.isoformat(), stats.period.to.isoformat()
+    for row in stats.by_region:
+        writer.writerow([*(getattr(row, column) for column in COLUMNS), on, period_from, period_to])
     return buffer.getvalue()

@@ -27,7 +27,6 @@ import msgspec
 from adapters import nonces
 from adapters.batching import Coalescer
 from adapters.faults import Faults
-from adapters.registry_stats import registry_stats
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
 from adapters.settlement_sql import (
     LOCK_ACCUMULATORS,
@@ -78,7 +77,6 @@ class Store:
         pool: asyncpg.Pool,
         *,
         acquire_timeout: float = 5.0,
-        reports_pool: asyncpg.Pool | None = None,
         faults: Faults | None = None,
         batch_max: int = 1,
         batch_lanes: int = 4,
@@ -104,8 +102,6 @@ class Store:
             split_on=(asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError),
             name="settle-write",
         )
-        # Reports may read from a replica (REPORTS_DATABASE_URL); money is only ever read from the primary.
-        self.reports_pool = reports_pool or pool
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
         self.acquire_timeout = acquire_timeout
 
@@ -119,10 +115,6 @@ class Store:
 
     def _connection(self) -> Any:
         return self.pool.acquire(timeout=self.acquire_timeout)
-
-    def reports_connection(self) -> Any:
-        """A connection for read-only reports: the replica when one is configured."""
-        return self.reports_pool.acquire(timeout=self.acquire_timeout)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async with self._connection() as connection:
@@ -233,10 +225,6 @@ class Store:
                 created = False
         assert report is not None
         return created, report
-
-    async def registry_stats(self, *, on: dt.date, period_from: dt.date, period_to: dt.date) -> dict[str, object]:
-        async with self.reports_connection() as connection:
-            return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
 
     async def memberships(self, person_key: bytes) -> list[Membership]:
         rows = await self._fetch(

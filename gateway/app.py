@@ -25,10 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from adapters import audit, db
 from adapters.db import is_database_error
 from adapters.faults import Faults
+from adapters.finance import Confirmations
 from adapters.identity import redact
 from adapters.nonces import NonceClaim
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_stats import stats_csv
+from adapters.reports import Reports
 from adapters.store import Store
 from gateway import api_models as api
 from gateway import bodies, finance_routes
@@ -50,6 +52,8 @@ PROBLEM = "application/problem+json"
 
 settings_key = web.AppKey("settings", Settings)
 service_key = web.AppKey("service", Service)
+reports_key = web.AppKey("reports", Reports)  # every read-only report (adapters/reports.py)
+confirmations_key = web.AppKey("confirmations", Confirmations)  # a clean reconciliation's audit row
 metrics_key = web.AppKey("metrics", Metrics)
 state_key = web.AppKey("state", dict)
 request_id_key = web.RequestKey("request_id", str)
@@ -369,7 +373,7 @@ async def registry_stats(request: web.Request) -> web.Response:
     on = finance_routes.query_date(request, "date") or china_today()
     period_from = finance_routes.query_date(request, "from") or on.replace(day=1)
     period_to = finance_routes.query_date(request, "to") or on
-    stats = await request.app[service_key].store.registry_stats(on=on, period_from=period_from, period_to=period_to)
+    stats = await request.app[reports_key].registry_stats(on=on, period_from=period_from, period_to=period_to)
     if csv:
         return web.Response(
             body=stats_csv(stats).encode("utf-8"),
@@ -518,11 +522,12 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         store = Store(
             pool,
             acquire_timeout=settings.pool_acquire_timeout,
-            reports_pool=reports_pool,
             faults=Faults.parse(settings.faults),
             batch_max=settings.settle_batch_max,
             batch_lanes=settings.settle_batch_lanes,
         )
+        app[reports_key] = Reports(pool, reports_pool=reports_pool, acquire_timeout=settings.pool_acquire_timeout)
+        app[confirmations_key] = Confirmations(pool, acquire_timeout=settings.pool_acquire_timeout)
         folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
         book = load_policy_book(folder)
         policies = [(policy, str(folder), _policy_document(policy)) for policy in book]

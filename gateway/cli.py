@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 
 from adapters import db
 from adapters.check import Violation, check_invariants, missing_acknowledged, parse_acknowledged
-from adapters.demo import demo_key_file, ensure_terminal_keys, seed_demo
-from gateway.cli_database import DatabaseUnreachable, database_url, nothing, with_connection
+from adapters.demo import demo_key_file, ensure_terminal_keys, has_clinics, seed_demo
+from adapters.report_models import RegistryStats
+from adapters.reports import Reports
+from gateway.cli_database import Connection, DatabaseUnreachable, database_url, nothing, with_connection
 from gateway.config import ConfigError, Settings, load_settings
 from gateway.dashboard import add_dashboard_link_parser
-from gateway.finance_cli import add_finance_parser
+from gateway.finance_cli import add_finance_parser, report_json
 from gateway.logs import configure_logging, log
 from gateway.reader_sim import add_reader_sim_parser
 
@@ -35,9 +36,9 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _seed(connection: asyncpg.Connection, settings: Settings, *, only_if_empty: bool) -> dict[str, int] | None:
+async def _seed(connection: Connection, settings: Settings, *, only_if_empty: bool) -> dict[str, int] | None:
     await db.migrate(connection)
-    if only_if_empty and await connection.fetchval("SELECT EXISTS (SELECT 1 FROM clinics)"):
+    if only_if_empty and await has_clinics(connection):
         await ensure_terminal_keys(connection, settings.terminal_key_key)
         return None
     return await seed_demo(connection, settings.id_pepper, settings.terminal_key_key)
@@ -59,7 +60,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{args.acknowledged}: {error}", file=sys.stderr)
             return 2
 
-    async def check(connection: asyncpg.Connection) -> list[Violation]:
+    async def check(connection: Connection) -> list[Violation]:
         found = await check_invariants(connection)
         if acknowledged is not None:
             found += await missing_acknowledged(connection, acknowledged)
@@ -165,7 +166,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     as_of = args.as_of or dt.date.today()
 
-    async def work(connection: asyncpg.Connection) -> Any:
+    async def work(connection: Connection) -> Any:
         await db.migrate(connection)
         return await apply_entries(
             connection,
@@ -209,7 +210,7 @@ def cmd_clinics_import(settings: Settings, args: argparse.Namespace) -> int:
 
     path = Path(args.file)
 
-    async def work(connection: asyncpg.Connection) -> Any:
+    async def work(connection: Connection) -> Any:
         await db.migrate(connection)
         return await import_clinics(connection, path, actor=args.actor)
 
@@ -226,7 +227,7 @@ def cmd_terminals_add(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.registry_admin import add_terminal
     from adapters.terminal_keys import create_key
 
-    async def work(connection: asyncpg.Connection) -> Any:
+    async def work(connection: Connection) -> Any:
         await db.migrate(connection)
         terminal_id = await add_terminal(
             connection, clinic_id=args.clinic, role=args.role, terminal_id=args.id, actor=args.actor
@@ -251,7 +252,7 @@ def _print_key(key_id: str, secret: str) -> None:
 def cmd_terminals_key(settings: Settings, args: argparse.Namespace) -> int:
     from adapters import terminal_keys
 
-    async def work(connection: asyncpg.Connection) -> Any:
+    async def work(connection: Connection) -> Any:
         await db.migrate(connection)
         if args.action == "rotate":
             return await terminal_keys.create_key(connection, settings.terminal_key_key, args.target, actor=args.actor)
@@ -397,19 +398,19 @@ def _why_unreachable(error: BaseException) -> str:
 
 
 def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
-    from adapters.registry_stats import registry_stats, stats_csv
+    from adapters.registry_stats import stats_csv
 
     on = args.date or dt.date.today()
     period_from = args.period_from or on.replace(day=1)
     period_to = args.period_to or on
 
-    async def work(connection: asyncpg.Connection) -> Any:
-        return await registry_stats(connection, on=on, period_from=period_from, period_to=period_to)
+    async def work(connection: Connection) -> RegistryStats:
+        return await Reports.over_connection(connection).registry_stats(
+            on=on, period_from=period_from, period_to=period_to
+        )
 
     stats = asyncio.run(with_connection(database_url(settings), work))
-    sys.stdout.write(
-        stats_csv(stats) if args.format == "csv" else json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
-    )
+    sys.stdout.write(stats_csv(stats) if args.format == "csv" else report_json(stats))
     return 0
 
 
@@ -423,7 +424,7 @@ def _date(text: str) -> dt.date:
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from adapters import audit
 
-    async def work(connection: asyncpg.Connection) -> Any:
+    async def work(connection: Connection) -> Any:
         await db.migrate(connection)
         sealed = 0
         while (count := await audit.seal(connection)) > 0:

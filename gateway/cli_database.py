@@ -18,6 +18,8 @@ from adapters import db
 from gateway.config import Settings
 
 T = TypeVar("T")
+# The connection every command's work is given; command modules name its type through here, not asyncpg.
+Connection = asyncpg.Connection
 
 _embedded_servers: list[Any] = []  # keep the embedded server alive for the life of the process
 

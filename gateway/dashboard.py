@@ -16,8 +16,8 @@ replica accepts the same sessions and a restart does not log anyone out. Each pa
 load checks the session's signature and expiry and that its key is still active
 and still finance or admin.
 
-The page itself queries the settlements table (reversed settlements excluded) for a
-period of service dates and draws inline SVG charts: no scripts, no external assets.
+The page shows the settlements (reversed ones excluded) for a period of service dates,
+read through ``adapters.reports.Reports``, as inline SVG charts: no scripts, no external assets.
 Money is formatted only with ``format_yuan``; chart geometry uses integer arithmetic.
 """
 
@@ -29,11 +29,11 @@ import hmac
 import html
 import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from adapters.report_models import Amounts, DashboardFigures
 from gateway.problems import ApiError
 from settlement.money import format_yuan
 
@@ -152,102 +152,7 @@ async def session_key(request: web.Request) -> Any:
 
 # ---------------------------------------------------------------- figures
 
-
-@dataclass
-class Figures:
-    period_from: dt.date
-    period_to: dt.date
-    totals: dict[str, int]
-    days: list[tuple[dt.date, dict[str, int]]]
-    levels: dict[str, dict[str, int]]
-    histogram: list[int]
-    clinics: list[dict[str, Any]] = field(default_factory=list)
-    reconciliation_day: dt.date | None = None
-    reconciliation: list[dict[str, Any]] = field(default_factory=list)
-
-
-_AMOUNTS = """count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
-    coalesce(sum(insurance), 0)::bigint AS insurance, coalesce(sum(veteran_subsidy), 0)::bigint AS veteran_subsidy,
-    coalesce(sum(hardship_aid), 0)::bigint AS hardship_aid, coalesce(sum(out_of_pocket), 0)::bigint AS out_of_pocket"""
-_PERIOD = "reversal_id IS NULL AND service_date BETWEEN $1 AND $2"
 FIGURE_KEYS = ("count", "total", *PAYERS, "out_of_pocket")
-
-
-def _amounts(row: Any) -> dict[str, int]:
-    return {key: int(row[key]) for key in FIGURE_KEYS}
-
-
-async def reconciliation_status(connection: Any, day: dt.date) -> list[dict[str, Any]]:
-    """Every clinic with ledger lines booked on ``day``, and whether a clean reconciliation of that
-    clinic's day was confirmed (an audit row written by POST /v1/finance/reconciliation)."""
-    rows = await connection.fetch(
-        """SELECT l.clinic_id, c.name, c.level,
-                  count(DISTINCT l.settlement_id) FILTER (WHERE l.kind = 'settlement') AS settlements,
-                  count(DISTINCT l.settlement_id) FILTER (WHERE l.kind = 'reversal') AS reversals,
-                  EXISTS (SELECT 1 FROM audit_log a
-                          WHERE a.action = 'reconciliation.confirmed' AND a.details->>'date' = $2
-                            AND a.details->>'clinic_id' = l.clinic_id) AS confirmed
-           FROM ledger_entries l JOIN clinics c USING (clinic_id)
-           WHERE l.booked_on = $1
-           GROUP BY l.clinic_id, c.name, c.level ORDER BY l.clinic_id""",
-        day,
-        day.isoformat(),
-    )
-    return [dict(row) for row in rows]
-
-
-async def figures(
-    connection: Any, period_from: dt.date, period_to: dt.date, *, reconciliation_day: dt.date | None = None
-) -> Figures:
-    """The period's figures straight from the settlements table; reversed settlements left out."""
-    totals = _amounts(
-        await connection.fetchrow(f"SELECT {_AMOUNTS} FROM settlements WHERE {_PERIOD}", period_from, period_to)
-    )
-    by_day = {
-        row["service_date"]: _amounts(row)
-        for row in await connection.fetch(
-            f"SELECT service_date, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY service_date",
-            period_from,
-            period_to,
-        )
-    }
-    empty = dict.fromkeys(FIGURE_KEYS, 0)
-    days = [
-        (day, by_day.get(day, empty))
-        for day in (period_from + dt.timedelta(days=n) for n in range((period_to - period_from).days + 1))
-    ]
-    levels = {
-        row["clinic_level"]: _amounts(row)
-        for row in await connection.fetch(
-            f"SELECT clinic_level, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY clinic_level",
-            period_from,
-            period_to,
-        )
-    }
-    histogram = [0] * 10
-    for row in await connection.fetch(
-        f"""SELECT CASE WHEN total = 0 THEN 0 ELSE least(out_of_pocket * 10 / total, 9) END AS bucket,
-                   count(*) AS count
-            FROM settlements WHERE {_PERIOD} GROUP BY 1""",
-        period_from,
-        period_to,
-    ):
-        histogram[int(row["bucket"])] = int(row["count"])
-    clinics = [
-        {"clinic_id": row["clinic_id"], "name": row["name"], "level": row["level"], **_amounts(row)}
-        for row in await connection.fetch(
-            f"""SELECT clinic_id, name, level, {_AMOUNTS}
-                FROM settlements JOIN clinics USING (clinic_id)
-                WHERE {_PERIOD}
-                GROUP BY clinic_id, name, level ORDER BY count(*) DESC, sum(total) DESC, clinic_id
-                LIMIT 10""",
-            period_from,
-            period_to,
-        )
-    ]
-    day = reconciliation_day or period_to
-    reconciliation = await reconciliation_status(connection, day)
-    return Figures(period_from, period_to, totals, days, levels, histogram, clinics, day, reconciliation)
 
 
 def period(query: Any, today: dt.date) -> tuple[dt.date, dt.date]:
@@ -276,12 +181,12 @@ def _scale(value: int, maximum: int, pixels: int) -> int:
     return 0 if maximum <= 0 else value * pixels // maximum
 
 
-def _daily_chart(days: list[tuple[dt.date, dict[str, int]]]) -> str:
+def _daily_chart(days: list[tuple[dt.date, Amounts]]) -> str:
     """Stacked bars per day: insurance, subsidy and aid paid out."""
     height, left, bottom = 220, 70, 30
     step = max(4, min(28, 900 // max(1, len(days))))
     width = left + step * len(days) + 10
-    peak = max((sum(day[payer] for payer in PAYERS) for _, day in days), default=0)
+    peak = max((sum(getattr(day, payer) for payer in PAYERS) for _, day in days), default=0)
     parts = [
         f'<svg id="chart-daily" role="img" aria-label="fund outflow per day" width="{width}" '
         f'height="{height + bottom}" viewBox="0 0 {width} {height + bottom}" xmlns="http://www.w3.org/2000/svg">',
@@ -293,12 +198,13 @@ def _daily_chart(days: list[tuple[dt.date, dict[str, int]]]) -> str:
         x = left + index * step
         top = height
         for payer in PAYERS:
-            bar = _scale(amounts[payer], peak, height - 16)
+            paid = getattr(amounts, payer)
+            bar = _scale(paid, peak, height - 16)
             if bar:
                 top -= bar
                 parts.append(
                     f'<rect x="{x + 1}" y="{top}" width="{step - 2}" height="{bar}" fill="{COLOURS[payer]}">'
-                    f"<title>{day.isoformat()} {e(PAYER_NAMES[payer])} {e(format_yuan(amounts[payer]))}</title></rect>"
+                    f"<title>{day.isoformat()} {e(PAYER_NAMES[payer])} {e(format_yuan(paid))}</title></rect>"
                 )
         if index % max(1, len(days) // 8) == 0:
             parts.append(f'<text x="{x}" y="{height + 16}" font-size="10">{day.strftime("%m-%d")}</text>')
@@ -366,48 +272,50 @@ td.money{text-align:right;font-variant-numeric:tabular-nums}form{margin:8px 0 0}
 """
 
 
-def render(figures: Figures, *, who: str) -> str:
+def render(figures: DashboardFigures, *, who: str) -> str:
     totals = figures.totals
-    data = " ".join(f'data-{key.replace("_", "-")}="{value}"' for key, value in totals.items())
+    data = " ".join(f'data-{key.replace("_", "-")}="{getattr(totals, key)}"' for key in FIGURE_KEYS)
     cards = "".join(
         f'<div class="card"><span>{e(PAYER_NAMES.get(key, "总额 total"))}</span>'
-        f'<b id="total-{key.replace("_", "-")}">{e(format_yuan(totals[key]))}</b></div>'
+        f'<b id="total-{key.replace("_", "-")}">{e(format_yuan(getattr(totals, key)))}</b></div>'
         for key in ("total", *PAYERS, "out_of_pocket")
     )
     legend = "".join(
         f'<span><i style="background:{COLOURS[payer]}"></i>{e(PAYER_NAMES[payer])}</span>' for payer in PAYERS
     )
-    payer_rows = [(PAYER_NAMES[key], totals[key], COLOURS[key]) for key in (*PAYERS, "out_of_pocket")]
-    level_rows = []
-    for level in LEVELS:
-        amounts = figures.levels.get(level, dict.fromkeys(FIGURE_KEYS, 0))
-        paid = sum(amounts[payer] for payer in PAYERS)
-        level_rows.append((f"{level} ({amounts['count']})", paid, "#2f6db5"))
+    payer_rows = [(PAYER_NAMES[key], getattr(totals, key), COLOURS[key]) for key in (*PAYERS, "out_of_pocket")]
+    levels = [(level, figures.levels.get(level, Amounts())) for level in LEVELS]
+    level_rows = [
+        (f"{level} ({amounts.count})", sum(getattr(amounts, payer) for payer in PAYERS), "#2f6db5")
+        for level, amounts in levels
+    ]
     level_table = "".join(
-        f'<tr data-level="{level}" data-count="{amounts["count"]}" data-total="{amounts["total"]}">'
-        f"<td>{level}</td><td>{amounts['count']}</td>"
+        f'<tr data-level="{level}" data-count="{amounts.count}" data-total="{amounts.total}">'
+        f"<td>{level}</td><td>{amounts.count}</td>"
         + "".join(
-            f'<td class="money">{e(format_yuan(amounts[key]))}</td>' for key in ("total", *PAYERS, "out_of_pocket")
+            f'<td class="money">{e(format_yuan(getattr(amounts, key)))}</td>'
+            for key in ("total", *PAYERS, "out_of_pocket")
         )
         + "</tr>"
-        for level, amounts in ((lvl, figures.levels.get(lvl, dict.fromkeys(FIGURE_KEYS, 0))) for lvl in LEVELS)
+        for level, amounts in levels
     )
     clinic_rows = "".join(
-        f'<tr data-clinic="{e(clinic["clinic_id"])}" data-count="{clinic["count"]}" data-total="{clinic["total"]}">'
-        f"<td>{e(clinic['clinic_id'])}</td><td>{e(clinic['name'])}</td><td>{e(clinic['level'])}</td>"
-        f'<td>{clinic["count"]}</td><td class="money">{e(format_yuan(clinic["total"]))}</td>'
-        f'<td class="money">{e(format_yuan(sum(clinic[payer] for payer in PAYERS)))}</td></tr>'
+        f'<tr data-clinic="{e(clinic.clinic_id)}" data-count="{clinic.amounts.count}" '
+        f'data-total="{clinic.amounts.total}">'
+        f"<td>{e(clinic.clinic_id)}</td><td>{e(clinic.name)}</td><td>{e(clinic.level)}</td>"
+        f'<td>{clinic.amounts.count}</td><td class="money">{e(format_yuan(clinic.amounts.total))}</td>'
+        f'<td class="money">{e(format_yuan(sum(getattr(clinic.amounts, payer) for payer in PAYERS)))}</td></tr>'
         for clinic in figures.clinics
     )
     reconciliation_rows = "".join(
-        f'<tr data-clinic="{e(row["clinic_id"])}" data-confirmed="{str(row["confirmed"]).lower()}">'
-        f"<td>{e(row['clinic_id'])}</td><td>{e(row['name'])}</td><td>{e(row['level'])}</td>"
-        f"<td>{row['settlements']}</td><td>{row['reversals']}</td>"
-        f"<td>{'已确认 confirmed' if row['confirmed'] else '待对账 not yet reconciled'}</td></tr>"
+        f'<tr data-clinic="{e(row.clinic_id)}" data-confirmed="{str(row.confirmed).lower()}">'
+        f"<td>{e(row.clinic_id)}</td><td>{e(row.name)}</td><td>{e(row.level)}</td>"
+        f"<td>{row.settlements}</td><td>{row.reversals}</td>"
+        f"<td>{'已确认 confirmed' if row.confirmed else '待对账 not yet reconciled'}</td></tr>"
         for row in figures.reconciliation
     )
-    confirmed = sum(1 for row in figures.reconciliation if row["confirmed"])
-    recon_day = (figures.reconciliation_day or figures.period_to).isoformat()
+    confirmed = sum(1 for row in figures.reconciliation if row.confirmed)
+    recon_day = figures.reconciliation_day.isoformat()
     money_heads = "".join(
         f"<th>{e(PAYER_NAMES.get(key, '总额 total'))}</th>" for key in ("total", *PAYERS, "out_of_pocket")
     )
@@ -420,7 +328,7 @@ def render(figures: Figures, *, who: str) -> str:
 <form method="get" action="/dashboard">from <input type="date" name="from" value="{figures.period_from.isoformat()}">
 to <input type="date" name="to" value="{figures.period_to.isoformat()}">
 <button type="submit">Show</button></form></section>
-<section id="totals" {data}><h2>合计 Totals — <span id="total-count">{totals["count"]}</span> settlements</h2>
+<section id="totals" {data}><h2>合计 Totals — <span id="total-count">{totals.count}</span> settlements</h2>
 <div class="cards">{cards}</div></section>
 <section><h2>每日基金支出 Fund outflow per day (yuan)</h2><div class="legend">{legend}</div>
 {_daily_chart(figures.days)}</section>
@@ -447,9 +355,9 @@ async def dashboard(request: web.Request) -> web.Response:
         day = dt.date.fromisoformat(request.query["day"]) if request.query.get("day") else None
     except (ValueError, OverflowError):
         raise ApiError(422, "validation_failed", "day must be YYYY-MM-DD", field="day") from None
-    service, _ = _app_parts(request)
-    async with service.store.reports_connection() as connection:
-        found = await figures(connection, period_from, period_to, reconciliation_day=day)
+    from gateway.app import reports_key  # the app imports this module
+
+    found = await request.app[reports_key].dashboard_figures(period_from, period_to, reconciliation_day=day)
     return web.Response(
         text=render(found, who=f"{key.terminal_id} ({key.role})"),
         content_type="text/html",

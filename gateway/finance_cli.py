@@ -9,23 +9,28 @@ import json
 import sys
 from typing import Any
 
+import msgspec
+
 from adapters import finance, finance_stats
-from gateway.cli_database import database_url, with_connection
+from adapters.report_models import DailyStatement, FinanceStatsReport, Report
+from adapters.reports import Reports
+from gateway.cli_database import Connection, database_url, with_connection
 from gateway.service import china_today
+
+
+def report_json(report: Report) -> str:
+    """A report as indented JSON with the field names the HTTP API uses."""
+    return json.dumps(msgspec.to_builtins(report), ensure_ascii=False, indent=2) + "\n"
 
 
 def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
     day = args.date or china_today()
 
-    async def work(connection: Any) -> dict[str, Any]:
-        return await finance.daily_statement(connection, day, today=china_today())
+    async def work(connection: Connection) -> DailyStatement:
+        return await Reports.over_connection(connection).daily_statement(day, today=china_today())
 
     statement = asyncio.run(with_connection(database_url(settings), work))
-    sys.stdout.write(
-        finance.statement_csv(statement)
-        if args.format == "csv"
-        else json.dumps(statement, ensure_ascii=False, indent=2) + "\n"
-    )
+    sys.stdout.write(finance.statement_csv(statement) if args.format == "csv" else report_json(statement))
     return 0
 
 
@@ -33,15 +38,13 @@ def cmd_report_stats(settings: Any, args: argparse.Namespace) -> int:
     period_to = args.period_to or china_today()
     period_from = args.period_from or period_to.replace(day=1)
 
-    async def work(connection: Any) -> dict[str, Any]:
-        return await finance_stats.finance_stats(connection, by=args.by, period_from=period_from, period_to=period_to)
+    async def work(connection: Connection) -> FinanceStatsReport:
+        return await Reports.over_connection(connection).finance_stats(
+            by=args.by, period_from=period_from, period_to=period_to
+        )
 
     stats = asyncio.run(with_connection(database_url(settings), work))
-    sys.stdout.write(
-        finance_stats.stats_csv(stats)
-        if args.format == "csv"
-        else json.dumps(stats, ensure_ascii=False, indent=2) + "\n"
-    )
+    sys.stdout.write(finance_stats.stats_csv(stats) if args.format == "csv" else report_json(stats))
     return 0
 
 

@@ -1,6 +1,7 @@
 """Finance handlers: daily statements (JSON or CSV) and reconciliation of a clinic's or fund's list.
 
-Routes are listed in ``gateway.app.ROUTES``; the work is in ``adapters.finance``.
+Routes are listed in ``gateway.app.ROUTES``. They read through ``adapters.reports.Reports`` and write a
+clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from aiohttp import web
 
 from adapters import finance, finance_stats
+from adapters.reports import ReconciliationError
 from gateway import api_models as api
 from gateway.problems import ApiError
 from gateway.service import china_today
@@ -52,9 +54,7 @@ async def daily_statement(request: web.Request) -> web.Response:
 
     csv = wants_csv(request)
     day = query_date(request, "date") or china_today()
-    store = request.app[gateway.service_key].store
-    async with store.reports_connection() as connection:
-        statement = await finance.daily_statement(connection, day, today=china_today())
+    statement = await request.app[gateway.reports_key].daily_statement(day, today=china_today())
     if csv:
         return web.Response(
             body=finance.statement_csv(statement).encode("utf-8"),
@@ -80,18 +80,14 @@ async def reconciliation(request: web.Request) -> web.Response:
             )
     if body.clinic_id is not None:
         request[gateway.clinic_key] = body.clinic_id
-    store = request.app[gateway.service_key].store
-    async with store.reports_connection() as connection:
-        try:
-            result = await finance.reconcile(connection, body)
-        except finance.ReconciliationError as error:
-            raise ApiError(422, "validation_failed", str(error), field=error.field) from None
-    if result["clean"]:  # the confirmation is a write: on the primary
-        async with store.pool.acquire(timeout=store.acquire_timeout) as connection:
-            await finance.record_confirmation(
-                connection, result, actor=caller.terminal_id, request_id=request[gateway.request_id_key]
-            )
-        result["confirmed"] = True
+    try:
+        result = await request.app[gateway.reports_key].reconcile(body)
+    except ReconciliationError as error:
+        raise ApiError(422, "validation_failed", str(error), field=error.field) from None
+    if result.clean:  # the confirmation is a write: on the primary
+        result = await request.app[gateway.confirmations_key].confirm(
+            result, actor=caller.terminal_id, request_id=request[gateway.request_id_key]
+        )
     return gateway.respond(request, result)
 
 
@@ -104,9 +100,7 @@ async def statistics(request: web.Request) -> web.Response:
         raise ApiError(422, "validation_failed", f"by must be one of {', '.join(finance_stats.DIMENSIONS)}", field="by")
     period_to = query_date(request, "to") or china_today()
     period_from = query_date(request, "from") or period_to.replace(day=1)
-    store = request.app[gateway.service_key].store
-    async with store.reports_connection() as connection:
-        stats = await finance_stats.finance_stats(connection, by=by, period_from=period_from, period_to=period_to)
+    stats = await request.app[gateway.reports_key].finance_stats(by=by, period_from=period_from, period_to=period_to)
     if csv:
         return web.Response(
             body=finance_stats.stats_csv(stats).encode("utf-8"),

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from adapters import finance_stats
+from adapters import report_models as reports
 from gateway import api_models as api
 from gateway.finance_routes import DATE_PATTERN
 
@@ -55,14 +56,15 @@ def _ok(name: str, status: str = "200", description: str = "OK") -> dict[str, An
     }
 
 
-def _report(description: str) -> dict[str, Any]:
+def _report(name: str, description: str) -> dict[str, Any]:
     """A report: JSON or MessagePack by Accept, or CSV with format=csv (or Accept: text/csv)."""
+    schema = {"$ref": f"#/components/schemas/{name}"}
     return {
         "200": {
             "description": description,
             "content": {
-                "application/json": {"schema": _OBJECT},
-                "application/msgpack": {"schema": _OBJECT},
+                "application/json": {"schema": schema},
+                "application/msgpack": {"schema": schema},
                 "text/csv": {"schema": _TEXT},
             },
         }
@@ -128,9 +130,15 @@ def openapi_document() -> dict[str, Any]:
         api.ClinicsOut,
         api.Problem,
         api.ReconciliationRequest,
+        # What the reports answer (adapters/report_models.py); finance statistics are one Struct per dimension.
+        reports.DailyStatement,
+        reports.Reconciliation,
+        reports.RegistryStats,
+        reports.FinanceStatsReport,
     ]
-    _, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
+    schemas, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
     components["ItemIn"] |= api.ItemIn.schema_rules
+    components["FinanceStatsReport"] = schemas[models.index(reports.FinanceStatsReport)]
     common = _errors(400, 401, 403, 413, 415, 422, 429, 503)
     signed = _errors(401, 403, 429, 503)
     paths: dict[str, Any] = {
@@ -214,7 +222,11 @@ def openapi_document() -> dict[str, Any]:
                     _query("to", _DATE, "last day of the period; date by default"),
                     _REPORT_FORMAT,
                 ],
-                "responses": {**_report("Counts by programme, tier and category"), **signed, **_errors(422)},
+                "responses": {
+                    **_report("RegistryStats", "Counts by programme, tier and category"),
+                    **signed,
+                    **_errors(422),
+                },
             }
         },
         "/v1/finance/daily": {
@@ -225,7 +237,7 @@ def openapi_document() -> dict[str, Any]:
                     _query("date", _DATE, "the booking day; today (China time) by default"),
                     _REPORT_FORMAT,
                 ],
-                "responses": {**_report("The statement"), **signed, **_errors(422)},
+                "responses": {**_report("DailyStatement", "The statement"), **signed, **_errors(422)},
             }
         },
         "/v1/finance/stats": {
@@ -240,7 +252,11 @@ def openapi_document() -> dict[str, Any]:
                     _query("to", _DATE, "last day of the period; today (China time) by default"),
                     _REPORT_FORMAT,
                 ],
-                "responses": {**_report("One row per value of the dimension"), **signed, **_errors(422)},
+                "responses": {
+                    **_report("FinanceStatsReport", "One row per value of the dimension"),
+                    **signed,
+                    **_errors(422),
+                },
             }
         },
         "/v1/finance/reconciliation": {
@@ -249,13 +265,7 @@ def openapi_document() -> dict[str, Any]:
                 " (admin, finance; terminal for its own clinic)",
                 "requestBody": _body("ReconciliationRequest"),
                 "responses": {
-                    "200": {
-                        "description": "Matched counts and sums, and every discrepancy",
-                        "content": {
-                            "application/json": {"schema": _OBJECT},
-                            "application/msgpack": {"schema": _OBJECT},
-                        },
-                    },
+                    **_ok("Reconciliation", description="Matched counts and sums, and every discrepancy"),
                     **common,
                 },
             }

@@ -1,8 +1,9 @@
 """The patient receipt (结算单) for one settlement: a printable HTML page or narrow printer text.
 
 ``GET /v1/settlements/{id}/receipt?lang=zh|en&format=html|text``. The settlement is
-read through ``Service.get_settlement``, so a terminal sees only its own clinic's
-settlements (another clinic's is "not found") exactly as for the JSON read. Money is
+read through ``Service.stored_settlement``, so a terminal sees only its own clinic's
+settlements (another clinic's is "not found") exactly as for the JSON read; the stored
+settlement keeps the billed items, with their names and quantities. Money is
 formatted only with ``settlement.money.format_yuan``; each payer's line is the
 engine's trace explained by ``settlement.explain.explain_trace``. Every piece of text
 that reaches HTML goes through ``html.escape``.

@@ -22,8 +22,8 @@ import asyncpg
 import msgspec
 import pytest
 
+from adapters.reports import Reports
 from adapters.settlement_sql import SettlementRow
-from gateway import dashboard
 from gateway.service import china_today
 from tests.integration.conftest import ADMIN, bill, register
 from tests.integration.test_cli import medsettle
@@ -299,10 +299,9 @@ async def test_clean_day_is_confirmed_and_audited(client, pool):
     # The dashboard's reconciliation status for that day: V053 confirmed, a clinic with business but no
     # reconciliation not.
     await synthetic_day(client, pool, clinic_id="V054", booked_on=day, count=2)
-    async with pool.acquire() as connection:
-        status = {row["clinic_id"]: row for row in await dashboard.reconciliation_status(connection, day)}
-    assert status["V053"]["confirmed"] is True and status["V053"]["settlements"] == 4
-    assert status["V054"]["confirmed"] is False and status["V054"]["settlements"] >= 2
+    status = {row.clinic_id: row for row in await Reports(pool).reconciliation_status(day)}
+    assert status["V053"].confirmed is True and status["V053"].settlements == 4
+    assert status["V054"].confirmed is False and status["V054"].settlements >= 2
 
 
 async def test_reconciliation_refusals(client):

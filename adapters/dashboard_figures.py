@@ -1,0 +1,126 @@
+"""The finance dashboard's figures: settlements (reversed ones left out) for a period of service dates.
+
+Totals, per day, per clinic level, the out-of-pocket ratio's histogram, the ten busiest
+clinics, and which clinics' booking days were reconciled. ``gateway/dashboard.py`` draws
+them; it reads them through ``adapters.reports.Reports``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from adapters.report_models import Amounts, ClinicAmounts, ClinicReconciliation, DashboardFigures
+
+_AMOUNTS = """count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
+    coalesce(sum(insurance), 0)::bigint AS insurance, coalesce(sum(veteran_subsidy), 0)::bigint AS veteran_subsidy,
+    coalesce(sum(hardship_aid), 0)::bigint AS hardship_aid, coalesce(sum(out_of_pocket), 0)::bigint AS out_of_pocket"""
+_PERIOD = "reversal_id IS NULL AND service_date BETWEEN $1 AND $2"
+
+_RECONCILIATION_STATUS = """
+SELECT l.clinic_id, c.name, c.level,
+       count(DISTINCT l.settlement_id) FILTER (WHERE l.kind = 'settlement') AS settlements,
+       count(DISTINCT l.settlement_id) FILTER (WHERE l.kind = 'reversal') AS reversals,
+       EXISTS (SELECT 1 FROM audit_log a
+               WHERE a.action = 'reconciliation.confirmed' AND a.details->>'date' = $2
+                 AND a.details->>'clinic_id' = l.clinic_id) AS confirmed
+FROM ledger_entries l JOIN clinics c USING (clinic_id)
+WHERE l.booked_on = $1
+GROUP BY l.clinic_id, c.name, c.level ORDER BY l.clinic_id
+"""
+
+
+def _amounts(row: asyncpg.Record) -> Amounts:
+    return Amounts(
+        count=int(row["count"]),
+        total=int(row["total"]),
+        insurance=int(row["insurance"]),
+        veteran_subsidy=int(row["veteran_subsidy"]),
+        hardship_aid=int(row["hardship_aid"]),
+        out_of_pocket=int(row["out_of_pocket"]),
+    )
+
+
+async def reconciliation_status(connection: asyncpg.Connection, day: dt.date) -> list[ClinicReconciliation]:
+    """Every clinic with ledger lines booked on ``day``, and whether a clean reconciliation of that
+    clinic's day was confirmed (an audit row written by POST /v1/finance/reconciliation)."""
+    rows = await connection.fetch(_RECONCILIATION_STATUS, day, day.isoformat())
+    return [
+        ClinicReconciliation(
+            clinic_id=row["clinic_id"],
+            name=row["name"],
+            level=row["level"],
+            settlements=row["settlements"],
+            reversals=row["reversals"],
+            confirmed=row["confirmed"],
+        )
+        for row in rows
+    ]
+
+
+async def figures(
+    connection: asyncpg.Connection,
+    period_from: dt.date,
+    period_to: dt.date,
+    *,
+    reconciliation_day: dt.date | None = None,
+) -> DashboardFigures:
+    """The period's figures straight from the settlements table; reversed settlements left out."""
+    totals = _amounts(
+        await connection.fetchrow(f"SELECT {_AMOUNTS} FROM settlements WHERE {_PERIOD}", period_from, period_to)
+    )
+    by_day = {
+        row["service_date"]: _amounts(row)
+        for row in await connection.fetch(
+            f"SELECT service_date, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY service_date",
+            period_from,
+            period_to,
+        )
+    }
+    empty = Amounts()
+    days = [
+        (day, by_day.get(day, empty))
+        for day in (period_from + dt.timedelta(days=n) for n in range((period_to - period_from).days + 1))
+    ]
+    levels = {
+        row["clinic_level"]: _amounts(row)
+        for row in await connection.fetch(
+            f"SELECT clinic_level, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY clinic_level",
+            period_from,
+            period_to,
+        )
+    }
+    histogram = [0] * 10
+    for row in await connection.fetch(
+        f"""SELECT CASE WHEN total = 0 THEN 0 ELSE least(out_of_pocket * 10 / total, 9) END AS bucket,
+                   count(*) AS count
+            FROM settlements WHERE {_PERIOD} GROUP BY 1""",
+        period_from,
+        period_to,
+    ):
+        histogram[int(row["bucket"])] = int(row["count"])
+    clinics = [
+        ClinicAmounts(clinic_id=row["clinic_id"], name=row["name"], level=row["level"], amounts=_amounts(row))
+        for row in await connection.fetch(
+            f"""SELECT clinic_id, name, level, {_AMOUNTS}
+                FROM settlements JOIN clinics USING (clinic_id)
+                WHERE {_PERIOD}
+                GROUP BY clinic_id, name, level ORDER BY count(*) DESC, sum(total) DESC, clinic_id
+                LIMIT 10""",
+            period_from,
+            period_to,
+        )
+    ]
+    day = reconciliation_day or period_to
+    return DashboardFigures(
+        period_from=period_from,
+        period_to=period_to,
+        totals=totals,
+        days=days,
+        levels=levels,
+        histogram=histogram,
+        clinics=clinics,
+        reconciliation_day=day,
+        reconciliation=await reconciliation_status(connection, day),
+    )

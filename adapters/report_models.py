@@ -1,0 +1,376 @@
+"""What each report answers: frozen msgspec Structs, one per shape, read by ``adapters.reports.Reports``.
+
+The field names are the JSON (and MessagePack) field names the API has always
+served, in the order it has served them; ``gateway.openapi`` publishes these
+Structs' schemas as the report routes' answers. Money is int fen. Shares are
+exact decimal strings ("0.5714"), never floats. Dates are ``dt.date`` (written
+YYYY-MM-DD, as before); a moment is kept as the ISO text PostgreSQL's value gave.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Literal
+
+import msgspec
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A report's answer, or a part of one. Its JSON schema lists every field and allows no other
+    (``forbid_unknown_fields``), so the OpenAPI document says exactly what a report holds."""
+
+
+class Period(Report, frozen=True, kw_only=True):
+    """A period of days, both ends included."""
+
+    from_: dt.date = msgspec.field(name="from")
+    to: dt.date
+
+
+# ---------------------------------------------------------------- daily statement (adapters/finance.py)
+
+
+class FundCounts(Report, frozen=True, kw_only=True):
+    """One fund's (or the patient's) ledger lines on the day: amounts paid, and given back by reversals."""
+
+    settlements_count: int
+    settlements_fen: int
+    reversals_count: int
+    reversals_fen: int
+    net_fen: int
+
+
+class StatementFunds(Report, frozen=True, kw_only=True):
+    """The three funds in payment order, then the patient (``adapters.finance.FUNDS``)."""
+
+    insurance_fund: FundCounts
+    priority_care_fund: FundCounts
+    aid_fund: FundCounts
+    patient: FundCounts
+
+
+class StatementTotal(Report, frozen=True, kw_only=True):
+    """A day's settlements and reversals in one scope; the clinic is credited each bill's total."""
+
+    settlements: int
+    reversals: int
+    billed_fen: int
+    reversed_fen: int
+    net_fen: int
+    funds: StatementFunds
+
+
+class ClinicStatement(Report, frozen=True, kw_only=True):
+    clinic_id: str
+    name: str
+    level: str
+    region: str
+    settlements: int
+    reversals: int
+    billed_fen: int
+    reversed_fen: int
+    net_fen: int
+    funds: StatementFunds
+
+
+class LevelStatement(Report, frozen=True, kw_only=True):
+    level: str
+    settlements: int
+    reversals: int
+    billed_fen: int
+    reversed_fen: int
+    net_fen: int
+    funds: StatementFunds
+
+
+class RegionStatement(Report, frozen=True, kw_only=True):
+    region: str
+    settlements: int
+    reversals: int
+    billed_fen: int
+    reversed_fen: int
+    net_fen: int
+    funds: StatementFunds
+
+
+class StatementReversal(Report, frozen=True, kw_only=True):
+    """A reversal booked on the day, naming the settlement it reverses and when that was booked."""
+
+    reversal_id: uuid.UUID
+    settlement_id: uuid.UUID
+    clinic_id: str
+    visit_type: str
+    service_date: dt.date
+    settled_on: dt.date | None
+    total_fen: int
+    insurance_fen: int
+    veteran_subsidy_fen: int
+    hardship_aid_fen: int
+    out_of_pocket_fen: int
+    terminal_id: str
+    reason: str | None
+    reversed_at: str  # ISO 8601 with the UTC offset, as PostgreSQL's timestamptz gave it
+
+
+class DailyStatement(Report, frozen=True, kw_only=True):
+    """One booking day (China date) per clinic and fund, rolled up by level, region and in total."""
+
+    date: dt.date
+    closed: bool
+    basis: str
+    funds: list[str]
+    by_clinic: list[ClinicStatement]
+    by_level: list[LevelStatement]
+    by_region: list[RegionStatement]
+    total: StatementTotal
+    reversals: list[StatementReversal]
+
+
+# ---------------------------------------------------------------- reconciliation (adapters/finance.py)
+
+
+class PayerSums(Report, frozen=True, kw_only=True):
+    total: int
+    insurance: int
+    veteran_subsidy: int
+    hardship_aid: int
+    out_of_pocket: int
+
+
+class AmountDiffers(Report, frozen=True, kw_only=True, tag_field="kind", tag="amount_differs"):
+    settlement_id: uuid.UUID
+    field: str
+    gateway: int
+    submitted: int
+
+
+class ReversedAtGatewayOnly(Report, frozen=True, kw_only=True, tag_field="kind", tag="reversed_at_gateway_only"):
+    settlement_id: uuid.UUID
+
+
+class ReversedAtClinicOnly(Report, frozen=True, kw_only=True, tag_field="kind", tag="reversed_at_clinic_only"):
+    settlement_id: uuid.UUID
+
+
+class MissingAtGateway(Report, frozen=True, kw_only=True, tag_field="kind", tag="missing_at_gateway"):
+    settlement_id: uuid.UUID
+    submitted_total: int
+
+
+class MissingAtClinic(Report, frozen=True, kw_only=True, tag_field="kind", tag="missing_at_clinic"):
+    settlement_id: uuid.UUID
+    gateway_total: int
+
+
+Discrepancy = AmountDiffers | ReversedAtGatewayOnly | ReversedAtClinicOnly | MissingAtGateway | MissingAtClinic
+DiscrepancyKind = Literal[
+    "amount_differs", "reversed_at_gateway_only", "reversed_at_clinic_only", "missing_at_gateway", "missing_at_clinic"
+]
+
+
+def discrepancy_kind(discrepancy: Discrepancy) -> DiscrepancyKind:
+    kind: DiscrepancyKind = discrepancy.__struct_config__.tag  # type: ignore[assignment]
+    return kind
+
+
+class Reconciliation(Report, frozen=True, kw_only=True):
+    """A submitted list against the gateway's for one booking day; ``confirmed`` once a clean one is audited."""
+
+    date: dt.date
+    clinic_id: str | None
+    fund: str | None
+    clean: bool
+    confirmed: bool
+    submitted_count: int
+    gateway_count: int
+    matched_count: int
+    matched_sums_fen: PayerSums
+    submitted_sums_fen: PayerSums
+    gateway_sums_fen: PayerSums
+    discrepancy_counts: dict[DiscrepancyKind, int]  # only the kinds found, in the order first found
+    discrepancies: list[Discrepancy]
+
+
+# ---------------------------------------------------------------- finance statistics (adapters/finance_stats.py)
+
+
+class GroupFigures(Report, frozen=True, kw_only=True):
+    """One group's figures. Each dimension's group (``LevelGroup`` ...) puts its own key first: the
+    value of the dimension the group stands for, under the dimension's name."""
+
+    settlements: int
+    people_served: int
+    total_fen: int
+    insurance_fen: int
+    veteran_subsidy_fen: int
+    hardship_aid_fen: int
+    out_of_pocket_fen: int
+    median_out_of_pocket_share: str | None  # an exact decimal, four places; None when no total was above 0
+    out_of_pocket_share_distribution: list[int]  # ten buckets: 0-10 %, 10-20 %, ... 90-100 %
+    insurance_cap_reached: int
+    veteran_subsidy_cap_reached: int
+    hardship_aid_cap_reached: int
+
+
+class LevelGroup(GroupFigures, frozen=True):
+    level: str
+
+
+class RegionGroup(GroupFigures, frozen=True):
+    region: str
+
+
+class MonthGroup(GroupFigures, frozen=True):
+    month: str  # YYYY-MM
+
+
+class CategoryGroup(GroupFigures, frozen=True):
+    category: str  # a priority-care category, or "none"
+
+
+class TierGroup(GroupFigures, frozen=True):
+    tier: str  # a hardship tier, or "none"
+
+
+class ProgrammeGroup(GroupFigures, frozen=True):
+    programme: str  # a payer that applied
+
+
+Dimension = Literal["level", "region", "month", "category", "tier", "programme"]
+
+
+class FinanceStats(Report, frozen=True, kw_only=True, tag_field="by"):
+    """Finance statistics grouped by one dimension, named in ``by``; one Struct per dimension below."""
+
+    period: Period
+
+    @property
+    def by(self) -> Dimension:
+        by: Dimension = self.__struct_config__.tag  # type: ignore[assignment]
+        return by
+
+
+class FinanceStatsByLevel(FinanceStats, frozen=True, kw_only=True, tag="level"):
+    groups: list[LevelGroup]
+
+
+class FinanceStatsByRegion(FinanceStats, frozen=True, kw_only=True, tag="region"):
+    groups: list[RegionGroup]
+
+
+class FinanceStatsByMonth(FinanceStats, frozen=True, kw_only=True, tag="month"):
+    groups: list[MonthGroup]
+
+
+class FinanceStatsByCategory(FinanceStats, frozen=True, kw_only=True, tag="category"):
+    groups: list[CategoryGroup]
+
+
+class FinanceStatsByTier(FinanceStats, frozen=True, kw_only=True, tag="tier"):
+    groups: list[TierGroup]
+
+
+class FinanceStatsByProgramme(FinanceStats, frozen=True, kw_only=True, tag="programme"):
+    groups: list[ProgrammeGroup]
+
+
+FinanceStatsReport = (
+    FinanceStatsByLevel
+    | FinanceStatsByRegion
+    | FinanceStatsByMonth
+    | FinanceStatsByCategory
+    | FinanceStatsByTier
+    | FinanceStatsByProgramme
+)
+# Per dimension: the report and its groups' Struct.
+FINANCE_STATS: dict[Dimension, tuple[type[FinanceStatsReport], type[GroupFigures]]] = {
+    "level": (FinanceStatsByLevel, LevelGroup),
+    "region": (FinanceStatsByRegion, RegionGroup),
+    "month": (FinanceStatsByMonth, MonthGroup),
+    "category": (FinanceStatsByCategory, CategoryGroup),
+    "tier": (FinanceStatsByTier, TierGroup),
+    "programme": (FinanceStatsByProgramme, ProgrammeGroup),
+}
+
+
+# ---------------------------------------------------------------- registry statistics (adapters/registry_stats.py)
+
+
+class RegionCount(Report, frozen=True, kw_only=True):
+    programme: str
+    code: str
+    region: str
+    in_force: int
+    added: int
+    struck_off: int
+
+
+class ProgrammeCount(Report, frozen=True, kw_only=True):
+    programme: str
+    code: str
+    in_force: int
+    added: int
+    struck_off: int
+
+
+class ServedByLevel(Report, frozen=True, kw_only=True):
+    clinic_level: str
+    people_served: int
+    settlements: int
+
+
+class RegistryStats(Report, frozen=True, kw_only=True):
+    """People in force on ``on``; added and struck off in ``period``; people served by clinic level in it."""
+
+    on: dt.date
+    period: Period
+    by_region: list[RegionCount]
+    by_programme: list[ProgrammeCount]
+    served_by_clinic_level: list[ServedByLevel]
+
+
+# ---------------------------------------------------------------- dashboard figures (adapters/dashboard_figures.py)
+
+
+class Amounts(Report, frozen=True, kw_only=True):
+    """Settlements counted and their amounts in fen, reversed ones left out."""
+
+    count: int = 0
+    total: int = 0
+    insurance: int = 0
+    veteran_subsidy: int = 0
+    hardship_aid: int = 0
+    out_of_pocket: int = 0
+
+
+class ClinicAmounts(Report, frozen=True, kw_only=True):
+    clinic_id: str
+    name: str
+    level: str
+    amounts: Amounts
+
+
+class ClinicReconciliation(Report, frozen=True, kw_only=True):
+    """A clinic with ledger lines booked on the day, and whether a clean reconciliation of it was confirmed."""
+
+    clinic_id: str
+    name: str
+    level: str
+    settlements: int
+    reversals: int
+    confirmed: bool
+
+
+class DashboardFigures(Report, frozen=True, kw_only=True):
+    """The finance dashboard's figures for a period of service dates (gateway/dashboard.py draws them)."""
+
+    period_from: dt.date
+    period_to: dt.date
+    totals: Amounts
+    days: list[tuple[dt.date, Amounts]]  # every day of the period, in order
+    levels: dict[str, Amounts]
+    histogram: list[int]  # settlements by out of pocket / total: 0-10 %, ... 90-100 %
+    clinics: list[ClinicAmounts]  # the ten with the most settlements
+    reconciliation_day: dt.date
+    reconciliation: list[ClinicReconciliation]

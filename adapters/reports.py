@@ -1,0 +1,121 @@
+"""Reports: the one door through which the gateway and the command line read what was settled.
+
+Every read-only report query is reached through ``Reports``: daily statements and
+reconciliation (``adapters.finance``), finance statistics (``adapters.finance_stats``),
+registry statistics (``adapters.registry_stats``) and the finance dashboard's figures
+(``adapters.dashboard_figures``). Each answers a frozen Struct of
+``adapters.report_models``, never a free-form dict. (A receipt prints one stored
+settlement, which the store reads from the primary with its billed items.)
+
+Reports read from the reports pool (a replica when ``REPORTS_DATABASE_URL`` is set,
+else the primary). Nothing here writes; confirming a clean reconciliation is ``adapters.finance.Confirmations``.
+
+The HTTP layer is given one ``Reports`` by the composition root (``gateway/app.py``),
+built from the same pools as the ``Store``; the command line builds one over its single
+connection with ``Reports.over_connection``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import asyncpg
+
+from adapters import dashboard_figures, finance, finance_stats, registry_stats
+from adapters.finance import ReconciliationError, ReconciliationRequest
+from adapters.report_models import (
+    ClinicReconciliation,
+    DailyStatement,
+    DashboardFigures,
+    FinanceStatsReport,
+    Reconciliation,
+    RegistryStats,
+)
+
+__all__ = ["Connections", "ReconciliationError", "ReconciliationRequest", "Reports"]
+
+
+class Connections(Protocol):
+    """Where connections come from: an ``asyncpg.Pool``, or one connection (``Reports.over_connection``)."""
+
+    def acquire(self, *, timeout: float | None = None) -> AbstractAsyncContextManager[asyncpg.Connection]: ...
+
+
+class _OneConnection:
+    """A single open connection lent out as a pool lends one; the caller keeps it open and closes it."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self._connection = connection
+
+    @asynccontextmanager
+    async def acquire(self, *, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+        yield self._connection
+
+
+class Reports:
+    """Read-only reports, each an async method answering a typed report."""
+
+    def __init__(
+        self, pool: Connections, *, reports_pool: Connections | None = None, acquire_timeout: float = 5.0
+    ) -> None:
+        # Reports may read from a replica (REPORTS_DATABASE_URL), as adapters.store.Store does.
+        self._reports = reports_pool or pool
+        # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    def over_connection(cls, connection: asyncpg.Connection) -> Reports:
+        """Reports read over one open connection, for the command line."""
+        return cls(_OneConnection(connection))
+
+    def _reporting(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return self._reports.acquire(timeout=self._acquire_timeout)
+
+    # ------------------------------------------------------------ finance
+
+    async def daily_statement(self, day: dt.date, *, today: dt.date) -> DailyStatement:
+        """One booking day per clinic and fund, by level and region, with the day's reversals."""
+        async with self._reporting() as connection:
+            return await finance.daily_statement(connection, day, today=today)
+
+    async def reconcile(self, request: ReconciliationRequest) -> Reconciliation:
+        """A submitted list against the gateway's for its day; ``ReconciliationError`` for a list that cannot be
+        compared (an unknown fund, a settlement listed twice). Confirming a clean one is not a read:
+        ``adapters.finance.Confirmations``."""
+        async with self._reporting() as connection:
+            return await finance.reconcile(connection, request)
+
+    async def finance_stats(self, *, by: str, period_from: dt.date, period_to: dt.date) -> FinanceStatsReport:
+        """Amounts per payer, out-of-pocket share and caps reached by one dimension (``finance_stats.DIMENSIONS``;
+        another is a ValueError)."""
+        async with self._reporting() as connection:
+            return await finance_stats.finance_stats(connection, by=by, period_from=period_from, period_to=period_to)
+
+    # ------------------------------------------------------------ registry
+
+    async def registry_stats(self, *, on: dt.date, period_from: dt.date, period_to: dt.date) -> RegistryStats:
+        """People in force on ``on``, added and struck off in the period, and people served by clinic level."""
+        async with self._reporting() as connection:
+            return await registry_stats.read_registry_stats(
+                connection, on=on, period_from=period_from, period_to=period_to
+            )
+
+    # ------------------------------------------------------------ dashboard
+
+    async def dashboard_figures(
+        self, period_from: dt.date, period_to: dt.date, *, reconciliation_day: dt.date | None = None
+    ) -> DashboardFigures:
+        """The dashboard's figures for a period of service dates, and the reconciliation status of a booking day
+        (the period's last day by default)."""
+        async with self._reporting() as connection:
+            return await dashboard_figures.figures(
+                connection, period_from, period_to, reconciliation_day=reconciliation_day
+            )
+
+    async def reconciliation_status(self, day: dt.date) -> list[ClinicReconciliation]:
+        """Every clinic with business booked on ``day``, and whether a clean reconciliation of it was confirmed."""
+        async with self._reporting() as connection:
+            return await dashboard_figures.reconciliation_status(connection, day)
