@@ -104,6 +104,13 @@ $$;
 DROP TABLE ledger_entries;
 DROP TABLE idempotency_keys;
 
+-- Four indexes per settlement, each for a reader: the request (the idempotency record, and the primary
+-- key: it holds person_key, as Citus needs), the id (reads, receipts, reversals), the booking day
+-- (statements, reconciliation). The old primary key (person_key, settlement_id) and the index by clinic
+-- and service date served no query the id and booking-day indexes do not.
+ALTER TABLE settlements DROP CONSTRAINT settlements_pkey;
+DROP INDEX settlements_by_clinic_day;
+ALTER TABLE settlements ADD CONSTRAINT settlements_one_per_request PRIMARY KEY USING INDEX settlements_one_per_request;
 CREATE INDEX settlements_by_booking_day ON settlements (booked_on, clinic_id);
 CREATE INDEX reversals_by_booking_day ON reversals (booked_on);
 CREATE UNIQUE INDEX reversals_one_per_request ON reversals (person_key, terminal_id, request_id);
