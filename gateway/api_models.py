@@ -46,7 +46,7 @@ NationalId = Annotated[
 Fen = Annotated[int, msgspec.Meta(ge=0, le=MAX_FEN)]
 
 
-class Wire(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Wire(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     pass
 
 
@@ -118,7 +118,7 @@ class ReconciliationRequest(finance.ReconciliationRequest, frozen=True, kw_only=
 # ---------------------------------------------------------------- responses
 
 
-class Out(msgspec.Struct, frozen=True, kw_only=True):
+class Out(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     pass
 
 
