@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -43,6 +44,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self.multiprocess = multiprocess_dir() is not None
         self._pool_stats: Callable[[], tuple[int, int]] | None = None
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.request_duration = Histogram(
             "medsettle_http_request_duration_seconds",
             "HTTP request duration",
@@ -94,6 +96,15 @@ class Metrics:
             self.pool_size = Gauge(
                 "medsettle_db_pool_size", "Database connections open", registry=None, multiprocess_mode="livesum"
             )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, remembered: every label set here is bounded (routes, status classes,
+        levels, payers...), and the lookup and validation in ``labels`` cost more than what is counted."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def watch_pool(self, pool_stats: Callable[[], tuple[int, int]]) -> None:
         if self.multiprocess:

@@ -228,10 +228,10 @@ class Service:
         try:
             answer = await self._settle(terminal, request)
         except SettlementError:
-            self.metrics.settlements.labels(level, request.visit_type, "refused").inc()
+            self.metrics.child(self.metrics.settlements, level, request.visit_type, "refused").inc()
             raise
         outcome = "replayed" if answer.replayed else "settled"
-        self.metrics.settlements.labels(level, request.visit_type, outcome).inc()
+        self.metrics.child(self.metrics.settlements, level, request.visit_type, outcome).inc()
         return answer
 
     async def _settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
@@ -286,10 +286,11 @@ class Service:
             )
             return await self._replay_settlement(key, existing, fingerprint)
         settlement = new.decision.settlement
-        self.metrics.paid.labels("insurance").inc(settlement.insurance)
-        self.metrics.paid.labels("veteran_subsidy").inc(settlement.veteran_subsidy)
-        self.metrics.paid.labels("hardship_aid").inc(settlement.hardship_aid)
-        self.metrics.paid.labels("out_of_pocket").inc(settlement.out_of_pocket)
+        paid = self.metrics.paid
+        self.metrics.child(paid, "insurance").inc(settlement.insurance)
+        self.metrics.child(paid, "veteran_subsidy").inc(settlement.veteran_subsidy)
+        self.metrics.child(paid, "hardship_aid").inc(settlement.hardship_aid)
+        self.metrics.child(paid, "out_of_pocket").inc(settlement.out_of_pocket)
         out = api.SettlementOut(
             **api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked),
             settlement_id=new.settlement_id,
@@ -315,7 +316,7 @@ class Service:
         stored = await self.store.stored_settlement(settlement_id=existing.settlement_id)
         if stored is None:  # pragma: no cover - settlements are never removed
             raise Refused("request_in_flight", "retry with the same request id")
-        self.metrics.replays.labels("settle").inc()
+        self.metrics.child(self.metrics.replays, "settle").inc()
         return Answer(msgspec.structs.replace(self.settlement_out(stored), replayed=True), replayed=True)
 
     async def _spend_nonce(self, terminal: Terminal) -> None:
@@ -405,7 +406,7 @@ class Service:
         stored = await self.store.stored_reversal(terminal.terminal_id, request_id)
         if stored is None:  # pragma: no cover - reversals are never removed
             raise Refused("request_in_flight", "retry with the same request id")
-        self.metrics.replays.labels("reverse").inc()
+        self.metrics.child(self.metrics.replays, "reverse").inc()
         out = _reversal_out(stored.reversal_id, stored.settlement_id, stored.request_id, stored.terminal_id,
                             stored.settlement, stored.created_at)  # fmt: skip
         return Answer(msgspec.structs.replace(out, replayed=True), replayed=True)
