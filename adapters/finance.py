@@ -52,14 +52,10 @@ from adapters.report_models import (
     StatementTotal,
     discrepancy_kind,
 )
+from settlement.decision import PAYER_ACCOUNTS
 
 # Ledger account -> settlements column: the three funds in payment order, then the patient.
-FUNDS: dict[str, str] = {
-    "insurance_fund": "insurance",
-    "priority_care_fund": "veteran_subsidy",
-    "aid_fund": "hardship_aid",
-    "patient": "out_of_pocket",
-}
+FUNDS: dict[str, str] = dict(PAYER_ACCOUNTS)
 PAYER_FIELDS = tuple(FUNDS.values())
 
 _DAY_LINES = """

@@ -26,8 +26,9 @@ from gateway import api_models as api
 from gateway.metrics import Metrics
 from settlement import engine
 from settlement.decision import decide
+from settlement.eligibility import eligibility
 from settlement.errors import Refused, SettlementError
-from settlement.models import Bill, LineItem, Notice, Settlement
+from settlement.models import Bill, LineItem, Settlement
 from settlement.policy import Policy, PolicyBook
 from settlement.ports import (
     AlreadySettled,
@@ -422,60 +423,11 @@ class Service:
         exists, memberships, acc = await self.store.person_for_eligibility(key, day.year)
         if not exists:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
-        status = status_on(memberships, day)
-        insurance = policy.insurance
-        programmes = []
-        warnings = list(engine.strike_off_notices(status))
-        for membership in memberships:
-            if not membership.in_force(day):
-                continue
-            if membership.programme == "veteran_subsidy":
-                rule = policy.veteran_categories.get(membership.code)
-                cap, used = (rule.annual_cap if rule else 0), acc.subsidy_paid
-            elif membership.programme == "hardship_aid":
-                tier = policy.hardship_tiers.get(membership.code)
-                cap, used = (tier.annual_cap if tier else 0), acc.aid_paid
-            else:
-                cap = insurance.outpatient_cap + insurance.inpatient_cap
-                used = acc.insurance_outpatient_paid + acc.insurance_inpatient_paid
-            programmes.append(
-                api.ProgrammeOut(
-                    programme=membership.programme,
-                    code=membership.code,
-                    effective_from=membership.effective_from,
-                    struck_off_on=membership.struck_off_on,
-                    annual_cap=cap,
-                    used=used,
-                    remaining=max(0, cap - used),
-                )
-            )
-            if membership.struck_off_on is not None and membership.struck_off_on - day <= dt.timedelta(days=30):
-                warnings.append(
-                    Notice(
-                        code="ends_soon",
-                        message=f"{membership.programme} ({membership.code}) ends on "
-                        f"{membership.struck_off_on.isoformat()}",
-                        programme=membership.programme,
-                        date=membership.struck_off_on,
-                    )
-                )
+        figures = eligibility(policy, memberships, acc, day)
         return api.EligibilityOut(
             person=masked,
-            service_date=day,
-            policy_version=policy.id,
-            insured=status.insured,
-            outpatient_deductible_remaining=max(0, insurance.outpatient_deductible - acc.outpatient_deductible_used)
-            if status.insured
-            else 0,
-            insurance_outpatient_cap_remaining=max(0, insurance.outpatient_cap - acc.insurance_outpatient_paid)
-            if status.insured
-            else 0,
-            insurance_inpatient_cap_remaining=max(0, insurance.inpatient_cap - acc.insurance_inpatient_paid)
-            if status.insured
-            else 0,
-            programmes=programmes,
-            unpaid_eligible_year_to_date=acc.unpaid_eligible,
-            warnings=warnings,
+            **{field: getattr(figures, field) for field in figures.__struct_fields__ if field != "programmes"},
+            programmes=[api.ProgrammeOut(**msgspec.structs.asdict(standing)) for standing in figures.programmes],
         )
 
     async def upsert_person(self, request: api.PersonRequest, *, actor: str, request_id: str) -> api.PersonOut:

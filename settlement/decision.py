@@ -18,8 +18,16 @@ from settlement.models import Accumulators, Bill, PersonStatus, Settlement
 from settlement.policy import Policy
 from settlement.registry import Membership, status_on
 
-# The ledger's accounts, in the order of a settlement's lines.
-ACCOUNTS: Final = ("insurance_fund", "priority_care_fund", "aid_fund", "patient", "clinic")
+# The double-entry ledger: each payer's fund and the patient are debited with their share of a
+# settlement (account -> the settlement's field), the clinic is credited the total. The ledger_entries
+# view (adapters/migrations/0010_lean_settlements.sql) books exactly these lines.
+PAYER_ACCOUNTS: Final = {
+    "insurance_fund": "insurance",
+    "priority_care_fund": "veteran_subsidy",
+    "aid_fund": "hardship_aid",
+    "patient": "out_of_pocket",
+}
+ACCOUNTS: Final = (*PAYER_ACCOUNTS, "clinic")
 
 # Bits of ``Decision.caps_reached``: which payers' annual caps cut this bill's payment.
 CAP_BITS: Final = {"insurance": 1, "veteran_subsidy": 2, "hardship_aid": 4}
@@ -81,14 +89,9 @@ def decide(bill: Bill, policy: Policy, memberships: Iterable[Membership], accumu
 
 def ledger_lines(settlement: Settlement, sign: int = 1) -> tuple[tuple[str, int], ...]:
     """Double-entry lines: each payer and the patient debited, the clinic credited the total."""
-    amounts = (
-        settlement.insurance,
-        settlement.veteran_subsidy,
-        settlement.hardship_aid,
-        settlement.out_of_pocket,
-        -settlement.total,
-    )
-    return tuple((account, sign * amount) for account, amount in zip(ACCOUNTS, amounts, strict=True))
+    lines = [(account, getattr(settlement, field)) for account, field in PAYER_ACCOUNTS.items()]
+    lines.append(("clinic", -settlement.total))
+    return tuple((account, sign * amount) for account, amount in lines)
 
 
 def give_back(settlement: Settlement, current: Accumulators) -> Accumulators:
