@@ -171,10 +171,16 @@ class CpuMeter:
     """CPU seconds (user + system) used by process trees during a measurement, to show where the time goes.
 
     Needs psutil (installed with the embedded PostgreSQL); without it there are no figures. A process
-    that starts during the measurement counts from zero; one that exits is counted through its parent's
-    children_* times once reaped (PostgreSQL's postmaster reaps its backends). The load generators (wrk,
-    pgbench) are measured from this process's waited-for children instead.
+    that starts during the measurement counts from zero. One that exits is counted through its parent's
+    children_* times once reaped (PostgreSQL's postmaster reaps its backends): its whole life lands there,
+    so what it had used when the measurement started is taken off again. A tree is read once no process
+    in it has started or ended for a moment, so backends exiting as a load generator disconnects are read
+    either before they go or once reaped, never lost in between. The load generators (wrk, pgbench) are
+    measured from this process's waited-for children instead.
     """
+
+    QUIET = 0.2  # seconds with the same processes before a tree's reading is taken
+    SETTLE_TIMEOUT = 3.0
 
     def __init__(self) -> None:
         self.roots: dict[str, int] = {}
@@ -196,11 +202,21 @@ class CpuMeter:
             for process in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     cpu = process.cpu_times()
-                    # A backend that exits is reaped by the postmaster and its time moves into the
-                    # postmaster's children_* figures, so it is neither lost nor counted twice.
                     times[process.pid] = cpu.user + cpu.system + cpu.children_user + cpu.children_system
         except psutil.Error:
             pass
+        return times
+
+    def _settled_times(self, pid: int) -> dict[int, float]:
+        """The tree's times, read again until two readings ``QUIET`` seconds apart find the same processes."""
+        times = self._times(pid)
+        deadline = time.monotonic() + self.SETTLE_TIMEOUT
+        while time.monotonic() < deadline:
+            time.sleep(self.QUIET)
+            again = self._times(pid)
+            if again.keys() == times.keys():
+                return again
+            times = again
         return times
 
     @staticmethod
@@ -209,7 +225,7 @@ class CpuMeter:
         return usage.ru_utime + usage.ru_stime
 
     def start(self) -> None:
-        self._before = {name: self._times(pid) for name, pid in self.roots.items()}
+        self._before = {name: self._settled_times(pid) for name, pid in self.roots.items()}
         self._children_before = self._children_seconds()
 
     def stop(self, load_generator: str) -> dict[str, float]:
@@ -217,7 +233,9 @@ class CpuMeter:
         used = {load_generator: self._children_seconds() - self._children_before}
         for name, pid in self.roots.items():
             before = self._before.get(name, {})
-            used[name] = sum(seconds - before.get(process, 0.0) for process, seconds in self._times(pid).items())
+            after = self._settled_times(pid)
+            gone = sum(seconds for process, seconds in before.items() if process not in after)
+            used[name] = sum(seconds - before.get(process, 0.0) for process, seconds in after.items()) - gone
         return used
 
 

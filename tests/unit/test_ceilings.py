@@ -337,3 +337,41 @@ def test_stand_in_records_are_the_county_s_bills_settled_and_encoded_as_the_gate
         stored = decode_record(record)
         assert stored.result.total == sum(item["amount"] for item in body["items"])
         assert "*" in stored.person and body["person_id"] not in stored.person  # masked, as stored
+
+
+def metered(monkeypatch: pytest.MonkeyPatch, *snapshots: dict[int, float]) -> ceilings.CpuMeter:
+    """A CPU meter watching one tree (root pid 1) whose successive readings are ``snapshots``."""
+    meter = ceilings.CpuMeter()
+    meter.roots = {"postgres": 1}
+    readings = iter(snapshots)
+    monkeypatch.setattr(meter, "_times", lambda pid: next(readings))
+    monkeypatch.setattr(ceilings.time, "sleep", lambda seconds: None)
+    return meter
+
+
+def test_a_process_that_exits_during_a_measurement_counts_only_its_time_within_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Backend 2 had used 5 s when the measurement started, 1 s more before it exited; the postmaster (1)
+    # reaped it, so its whole 6 s now sit in the postmaster's children times.
+    meter = metered(monkeypatch, {1: 10.0, 2: 5.0}, {1: 10.0, 2: 5.0}, {1: 16.0}, {1: 16.0})
+    meter.start()
+    assert meter.stop("pgbench")["postgres"] == pytest.approx(1.0)
+
+
+def test_backends_exiting_as_the_measurement_ends_are_counted_once_they_are_reaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The load generator disconnects as it ends: its backends (3, 4) are still there, then gone and
+    # reaped into the postmaster's children times. A reading taken in between would lose them.
+    meter = metered(
+        monkeypatch,
+        {1: 10.0},
+        {1: 10.0},
+        {1: 10.0, 3: 2.0, 4: 3.0},
+        {1: 10.0},  # read while they were exiting: neither their own figures nor the postmaster's have them
+        {1: 15.0},
+        {1: 15.0},
+    )
+    meter.start()
+    assert meter.stop("pgbench")["postgres"] == pytest.approx(5.0)
