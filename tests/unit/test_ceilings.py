@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from typing import Any
 
 import pytest
 
+from adapters.settlement_sql import decode_record
 from benchmarks import ceilings
+from benchmarks.county import bill_stream, build_county
 
 
 def table(size: int, inserted: int = 0, updated: int = 0, deleted: int = 0) -> dict[str, int]:
@@ -266,3 +269,109 @@ def test_the_json_document_holds_the_storage_figures_and_every_target() -> None:
 )
 def test_a_pgbench_run_that_names_a_missing_table_or_column_is_told_apart(output: str, reason: str | None) -> None:
     assert ceilings.pgbench_schema_mismatch(output) == reason
+
+
+def pgbench_run(clients: int, tps: float, postgres_us: float) -> dict[str, Any]:
+    return {
+        "clients": clients,
+        "threads": 2,
+        "tps": tps,
+        "latency_ms": clients / tps * 1000,
+        "transactions": tps * 10,
+        "settlements_written": tps * 10,
+        "cpu_us_per_transaction": {"postgres": postgres_us, "pgbench": 40.0},
+    }
+
+
+def database_results(*, read_write: bool = True, from_gateway: bool = True) -> dict[str, Any]:
+    runs = [pgbench_run(8, 1400.0, 800.0), pgbench_run(16, 2200.0, 600.0)]
+    return {
+        "prepared": {"records_from_gateway": from_gateway, "median_record_bytes": 938, "records": 500},
+        "runs": runs,
+        "best": runs[1],
+        "read_write": pgbench_run(16, 1700.0, 820.0) if read_write else None,
+    }
+
+
+def test_the_database_ceiling_is_the_write_alone_and_the_read_then_write_is_shown_beside_it() -> None:
+    results = results_with(
+        "gateway,database",
+        gateway=gateway_results({"gateway": 250.0, "postgres": 350.0}),
+        database=database_results(),
+    )
+    figures, targets, _ = ceilings.build_report(results, arguments(only="gateway,database"))
+    shown = {row[0]: row for row in figures}
+    write = shown["DB ceiling: pgbench settlement write"]
+    assert write[1] == "2,200 TPS"
+    assert "WRITE_SETTLEMENTS" in write[2] and "8: 1,400, 16: 2,200" in write[2]
+    assert "the gateway's own records (median 938 B)" in write[2]
+    read_write = shown["  read, then write (2 round trips)"]
+    assert read_write[1] == "1,700 TPS"
+    assert "READ_FOR_SETTLE, then WRITE_SETTLEMENTS" in read_write[2]
+    # The target divides by the write alone: 1,000 settlements a second over 2,200.
+    ratio = next(row for row in targets if row[0].startswith("gateway / DB ceiling"))
+    assert ratio[1] == "0.45"
+    cpu = {row[0]: row[2] for row in ceilings.cpu_rows(results)}
+    assert cpu["pgbench write, 16 clients, per transaction"] == "600"
+    assert cpu["pgbench read + write, 16 clients"] == "820"
+
+
+def test_without_the_read_run_only_the_write_ceiling_is_shown_and_stand_ins_are_named() -> None:
+    results = results_with("database", database=database_results(read_write=False, from_gateway=False))
+    figures, _, _ = ceilings.build_report(results, arguments(only="database"))
+    labels = [row[0] for row in figures]
+    assert "  read, then write (2 round trips)" not in labels
+    assert "stand-in records" in next(row[2] for row in figures if row[0].startswith("DB ceiling"))
+    assert ceilings.parse_arguments(["--no-read"]).no_read
+    assert not ceilings.parse_arguments([]).no_read
+
+
+def test_stand_in_records_are_the_county_s_bills_settled_and_encoded_as_the_gateway_stores_them() -> None:
+    county = build_county(2, villages=3, townships=1, counties=1, people=20)
+    stream = bill_stream(county, random.Random(5))
+    bodies = [next(stream)[1] for _ in range(10)]
+    records = ceilings.stand_in_records(county, bodies)
+    assert records
+    for (record, request_hash, nonce), body in zip(records, bodies, strict=False):
+        assert len(request_hash) == len(nonce) == 16
+        stored = decode_record(record)
+        assert stored.result.total == sum(item["amount"] for item in body["items"])
+        assert "*" in stored.person and body["person_id"] not in stored.person  # masked, as stored
+
+
+def metered(monkeypatch: pytest.MonkeyPatch, *snapshots: dict[int, float]) -> ceilings.CpuMeter:
+    """A CPU meter watching one tree (root pid 1) whose successive readings are ``snapshots``."""
+    meter = ceilings.CpuMeter()
+    meter.roots = {"postgres": 1}
+    readings = iter(snapshots)
+    monkeypatch.setattr(meter, "_times", lambda pid: next(readings))
+    monkeypatch.setattr(ceilings.time, "sleep", lambda seconds: None)
+    return meter
+
+
+def test_a_process_that_exits_during_a_measurement_counts_only_its_time_within_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Backend 2 had used 5 s when the measurement started, 1 s more before it exited; the postmaster (1)
+    # reaped it, so its whole 6 s now sit in the postmaster's children times.
+    meter = metered(monkeypatch, {1: 10.0, 2: 5.0}, {1: 10.0, 2: 5.0}, {1: 16.0}, {1: 16.0})
+    meter.start()
+    assert meter.stop("pgbench")["postgres"] == pytest.approx(1.0)
+
+
+def test_backends_exiting_as_the_measurement_ends_are_counted_once_they_are_reaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The load generator disconnects as it ends: its backends (3, 4) are still there, then gone and
+    # reaped into the postmaster's children times. A reading taken in between would lose them.
+    meter = metered(
+        monkeypatch,
+        {1: 10.0},
+        {1: 10.0},
+        {1: 10.0, 3: 2.0, 4: 3.0},
+        {1: 10.0},  # read while they were exiting: neither their own figures nor the postmaster's have them
+        {1: 15.0},
+        {1: 15.0},
+    )
+    meter.start()
+    assert meter.stop("pgbench")["postgres"] == pytest.approx(5.0)
