@@ -4,7 +4,7 @@ Every settlement is written by ``WRITE_SETTLEMENTS``, alone or with others of a 
 statement takes one array per column, so one settlement is a batch of one. The column lists
 and casts are generated from ``SettlementRow`` and ``AccumulatorWrite``, the rows' typed shapes,
 so the SQL and the Python that fills it cannot drift apart; the pgbench scripts are checked
-against the same shapes (tests/unit/test_settlement_sql.py).
+against the same shapes (tests/unit/test_pgbench_scripts.py).
 
 The engine's full result (traces, per-line split, accumulators before and after) and the billed
 items are kept as one ``record``: MessagePack (about 2.7 KB for an average bill of the synthetic
