@@ -66,6 +66,8 @@ class FakeStore:
     settlements: dict[uuid.UUID, StoredSettlement] = field(default_factory=dict)
     reversals: dict[tuple[str, str], StoredReversal] = field(default_factory=dict)
     nonces: set[bytes] = field(default_factory=set)
+    # (person, terminal, request id) -> settlement id: the primary key of the settlements table.
+    requests: dict[tuple[bytes, str, str], uuid.UUID] = field(default_factory=dict)
     lose_next_race: int = 0
     writes: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -81,14 +83,8 @@ class FakeStore:
     # ------------------------------------------------------------ settle
 
     def _by_request(self, key: SettleKey) -> StoredSettlement | None:
-        for stored in self.settlements.values():
-            if (stored.person_key, stored.terminal_id, stored.request_id) == (
-                key.person_key,
-                key.terminal_id,
-                key.request_id,
-            ):
-                return stored
-        return None
+        settlement_id = self.requests.get((key.person_key, key.terminal_id, key.request_id))
+        return None if settlement_id is None else self.settlements[settlement_id]
 
     def _snapshot(self, key: SettleKey) -> PersonSnapshot:
         found = self.accumulators.get((key.person_key, key.year))
@@ -118,6 +114,7 @@ class FakeStore:
         if (current[1] if current else None) != new.version:
             return VersionMoved()
         self.accumulators[slot] = (new.decision.settlement.accumulators_after, (current[1] if current else 0) + 1)
+        self.requests[(new.key.person_key, new.key.terminal_id, new.key.request_id)] = new.settlement_id
         self.settlements[new.settlement_id] = StoredSettlement(
             settlement_id=new.settlement_id,
             person_key=new.key.person_key,
