@@ -555,7 +555,7 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         gc.freeze()
         app[authenticator_key] = Authenticator(service.key)
         refresher = asyncio.create_task(_refresh_reference_forever(service))
-        sealer = asyncio.create_task(_seal_audit_forever(pool))
+        sealer = asyncio.create_task(_seal_audit_forever(pool, audit.ledger_seal_grace(settings.request_timeout)))
         nonce_pruner = asyncio.create_task(_prune_nonces_forever(store))
         app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
         yield
@@ -596,13 +596,15 @@ async def _refresh_reference_forever(service: Service, every: float = 5.0) -> No
             log.warning("reference_refresh_failed", error=type(error).__name__)
 
 
-async def _seal_audit_forever(pool: Any, every: float = 2.0) -> None:
-    """Chain new audit rows; replicas take turns through an advisory lock inside ``seal``."""
+async def _seal_audit_forever(pool: Any, ledger_grace: float, every: float = 2.0) -> None:
+    """Chain new audit rows and ended minutes of settlements; replicas take turns through advisory locks."""
     while True:
         await asyncio.sleep(every)
         try:
             async with pool.acquire(timeout=5) as connection:
                 while await audit.seal(connection) == 10_000:
+                    pass
+                while await audit.seal_ledger(connection, grace_seconds=ledger_grace) > 0:
                     pass
         except Exception as error:  # the database may be away; the next round retries
             log.warning("audit_seal_failed", error=type(error).__name__)

@@ -424,22 +424,36 @@ def _date(text: str) -> dt.date:
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     from adapters import audit
 
+    grace = audit.ledger_seal_grace(settings.request_timeout)
+
     async def work(connection: Connection) -> Any:
         await db.migrate(connection)
-        sealed = 0
+        sealed = ledger = 0
         while (count := await audit.seal(connection)) > 0:
             sealed += count
-        return sealed, (await audit.verify(connection) if args.action == "verify" else None)
+        while (count := await audit.seal_ledger(connection, grace_seconds=grace)) > 0:
+            ledger += count
+        if args.action != "verify":
+            return sealed, ledger, None, None
+        return sealed, ledger, await audit.verify(connection), await audit.verify_ledger(connection)
 
-    sealed, report = asyncio.run(with_connection(database_url(settings), work))
+    sealed, ledger, report, ledger_report = asyncio.run(with_connection(database_url(settings), work))
     if report is None:
-        print(f"sealed {sealed} audit row(s)")
+        print(f"sealed {sealed} audit row(s) and {ledger} settlement and reversal row(s)")
         return 0
     if report.problem:
         print(f"AUDIT CHAIN BROKEN: {report.problem}")
-        return 1
-    print(f"audit chain intact: {report.sealed} row(s) sealed and verified, {report.unsealed} waiting to be sealed")
-    return 0
+    else:
+        print(f"audit chain intact: {report.sealed} row(s) sealed and verified, {report.unsealed} waiting to be sealed")
+    if ledger_report.problem:
+        print(f"LEDGER CHAIN BROKEN: {ledger_report.problem}")
+    else:
+        print(
+            f"ledger chain intact: {ledger_report.settlements} settlement(s) and {ledger_report.reversals} reversal(s)"
+            f" in {ledger_report.periods} sealed period(s) verified, {ledger_report.waiting} waiting to be sealed"
+            f" (a minute is sealed {grace:g} s after it ends); head {ledger_report.head.hex()}"
+        )
+    return 1 if report.problem or ledger_report.problem else 0
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -612,12 +626,14 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--actor", default=actor)
         command.set_defaults(run=cmd_terminals_key)
 
-    audit_commands = commands.add_parser("audit", help="the audit trail's hash chain").add_subparsers(
-        dest="action", required=True
-    )
-    audit_commands.add_parser("seal", help="chain audit rows not yet sealed").set_defaults(run=cmd_audit)
+    audit_commands = commands.add_parser(
+        "audit", help="the hash chains of the audit trail and of settlements and reversals"
+    ).add_subparsers(dest="action", required=True)
     audit_commands.add_parser(
-        "verify", help="seal what is waiting, then walk the chain and name the first altered or removed row"
+        "seal", help="chain audit rows not yet sealed, and the ended minutes of settlements and reversals"
+    ).set_defaults(run=cmd_audit)
+    audit_commands.add_parser(
+        "verify", help="seal what is waiting, then walk both chains and name the first altered or removed row"
     ).set_defaults(run=cmd_audit)
 
     client = commands.add_parser("client", help="send a signed request as a terminal")

@@ -10,7 +10,7 @@
 -- against the live migrated schema, so a new table fails the suite until it is
 -- placed here.
 --
--- coordinator-only: audit_log, audit_seals
+-- coordinator-only: audit_log, audit_seals, ledger_seals
 --
 -- Prerequisites (Citus 12 or later, PostgreSQL 16):
 --   CREATE EXTENSION citus;                                  -- on the coordinator
@@ -64,5 +64,8 @@ SELECT create_distributed_table('request_nonces', 'digest', colocate_with => 'no
 -- into a write to every node (2PC to all workers). A settlement writes no audit row:
 -- its own append-only row is the record; a reversal's audit row is written in the same
 -- transaction (the coordinator takes part in the 2PC), and the sealer's reads are local.
+-- ledger_seals (one row per minute of settlements and reversals) stays there too, for the
+-- same single order; the sealer's query computes each row's digest on its worker and brings
+-- only the digests (about 100 bytes a row, not the rows) to the coordinator.
 
 COMMIT;

@@ -122,7 +122,7 @@ def test_distribute_sql_places_the_expected_tables():
     for table in ("people", "memberships", "accumulators", "settlements", "reversals"):
         assert placement.distributed[table] == "person_key", table
     assert placement.distributed["request_nonces"] == "digest"
-    assert placement.coordinator_only == {"audit_log", "audit_seals"}
+    assert placement.coordinator_only == {"audit_log", "audit_seals", "ledger_seals"}
 
 
 async def test_every_table_is_placed_and_keeps_the_citus_rules(pool):
