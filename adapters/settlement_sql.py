@@ -86,11 +86,14 @@ def decode_record(data: bytes) -> Record:
 
 
 class AccumulatorWrite(msgspec.Struct, frozen=True, array_like=True):
-    """The person-year row after a settlement, and the version it was read at (None: create it)."""
+    """The person-year row after a settlement, the version it was read at (None: create it), and the
+    request that moves it (no row moves for a request id the terminal has already settled)."""
 
     person_key: bytes
     year: int
     version: int | None
+    terminal_id: str
+    request_id: str
     outpatient_deductible_used: int
     insurance_outpatient_paid: int
     insurance_inpatient_paid: int
@@ -172,12 +175,19 @@ def _unnest(types: dict[str, str], first_parameter: int, alias: str) -> str:
 # One statement for every settlement write. $1 numbers the items; then one array per field of
 # AccumulatorWrite, then one per field of SettlementRow. An accumulator row applies only at the
 # version its settlement was decided on (or, with no row yet, only if no other settlement created
-# it first); a settlement is inserted only when its accumulator write applied. The caps only ever
-# rise, so a row keeps the highest cap any settlement was decided under and the CHECKs stay strict.
-# Returns the numbers of the items written.
+# it first), and only if the terminal's request id has no settlement yet (for anyone: a retry whose
+# read came before the first copy committed, or the id reused for another patient); a settlement
+# is inserted only when its accumulator write applied. The caps only ever rise, so a row keeps the
+# highest cap any settlement was decided under and the CHECKs stay strict. Returns each item's
+# number and whether it was written or stopped by a settlement of its request id.
 WRITE_SETTLEMENTS: Final = f"""
-WITH v AS (
+WITH input AS (
     SELECT * FROM {_unnest(_ACC, 2, "v")}
+), v AS (
+    SELECT input.*, NOT EXISTS (
+        SELECT 1 FROM settlements x WHERE x.terminal_id = input.terminal_id AND x.request_id = input.request_id
+    ) AS new_request
+    FROM input
 ), updated AS (
     UPDATE accumulators a SET
         {", ".join(f"{name} = v.{name}" for name in _ACC_SET)},
@@ -185,12 +195,13 @@ WITH v AS (
         version = a.version + 1,
         updated_at = v.updated_at
     FROM v
-    WHERE v.version IS NOT NULL AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
+    WHERE v.new_request AND v.version IS NOT NULL
+      AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
     RETURNING v.i
 ), created AS (
     INSERT INTO accumulators (person_key, year, {", ".join(_ACC_SET)}, {", ".join(_CAP_COLUMNS)}, version, updated_at)
     SELECT person_key, year, {", ".join(_ACC_SET)}, {", ".join(_CAP_COLUMNS)}, 1, updated_at FROM v
-    WHERE v.version IS NULL
+    WHERE v.new_request AND v.version IS NULL
     ON CONFLICT (person_key, year) DO NOTHING
     RETURNING person_key, year
 ), applied AS (
@@ -202,7 +213,7 @@ WITH v AS (
     SELECT {", ".join(_ROW)} FROM {_unnest(_ROW, 2 + len(_ACC), "s")}
     WHERE s.i IN (SELECT i FROM applied)
 )
-SELECT i FROM applied
+SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS duplicate FROM v
 """
 
 # Everything a settlement's decision needs, for many settlements in one round trip, read-only.
@@ -211,8 +222,7 @@ SELECT i FROM applied
 READ_FOR_SETTLE: Final = f"""
 SELECT
     (SELECT row(s.settlement_id, s.request_hash, s.nonce) FROM settlements s
-      WHERE s.person_key = r.person_key AND s.terminal_id = r.terminal_id AND s.request_id = r.request_id)
-        AS existing,
+      WHERE s.terminal_id = r.terminal_id AND s.request_id = r.request_id LIMIT 1) AS existing,
     (r.digest IS NOT NULL AND EXISTS (SELECT 1 FROM request_nonces n WHERE n.digest = r.digest)) AS nonce_spent,
     EXISTS (SELECT 1 FROM people p WHERE p.person_key = r.person_key) AS person_exists,
     (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{{}}')
@@ -328,6 +338,8 @@ def accumulator_write(new: NewSettlement) -> AccumulatorWrite:
         new.key.person_key,
         new.key.year,
         new.version,
+        new.key.terminal_id,
+        new.key.request_id,
         after.outpatient_deductible_used,
         after.insurance_outpatient_paid,
         after.insurance_inpatient_paid,

@@ -284,11 +284,12 @@ class Store:
                 raise
         if self.faults.armed:
             await self.faults.reach("settle.after_commit")
-        applied = {row["i"] for row in rows}
         outcomes: list[WriteOutcome] = []
-        for index in range(len(batch)):
-            if index in applied:
+        for row in sorted(rows, key=lambda row: row["i"]):
+            if row["written"]:
                 outcomes.append(Written())
+            elif row["duplicate"]:
+                outcomes.append(DuplicateRequest())
             else:
                 self.optimistic_retries += 1
                 outcomes.append(VersionMoved())
@@ -316,9 +317,7 @@ class Store:
             )
         elif request is not None:
             row = await self._fetchrow(
-                f"SELECT {STORED_COLUMNS} FROM settlements"
-                " WHERE person_key = $1 AND terminal_id = $2 AND request_id = $3",
-                request.person_key,
+                f"SELECT {STORED_COLUMNS} FROM settlements WHERE terminal_id = $1 AND request_id = $2 LIMIT 1",
                 request.terminal_id,
                 request.request_id,
             )
@@ -431,7 +430,10 @@ class _LockedPerson:
             if error.constraint_name == "settlements_one_per_request":
                 return DuplicateRequest()
             raise
-        if not rows:
+        (row,) = rows
+        if row["duplicate"]:
+            return DuplicateRequest()
+        if not row["written"]:
             raise RuntimeError("the row-locked settlement write applied to no row")
         return Written()
 

@@ -93,6 +93,8 @@ ACCUMULATOR_VALUES: Final[dict[str, str]] = {
     "person_key": _PERSON,
     "year": ":year",
     "version": f"(SELECT version FROM accumulators WHERE person_key = {_PERSON} AND year = :year)",
+    "terminal_id": _terminal("terminal_id"),
+    "request_id": _REQUEST_ID,
     "outpatient_deductible_used": "0",
     "insurance_outpatient_paid": "0",
     "insurance_inpatient_paid": ":insurance",

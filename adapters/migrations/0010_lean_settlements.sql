@@ -104,13 +104,16 @@ $$;
 DROP TABLE ledger_entries;
 DROP TABLE idempotency_keys;
 
--- Four indexes per settlement, each for a reader: the request (the idempotency record, and the primary
--- key: it holds person_key, as Citus needs), the id (reads, receipts, reversals), the booking day
--- (statements, reconciliation). The old primary key (person_key, settlement_id) and the index by clinic
--- and service date served no query the id and booking-day indexes do not.
+-- Three indexes per settlement, each for a reader: the request (the idempotency record, and the primary
+-- key), the id (reads, receipts, reversals), the booking day (statements, reconciliation). The request
+-- key leads with terminal and request id, so a request id is found whoever it was for (a terminal that
+-- reuses an id for another patient is refused, not settled twice); it holds person_key, as Citus needs
+-- of a unique key. The old primary key (person_key, settlement_id) and the index by clinic and service
+-- date served no query the id and booking-day indexes do not.
 ALTER TABLE settlements DROP CONSTRAINT settlements_pkey;
 DROP INDEX settlements_by_clinic_day;
-ALTER TABLE settlements ADD CONSTRAINT settlements_one_per_request PRIMARY KEY USING INDEX settlements_one_per_request;
+DROP INDEX settlements_one_per_request;
+ALTER TABLE settlements ADD CONSTRAINT settlements_one_per_request PRIMARY KEY (terminal_id, request_id, person_key);
 CREATE INDEX settlements_by_booking_day ON settlements (booked_on, clinic_id);
 CREATE INDEX reversals_by_booking_day ON reversals (booked_on);
 CREATE UNIQUE INDEX reversals_one_per_request ON reversals (person_key, terminal_id, request_id);

@@ -42,3 +42,16 @@ async def test_a_settlement_stored_without_its_fingerprint_is_refused_not_settle
     problem = await response.json()
     assert (response.status, problem["code"]) == (409, "request_already_settled")
     assert await row_counts(pool) == before
+
+
+async def test_a_request_id_reused_for_another_patient_is_refused_and_writes_nothing(client, pool):
+    first = await register(client, ("insurance", "resident"))
+    second = await register(client, ("insurance", "resident"))
+    body = bill(first, ("A", 30_000), clinic_id="T001", visit_type="outpatient")
+    assert (await client.post("/v1/settlements", json=body, headers=TOWNSHIP)).status == 201
+    before = await row_counts(pool)
+    reused = {**body, "person_id": second}
+    response = await client.post("/v1/settlements", json=reused, headers=TOWNSHIP)
+    problem = await response.json()
+    assert (response.status, problem["code"], problem["field"]) == (422, "idempotency_key_reused", "request_id")
+    assert await row_counts(pool) == before

@@ -193,7 +193,7 @@ async def test_old_rows_keep_every_figure_booking_day_fingerprint_and_ledger_lin
         (row["settlement_id"], row["kind"], row["account"]): (row["amount"], row["booked_on"])
         for row in await connection.fetch("SELECT * FROM ledger_entries")
     }
-    assert await db.migrate(connection) == ["0010_lean_settlements.sql"]
+    assert (await db.migrate(connection))[0] == "0010_lean_settlements.sql"
 
     after = {
         (row["settlement_id"], row["kind"], row["account"]): (row["amount"], row["booked_on"])

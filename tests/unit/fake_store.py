@@ -1,6 +1,6 @@
 """An in-memory ``SettlementStore`` (settlement/ports.py), for fast tests of the use cases.
 
-It keeps the same rules the database keeps: one settlement per (person, terminal, request id),
+It keeps the same rules the database keeps: one settlement per terminal and request id,
 accumulator writes only at the version they were decided on, a reversal once per settlement.
 ``lose_next_race`` makes the next settlement write find the version moved, as when another
 bill of the person commits between the read and the write. The integration tests run the same
@@ -66,8 +66,8 @@ class FakeStore:
     settlements: dict[uuid.UUID, StoredSettlement] = field(default_factory=dict)
     reversals: dict[tuple[str, str], StoredReversal] = field(default_factory=dict)
     nonces: set[bytes] = field(default_factory=set)
-    # (person, terminal, request id) -> settlement id: the primary key of the settlements table.
-    requests: dict[tuple[bytes, str, str], uuid.UUID] = field(default_factory=dict)
+    # (terminal, request id) -> settlement id: the primary key of the settlements table leads with these.
+    requests: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     lose_next_race: int = 0
     writes: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -83,7 +83,7 @@ class FakeStore:
     # ------------------------------------------------------------ settle
 
     def _by_request(self, key: SettleKey) -> StoredSettlement | None:
-        settlement_id = self.requests.get((key.person_key, key.terminal_id, key.request_id))
+        settlement_id = self.requests.get((key.terminal_id, key.request_id))
         return None if settlement_id is None else self.settlements[settlement_id]
 
     def _snapshot(self, key: SettleKey) -> PersonSnapshot:
@@ -114,7 +114,7 @@ class FakeStore:
         if (current[1] if current else None) != new.version:
             return VersionMoved()
         self.accumulators[slot] = (new.decision.settlement.accumulators_after, (current[1] if current else 0) + 1)
-        self.requests[(new.key.person_key, new.key.terminal_id, new.key.request_id)] = new.settlement_id
+        self.requests[(new.key.terminal_id, new.key.request_id)] = new.settlement_id
         self.settlements[new.settlement_id] = StoredSettlement(
             settlement_id=new.settlement_id,
             person_key=new.key.person_key,

@@ -72,7 +72,7 @@ def test_the_read_write_script_is_read_for_settle_then_the_same_write() -> None:
     statements = [*PARAMETER.findall(READ_FOR_SETTLE), *PARAMETER.findall(WRITE_SETTLEMENTS)]
     assert array_types(script) == [sql_type for _, sql_type in statements]
     # The read asks about the very settlement the write then stores: same person, terminal, request, nonce.
-    read, write = script.split("WITH v AS", 1)
+    read, write = script.split("WITH input AS", 1)
     assert pgbench_scripts.READ_VALUES["person_key"] == pgbench_scripts.SETTLEMENT_VALUES["person_key"]
     for column in ("terminal_id", "request_id"):
         assert pgbench_scripts.READ_VALUES[column] == pgbench_scripts.SETTLEMENT_VALUES[column]
@@ -106,14 +106,14 @@ def test_a_row_shape_field_without_a_pgbench_value_stops_the_generator(monkeypat
 
 def test_a_write_whose_columns_match_no_row_shape_stops_the_generator() -> None:
     statement = WRITE_SETTLEMENTS.replace("aid_cap, updated_at)", "aid_cap, updated_at, brand_new)", 1)
-    statement = statement.replace("$16::timestamptz[])", "$16::timestamptz[], $99::text[])", 1)
+    statement = statement.replace("$18::timestamptz[])", "$18::timestamptz[], $99::text[])", 1)
     assert statement != WRITE_SETTLEMENTS
     with pytest.raises(ScriptMismatch, match="match no row shape"):
         pgbench_scripts.parameter_values(statement)
 
 
 def test_a_parameter_outside_any_unnest_is_not_left_in_the_script() -> None:
-    statement = WRITE_SETTLEMENTS.replace("FROM applied\n", "FROM applied WHERE $77::int[] IS NOT NULL\n")
+    statement = WRITE_SETTLEMENTS.replace("AS duplicate FROM v\n", "AS duplicate FROM v WHERE $77::int[] IS NOT NULL\n")
     assert statement != WRITE_SETTLEMENTS
     with pytest.raises(ScriptMismatch, match=r"no pgbench value for parameter \$77"):
         pgbench_scripts.fill(statement, pgbench_scripts.parameter_values(statement))

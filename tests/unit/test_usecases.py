@@ -95,6 +95,16 @@ def test_a_request_id_reused_for_another_bill_is_refused() -> None:
     assert store.writes == 1
 
 
+def test_a_request_id_reused_for_another_patient_is_refused_not_settled() -> None:
+    first, second = national_id(11), national_id(12)
+    service, store = service_with((first, INSURED), (second, INSURED))
+    asyncio.run(service.settle(COUNTY, request(first, 10_000)))
+    with pytest.raises(Refused) as refused:
+        asyncio.run(service.settle(COUNTY, request(second, 10_000)))
+    assert refused.value.code == "idempotency_key_reused"
+    assert store.writes == 1
+
+
 def test_the_same_signed_request_again_is_a_replayed_nonce() -> None:
     person = national_id(4)
     service, _ = service_with((person, INSURED))
