@@ -58,8 +58,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from adapters import signing
-from gateway.app import ROUTES
-from gateway.openapi import openapi_document
+from gateway.http.app import ROUTES
+from gateway.http.openapi import openapi_document
 from tests.integration.processes import free_port, start_gateway
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import signing
 from adapters.terminal_keys import load_keys
-from gateway.app import OPEN, ROUTE_ROLES, create_app, service_key
-from gateway.dashboard import dashboard, dashboard_login
+from gateway.dashboard.pages import dashboard, dashboard_login
+from gateway.http.app import OPEN, ROUTE_ROLES, create_app, service_key
 from tests.integration.conftest import ADMIN, COUNTY, KEY_ENCRYPTION_KEY, VILLAGE, SignedClient, bill, register
 from tests.integration.test_cli import medsettle
 
@@ -132,7 +132,7 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         if ROUTE_ROLES[route.handler] is OPEN:
             open_paths.add(route.resource.canonical)
     # Open means no request signature: the operator routes, and exactly two browser pages that check
-    # a session cookie themselves (gateway/dashboard.py).
+    # a session cookie themselves (gateway/dashboard/pages.py).
     cookie_pages = {("GET", "/dashboard/login"): dashboard_login, ("GET", "/dashboard"): dashboard}
     assert open_paths == {"/healthz", "/readyz", "/metrics", *(path for _, path in cookie_pages)}
     for route in routes:

@@ -18,7 +18,7 @@ import pytest
 
 from adapters import report_models as r
 from adapters.finance import FUNDS
-from gateway.openapi import openapi_document
+from gateway.http.openapi import openapi_document
 
 REPORT_ROUTES = {
     ("/v1/finance/daily", "get"): "DailyStatement",

@@ -1,6 +1,6 @@
 """Finance handlers: daily statements (JSON or CSV) and reconciliation of a clinic's or fund's list.
 
-Routes are listed in ``gateway.app.ROUTES``. They read through ``adapters.reports.Reports`` and write a
+Routes are listed in ``gateway.http.app.ROUTES``. They read through ``adapters.reports.Reports`` and write a
 clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app.
 """
 
@@ -50,7 +50,7 @@ def wants_csv(request: web.Request) -> bool:
 
 
 async def daily_statement(request: web.Request) -> web.Response:
-    from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
+    from gateway.http import app as gateway  # imported here: gateway.http.app imports this module for its ROUTES
 
     csv = wants_csv(request)
     day = query_date(request, "date") or china_today()
@@ -67,7 +67,7 @@ async def daily_statement(request: web.Request) -> web.Response:
 
 
 async def reconciliation(request: web.Request) -> web.Response:
-    from gateway import app as gateway
+    from gateway.http import app as gateway
 
     caller = gateway._caller(request)
     body = await gateway.decode_body(request, api.ReconciliationRequest)
@@ -92,7 +92,7 @@ async def reconciliation(request: web.Request) -> web.Response:
 
 
 async def statistics(request: web.Request) -> web.Response:
-    from gateway import app as gateway  # imported here: gateway.app imports this module for its ROUTES
+    from gateway.http import app as gateway  # imported here: gateway.http.app imports this module for its ROUTES
 
     csv = wants_csv(request)
     by = request.query.get("by", "level")

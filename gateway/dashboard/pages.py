@@ -95,7 +95,7 @@ def read_session(secret: bytes, value: str, now: float) -> str | None:
 
 
 def _app_parts(request: web.Request) -> tuple[Any, bytes]:
-    from gateway.app import service_key, settings_key  # the app imports this module
+    from gateway.http.app import service_key, settings_key  # the app imports this module
 
     return request.app[service_key], session_secret(request.app[settings_key].terminal_key_key)
 
@@ -355,7 +355,7 @@ async def dashboard(request: web.Request) -> web.Response:
         day = dt.date.fromisoformat(request.query["day"]) if request.query.get("day") else None
     except (ValueError, OverflowError):
         raise ApiError(422, "validation_failed", "day must be YYYY-MM-DD", field="day") from None
-    from gateway.app import reports_key  # the app imports this module
+    from gateway.http.app import reports_key  # the app imports this module
 
     found = await request.app[reports_key].dashboard_figures(period_from, period_to, reconciliation_day=day)
     return web.Response(
@@ -401,7 +401,7 @@ def cmd_dashboard_link(settings: Any, args: Any) -> int:
 
 
 def add_dashboard_link_parser(commands: Any) -> None:
-    """``medsettle dashboard-link``: registered by ``gateway.cli.build_parser``."""
+    """``medsettle dashboard-link``: registered by ``gateway.cli.main.build_parser``."""
     link = commands.add_parser(
         "dashboard-link",
         help="print a short-lived login link for the finance dashboard",

@@ -33,16 +33,17 @@ from adapters.registry_stats import stats_csv
 from adapters.reports import Reports
 from adapters.store import Store
 from gateway import api_models as api
-from gateway import bodies, finance_routes
+from gateway import bodies
 from gateway.auth import Authenticator, Caller, RateLimiter
-from gateway.card_reader import card_reader_context
+from gateway.card_reader.listener import card_reader_context
 from gateway.config import Settings
-from gateway.dashboard import dashboard, dashboard_login
+from gateway.dashboard.pages import dashboard, dashboard_login
+from gateway.http.handlers import finance as finance_routes
+from gateway.http.handlers.receipts import settlement_receipt
+from gateway.http.openapi import openapi_document
 from gateway.logs import fresh_request_id, log
 from gateway.metrics import Metrics
-from gateway.openapi import openapi_document
 from gateway.problems import PROBLEM_BASE, ApiError, shown, unavailable
-from gateway.receipts import settlement_receipt
 from gateway.service import Answer, Service, Terminal, china_today
 from settlement.errors import SettlementError
 
@@ -486,7 +487,7 @@ ROUTES = [
     ("GET", "/healthz", healthz, OPEN),
     ("GET", "/readyz", readyz, OPEN),
     ("GET", "/metrics", metrics, OPEN),
-    # Browser pages: no request signature; the handlers check a session cookie (gateway/dashboard.py).
+    # Browser pages: no request signature; the handlers check a session cookie (gateway/dashboard/pages.py).
     ("GET", "/dashboard/login", dashboard_login, OPEN),
     ("GET", "/dashboard", dashboard, OPEN),
 ]

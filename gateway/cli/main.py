@@ -22,12 +22,12 @@ from adapters.check import Violation, check_invariants, missing_acknowledged, pa
 from adapters.demo import demo_key_file, ensure_terminal_keys, has_clinics, seed_demo
 from adapters.report_models import RegistryStats
 from adapters.reports import Reports
-from gateway.cli_database import Connection, DatabaseUnreachable, database_url, nothing, with_connection
+from gateway.card_reader.client import add_reader_sim_parser
+from gateway.cli.database import Connection, DatabaseUnreachable, database_url, nothing, with_connection
+from gateway.cli.reports import add_finance_parser, report_json
 from gateway.config import ConfigError, Settings, load_settings
-from gateway.dashboard import add_dashboard_link_parser
-from gateway.finance_cli import add_finance_parser, report_json
+from gateway.dashboard.pages import add_dashboard_link_parser
 from gateway.logs import configure_logging, log
-from gateway.reader_sim import add_reader_sim_parser
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -443,9 +443,9 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from gateway.app import create_app
-    from gateway.http_server import run
-    from gateway.shutdown import drain_on_sigterm
+    from gateway.http.app import create_app
+    from gateway.http.server import run
+    from gateway.http.shutdown import drain_on_sigterm
 
     try:
         import uvloop
@@ -465,18 +465,18 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 with_connection(url, lambda c: demo_key_file(c, settings.terminal_key_key, demo_keys_path(settings)))
             )
     if settings.workers > 1 and args.worker_of is None:
-        from gateway.workers import supervise  # the parent serves nothing; its workers do (gateway/workers.py)
+        from gateway.http.workers import supervise  # the parent serves nothing; its workers do
 
         return supervise(settings, url, announce=lambda: _print_banner(settings))
     app = create_app(settings, dsn=url)
     drain_on_sigterm(app)  # SIGTERM fails readiness first and closes the listener after the drain
     if args.worker_of is not None:
-        from gateway.workers import serve_as_worker
+        from gateway.http.workers import serve_as_worker
 
         serve_as_worker(app, args.worker_of)
     else:
         _print_banner(settings)
-    # web.run_app, on a runner with the header timeout and problem+json refusals (gateway/http_server.py)
+    # web.run_app, on a runner with the header timeout and problem+json refusals (gateway/http/server.py)
     run(
         app,
         host=settings.host,
@@ -486,7 +486,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-SAMPLE_BILL = Path(__file__).resolve().parents[1] / "samples" / "bill-worked-example.json"
+SAMPLE_BILL = Path(__file__).resolve().parents[2] / "samples" / "bill-worked-example.json"
 
 
 def client_base_url(host: str, port: int) -> str:
@@ -630,9 +630,9 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--secret")
     client.add_argument("--url", help="gateway base URL (default from MEDSETTLE_HOST and MEDSETTLE_PORT)")
     client.set_defaults(run=cmd_client)
-    add_reader_sim_parser(commands)  # medsettle reader-sim: a card reader by hand (gateway/reader_sim.py)
-    add_dashboard_link_parser(commands)  # medsettle dashboard-link: a browser login link (gateway/dashboard.py)
-    add_finance_parser(commands)  # medsettle report daily (gateway/finance_cli.py)
+    add_reader_sim_parser(commands)  # medsettle reader-sim: a card reader by hand (gateway/card_reader/client.py)
+    add_dashboard_link_parser(commands)  # medsettle dashboard-link: a browser login link (gateway/dashboard/pages.py)
+    add_finance_parser(commands)  # medsettle report daily (gateway/cli/reports.py)
 
     registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
     stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")

@@ -13,7 +13,7 @@ import msgspec
 from adapters import finance_stats
 from adapters import report_models as reports
 from gateway import api_models as api
-from gateway.finance_routes import DATE_PATTERN
+from gateway.http.handlers.finance import DATE_PATTERN
 
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 _OBJECT = {"type": "object"}
@@ -83,7 +83,7 @@ def _enum(*values: str) -> dict[str, Any]:
     return {"type": "string", "enum": list(values)}
 
 
-# Query dates as gateway.finance_routes.query_date reads them; an empty value is refused like any other non-date.
+# Query dates as gateway.http.handlers.finance.query_date reads them; an empty value is refused like any other non-date.
 _DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
 _OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
 _REPORT_FORMAT = _query("format", _enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")

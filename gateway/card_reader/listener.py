@@ -302,7 +302,7 @@ async def card_reader_context(app: web.Application) -> AsyncIterator[None]:
     Registered after the ``database`` context, so it starts once the service exists and
     stops (finishing requests in flight) before the database pool closes.
     """
-    from gateway.app import authenticator_key, limiter_key, metrics_key, service_key, settings_key  # app imports us
+    from gateway.http.app import authenticator_key, limiter_key, metrics_key, service_key, settings_key  # circular
 
     settings = app[settings_key]
     if not settings.reader_port:

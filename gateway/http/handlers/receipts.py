@@ -319,7 +319,7 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
 
 
 async def settlement_receipt(request: web.Request) -> web.Response:
-    from gateway.app import _caller, _settlement_id, service_key  # the app imports this module
+    from gateway.http.app import _caller, _settlement_id, service_key  # the app imports this module
 
     language = request.query.get("lang", "zh")
     if language not in ("zh", "en"):

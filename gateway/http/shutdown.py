@@ -41,7 +41,7 @@ def drain_on_sigterm(app: web.Application) -> None:
 
 
 async def _install(app: web.Application) -> None:
-    from gateway.app import settings_key, state_key  # the app module imports a lot; only when serving
+    from gateway.http.app import settings_key, state_key  # the app module imports a lot; only when serving
 
     loop = asyncio.get_running_loop()
     drain = app[settings_key].shutdown_drain_seconds

@@ -113,7 +113,7 @@ class ReaderClient:
 
 
 def add_reader_sim_parser(commands: Any) -> None:
-    """``medsettle reader-sim``: registered by ``gateway.cli.build_parser``."""
+    """``medsettle reader-sim``: registered by ``gateway.cli.main.build_parser``."""
     reader = commands.add_parser(
         "reader-sim",
         help="act as a clinic card reader: swipe, settle, quote, reverse or heartbeat over the frame protocol",
@@ -143,7 +143,7 @@ def add_reader_sim_parser(commands: Any) -> None:
 
 
 def _key(settings: Settings, args: argparse.Namespace) -> tuple[str, str] | None:
-    from gateway.cli import demo_keys_path  # the CLI imports this module
+    from gateway.cli.main import demo_keys_path  # the CLI imports this module
 
     if args.key_id and args.secret:
         return args.key_id, args.secret
