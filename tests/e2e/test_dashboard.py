@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dashboard.pages import COOKIE, login_link, login_signature, make_session, session_secret
+from gateway.dashboard.sessions import COOKIE, login_link, login_signature, make_session, session_secret
 from gateway.service import china_today
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, TOWNSHIP, bill, register
 
