@@ -31,6 +31,7 @@ from adapters.db import is_database_error
 from adapters.nonces import NonceClaim
 from gateway import api_models as api
 from gateway import bodies
+from gateway.app_keys import authenticator_key, limiter_key, metrics_key, service_key, settings_key
 from gateway.auth import Authenticator, RateLimiter
 from gateway.logs import log
 from gateway.metrics import Metrics
@@ -302,8 +303,6 @@ async def card_reader_context(app: web.Application) -> AsyncIterator[None]:
     Registered after the ``database`` context, so it starts once the service exists and
     stops (finishing requests in flight) before the database pool closes.
     """
-    from gateway.http.app import authenticator_key, limiter_key, metrics_key, service_key, settings_key  # circular
-
     settings = app[settings_key]
     if not settings.reader_port:
         yield

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from adapters.report_models import Amounts, DashboardFigures
+from gateway.app_keys import reports_key, service_key, settings_key
 from gateway.dashboard.sessions import (
     COOKIE,
     DASHBOARD_ROLES,
@@ -48,8 +49,6 @@ LEVELS = ("village", "township", "county")
 
 
 def _app_parts(request: web.Request) -> tuple[Any, bytes]:
-    from gateway.http.app import service_key, settings_key  # the app imports this module
-
     return request.app[service_key], session_secret(request.app[settings_key].terminal_key_key)
 
 
@@ -306,8 +305,6 @@ async def dashboard(request: web.Request) -> web.Response:
         day = dt.date.fromisoformat(request.query["day"]) if request.query.get("day") else None
     except (ValueError, OverflowError):
         raise ApiError(422, "validation_failed", "day must be YYYY-MM-DD", field="day") from None
-    from gateway.http.app import reports_key  # the app imports this module
-
     found = await request.app[reports_key].dashboard_figures(period_from, period_to, reconciliation_day=day)
     return web.Response(
         text=render(found, who=f"{key.terminal_id} ({key.role})"),

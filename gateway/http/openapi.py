@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from aiohttp import web
 
 from adapters import finance_stats
 from adapters import report_models as reports
 from gateway import api_models as api
-from gateway.http.handlers.finance import DATE_PATTERN
+from gateway.app_keys import state_key
+from gateway.http.requests import DATE_PATTERN, JSON
 
+_json = msgspec.json.Encoder()
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 _OBJECT = {"type": "object"}
 _TEXT = {"type": "string"}
@@ -83,7 +86,7 @@ def _enum(*values: str) -> dict[str, Any]:
     return {"type": "string", "enum": list(values)}
 
 
-# Query dates as gateway.http.handlers.finance.query_date reads them; an empty value is refused like any other non-date.
+# Query dates as gateway.http.requests.query_date reads them; an empty value is refused like any other non-date.
 _DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
 _OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
 _REPORT_FORMAT = _query("format", _enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
@@ -368,3 +371,11 @@ def openapi_document() -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """``GET /openapi.json``: the document, encoded once."""
+    state = request.app[state_key]
+    if "openapi" not in state:
+        state["openapi"] = _json.encode(openapi_document())
+    return web.Response(body=state["openapi"], content_type=JSON)

@@ -34,7 +34,8 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
-from gateway.http.app import PROBLEM, metrics_key, problem_body, settings_key
+from gateway.app_keys import metrics_key, settings_key
+from gateway.http.responses import PROBLEM, problem_body
 from gateway.logs import fresh_request_id, log
 from gateway.metrics import Metrics
 from gateway.problems import ApiError

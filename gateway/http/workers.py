@@ -54,7 +54,9 @@ from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
+from prometheus_client import multiprocess
 
+from gateway.app_keys import metrics_key
 from gateway.config import Settings
 from gateway.logs import log
 
@@ -176,8 +178,6 @@ class Supervisor:
         return True
 
     def _reaped(self, worker: _Worker) -> None:
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(worker.process.pid, str(self.metrics_dir))
 
     def run(self) -> int:
@@ -268,8 +268,6 @@ def supervise(settings: Settings, database_url: str, *, announce: Callable[[], N
 
 def serve_as_worker(app: web.Application, parent_pid: int) -> None:
     """Wire a worker's app: stop when the parent is gone, sample pool gauges, name the worker in replies."""
-    from gateway.http.app import metrics_key  # the app imports prometheus_client: only once in a worker
-
     sample_pool = app[metrics_key].sample_pool
 
     async def add_worker_header(_request: web.Request, response: web.StreamResponse) -> None:

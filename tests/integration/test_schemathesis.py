@@ -58,8 +58,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from adapters import signing
-from gateway.http.app import ROUTES
 from gateway.http.openapi import openapi_document
+from gateway.http.routes import ROUTES
 from tests.integration.processes import free_port, start_gateway
 
 pytestmark = pytest.mark.integration
@@ -208,7 +208,7 @@ def gateway(client: Any, database_url: str, tmp_path_factory: pytest.TempPathFac
 
 
 def test_every_route_is_documented() -> None:
-    served = {(method, path) for method, path, _, _ in ROUTES}
+    served = {(route.method, route.path) for route in ROUTES}
     documented = {(method.upper(), path) for path, item in openapi_document()["paths"].items() for method in item}
     assert served == documented
 
