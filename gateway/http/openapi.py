@@ -1,21 +1,25 @@
-"""The OpenAPI 3.1 document, generated from the same msgspec models the gateway decodes with.
+"""The OpenAPI 3.1 document, built from the route table and the msgspec models the gateway decodes with.
 
-Every route the gateway serves is here (``tests/integration/test_schemathesis.py`` checks
-each against the running gateway, and that no route is left out).
+Each route's entry in ``gateway/http/routes.py`` carries its ``Doc``: summary, query parameters,
+request model, answers and extra problems. The paths here are made from those entries, the
+path parameters from the path itself, and the component schemas from the models they name, so
+every route served is documented and none twice (``tests/integration/test_schemathesis.py``
+checks each against the running gateway).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
-from adapters import finance_stats
-from adapters import report_models as reports
 from gateway import api_models as api
 from gateway.app_keys import state_key
-from gateway.http.requests import DATE_PATTERN, JSON
+from gateway.http.requests import JSON
+from gateway.http.routing import OPEN, Doc, Param, Reply, Route, routes_key
 
 _json = msgspec.json.Encoder()
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -49,47 +53,8 @@ def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": media, "application/msgpack": media}}
 
 
-def _ok(name: str, status: str = "200", description: str = "OK") -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{name}"}
-    return {
-        status: {
-            "description": description,
-            "content": {"application/json": {"schema": schema}, "application/msgpack": {"schema": schema}},
-        }
-    }
-
-
-def _report(name: str, description: str) -> dict[str, Any]:
-    """A report: JSON or MessagePack by Accept, or CSV with format=csv (or Accept: text/csv)."""
-    schema = {"$ref": f"#/components/schemas/{name}"}
-    return {
-        "200": {
-            "description": description,
-            "content": {
-                "application/json": {"schema": schema},
-                "application/msgpack": {"schema": schema},
-                "text/csv": {"schema": _TEXT},
-            },
-        }
-    }
-
-
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": "Problem", "content": _PROBLEM} for status in statuses}
-
-
-def _query(name: str, schema: dict[str, Any], description: str, *, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
-
-
-def _enum(*values: str) -> dict[str, Any]:
-    return {"type": "string", "enum": list(values)}
-
-
-# Query dates as gateway.http.requests.query_date reads them; an empty value is refused like any other non-date.
-_DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
-_OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
-_REPORT_FORMAT = _query("format", _enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
 
 
 # Every route but health, readiness, metrics and the dashboard's pages is signed (README, "Signing
@@ -110,253 +75,31 @@ _SECURITY_SCHEMES = {
     for scheme, (header, text) in _SIGNATURE_HEADERS.items()
 }
 _OPEN: list[dict[str, list[str]]] = []
-_SETTLEMENT_ID = {
-    "name": "settlement_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
-_STATUSES = {"401", "403", "429", "503"}  # any signed route may answer these
+# The schema of each parameter a route's path may name.
+_PATH_PARAMETERS = {"settlement_id": {"type": "string", "format": "uuid"}}
+_SIGNED = (401, 403, 429, 503)  # any signed route may answer these
+_WITH_BODY = (400, 413, 415, 422)  # and any route that takes a body these
 
 
-def openapi_document() -> dict[str, Any]:
-    models = [
-        api.SettleRequest,
-        api.ReversalRequest,
-        api.PersonRequest,
-        api.EligibilityRequest,
-        api.SettlementOut,
-        api.QuoteOut,
-        api.ReversalOut,
-        api.EligibilityOut,
-        api.PersonOut,
-        api.ClinicsOut,
-        api.Problem,
-        api.ReconciliationRequest,
-        # What the reports answer (adapters/report_models.py); finance statistics are one Struct per dimension.
-        reports.DailyStatement,
-        reports.Reconciliation,
-        reports.RegistryStats,
-        reports.FinanceStatsReport,
-    ]
-    schemas, components = msgspec.json.schema_components(models, ref_template="#/components/schemas/{name}")
-    components["ItemIn"] |= api.ItemIn.schema_rules
-    components["FinanceStatsReport"] = schemas[models.index(reports.FinanceStatsReport)]
-    common = _errors(400, 401, 403, 413, 415, 422, 429, 503)
-    signed = _errors(401, 403, 429, 503)
-    paths: dict[str, Any] = {
-        "/v1/settlements": {
-            "post": {
-                "summary": "Settle a bill (idempotent per terminal and request_id)",
-                "requestBody": _body("SettleRequest"),
-                "responses": {
-                    **_ok("SettlementOut", "201", "Settled"),
-                    **_ok("SettlementOut", "200", "Replay of the first answer"),
-                    **common,
-                    **_errors(409),
-                },
-            }
-        },
-        "/v1/quotes": {
-            "post": {
-                "summary": "Compute a settlement without recording it",
-                "requestBody": _body("SettleRequest"),
-                "responses": {**_ok("QuoteOut"), **common},
-            }
-        },
-        "/v1/settlements/{settlement_id}": {
-            "get": {
-                "summary": "A stored settlement (404 for another clinic's)",
-                "parameters": [_SETTLEMENT_ID],
-                "responses": {**_ok("SettlementOut"), **signed, **_errors(404)},
-            }
-        },
-        "/v1/settlements/{settlement_id}/receipt": {
-            "get": {
-                "summary": "The patient's receipt: printable HTML, or text for a 32-column printer",
-                "parameters": [
-                    _SETTLEMENT_ID,
-                    _query("lang", _enum("zh", "en"), "the receipt's language; zh by default"),
-                    _query("format", _enum("html", "text"), "html by default; text for a 32-column printer"),
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The receipt",
-                        "content": {"text/html": {"schema": _TEXT}, "text/plain": {"schema": _TEXT}},
-                    },
-                    **signed,
-                    **_errors(404, 422),
-                },
-            }
-        },
-        "/v1/settlements/{settlement_id}/reversal": {
-            "post": {
-                "summary": "Reverse a settlement, giving back every accumulator",
-                "parameters": [_SETTLEMENT_ID],
-                "requestBody": _body("ReversalRequest"),
-                "responses": {
-                    **_ok("ReversalOut", "201", "Reversed"),
-                    **_ok("ReversalOut", "200", "Replay of the first answer"),
-                    **common,
-                    **_errors(404, 409),
-                },
-            }
-        },
-        "/v1/eligibility": {
-            "post": {
-                "summary": "Programmes in force and what is left of each cap this year",
-                "requestBody": _body("EligibilityRequest"),
-                "responses": {**_ok("EligibilityOut"), **common},
-            }
-        },
-        "/v1/people": {
-            "post": {
-                "summary": "Create or update a person and their memberships (admin)",
-                "requestBody": _body("PersonRequest"),
-                "responses": {**_ok("PersonOut", "201", "Created"), **_ok("PersonOut"), **common},
-            }
-        },
-        "/v1/registry/stats": {
-            "get": {
-                "summary": "People in force on a date, added and struck off in a period (admin, finance)",
-                "parameters": [
-                    _query("date", _DATE, "people in force on this day; today (China time) by default"),
-                    _query("from", _DATE, "first day of the period; the first of date's month by default"),
-                    _query("to", _DATE, "last day of the period; date by default"),
-                    _REPORT_FORMAT,
-                ],
-                "responses": {
-                    **_report("RegistryStats", "Counts by programme, tier and category"),
-                    **signed,
-                    **_errors(422),
-                },
-            }
-        },
-        "/v1/finance/daily": {
-            "get": {
-                "summary": "Daily statement per clinic and fund, by level and region, with the day's reversals"
-                " (admin, finance)",
-                "parameters": [
-                    _query("date", _DATE, "the booking day; today (China time) by default"),
-                    _REPORT_FORMAT,
-                ],
-                "responses": {**_report("DailyStatement", "The statement"), **signed, **_errors(422)},
-            }
-        },
-        "/v1/finance/stats": {
-            "get": {
-                "summary": "Amounts per payer, out-of-pocket share, caps reached and people served, by a dimension"
-                " (admin, finance)",
-                "parameters": [
-                    _query(
-                        "by", _enum(*sorted(finance_stats.DIMENSIONS)), "the dimension to group by; level by default"
-                    ),
-                    _query("from", _DATE, "first day of the period; the first of to's month by default"),
-                    _query("to", _DATE, "last day of the period; today (China time) by default"),
-                    _REPORT_FORMAT,
-                ],
-                "responses": {
-                    **_report("FinanceStatsReport", "One row per value of the dimension"),
-                    **signed,
-                    **_errors(422),
-                },
-            }
-        },
-        "/v1/finance/reconciliation": {
-            "post": {
-                "summary": "Check a clinic's or fund's list for a booking day against the ledger"
-                " (admin, finance; terminal for its own clinic)",
-                "requestBody": _body("ReconciliationRequest"),
-                "responses": {
-                    **_ok("Reconciliation", description="Matched counts and sums, and every discrepancy"),
-                    **common,
-                },
-            }
-        },
-        "/v1/clinics": {
-            "get": {
-                "summary": "Clinics, optionally filtered by level",
-                "parameters": [_query("level", _enum("village", "township", "county"), "only clinics of this level")],
-                "responses": {**_ok("ClinicsOut"), **signed, **_errors(422)},
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "responses": {
-                    "200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": _OBJECT}}},
-                    **signed,
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "The process is alive",
-                "security": _OPEN,
-                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": _OBJECT}}}},
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Ready for traffic: database reachable and not shutting down",
-                "security": _OPEN,
-                "responses": {
-                    "200": {"description": "Ready", "content": {"application/json": {"schema": _OBJECT}}},
-                    **_errors(503),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "security": _OPEN,
-                "responses": {
-                    "200": {"description": "Prometheus text format", "content": {"text/plain": {"schema": _TEXT}}}
-                },
-            }
-        },
-        "/dashboard/login": {
-            "get": {
-                "summary": "Exchange a login link from `medsettle dashboard-link` for a session cookie",
-                "security": _OPEN,
-                "parameters": [
-                    _query("key_id", {"type": "string", "minLength": 1}, "a finance or admin key id", required=True),
-                    _query(
-                        "expires",
-                        {"type": "string", "pattern": "^[0-9]{1,12}$"},
-                        "Unix seconds when the link expires",
-                        required=True,
-                    ),
-                    _query(
-                        "sig",
-                        {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"},
-                        "hex HMAC-SHA256 of the link, under the key's secret",
-                        required=True,
-                    ),
-                ],
-                "responses": {
-                    "303": {"description": "Signed in: a session cookie, and on to /dashboard"},
-                    **_errors(401, 403),
-                },
-            }
-        },
-        "/dashboard": {
-            "get": {
-                "summary": "The finance dashboard (session cookie from /dashboard/login)",
-                "security": _OPEN,
-                "parameters": [
-                    # The page reads an empty value as "not given". A period is at most 366 days, from not after to.
-                    _query("from", _OPTIONAL_DATE, "first day of the period; 30 days before to by default"),
-                    _query("to", _OPTIONAL_DATE, "last day of the period; today (China time) by default"),
-                    _query("day", _OPTIONAL_DATE, "a booking day whose reconciliation to show"),
-                ],
-                "responses": {
-                    "200": {"description": "The dashboard page", "content": {"text/html": {"schema": _TEXT}}},
-                    **_errors(401, 403, 422),
-                },
-            }
-        },
-    }
+def openapi_document(routes: Iterable[Route]) -> dict[str, Any]:
+    """The document for ``routes`` (``gateway.http.routes.ROUTES``, or an app's ``routes_key``)."""
+    routes = list(routes)
+    models = _models(routes)
+    schemas, components = msgspec.json.schema_components(
+        [model for _, model in models], ref_template="#/components/schemas/{name}"
+    )
+    for (name, _), schema in zip(models, schemas, strict=True):
+        if schema != {"$ref": f"#/components/schemas/{name}"}:  # a union of Structs has no component of its own
+            components[name] = schema
+    if "ItemIn" in components:  # rules of a bill line beyond JSON Schema
+        components["ItemIn"] |= api.ItemIn.schema_rules
+    paths: dict[str, Any] = {}
+    for route in routes:
+        operations = paths.setdefault(route.path, {})
+        method = route.method.lower()
+        if method in operations:
+            raise ValueError(f"{route.method} {route.path} is in the route table twice")
+        operations[method] = _operation(route)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -373,9 +116,80 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
+def _name(reply_or_model: Any) -> str:
+    if isinstance(reply_or_model, Reply):
+        return reply_or_model.name or reply_or_model.model.__name__
+    return str(reply_or_model.__name__)
+
+
+def _models(routes: list[Route]) -> list[tuple[str, Any]]:
+    """(component name, model) for every request and answer model the routes name, and the problem."""
+    named: dict[str, Any] = {api.Problem.__name__: api.Problem}
+    for route in routes:
+        found = [(_name(route.doc.body), route.doc.body)] if route.doc.body is not None else []
+        found += [(_name(reply), reply.model) for reply in route.doc.replies if reply.model is not None]
+        for name, model in found:
+            if named.setdefault(name, model) is not model:
+                raise ValueError(f"two models are named {name}: {named[name]!r} and {model!r}")
+    return list(named.items())
+
+
+def _operation(route: Route) -> dict[str, Any]:
+    doc: Doc = route.doc
+    if not doc.summary or not doc.replies:
+        raise ValueError(
+            f"{route.method} {route.path} is served but not documented: give its Doc a summary and replies"
+        )
+    operation: dict[str, Any] = {"summary": doc.summary}
+    if route.roles is OPEN:
+        operation["security"] = _OPEN
+    parameters = [_path_parameter(route, name) for name in re.findall(r"{(\w+)}", route.path)]
+    parameters += [_query(param) for param in doc.query]
+    if parameters:
+        operation["parameters"] = parameters
+    if doc.body is not None:
+        operation["requestBody"] = _body(_name(doc.body))
+    responses = {str(reply.status): _reply(reply) for reply in doc.replies}
+    if len(responses) < len(doc.replies):
+        raise ValueError(f"{route.method} {route.path} has two replies with one status")
+    problems = (*(_SIGNED if route.roles is not OPEN else ()), *(_WITH_BODY if doc.body is not None else ()))
+    responses |= _errors(*sorted({*problems, *doc.errors}))
+    operation["responses"] = responses
+    return operation
+
+
+def _path_parameter(route: Route, name: str) -> dict[str, Any]:
+    if name not in _PATH_PARAMETERS:
+        raise ValueError(f"{route.path} names {{{name}}}: give its schema in _PATH_PARAMETERS")
+    return {"name": name, "in": "path", "required": True, "schema": _PATH_PARAMETERS[name]}
+
+
+def _query(param: Param) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "in": "query",
+        "required": param.required,
+        "description": param.description,
+        "schema": param.schema,
+    }
+
+
+def _reply(reply: Reply) -> dict[str, Any]:
+    """One answer: a model as JSON or MessagePack (and CSV for a report), or text, or nothing but a status."""
+    content: dict[str, Any] = {}
+    if reply.model is not None:
+        schema = {"$ref": f"#/components/schemas/{_name(reply)}"}
+        content = {"application/json": {"schema": schema}, "application/msgpack": {"schema": schema}}
+        if reply.csv:
+            content["text/csv"] = {"schema": _TEXT}
+    for media in reply.media:
+        content[media] = {"schema": _OBJECT if media == JSON else _TEXT}
+    return {"description": reply.description, "content": content} if content else {"description": reply.description}
+
+
 async def openapi_json(request: web.Request) -> web.Response:
-    """``GET /openapi.json``: the document, encoded once."""
+    """``GET /openapi.json``: the document for the routes this app serves, encoded once."""
     state = request.app[state_key]
     if "openapi" not in state:
-        state["openapi"] = _json.encode(openapi_document())
+        state["openapi"] = _json.encode(openapi_document(request.app[routes_key]))
     return web.Response(body=state["openapi"], content_type=JSON)
