@@ -300,8 +300,8 @@ def _peer(writer: asyncio.StreamWriter) -> str:
 async def card_reader_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: listen for card readers on MEDSETTLE_READER_PORT (0: not at all) while the app runs.
 
-    Registered after the ``database`` context, so it starts once the service exists and
-    stops (finishing requests in flight) before the database pool closes.
+    Registered last (gateway/http/app.py), so it starts once the service exists and stops
+    (finishing requests in flight) before the store's batch lanes stop and the pool closes.
     """
     settings = app[settings_key]
     if not settings.reader_port:

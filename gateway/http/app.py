@@ -1,8 +1,9 @@
 """The aiohttp application's composition root: it opens the resources and wires the routes.
 
-``create_app`` makes the pools, the store, the reports and the service, starts the
-background loops, and registers every route of ``gateway/http/routes.py`` behind the
-middleware of ``gateway/http/middleware.py``. Nothing imports this module but the command
+``create_app`` registers every route of ``gateway/http/routes.py`` behind the middleware of
+``gateway/http/middleware.py``, and one cleanup context per resource: the pools, then the
+store and the service, then the background loops, then the card reader; each opens when the
+app starts and they close in the reverse order. Nothing imports this module but the command
 line (``gateway/cli/serve.py``) and tests: handlers, the dashboard and the card reader read
 what they need through the keys of ``gateway/app_keys.py``.
 """
@@ -10,7 +11,8 @@ what they need through the keys of ``gateway/app_keys.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,36 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
     app[routes_key] = RouteTable(ROUTES)
     app[limiter_key] = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
 
-    async def database(app: web.Application) -> AsyncIterator[None]:
+    async def on_shutdown(app: web.Application) -> None:
+        app[state_key]["shutting_down"] = True
+
+    # One context per resource, opened in this order and closed in the reverse one.
+    app.cleanup_ctx.append(_pools(dsn))  # first open, last closed: everything below uses them
+    app.cleanup_ctx.append(_services)  # the store (its batch lanes), the reports, the service
+    app.cleanup_ctx.append(_background_loops)  # reference refresh, audit sealer, nonce pruner
+    app.cleanup_ctx.append(card_reader_context)  # uses the service; stops before the loops, the store and the pool
+    app.on_shutdown.append(on_shutdown)
+    for route in app[routes_key]:
+        if route.method == "GET":  # HEAD too: load balancers and uptime checkers probe health with it
+            app.router.add_get(route.path, route.handler, allow_head=True)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
+    return app
+
+
+@dataclass(frozen=True, slots=True)
+class _Pools:
+    primary: asyncpg.Pool
+    reports: asyncpg.Pool | None  # REPORTS_DATABASE_URL's replica, when set
+
+
+_pools_key = web.AppKey("pools", _Pools)  # only the contexts below reach the pools
+
+
+def _pools(dsn: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def pools(app: web.Application) -> AsyncIterator[None]:
+        """The primary pool, migrated, and the reports replica's; closed within MEDSETTLE_SHUTDOWN_TIMEOUT."""
+        settings = app[settings_key]
         pool = await db.create_pool(dsn, min_size=settings.pool_min, max_size=settings.pool_max)
         async with pool.acquire() as connection:
             applied = await db.migrate(connection)
@@ -67,45 +98,9 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
             if settings.reports_database_url
             else None
         )
-        store = Store(
-            pool,
-            acquire_timeout=settings.pool_acquire_timeout,
-            faults=Faults.parse(settings.faults),
-            batch_max=settings.settle_batch_max,
-            batch_lanes=settings.settle_batch_lanes,
-        )
-        app[reports_key] = Reports(pool, reports_pool=reports_pool, acquire_timeout=settings.pool_acquire_timeout)
-        app[confirmations_key] = Confirmations(pool, acquire_timeout=settings.pool_acquire_timeout)
-        folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
-        book = load_policy_book(folder)
-        policies = [(policy, str(folder), _policy_document(policy)) for policy in book]
-        try:
-            await store.sync_policies(policies)
-        except asyncpg.UniqueViolationError:
-            # Another worker or replica starting at the same moment stored a version first (both saw
-            # none); the second pass compares ours with what it stored and refuses a differing one.
-            await store.sync_policies(policies)
-        service = Service(
-            store,
-            book,
-            settings.id_pepper,
-            app[metrics_key],
-            key_encryption_key=settings.terminal_key_key,
-            future_date_tolerance_days=settings.future_date_tolerance_days,
-        )
-        await service.load_reference()
-        app[service_key] = service
-        store.start()  # started last, so a failed start-up leaves no batch lanes running
-        app[authenticator_key] = Authenticator(service.key)
-        refresher = asyncio.create_task(_refresh_reference_forever(service))
-        sealer = asyncio.create_task(_seal_audit_forever(pool))
-        nonce_pruner = asyncio.create_task(_prune_nonces_forever(store))
+        app[_pools_key] = _Pools(pool, reports_pool)
         app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
         yield
-        await store.stop()
-        refresher.cancel()
-        sealer.cancel()
-        nonce_pruner.cancel()
         app[state_key]["shutting_down"] = True
         try:
             await asyncio.wait_for(pool.close(), timeout=settings.shutdown_timeout)
@@ -115,18 +110,58 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
         if reports_pool is not None:
             await asyncio.wait_for(reports_pool.close(), timeout=settings.shutdown_timeout)
 
-    async def on_shutdown(app: web.Application) -> None:
-        app[state_key]["shutting_down"] = True
+    return pools
 
-    app.cleanup_ctx.append(database)
-    app.cleanup_ctx.append(card_reader_context)  # after database: it uses the service; closes before the pool
-    app.on_shutdown.append(on_shutdown)
-    for route in app[routes_key]:
-        if route.method == "GET":  # HEAD too: load balancers and uptime checkers probe health with it
-            app.router.add_get(route.path, route.handler, allow_head=True)
-        else:
-            app.router.add_route(route.method, route.path, route.handler)
-    return app
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The store and the service over the pools, the reports, and the authenticator; the batch lanes run meanwhile."""
+    settings = app[settings_key]
+    pools = app[_pools_key]
+    store = Store(
+        pools.primary,
+        acquire_timeout=settings.pool_acquire_timeout,
+        faults=Faults.parse(settings.faults),
+        batch_max=settings.settle_batch_max,
+        batch_lanes=settings.settle_batch_lanes,
+    )
+    app[reports_key] = Reports(pools.primary, reports_pool=pools.reports, acquire_timeout=settings.pool_acquire_timeout)
+    app[confirmations_key] = Confirmations(pools.primary, acquire_timeout=settings.pool_acquire_timeout)
+    folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
+    book = load_policy_book(folder)
+    policies = [(policy, str(folder), _policy_document(policy)) for policy in book]
+    try:
+        await store.sync_policies(policies)
+    except asyncpg.UniqueViolationError:
+        # Another worker or replica starting at the same moment stored a version first (both saw
+        # none); the second pass compares ours with what it stored and refuses a differing one.
+        await store.sync_policies(policies)
+    service = Service(
+        store,
+        book,
+        settings.id_pepper,
+        app[metrics_key],
+        key_encryption_key=settings.terminal_key_key,
+        future_date_tolerance_days=settings.future_date_tolerance_days,
+    )
+    await service.load_reference()
+    app[service_key] = service
+    app[authenticator_key] = Authenticator(service.key)
+    store.start()  # started last, so a failed start-up leaves no batch lanes running
+    yield
+    await store.stop()  # the lanes finish the settlements they hold before the pool closes
+
+
+async def _background_loops(app: web.Application) -> AsyncIterator[None]:
+    """The loops that keep a running gateway current, each retrying on its next round after a failure."""
+    service = app[service_key]
+    loops = [
+        asyncio.create_task(_refresh_reference_forever(service)),
+        asyncio.create_task(_seal_audit_forever(app[_pools_key].primary)),
+        asyncio.create_task(_prune_nonces_forever(service.store)),
+    ]
+    yield
+    for loop in loops:
+        loop.cancel()
 
 
 async def _refresh_reference_forever(service: Service, every: float = 5.0) -> None:
