@@ -1,7 +1,7 @@
 """The finance dashboard's figures: settlements (reversed ones left out) for a period of service dates.
 
 Totals, per day, per clinic level, the out-of-pocket ratio's histogram, the ten busiest
-clinics, and which clinics' booking days were reconciled. ``gateway/dashboard.py`` draws
+clinics, and which clinics' booking days were reconciled. ``gateway/dashboard/pages.py`` draws
 them; it reads them through ``adapters.reports.Reports``.
 """
 

@@ -1,7 +1,7 @@
 """What each report answers: frozen msgspec Structs, one per shape, read by ``adapters.reports.Reports``.
 
 The field names are the JSON (and MessagePack) field names the API has always
-served, in the order it has served them; ``gateway.openapi`` publishes these
+served, in the order it has served them; ``gateway.http.openapi`` publishes these
 Structs' schemas as the report routes' answers. Money is int fen. Shares are
 exact decimal strings ("0.5714"), never floats. Dates are ``dt.date`` (written
 YYYY-MM-DD, as before); a moment is kept as the ISO text PostgreSQL's value gave.
@@ -363,7 +363,7 @@ class ClinicReconciliation(Report, frozen=True, kw_only=True):
 
 
 class DashboardFigures(Report, frozen=True, kw_only=True):
-    """The finance dashboard's figures for a period of service dates (gateway/dashboard.py draws them)."""
+    """The finance dashboard's figures for a period of service dates (gateway/dashboard/pages.py draws them)."""
 
     period_from: dt.date
     period_to: dt.date

@@ -10,7 +10,7 @@ settlement, which the store reads from the primary with its billed items.)
 Reports read from the reports pool (a replica when ``REPORTS_DATABASE_URL`` is set,
 else the primary). Nothing here writes; confirming a clean reconciliation is ``adapters.finance.Confirmations``.
 
-The HTTP layer is given one ``Reports`` by the composition root (``gateway/app.py``),
+The HTTP layer is given one ``Reports`` by the composition root (``gateway/http/app.py``),
 built from the same pools as the ``Store``; the command line builds one over its single
 connection with ``Reports.over_connection``.
 """

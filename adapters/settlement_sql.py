@@ -279,7 +279,7 @@ WITH reversal AS (
 UPDATE settlements SET reversed_at = $10, reversal_id = $2 WHERE person_key = $1 AND settlement_id = $3
 """
 
-# A reversal claims its nonce before this read (gateway/app.py), like every write but a settlement.
+# A reversal claims its nonce before this read (gateway/http/middleware.py), like every write but a settlement.
 READ_FOR_REVERSAL: Final = """
 SELECT
     (SELECT row(r.reversal_id, r.request_hash, r.nonce) FROM reversals r

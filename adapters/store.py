@@ -2,7 +2,7 @@
 
 A settlement takes two round trips. The first reads, in one snapshot and without writing,
 whether the request id already settled, the person, their memberships and their person-year
-accumulator row with its version. The use case decides (gateway/usecases.py). The second is
+accumulator row with its version. The use case decides (gateway/service.py). The second is
 one statement (adapters/settlement_sql.py) that writes the accumulators and the settlement
 row, and commits; it applies only if the accumulator version is still the one read
 (optimistic concurrency), so a settlement never rests on stale totals. A settlement that

@@ -60,7 +60,7 @@ class ItemIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
 
     # The engine's rule for a line billed by quantity, which it refuses as invalid_bill: quantity and unit_price
     # come together (both integers) or not at all (absent or null). That quantity × unit_price equals amount is
-    # beyond JSON Schema. gateway.openapi adds this to the model's schema.
+    # beyond JSON Schema. gateway.http.openapi adds this to the model's schema.
     schema_rules: ClassVar[dict[str, Any]] = {
         "anyOf": [
             {

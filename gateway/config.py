@@ -24,7 +24,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     reader_port: int = 8081  # card readers' TCP listener; 0 turns it off
-    # Processes sharing host:port through SO_REUSEPORT under a supervising parent (gateway/workers.py).
+    # Processes sharing host:port through SO_REUSEPORT under a supervising parent (gateway/http/workers.py).
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     database_url: str | None = None
     reports_database_url: str | None = None  # a read replica for reports; the settle path never uses it
@@ -43,7 +43,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_burst: int = 100
     shutdown_timeout: float = 20.0
     # After SIGTERM: readiness fails at once, but requests are still taken for this long so load balancers
-    # stop routing here before the listener closes (gateway/shutdown.py).
+    # stop routing here before the listener closes (gateway/http/shutdown.py).
     shutdown_drain_seconds: float = 5.0
     # Every HTTP request is answered within this many seconds: 503 deadline_exceeded past it. Less than
     # shutdown_timeout, so a request taken while draining finishes before the process stops.

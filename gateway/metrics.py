@@ -1,7 +1,7 @@
 """Prometheus metrics. Labels are bounded (route, status class, level, payer): never a person or bill.
 
 With ``medsettle serve --workers N`` every worker is its own process, so the parent
-(gateway/workers.py) sets ``PROMETHEUS_MULTIPROC_DIR`` to an emptied folder before any
+(gateway/http/workers.py) sets ``PROMETHEUS_MULTIPROC_DIR`` to an emptied folder before any
 worker imports prometheus_client. Each worker then writes its values to files there,
 and ``/metrics``, whichever worker answers it, adds up the files of every worker: the
 counters of all workers, including one that died (the parent restarts it), and the pool

@@ -1,6 +1,6 @@
 """What the settle and reversal use cases ask of storage, and the outcomes it answers with.
 
-The use cases (gateway/usecases.py) are written against ``SettlementStore``; PostgreSQL
+The use cases (gateway/service.py) are written against ``SettlementStore``; PostgreSQL
 implements it in adapters/store.py, and tests/unit/fake_store.py in memory. Every outcome is a
 value, never an exception, so a use case reads as one ``match`` per step: a refusal is a code
 the use case chooses, not an error class some layer below happened to raise.

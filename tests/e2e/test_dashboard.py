@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.dashboard import COOKIE, login_link, login_signature, make_session, session_secret
+from gateway.dashboard.sessions import COOKIE, login_link, login_signature, make_session, session_secret
 from gateway.service import china_today
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, TOWNSHIP, bill, register
 
@@ -224,7 +224,7 @@ async def test_login_refusals(client):
 
 def test_dashboard_link_command(tmp_path, capsys):
     # Through the parser, not gateway.cli.main: main configures logging onto the captured stdout.
-    from gateway.cli import build_parser
+    from gateway.cli.main import build_parser
     from gateway.config import load_settings
 
     def run(*argv: str) -> int:

@@ -30,8 +30,8 @@ from adapters import db, identity, signing
 from adapters.check import check_invariants
 from adapters.demo import seed_demo
 from adapters.terminal_keys import ActiveKey, load_keys
-from gateway.app import create_app
 from gateway.config import load_settings
+from gateway.http.app import create_app
 
 PEPPER = b"integration-test-pepper"
 KEY_ENCRYPTION_KEY = bytes(range(32))

@@ -38,7 +38,8 @@ from adapters.batching import Coalescer
 from adapters.check import check_invariants
 from adapters.faults import Fault, Faults
 from adapters.store import Store
-from gateway.app import create_app, service_key
+from gateway.app_keys import service_key
+from gateway.http.app import create_app
 from tests.integration.conftest import (
     PEPPER,
     TOWNSHIP,

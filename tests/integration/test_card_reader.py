@@ -33,9 +33,10 @@ from adapters import card_frames as frames
 from adapters import db, signing
 from adapters.demo import seed_demo
 from adapters.terminal_keys import ActiveKey, load_keys
-from gateway.app import authenticator_key, create_app, limiter_key, metrics_key, service_key
-from gateway.card_reader import READER_MAX_LINES, CardReaderListener, card_reader_key
-from gateway.reader_sim import ReaderClient
+from gateway.app_keys import authenticator_key, limiter_key, metrics_key, service_key
+from gateway.card_reader.client import ReaderClient
+from gateway.card_reader.listener import READER_MAX_LINES, CardReaderListener, card_reader_key
+from gateway.http.app import create_app
 from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, SignedClient, bill, register, row_counts
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from tests.integration.conftest import COUNTY, SignedClient, register
 from tests.integration.fault_tally import Tally, assert_whole, programmes, random_bill, settle_up, stored
 from tests.integration.pgproxy import PgProxy, is_commit

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from adapters.check import check_invariants
-from gateway.app import service_key
+from gateway.app_keys import service_key
 from tests.integration.conftest import TOWNSHIP, bill, register, row_counts
 
 pytestmark = pytest.mark.integration

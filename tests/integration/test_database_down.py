@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters import db
 from adapters.demo import seed_demo
 from adapters.terminal_keys import load_keys
-from gateway.app import create_app
+from gateway.http.app import create_app
 from tests.integration.conftest import ADMIN, COUNTY, KEY_ENCRYPTION_KEY, PEPPER, SignedClient, bill, fresh_national_id
 
 pytestmark = pytest.mark.integration

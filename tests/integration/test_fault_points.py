@@ -26,7 +26,7 @@ import pytest
 
 from adapters.faults import POINTS
 from adapters.terminal_client import TerminalClient
-from gateway.app import service_key
+from gateway.app_keys import service_key
 from tests.integration.conftest import COUNTY, register, row_counts
 from tests.integration.fault_tally import Tally, assert_whole, programmes, random_bill, settle_up, stored
 from tests.integration.processes import free_port, start_gateway, wait_ready

@@ -29,7 +29,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import identity, signing
-from gateway.app import create_app
+from gateway.http.app import create_app
 from tests.integration.conftest import bill, fresh_national_id, register
 from tests.integration.processes import free_port, start_gateway, wait_ready
 

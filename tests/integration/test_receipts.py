@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from gateway.receipts import TEXT_WIDTH, columns, wrap
+from gateway.http.handlers.receipts import TEXT_WIDTH, columns, wrap
 from tests.integration.conftest import COUNTY, VILLAGE, bill, register
 
 pytestmark = pytest.mark.integration

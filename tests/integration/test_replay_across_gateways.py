@@ -19,8 +19,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import card_frames as frames
 from adapters import identity, signing
-from gateway.app import authenticator_key, create_app, limiter_key
-from gateway.card_reader import card_reader_key
+from gateway.app_keys import authenticator_key, limiter_key
+from gateway.card_reader.listener import card_reader_key
+from gateway.http.app import create_app
 from tests.integration.conftest import ADMIN, COUNTY, PEPPER, bill, fresh_national_id, register
 from tests.integration.processes import free_port
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import db
-from gateway.app import create_app
+from gateway.http.app import create_app
 from tests.integration.conftest import (
     COUNTY,
     SignedClient,

@@ -11,8 +11,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import signing
 from adapters.terminal_keys import load_keys
-from gateway.app import OPEN, ROUTE_ROLES, create_app, service_key
-from gateway.dashboard import dashboard, dashboard_login
+from gateway.app_keys import service_key
+from gateway.dashboard.pages import dashboard, dashboard_login
+from gateway.http.app import create_app
+from gateway.http.routes import ROUTES
+from gateway.http.routing import OPEN
 from tests.integration.conftest import ADMIN, COUNTY, KEY_ENCRYPTION_KEY, VILLAGE, SignedClient, bill, register
 from tests.integration.test_cli import medsettle
 
@@ -127,12 +130,13 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
     app = client.client.app
     routes = [route for route in app.router.routes() if route.method != "HEAD"]
     open_paths = set()
+    roles = {entry.handler: entry.roles for entry in ROUTES}
     for route in routes:
-        assert route.handler in ROUTE_ROLES, f"{route.method} {route.resource.canonical} declares no roles"
-        if ROUTE_ROLES[route.handler] is OPEN:
+        assert route.handler in roles, f"{route.method} {route.resource.canonical} declares no roles"
+        if roles[route.handler] is OPEN:
             open_paths.add(route.resource.canonical)
     # Open means no request signature: the operator routes, and exactly two browser pages that check
-    # a session cookie themselves (gateway/dashboard.py).
+    # a session cookie themselves (gateway/dashboard/pages.py).
     cookie_pages = {("GET", "/dashboard/login"): dashboard_login, ("GET", "/dashboard"): dashboard}
     assert open_paths == {"/healthz", "/readyz", "/metrics", *(path for _, path in cookie_pages)}
     for route in routes:

@@ -2,7 +2,7 @@
 
 A real ``medsettle serve`` stalls every settlement for 3 s at ``settle.after_lock`` (holding
 its connection, as a slow database would), so requests are in flight when SIGTERM comes.
-What a load balancer and the terminals must see (gateway/shutdown.py):
+What a load balancer and the terminals must see (gateway/http/shutdown.py):
 
 1. ``/readyz`` answers 503 at once, while the in-flight settlements are still running,
    and ``/healthz`` stays 200 (the orchestrator must not kill a draining process);

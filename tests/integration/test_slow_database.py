@@ -33,7 +33,8 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.app import create_app, service_key
+from gateway.app_keys import service_key
+from gateway.http.app import create_app
 from tests.integration.conftest import COUNTY, SignedClient, register
 from tests.integration.fault_tally import Tally, programmes, random_bill, settle_up, stored
 from tests.integration.pgproxy import PgProxy

@@ -31,9 +31,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters import card_frames as frames
 from adapters.terminal_client import Reply, TerminalClient
-from gateway import workers as workers_module
-from gateway.app import create_app
-from gateway.reader_sim import ReaderClient
+from gateway.card_reader.client import ReaderClient
+from gateway.http import workers as workers_module
+from gateway.http.app import create_app
 from tests.integration import test_two_gateways as two_gateways
 from tests.integration.conftest import bill, register
 from tests.integration.processes import free_port, start_gateway, wait_ready

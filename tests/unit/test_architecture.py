@@ -12,6 +12,10 @@ The gateway (HTTP handlers and the command line) reads and writes through adapte
 (``Store``, ``Reports``): no SQL text, no asyncpg outside its composition roots, no
 reaching into a store's connection pool; and no adapter imports the gateway. Files that
 still break a rule are listed, with the reason, in ``STILL_TO_MOVE``.
+
+Imports: no cycle among the modules of gateway/, adapters/ and settlement/ (each found
+cycle is printed), no import inside a function in gateway/ but an optional dependency in
+``LOCAL_IMPORTS_ALLOWED``, and no handler importing the store.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -102,7 +107,7 @@ def test_engine_module_does_no_io_and_reads_no_clock(path: Path) -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "import gateway.app",
+        "import gateway.http.app",
         "from adapters.policy_files import load_policy_file",
         "import asyncio",
         "import aiohttp",
@@ -190,7 +195,7 @@ def test_engine_passes_mypy_strict() -> None:
 
 ADAPTERS = ROOT / "adapters"
 GATEWAY = ROOT / "gateway"
-COMPOSITION_ROOTS = frozenset({"gateway/app.py", "gateway/cli_database.py"})
+COMPOSITION_ROOTS = frozenset({"gateway/http/app.py", "gateway/cli/database.py"})
 
 # Rules a gateway module may still break, each entry one file and the rules it is excused from, with the
 # reason. It records work left to do: an entry that no longer breaks its rule fails
@@ -336,12 +341,12 @@ def test_still_to_move_is_not_stale(name: str) -> None:
     ("source", "module"),
     [
         ("import gateway", "adapters.reports"),
-        ("import gateway.app", "adapters.reports"),
+        ("import gateway.http.app", "adapters.reports"),
         ("from gateway.problems import ApiError", "adapters.reports"),
         ("from gateway import api_models", "adapters.reports"),
         ("from ..gateway import app", "adapters.reports"),
-        ("def later():\n    from gateway.app import service_key", "adapters.reports"),
-        ("import importlib\nmodule = importlib.import_module('gateway.app')", "adapters.reports"),
+        ("def later():\n    from gateway.http.app import service_key", "adapters.reports"),
+        ("import importlib\nmodule = importlib.import_module('gateway.http.app')", "adapters.reports"),
     ],
 )
 def test_the_layer_checker_catches_an_adapter_importing_the_gateway(source: str, module: str) -> None:
@@ -367,7 +372,7 @@ def test_the_layer_checker_allows(source: str) -> None:
     ],
 )
 def test_the_layer_checker_catches_asyncpg(source: str) -> None:
-    assert imports_of(source, "asyncpg", module="gateway.finance_routes"), source
+    assert imports_of(source, "asyncpg", module="gateway.http.handlers.finance"), source
 
 
 @pytest.mark.parametrize(
@@ -417,3 +422,312 @@ def test_the_layer_checker_catches_a_handler_reaching_for_the_pool(source: str) 
 
 def test_the_layer_checker_allows_a_local_pool() -> None:
     assert not pool_reaches("pool = await db.create_pool(dsn)\nreports = Reports(pool, acquire_timeout=5.0)")
+
+
+# ---------------------------------------------------------------- imports: no cycles, none hidden in functions
+#
+# Every import among the project's modules, at module level or inside a function, is an edge of
+# one graph, and that graph has no cycle: a module never needs, even indirectly, a module that
+# needs it. A function-local import is the usual way to hide such a cycle (it runs once both
+# modules are loaded), so gateway/ has none but the few in LOCAL_IMPORTS_ALLOWED, each of an
+# optional dependency, with the reason. Handlers go through the service and the reports objects,
+# never the store.
+
+PROJECT = ("gateway", "adapters", "settlement")
+
+# (file, module imported inside a function): why it is imported there and not at the top.
+LOCAL_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {
+    ("gateway/cli/serve.py", "uvloop"): "optional: not installed on Windows (a pyproject marker); asyncio's loop then",
+}
+
+# Where requests are handled: HTTP handlers, dashboard pages and the card reader's frames.
+HANDLERS = ("gateway/http/handlers", "gateway/dashboard", "gateway/card_reader")
+STORE_MODULES = frozenset({"adapters.store", "adapters.settlement_sql", "adapters.batching"})
+
+
+@dataclass(frozen=True, slots=True)
+class Import:
+    line: int
+    module: (
+        str  # as written, made absolute: "gateway.http" for both `import gateway.http` and `from gateway.http import x`
+    )
+    names: tuple[str, ...]  # what it may name, most specific first: ("gateway.http.x", "gateway.http")
+    local: bool  # inside a function: it runs when the function is called, not when the module is loaded
+
+
+class _ImportFinder(ast.NodeVisitor):
+    def __init__(self, module: str, *, package: bool) -> None:
+        self.module = module
+        self.package = package
+        self.found: list[Import] = []
+        self._functions = 0
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
+        self._functions += 1
+        self.generic_visit(node)
+        self._functions -= 1
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def _add(self, line: int, module: str, names: tuple[str, ...]) -> None:
+        self.found.append(Import(line, module, names, self._functions > 0))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(node.lineno, alias.name, (alias.name,))
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = node.module or ""
+        if node.level:
+            parts = self.module.split(".")
+            base = parts[: len(parts) - node.level + (1 if self.package else 0)]
+            module = ".".join([*base, *([module] if module else [])])
+        for alias in node.names:
+            self._add(node.lineno, module, (module,) if alias.name == "*" else (f"{module}.{alias.name}", module))
+
+    def visit_Call(self, node: ast.Call) -> None:
+        function = node.func
+        dynamic = (isinstance(function, ast.Name) and function.id == "__import__") or (
+            isinstance(function, ast.Attribute) and function.attr == "import_module"
+        )
+        if dynamic and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            self._add(node.lineno, node.args[0].value, (node.args[0].value,))
+        self.generic_visit(node)
+
+
+def imports_in(source: str, module: str, *, package: bool = False, filename: str = "<source>") -> list[Import]:
+    """Every import in ``module``'s source (``package``: it is a package's __init__.py), relative ones resolved."""
+    finder = _ImportFinder(module, package=package)
+    finder.visit(ast.parse(source, filename=filename))
+    return finder.found
+
+
+def _project_module(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def project_sources() -> tuple[dict[str, str], frozenset[str]]:
+    """Source text by dotted module name for every module of the project, and which of them are packages."""
+    paths = [path for top in PROJECT for path in _modules(ROOT / top)]
+    sources = {_project_module(path): path.read_text(encoding="utf-8") for path in paths}
+    return sources, frozenset(_project_module(path) for path in paths if path.name == "__init__.py")
+
+
+def import_graph(sources: dict[str, str], packages: frozenset[str] = frozenset()) -> dict[str, set[str]]:
+    """Each module's imports of other modules in ``sources`` (module and function level, dynamic ones too).
+
+    ``from pkg import name`` names the module ``pkg.name`` when there is one, else ``pkg``.
+    """
+    graph: dict[str, set[str]] = {}
+    for module, source in sources.items():
+        edges = graph.setdefault(module, set())
+        for found in imports_in(source, module, package=module in packages, filename=module):
+            target = next((name for name in found.names if name in sources), None)
+            name = found.names[-1]
+            while target is None and "." in name:
+                name = name.rpartition(".")[0]
+                target = name if name in sources else None
+            if target is not None and target != module:
+                edges.add(target)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles: for each group of modules that import one another, the shortest cycle through each."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def connect(module: str) -> None:  # Tarjan's strongly connected components
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in sorted(graph.get(module, ())):
+            if target not in index:
+                connect(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while (member := stack.pop()) != module:
+                group.append(member)
+            if group:
+                groups.append(sorted([module, *group]))
+
+    for module in sorted(graph):
+        if module not in index:
+            connect(module)
+    cycles: list[list[str]] = []
+    for group in groups:
+        members = set(group)
+        for start in group:
+            came_from: dict[str, str] = {}
+            frontier = [start]
+            while frontier and start not in came_from:
+                following = []
+                for module in frontier:
+                    for target in sorted(graph[module] & members):
+                        if target not in came_from:
+                            came_from[target] = module
+                            following.append(target)
+                frontier = following
+            cycle = [start]
+            while (previous := came_from[cycle[-1]]) != start:
+                cycle.append(previous)
+            cycle = [start, *reversed(cycle[1:]), start]
+            turn = cycle.index(min(cycle[:-1]))  # one spelling of each cycle, from its first module
+            if (spelled := [*cycle[turn:-1], *cycle[:turn], cycle[turn]]) not in cycles:
+                cycles.append(spelled)
+    return cycles
+
+
+def _shown(cycles: list[list[str]]) -> str:
+    return "\n".join("  " + " -> ".join(cycle) for cycle in cycles)
+
+
+def test_no_import_cycles_among_project_modules() -> None:
+    cycles = import_cycles(import_graph(*project_sources()))
+    assert not cycles, "modules of gateway/, adapters/ and settlement/ import one another in a circle:\n" + _shown(
+        cycles
+    )
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        {"pkg.a": "import pkg.b", "pkg.b": "from pkg.a import thing"},
+        {"pkg.a": "from pkg import b", "pkg.b": "from pkg import c", "pkg.c": "from pkg.a import thing"},
+        {"pkg.a": "from pkg.b import thing", "pkg.b": "def later():\n    from pkg.a import thing"},
+        {"pkg.a": "from . import b", "pkg.b": "from .a import thing"},
+        {"pkg.a": "import pkg.b", "pkg.b": "import importlib\na = importlib.import_module('pkg.a')"},
+        {"pkg.a": "from pkg.b.c import thing", "pkg.b": "", "pkg.b.c": "async def f():\n    import pkg.a.thing"},
+    ],
+)
+def test_the_cycle_checker_catches(sources: dict[str, str]) -> None:
+    assert import_cycles(import_graph(sources)), sources
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        {"pkg.a": "from pkg import b", "pkg.b": "from pkg import c", "pkg.c": "import json"},
+        {"pkg.a": "from pkg.b import thing\nfrom pkg.c import other", "pkg.b": "from pkg.c import other", "pkg.c": ""},
+        {"pkg.a": "import pkg.a.sub", "pkg.a.sub": "import json"},
+    ],
+)
+def test_the_cycle_checker_allows(sources: dict[str, str]) -> None:
+    assert not import_cycles(import_graph(sources)), sources
+
+
+def test_the_cycle_checker_names_the_cycle() -> None:
+    graph = import_graph({"pkg.app": "from pkg import routes", "pkg.routes": "x = 1", "pkg.finance": "import pkg.app"})
+    graph["pkg.routes"].add("pkg.finance")
+    assert import_cycles(graph) == [["pkg.app", "pkg.routes", "pkg.finance", "pkg.app"]]
+
+
+def local_imports(source: str, module: str, filename: str = "<source>") -> list[tuple[str, str]]:
+    """(where, module) of every import inside a function."""
+    return [(f"{filename}:{found.line}", found.module) for found in imports_in(source, module) if found.local]
+
+
+@pytest.mark.parametrize("path", _modules(GATEWAY), ids=_relative)
+def test_gateway_imports_at_module_level(path: Path) -> None:
+    name = _relative(path)
+    found = [
+        f"{where}: imports {module} inside a function"
+        for where, module in local_imports(path.read_text(encoding="utf-8"), _module_name(path), name)
+        if (name, module) not in LOCAL_IMPORTS_ALLOWED
+    ]
+    assert not found, (
+        "gateway/ imports at the top of a module; a circle an import inside a function works around is untangled"
+        " instead (an optional dependency goes in LOCAL_IMPORTS_ALLOWED, with the reason):\n" + "\n".join(found)
+    )
+
+
+@pytest.mark.parametrize(("name", "module"), sorted(LOCAL_IMPORTS_ALLOWED))
+def test_local_imports_allowed_is_not_stale(name: str, module: str) -> None:
+    path = ROOT / name
+    assert path.is_file(), f"{name} is gone: strike it off LOCAL_IMPORTS_ALLOWED"
+    found = {imported for _, imported in local_imports(path.read_text(encoding="utf-8"), _module_name(path))}
+    assert module in found, f"{name} no longer imports {module} inside a function: strike it off LOCAL_IMPORTS_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def handler():\n    import json",
+        "async def handler(request):\n    from gateway.http import keys",
+        "class Listener:\n    def start(self):\n        from gateway.service import Service",
+        "def later():\n    if True:\n        from . import sibling",
+        "def later():\n    import importlib\n    return importlib.import_module('gateway.http.app')",
+        "handler = lambda: __import__('json')",
+    ],
+)
+def test_the_local_import_checker_catches(source: str) -> None:
+    assert local_imports(source, "gateway.http.handlers.finance"), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import json\n\ndef handler():\n    return json.dumps({})",
+        "try:\n    import uvloop\nexcept ImportError:\n    uvloop = None",
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from gateway.service import Service",
+        "class Listener:\n    from gateway.service import Service",
+    ],
+)
+def test_the_local_import_checker_allows(source: str) -> None:
+    assert not local_imports(source, "gateway.http.handlers.finance"), source
+
+
+def store_imports(source: str, module: str, filename: str = "<source>") -> list[str]:
+    """Every import of the store (or its parts) in ``module``'s source."""
+    return [
+        f"{filename}:{found.line}: imports {found.names[0]}"
+        for found in imports_in(source, module, filename=filename)
+        if any(name in STORE_MODULES or name.startswith(tuple(m + "." for m in STORE_MODULES)) for name in found.names)
+    ]
+
+
+def _handler_modules() -> list[Path]:
+    paths = [path for folder in HANDLERS for path in _modules(ROOT / folder)]
+    assert any(_relative(path).startswith("gateway/http/handlers/") for path in paths)
+    return paths
+
+
+@pytest.mark.parametrize("path", _handler_modules(), ids=_relative)
+def test_handlers_never_import_the_store(path: Path) -> None:
+    found = store_imports(path.read_text(encoding="utf-8"), _module_name(path), _relative(path))
+    assert not found, (
+        "handlers reach the database through the Service and Reports objects the app gives them, never"
+        " through the store:\n" + "\n".join(found)
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from adapters.store import Store",
+        "from adapters import store",
+        "import adapters.store",
+        "from adapters.settlement_sql import load_settlement",
+        "async def handler(request):\n    from adapters.store import Store",
+    ],
+)
+def test_the_store_checker_catches(source: str) -> None:
+    assert store_imports(source, "gateway.http.handlers.finance"), source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from adapters.reports import Reports",
+        "from gateway.service import Service",
+        "from adapters import finance",
+        "from adapters.storefront import shelf",
+    ],
+)
+def test_the_store_checker_allows(source: str) -> None:
+    assert not store_imports(source, "gateway.http.handlers.finance"), source

@@ -18,7 +18,8 @@ import pytest
 
 from adapters import report_models as r
 from adapters.finance import FUNDS
-from gateway.openapi import openapi_document
+from gateway.http.openapi import openapi_document
+from gateway.http.routes import ROUTES
 
 REPORT_ROUTES = {
     ("/v1/finance/daily", "get"): "DailyStatement",
@@ -26,7 +27,7 @@ REPORT_ROUTES = {
     ("/v1/finance/stats", "get"): "FinanceStatsReport",
     ("/v1/registry/stats", "get"): "RegistryStats",
 }
-DOCUMENT = openapi_document()
+DOCUMENT = openapi_document(ROUTES)
 
 
 def fits(value: Any, component: str) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import workers
 from gateway.config import ConfigError, load_settings
+from gateway.http import workers
 
 
 def _supervisor(tmp_path: Path, clock: list[float]) -> workers.Supervisor:

@@ -14,7 +14,7 @@ import msgspec
 from adapters import finance, finance_stats
 from adapters.report_models import DailyStatement, FinanceStatsReport, Report
 from adapters.reports import Reports
-from gateway.cli_database import Connection, database_url, with_connection
+from gateway.cli.database import Connection, database_url, with_connection
 from gateway.service import china_today
 
 

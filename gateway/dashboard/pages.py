@@ -1,48 +1,40 @@
 """The finance dashboard: a server-rendered page behind a short-lived login link.
 
-Browsers cannot sign requests, so a finance (or admin) desk makes a login link with
-``medsettle dashboard-link``: ``/dashboard/login?key_id=K&expires=E&sig=S`` where
-
-    S = hex HMAC-SHA256(secret, "DASHBOARD\\n{K}\\n{E}")
-
-under the key's secret (the same secret that signs its API requests). The gateway
-checks the link in constant time, refuses it once ``E`` (Unix seconds) has passed or
-when it reaches further than ``MAX_LINK_SECONDS`` ahead, refuses retired or revoked
-keys (401) and keys whose role is not finance or admin (403), and then sets an
-HttpOnly, SameSite=Strict cookie holding a session signed by the gateway:
-``{key_id}.{expires}.{hex HMAC-SHA256(session_secret, "SESSION\\n{key_id}\\n{expires}")}``.
-The session secret is derived from the terminal-key encryption key, so every
-replica accepts the same sessions and a restart does not log anyone out. Each page
-load checks the session's signature and expiry and that its key is still active
-and still finance or admin.
-
-The page shows the settlements (reversed ones excluded) for a period of service dates,
-read through ``adapters.reports.Reports``, as inline SVG charts: no scripts, no external assets.
-Money is formatted only with ``format_yuan``; chart geometry uses integer arithmetic.
+A finance or admin desk signs in with a link from ``medsettle dashboard-link``, which
+``dashboard_login`` exchanges for a session cookie (links and sessions:
+``gateway/dashboard/sessions.py``). The page shows the settlements (reversed ones excluded)
+for a period of service dates, read through ``adapters.reports.Reports``, as inline SVG
+charts: no scripts, no external assets. Money is formatted only with ``format_yuan``;
+chart geometry uses integer arithmetic.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import html
-import re
 import time
 from typing import Any
 
 from aiohttp import web
 
 from adapters.report_models import Amounts, DashboardFigures
+from gateway.app_keys import reports_key, service_key, settings_key
+from gateway.dashboard.sessions import (
+    COOKIE,
+    DASHBOARD_ROLES,
+    DIGITS,
+    MAX_LINK_SECONDS,
+    SESSION_SECONDS,
+    login_signature,
+    make_session,
+    read_session,
+    session_secret,
+)
 from gateway.problems import ApiError
+from gateway.service import china_today
 from settlement.money import format_yuan
 
-_DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() takes "²", and int() refuses 5,000 digits
-
-COOKIE = "medsettle_dashboard"
-DASHBOARD_ROLES = frozenset({"finance", "admin"})
-SESSION_SECONDS = 8 * 3600
-MAX_LINK_SECONDS = 24 * 3600
 MAX_PERIOD_DAYS = 366
 DEFAULT_PERIOD_DAYS = 30
 PAYERS = ("insurance", "veteran_subsidy", "hardship_aid")
@@ -56,47 +48,7 @@ COLOURS = {"insurance": "#2f6db5", "veteran_subsidy": "#e08a1e", "hardship_aid":
 LEVELS = ("village", "township", "county")
 
 
-# ---------------------------------------------------------------- links and sessions
-
-
-def login_signature(secret: str, key_id: str, expires: int) -> str:
-    message = f"DASHBOARD\n{key_id}\n{expires}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def login_link(base: str, key_id: str, secret: str, *, minutes: int = 30, now: float | None = None) -> str:
-    expires = int(now if now is not None else time.time()) + minutes * 60
-    sig = login_signature(secret, key_id, expires)
-    return f"{base.rstrip('/')}/dashboard/login?key_id={key_id}&expires={expires}&sig={sig}"
-
-
-def session_secret(key_encryption_key: bytes) -> bytes:
-    """A secret for session cookies, derived (one way) from the terminal-key encryption key."""
-    return hmac.new(key_encryption_key, b"medsettle dashboard session v1", hashlib.sha256).digest()
-
-
-def make_session(secret: bytes, key_id: str, expires: int) -> str:
-    mac = hmac.new(secret, f"SESSION\n{key_id}\n{expires}".encode(), hashlib.sha256).hexdigest()
-    return f"{key_id}.{expires}.{mac}"
-
-
-def read_session(secret: bytes, value: str, now: float) -> str | None:
-    """The session's key id when the cookie is genuine and unexpired, else None."""
-    parts = value.split(".")
-    if len(parts) != 3 or not _DIGITS.fullmatch(parts[1]):
-        return None
-    key_id, expires, _ = parts
-    expected = make_session(secret, key_id, int(expires))
-    if not hmac.compare_digest(expected.encode(), value.encode()):
-        return None
-    if int(expires) <= now:
-        return None
-    return key_id
-
-
 def _app_parts(request: web.Request) -> tuple[Any, bytes]:
-    from gateway.app import service_key, settings_key  # the app imports this module
-
     return request.app[service_key], session_secret(request.app[settings_key].terminal_key_key)
 
 
@@ -119,7 +71,7 @@ async def dashboard_login(request: web.Request) -> web.Response:
     if not (key_id and expires and sig):
         raise ApiError(401, "signature_missing", "open the dashboard with a link from `medsettle dashboard-link`")
     now = time.time()
-    if not _DIGITS.fullmatch(expires) or int(expires) <= now or int(expires) > now + MAX_LINK_SECONDS:
+    if not DIGITS.fullmatch(expires) or int(expires) <= now or int(expires) > now + MAX_LINK_SECONDS:
         raise ApiError(401, "timestamp_out_of_window", "this login link has expired; make a new one")
     key = await _active_key(service, key_id)  # unknown/revoked 401, wrong role 403 (key ids are not secret)
     if not hmac.compare_digest(login_signature(key.secret, key.key_id, int(expires)).encode(), sig.lower().encode()):
@@ -347,16 +299,12 @@ to <input type="date" name="to" value="{figures.period_to.isoformat()}">
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    from gateway.service import china_today
-
     key = await session_key(request)
     period_from, period_to = period(request.query, china_today())
     try:
         day = dt.date.fromisoformat(request.query["day"]) if request.query.get("day") else None
     except (ValueError, OverflowError):
         raise ApiError(422, "validation_failed", "day must be YYYY-MM-DD", field="day") from None
-    from gateway.app import reports_key  # the app imports this module
-
     found = await request.app[reports_key].dashboard_figures(period_from, period_to, reconciliation_day=day)
     return web.Response(
         text=render(found, who=f"{key.terminal_id} ({key.role})"),
@@ -368,50 +316,3 @@ async def dashboard(request: web.Request) -> web.Response:
             "X-Frame-Options": "DENY",
         },
     )
-
-
-# ---------------------------------------------------------------- command line
-
-
-def cmd_dashboard_link(settings: Any, args: Any) -> int:
-    """Print a login link for the finance dashboard, signed with a finance or admin terminal's key."""
-    import json
-    import sys
-    from pathlib import Path
-
-    if not 1 <= args.minutes <= MAX_LINK_SECONDS // 60:
-        print(f"medsettle dashboard-link: --minutes must be 1 to {MAX_LINK_SECONDS // 60}", file=sys.stderr)
-        return 2
-    if args.key_id and args.secret:
-        key_id, secret = args.key_id, args.secret
-    else:
-        keys_file = Path(args.keys) if args.keys else Path(settings.data_dir) / "terminal-keys.json"
-        try:
-            key = json.loads(keys_file.read_text(encoding="utf-8"))[args.terminal]
-            key_id, secret = key["key_id"], key["secret"]
-        except (OSError, KeyError, TypeError, ValueError):
-            print(
-                f"medsettle dashboard-link: no key for {args.terminal} in {keys_file}; pass --key-id and --secret",
-                file=sys.stderr,
-            )
-            return 2
-    base = args.url or f"http://{settings.host}:{settings.port}"
-    print(login_link(base, key_id, secret, minutes=args.minutes))
-    return 0
-
-
-def add_dashboard_link_parser(commands: Any) -> None:
-    """``medsettle dashboard-link``: registered by ``gateway.cli.build_parser``."""
-    link = commands.add_parser(
-        "dashboard-link",
-        help="print a short-lived login link for the finance dashboard",
-        description="Sign a login link for /dashboard with a finance or admin terminal's key. Open it in a "
-        "browser before it expires; it sets a session cookie and shows the dashboard.",
-    )
-    link.add_argument("--terminal", default="finance-1", help="terminal whose key to use (from --keys)")
-    link.add_argument("--minutes", type=int, default=30, help="how long the link works (default 30)")
-    link.add_argument("--keys", help="JSON file of terminal keys (default: the demo's .data/terminal-keys.json)")
-    link.add_argument("--key-id")
-    link.add_argument("--secret")
-    link.add_argument("--url", help="gateway base URL (default from MEDSETTLE_HOST and MEDSETTLE_PORT)")
-    link.set_defaults(run=cmd_dashboard_link)

@@ -1,6 +1,6 @@
 """The command line's database: ``DATABASE_URL`` or the embedded server, and a connection that fails fast.
 
-Kept apart from ``gateway.cli`` so every command module (``gateway.finance_cli`` too) shares one
+Kept apart from ``gateway.cli.main`` so every command module (``gateway.cli.reports`` too) shares one
 ``DatabaseUnreachable``, whether the CLI runs as the ``medsettle`` script or as ``python -m gateway.cli``.
 """
 

@@ -8,7 +8,7 @@ worker binds the same host:port (and card-reader port) with SO_REUSEPORT, so the
 spreads new connections between them.
 
 The parent forwards each SIGTERM and SIGINT it receives to every worker, so each stops as
-one process does (SIGTERM drains first, see gateway/shutdown.py), waits up to the drain
+one process does (SIGTERM drains first, see gateway/http/shutdown.py), waits up to the drain
 plus ``MEDSETTLE_SHUTDOWN_TIMEOUT`` plus a margin, kills what is left, and exits 0 only
 when every worker exited 0. Workers run in their own session, so Ctrl-C at a terminal
 reaches only the parent, which passes it on once.
@@ -54,7 +54,9 @@ from pathlib import Path
 from types import FrameType
 
 from aiohttp import web
+from prometheus_client import multiprocess
 
+from gateway.app_keys import metrics_key
 from gateway.config import Settings
 from gateway.logs import log
 
@@ -176,8 +178,6 @@ class Supervisor:
         return True
 
     def _reaped(self, worker: _Worker) -> None:
-        from prometheus_client import multiprocess
-
         multiprocess.mark_process_dead(worker.process.pid, str(self.metrics_dir))
 
     def run(self) -> int:
@@ -218,7 +218,7 @@ class Supervisor:
         """Forward the stop signal, wait for every worker, kill any left at the deadline. True if all exited 0.
 
         Each signal the parent receives reaches every worker as it is, so they behave as one process
-        does: SIGTERM drains (gateway/shutdown.py), a second SIGTERM or a SIGINT stops at once.
+        does: SIGTERM drains (gateway/http/shutdown.py), a second SIGTERM or a SIGINT stops at once.
         """
         deadline = self.clock() + self.settings.shutdown_drain_seconds + self.settings.shutdown_timeout + STOP_MARGIN
         while True:
@@ -268,8 +268,6 @@ def supervise(settings: Settings, database_url: str, *, announce: Callable[[], N
 
 def serve_as_worker(app: web.Application, parent_pid: int) -> None:
     """Wire a worker's app: stop when the parent is gone, sample pool gauges, name the worker in replies."""
-    from gateway.app import metrics_key  # the app imports prometheus_client: only once in a worker
-
     sample_pool = app[metrics_key].sample_pool
 
     async def add_worker_header(_request: web.Request, response: web.StreamResponse) -> None:

@@ -32,6 +32,7 @@ import signal
 from aiohttp import web
 from aiohttp.web_runner import GracefulExit
 
+from gateway.app_keys import settings_key, state_key
 from gateway.logs import log
 
 
@@ -41,8 +42,6 @@ def drain_on_sigterm(app: web.Application) -> None:
 
 
 async def _install(app: web.Application) -> None:
-    from gateway.app import settings_key, state_key  # the app module imports a lot; only when serving
-
     loop = asyncio.get_running_loop()
     drain = app[settings_key].shutdown_drain_seconds
     state = app[state_key]

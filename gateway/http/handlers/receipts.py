@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from gateway import api_models as api
+from gateway.app_keys import service_key
+from gateway.http.requests import caller, settlement_id
 from gateway.problems import ApiError
 from gateway.service import Service, Terminal
 from settlement.explain import LABELS, Language, explain_trace
@@ -319,15 +321,13 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
 
 
 async def settlement_receipt(request: web.Request) -> web.Response:
-    from gateway.app import _caller, _settlement_id, service_key  # the app imports this module
-
     language = request.query.get("lang", "zh")
     if language not in ("zh", "en"):
         raise ApiError(422, "validation_failed", "lang must be zh or en", field="lang")
     form = request.query.get("format", "html")
     if form not in ("html", "text"):
         raise ApiError(422, "validation_failed", "format must be html or text", field="format")
-    receipt = await load_receipt(request.app[service_key], _caller(request), _settlement_id(request))
+    receipt = await load_receipt(request.app[service_key], caller(request), settlement_id(request))
     if form == "text":
         return web.Response(text=render_text(receipt, language), content_type="text/plain", charset="utf-8")
     return web.Response(

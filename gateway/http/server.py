@@ -9,7 +9,7 @@ Two things happen there that the app's middleware cannot reach:
    within ``MEDSETTLE_HEADER_TIMEOUT`` seconds of the connection opening or of the request's
    first byte. Past that the connection is closed, after a 408 ``request_timeout`` problem if
    part of a header had come. An idle keep-alive connection between requests is left alone
-   (the keep-alive timeout closes it). The body's own timeout is the app's (``gateway.app``).
+   (the keep-alive timeout closes it). The body's own timeout is the app's (``gateway.http.app``).
 2. **Problems for what aiohttp refuses itself.** A header line too long or too many headers
    (431 ``headers_too_large``) and bytes that are not HTTP/1.1 (400 ``bad_request``) got a
    text/plain answer and an ERROR log line with a traceback, for what is the client's mistake.
@@ -34,7 +34,8 @@ from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_runner import GracefulExit
 
-from gateway.app import PROBLEM, metrics_key, problem_body, settings_key
+from gateway.app_keys import metrics_key, settings_key
+from gateway.http.responses import PROBLEM, problem_body
 from gateway.logs import fresh_request_id, log
 from gateway.metrics import Metrics
 from gateway.problems import ApiError

@@ -31,6 +31,7 @@ from adapters.db import is_database_error
 from adapters.nonces import NonceClaim
 from gateway import api_models as api
 from gateway import bodies
+from gateway.app_keys import authenticator_key, limiter_key, metrics_key, service_key, settings_key
 from gateway.auth import Authenticator, RateLimiter
 from gateway.logs import log
 from gateway.metrics import Metrics
@@ -299,11 +300,9 @@ def _peer(writer: asyncio.StreamWriter) -> str:
 async def card_reader_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: listen for card readers on MEDSETTLE_READER_PORT (0: not at all) while the app runs.
 
-    Registered after the ``database`` context, so it starts once the service exists and
-    stops (finishing requests in flight) before the database pool closes.
+    Registered last (gateway/http/app.py), so it starts once the service exists and stops
+    (finishing requests in flight) before the store's batch lanes stop and the pool closes.
     """
-    from gateway.app import authenticator_key, limiter_key, metrics_key, service_key, settings_key  # app imports us
-
     settings = app[settings_key]
     if not settings.reader_port:
         yield

@@ -1,0 +1,174 @@
+"""The registry from the command line: ``medsettle import`` (bureau lists), ``clinics import`` and
+``registry stats``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from adapters import db
+from adapters.registry_admin import import_clinics
+from adapters.registry_files import PROGRAMME, ListFormatError, read_list
+from adapters.registry_stats import stats_csv
+from adapters.registry_store import PersonEntry, apply_entries
+from adapters.report_models import RegistryStats
+from adapters.reports import Reports
+from gateway.cli.database import Connection, database_url, with_connection
+from gateway.cli.reports import report_json
+from gateway.config import Settings
+from settlement.registry import ListEntry
+
+FULL_LIST_HELP = (
+    "the file is a FULL list: it names everyone currently in the programme, so anyone in force now but "
+    "missing from it is struck off as of --as-of (default today). You are asked to confirm the count "
+    "first (or pass --yes). Without --full-list the file is a partial list: it only adds and changes."
+)
+
+
+VERBS = {
+    "added": ("would add", "added"),
+    "changed": ("would change", "changed"),
+    "struck_off": ("would strike off", "struck off"),
+}
+
+
+def _progress(label: str) -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        if total:
+            filled = int(30 * done / total)
+            print(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end="", file=sys.stderr)
+        else:
+            print(f"\r{label} {done} rows", end="", file=sys.stderr)
+
+    return show
+
+
+def _confirm(assume_yes: bool, as_of: dt.date) -> Any:
+    def ask(count: int) -> bool:
+        if assume_yes:
+            return True
+        if not sys.stdin.isatty():
+            print(
+                f"{count} people would be struck off as of {as_of}; re-run with --yes to confirm. Nothing written.",
+                file=sys.stderr,
+            )
+            return False
+        answer = input(
+            f"{count} people in force are missing from this full list and will be struck off as of "
+            f"{as_of}. Continue? [y/N] "
+        )
+        return answer.strip().lower() in ("y", "yes")
+
+    return ask
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        rows, rejected = read_list(path, args.kind, progress=_progress(f"reading {path.name}"))
+    except (ListFormatError, OSError) as error:
+        print(f"medsettle import: {path}: {error}", file=sys.stderr)
+        return 2
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    if args.full_list and rejected:
+        # A rejected row's person would look missing from the list and be struck off by mistake.
+        for row in rejected:
+            print(f"rejected line {row.line}: {row.reason}")
+        print(
+            f"medsettle import: {path.name} has {len(rejected)} rejected row(s); a full list must be clean before "
+            "anyone is struck off. Fix the rows, or import it without --full-list. Nothing written.",
+            file=sys.stderr,
+        )
+        return 2
+    programme = PROGRAMME[args.kind]
+    entries = [
+        PersonEntry(
+            row.line,
+            row.national_id,
+            row.name,
+            ListEntry(
+                programme=programme, code=row.code, effective_from=row.effective_from, struck_off_on=row.struck_off_on
+            ),
+        )
+        for row in rows
+    ]
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    as_of = args.as_of or dt.date.today()
+
+    async def work(connection: Connection) -> Any:
+        await db.migrate(connection)
+        return await apply_entries(
+            connection,
+            entries,
+            pepper=settings.id_pepper,
+            actor=args.actor,
+            source=f"{args.kind}:{path.name} sha256:{digest}",
+            dry_run=args.dry_run,
+            full_list=(programme, as_of) if args.full_list else None,
+            confirm=_confirm(args.yes, as_of),
+            rejected=[(row.line, row.reason) for row in rejected],
+        )
+
+    report = asyncio.run(with_connection(database_url(settings), work))
+    for line, reason in sorted(report.rejected):
+        print(f"rejected line {line}: {reason}")
+    if args.dry_run or args.verbose:
+        for change in report.changes:
+            where = f"line {change.line}" if change.line else "not on list"
+            verb = VERBS[change.outcome][0 if args.dry_run else 1]
+            print(f"{verb}: {where}: {change.person} {change.description}")
+    summary = report.summary()
+    print(
+        f"{path.name}: added {summary['added']}, changed {summary['changed']}, struck off {summary['struck_off']}, "
+        f"unchanged {summary['unchanged']}, rejected {summary['rejected']}"
+        + (
+            " (dry run: nothing written)"
+            if args.dry_run
+            else ""
+            if report.applied
+            else " (not confirmed: nothing written)"
+        )
+    )
+    if not args.dry_run and not report.applied:
+        return 1
+    return 1 if report.rejected else 0
+
+
+def cmd_clinics_import(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.file)
+
+    async def work(connection: Connection) -> Any:
+        await db.migrate(connection)
+        return await import_clinics(connection, path, actor=args.actor)
+
+    try:
+        result = asyncio.run(with_connection(database_url(settings), work))
+    except ValueError as error:
+        print(f"medsettle clinics import: {error}", file=sys.stderr)
+        return 2
+    print(f"{path.name}: added {result['added']}, changed {result['changed']}, unchanged {result['unchanged']}")
+    return 0
+
+
+def cmd_registry_stats(settings: Settings, args: argparse.Namespace) -> int:
+    on = args.date or dt.date.today()
+    period_from = args.period_from or on.replace(day=1)
+    period_to = args.period_to or on
+
+    async def work(connection: Connection) -> RegistryStats:
+        return await Reports.over_connection(connection).registry_stats(
+            on=on, period_from=period_from, period_to=period_to
+        )
+
+    stats = asyncio.run(with_connection(database_url(settings), work))
+    sys.stdout.write(stats_csv(stats) if args.format == "csv" else report_json(stats))
+    return 0

@@ -1,0 +1,66 @@
+"""Finance handlers: daily statements (JSON or CSV) and reconciliation of a clinic's or fund's list.
+
+Routes are listed in ``gateway.http.routes``. They read through ``adapters.reports.Reports`` and write a
+clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters import finance, finance_stats
+from adapters.reports import ReconciliationError
+from gateway import api_models as api
+from gateway.app_keys import confirmations_key, reports_key
+from gateway.http.requests import caller, clinic_key, decode_body, query_date, request_id_key, wants_csv
+from gateway.http.responses import csv_response, respond
+from gateway.problems import ApiError
+from gateway.service import china_today
+
+# A reconciliation list is about 150 bytes a settlement: 16 MiB is some 100,000 settlements.
+RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
+
+
+async def daily_statement(request: web.Request) -> web.Response:
+    csv = wants_csv(request)
+    day = query_date(request, "date") or china_today()
+    statement = await request.app[reports_key].daily_statement(day, today=china_today())
+    if csv:
+        return csv_response(finance.statement_csv(statement), f"daily-{day.isoformat()}.csv")
+    return respond(request, statement)
+
+
+async def reconciliation(request: web.Request) -> web.Response:
+    terminal = caller(request)
+    body = await decode_body(request, api.ReconciliationRequest)
+    if terminal.role == "terminal":
+        if body.fund is not None:
+            raise ApiError(403, "forbidden", "a terminal reconciles its own clinic, not a fund", field="fund")
+        if body.clinic_id != terminal.clinic_id:
+            raise ApiError(
+                403, "forbidden", "a terminal may reconcile only its own clinic's settlements", field="clinic_id"
+            )
+    if body.clinic_id is not None:
+        request[clinic_key] = body.clinic_id
+    try:
+        result = await request.app[reports_key].reconcile(body)
+    except ReconciliationError as error:
+        raise ApiError(422, "validation_failed", str(error), field=error.field) from None
+    if result.clean:  # the confirmation is a write: on the primary
+        result = await request.app[confirmations_key].confirm(
+            result, actor=terminal.terminal_id, request_id=request[request_id_key]
+        )
+    return respond(request, result)
+
+
+async def statistics(request: web.Request) -> web.Response:
+    csv = wants_csv(request)
+    by = request.query.get("by", "level")
+    if by not in finance_stats.DIMENSIONS:
+        raise ApiError(422, "validation_failed", f"by must be one of {', '.join(finance_stats.DIMENSIONS)}", field="by")
+    period_to = query_date(request, "to") or china_today()
+    period_from = query_date(request, "from") or period_to.replace(day=1)
+    stats = await request.app[reports_key].finance_stats(by=by, period_from=period_from, period_to=period_to)
+    if csv:
+        return csv_response(finance_stats.stats_csv(stats), f"stats-{by}-{period_from}-{period_to}.csv")
+    return respond(request, stats)

@@ -1,0 +1,93 @@
+"""What handlers read from a request: its typed keys, the caller, the ids in its path, its body and its query.
+
+The middleware (``gateway/http/middleware.py``) fills in the request keys: the request id, and
+once the signature is verified the terminal and its ``Terminal``. Handlers import from here
+and from ``gateway/http/responses.py``, never from the app factory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import uuid
+from typing import TypeVar
+
+from aiohttp import web
+
+from gateway import api_models as api
+from gateway import bodies
+from gateway.app_keys import settings_key
+from gateway.auth import Caller
+from gateway.problems import ApiError
+from gateway.service import Terminal
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+
+T = TypeVar("T")
+
+request_id_key = web.RequestKey("request_id", str)
+clinic_key = web.RequestKey("clinic_id", str)
+terminal_key = web.RequestKey("terminal_id", str)
+problem_code_key = web.RequestKey("problem_code", str)
+caller_key = web.RequestKey("caller", Terminal)
+unclaimed_write_key = web.RequestKey("unclaimed_write", Caller)
+
+
+for _model in (api.SettleRequest, api.ReversalRequest, api.PersonRequest, api.EligibilityRequest):
+    bodies.decoders(_model)  # built once at import, never on the request path
+
+
+async def decode_body(request: web.Request, model: type[T], *, max_lines: int | None = None) -> T:
+    """The body as ``model``. With ``max_lines``, a bill with more lines is refused before any line is decoded."""
+    content_type = request.content_type
+    if content_type not in (JSON, MSGPACK):
+        raise ApiError(415, "unsupported_media_type", f"Content-Type {content_type or '(none)'} is not accepted")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(
+            413, "body_too_large", f"the body is larger than {request.app[settings_key].max_body_bytes} bytes"
+        ) from None
+    return bodies.decode(model, body, msgpack=content_type == MSGPACK, max_lines=max_lines)
+
+
+def caller(request: web.Request) -> Terminal:
+    """The verified terminal behind a signed request."""
+    return request[caller_key]
+
+
+def settlement_id(request: web.Request) -> uuid.UUID:
+    """The settlement id in the path; a malformed one is a settlement that does not exist."""
+    try:
+        return uuid.UUID(request.match_info["settlement_id"])
+    except ValueError:
+        raise ApiError(404, "settlement_not_found", "no such settlement") from None
+
+
+# A date in a query is YYYY-MM-DD with ASCII digits, as in request bodies. dt.date.fromisoformat alone would
+# also take 20260501 and ISO week dates (2026-W18-5), which the OpenAPI document does not promise.
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DATE = re.compile(DATE_PATTERN)
+
+
+def query_date(request: web.Request, name: str) -> dt.date | None:
+    """The date in query parameter ``name``, None when it is absent; 422 naming it when it is not a date."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if _DATE.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:  # 2026-02-30
+            pass
+    raise ApiError(422, "validation_failed", f"{name} must be a date, YYYY-MM-DD", field=name)
+
+
+def wants_csv(request: web.Request) -> bool:
+    """CSV for ``format=csv`` or ``Accept: text/csv``. A format other than json or csv is refused, not
+    answered as JSON: a typo such as ``format=cvs`` should not look like a changed file format."""
+    form = request.query.get("format")
+    if form not in (None, "json", "csv"):
+        raise ApiError(422, "validation_failed", "format must be json or csv", field="format")
+    return form == "csv" or "text/csv" in request.headers.get("Accept", "")

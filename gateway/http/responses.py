@@ -1,0 +1,75 @@
+"""How the gateway answers over HTTP: JSON or MessagePack by ``Accept``, and every refusal as problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from gateway import api_models as api
+from gateway.http.requests import JSON, MSGPACK, request_id_key
+from gateway.problems import PROBLEM_BASE, ApiError, shown
+from gateway.service import Answer
+
+PROBLEM = "application/problem+json"
+
+_json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
+
+
+def wants_msgpack(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    if MSGPACK in accept:
+        return True
+    return not accept and request.content_type == MSGPACK
+
+
+def respond(
+    request: web.Request, value: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    if wants_msgpack(request):
+        return web.Response(body=_msgpack.encode(value), status=status, content_type=MSGPACK, headers=headers)
+    return web.Response(body=_json.encode(value), status=status, content_type=JSON, headers=headers)
+
+
+def respond_answer(request: web.Request, answer: Answer, status: int) -> web.Response:
+    """A settlement's or reversal's answer: ``status`` when new, 200 and marked replayed for a retry."""
+    headers = {"Idempotent-Replayed": "true" if answer.replayed else "false"}
+    return respond(request, answer.value, status=200 if answer.replayed else status, headers=headers)
+
+
+def csv_response(text: str, filename: str) -> web.Response:
+    """A report as a CSV download named ``filename``."""
+    return web.Response(
+        body=text.encode("utf-8"),
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{filename}"',
+        },
+    )
+
+
+def problem_response(request: web.Request, error: ApiError) -> web.Response:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    body = problem_body(error, request.get(request_id_key, ""))
+    return web.Response(body=body, status=error.status, content_type=PROBLEM, headers=headers)
+
+
+def problem_body(error: ApiError, request_id: str) -> bytes:
+    """The problem document, the one place every HTTP refusal is rendered.
+
+    ``detail`` and ``field`` may quote what the client sent (a JSON key, a path): they are
+    ``shown``, a national ID in them masked.
+    """
+    problem = api.Problem(
+        type=PROBLEM_BASE + error.code,
+        title=error.title,
+        status=error.status,
+        detail=shown(error.detail),
+        code=error.code,
+        request_id=request_id,
+        field=None if error.field is None else shown(error.field),
+        retry_after=error.retry_after,
+    )
+    return _json.encode(problem)

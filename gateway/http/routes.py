@@ -1,0 +1,286 @@
+"""Every route the gateway serves: method, path, handler, the roles that may call it, and its documentation.
+
+The app factory registers these routes, the middleware reads each one's roles, write flag and
+body limit, and ``/openapi.json`` is built from the same entries (``gateway/http/openapi.py``):
+a route cannot be added without saying what it takes and answers.
+"""
+
+from __future__ import annotations
+
+from adapters import finance_stats
+from adapters import report_models as reports
+from gateway import api_models as api
+from gateway.dashboard.pages import dashboard, dashboard_login
+from gateway.http.handlers import finance, health, people, registry, settlements
+from gateway.http.handlers.receipts import settlement_receipt
+from gateway.http.openapi import openapi_json
+from gateway.http.requests import DATE_PATTERN
+from gateway.http.routing import (
+    ADMIN,
+    ANY_ROLE,
+    OPEN,
+    READERS,
+    REPORTING,
+    TERMINAL,
+    Doc,
+    Param,
+    Reply,
+    Route,
+    enum,
+)
+
+# Query dates as gateway.http.requests.query_date reads them; an empty value is refused like any other non-date.
+DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
+OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
+REPORT_FORMAT = Param("format", enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
+JSON_OBJECT = ("application/json",)
+
+
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/settlements",
+        settlements.settle,
+        TERMINAL,
+        Doc(
+            "Settle a bill (idempotent per terminal and request_id)",
+            body=api.SettleRequest,
+            replies=(
+                Reply(201, "Settled", api.SettlementOut),
+                Reply(200, "Replay of the first answer", api.SettlementOut),
+            ),
+            errors=(409,),
+        ),
+        write=True,
+        claims_own_nonce=True,  # inside the settlement's first read
+    ),
+    Route(
+        "POST",
+        "/v1/quotes",
+        settlements.quote,
+        TERMINAL,
+        Doc(
+            "Compute a settlement without recording it",
+            body=api.SettleRequest,
+            replies=(Reply(model=api.QuoteOut),),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/settlements/{settlement_id}",
+        settlements.get_settlement,
+        READERS,
+        Doc(
+            "A stored settlement (404 for another clinic's)",
+            replies=(Reply(model=api.SettlementOut),),
+            errors=(404,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/settlements/{settlement_id}/receipt",
+        settlement_receipt,
+        READERS,
+        Doc(
+            "The patient's receipt: printable HTML, or text for a 32-column printer",
+            query=(
+                Param("lang", enum("zh", "en"), "the receipt's language; zh by default"),
+                Param("format", enum("html", "text"), "html by default; text for a 32-column printer"),
+            ),
+            replies=(Reply(description="The receipt", media=("text/html", "text/plain")),),
+            errors=(404, 422),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/settlements/{settlement_id}/reversal",
+        settlements.reverse,
+        TERMINAL,
+        Doc(
+            "Reverse a settlement, giving back every accumulator",
+            body=api.ReversalRequest,
+            replies=(
+                Reply(201, "Reversed", api.ReversalOut),
+                Reply(200, "Replay of the first answer", api.ReversalOut),
+            ),
+            errors=(404, 409),
+        ),
+        write=True,
+    ),
+    Route(
+        "POST",
+        "/v1/eligibility",
+        people.eligibility,
+        TERMINAL,
+        Doc(
+            "Programmes in force and what is left of each cap this year",
+            body=api.EligibilityRequest,
+            replies=(Reply(model=api.EligibilityOut),),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/people",
+        people.upsert_person,
+        ADMIN,
+        Doc(
+            "Create or update a person and their memberships (admin)",
+            body=api.PersonRequest,
+            replies=(Reply(201, "Created", api.PersonOut), Reply(model=api.PersonOut)),
+        ),
+        write=True,
+    ),
+    Route(
+        "GET",
+        "/v1/clinics",
+        registry.clinics,
+        ANY_ROLE,
+        Doc(
+            "Clinics, optionally filtered by level",
+            query=(Param("level", enum("village", "township", "county"), "only clinics of this level"),),
+            replies=(Reply(model=api.ClinicsOut),),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/registry/stats",
+        registry.registry_stats,
+        REPORTING,
+        Doc(
+            "People in force on a date, added and struck off in a period (admin, finance)",
+            query=(
+                Param("date", DATE, "people in force on this day; today (China time) by default"),
+                Param("from", DATE, "first day of the period; the first of date's month by default"),
+                Param("to", DATE, "last day of the period; date by default"),
+                REPORT_FORMAT,
+            ),
+            replies=(
+                Reply(description="Counts by programme, tier and category", model=reports.RegistryStats, csv=True),
+            ),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/finance/daily",
+        finance.daily_statement,
+        REPORTING,
+        Doc(
+            "Daily statement per clinic and fund, by level and region, with the day's reversals (admin, finance)",
+            query=(Param("date", DATE, "the booking day; today (China time) by default"), REPORT_FORMAT),
+            replies=(Reply(description="The statement", model=reports.DailyStatement, csv=True),),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/finance/reconciliation",
+        finance.reconciliation,
+        REPORTING | TERMINAL,
+        Doc(
+            "Check a clinic's or fund's list for a booking day against the ledger"
+            " (admin, finance; terminal for its own clinic)",
+            body=api.ReconciliationRequest,
+            replies=(
+                Reply(description="Matched counts and sums, and every discrepancy", model=reports.Reconciliation),
+            ),
+        ),
+        write=True,
+        max_body=finance.RECONCILIATION_MAX_BODY,
+    ),
+    Route(
+        "GET",
+        "/v1/finance/stats",
+        finance.statistics,
+        REPORTING,
+        Doc(
+            "Amounts per payer, out-of-pocket share, caps reached and people served, by a dimension (admin, finance)",
+            query=(
+                Param("by", enum(*sorted(finance_stats.DIMENSIONS)), "the dimension to group by; level by default"),
+                Param("from", DATE, "first day of the period; the first of to's month by default"),
+                Param("to", DATE, "last day of the period; today (China time) by default"),
+                REPORT_FORMAT,
+            ),
+            replies=(
+                Reply(
+                    description="One row per value of the dimension",
+                    model=reports.FinanceStatsReport,  # one Struct per dimension
+                    name="FinanceStatsReport",
+                    csv=True,
+                ),
+            ),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi_json,
+        ANY_ROLE,
+        Doc("This document", replies=(Reply(description="OpenAPI 3.1", media=JSON_OBJECT),)),
+    ),
+    Route("GET", "/healthz", health.healthz, OPEN, Doc("The process is alive", replies=(Reply(media=JSON_OBJECT),))),
+    Route(
+        "GET",
+        "/readyz",
+        health.readyz,
+        OPEN,
+        Doc(
+            "Ready for traffic: database reachable and not shutting down",
+            replies=(Reply(description="Ready", media=JSON_OBJECT),),
+            errors=(503,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        health.metrics,
+        OPEN,
+        Doc("Prometheus metrics", replies=(Reply(description="Prometheus text format", media=("text/plain",)),)),
+    ),
+    # Browser pages: no request signature; the handlers check a session cookie (gateway/dashboard/pages.py).
+    Route(
+        "GET",
+        "/dashboard/login",
+        dashboard_login,
+        OPEN,
+        Doc(
+            "Exchange a login link from `medsettle dashboard-link` for a session cookie",
+            query=(
+                Param("key_id", {"type": "string", "minLength": 1}, "a finance or admin key id", required=True),
+                Param(
+                    "expires",
+                    {"type": "string", "pattern": "^[0-9]{1,12}$"},
+                    "Unix seconds when the link expires",
+                    required=True,
+                ),
+                Param(
+                    "sig",
+                    {"type": "string", "pattern": "^[0-9A-Fa-f]{64}$"},
+                    "hex HMAC-SHA256 of the link, under the key's secret",
+                    required=True,
+                ),
+            ),
+            replies=(Reply(303, "Signed in: a session cookie, and on to /dashboard"),),
+            errors=(401, 403),
+        ),
+    ),
+    Route(
+        "GET",
+        "/dashboard",
+        dashboard,
+        OPEN,
+        Doc(
+            "The finance dashboard (session cookie from /dashboard/login)",
+            query=(
+                # The page reads an empty value as "not given". A period is at most 366 days, from not after to.
+                Param("from", OPTIONAL_DATE, "first day of the period; 30 days before to by default"),
+                Param("to", OPTIONAL_DATE, "last day of the period; today (China time) by default"),
+                Param("day", OPTIONAL_DATE, "a booking day whose reconciliation to show"),
+            ),
+            replies=(Reply(description="The dashboard page", media=("text/html",)),),
+            errors=(401, 403, 422),
+        ),
+    ),
+]

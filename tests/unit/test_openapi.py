@@ -1,0 +1,105 @@
+"""/openapi.json is built from the route table: every route documented, none twice, nothing by hand.
+
+Each entry of ``gateway.http.routes.ROUTES`` carries its ``Doc``; a route without one cannot be
+made, and one whose Doc says nothing, or that is listed twice, stops the document being built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from aiohttp import web
+
+from gateway import api_models as api
+from gateway.http.openapi import openapi_document
+from gateway.http.routes import ROUTES
+from gateway.http.routing import OPEN, TERMINAL, Doc, Reply, Route, RouteTable
+
+DOCUMENT = openapi_document(ROUTES)
+
+
+async def _handler(request: web.Request) -> web.Response:
+    return web.Response()
+
+
+async def _other(request: web.Request) -> web.Response:
+    return web.Response()
+
+
+PLAIN = Doc("A plain route", replies=(Reply(model=api.ClinicsOut),))
+
+
+def test_each_route_is_one_operation_of_the_document() -> None:
+    documented = [(method.upper(), path) for path, item in DOCUMENT["paths"].items() for method in item]
+    assert sorted(documented) == sorted((route.method, route.path) for route in ROUTES)
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda route: f"{route.method} {route.path}")
+def test_each_operation_says_what_the_route_answers(route: Route) -> None:
+    operation = DOCUMENT["paths"][route.path][route.method.lower()]
+    assert operation["summary"] == route.doc.summary
+    assert {str(reply.status) for reply in route.doc.replies} <= set(operation["responses"])
+    assert ("security" in operation) == (route.roles is OPEN), "open routes, and only they, need no signature"
+    if route.roles is not OPEN:
+        assert {"401", "403", "429", "503"} <= set(operation["responses"])
+    if route.doc.body is not None:
+        assert operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+            "/" + route.doc.body.__name__
+        )
+        assert {"400", "413", "415", "422"} <= set(operation["responses"])
+
+
+def test_every_model_named_has_a_schema() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    for route in ROUTES:
+        named = [reply.name or reply.model.__name__ for reply in route.doc.replies if reply.model is not None]
+        named += [route.doc.body.__name__] if route.doc.body is not None else []
+        assert set(named) <= set(schemas), (route.method, route.path)
+    assert "Problem" in schemas
+
+
+def test_a_route_cannot_be_made_without_its_doc() -> None:
+    with pytest.raises(TypeError):
+        Route("GET", "/v1/undocumented", _handler, TERMINAL)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        Doc("", replies=(Reply(model=api.ClinicsOut),)),  # no summary
+        Doc("Clinics", replies=()),  # no answer
+        Doc("Clinics", replies=(Reply(model=api.ClinicsOut), Reply(description="again"))),  # two 200s
+    ],
+)
+def test_a_route_documented_with_nothing_stops_the_document(doc: Doc) -> None:
+    with pytest.raises(ValueError, match="/v1/new"):
+        openapi_document([*ROUTES, Route("GET", "/v1/new", _handler, TERMINAL, doc)])
+
+
+def test_a_route_listed_twice_stops_the_document() -> None:
+    twice = dataclasses.replace(ROUTES[0], handler=_handler)
+    with pytest.raises(ValueError, match="twice"):
+        openapi_document([*ROUTES, twice])
+
+
+def test_a_path_parameter_needs_its_schema() -> None:
+    with pytest.raises(ValueError, match="clinic_code"):
+        openapi_document([Route("GET", "/v1/clinics/{clinic_code}", _handler, TERMINAL, PLAIN)])
+
+
+def test_two_models_of_one_name_stop_the_document() -> None:
+    class ClinicsOut(api.ClinicsOut):  # another Struct by the same name
+        pass
+
+    routes = [
+        Route("GET", "/v1/a", _handler, TERMINAL, PLAIN),
+        Route("GET", "/v1/b", _other, TERMINAL, Doc("B", replies=(Reply(model=ClinicsOut),))),
+    ]
+    with pytest.raises(ValueError, match="ClinicsOut"):
+        openapi_document(routes)
+
+
+def test_one_handler_serves_one_route() -> None:
+    with pytest.raises(ValueError, match="_handler"):
+        RouteTable([Route("GET", "/v1/a", _handler, TERMINAL, PLAIN), Route("GET", "/v1/b", _handler, TERMINAL, PLAIN)])
