@@ -104,6 +104,9 @@ async def report(url: str) -> None:
             " WHERE relname = 'settlements' ORDER BY 2 DESC"
         )
         accumulators = await connection.fetchval("SELECT pg_total_relation_size('accumulators')")
+        hot = await connection.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'accumulators'"
+        )
     finally:
         await connection.close()
     print(f"{count:,} settlements of the synthetic county\n")
@@ -120,6 +123,7 @@ async def report(url: str) -> None:
     for index in indexes:
         print(f"{index['name']:<32} {index['bytes'] / count:20.1f}")
     print(f"{'accumulators (all)':<32} {accumulators / count:20.1f}  one row per person and year, updated in place")
+    print(f"accumulator updates: {hot['n_tup_upd']:,}, of which HOT (no index touched): {hot['n_tup_hot_upd']:,}")
     total = heap + toast + sum(index["bytes"] for index in indexes) + accumulators
     print(f"{'total':<32} {total / count:20.1f}")
 
