@@ -10,8 +10,7 @@ over it, which with ``int`` money types keeps floats out of money paths.
 
 The gateway (HTTP handlers and the command line) reads and writes through adapters
 (``Store``, ``Reports``): no SQL text, no asyncpg outside its composition roots, no
-reaching into a store's connection pool; and no adapter imports the gateway. Files that
-still break a rule are listed, with the reason, in ``STILL_TO_MOVE``.
+reaching into a store's connection pool; and no adapter imports the gateway.
 
 Imports: no cycle among the modules of gateway/, adapters/ and settlement/ (each found
 cycle is printed), no import inside a function in gateway/ but an optional dependency in
@@ -200,7 +199,6 @@ COMPOSITION_ROOTS = frozenset({"gateway/http/app.py", "gateway/cli/database.py"}
 # Rules a gateway module may still break, each entry one file and the rules it is excused from, with the
 # reason. It records work left to do: an entry that no longer breaks its rule fails
 # test_still_to_move_is_not_stale, so the list only shrinks.
-STILL_TO_MOVE: dict[str, frozenset[str]] = {}
 
 # SQL text: a statement keyword, then (on the same or a later line) the word that goes with it.
 SQL_TEXT = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b.+\b(FROM|INTO|SET)\b", re.DOTALL)
@@ -319,22 +317,11 @@ def test_adapters_never_import_the_gateway(path: Path) -> None:
 
 @pytest.mark.parametrize("path", _modules(GATEWAY), ids=_relative)
 def test_gateway_holds_no_sql_no_asyncpg_and_no_pool(path: Path) -> None:
-    excused = STILL_TO_MOVE.get(_relative(path), frozenset())
-    found = [line for rule, lines in gateway_rule_breaks(path).items() if rule not in excused for line in lines]
+    found = [line for lines in gateway_rule_breaks(path).values() for line in lines]
     assert not found, (
         "gateway/ reads and writes through adapters (Store, Reports): no SQL text, no asyncpg import"
         " outside the composition roots, no reaching for a connection pool:\n" + "\n".join(found)
     )
-
-
-@pytest.mark.parametrize("name", sorted(STILL_TO_MOVE))
-def test_still_to_move_is_not_stale(name: str) -> None:
-    """Each allow-listed file still breaks each rule it is excused from; once it does not, strike it off."""
-    path = ROOT / name
-    assert path.is_file(), f"{name} is gone: strike it off STILL_TO_MOVE"
-    breaks = gateway_rule_breaks(path)
-    clean = sorted(rule for rule in STILL_TO_MOVE[name] if not breaks.get(rule))
-    assert not clean, f"{name} keeps the {', '.join(clean)} rule now: strike it off STILL_TO_MOVE"
 
 
 @pytest.mark.parametrize(
