@@ -207,7 +207,7 @@ WITH input AS (
 ), applied AS (
     SELECT i FROM updated
     UNION ALL
-    SELECT v.i FROM created JOIN v USING (person_key, year)
+    SELECT v.i FROM created JOIN v USING (person_key, year) WHERE v.new_request AND v.version IS NULL
 ), inserted AS (
     INSERT INTO settlements ({", ".join(_ROW)})
     SELECT {", ".join(_ROW)} FROM {_unnest(_ROW, 2 + len(_ACC), "s")}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import msgspec
 
 from adapters import identity
+from adapters.db import is_database_error
 from adapters.nonces import NonceClaim
 from adapters.registry_store import PersonEntry
 from adapters.store import Store
@@ -228,8 +229,12 @@ class Service:
         level = known.level if known else "unknown"
         try:
             answer = await self._settle(terminal, request)
-        except SettlementError:
+        except SettlementError as refused:
             self.metrics.child(self.metrics.settlements, level, request.visit_type, "refused").inc()
+            if refused.code != "nonce_reused":
+                # Nothing was written under this signed request's nonce: spend it for every process,
+                # so the same request replayed to another worker or replica is refused too.
+                await self._spend_nonce(terminal)
             raise
         outcome = "replayed" if answer.replayed else "settled"
         self.metrics.child(self.metrics.settlements, level, request.visit_type, outcome).inc()
@@ -250,24 +255,20 @@ class Service:
             return await self._replay_settlement(key, found, fingerprint)
         if isinstance(found, NonceSpent):
             raise _nonce_reused()
-        try:
-            if isinstance(found, UnknownPerson):
-                raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
-            new = NewSettlement(
-                key=key,
-                settlement_id=uuid.uuid4(),
-                clinic_id=clinic.clinic_id,
-                person=masked,
-                items=bill.items,
-                decision=decide(bill, policy, found.memberships, found.accumulators),
-                request_hash=fingerprint,
-                booked_on=china_today(),
-                created_at=dt.datetime.now(dt.UTC),
-                version=found.version,
-            )
-        except SettlementError:
-            await self._spend_nonce(terminal)  # a replay of a refused request is refused everywhere too
-            raise
+        if isinstance(found, UnknownPerson):
+            raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
+        new = NewSettlement(
+            key=key,
+            settlement_id=uuid.uuid4(),
+            clinic_id=clinic.clinic_id,
+            person=masked,
+            items=bill.items,
+            decision=decide(bill, policy, found.memberships, found.accumulators),
+            request_hash=fingerprint,
+            booked_on=china_today(),
+            created_at=dt.datetime.now(dt.UTC),
+            version=found.version,
+        )
         outcome = await self.store.write_settlement(new)
         if isinstance(outcome, VersionMoved):
             # Another bill of this person committed since the read: decide again under the row lock.
@@ -321,8 +322,15 @@ class Service:
         return Answer(msgspec.structs.replace(self.settlement_out(stored), replayed=True), replayed=True)
 
     async def _spend_nonce(self, terminal: Terminal) -> None:
-        if terminal.nonce is not None:
+        if terminal.nonce is None:
+            return
+        try:
             await self.store.claim_nonce(terminal.nonce.digest, terminal.nonce.expires_at)
+        except Exception as error:
+            # The refusal still stands without it: this process remembers the nonce anyway
+            # (gateway/auth.py), and its timestamp leaves the window within minutes.
+            if not is_database_error(error):
+                raise
 
     @staticmethod
     def settlement_out(stored: StoredSettlement) -> api.SettlementOut:

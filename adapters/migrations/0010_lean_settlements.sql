@@ -81,6 +81,23 @@ ALTER TABLE reversals ALTER COLUMN booked_on SET NOT NULL;
 -- with its settlement: such a database needs a person to look at it before anything is dropped.
 DO $$
 BEGIN
+    -- Every settlement has its five lines, every reversal its five negated ones, and no line lacks its row.
+    IF EXISTS (
+        SELECT 1 FROM settlements s
+        WHERE (SELECT count(*) FROM ledger_entries l
+                WHERE l.person_key = s.person_key AND l.settlement_id = s.settlement_id AND l.kind = 'settlement') <> 5
+           OR (SELECT count(*) FROM ledger_entries l
+                WHERE l.person_key = s.person_key AND l.settlement_id = s.settlement_id AND l.kind = 'reversal')
+              <> CASE WHEN EXISTS (SELECT 1 FROM reversals r
+                                    WHERE r.person_key = s.person_key AND r.settlement_id = s.settlement_id)
+                      THEN 5 ELSE 0 END
+    ) OR EXISTS (
+        SELECT 1 FROM ledger_entries l
+        WHERE NOT EXISTS (SELECT 1 FROM settlements s
+                           WHERE s.person_key = l.person_key AND s.settlement_id = l.settlement_id)
+    ) THEN
+        RAISE EXCEPTION 'ledger_entries disagree with their settlements; run medsettle check before migrating';
+    END IF;
     IF EXISTS (
         SELECT 1 FROM ledger_entries l
         JOIN settlements s ON s.person_key = l.person_key AND s.settlement_id = l.settlement_id
@@ -106,18 +123,19 @@ DROP TABLE idempotency_keys;
 
 -- Three indexes per settlement, each for a reader: the request (the idempotency record, and the primary
 -- key), the id (reads, receipts, reversals), the booking day (statements, reconciliation). The request
--- key leads with terminal and request id, so a request id is found whoever it was for (a terminal that
--- reuses an id for another patient is refused, not settled twice); it holds person_key, as Citus needs
--- of a unique key. The old primary key (person_key, settlement_id) and the index by clinic and service
--- date served no query the id and booking-day indexes do not.
+-- key is the terminal and its request id, whoever the bill is for: a second settlement of one id, even
+-- for another patient and from another gateway at the same instant, waits for the first and fails on
+-- the key. (A Citus cluster widens it with person_key: deploy/citus/distribute.sql.) The old primary
+-- key (person_key, settlement_id) and the index by clinic and service date served no query the id and
+-- booking-day indexes do not.
 ALTER TABLE settlements DROP CONSTRAINT settlements_pkey;
 DROP INDEX settlements_by_clinic_day;
 DROP INDEX settlements_one_per_request;
-ALTER TABLE settlements ADD CONSTRAINT settlements_one_per_request PRIMARY KEY (terminal_id, request_id, person_key);
+ALTER TABLE settlements ADD CONSTRAINT settlements_one_per_request PRIMARY KEY (terminal_id, request_id);
 CREATE INDEX settlements_by_booking_day ON settlements (booked_on, clinic_id);
 CREATE INDEX reversals_by_booking_day ON reversals (booked_on);
-CREATE UNIQUE INDEX reversals_one_per_request ON reversals (person_key, terminal_id, request_id);
-CREATE INDEX reversals_by_request ON reversals (terminal_id, request_id);
+-- Likewise one reversal per terminal and request id, whichever settlement it names.
+ALTER TABLE reversals ADD CONSTRAINT reversals_one_per_request UNIQUE (terminal_id, request_id);
 
 -- Double entry: a settlement debits each payer account and the patient with their share and
 -- credits the clinic with the total; a reversal books the same lines negated on its own day.

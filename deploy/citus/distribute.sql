@@ -35,6 +35,17 @@ SELECT create_reference_table('terminals');          -- FK to clinics (reference
 SELECT create_reference_table('terminal_keys');      -- FK to terminals (reference -> reference)
 SELECT create_reference_table('schema_migrations');  -- the migration runner's bookkeeping
 
+-- ------------------------------------------------------------ request keys
+-- widened before distributing: settlements_one_per_request, reversals_one_per_request
+-- On one server a terminal's request id is unique whoever the bill is for. Citus needs every unique
+-- key of a distributed table to hold its distribution column, so on a cluster the two request keys
+-- take person_key too: one id reused for two patients at the same instant is then refused by the
+-- read only, and `medsettle check` (one_settlement_per_request) names such a pair.
+ALTER TABLE settlements DROP CONSTRAINT settlements_one_per_request,
+    ADD CONSTRAINT settlements_one_per_request PRIMARY KEY (terminal_id, request_id, person_key);
+ALTER TABLE reversals DROP CONSTRAINT reversals_one_per_request,
+    ADD CONSTRAINT reversals_one_per_request UNIQUE (terminal_id, request_id, person_key);
+
 -- ------------------------------------------------------------ per-person tables
 -- Distributed by person_key (HMAC of the national ID: uniformly spread), all in
 -- one colocation group, so everything a settlement, reversal or eligibility check

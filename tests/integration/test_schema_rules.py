@@ -26,6 +26,8 @@ _CALL = re.compile(
     re.IGNORECASE,
 )
 _COORDINATOR_ONLY = re.compile(r"^\s*--\s*coordinator-only:\s*(?P<tables>.+)$", re.IGNORECASE | re.MULTILINE)
+# Unique keys a single server keeps narrower than Citus allows, which distribute.sql widens first.
+_WIDENED = re.compile(r"^\s*--\s*widened before distributing:\s*(?P<indexes>.+)$", re.IGNORECASE | re.MULTILINE)
 
 _TABLES = """
 SELECT c.relname
@@ -58,6 +60,9 @@ class Placement:
         self.distributed: dict[str, str] = {}  # table -> distribution column
         self.coordinator_only: set[str] = set()
         self.named_twice: list[str] = []
+        self.widened: set[str] = set()
+        for match in _WIDENED.finditer(text):
+            self.widened |= {name.strip() for name in match["indexes"].split(",") if name.strip()}
         for match in _COORDINATOR_ONLY.finditer(text):
             for table in (name.strip() for name in match["tables"].split(",")):
                 if table:
@@ -102,7 +107,9 @@ async def _problems(connection: asyncpg.Connection, placement: Placement) -> lis
             if placement.distributed.get(table) != "person_key":
                 problems.append(f"{table}: has person_key but is not distributed by person_key")
             primary = [index for index in unique if index["is_primary"]]
-            if not primary or "person_key" not in primary[0]["columns"]:
+            if not primary or (
+                "person_key" not in primary[0]["columns"] and primary[0]["name"] not in placement.widened
+            ):
                 problems.append(f"{table}: person_key is not in the primary key")
         column = placement.distributed.get(table)
         if column is None:
@@ -110,9 +117,21 @@ async def _problems(connection: asyncpg.Connection, placement: Placement) -> lis
         if column not in columns:
             problems.append(f"{table}: distributed by {column}, which it does not have")
         for index in unique:
-            if column not in index["columns"]:
+            if column not in index["columns"] and index["name"] not in placement.widened:
                 problems.append(f"{table}: unique index {index['name']} {index['columns']} lacks {column}")
     return problems
+
+
+def test_every_widened_key_is_widened_with_its_distribution_column():
+    """A request key kept narrow on one server is re-made with person_key before its table is distributed."""
+    placement = _placement()
+    text = DISTRIBUTE_SQL.read_text(encoding="utf-8")
+    assert placement.widened == {"settlements_one_per_request", "reversals_one_per_request"}
+    for name in placement.widened:
+        statement = re.search(rf"ADD CONSTRAINT {name} (?:PRIMARY KEY|UNIQUE) \((?P<columns>[^)]*)\)", text)
+        assert statement, f"{name} is said to be widened but distribute.sql never re-adds it"
+        assert "person_key" in statement["columns"], name
+        assert text.index(statement[0]) < text.index("SELECT create_distributed_table"), f"{name} widened too late"
 
 
 def test_distribute_sql_places_the_expected_tables():
