@@ -91,7 +91,7 @@ def _print_banner(settings: Settings) -> None:
     print(
         f"""
 medsettle gateway listening on http://{settings.host}:{settings.port}  ({database})
-  OpenAPI: /openapi.json (signed)   metrics: {base}/metrics   ready: {base}/readyz
+  OpenAPI: {base}/openapi.json   metrics: {base}/metrics   ready: {base}/readyz
 
 Every request is signed with a terminal's key (README: "Signing requests"). The demo terminals'
 keys are in {keys}. Settle worked example 2 of docs/worked-examples.md (county

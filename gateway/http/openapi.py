@@ -94,12 +94,19 @@ def openapi_document(routes: Iterable[Route]) -> dict[str, Any]:
     if "ItemIn" in components:  # rules of a bill line beyond JSON Schema
         components["ItemIn"] |= api.ItemIn.schema_rules
     paths: dict[str, Any] = {}
+    operation_ids: dict[str, str] = {}
     for route in routes:
         operations = paths.setdefault(route.path, {})
         method = route.method.lower()
         if method in operations:
             raise ValueError(f"{route.method} {route.path} is in the route table twice")
-        operations[method] = _operation(route)
+        operation = _operation(route)
+        taken = operation_ids.setdefault(operation["operationId"], f"{route.method} {route.path}")
+        if taken != f"{route.method} {route.path}":
+            raise ValueError(
+                f"operationId {operation['operationId']} names both {taken} and {route.method} {route.path}"
+            )
+        operations[method] = operation
     return {
         "openapi": "3.1.0",
         "info": {
@@ -140,7 +147,7 @@ def _operation(route: Route) -> dict[str, Any]:
         raise ValueError(
             f"{route.method} {route.path} is served but not documented: give its Doc a summary and replies"
         )
-    operation: dict[str, Any] = {"summary": doc.summary}
+    operation: dict[str, Any] = {"operationId": operation_id(route), "summary": doc.summary}
     if route.roles is OPEN:
         operation["security"] = _OPEN
     parameters = [_path_parameter(route, name) for name in re.findall(r"{(\w+)}", route.path)]
@@ -156,6 +163,12 @@ def _operation(route: Route) -> dict[str, Any]:
     responses |= _errors(*sorted({*problems, *doc.errors}))
     operation["responses"] = responses
     return operation
+
+
+def operation_id(route: Route) -> str:
+    """The handler's name in camelCase (``get_settlement`` -> ``getSettlement``): what a generated client calls."""
+    first, *rest = route.handler.__name__.strip("_").split("_")
+    return first + "".join(word.capitalize() for word in rest)
 
 
 def _path_parameter(route: Route, name: str) -> dict[str, Any]:

@@ -217,7 +217,7 @@ ROUTES = [
         "GET",
         "/openapi.json",
         openapi_json,
-        ANY_ROLE,
+        OPEN,  # it holds no secrets: Swagger UI, Postman and code generators load it as it is
         Doc("This document", replies=(Reply(description="OpenAPI 3.1", media=JSON_OBJECT),)),
     ),
     Route("GET", "/healthz", health.healthz, OPEN, Doc("The process is alive", replies=(Reply(media=JSON_OBJECT),))),

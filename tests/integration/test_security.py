@@ -135,10 +135,11 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         assert route.handler in roles, f"{route.method} {route.resource.canonical} declares no roles"
         if roles[route.handler] is OPEN:
             open_paths.add(route.resource.canonical)
-    # Open means no request signature: the operator routes, and exactly two browser pages that check
-    # a session cookie themselves (gateway/dashboard/pages.py).
+    # Open means no request signature: the operator routes, the API's own description (it holds no
+    # secrets), and exactly two browser pages that check a session cookie themselves
+    # (gateway/dashboard/pages.py).
     cookie_pages = {("GET", "/dashboard/login"): dashboard_login, ("GET", "/dashboard"): dashboard}
-    assert open_paths == {"/healthz", "/readyz", "/metrics", *(path for _, path in cookie_pages)}
+    assert open_paths == {"/healthz", "/readyz", "/metrics", "/openapi.json", *(path for _, path in cookie_pages)}
     for route in routes:
         if route.resource.canonical in {path for _, path in cookie_pages}:
             assert cookie_pages.get((route.method, route.resource.canonical)) is route.handler

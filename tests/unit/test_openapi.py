@@ -7,6 +7,7 @@ made, and one whose Doc says nothing, or that is listed twice, stops the documen
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from aiohttp import web
@@ -103,3 +104,19 @@ def test_two_models_of_one_name_stop_the_document() -> None:
 def test_one_handler_serves_one_route() -> None:
     with pytest.raises(ValueError, match="_handler"):
         RouteTable([Route("GET", "/v1/a", _handler, TERMINAL, PLAIN), Route("GET", "/v1/b", _handler, TERMINAL, PLAIN)])
+
+
+def test_every_operation_has_its_own_operation_id_in_camel_case() -> None:
+    document = openapi_document(ROUTES)
+    ids = [operation["operationId"] for item in document["paths"].values() for operation in item.values()]
+    assert len(ids) == len(set(ids)) == len(ROUTES)
+    assert all(re.fullmatch(r"[a-z][A-Za-z0-9]*", operation_id) for operation_id in ids), ids
+    assert document["paths"]["/v1/settlements/{settlement_id}"]["get"]["operationId"] == "getSettlement"
+
+
+def test_two_handlers_of_one_name_stop_the_document() -> None:
+    async def settle(request: object) -> None: ...
+
+    clash = Route("POST", "/v1/other-settle", settle, TERMINAL, PLAIN)
+    with pytest.raises(ValueError, match="operationId settle"):
+        openapi_document([*[route for route in ROUTES if route.handler.__name__ == "settle"], clash])
