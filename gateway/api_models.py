@@ -251,3 +251,5 @@ class Problem(Out, frozen=True, kw_only=True, omit_defaults=True):
     request_id: str
     field: str | None = None
     retry_after: int | None = None
+    # The gateway's clock, in Unix seconds, when a signed request's timestamp is refused as too far from it.
+    server_time: int | None = None

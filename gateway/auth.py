@@ -152,8 +152,15 @@ class Authenticator:
                 401, "signature_missing", "sign the request: X-Key-Id, X-Timestamp, X-Nonce and X-Signature headers"
             )
         # ASCII digits only, bounded: str.isdigit() takes "²", and int() refuses 5,000 digits.
-        if not _TIMESTAMP.fullmatch(timestamp) or abs(self.wall_clock() - int(timestamp)) > self.max_skew:
-            raise ApiError(401, "timestamp_out_of_window", f"X-Timestamp must be within {self.max_skew} s of now")
+        now = int(self.wall_clock())
+        if not _TIMESTAMP.fullmatch(timestamp) or abs(now - int(timestamp)) > self.max_skew:
+            # The gateway's own time, so a terminal whose clock is wrong can tell it is and by how much.
+            raise ApiError(
+                401,
+                "timestamp_out_of_window",
+                f"X-Timestamp must be within {self.max_skew} s of the gateway's clock, which reads {now}",
+                server_time=now,
+            )
         if not signing.NONCE_PATTERN.fullmatch(nonce):
             raise ApiError(401, "bad_nonce", "X-Nonce must be 16-64 characters of A-Z, a-z, 0-9, _ and -")
         key = await self.find_key(key_id)

@@ -87,6 +87,7 @@ class ApiError(Exception):
         *,
         field: str | None = None,
         retry_after: int | None = None,
+        server_time: int | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -94,6 +95,7 @@ class ApiError(Exception):
         self.detail = detail
         self.field = field
         self.retry_after = retry_after
+        self.server_time = server_time
 
     @property
     def title(self) -> str:

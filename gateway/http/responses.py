@@ -71,5 +71,6 @@ def problem_body(error: ApiError, request_id: str) -> bytes:
         request_id=request_id,
         field=None if error.field is None else shown(error.field),
         retry_after=error.retry_after,
+        server_time=error.server_time,
     )
     return _json.encode(problem)
