@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import operator
 import re
+from typing import Literal
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
@@ -46,7 +47,7 @@ def validate(raw: str) -> str:
     if not _SHAPE.fullmatch(national_id):
         raise InvalidNationalId("must be 17 digits followed by a digit or X, and not start with 0")
     try:
-        birth = dt.date(int(national_id[6:10]), int(national_id[10:12]), int(national_id[12:14]))
+        birth = birth_date(national_id)
     except ValueError:
         raise InvalidNationalId("the birth date in characters 7-14 is not a real date") from None
     if birth.year < 1900:
@@ -54,6 +55,22 @@ def validate(raw: str) -> str:
     if check_character(national_id[:17]) != national_id[17]:
         raise InvalidNationalId("the check character (18th) does not match")
     return national_id
+
+
+def birth_date(national_id: str) -> dt.date:
+    """The birth date a valid ID states in characters 7-14."""
+    return dt.date(int(national_id[6:10]), int(national_id[10:12]), int(national_id[12:14]))
+
+
+def sex(national_id: str) -> Literal["male", "female"]:
+    """GB 11643: the 17th character, the sequence number's last digit, is odd for a man, even for a woman."""
+    return "male" if int(national_id[16]) % 2 else "female"
+
+
+def age_on(national_id: str, day: dt.date) -> int:
+    """Whole years from the stated birth date to ``day`` (0 before the first birthday)."""
+    birth = birth_date(national_id)
+    return max(0, day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day)))
 
 
 def mask(national_id: str) -> str:

@@ -234,9 +234,12 @@ class Store:
         )
         return list(_memberships(rows))
 
-    async def person_for_eligibility(self, person_key: bytes, year: int) -> tuple[bool, list[Membership], Accumulators]:
+    async def person_for_eligibility(
+        self, person_key: bytes, year: int
+    ) -> tuple[str | None, list[Membership], Accumulators]:
+        """The person's registered name (None: no such person), memberships and this year's accumulators."""
         row = await self._fetchrow(
-            f"""SELECT EXISTS (SELECT 1 FROM people WHERE person_key = $1) AS person_exists,
+            f"""SELECT (SELECT name FROM people WHERE person_key = $1) AS name,
                    (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{{}}')
                       FROM memberships WHERE person_key = $1) AS memberships,
                    (SELECT row({_ACC_COLUMNS}) FROM accumulators WHERE person_key = $1 AND year = $2) AS acc""",
@@ -246,7 +249,7 @@ class Store:
         accumulators = (
             Accumulators(**dict(zip(ACCUMULATOR_FIELDS, row["acc"], strict=True))) if row["acc"] else Accumulators()
         )
-        return row["person_exists"], list(_memberships(row["memberships"])), accumulators
+        return row["name"], list(_memberships(row["memberships"])), accumulators
 
     # ------------------------------------------------------------ settle
 

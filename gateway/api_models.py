@@ -210,6 +210,11 @@ class ProgrammeOut(Out, frozen=True, kw_only=True):
 
 class EligibilityOut(Out, frozen=True, kw_only=True):
     person: str
+    # Who the ID belongs to, for the clerk to check against the patient at the counter: the registered
+    # name ("" when none was given), and the sex and age (on the service date) the ID number itself states.
+    name: str
+    sex: Literal["male", "female"]
+    age: int
     service_date: dt.date
     policy_version: str
     insured: bool

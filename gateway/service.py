@@ -348,8 +348,8 @@ class Service:
 
     async def quote(self, terminal: Terminal, request: api.SettleRequest) -> api.QuoteOut:
         clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
-        exists, memberships, accumulators = await self.store.person_for_eligibility(key, bill.service_date.year)
-        if not exists:
+        name, memberships, accumulators = await self.store.person_for_eligibility(key, bill.service_date.year)
+        if name is None:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
         settlement = engine.quote(bill, status_on(memberships, bill.service_date), accumulators, policy)
         return api.QuoteOut(**api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked))
@@ -428,12 +428,16 @@ class Service:
         key, masked = self.person_key(request.person_id)
         day = request.service_date or china_today()
         policy = self.policy_on(day)
-        exists, memberships, acc = await self.store.person_for_eligibility(key, day.year)
-        if not exists:
+        name, memberships, acc = await self.store.person_for_eligibility(key, day.year)
+        if name is None:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
         figures = eligibility(policy, memberships, acc, day)
+        national_id = identity.validate(request.person_id)
         return api.EligibilityOut(
             person=masked,
+            name=name,
+            sex=identity.sex(national_id),
+            age=identity.age_on(national_id, day),
             **{field: getattr(figures, field) for field in figures.__struct_fields__ if field != "programmes"},
             programmes=[api.ProgrammeOut(**msgspec.structs.asdict(standing)) for standing in figures.programmes],
         )

@@ -8,6 +8,7 @@ import uuid
 import msgspec
 import pytest
 
+from adapters import identity
 from tests.integration.conftest import (
     ADMIN,
     COUNTY,
@@ -220,6 +221,25 @@ async def test_eligibility_shows_programmes_and_remaining_caps(client):
     assert result["insurance_outpatient_cap_remaining"] == 300_000 - 4_500
     veteran = next(p for p in result["programmes"] if p["programme"] == "veteran_subsidy")
     assert veteran["used"] == 30_000 - 4_500 and veteran["remaining"] == 10_000_000 - 25_500
+    # Who the ID belongs to, for the clerk at the counter: registered without a name here.
+    assert result["name"] == ""
+    assert result["sex"] == identity.sex(person) and result["age"] == identity.age_on(person, dt.date(2026, 6, 1))
+
+
+async def test_eligibility_names_the_person_for_the_clerk_to_check(client):
+    national_id = identity.make_id("410103", dt.date(1960, 7, 15), 123)  # 17th character 3: a man
+    response = await client.post(
+        "/v1/people",
+        json={
+            "person_id": national_id,
+            "name": "王秀英",
+            "memberships": [{"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"}],
+        },
+        headers=ADMIN,
+    )
+    assert response.status == 201, await response.text()
+    result = await eligibility(client, national_id)
+    assert (result["name"], result["sex"], result["age"]) == ("王秀英", "male", 65)
 
 
 async def test_clinics_filter_by_level(client):

@@ -66,6 +66,7 @@ class FakeStore:
     settlements: dict[uuid.UUID, StoredSettlement] = field(default_factory=dict)
     reversals: dict[tuple[str, str], StoredReversal] = field(default_factory=dict)
     nonces: set[bytes] = field(default_factory=set)
+    names: dict[bytes, str] = field(default_factory=dict)
     # (terminal, request id) -> settlement id: the primary key of the settlements table leads with these.
     requests: dict[tuple[str, str], uuid.UUID] = field(default_factory=dict)
     lose_next_race: int = 0
@@ -205,11 +206,13 @@ class FakeStore:
         self.nonces.add(digest)
         return True
 
-    async def person_for_eligibility(self, person_key: bytes, year: int) -> tuple[bool, list[Membership], Accumulators]:
+    async def person_for_eligibility(
+        self, person_key: bytes, year: int
+    ) -> tuple[str | None, list[Membership], Accumulators]:
         if person_key not in self.people:
-            return False, [], Accumulators()
+            return None, [], Accumulators()
         found = self.accumulators.get((person_key, year))
-        return True, list(self.people[person_key]), found[0] if found else Accumulators()
+        return self.names.get(person_key, ""), list(self.people[person_key]), found[0] if found else Accumulators()
 
 
 class _Locked:

@@ -81,3 +81,13 @@ def test_redact_leaves_shorter_numbers_and_text_alone():
 def test_redact_keeps_the_first_three_and_last_two_characters_of_the_run():
     assert identity.redact(f"req{VALID}") == "req110*************2X"
     assert identity.redact("9" + VALID) == "911**************2X"
+
+
+def test_sex_and_age_are_what_the_number_states():
+    # 110105 1949-12-31 sequence 002: the 17th character, 2, is even.
+    assert identity.sex(VALID) == "female"
+    assert identity.sex(identity.make_id("110105", dt.date(1949, 12, 31), 1)) == "male"
+    assert identity.birth_date(VALID) == dt.date(1949, 12, 31)
+    assert identity.age_on(VALID, dt.date(2026, 12, 30)) == 76  # the day before the birthday
+    assert identity.age_on(VALID, dt.date(2026, 12, 31)) == 77
+    assert identity.age_on(identity.make_id("110105", dt.date(2026, 3, 1), 1), dt.date(2026, 2, 1)) == 0
