@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from gateway.config import Settings
+from gateway.http.handlers.finance import RECONCILIATION_MAX_BODY
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -422,3 +423,28 @@ def test_dockerignore_keeps_only_what_the_image_needs() -> None:
     assert rules[0] == "*"
     kept = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     assert kept == {"pyproject.toml", "README.md", "settlement", "adapters", "gateway", "policies"}
+
+
+def _nginx_body_limits() -> dict[str, int]:
+    """client_max_body_size in bytes, per location ("" for the server's own)."""
+    text = (COMPOSE / "nginx.conf").read_text(encoding="utf-8")
+    units = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024**3}
+    limits: dict[str, int] = {}
+    location = ""
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        if found := re.search(r"location\s+=?\s*(\S+)\s*{", code):
+            location = found[1]
+        elif code.strip() == "}" and location:
+            location = ""
+        elif found := re.search(r"client_max_body_size\s+(\d+)([kmg]?);", code, re.IGNORECASE):
+            limits[location] = int(found[1]) * units[found[2].lower()]
+    return limits
+
+
+def test_nginx_lets_every_body_the_gateway_takes_through() -> None:
+    """The proxy's limits sit above the gateway's, so an over-long body is the gateway's 413 problem, and a
+    day's reconciliation list (up to 16 MiB) reaches the gateway at all."""
+    limits = _nginx_body_limits()
+    assert limits[""] > Settings().max_body_bytes
+    assert limits["/v1/finance/reconciliation"] > RECONCILIATION_MAX_BODY
