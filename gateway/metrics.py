@@ -26,17 +26,20 @@ def multiprocess_dir() -> str | None:
 
 
 class _PoolCollector(Collector):
-    def __init__(self, pool_stats: Callable[[], tuple[int, int]]) -> None:
+    def __init__(self, pool_stats: Callable[[], tuple[int, int, int]]) -> None:
         self._pool_stats = pool_stats
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        in_use, size = self._pool_stats()
+        in_use, size, most = self._pool_stats()
         in_use_gauge = GaugeMetricFamily("medsettle_db_pool_in_use", "Database connections checked out")
         in_use_gauge.add_metric([], in_use)
         yield in_use_gauge
         size_gauge = GaugeMetricFamily("medsettle_db_pool_size", "Database connections open")
         size_gauge.add_metric([], size)
         yield size_gauge
+        max_gauge = GaugeMetricFamily("medsettle_db_pool_max", "Database connections the pool may open")
+        max_gauge.add_metric([], most)
+        yield max_gauge
 
 
 class Metrics:
@@ -77,6 +80,12 @@ class Metrics:
             registry=self.registry,
         )
         self.reversals = Counter("medsettle_reversals_total", "Reversals written", registry=self.registry)
+        self.reversed = Counter(
+            "medsettle_reversed_fen_total",
+            "Amounts given back by reversals per payer, in fen: paid minus reversed is what stands",
+            ["payer"],
+            registry=self.registry,
+        )
         self.reader_frames = Counter(
             "medsettle_reader_frames_total",
             "Card-reader frames by type and outcome (ok, replayed, refused, failed, or why an unreadable frame was)",
@@ -96,6 +105,12 @@ class Metrics:
             self.pool_size = Gauge(
                 "medsettle_db_pool_size", "Database connections open", registry=None, multiprocess_mode="livesum"
             )
+            self.pool_max = Gauge(
+                "medsettle_db_pool_max",
+                "Database connections the pool may open",
+                registry=None,
+                multiprocess_mode="livesum",
+            )
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: every label set here is bounded (routes, status classes,
@@ -106,7 +121,8 @@ class Metrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def watch_pool(self, pool_stats: Callable[[], tuple[int, int]]) -> None:
+    def watch_pool(self, pool_stats: Callable[[], tuple[int, int, int]]) -> None:
+        """``pool_stats`` answers (connections in use, open, the pool's maximum)."""
         if self.multiprocess:
             self._pool_stats = pool_stats
             self.sample_pool()
@@ -116,9 +132,10 @@ class Metrics:
     def sample_pool(self) -> None:
         """Record this worker's pool use now (multiprocess mode; a worker calls it every second)."""
         if self._pool_stats is not None:
-            in_use, size = self._pool_stats()
+            in_use, size, most = self._pool_stats()
             self.pool_in_use.set(in_use)
             self.pool_size.set(size)
+            self.pool_max.set(most)
 
     def exposition(self) -> bytes:
         """The text /metrics serves: this process's registry, or every worker's files added up."""

@@ -404,6 +404,12 @@ class Service:
                 raise Refused("request_in_flight", "retry with the same request id")
             raise Refused("already_reversed", "this settlement has already been reversed")
         self.metrics.reversals.inc()
+        given_back = outcome.settlement
+        reversed_ = self.metrics.reversed
+        self.metrics.child(reversed_, "insurance").inc(given_back.insurance)
+        self.metrics.child(reversed_, "veteran_subsidy").inc(given_back.veteran_subsidy)
+        self.metrics.child(reversed_, "hardship_aid").inc(given_back.hardship_aid)
+        self.metrics.child(reversed_, "out_of_pocket").inc(given_back.out_of_pocket)
         return Answer(_reversal_out(new.reversal_id, new.settlement_id, new.request_id, new.terminal_id,
                                     outcome.settlement, new.created_at), replayed=False)  # fmt: skip
 

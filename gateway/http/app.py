@@ -100,7 +100,9 @@ def _pools(dsn: str) -> Callable[[web.Application], AsyncIterator[None]]:
             else None
         )
         app[_pools_key] = _Pools(pool, reports_pool)
-        app[metrics_key].watch_pool(lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size()))
+        app[metrics_key].watch_pool(
+            lambda: (pool.get_size() - pool.get_idle_size(), pool.get_size(), pool.get_max_size())
+        )
         yield
         app[state_key]["shutting_down"] = True
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 
 import msgspec
@@ -288,6 +289,7 @@ async def test_operator_endpoints(client):
         "medsettle_paid_fen_total",
         "medsettle_idempotent_replays_total",
         "medsettle_db_pool_in_use",
+        "medsettle_db_pool_max",
     ):
         assert name in metrics
 
@@ -317,3 +319,21 @@ async def test_reversal_reason_with_nul_is_refused(client, pool):
     )
     assert response.status == 422 and (await response.json())["field"] == "reason"
     assert await row_counts(pool) == before
+
+
+async def test_metrics_count_what_reversals_give_back_so_amounts_can_be_shown_net(client):
+    def given_back(text: str) -> float:
+        found = re.search(r'^medsettle_reversed_fen_total\{payer="insurance"\} (\S+)$', text, re.MULTILINE)
+        return float(found[1]) if found else 0.0
+
+    before = given_back(await (await client.get("/metrics")).text())
+    person = await register(client, ("insurance", "resident"))
+    settled = await settle(client, bill(person, ("A", 200_000), clinic_id="T001"), TOWNSHIP)
+    assert settled["insurance"] > 0
+    response = await client.post(
+        f"/v1/settlements/{settled['settlement_id']}/reversal",
+        json={"request_id": f"rev-{uuid.uuid4().hex}"},
+        headers=TOWNSHIP,
+    )
+    assert response.status == 201
+    assert given_back(await (await client.get("/metrics")).text()) == before + settled["insurance"]

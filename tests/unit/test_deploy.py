@@ -326,12 +326,15 @@ def test_dashboard_uses_only_exported_metrics() -> None:
 
 def test_dashboard_shows_the_agreed_panels() -> None:
     expressions = "\n".join(_dashboard_expressions())
-    assert re.search(r"rate\(medsettle_settlements_total\[[^\]]+\]\)", expressions)
+    # Settlements written, not refused or replayed ones.
+    assert re.search(r'rate\(medsettle_settlements_total\{outcome=\\?"settled\\?"\}\[[^\]]+\]\)', expressions)
     assert "by (clinic_level)" in expressions
     assert re.search(r"histogram_quantile\(0\.99,.*medsettle_http_request_duration_seconds_bucket", expressions)
     assert "by (code)" in expressions and "medsettle_errors_total" in expressions
     assert "by (payer)" in expressions and "medsettle_paid_fen_total" in expressions
-    assert "medsettle_db_pool_in_use" in expressions and "medsettle_db_pool_size" in expressions
+    assert "medsettle_reversed_fen_total" in expressions  # amounts net of reversals
+    # Pool use against what the pool may open, not against what happens to be open.
+    assert "medsettle_db_pool_in_use" in expressions and "medsettle_db_pool_max" in expressions
     assert "medsettle_idempotent_replays_total" in expressions
 
 
