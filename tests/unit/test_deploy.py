@@ -43,9 +43,11 @@ def _k8s_objects() -> list[dict[str, Any]]:
     return [document for path in K8S_FILES for document in _documents(path)]
 
 
-def _one(kind: str) -> dict[str, Any]:
-    found = [item for item in _k8s_objects() if item["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def _one(kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [
+        item for item in _k8s_objects() if item["kind"] == kind and (name is None or item["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
 
@@ -75,6 +77,7 @@ def test_deploy_has_the_expected_files() -> None:
         "k8s/namespace.yaml",
         "k8s/deployment.yaml",
         "k8s/service.yaml",
+        "k8s/service-readers.yaml",
         "k8s/hpa.yaml",
         "k8s/pdb.yaml",
         "k8s/secret.example.yaml",
@@ -210,11 +213,21 @@ def test_hpa_and_pdb_target_the_deployment() -> None:
 
 
 def test_service_selects_the_pods_and_exposes_both_ports() -> None:
-    service = _one("Service")
+    service = _one("Service", "medsettle-gateway")
     labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     ports = {port["name"]: (port["port"], port["targetPort"]) for port in service["spec"]["ports"]}
     assert ports == {"http": (8080, "http"), "reader": (8081, "reader")}
+
+
+def test_card_readers_reach_the_pods_from_outside_the_cluster_and_only_from_allowed_networks() -> None:
+    """An Ingress carries HTTP only: the readers' framed TCP needs a Service with an external address."""
+    service = _one("Service", "medsettle-readers")
+    labels = _one("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"]["type"] in ("LoadBalancer", "NodePort")
+    assert [(port["port"], port["targetPort"]) for port in service["spec"]["ports"]] == [(8081, "reader")]
+    assert service["spec"]["loadBalancerSourceRanges"], "the readers' port must not be open to every network"
 
 
 def test_migration_job_runs_migrate_with_the_deployments_image() -> None:
