@@ -22,10 +22,12 @@ from adapters.identity import redact
 from adapters.nonces import NonceClaim
 from gateway.app_keys import authenticator_key, limiter_key, metrics_key, service_key, settings_key
 from gateway.http.requests import (
+    bill_request_key,
     caller_key,
     clinic_key,
     problem_code_key,
     request_id_key,
+    settlement_key,
     terminal_key,
     unclaimed_write_key,
 )
@@ -84,6 +86,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             status=status,
             duration_ms=round(duration * 1000, 2),
             clinic=request.get(clinic_key),
+            bill_request_id=request.get(bill_request_key),
+            settlement_id=request.get(settlement_key),
             terminal=request.get(terminal_key),
             code=request.get(problem_code_key),
         )

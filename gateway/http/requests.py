@@ -12,6 +12,7 @@ import re
 import uuid
 from typing import TypeVar
 
+import structlog
 from aiohttp import web
 
 from gateway import api_models as api
@@ -28,6 +29,22 @@ T = TypeVar("T")
 
 request_id_key = web.RequestKey("request_id", str)
 clinic_key = web.RequestKey("clinic_id", str)
+# Which bill and which settlement a request was about, for its log lines (the log's own ``request_id``
+# is the trace id of the HTTP request; the bill's ``request_id`` is the terminal's key for the bill).
+bill_request_key = web.RequestKey("bill_request_id", str)
+settlement_key = web.RequestKey("settlement_id", str)
+
+
+def about(request: web.Request, *, bill_request_id: str | None = None, settlement_id: str | None = None) -> None:
+    """Name the bill and the settlement on this request's log line and on every line logged while it runs."""
+    if bill_request_id is not None:
+        request[bill_request_key] = bill_request_id
+        structlog.contextvars.bind_contextvars(bill_request_id=bill_request_id)
+    if settlement_id is not None:
+        request[settlement_key] = settlement_id
+        structlog.contextvars.bind_contextvars(settlement_id=settlement_id)
+
+
 terminal_key = web.RequestKey("terminal_id", str)
 problem_code_key = web.RequestKey("problem_code", str)
 caller_key = web.RequestKey("caller", Terminal)

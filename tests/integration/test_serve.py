@@ -58,3 +58,6 @@ async def test_serve_logs_requests_without_national_ids_and_stops_cleanly(client
     assert {line["route"] for line in requests} == {"/v1/settlements"}
     assert all({"request_id", "status", "duration_ms", "clinic"} <= line.keys() for line in requests)
     assert [line["status"] for line in requests] == [201, 422, 422, 422]
+    # Each line names the bill it was about, and the settlement once there is one.
+    assert all(line["bill_request_id"] for line in requests[:3])
+    assert requests[0]["settlement_id"] and all(line["settlement_id"] is None for line in requests[1:])
