@@ -253,6 +253,11 @@ class Problem(Out, frozen=True, kw_only=True, omit_defaults=True):
     status: int
     detail: str
     code: str
+    # The trace id of this HTTP request (its X-Request-Id): what to quote to the operator. Not a bill's
+    # request_id, which is the terminal's own key for the bill.
+    trace_id: str
+    # The same trace id under its first name, kept so integrations written against it keep working;
+    # read trace_id instead.
     request_id: str
     field: str | None = None
     retry_after: int | None = None

@@ -68,6 +68,7 @@ def problem_body(error: ApiError, request_id: str) -> bytes:
         status=error.status,
         detail=shown(error.detail),
         code=error.code,
+        trace_id=request_id,
         request_id=request_id,
         field=None if error.field is None else shown(error.field),
         retry_after=error.retry_after,

@@ -104,6 +104,7 @@ class Answer:
         assert self.headers.get("content-type", "").startswith("application/problem+json"), self
         problem: dict[str, Any] = json.loads(self.body)
         assert problem["status"] == self.status and problem["request_id"] == self.headers["x-request-id"]
+        assert problem["trace_id"] == problem["request_id"]
         return problem
 
 
