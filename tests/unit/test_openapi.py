@@ -11,6 +11,8 @@ import re
 
 import pytest
 from aiohttp import web
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from gateway import api_models as api
 from gateway.http.openapi import openapi_document
@@ -120,3 +122,12 @@ def test_two_handlers_of_one_name_stop_the_document() -> None:
     clash = Route("POST", "/v1/other-settle", settle, TERMINAL, PLAIN)
     with pytest.raises(ValueError, match="operationId settle"):
         openapi_document([*[route for route in ROUTES if route.handler.__name__ == "settle"], clash])
+
+
+def test_the_document_is_valid_openapi_for_the_tools_integrators_use() -> None:
+    """What Swagger UI, Postman and code generators need first: a document the OpenAPI 3.1 schema accepts."""
+    document = openapi_document(ROUTES)
+    validate(document)
+    broken = {**document, "paths": {"/v1/x": {"get": {"responses": "not a mapping"}}}}
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken)
