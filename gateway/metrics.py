@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -48,6 +48,10 @@ class Metrics:
         self.multiprocess = multiprocess_dir() is not None
         self._pool_stats: Callable[[], tuple[int, int]] | None = None
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        if not self.multiprocess:
+            # The process's CPU seconds, resident memory, open files and start time (process_*). With
+            # several workers each is a process of its own, which one scrape of /metrics cannot sum.
+            ProcessCollector(registry=self.registry)
         self.request_duration = Histogram(
             "medsettle_http_request_duration_seconds",
             "HTTP request duration",

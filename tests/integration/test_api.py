@@ -290,6 +290,8 @@ async def test_operator_endpoints(client):
         "medsettle_idempotent_replays_total",
         "medsettle_db_pool_in_use",
         "medsettle_db_pool_max",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
     ):
         assert name in metrics
 
