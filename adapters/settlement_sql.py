@@ -163,7 +163,7 @@ def sql_types(shape: type[msgspec.Struct]) -> dict[str, str]:
 
 _ACC = sql_types(AccumulatorWrite)
 _ROW = sql_types(SettlementRow)
-_ACC_SET = [name for name in ACCUMULATOR_FIELDS]
+_ACC_SET = list(ACCUMULATOR_FIELDS)
 _CAP_COLUMNS = [name for name in _ACC if name.endswith("_cap")]
 
 

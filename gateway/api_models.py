@@ -9,6 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import msgspec
 
 from adapters import finance
+from settlement.eligibility import ProgrammeStanding
 from settlement.explain import explain
 from settlement.models import (
     Accumulators,
@@ -198,14 +199,8 @@ class ReversalOut(Out, frozen=True, kw_only=True):
     replayed: bool = False
 
 
-class ProgrammeOut(Out, frozen=True, kw_only=True):
-    programme: Payer
-    code: str
-    effective_from: dt.date
-    struck_off_on: dt.date | None
-    annual_cap: int
-    used: int
-    remaining: int
+class ProgrammeOut(ProgrammeStanding, frozen=True, kw_only=True):
+    """One programme in force: its cap, what is used and what is left (settlement/eligibility.py)."""
 
 
 class EligibilityOut(Out, frozen=True, kw_only=True):

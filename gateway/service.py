@@ -175,11 +175,16 @@ class Service:
 
     # ------------------------------------------------------------ helpers
 
-    def person_key(self, raw_id: str, field: str = "person_id") -> tuple[bytes, str]:
+    @staticmethod
+    def national_id(raw_id: str, field: str = "person_id") -> str:
+        """The normalised national ID, or the refusal naming what is wrong with it (never echoing it)."""
         try:
-            national_id = identity.validate(raw_id)
+            return identity.validate(raw_id)
         except identity.InvalidNationalId as error:
             raise Refused("invalid_national_id", f"person_id {error}", field=field) from None
+
+    def person_key(self, raw_id: str, field: str = "person_id") -> tuple[bytes, str]:
+        national_id = self.national_id(raw_id, field)
         return identity.person_key(national_id, self.pepper), identity.mask(national_id)
 
     def policy_on(self, service_date: dt.date) -> Policy:
@@ -438,7 +443,7 @@ class Service:
         if name is None:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
         figures = eligibility(policy, memberships, acc, day)
-        national_id = identity.validate(request.person_id)
+        national_id = self.national_id(request.person_id)
         return api.EligibilityOut(
             person=masked,
             name=name,
