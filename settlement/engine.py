@@ -32,7 +32,7 @@ PROGRAMME_NAMES = {
 
 def settle(bill: Bill, status: PersonStatus, accumulators: Accumulators, policy: Policy) -> Settlement:
     """Settle one bill for one person against their accumulators for the service year."""
-    _validate(bill)
+    validate_bill(bill)
     version = policy.id
     visit_type = bill.visit_type
     inpatient = visit_type == "inpatient"
@@ -254,7 +254,7 @@ def apply_deltas(accumulators: Accumulators, deltas: Accumulators) -> Accumulato
 # ---------------------------------------------------------------- helpers
 
 
-def _validate(bill: Bill) -> None:
+def validate_bill(bill: Bill) -> None:
     """Checks the engine cannot leave to the decoder: structs built in Python skip it."""
     if not bill.items:
         raise InvalidBill("a bill needs at least one line", field="items")

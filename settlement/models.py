@@ -52,6 +52,7 @@ class Bill(Model, frozen=True, kw_only=True):
     visit_type: VisitType
     service_date: dt.date
     items: tuple[LineItem, ...]
+    referral: bool = False
 
 
 class ProgrammeEnd(Model, frozen=True, kw_only=True):
@@ -67,12 +68,16 @@ class ProgrammeEnd(Model, frozen=True, kw_only=True):
 
 
 class PersonStatus(Model, frozen=True, kw_only=True):
-    """A person's programmes in force on the bill's service date."""
+    """A person's programmes in force on the bill's service date.
+
+    ``programmes`` holds the codes of programmes beyond the priority-care category and the hardship
+    tier that a policy's chain may name (``{"charity": "child_major_disease"}``)."""
 
     insured: bool
     veteran_category: str | None = None
     hardship_tier: str | None = None
     struck_off: tuple[ProgrammeEnd, ...] = ()
+    programmes: dict[str, str] = {}
 
 
 class Accumulators(Model, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ import datetime as dt
 import tomllib
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -95,58 +95,61 @@ class Policy(Rule, frozen=True, kw_only=True):
 # ---------------------------------------------------------------- file form
 
 # Numbers are typed Any here so msgspec leaves them as parsed (it would turn "0.75" into a
-# Decimal); _Checker.number accepts only TOML integers and decimals.
+# Decimal); Checker.number accepts only TOML integers and decimals.
 Number = Any
 
 
-class _File(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class FileStruct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-class _LevelFile(_File, frozen=True, kw_only=True):
+FileT = TypeVar("FileT", bound=FileStruct)
+
+
+class _LevelFile(FileStruct, frozen=True, kw_only=True):
     outpatient_rate: Number
     inpatient_rate: Number | None = None
     inpatient_deductible_yuan: Number | None = None
 
 
-class _InsuranceFile(_File, frozen=True, kw_only=True):
+class _InsuranceFile(FileStruct, frozen=True, kw_only=True):
     outpatient_deductible_yuan: Number
     outpatient_cap_yuan: Number
     inpatient_cap_yuan: Number
     levels: dict[str, _LevelFile]
 
 
-class _CategoryFile(_File, frozen=True, kw_only=True):
+class _CategoryFile(FileStruct, frozen=True, kw_only=True):
     outpatient_rate: Number
     inpatient_rate: Number
     annual_cap_yuan: Number
 
 
-class _CategoriesFile(_File, frozen=True, kw_only=True):
+class _CategoriesFile(FileStruct, frozen=True, kw_only=True):
     categories: dict[str, _CategoryFile]
 
 
-class _BandFile(_File, frozen=True, kw_only=True):
+class BandFile(FileStruct, frozen=True, kw_only=True):
     rate: Number
     up_to_yuan: Number | None = None
 
 
-class _TierFile(_File, frozen=True, kw_only=True):
+class _TierFile(FileStruct, frozen=True, kw_only=True):
     outpatient_rate: Number
-    inpatient_bands: list[_BandFile]
+    inpatient_bands: list[BandFile]
     annual_cap_yuan: Number
     ytd_unpaid_threshold_yuan: Number = 0
 
 
-class _TiersFile(_File, frozen=True, kw_only=True):
+class _TiersFile(FileStruct, frozen=True, kw_only=True):
     tiers: dict[str, _TierFile]
 
 
-class _EligibilityFile(_File, frozen=True, kw_only=True):
+class _EligibilityFile(FileStruct, frozen=True, kw_only=True):
     b_self_pay_first_share: Number
 
 
-class _PolicyFile(_File, frozen=True, kw_only=True):
+class _PolicyFile(FileStruct, frozen=True, kw_only=True):
     id: str
     effective_from: dt.date
     eligibility: _EligibilityFile
@@ -156,7 +159,7 @@ class _PolicyFile(_File, frozen=True, kw_only=True):
     description: str = ""
 
 
-class _Checker:
+class Checker:
     """Turns file values into engine values, raising PolicyError with the field path."""
 
     def __init__(self, source: str) -> None:
@@ -205,19 +208,24 @@ class _Checker:
                 raise self.fail(f"{path}.{name}", f"missing: every {what} must have a rule")
 
 
-def parse_policy(text: str, source: str) -> Policy:
-    """Parse and validate one policy file's text. ``source`` names it in errors."""
-    check = _Checker(source)
+def decode_file(text: str, shape: type[FileT], check: Checker) -> FileT:
+    """TOML text in the shape of a file struct; every number an exact Decimal, errors with a path."""
     try:
         raw: dict[str, Any] = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as error:
         raise check.fail("$", f"not valid TOML: {error}") from None
     try:
-        data = msgspec.convert(raw, _PolicyFile)
+        return msgspec.convert(raw, shape)
     except msgspec.ValidationError as error:
         message = str(error)
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
         raise check.fail(path, message.split(" - at `")[0]) from None
+
+
+def parse_policy(text: str, source: str) -> Policy:
+    """Parse and validate one policy file's text. ``source`` names it in errors."""
+    check = Checker(source)
+    data = decode_file(text, _PolicyFile, check)
 
     if not data.id.strip():
         raise check.fail("$.id", "must not be empty")
@@ -271,7 +279,7 @@ def parse_policy(text: str, source: str) -> Policy:
             raise check.fail(f"{path}.outpatient_rate", "medical_hardship pays only on inpatient bills: use 0.00")
         hardship_tiers[name] = TierRule(
             outpatient_rate=check.rate(tier.outpatient_rate, f"{path}.outpatient_rate"),
-            inpatient_bands=_bands(check, tier.inpatient_bands, f"{path}.inpatient_bands"),
+            inpatient_bands=parse_bands(check, tier.inpatient_bands, f"{path}.inpatient_bands"),
             annual_cap=check.money(tier.annual_cap_yuan, f"{path}.annual_cap_yuan"),
             ytd_unpaid_threshold=check.money(tier.ytd_unpaid_threshold_yuan, f"{path}.ytd_unpaid_threshold_yuan"),
         )
@@ -289,7 +297,7 @@ def parse_policy(text: str, source: str) -> Policy:
     )
 
 
-def _bands(check: _Checker, bands: list[_BandFile], path: str) -> tuple[Band, ...]:
+def parse_bands(check: Checker, bands: list[BandFile], path: str) -> tuple[Band, ...]:
     if not bands:
         raise check.fail(path, "needs at least one band")
     result = []

@@ -1,0 +1,465 @@
+"""The payer chain as data, and the engine that settles a bill along it.
+
+A policy declares its funds and an ordered chain of steps, one fund each (DESIGN Part 2, "Funds and
+the payer chain"; docs/policy-files.md says how to write one). ``settle`` walks the chain: every step
+pays from the eligible amount still unpaid after the steps before it, rounds once (half up, to the
+fen, in ``money.round_half_up``), and is limited by what is left of its annual cap. The patient pays
+the rest.
+
+A step's rule is picked per bill: the first of the step's rules that matches the visit type, the
+clinic level and the person's programme codes on the service date. What a rule can say:
+
+* a **deductible**: none; per admission (by clinic level); or per year, consumed from a named
+  counter over the year's bills before the step pays;
+* a **rate**: flat (by clinic level); marginal bands over this bill's base; or marginal bands over a
+  **year-to-date counter** of the step's base (pay = f(counter after) - f(counter before), rounded
+  once), whose first band starts at a threshold;
+* an **annual cap** on a named paid counter, which several steps or codes may share.
+
+Counters are named per person and calendar year, so a new policy version continues the same
+counters. ``settle`` is pure: no IO, no clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Literal
+
+from settlement.engine import strike_off_notices, validate_bill
+from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
+from settlement.models import (
+    BandTrace,
+    Bill,
+    Category,
+    ClinicLevel,
+    Model,
+    Notice,
+    PersonStatus,
+    VisitType,
+)
+from settlement.money import RATE_SCALE, apply_rate, format_rate, round_half_up
+from settlement.policy import Band
+
+Counts = Literal["every_bill", "applied"]
+DeductibleKind = Literal["none", "per_admission", "per_year"]
+RateKind = Literal["flat", "bands", "ytd_bands"]
+
+# The registry's programme codes live on PersonStatus under these names (the payer-era fields).
+_STATUS_FIELDS: Mapping[str, str] = {"veteran_subsidy": "veteran_category", "hardship_aid": "hardship_tier"}
+
+
+# ---------------------------------------------------------------- the chain
+
+
+class Fund(Model, frozen=True, kw_only=True):
+    """A payer: its stable code (ledger account and API name), names, national fund type and whether
+    the law obliges it (statutory payers always come before the others in a chain)."""
+
+    code: str
+    name: str
+    name_en: str
+    fund_type: str | None
+    statutory: bool
+
+
+class Rule(Model, frozen=True, kw_only=True):
+    """How a step pays on the bills and people it matches. ``None`` in a match field means any.
+
+    Money is fen, rates parts per million. ``rate_by_level`` holds a flat rate per clinic level;
+    ``bands`` apply to this bill's base after the deductible; ``ytd_bands`` to the step's
+    year-to-date counter, with edges in counter values and the first band starting at
+    ``threshold``. ``annual_cap`` None means the step pays without a cap (its paid counter still
+    counts)."""
+
+    visit_types: tuple[VisitType, ...] | None = None
+    levels: tuple[ClinicLevel, ...] | None = None
+    codes: tuple[str, ...] | None = None
+    members_of: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    deductible: DeductibleKind = "none"
+    deductible_by_level: Mapping[ClinicLevel, int] = {}
+    deductible_counter: str | None = None
+    rate_kind: RateKind
+    rate_by_level: Mapping[ClinicLevel, int] = {}
+    bands: tuple[Band, ...] = ()
+    threshold: int = 0
+    annual_cap: int | None = None
+    paid_counter: str
+
+    def matches(self, visit_type: str, level: str, code: str | None, codes_of: Mapping[str, str]) -> bool:
+        if self.visit_types is not None and visit_type not in self.visit_types:
+            return False
+        if self.levels is not None and level not in self.levels:
+            return False
+        if self.codes is not None and code not in self.codes:
+            return False
+        return all(codes_of.get(programme) in codes for programme, codes in self.members_of)
+
+
+class Step(Model, frozen=True, kw_only=True):
+    """One fund's turn in the chain: who and which bills it applies to, and its rules (first match)."""
+
+    fund: Fund
+    insured: bool = False
+    programme: str | None = None
+    codes: tuple[str, ...] | None = None
+    visit_types: tuple[VisitType, ...] | None = None
+    levels: tuple[ClinicLevel, ...] | None = None
+    referral: bool = False
+    ytd_counter: str | None = None
+    ytd_counts: Counts = "applied"
+    rules: tuple[Rule, ...]
+
+
+class Chain(Model, frozen=True, kw_only=True):
+    """A policy version: eligibility, the programmes it names, and its chain of steps."""
+
+    id: str
+    effective_from: dt.date
+    description: str
+    b_self_pay_first_share: int
+    inpatient_levels: tuple[ClinicLevel, ...]
+    programmes: Mapping[str, tuple[str, ...]]
+    steps: tuple[Step, ...]
+    counters: tuple[str, ...]
+
+    @property
+    def funds(self) -> tuple[Fund, ...]:
+        return tuple(step.fund for step in self.steps)
+
+    def offers_inpatient(self, level: str) -> bool:
+        return level in self.inpatient_levels
+
+
+# ---------------------------------------------------------------- the result
+
+
+class StepTrace(Model, frozen=True, kw_only=True):
+    """Why one step paid what it paid: enough to print on a receipt.
+
+    From ``base`` (the eligible amount still unpaid at this step's turn) the deductible consumed
+    or the part below a year-to-date threshold is set aside; the rest goes through ``bands`` (one
+    band for a flat rate), giving ``computed``, rounded once, half up. The cap left before this
+    bill can cut that to ``paid``. ``ytd_before``/``ytd_after`` are the step's year-to-date
+    counter around this bill when it has one."""
+
+    fund: str
+    name: str
+    applied: bool
+    reason: str | None = None
+    programme: str | None = None
+    base: int
+    deductible: int = 0
+    deductible_consumed: int = 0
+    threshold: int = 0
+    below_threshold: int = 0
+    ytd_before: int | None = None
+    ytd_after: int | None = None
+    bands: tuple[BandTrace, ...] = ()
+    computed: int = 0
+    annual_cap: int | None = None
+    cap_remaining: int | None = None
+    cap_cut: int = 0
+    paid: int = 0
+
+
+class ChainLine(Model, frozen=True, kw_only=True):
+    """One line's share of each step (in chain order), spread by largest remainder."""
+
+    code: str
+    category: Category
+    amount: int
+    self_pay_first: int
+    eligible: int
+    payers: tuple[int, ...]
+    out_of_pocket: int
+
+
+class ChainSettlement(Model, frozen=True, kw_only=True):
+    """One bill settled along a chain. ``sum(step.paid for step in payers) + out_of_pocket == total``.
+
+    ``counters_before``/``counters_after`` hold every counter the chain names; ``caps`` the cap in
+    force on each counter this bill was limited by (a paid counter's annual cap, a per-year
+    deductible's amount)."""
+
+    policy_version: str
+    clinic_level: ClinicLevel
+    visit_type: VisitType
+    service_date: dt.date
+    referral: bool
+    total: int
+    eligible: int
+    self_pay_first: int
+    not_covered: int
+    payers: tuple[StepTrace, ...]
+    out_of_pocket: int
+    lines: tuple[ChainLine, ...]
+    counters_before: Mapping[str, int]
+    counters_after: Mapping[str, int]
+    caps: Mapping[str, int]
+    warnings: tuple[Notice, ...] = ()
+
+    def paid(self, fund: str) -> int:
+        """What the fund with this code paid (0 when the chain has no such fund)."""
+        return sum(step.paid for step in self.payers if step.fund == fund)
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def programme_codes(status: PersonStatus) -> dict[str, str]:
+    """The person's code in each programme in force: ``{"hardship_aid": "marginal", ...}``."""
+    codes = dict(status.programmes)
+    for programme, field in _STATUS_FIELDS.items():
+        code = getattr(status, field)
+        if code is not None:
+            codes[programme] = code
+    return codes
+
+
+def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int], chain: Chain) -> ChainSettlement:
+    """Settle one bill for one person along ``chain``, given their counters for the service year."""
+    validate_bill(bill)
+    visit_type = bill.visit_type
+    level = bill.clinic_level
+    if visit_type == "inpatient" and level not in chain.inpatient_levels:
+        raise InpatientNotOffered(
+            f"{level} clinics offer no inpatient care; settle this bill as outpatient or refer it",
+            field="visit_type",
+        )
+    codes_of = programme_codes(status)
+    for programme, code in codes_of.items():
+        declared = chain.programmes.get(programme)
+        if declared is not None and code not in declared:
+            raise UnknownProgrammeCode(
+                f"{programme} code {code!r} has no rule in policy {chain.id}",
+                field=_STATUS_FIELDS.get(programme, f"programmes.{programme}"),
+            )
+
+    # Eligible amount per line: B lines lose their self-pay-first share, rounded per line.
+    share = chain.b_self_pay_first_share
+    line_eligible: list[int] = []
+    line_self_pay: list[int] = []
+    total = 0
+    not_covered = 0
+    for item in bill.items:
+        amount = item.amount
+        total += amount
+        if item.category == "A":
+            line_eligible.append(amount)
+            line_self_pay.append(0)
+        elif item.category == "B":
+            self_pay = apply_rate(amount, share)
+            line_eligible.append(amount - self_pay)
+            line_self_pay.append(self_pay)
+        else:
+            line_eligible.append(0)
+            line_self_pay.append(0)
+            not_covered += amount
+    eligible = sum(line_eligible)
+
+    values = {name: counters.get(name, 0) for name in chain.counters}
+    before = dict(values)
+    caps: dict[str, int] = {}
+    traces: list[StepTrace] = []
+    line_shares: list[list[int]] = []
+    line_unpaid = list(line_eligible)
+    remaining = eligible
+    for step in chain.steps:
+        trace = _step(step, bill, status, codes_of, remaining, values, caps)
+        traces.append(trace)
+        paid = trace.paid
+        shares = _spread(paid, line_unpaid, remaining)
+        line_shares.append(shares)
+        if paid:
+            line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, shares, strict=True)]
+        remaining -= paid
+
+    paid_total = eligible - remaining
+    lines = tuple(
+        ChainLine(
+            code=item.code,
+            category=item.category,
+            amount=item.amount,
+            self_pay_first=line_self_pay[index],
+            eligible=line_eligible[index],
+            payers=tuple(shares[index] for shares in line_shares),
+            out_of_pocket=item.amount - line_eligible[index] + line_unpaid[index],
+        )
+        for index, item in enumerate(bill.items)
+    )
+    return ChainSettlement(
+        policy_version=chain.id,
+        clinic_level=level,
+        visit_type=visit_type,
+        service_date=bill.service_date,
+        referral=bill.referral,
+        total=total,
+        eligible=eligible,
+        self_pay_first=sum(line_self_pay),
+        not_covered=not_covered,
+        payers=tuple(traces),
+        out_of_pocket=total - paid_total,
+        lines=lines,
+        counters_before=before,
+        counters_after=values,
+        caps=caps,
+        warnings=strike_off_notices(status),
+    )
+
+
+def _step(
+    step: Step,
+    bill: Bill,
+    status: PersonStatus,
+    codes_of: Mapping[str, str],
+    base: int,
+    values: dict[str, int],
+    caps: dict[str, int],
+) -> StepTrace:
+    """One step's turn: moves ``values`` (the counters) and records caps in force in ``caps``."""
+    fund = step.fund
+    code = codes_of.get(step.programme) if step.programme is not None else None
+    reason = _why_not(step, bill, status, code)
+    rule = None
+    if reason is None:
+        for candidate in step.rules:
+            if candidate.matches(bill.visit_type, bill.clinic_level, code, codes_of):
+                rule = candidate
+                break
+        else:
+            reason = "no_rule"
+
+    ytd_before = ytd_after = None
+    if step.ytd_counter is not None and (reason is None or step.ytd_counts == "every_bill"):
+        ytd_before = values[step.ytd_counter]
+        ytd_after = ytd_before + base
+        values[step.ytd_counter] = ytd_after
+    if rule is None:
+        return StepTrace(
+            fund=fund.code, name=fund.name, applied=False, reason=reason, base=base,
+            ytd_before=ytd_before, ytd_after=ytd_after,
+        )  # fmt: skip
+
+    level = bill.clinic_level
+    deductible = consumed = 0
+    if rule.deductible == "per_admission":
+        deductible = rule.deductible_by_level[level]
+        consumed = min(base, deductible)
+    elif rule.deductible == "per_year":
+        counter = rule.deductible_counter
+        assert counter is not None  # the loader refuses a per-year deductible without its counter
+        yearly = rule.deductible_by_level[level]
+        caps[counter] = max(caps.get(counter, 0), yearly)
+        deductible = max(0, yearly - values[counter])
+        consumed = min(base, deductible)
+        values[counter] += consumed
+    rated = base - consumed
+
+    threshold = below = 0
+    bands: tuple[BandTrace, ...]
+    if rule.rate_kind == "flat":
+        rate = rule.rate_by_level[level]
+        numerator = rated * rate
+        bands = (BandTrace(lower=0, upper=None, rate=format_rate(rate), amount=rated),)
+    elif rule.rate_kind == "bands":
+        numerator, bands = _marginal(rule.bands, 0, rated, 0)
+    else:
+        assert ytd_before is not None and ytd_after is not None  # the loader ties ytd_bands to a counter
+        threshold = rule.threshold
+        below = max(0, min(ytd_after, threshold) - ytd_before)
+        numerator, bands = _marginal(rule.bands, max(ytd_before, threshold), ytd_after, threshold)
+    computed = round_half_up(numerator, RATE_SCALE)
+
+    paid_counter = rule.paid_counter
+    cap = rule.annual_cap
+    if cap is None:
+        cap_remaining = None
+        paid = computed
+    else:
+        caps[paid_counter] = max(caps.get(paid_counter, 0), cap)
+        cap_remaining = max(0, cap - values[paid_counter])
+        paid = min(computed, cap_remaining)
+    values[paid_counter] += paid
+    return StepTrace(
+        fund=fund.code,
+        name=fund.name,
+        applied=True,
+        programme=code if code is not None else level,
+        base=base,
+        deductible=deductible,
+        deductible_consumed=consumed,
+        threshold=threshold,
+        below_threshold=below,
+        ytd_before=ytd_before,
+        ytd_after=ytd_after,
+        bands=bands,
+        computed=computed,
+        annual_cap=cap,
+        cap_remaining=cap_remaining,
+        cap_cut=computed - paid,
+        paid=paid,
+    )
+
+
+def _why_not(step: Step, bill: Bill, status: PersonStatus, code: str | None) -> str | None:
+    """Why the step does not apply to this bill and person, or None when it does."""
+    if step.insured and not status.insured:
+        return "not_insured"
+    if step.programme is not None:
+        if code is None:
+            ended = any(end.programme == step.programme for end in status.struck_off)
+            return "struck_off" if ended else "not_enrolled"
+        if step.codes is not None and code not in step.codes:
+            return "code_not_covered"
+    if step.visit_types is not None and bill.visit_type not in step.visit_types:
+        return "visit_type_not_covered"
+    if step.levels is not None and bill.clinic_level not in step.levels:
+        return "clinic_level_not_covered"
+    if step.referral and not bill.referral:
+        return "referral_required"
+    return None
+
+
+def _marginal(bands: tuple[Band, ...], start: int, end: int, floor: int) -> tuple[int, tuple[BandTrace, ...]]:
+    """Rate × amount summed over the bands for the stretch ``[start, end)`` of a base that bands
+    measure from ``floor`` (band edges are absolute). Returns the unrounded numerator (fen × ppm)
+    and the bands the stretch touched (the first band even when it is empty)."""
+    numerator = 0
+    lower = floor
+    touched: list[BandTrace] = []
+    for band in bands:
+        upper = band.up_to
+        part = min(end, upper) - max(start, lower) if upper is not None else end - max(start, lower)
+        if part > 0 or (not touched and (upper is None or start < upper)):
+            touched.append(BandTrace(lower=lower, upper=upper, rate=band.rate_text, amount=max(part, 0)))
+        if part > 0:
+            numerator += part * band.rate
+        if upper is None or end <= upper:
+            break
+        lower = upper
+    return numerator, tuple(touched)
+
+
+def _spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
+    """Split ``amount`` over lines in proportion to ``weights`` by largest remainder.
+
+    Shares sum to ``amount`` exactly and no share exceeds its weight (given
+    ``amount <= total_weight``). Ties go to the earlier line, so results repeat.
+    """
+    if amount == 0:
+        return [0] * len(weights)
+    if amount == total_weight:
+        return list(weights)
+    shares = []
+    remainders = []
+    for weight in weights:
+        share, remainder = divmod(amount * weight, total_weight)
+        shares.append(share)
+        remainders.append(remainder)
+    left = amount - sum(shares)
+    if left:
+        order = sorted(range(len(weights)), key=lambda index: -remainders[index])
+        for index in order[:left]:
+            shares[index] += 1
+    return shares

@@ -1,0 +1,358 @@
+"""The chain policy file: its TOML form, its validation, and the ``Chain`` it becomes.
+
+docs/policy-files.md is the reference a policy officer reads; ``policies/default.toml`` and
+``policies/examples/three-tier/`` are worked files. Every number is an exact decimal (never a
+float), money is yuan in the file and fen in the engine, rates are parts per million. Every error
+names the file, the field path and the problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import msgspec
+
+from settlement.chain import Chain, Counts, Fund, Rule, Step
+from settlement.models import CLINIC_LEVELS, VISIT_TYPES, ClinicLevel, VisitType
+from settlement.policy import BandFile, Checker, FileStruct, Number, decode_file, parse_bands
+
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+FUND_TYPE = re.compile(r"^[0-9]{6}$")
+
+
+class _DeductibleFile(FileStruct, frozen=True, kw_only=True):
+    per_year_yuan: Number | None = None
+    per_admission_yuan: Any = None  # a number, or a table of numbers by clinic level
+    counter: str | None = None
+
+
+class _YtdBandsFile(FileStruct, frozen=True, kw_only=True):
+    threshold_yuan: Number = 0
+    bands: list[BandFile]
+
+
+class _YtdCounterFile(FileStruct, frozen=True, kw_only=True):
+    name: str
+    counts: Counts = "applied"
+
+
+class _RuleFile(FileStruct, frozen=True, kw_only=True):
+    visit_types: list[VisitType] | None = None
+    levels: list[ClinicLevel] | None = None
+    codes: list[str] | None = None
+    members_of: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    deductible: _DeductibleFile | None = None
+    rate: Any = None  # a number, or a table of numbers by clinic level
+    bands: list[BandFile] | None = None
+    ytd_bands: _YtdBandsFile | None = None
+    annual_cap_yuan: Number | None = None
+    paid_counter: str | None = None
+
+
+class _FundFile(FileStruct, frozen=True, kw_only=True):
+    name: str
+    name_en: str = ""
+    fund_type: str | None = None
+    statutory: bool
+    insured: bool = False
+    programme: str | None = None
+    codes: list[str] | None = None
+    visit_types: list[VisitType] | None = None
+    levels: list[ClinicLevel] | None = None
+    referral: bool = False
+    ytd_counter: _YtdCounterFile | None = None
+    paid_counter: str | None = None
+    rules: list[_RuleFile]
+
+
+class _EligibilityFile(FileStruct, frozen=True, kw_only=True):
+    b_self_pay_first_share: Number
+    inpatient_levels: list[ClinicLevel]
+
+
+class _ChainFile(FileStruct, frozen=True, kw_only=True):
+    id: str
+    effective_from: dt.date
+    description: str = ""
+    chain: list[str]
+    eligibility: _EligibilityFile
+    programmes: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    funds: dict[str, _FundFile]
+
+
+CounterKind = Literal["paid", "deductible", "year-to-date"]
+
+
+class _Counters:
+    """Every counter a chain names, with its kind and (for deductibles and year-to-date) its step."""
+
+    def __init__(self, check: Checker) -> None:
+        self.check = check
+        self.kinds: dict[str, tuple[CounterKind, str]] = {}
+
+    def add(self, name: str, kind: CounterKind, fund: str, path: str) -> str:
+        if not NAME.match(name):
+            raise self.check.fail(path, f"counter name {name!r} must be lower-case letters, digits and _")
+        seen = self.kinds.setdefault(name, (kind, fund))
+        if seen[0] != kind:
+            raise self.check.fail(path, f"counter {name!r} is already a {seen[0]} counter; it cannot also be {kind}")
+        if kind != "paid" and seen[1] != fund:
+            raise self.check.fail(path, f"{kind} counter {name!r} already belongs to fund {seen[1]!r}")
+        return name
+
+
+def parse_chain(text: str, source: str) -> Chain:
+    """Parse and validate one chain policy file's text. ``source`` names it in errors."""
+    check = Checker(source)
+    data = decode_file(text, _ChainFile, check)
+    if not data.id.strip():
+        raise check.fail("$.id", "must not be empty")
+
+    programmes: dict[str, tuple[str, ...]] = {}
+    for programme, codes in data.programmes.items():
+        path = f"$.programmes.{programme}"
+        _name(check, programme, path, "programme")
+        if programme == "insurance":
+            raise check.fail(path, "insurance is not a programme with codes: use insured = true on a fund")
+        if not codes:
+            raise check.fail(path, "needs at least one code")
+        for index, code in enumerate(codes):
+            _name(check, code, f"{path}[{index}]", "code")
+        if len(set(codes)) != len(codes):
+            raise check.fail(path, "a code is listed twice")
+        programmes[programme] = tuple(codes)
+
+    if not data.chain:
+        raise check.fail("$.chain", "needs at least one fund")
+    for index, code in enumerate(data.chain):
+        if code not in data.funds:
+            raise check.fail(f"$.chain[{index}]", f"fund {code!r} is not declared under [funds.{code}]")
+        if code in data.chain[:index]:
+            raise check.fail(f"$.chain[{index}]", f"fund {code!r} is already in the chain: one step per fund")
+    for code in data.funds:
+        if code not in data.chain:
+            raise check.fail(f"$.funds.{code}", "declared but not in the chain")
+
+    inpatient_levels = tuple(level for level in CLINIC_LEVELS if level in data.eligibility.inpatient_levels)
+    counters = _Counters(check)
+    steps = []
+    statutory_seen_last: str | None = None
+    for index, code in enumerate(data.chain):
+        fund_file = data.funds[code]
+        path = f"$.funds.{code}"
+        _name(check, code, path, "fund code")
+        if not fund_file.statutory:
+            statutory_seen_last = statutory_seen_last or code
+        elif statutory_seen_last is not None:
+            raise check.fail(
+                f"$.chain[{index}]",
+                f"statutory fund {code!r} comes after non-statutory fund {statutory_seen_last!r}: "
+                "statutory payers pay first",
+            )
+        steps.append(_step(check, code, fund_file, path, programmes, inpatient_levels, counters))
+
+    return Chain(
+        id=data.id.strip(),
+        effective_from=data.effective_from,
+        description=data.description,
+        b_self_pay_first_share=check.rate(
+            data.eligibility.b_self_pay_first_share, "$.eligibility.b_self_pay_first_share"
+        ),
+        inpatient_levels=inpatient_levels,
+        programmes=programmes,
+        steps=tuple(steps),
+        counters=tuple(counters.kinds),
+    )
+
+
+def _step(
+    check: Checker,
+    code: str,
+    data: _FundFile,
+    path: str,
+    programmes: dict[str, tuple[str, ...]],
+    inpatient_levels: tuple[ClinicLevel, ...],
+    counters: _Counters,
+) -> Step:
+    if not data.name.strip():
+        raise check.fail(f"{path}.name", "must not be empty")
+    if data.fund_type is not None and not FUND_TYPE.match(data.fund_type):
+        raise check.fail(f"{path}.fund_type", "a national fund type is six digits, such as 390100")
+    fund = Fund(
+        code=code, name=data.name.strip(), name_en=data.name_en.strip(), fund_type=data.fund_type,
+        statutory=data.statutory,
+    )  # fmt: skip
+    codes_in: tuple[str, ...] = ()
+    if data.programme is not None:
+        if data.programme not in programmes:
+            raise check.fail(f"{path}.programme", f"programme {data.programme!r} is not declared under [programmes]")
+        codes_in = programmes[data.programme]
+    if data.codes is not None and data.programme is None:
+        raise check.fail(f"{path}.codes", "codes need the fund's programme: set programme too")
+    step_codes = _codes(check, data.codes, codes_in, data.programme, f"{path}.codes")
+    ytd_counter = ytd_counts = None
+    if data.ytd_counter is not None:
+        ytd_counter = counters.add(data.ytd_counter.name, "year-to-date", code, f"{path}.ytd_counter.name")
+        ytd_counts = data.ytd_counter.counts
+    if not data.rules:
+        raise check.fail(f"{path}.rules", "needs at least one rule")
+    step_levels = _levels(data.levels)
+    step_visits = data.visit_types
+    rules = []
+    for index, rule_file in enumerate(data.rules):
+        rule_path = f"{path}.rules[{index}]"
+        visits = _narrow(step_visits, rule_file.visit_types, VISIT_TYPES)
+        # The levels where the rule can settle a bill: inpatient bills only where admissions are offered.
+        reach = {
+            level
+            for level in CLINIC_LEVELS
+            if level in _narrow(step_levels, rule_file.levels, CLINIC_LEVELS)
+            and ("outpatient" in visits or level in inpatient_levels)
+        }
+        rules.append(_rule(check, code, rule_file, rule_path, data, programmes, codes_in, reach, ytd_counter, counters))
+    return Step(
+        fund=fund,
+        insured=data.insured,
+        programme=data.programme,
+        codes=step_codes,
+        visit_types=tuple(step_visits) if step_visits is not None else None,
+        levels=step_levels,
+        referral=data.referral,
+        ytd_counter=ytd_counter,
+        ytd_counts=ytd_counts or "applied",
+        rules=tuple(rules),
+    )
+
+
+def _rule(
+    check: Checker,
+    fund: str,
+    data: _RuleFile,
+    path: str,
+    step: _FundFile,
+    programmes: dict[str, tuple[str, ...]],
+    codes_in: tuple[str, ...],
+    reach: set[ClinicLevel],
+    ytd_counter: str | None,
+    counters: _Counters,
+) -> Rule:
+    if data.codes is not None and step.programme is None:
+        raise check.fail(f"{path}.codes", "codes need the fund's programme: set programme on the fund")
+    codes = _codes(check, data.codes, codes_in, step.programme, f"{path}.codes")
+    members_of = []
+    for programme, member_codes in data.members_of.items():
+        if programme not in programmes:
+            raise check.fail(f"{path}.members_of.{programme}", "programme is not declared under [programmes]")
+        wanted = _codes(check, member_codes, programmes[programme], programme, f"{path}.members_of.{programme}")
+        assert wanted is not None  # a list was given
+        members_of.append((programme, wanted))
+
+    kinds = [name for name in ("rate", "bands", "ytd_bands") if getattr(data, name) is not None]
+    if len(kinds) != 1:
+        raise check.fail(path, "give exactly one of rate, bands or ytd_bands")
+    fields: dict[str, Any] = {}
+    if data.rate is not None:
+        fields = {"rate_kind": "flat", "rate_by_level": _by_level(check, data.rate, reach, f"{path}.rate", "rate")}
+    elif data.bands is not None:
+        fields = {"rate_kind": "bands", "bands": parse_bands(check, data.bands, f"{path}.bands")}
+    else:
+        assert data.ytd_bands is not None
+        if ytd_counter is None:
+            raise check.fail(f"{path}.ytd_bands", "bands over a year-to-date counter need ytd_counter on the fund")
+        threshold = check.money(data.ytd_bands.threshold_yuan, f"{path}.ytd_bands.threshold_yuan")
+        bands = parse_bands(check, data.ytd_bands.bands, f"{path}.ytd_bands.bands")
+        if bands[0].up_to is not None and bands[0].up_to <= threshold:
+            raise check.fail(f"{path}.ytd_bands.bands[0].up_to_yuan", "the first band must end above threshold_yuan")
+        fields = {"rate_kind": "ytd_bands", "bands": bands, "threshold": threshold}
+
+    deductible = data.deductible
+    if deductible is not None:
+        dpath = f"{path}.deductible"
+        if fields["rate_kind"] == "ytd_bands":
+            raise check.fail(dpath, "a rule over a year-to-date counter takes its threshold instead of a deductible")
+        if (deductible.per_year_yuan is None) == (deductible.per_admission_yuan is None):
+            raise check.fail(dpath, "give per_year_yuan (with its counter) or per_admission_yuan")
+        if deductible.per_year_yuan is not None:
+            if deductible.counter is None:
+                raise check.fail(f"{dpath}.counter", "a per-year deductible needs a counter of what has been met")
+            yearly = check.money(deductible.per_year_yuan, f"{dpath}.per_year_yuan")
+            fields |= {
+                "deductible": "per_year",
+                "deductible_by_level": dict.fromkeys(reach, yearly),
+                "deductible_counter": counters.add(deductible.counter, "deductible", fund, f"{dpath}.counter"),
+            }
+        else:
+            if deductible.counter is not None:
+                raise check.fail(f"{dpath}.counter", "a per-admission deductible starts afresh on every bill")
+            fields |= {
+                "deductible": "per_admission",
+                "deductible_by_level": _by_level(
+                    check, deductible.per_admission_yuan, reach, f"{dpath}.per_admission_yuan", "money"
+                ),
+            }
+
+    paid_counter = data.paid_counter or step.paid_counter
+    if paid_counter is None:
+        raise check.fail(f"{path}.paid_counter", "name the counter of what the fund has paid (here or on the fund)")
+    where = f"{path}.paid_counter" if data.paid_counter else f"$.funds.{fund}.paid_counter"
+    annual_cap = None
+    if data.annual_cap_yuan is not None:
+        annual_cap = check.money(data.annual_cap_yuan, f"{path}.annual_cap_yuan")
+    return Rule(
+        visit_types=tuple(data.visit_types) if data.visit_types is not None else None,
+        levels=_levels(data.levels),
+        codes=codes,
+        members_of=tuple(members_of),
+        annual_cap=annual_cap,
+        paid_counter=counters.add(paid_counter, "paid", fund, where),
+        **fields,
+    )
+
+
+def _name(check: Checker, name: str, path: str, what: str) -> None:
+    if not NAME.match(name):
+        raise check.fail(path, f"{what} {name!r} must be lower-case letters, digits and _, starting with a letter")
+
+
+def _codes(
+    check: Checker, codes: list[str] | None, declared: tuple[str, ...], programme: str | None, path: str
+) -> tuple[str, ...] | None:
+    if codes is None:
+        return None
+    if not codes:
+        raise check.fail(path, "an empty list matches nobody; leave it out to match every code")
+    for index, code in enumerate(codes):
+        if code not in declared:
+            raise check.fail(f"{path}[{index}]", f"{code!r} is not a code of programme {programme!r}")
+    return tuple(codes)
+
+
+def _levels(levels: list[ClinicLevel] | None) -> tuple[ClinicLevel, ...] | None:
+    return None if levels is None else tuple(level for level in CLINIC_LEVELS if level in levels)
+
+
+def _narrow(outer: Iterable[str] | None, inner: Iterable[str] | None, every: tuple[str, ...]) -> list[str]:
+    return [value for value in every if (outer is None or value in outer) and (inner is None or value in inner)]
+
+
+def _by_level(
+    check: Checker, value: Any, reach: set[ClinicLevel], path: str, kind: Literal["rate", "money"]
+) -> dict[ClinicLevel, int]:
+    """A number for every level, or a table by level that must cover every level the rule reaches."""
+    convert = check.rate if kind == "rate" else check.money
+    if not isinstance(value, dict):
+        number = convert(value, path)
+        return dict.fromkeys(reach, number)
+    for level in value:
+        if level not in CLINIC_LEVELS:
+            raise check.fail(f"{path}.{level}", f"unknown clinic level; expected one of {', '.join(CLINIC_LEVELS)}")
+    result: dict[ClinicLevel, int] = {}
+    for level in CLINIC_LEVELS:
+        if level in value:
+            result[level] = convert(value[level], f"{path}.{level}")
+        elif level in reach:
+            raise check.fail(f"{path}.{level}", "missing: the rule can settle bills at this level")
+    return result
