@@ -17,7 +17,7 @@ import msgspec
 
 from settlement.chain import Chain, Counts, Fund, Rule, Step
 from settlement.models import CLINIC_LEVELS, VISIT_TYPES, ClinicLevel, VisitType
-from settlement.policy import BandFile, Checker, FileStruct, Number, decode_file, parse_bands
+from settlement.policy import BandFile, Checker, FileStruct, Number, convert_part, decode_file, parse_bands
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 FUND_TYPE = re.compile(r"^[0-9]{6}$")
@@ -80,7 +80,7 @@ class _ChainFile(FileStruct, frozen=True, kw_only=True):
     chain: list[str]
     eligibility: _EligibilityFile
     programmes: dict[str, list[str]] = msgspec.field(default_factory=dict)
-    funds: dict[str, _FundFile]
+    funds: dict[str, Any]  # each entry converted on its own so errors name the fund (convert_part)
 
 
 CounterKind = Literal["paid", "deductible", "year-to-date"]
@@ -135,13 +135,14 @@ def parse_chain(text: str, source: str) -> Chain:
     for code in data.funds:
         if code not in data.chain:
             raise check.fail(f"$.funds.{code}", "declared but not in the chain")
+    funds = {code: convert_part(raw, _FundFile, check, f"$.funds.{code}") for code, raw in data.funds.items()}
 
     inpatient_levels = tuple(level for level in CLINIC_LEVELS if level in data.eligibility.inpatient_levels)
     counters = _Counters(check)
     steps = []
     statutory_seen_last: str | None = None
     for index, code in enumerate(data.chain):
-        fund_file = data.funds[code]
+        fund_file = funds[code]
         path = f"$.funds.{code}"
         _name(check, code, path, "fund code")
         if not fund_file.statutory:

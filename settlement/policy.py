@@ -214,12 +214,20 @@ def decode_file(text: str, shape: type[FileT], check: Checker) -> FileT:
         raw: dict[str, Any] = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as error:
         raise check.fail("$", f"not valid TOML: {error}") from None
+    return convert_part(raw, shape, check, "$")
+
+
+def convert_part(raw: Any, shape: type[FileT], check: Checker, at: str) -> FileT:
+    """One part of a decoded file (at path ``at``) in the shape of a file struct.
+
+    Converting a table's entries one by one keeps their keys in error paths: msgspec writes a
+    key of a dict as ``[...]``."""
     try:
         return msgspec.convert(raw, shape)
     except msgspec.ValidationError as error:
         message = str(error)
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else "$"
-        raise check.fail(path, message.split(" - at `")[0]) from None
+        raise check.fail(at + path[1:], message.split(" - at `")[0]) from None
 
 
 def parse_policy(text: str, source: str) -> Policy:
