@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from settlement.chain import Chain
+from settlement.chain_policy import parse_chain
+from settlement.compat import check_storable
 from settlement.errors import PolicyError
-from settlement.policy import Policy, PolicyBook, parse_policy
+from settlement.policy_book import PolicyBook
 
 DEFAULT_POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
 
@@ -16,12 +19,14 @@ def policy_dir() -> Path:
     return Path(os.environ.get("MEDSETTLE_POLICY_DIR", DEFAULT_POLICY_DIR))
 
 
-def load_policy_file(path: Path) -> Policy:
+def load_policy_file(path: Path) -> Chain:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise PolicyError(str(path), "$", f"cannot read: {error}") from None
-    return parse_policy(text, source=str(path))
+    chain = parse_chain(text, source=str(path))
+    check_storable(chain, str(path))
+    return chain
 
 
 def load_policy_book(folder: Path | None = None) -> PolicyBook:

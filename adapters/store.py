@@ -42,9 +42,9 @@ from adapters.settlement_sql import (
     write_arguments,
 )
 from adapters.terminal_keys import ActiveKey, load_keys
+from settlement.chain import Chain
 from settlement.decision import give_back
 from settlement.models import ACCUMULATOR_FIELDS, Accumulators
-from settlement.policy import Policy
 from settlement.ports import (
     AlreadySettled,
     DuplicateRequest,
@@ -141,7 +141,7 @@ class Store:
         async with self._connection() as connection:
             return await load_keys(connection, key_encryption_key, only)
 
-    async def sync_policies(self, policies: list[tuple[Policy, str, str]]) -> None:
+    async def sync_policies(self, policies: list[tuple[Chain, str, str]]) -> None:
         """Record each loaded policy version. A version id already stored with other text is refused,
         because settlements that name it must keep meaning what they meant."""
         async with self._connection() as connection, connection.transaction():

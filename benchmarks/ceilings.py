@@ -698,7 +698,7 @@ def stand_in_records(county: Any, bodies: list[dict[str, Any]]) -> list[tuple[by
             service_date=dt.date.fromisoformat(body["service_date"]),
             items=items,
         )
-        if bill.visit_type == "inpatient" and not policy.insurance.levels[bill.clinic_level].offers_inpatient:
+        if bill.visit_type == "inpatient" and not policy.offers_inpatient(bill.clinic_level):
             continue
         result = settle(bill, PersonStatus(insured=True), Accumulators(), policy)
         record = encode_record(Record(identity.mask(body["person_id"]), items, result))

@@ -25,12 +25,13 @@ from adapters.store import Store
 from adapters.terminal_keys import ActiveKey
 from gateway import api_models as api
 from gateway.metrics import Metrics
-from settlement import engine
+from settlement import compat, engine
+from settlement.chain import Chain
 from settlement.decision import decide
 from settlement.eligibility import eligibility
 from settlement.errors import Refused, SettlementError
 from settlement.models import Bill, LineItem, Settlement
-from settlement.policy import Policy, PolicyBook
+from settlement.policy_book import PolicyBook
 from settlement.ports import (
     AlreadySettled,
     DuplicateRequest,
@@ -187,7 +188,7 @@ class Service:
         national_id = self.national_id(raw_id, field)
         return identity.person_key(national_id, self.pepper), identity.mask(national_id)
 
-    def policy_on(self, service_date: dt.date) -> Policy:
+    def policy_on(self, service_date: dt.date) -> Chain:
         return self.policies.in_force(service_date)
 
     def check_service_date(self, service_date: dt.date) -> None:
@@ -196,7 +197,7 @@ class Service:
 
     async def _prepare_bill(
         self, terminal: Terminal, request: api.SettleRequest
-    ) -> tuple[Clinic, Bill, Policy, bytes, str]:
+    ) -> tuple[Clinic, Bill, Chain, bytes, str]:
         if request.clinic_id != terminal.clinic_id:
             raise Refused("terminal_not_for_clinic", "a terminal settles only for its own clinic", field="clinic_id")
         clinic = await self.clinic(request.clinic_id)
@@ -219,7 +220,7 @@ class Service:
                 for item in request.items
             ),
         )
-        if bill.visit_type == "inpatient" and not policy.insurance.levels[bill.clinic_level].offers_inpatient:
+        if bill.visit_type == "inpatient" and not policy.offers_inpatient(bill.clinic_level):
             raise Refused(
                 "inpatient_not_offered",
                 f"{clinic.level} clinics offer no inpatient care",
@@ -356,7 +357,7 @@ class Service:
         name, memberships, accumulators = await self.store.person_for_eligibility(key, bill.service_date.year)
         if name is None:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
-        settlement = engine.quote(bill, status_on(memberships, bill.service_date), accumulators, policy)
+        settlement = compat.settle(bill, status_on(memberships, bill.service_date), accumulators, policy)
         return api.QuoteOut(**api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked))
 
     # ------------------------------------------------------------ read and reverse
@@ -459,8 +460,8 @@ class Service:
         policy = self.policies.latest()
         known = {
             "insurance": ("resident",),
-            "veteran_subsidy": tuple(policy.veteran_categories),
-            "hardship_aid": tuple(policy.hardship_tiers),
+            "veteran_subsidy": policy.programmes.get("veteran_subsidy", ()),
+            "hardship_aid": policy.programmes.get("hardship_aid", ()),
         }
         entries = []
         for index, item in enumerate(request.memberships):

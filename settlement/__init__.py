@@ -1,6 +1,9 @@
 """The pure settlement engine. No IO, no clock, no asyncio; imports neither gateway nor adapters."""
 
-from settlement.engine import apply_deltas, quote, reversal_deltas, settle, settlement_deltas
+from settlement.chain import Chain
+from settlement.chain_policy import parse_chain
+from settlement.compat import settle
+from settlement.engine import apply_deltas, reversal_deltas, settlement_deltas
 from settlement.errors import (
     InpatientNotOffered,
     InvalidBill,
@@ -21,12 +24,13 @@ from settlement.models import (
     ProgrammeEnd,
     Settlement,
 )
-from settlement.policy import Policy, PolicyBook, parse_policy
+from settlement.policy_book import PolicyBook
 from settlement.registry import Membership, status_on
 
 __all__ = [
     "Accumulators",
     "Bill",
+    "Chain",
     "InpatientNotOffered",
     "InvalidBill",
     "LineBreakdown",
@@ -36,7 +40,6 @@ __all__ = [
     "Notice",
     "PayerTrace",
     "PersonStatus",
-    "Policy",
     "PolicyBook",
     "PolicyError",
     "ProgrammeEnd",
@@ -45,8 +48,7 @@ __all__ = [
     "UnknownProgrammeCode",
     "apply_deltas",
     "explain",
-    "parse_policy",
-    "quote",
+    "parse_chain",
     "reversal_deltas",
     "settle",
     "settlement_deltas",

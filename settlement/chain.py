@@ -217,6 +217,29 @@ def programme_codes(status: PersonStatus) -> dict[str, str]:
     return codes
 
 
+def caps_in_force(chain: Chain, status: PersonStatus) -> dict[str, int]:
+    """The largest cap each counter can be held to for this person, whatever the bill: a paid
+    counter's annual cap, a per-year deductible counter's amount. A counter no rule for this
+    person caps is 0. Today's storage writes these beside the counters for its CHECK constraints."""
+    codes_of = programme_codes(status)
+    caps = dict.fromkeys(chain.counters, 0)
+    for step in chain.steps:
+        code = codes_of.get(step.programme) if step.programme is not None else None
+        if step.programme is not None and (code is None or (step.codes is not None and code not in step.codes)):
+            continue
+        for rule in step.rules:
+            if rule.codes is not None and code not in rule.codes:
+                continue
+            if not all(codes_of.get(programme) in codes for programme, codes in rule.members_of):
+                continue
+            if rule.annual_cap is not None:
+                caps[rule.paid_counter] = max(caps[rule.paid_counter], rule.annual_cap)
+            if rule.deductible_counter is not None:
+                yearly = max(rule.deductible_by_level.values(), default=0)
+                caps[rule.deductible_counter] = max(caps[rule.deductible_counter], yearly)
+    return caps
+
+
 def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int], chain: Chain) -> ChainSettlement:
     """Settle one bill for one person along ``chain``, given their counters for the service year."""
     validate_bill(bill)

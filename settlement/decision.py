@@ -13,9 +13,9 @@ from typing import Final
 
 import msgspec
 
-from settlement import engine
+from settlement import compat, engine
+from settlement.chain import Chain, caps_in_force
 from settlement.models import Accumulators, Bill, PersonStatus, Settlement
-from settlement.policy import Policy
 from settlement.registry import Membership, status_on
 
 # The double-entry ledger: each payer's fund and the patient are debited with their share of a
@@ -65,25 +65,24 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
         return s.accumulators_after.unpaid_eligible - s.accumulators_before.unpaid_eligible
 
 
-def caps_for(policy: Policy, status: PersonStatus) -> Caps:
-    category = policy.veteran_categories.get(status.veteran_category or "")
-    tier = policy.hardship_tiers.get(status.hardship_tier or "")
+def caps_for(policy: Chain, status: PersonStatus) -> Caps:
+    caps = caps_in_force(policy, status)
     return Caps(
-        outpatient_deductible=policy.insurance.outpatient_deductible,
-        insurance_outpatient=policy.insurance.outpatient_cap,
-        insurance_inpatient=policy.insurance.inpatient_cap,
-        subsidy=category.annual_cap if category else 0,
-        aid=tier.annual_cap if tier else 0,
+        outpatient_deductible=caps.get("outpatient_deductible_used", 0),
+        insurance_outpatient=caps.get("insurance_outpatient_paid", 0),
+        insurance_inpatient=caps.get("insurance_inpatient_paid", 0),
+        subsidy=caps.get("subsidy_paid", 0),
+        aid=caps.get("aid_paid", 0),
     )
 
 
-def decide(bill: Bill, policy: Policy, memberships: Iterable[Membership], accumulators: Accumulators) -> Decision:
+def decide(bill: Bill, policy: Chain, memberships: Iterable[Membership], accumulators: Accumulators) -> Decision:
     """Settle ``bill`` for a person with these memberships and this year's accumulators.
 
     Raises ``SettlementError`` for a bill the engine refuses."""
     status = status_on(memberships, bill.service_date)
     return Decision(
-        settlement=engine.settle(bill, status, accumulators, policy), status=status, caps=caps_for(policy, status)
+        settlement=compat.settle(bill, status, accumulators, policy), status=status, caps=caps_for(policy, status)
     )
 
 

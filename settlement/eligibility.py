@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+from settlement.chain import Chain, caps_in_force
 from settlement.engine import strike_off_notices
-from settlement.models import Accumulators, Model, Notice, Payer
-from settlement.policy import Policy
+from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Model, Notice, Payer
 from settlement.registry import Membership, status_on
 
 ENDS_SOON = dt.timedelta(days=30)  # a membership ending within this many days is announced
@@ -40,26 +40,23 @@ class Eligibility(Model, frozen=True, kw_only=True):
 
 
 def eligibility(
-    policy: Policy, memberships: Iterable[Membership], accumulators: Accumulators, day: dt.date
+    policy: Chain, memberships: Iterable[Membership], accumulators: Accumulators, day: dt.date
 ) -> Eligibility:
     memberships = tuple(memberships)
     status = status_on(memberships, day)
-    insurance = policy.insurance
-    acc = accumulators
+    caps = caps_in_force(policy, status)
+    counters = {name: getattr(accumulators, name) for name in ACCUMULATOR_FIELDS}
     programmes = []
     warnings = list(strike_off_notices(status))
     for membership in memberships:
         if not membership.in_force(day):
             continue
-        if membership.programme == "veteran_subsidy":
-            rule = policy.veteran_categories.get(membership.code)
-            cap, used = (rule.annual_cap if rule else 0), acc.subsidy_paid
-        elif membership.programme == "hardship_aid":
-            tier = policy.hardship_tiers.get(membership.code)
-            cap, used = (tier.annual_cap if tier else 0), acc.aid_paid
-        else:
-            cap = insurance.outpatient_cap + insurance.inpatient_cap
-            used = acc.insurance_outpatient_paid + acc.insurance_inpatient_paid
+        # What the programme's fund may pay this year: the caps on its paid counters, for this person.
+        paid_counters = {
+            rule.paid_counter for step in policy.steps if step.fund.code == membership.programme for rule in step.rules
+        }
+        cap = sum(caps.get(name, 0) for name in paid_counters)
+        used = sum(counters.get(name, 0) for name in paid_counters)
         programmes.append(
             ProgrammeStanding(
                 programme=membership.programme,
@@ -86,16 +83,14 @@ def eligibility(
         service_date=day,
         policy_version=policy.id,
         insured=insured,
-        outpatient_deductible_remaining=max(0, insurance.outpatient_deductible - acc.outpatient_deductible_used)
-        if insured
-        else 0,
-        insurance_outpatient_cap_remaining=max(0, insurance.outpatient_cap - acc.insurance_outpatient_paid)
-        if insured
-        else 0,
-        insurance_inpatient_cap_remaining=max(0, insurance.inpatient_cap - acc.insurance_inpatient_paid)
-        if insured
-        else 0,
+        outpatient_deductible_remaining=_left(caps, counters, "outpatient_deductible_used") if insured else 0,
+        insurance_outpatient_cap_remaining=_left(caps, counters, "insurance_outpatient_paid") if insured else 0,
+        insurance_inpatient_cap_remaining=_left(caps, counters, "insurance_inpatient_paid") if insured else 0,
         programmes=tuple(programmes),
-        unpaid_eligible_year_to_date=acc.unpaid_eligible,
+        unpaid_eligible_year_to_date=accumulators.unpaid_eligible,
         warnings=tuple(warnings),
     )
+
+
+def _left(caps: dict[str, int], counters: dict[str, int], name: str) -> int:
+    return max(0, caps.get(name, 0) - counters.get(name, 0))

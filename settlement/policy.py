@@ -10,7 +10,6 @@ parses text so the engine stays free of IO.
 
 from __future__ import annotations
 
-import bisect
 import datetime as dt
 import tomllib
 from collections.abc import Iterable
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from settlement.errors import NoPolicyInForce, PolicyError
+from settlement.errors import PolicyError
 from settlement.models import CLINIC_LEVELS, ClinicLevel, VisitType
 from settlement.money import fen_from_yuan, format_rate, rate_from_decimal
 
@@ -325,48 +324,3 @@ def parse_bands(check: Checker, bands: list[BandFile], path: str) -> tuple[Band,
         rate = check.rate(band.rate, f"{band_path}.rate")
         result.append(Band(up_to=up_to, rate=rate, rate_text=format_rate(rate)))
     return tuple(result)
-
-
-class PolicyBook:
-    """Every policy version, picked by service date.
-
-    A version is in force from its ``effective_from`` until the next version's.
-    Settled history never changes: each settlement carries the id of the version
-    it used.
-    """
-
-    def __init__(self, policies: Iterable[Policy]) -> None:
-        ordered = sorted(policies, key=lambda policy: policy.effective_from)
-        seen_ids: set[str] = set()
-        for index, policy in enumerate(ordered):
-            if policy.id in seen_ids:
-                raise PolicyError(policy.id, "$.id", "two policy files share this id")
-            seen_ids.add(policy.id)
-            if index and ordered[index - 1].effective_from == policy.effective_from:
-                raise PolicyError(
-                    policy.id,
-                    "$.effective_from",
-                    f"same effective date as {ordered[index - 1].id}: which one is in force would be ambiguous",
-                )
-        self._policies = tuple(ordered)
-        self._starts = [policy.effective_from for policy in ordered]
-        self._by_id = {policy.id: policy for policy in ordered}
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._policies)
-
-    def __len__(self) -> int:
-        return len(self._policies)
-
-    def in_force(self, service_date: dt.date) -> Policy:
-        index = bisect.bisect_right(self._starts, service_date) - 1
-        if index < 0:
-            raise NoPolicyInForce(f"no policy is in force on {service_date.isoformat()}", field="service_date")
-        return self._policies[index]
-
-    def latest(self) -> Policy:
-        """The version with the latest effective date (the one that defines current codes)."""
-        return self._policies[-1]
-
-    def by_id(self, policy_id: str) -> Policy:
-        return self._by_id[policy_id]

@@ -246,7 +246,7 @@ def test_tilted_aid_needs_a_referral(referral: bool) -> None:
 def test_a_counter_that_counts_every_bill_counts_for_people_the_step_does_not_pay() -> None:
     # The default chain's unpaid_eligible counts every bill, whatever the tier (or none): medical_hardship
     # looks back over the whole year.
-    default = parse_chain((REPO / "tests/fixtures/default-chain.toml").read_text(encoding="utf-8"), "default")
+    default = parse_chain((REPO / "policies/default.toml").read_text(encoding="utf-8"), "default")
     nobody = run(default, bill(("A", 1_000 * Y), visit="outpatient", level="village"), person())
     # Village outpatient: deductible 200, then (1,000 − 200) × 0.50 = 400; 600 unpaid, counted.
     assert nobody.payers[2].reason == "not_enrolled"

@@ -31,7 +31,9 @@ from settlement import (
     settle,
     settlement_deltas,
 )
-from settlement.policy import Policy, PolicyBook, parse_policy
+from settlement.chain import Chain
+from settlement.chain_policy import parse_chain
+from settlement.policy_book import PolicyBook
 from settlement.registry import Membership, status_on
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,7 +98,7 @@ def check_invariants(s: Settlement, b: Bill, before: Accumulators) -> None:
         assert line.insurance + line.veteran_subsidy + line.hardship_aid <= line.eligible
 
 
-def run(b: Bill, status: PersonStatus, before: Accumulators = FRESH, policy: Policy = POLICY) -> Settlement:
+def run(b: Bill, status: PersonStatus, before: Accumulators = FRESH, policy: Chain = POLICY) -> Settlement:
     s = settle(b, status, before, policy)
     check_invariants(s, b, before)
     return s
@@ -263,7 +265,7 @@ def test_bands_are_rounded_once_not_per_band() -> None:
         "  { up_to_yuan = 10000, rate = 0.70 },\n  { up_to_yuan = 50000, rate = 0.75 },\n  { rate = 0.80 },\n",
         "  { up_to_yuan = 0.01, rate = 0.50 },\n  { rate = 0.50 },\n",
     )
-    policy = parse_policy(text, "split-bands.toml")
+    policy = parse_chain(text, "split-bands.toml")
     status = person(insured=False, tier="minimum_allowance")
     # 2 fen: 1 × 0.50 + 1 × 0.50 = 1.0 → 1 fen (rounding each band half up would give 1 + 1 = 2)
     assert run(inpatient_for_unpaid(2), status, policy=policy).hardship_aid == 1
@@ -687,11 +689,11 @@ def test_tier_change_on_a_date() -> None:
 # ---------------------------------------------------------------- policy versions
 
 
-def second_policy() -> Policy:
+def second_policy() -> Chain:
     text = replace_once(DEFAULT_TEXT, 'id = "default-2026"', 'id = "county-2026-07"')
     text = replace_once(text, "effective_from = 2026-01-01", "effective_from = 2026-07-01")
-    text = replace_once(text, "outpatient_rate = 0.35", "outpatient_rate = 0.40")  # county outpatient
-    return parse_policy(text, "county-2026-07.toml")
+    text = replace_once(text, "county = 0.35 }", "county = 0.40 }")  # county outpatient
+    return parse_chain(text, "county-2026-07.toml")
 
 
 def test_policy_in_force_is_picked_by_service_date() -> None:
