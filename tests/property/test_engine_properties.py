@@ -46,11 +46,17 @@ from settlement import (
     settlement_deltas,
 )
 from settlement.models import VISIT_TYPES, Category, ClinicLevel, VisitType
-from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
+from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES, parse_policy
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "default.toml"
 POLICY = load_policy_file(POLICY_FILE)
-INSURANCE = POLICY.insurance
+# The default policy's figures, read from its description in the old policy form (the oracle the
+# chain engine is compared with in test_chain_matches_engine.py): edges and caps to aim at.
+FIGURES = parse_policy(
+    (POLICY_FILE.parents[1] / "tests" / "fixtures" / "legacy-default-2026.toml").read_text(encoding="utf-8"),
+    "legacy-default-2026.toml",
+)
+INSURANCE = FIGURES.insurance
 YEAR = 2026
 
 # Every property runs at least 2,000 examples. Bills of up to 30 lines (and years of
@@ -71,7 +77,7 @@ def _edges(*values: int) -> list[int]:
     return sorted({v + d for v in values for d in (-1, 0, 1) if 0 <= v + d <= MAX_LINE})
 
 
-BAND_EDGES = [band.up_to for tier in POLICY.hardship_tiers.values() for band in tier.inpatient_bands if band.up_to]
+BAND_EDGES = [band.up_to for tier in FIGURES.hardship_tiers.values() for band in tier.inpatient_bands if band.up_to]
 BOUNDARY_AMOUNTS = _edges(
     0,
     5,  # B share 10 % of 5 fen = 0.5 fen: the half-up case
@@ -83,7 +89,7 @@ BOUNDARY_AMOUNTS = _edges(
     *(rule.inpatient_deductible for rule in INSURANCE.levels.values() if rule.inpatient_deductible),
     INSURANCE.outpatient_cap,
     *BAND_EDGES,
-    *(tier.ytd_unpaid_threshold for tier in POLICY.hardship_tiers.values() if tier.ytd_unpaid_threshold),
+    *(tier.ytd_unpaid_threshold for tier in FIGURES.hardship_tiers.values() if tier.ytd_unpaid_threshold),
     MAX_LINE,
 )
 
@@ -186,9 +192,9 @@ ACCUMULATOR_CAPS: dict[str, tuple[int, ...]] = {
     "outpatient_deductible_used": (INSURANCE.outpatient_deductible,),
     "insurance_outpatient_paid": (INSURANCE.outpatient_cap,),
     "insurance_inpatient_paid": (INSURANCE.inpatient_cap,),
-    "subsidy_paid": tuple(rule.annual_cap for rule in POLICY.veteran_categories.values()),
-    "aid_paid": tuple(rule.annual_cap for rule in POLICY.hardship_tiers.values()),
-    "unpaid_eligible": tuple(rule.ytd_unpaid_threshold for rule in POLICY.hardship_tiers.values()),
+    "subsidy_paid": tuple(rule.annual_cap for rule in FIGURES.veteran_categories.values()),
+    "aid_paid": tuple(rule.annual_cap for rule in FIGURES.hardship_tiers.values()),
+    "unpaid_eligible": tuple(rule.ytd_unpaid_threshold for rule in FIGURES.hardship_tiers.values()),
 }
 assert tuple(ACCUMULATOR_CAPS) == settlement.models.ACCUMULATOR_FIELDS
 ACCUMULATOR_EDGES = {
@@ -413,8 +419,8 @@ def test_reversing_a_year_in_any_order_returns_to_the_start(
 @PROPERTY
 @given(bill_list=years, status=statuses)
 def test_accumulators_never_pass_their_caps_over_a_year(bill_list: list[Bill], status: PersonStatus) -> None:
-    category_cap = POLICY.veteran_categories[status.veteran_category].annual_cap if status.veteran_category else 0
-    tier_cap = POLICY.hardship_tiers[status.hardship_tier].annual_cap if status.hardship_tier else 0
+    category_cap = FIGURES.veteran_categories[status.veteran_category].annual_cap if status.veteran_category else 0
+    tier_cap = FIGURES.hardship_tiers[status.hardship_tier].annual_cap if status.hardship_tier else 0
     for result in _settle_year(bill_list, status, Accumulators()):
         after = result.accumulators_after
         assert after.outpatient_deductible_used <= INSURANCE.outpatient_deductible
@@ -451,11 +457,11 @@ def test_a_change_of_category_or_tier_mid_year_does_not_reset_the_caps(
         result = settle(bill, status, accumulators, POLICY)
         before, accumulators = result.accumulators_before, result.accumulators_after
         if category:
-            cap = POLICY.veteran_categories[category].annual_cap
+            cap = FIGURES.veteran_categories[category].annual_cap
             category_caps.append(cap)
             assert result.veteran_subsidy <= max(0, cap - before.subsidy_paid)
         if tier:
-            cap = POLICY.hardship_tiers[tier].annual_cap
+            cap = FIGURES.hardship_tiers[tier].annual_cap
             tier_caps.append(cap)
             assert result.hardship_aid <= max(0, cap - before.aid_paid)
         assert accumulators.subsidy_paid <= max(category_caps)

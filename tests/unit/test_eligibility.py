@@ -26,12 +26,12 @@ def test_each_programme_in_force_shows_its_cap_used_and_left() -> None:
     assert set(by_programme) == {"insurance", "hardship_aid"}  # the subsidy starts next year
     insurance = by_programme["insurance"]
     assert insurance.used == 100_000
-    assert insurance.annual_cap == POLICY.insurance.outpatient_cap + POLICY.insurance.inpatient_cap
+    assert insurance.annual_cap == 300_000 + 20_000_000  # outpatient 3,000 + inpatient 200,000 yuan
     assert insurance.remaining == insurance.annual_cap - 100_000
     aid = by_programme["hardship_aid"]
-    cap = POLICY.hardship_tiers["destitute"].annual_cap
+    cap = 6_000_000  # destitute: 60,000 yuan
     assert (aid.annual_cap, aid.used, aid.remaining) == (cap, 5_000, cap - 5_000)
-    assert figures.insurance_outpatient_cap_remaining == POLICY.insurance.outpatient_cap - 30_000
+    assert figures.insurance_outpatient_cap_remaining == 300_000 - 30_000
     assert figures.warnings == ()
 
 

@@ -1,4 +1,4 @@
-"""The policy loader: default.toml in fen and parts per million, and bad files refused by name."""
+"""The policy loader: the default chain in fen and parts per million, and bad files refused by name."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import msgspec
 import pytest
 
 from adapters.policy_files import load_policy_book, load_policy_file
+from settlement.chain import Chain, Rule
+from settlement.chain_policy import parse_chain
 from settlement.errors import PolicyError
-from settlement.policy import Policy, PolicyBook, parse_policy
+from settlement.policy_book import PolicyBook
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_POLICY_PATH = REPO / "policies" / "default.toml"
@@ -25,12 +27,7 @@ def replace_once(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-def without_section(text: str, header: str, next_header: str) -> str:
-    start, end = text.index(header), text.index(next_header)
-    return text[:start] + text[end:]
-
-
-def load_text(tmp_path: Path, text: str, name: str = "bad.toml") -> Policy:
+def load_text(tmp_path: Path, text: str, name: str = "bad.toml") -> Chain:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     return load_policy_file(path)
@@ -46,60 +43,101 @@ def test_default_policy_identity() -> None:
     assert POLICY.b_self_pay_first_share == 100_000
 
 
+def _rules(fund: str) -> list[Rule]:
+    return list(next(step for step in POLICY.steps if step.fund.code == fund).rules)
+
+
+def test_default_chain_order_and_funds() -> None:
+    assert [(fund.code, fund.fund_type, fund.statutory) for fund in POLICY.funds] == [
+        ("insurance", "390100", True),
+        ("veteran_subsidy", None, True),
+        ("hardship_aid", "610100", True),
+    ]
+    assert POLICY.inpatient_levels == ("township", "county")  # village stations take no admissions
+    assert POLICY.offers_inpatient("county")
+    assert not POLICY.offers_inpatient("village")
+
+
 def test_default_insurance_figures() -> None:
-    ins = POLICY.insurance
-    # outpatient deductible 200 yuan, outpatient cap 3,000, inpatient cap 200,000
-    assert ins.outpatient_deductible == 20_000
-    assert ins.outpatient_cap == 300_000
-    assert ins.inpatient_cap == 20_000_000
-    rows = {
-        level: (rule.outpatient_rate, rule.inpatient_deductible, rule.inpatient_rate)
-        for level, rule in ins.levels.items()
-    }
-    assert rows == {
-        "village": (500_000, None, None),  # 0.50, no inpatient care
-        "township": (450_000, 30_000, 850_000),  # 0.45, 300 per admission, 0.85
-        "county": (350_000, 60_000, 750_000),  # 0.35, 600 per admission, 0.75
-    }
-    assert not ins.levels["village"].offers_inpatient
-    assert ins.levels["county"].offers_inpatient
+    outpatient, inpatient = _rules("insurance")
+    # outpatient: deductible 200 yuan a year, cap 3,000; rates 0.50 / 0.45 / 0.35
+    assert (outpatient.deductible, outpatient.deductible_counter) == ("per_year", "outpatient_deductible_used")
+    assert set(outpatient.deductible_by_level.values()) == {20_000}
+    assert outpatient.rate_by_level == {"village": 500_000, "township": 450_000, "county": 350_000}
+    assert (outpatient.annual_cap, outpatient.paid_counter) == (300_000, "insurance_outpatient_paid")
+    # inpatient: 300 / 600 per admission, 0.85 / 0.75, cap 200,000
+    assert inpatient.deductible == "per_admission"
+    assert inpatient.deductible_by_level == {"township": 30_000, "county": 60_000}
+    assert inpatient.rate_by_level == {"township": 850_000, "county": 750_000}
+    assert (inpatient.annual_cap, inpatient.paid_counter) == (20_000_000, "insurance_inpatient_paid")
 
 
 def test_default_subsidy_figures() -> None:
-    rows = {
-        name: (rule.outpatient_rate, rule.inpatient_rate, rule.annual_cap)
-        for name, rule in POLICY.veteran_categories.items()
-    }
-    assert rows == {
-        "disabled_veteran": (1_000_000, 1_000_000, 10_000_000),  # 1.00, 1.00, 100,000
-        "priority_care": (500_000, 600_000, 1_000_000),  # 0.50, 0.60, 10,000
-    }
+    rows = [
+        (rule.codes, rule.visit_types, rule.rate_by_level.get("county"), rule.annual_cap)
+        for rule in _rules("veteran_subsidy")
+    ]
+    assert rows == [
+        (("disabled_veteran",), None, 1_000_000, 10_000_000),  # 1.00 both visit types, 100,000
+        (("priority_care",), ("outpatient",), 500_000, 1_000_000),  # 0.50, 10,000
+        (("priority_care",), ("inpatient",), 600_000, 1_000_000),  # 0.60, 10,000
+    ]
+    assert {rule.paid_counter for rule in _rules("veteran_subsidy")} == {"subsidy_paid"}
 
 
 def test_default_hardship_figures() -> None:
-    rows = {
-        name: (
-            rule.outpatient_rate,
-            [(band.up_to, band.rate) for band in rule.inpatient_bands],
+    rows = [
+        (
+            rule.codes,
+            rule.visit_types,
+            rule.rate_kind,
+            rule.rate_by_level.get("county"),
+            [(band.up_to, band.rate) for band in rule.bands],
+            rule.threshold,
             rule.annual_cap,
-            rule.ytd_unpaid_threshold,
         )
-        for name, rule in POLICY.hardship_tiers.items()
-    }
-    assert rows == {
-        "destitute": (1_000_000, [(None, 1_000_000)], 6_000_000, 0),
-        # 0.70 up to 10,000; 0.75 to 50,000; 0.80 above; cap 50,000
-        "minimum_allowance": (500_000, [(1_000_000, 700_000), (5_000_000, 750_000), (None, 800_000)], 5_000_000, 0),
-        "marginal": (500_000, [(1_000_000, 600_000), (5_000_000, 650_000), (None, 700_000)], 4_000_000, 0),
-        "low_income": (500_000, [(1_000_000, 500_000), (5_000_000, 550_000), (None, 600_000)], 3_000_000, 0),
-        # outpatient 0.00; 0.50 above 5,000 year-to-date unpaid eligible; cap 20,000
-        "medical_hardship": (0, [(None, 500_000)], 2_000_000, 500_000),
-    }
-    assert [band.rate_text for band in POLICY.hardship_tiers["minimum_allowance"].inpatient_bands] == [
-        "0.70",
-        "0.75",
-        "0.80",
+        for rule in _rules("hardship_aid")
     ]
+    assert rows == [
+        (("destitute",), None, "flat", 1_000_000, [], 0, 6_000_000),
+        (("minimum_allowance",), ("outpatient",), "flat", 500_000, [], 0, 5_000_000),
+        # 0.70 up to 10,000; 0.75 to 50,000; 0.80 above; cap 50,000
+        (
+            ("minimum_allowance",),
+            ("inpatient",),
+            "bands",
+            None,
+            [(1_000_000, 700_000), (5_000_000, 750_000), (None, 800_000)],
+            0,
+            5_000_000,
+        ),
+        (("marginal",), ("outpatient",), "flat", 500_000, [], 0, 4_000_000),
+        (
+            ("marginal",),
+            ("inpatient",),
+            "bands",
+            None,
+            [(1_000_000, 600_000), (5_000_000, 650_000), (None, 700_000)],
+            0,
+            4_000_000,
+        ),
+        (("low_income",), ("outpatient",), "flat", 500_000, [], 0, 3_000_000),
+        (
+            ("low_income",),
+            ("inpatient",),
+            "bands",
+            None,
+            [(1_000_000, 500_000), (5_000_000, 550_000), (None, 600_000)],
+            0,
+            3_000_000,
+        ),
+        # outpatient 0.00; 0.50 on year-to-date unpaid eligible above 5,000; cap 20,000
+        (("medical_hardship",), ("outpatient",), "flat", 0, [], 0, 2_000_000),
+        (("medical_hardship",), ("inpatient",), "ytd_bands", None, [(None, 500_000)], 500_000, 2_000_000),
+    ]
+    step = next(step for step in POLICY.steps if step.fund.code == "hardship_aid")
+    assert (step.ytd_counter, step.ytd_counts) == ("unpaid_eligible", "every_bill")
+    assert [band.rate_text for band in _rules("hardship_aid")[2].bands] == ["0.70", "0.75", "0.80"]
 
 
 def _leaves(value: object, path: str = "policy") -> Iterator[tuple[str, object]]:
@@ -116,114 +154,95 @@ def _leaves(value: object, path: str = "policy") -> Iterator[tuple[str, object]]
         yield path, value
 
 
-NUMERIC_NAMES = ("rate", "cap", "deductible", "up_to", "threshold", "share")
-
-
 def test_no_float_anywhere_in_the_loaded_policy() -> None:
     leaves = dict(_leaves(POLICY))
     assert not {path: value for path, value in leaves.items() if isinstance(value, float | Decimal)}
-    numeric = {
+    # every figure (money in fen, rates in parts per million) is an int, never a bool
+    figures = {path: value for path, value in leaves.items() if type(value) is int}
+    assert figures["policy.b_self_pay_first_share"] == 100_000
+    assert figures["policy.steps[0].rules[0].rate_by_level.county"] == 350_000
+    unexpected = {
         path: value
         for path, value in leaves.items()
-        if any(word in path.rsplit(".", 1)[-1] for word in NUMERIC_NAMES) and not path.endswith("rate_text")
+        if not isinstance(value, str | dt.date | type(None)) and type(value) is not int and type(value) is not bool
     }
-    # every money and rate field is an int (not bool), except "no inpatient care" and open-ended bands
-    allowed_none = {
-        "policy.insurance.levels.village.inpatient_rate",
-        "policy.insurance.levels.village.inpatient_deductible",
-    }
-    for path, value in numeric.items():
-        if value is None:
-            assert path in allowed_none or path.endswith("].up_to"), path
-        else:
-            assert type(value) is int, (path, value)
-    # 49 money/rate values in default.toml, 5 open-ended bands and the village's two missing inpatient figures
-    assert sum(type(value) is int for value in numeric.values()) == 49
-    assert sum(value is None for value in numeric.values()) == 7
+    assert not unexpected
 
 
 # ---------------------------------------------------------------- bad files
 
 
-def _remove_marginal(text: str) -> str:
-    return without_section(text, "[hardship_aid.tiers.marginal]", "[hardship_aid.tiers.low_income]")
-
-
 BAD_FILES: list[tuple[str, Callable[[str], str], str, str]] = [
     (
         "rate-above-1",
-        lambda t: replace_once(t, "inpatient_rate = 0.85", "inpatient_rate = 1.01"),
-        "$.insurance.levels.township.inpatient_rate",
+        lambda t: replace_once(
+            t, "rate = { township = 0.85, county = 0.75 }", "rate = { township = 1.01, county = 0.75 }"
+        ),
+        "$.funds.insurance.rules[1].rate.township",
         "between 0 and 1",
     ),
     (
         "rate-below-0",
         lambda t: replace_once(
-            t, "outpatient_rate = 0.50\ninpatient_rate = 0.60", "outpatient_rate = -0.5\ninpatient_rate = 0.60"
+            t,
+            'visit_types = ["outpatient"]\nrate = 0.50\nannual_cap_yuan = 10000',
+            'visit_types = ["outpatient"]\nrate = -0.5\nannual_cap_yuan = 10000',
         ),
-        "$.veteran_subsidy.categories.priority_care.outpatient_rate",
+        "$.funds.veteran_subsidy.rules[1].rate",
         "between 0 and 1",
     ),
     (
         "bands-descending",
         lambda t: replace_once(t, "{ up_to_yuan = 50000, rate = 0.75 }", "{ up_to_yuan = 5000, rate = 0.75 }"),
-        "$.hardship_aid.tiers.minimum_allowance.inpatient_bands[1].up_to_yuan",
+        "$.funds.hardship_aid.rules[2].bands[1].up_to_yuan",
         "ascending",
     ),
     (
         "bands-equal",
         lambda t: replace_once(t, "{ up_to_yuan = 50000, rate = 0.65 }", "{ up_to_yuan = 10000, rate = 0.65 }"),
-        "$.hardship_aid.tiers.marginal.inpatient_bands[1].up_to_yuan",
+        "$.funds.hardship_aid.rules[4].bands[1].up_to_yuan",
         "ascending",
     ),
     (
         "open-band-not-last",
         lambda t: replace_once(t, "{ up_to_yuan = 10000, rate = 0.60 }", "{ rate = 0.60 }"),
-        "$.hardship_aid.tiers.marginal.inpatient_bands[0].up_to_yuan",
+        "$.funds.hardship_aid.rules[4].bands[0].up_to_yuan",
         "last band",
     ),
     (
         "last-band-closed",
         lambda t: replace_once(t, "  { rate = 0.60 },\n", "  { up_to_yuan = 90000, rate = 0.60 },\n"),
-        "$.hardship_aid.tiers.low_income.inpatient_bands[2].up_to_yuan",
+        "$.funds.hardship_aid.rules[6].bands[2].up_to_yuan",
         "open-ended",
     ),
     (
-        "missing-tier",
-        _remove_marginal,
-        "$.hardship_aid.tiers.marginal",
-        "missing",
-    ),
-    (
         "unknown-tier-typo",
-        lambda t: replace_once(t, "[hardship_aid.tiers.destitute]", "[hardship_aid.tiers.destitue]"),
-        "$.hardship_aid.tiers.destitue",
-        "unknown hardship tier",
+        lambda t: replace_once(t, 'codes = ["destitute"]', 'codes = ["destitue"]'),
+        "$.funds.hardship_aid.rules[0].codes[0]",
+        "not a code of programme 'hardship_aid'",
     ),
     (
-        "unknown-category",
-        lambda t: replace_once(
-            t, "[veteran_subsidy.categories.priority_care]", "[veteran_subsidy.categories.priority_cares]"
-        ),
-        "$.veteran_subsidy.categories.priority_cares",
-        "unknown",
+        "undeclared-programme",
+        lambda t: replace_once(t, 'programme = "veteran_subsidy"', 'programme = "veterans"'),
+        "$.funds.veteran_subsidy.programme",
+        "not declared under [programmes]",
     ),
     (
         "negative-cap",
-        lambda t: replace_once(t, "annual_cap_yuan = 10000\n", "annual_cap_yuan = -1\n"),
-        "$.veteran_subsidy.categories.priority_care.annual_cap_yuan",
+        lambda t: replace_once(t, "rate = 0.60\nannual_cap_yuan = 10000\n", "rate = 0.60\nannual_cap_yuan = -1\n"),
+        "$.funds.veteran_subsidy.rules[2].annual_cap_yuan",
         ">= 0",
     ),
     (
         "sub-fen-amount",
-        lambda t: replace_once(t, "outpatient_deductible_yuan = 200 ", "outpatient_deductible_yuan = 0.001 "),
-        "$.insurance.outpatient_deductible_yuan",
+        lambda t: replace_once(t, "per_year_yuan = 200,", "per_year_yuan = 0.001,"),
+        "$.funds.insurance.rules[0].deductible.per_year_yuan",
         "whole number of fen",
     ),
     (
         "sub-fen-band",
         lambda t: replace_once(t, "{ up_to_yuan = 10000, rate = 0.50 }", "{ up_to_yuan = 10000.005, rate = 0.50 }"),
-        "$.hardship_aid.tiers.low_income.inpatient_bands[0].up_to_yuan",
+        "$.funds.hardship_aid.rules[6].bands[0].up_to_yuan",
         "whole number of fen",
     ),
     (
@@ -234,59 +253,69 @@ BAD_FILES: list[tuple[str, Callable[[str], str], str, str]] = [
     ),
     (
         "string-for-number",
-        lambda t: replace_once(t, "outpatient_cap_yuan = 3000 ", 'outpatient_cap_yuan = "3000" '),
-        "$.insurance.outpatient_cap_yuan",
+        lambda t: replace_once(t, "annual_cap_yuan = 3000\n", 'annual_cap_yuan = "3000"\n'),
+        "$.funds.insurance.rules[0].annual_cap_yuan",
         "str",
     ),
     (
         "string-for-rate",
-        lambda t: replace_once(t, "inpatient_rate = 0.75", 'inpatient_rate = "0.75"'),
-        "$.insurance.levels.county.inpatient_rate",
+        lambda t: replace_once(t, "county = 0.75 }", 'county = "0.75" }'),
+        "$.funds.insurance.rules[1].rate.county",
         "str",
     ),
     (
         "bool-for-number",
-        lambda t: replace_once(t, "outpatient_cap_yuan = 3000 ", "outpatient_cap_yuan = true "),
-        "$.insurance.outpatient_cap_yuan",
+        lambda t: replace_once(t, "annual_cap_yuan = 3000\n", "annual_cap_yuan = true\n"),
+        "$.funds.insurance.rules[0].annual_cap_yuan",
         "bool",
     ),
     (
         "invalid-toml",
-        lambda t: t + "\n[hardship_aid.tiers\n",
+        lambda t: t + "\n[funds.charity\n",
         "$",
         "not valid TOML",
     ),
     (
-        "inpatient-rate-without-deductible",
-        lambda t: replace_once(t, "inpatient_deductible_yuan = 300       # per admission\n", ""),
-        "$.insurance.levels.township",
-        "inpatient_deductible_yuan",
-    ),
-    (
-        "village-deductible-without-rate",
+        "inpatient-rule-without-a-level",
         lambda t: replace_once(
-            t, "outpatient_rate = 0.50\n# Village", "outpatient_rate = 0.50\ninpatient_deductible_yuan = 100\n# Village"
+            t,
+            "deductible = { per_admission_yuan = { township = 300, county = 600 } }",
+            "deductible = { per_admission_yuan = { county = 600 } }",
         ),
-        "$.insurance.levels.village",
-        "inpatient_rate",
-    ),
-    (
-        "missing-level",
-        lambda t: without_section(t, "[insurance.levels.township]", "[insurance.levels.county]"),
-        "$.insurance.levels.township",
+        "$.funds.insurance.rules[1].deductible.per_admission_yuan.township",
         "missing",
     ),
     (
+        "per-admission-with-counter",
+        lambda t: replace_once(
+            t,
+            "per_admission_yuan = { township = 300, county = 600 } }",
+            'per_admission_yuan = { township = 300, county = 600 }, counter = "x" }',
+        ),
+        "$.funds.insurance.rules[1].deductible.counter",
+        "starts afresh on every bill",
+    ),
+    (
         "misspelt-field",
-        lambda t: replace_once(t, "outpatient_cap_yuan = 3000 ", "outpatient_cap = 3000 "),
-        "$.insurance",
-        "outpatient_cap",
+        lambda t: replace_once(t, "annual_cap_yuan = 3000\n", "annual_cap = 3000\n"),
+        "$.funds.insurance.rules[0]",
+        "annual_cap",
     ),
     (
         "no-bands",
-        lambda t: replace_once(t, "inpatient_bands = [{ rate = 1.00 }]", "inpatient_bands = []"),
-        "$.hardship_aid.tiers.destitute.inpatient_bands",
+        lambda t: replace_once(
+            t,
+            "ytd_bands = { threshold_yuan = 5000, bands = [{ rate = 0.50 }] }",
+            "ytd_bands = { threshold_yuan = 5000, bands = [] }",
+        ),
+        "$.funds.hardship_aid.rules[8].ytd_bands.bands",
         "at least one band",
+    ),
+    (
+        "no-chain",
+        lambda t: replace_once(t, 'chain = ["insurance", "veteran_subsidy", "hardship_aid"]', "chain = []"),
+        "$.chain",
+        "at least one fund",
     ),
     (
         "empty-id",
@@ -309,14 +338,14 @@ BAD_FILES: list[tuple[str, Callable[[str], str], str, str]] = [
     ),
     (
         "inf-cap",
-        lambda t: replace_once(t, "inpatient_cap_yuan = 200000 ", "inpatient_cap_yuan = inf "),
-        "$.insurance.inpatient_cap_yuan",
+        lambda t: replace_once(t, "annual_cap_yuan = 200000\n", "annual_cap_yuan = inf\n"),
+        "$.funds.insurance.rules[1].annual_cap_yuan",
         "inf",
     ),
     (
         "huge-exponent",
-        lambda t: replace_once(t, "inpatient_cap_yuan = 200000 ", "inpatient_cap_yuan = 1e999999999 "),
-        "$.insurance.inpatient_cap_yuan",
+        lambda t: replace_once(t, "annual_cap_yuan = 200000\n", "annual_cap_yuan = 1e999999999\n"),
+        "$.funds.insurance.rules[1].annual_cap_yuan",
         "",
     ),
 ]
@@ -341,11 +370,14 @@ def test_bad_policy_file_is_refused_with_where_and_why(
 
 def test_a_good_edit_still_loads(tmp_path: Path) -> None:
     # guards the bad-file cases: the same kind of edit with valid values is accepted
-    text = replace_once(DEFAULT_TEXT, "inpatient_rate = 0.85", "inpatient_rate = 0.875")
-    text = replace_once(text, "outpatient_deductible_yuan = 200 ", "outpatient_deductible_yuan = 150.5 ")
+    text = replace_once(
+        DEFAULT_TEXT, "rate = { township = 0.85, county = 0.75 }", "rate = { township = 0.875, county = 0.75 }"
+    )
+    text = replace_once(text, "per_year_yuan = 200,", "per_year_yuan = 150.5,")
     policy = load_text(tmp_path, text, "good.toml")
-    assert policy.insurance.levels["township"].inpatient_rate == 875_000
-    assert policy.insurance.outpatient_deductible == 15_050
+    insurance = policy.steps[0]
+    assert insurance.rules[1].rate_by_level["township"] == 875_000
+    assert set(insurance.rules[0].deductible_by_level.values()) == {15_050}
 
 
 def test_unreadable_file_is_a_policy_error(tmp_path: Path) -> None:
@@ -365,7 +397,7 @@ def _variant(policy_id: str, effective_from: str) -> str:
 
 
 def test_book_refuses_two_files_with_the_same_id() -> None:
-    later = parse_policy(_variant("default-2026", "2026-07-01"), "later.toml")
+    later = parse_chain(_variant("default-2026", "2026-07-01"), "later.toml")
     with pytest.raises(PolicyError) as caught:
         PolicyBook([POLICY, later])
     assert caught.value.path == "$.id"
@@ -373,7 +405,7 @@ def test_book_refuses_two_files_with_the_same_id() -> None:
 
 
 def test_book_refuses_two_files_with_the_same_effective_date() -> None:
-    twin = parse_policy(_variant("other-2026", "2026-01-01"), "twin.toml")
+    twin = parse_chain(_variant("other-2026", "2026-01-01"), "twin.toml")
     with pytest.raises(PolicyError) as caught:
         PolicyBook([POLICY, twin])
     assert caught.value.path == "$.effective_from"
@@ -402,11 +434,11 @@ def test_load_policy_book_reads_every_file(tmp_path: Path) -> None:
 def test_load_policy_book_names_the_bad_file(tmp_path: Path) -> None:
     (tmp_path / "a.toml").write_text(DEFAULT_TEXT, encoding="utf-8")
     bad = tmp_path / "b.toml"
-    bad.write_text(replace_once(DEFAULT_TEXT, "inpatient_rate = 0.85", "inpatient_rate = 85"), encoding="utf-8")
+    bad.write_text(replace_once(DEFAULT_TEXT, "township = 0.85,", "township = 85,"), encoding="utf-8")
     with pytest.raises(PolicyError) as caught:
         load_policy_book(tmp_path)
     assert caught.value.source == str(bad)
-    assert caught.value.path == "$.insurance.levels.township.inpatient_rate"
+    assert caught.value.path == "$.funds.insurance.rules[1].rate.township"
 
 
 def test_repository_policy_folder_loads() -> None:
