@@ -33,12 +33,13 @@ from settlement.models import (
     Bill,
     Category,
     ClinicLevel,
+    LineItem,
     Model,
     Notice,
     PersonStatus,
     VisitType,
 )
-from settlement.money import RATE_SCALE, apply_rate, format_rate, round_half_up
+from settlement.money import RATE_SCALE, apply_rate, round_half_up
 from settlement.policy import Band
 
 Counts = Literal["every_bill", "applied"]
@@ -81,6 +82,7 @@ class Rule(Model, frozen=True, kw_only=True):
     deductible_counter: str | None = None
     rate_kind: RateKind
     rate_by_level: Mapping[ClinicLevel, int] = {}
+    rate_text_by_level: Mapping[ClinicLevel, str] = {}
     bands: tuple[Band, ...] = ()
     threshold: int = 0
     annual_cap: int | None = None
@@ -161,6 +163,8 @@ class StepTrace(Model, frozen=True, kw_only=True):
     cap_remaining: int | None = None
     cap_cut: int = 0
     paid: int = 0
+    lines: tuple[int, ...] = ()
+    """``paid`` spread over the bill's lines, in proportion to each line's eligible amount still unpaid."""
 
 
 class ChainLine(Model, frozen=True, kw_only=True):
@@ -178,6 +182,8 @@ class ChainLine(Model, frozen=True, kw_only=True):
 class ChainSettlement(Model, frozen=True, kw_only=True):
     """One bill settled along a chain. ``sum(step.paid for step in payers) + out_of_pocket == total``.
 
+    Per line, the amounts are kept as columns (one entry per item of the bill; each step's own
+    split is ``step.lines``) and ``lines`` puts them together when a caller wants line objects.
     ``counters_before``/``counters_after`` hold every counter the chain names; ``caps`` the cap in
     force on each counter this bill was limited by (a paid counter's annual cap, a per-year
     deductible's amount)."""
@@ -193,7 +199,10 @@ class ChainSettlement(Model, frozen=True, kw_only=True):
     not_covered: int
     payers: tuple[StepTrace, ...]
     out_of_pocket: int
-    lines: tuple[ChainLine, ...]
+    items: tuple[LineItem, ...]
+    line_self_pay_first: tuple[int, ...]
+    line_eligible: tuple[int, ...]
+    line_out_of_pocket: tuple[int, ...]
     counters_before: Mapping[str, int]
     counters_after: Mapping[str, int]
     caps: Mapping[str, int]
@@ -202,6 +211,24 @@ class ChainSettlement(Model, frozen=True, kw_only=True):
     def paid(self, fund: str) -> int:
         """What the fund with this code paid (0 when the chain has no such fund)."""
         return sum(step.paid for step in self.payers if step.fund == fund)
+
+    @property
+    def lines(self) -> tuple[ChainLine, ...]:
+        shares = zip(*(step.lines for step in self.payers), strict=True)
+        return tuple(
+            ChainLine(
+                code=item.code,
+                category=item.category,
+                amount=item.amount,
+                self_pay_first=self_pay,
+                eligible=eligible,
+                payers=payers,
+                out_of_pocket=out_of_pocket,
+            )
+            for item, self_pay, eligible, payers, out_of_pocket in zip(
+                self.items, self.line_self_pay_first, self.line_eligible, shares, self.line_out_of_pocket, strict=True
+            )
+        )
 
 
 # ---------------------------------------------------------------- the engine
@@ -261,55 +288,34 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int], chain:
 
     # Eligible amount per line: B lines lose their self-pay-first share, rounded per line.
     share = chain.b_self_pay_first_share
-    line_eligible: list[int] = []
-    line_self_pay: list[int] = []
-    total = 0
-    not_covered = 0
-    for item in bill.items:
-        amount = item.amount
-        total += amount
-        if item.category == "A":
-            line_eligible.append(amount)
-            line_self_pay.append(0)
-        elif item.category == "B":
-            self_pay = apply_rate(amount, share)
-            line_eligible.append(amount - self_pay)
-            line_self_pay.append(self_pay)
-        else:
-            line_eligible.append(0)
-            line_self_pay.append(0)
-            not_covered += amount
+    items = bill.items
+    line_self_pay = [apply_rate(item.amount, share) if item.category == "B" else 0 for item in items]
+    line_eligible = [
+        0 if item.category == "C" else item.amount - self_pay
+        for item, self_pay in zip(items, line_self_pay, strict=True)
+    ]
+    total = sum([item.amount for item in items])
     eligible = sum(line_eligible)
+    self_pay_first = sum(line_self_pay)
+    not_covered = total - eligible - self_pay_first
 
     values = {name: counters.get(name, 0) for name in chain.counters}
     before = dict(values)
     caps: dict[str, int] = {}
     traces: list[StepTrace] = []
-    line_shares: list[list[int]] = []
-    line_unpaid = list(line_eligible)
+    line_unpaid = line_eligible
     remaining = eligible
+    nothing = (0,) * len(items)
     for step in chain.steps:
-        trace = _step(step, bill, status, codes_of, remaining, values, caps)
+        trace = _step(step, bill, status, codes_of, remaining, line_unpaid, nothing, values, caps)
         traces.append(trace)
-        paid = trace.paid
-        shares = _spread(paid, line_unpaid, remaining)
-        line_shares.append(shares)
-        if paid:
-            line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, shares, strict=True)]
-        remaining -= paid
-
+        if trace.paid:
+            line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, trace.lines, strict=True)]
+            remaining -= trace.paid
     paid_total = eligible - remaining
-    lines = tuple(
-        ChainLine(
-            code=item.code,
-            category=item.category,
-            amount=item.amount,
-            self_pay_first=line_self_pay[index],
-            eligible=line_eligible[index],
-            payers=tuple(shares[index] for shares in line_shares),
-            out_of_pocket=item.amount - line_eligible[index] + line_unpaid[index],
-        )
-        for index, item in enumerate(bill.items)
+    line_out_of_pocket = tuple(
+        item.amount - line_eligible_amount + unpaid
+        for item, line_eligible_amount, unpaid in zip(items, line_eligible, line_unpaid, strict=True)
     )
     return ChainSettlement(
         policy_version=chain.id,
@@ -319,11 +325,14 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int], chain:
         referral=bill.referral,
         total=total,
         eligible=eligible,
-        self_pay_first=sum(line_self_pay),
+        self_pay_first=self_pay_first,
         not_covered=not_covered,
         payers=tuple(traces),
         out_of_pocket=total - paid_total,
-        lines=lines,
+        items=items,
+        line_self_pay_first=tuple(line_self_pay),
+        line_eligible=tuple(line_eligible),
+        line_out_of_pocket=line_out_of_pocket,
         counters_before=before,
         counters_after=values,
         caps=caps,
@@ -337,10 +346,13 @@ def _step(
     status: PersonStatus,
     codes_of: Mapping[str, str],
     base: int,
+    line_unpaid: list[int],
+    nothing: tuple[int, ...],
     values: dict[str, int],
     caps: dict[str, int],
 ) -> StepTrace:
-    """One step's turn: moves ``values`` (the counters) and records caps in force in ``caps``."""
+    """One step's turn on ``base`` (spread over the lines as ``line_unpaid``): moves ``values`` (the
+    counters) and records caps in force in ``caps``."""
     fund = step.fund
     code = codes_of.get(step.programme) if step.programme is not None else None
     reason = _why_not(step, bill, status, code)
@@ -361,7 +373,7 @@ def _step(
     if rule is None:
         return StepTrace(
             fund=fund.code, name=fund.name, applied=False, reason=reason, base=base,
-            ytd_before=ytd_before, ytd_after=ytd_after,
+            ytd_before=ytd_before, ytd_after=ytd_after, lines=nothing,
         )  # fmt: skip
 
     level = bill.clinic_level
@@ -384,7 +396,7 @@ def _step(
     if rule.rate_kind == "flat":
         rate = rule.rate_by_level[level]
         numerator = rated * rate
-        bands = (BandTrace(lower=0, upper=None, rate=format_rate(rate), amount=rated),)
+        bands = (BandTrace(lower=0, upper=None, rate=rule.rate_text_by_level[level], amount=rated),)
     elif rule.rate_kind == "bands":
         numerator, bands = _marginal(rule.bands, 0, rated, 0)
     else:
@@ -422,6 +434,7 @@ def _step(
         cap_remaining=cap_remaining,
         cap_cut=computed - paid,
         paid=paid,
+        lines=tuple(_spread(paid, line_unpaid, base)) if paid else nothing,
     )
 
 
@@ -474,15 +487,12 @@ def _spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
         return [0] * len(weights)
     if amount == total_weight:
         return list(weights)
-    shares = []
-    remainders = []
-    for weight in weights:
-        share, remainder = divmod(amount * weight, total_weight)
-        shares.append(share)
-        remainders.append(remainder)
+    products = [amount * weight for weight in weights]
+    shares = [product // total_weight for product in products]
     left = amount - sum(shares)
     if left:
-        order = sorted(range(len(weights)), key=lambda index: -remainders[index])
-        for index in order[:left]:
+        remainders = [product % total_weight for product in products]
+        # sorted is stable, also with reverse=True: of equal remainders the earlier line comes first
+        for index in sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)[:left]:
             shares[index] += 1
     return shares

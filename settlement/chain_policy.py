@@ -17,6 +17,7 @@ import msgspec
 
 from settlement.chain import Chain, Counts, Fund, Rule, Step
 from settlement.models import CLINIC_LEVELS, VISIT_TYPES, ClinicLevel, VisitType
+from settlement.money import format_rate
 from settlement.policy import BandFile, Checker, FileStruct, Number, convert_part, decode_file, parse_bands
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -206,13 +207,14 @@ def _step(
     for index, rule_file in enumerate(data.rules):
         rule_path = f"{path}.rules[{index}]"
         visits = _narrow(step_visits, rule_file.visit_types, VISIT_TYPES)
-        # The levels where the rule can settle a bill: inpatient bills only where admissions are offered.
-        reach = {
+        # The levels where the rule can settle a bill (inpatient bills only where admissions are offered),
+        # in CLINIC_LEVELS order so a policy's engine form, and the document stored for it, never vary.
+        reach = tuple(
             level
             for level in CLINIC_LEVELS
             if level in _narrow(step_levels, rule_file.levels, CLINIC_LEVELS)
             and ("outpatient" in visits or level in inpatient_levels)
-        }
+        )
         rules.append(_rule(check, code, rule_file, rule_path, data, programmes, codes_in, reach, ytd_counter, counters))
     return Step(
         fund=fund,
@@ -236,7 +238,7 @@ def _rule(
     step: _FundFile,
     programmes: dict[str, tuple[str, ...]],
     codes_in: tuple[str, ...],
-    reach: set[ClinicLevel],
+    reach: tuple[ClinicLevel, ...],
     ytd_counter: str | None,
     counters: _Counters,
 ) -> Rule:
@@ -256,7 +258,12 @@ def _rule(
         raise check.fail(path, "give exactly one of rate, bands or ytd_bands")
     fields: dict[str, Any] = {}
     if data.rate is not None:
-        fields = {"rate_kind": "flat", "rate_by_level": _by_level(check, data.rate, reach, f"{path}.rate", "rate")}
+        rates = _by_level(check, data.rate, reach, f"{path}.rate", "rate")
+        fields = {
+            "rate_kind": "flat",
+            "rate_by_level": rates,
+            "rate_text_by_level": {level: format_rate(rate) for level, rate in rates.items()},
+        }
     elif data.bands is not None:
         fields = {"rate_kind": "bands", "bands": parse_bands(check, data.bands, f"{path}.bands")}
     else:
@@ -340,7 +347,7 @@ def _narrow(outer: Iterable[str] | None, inner: Iterable[str] | None, every: tup
 
 
 def _by_level(
-    check: Checker, value: Any, reach: set[ClinicLevel], path: str, kind: Literal["rate", "money"]
+    check: Checker, value: Any, reach: tuple[ClinicLevel, ...], path: str, kind: Literal["rate", "money"]
 ) -> dict[ClinicLevel, int]:
     """A number for every level, or a table by level that must cover every level the rule reaches."""
     convert = check.rate if kind == "rate" else check.money

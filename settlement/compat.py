@@ -60,13 +60,9 @@ def settle(bill: Bill, status: PersonStatus, accumulators: Accumulators, chain: 
 
 
 def as_settlement(result: ChainSettlement) -> Settlement:
-    index = {step.fund: position for position, step in enumerate(result.payers)}
     traces = {step.fund: step for step in result.payers}
-
-    def share(shares: tuple[int, ...], fund: str) -> int:
-        position = index.get(fund)
-        return 0 if position is None else shares[position]
-
+    nothing = (0,) * len(result.items)
+    insurance, subsidy, aid = (traces[fund].lines if fund in traces else nothing for fund in STORED_FUNDS)
     return Settlement(
         policy_version=result.policy_version,
         clinic_level=result.clinic_level,
@@ -83,17 +79,26 @@ def as_settlement(result: ChainSettlement) -> Settlement:
         traces=tuple(_payer_trace(traces[fund], result.policy_version) for fund in STORED_FUNDS if fund in traces),
         lines=tuple(
             LineBreakdown(
-                code=line.code,
-                category=line.category,
-                amount=line.amount,
-                self_pay_first=line.self_pay_first,
-                eligible=line.eligible,
-                insurance=share(line.payers, "insurance"),
-                veteran_subsidy=share(line.payers, "veteran_subsidy"),
-                hardship_aid=share(line.payers, "hardship_aid"),
-                out_of_pocket=line.out_of_pocket,
+                code=item.code,
+                category=item.category,
+                amount=item.amount,
+                self_pay_first=self_pay,
+                eligible=eligible,
+                insurance=insurance_share,
+                veteran_subsidy=subsidy_share,
+                hardship_aid=aid_share,
+                out_of_pocket=out_of_pocket,
             )
-            for line in result.lines
+            for item, self_pay, eligible, insurance_share, subsidy_share, aid_share, out_of_pocket in zip(
+                result.items,
+                result.line_self_pay_first,
+                result.line_eligible,
+                insurance,
+                subsidy,
+                aid,
+                result.line_out_of_pocket,
+                strict=True,
+            )
         ),
         accumulators_before=_accumulators(result.counters_before),
         accumulators_after=_accumulators(result.counters_after),
