@@ -1,17 +1,21 @@
-"""The figures the docs show, checked against the real engine and policies/default.toml.
+"""The figures the docs show, checked against the real engine and the shipped policies.
 
 docs/worked-examples.md: each test settles one example and checks it twice: against the key figures written
-here, and against every figure table and receipt explanation the page shows for it.
-A change to the rules or to the default policy that moves a figure fails here until
-the page says the same; a page edit that gets a figure wrong fails too.
+here, and against every figure table and receipt explanation the page shows for it. Examples 1 to 9
+settle under policies/default.toml the way the gateway does (today's settlement shape); examples 10
+to 12 settle along the three-tier example policy with the chain engine (settlement.chain.settle).
+A change to the rules or to a policy that moves a figure fails here until the page says the same;
+a page edit that gets a figure wrong fails too.
 
-Tables on the page: ``| label | fen | yuan |`` lists settlement fields or accumulators
-(only the rows shown are checked, and fen and yuan must agree); ``| line | ... |`` lists
-each line's breakdown in yuan. Every such table and every ``text`` block in an example
-must be checked by its test.
+Tables on the page: ``| label | fen | yuan |`` lists settlement fields, payers by fund code, or
+accumulators and counters (only the rows shown are checked, and fen and yuan must agree); ``| line
+| ... |`` lists each line's breakdown in yuan; ``| Steps... | base | ... |`` lists each chain step.
+Every such table and every ``text`` block in an example must be checked by its test.
 
-docs/policy-files.md: the validation messages it shows are the loader's, word for word,
-its TOML blocks are pieces of policies/default.toml, and it names every field of it.
+docs/policy-files.md: the refusal messages it shows are the loader's (and the gateway's), word for
+word, and every one it shows is checked; its TOML blocks are pieces of policies/default.toml, of the
+three-tier example or of the new version it shows; and it names every field of both files and every
+field the loader reads.
 """
 
 from __future__ import annotations
@@ -19,14 +23,20 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Mapping
+import typing
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
+from pathlib import Path
 
+import msgspec
 import pytest
 
+from adapters.policy_files import load_policy_file
 from settlement import (
     Accumulators,
+    Bill,
     LineItem,
+    PersonStatus,
     PolicyError,
     Settlement,
     apply_deltas,
@@ -34,15 +44,41 @@ from settlement import (
     reversal_deltas,
     settlement_deltas,
 )
+from settlement.chain import ChainSettlement
+from settlement.chain import settle as settle_along
+from settlement.chain_policy import _ChainFile, _FundFile, parse_chain
 from settlement.explain import Language
 from settlement.models import ACCUMULATOR_FIELDS
-from settlement.policy import PolicyBook, parse_policy
+from settlement.policy_book import PolicyBook
 from settlement.registry import Membership, status_on
 from tests.unit.test_engine_rules import DEFAULT_TEXT, POLICY, REPO, Y, bill, item, person, replace_once, run
 
 PAGE_PATH = REPO / "docs" / "worked-examples.md"
 PAGE = PAGE_PATH.read_text(encoding="utf-8")
-EXAMPLES = range(1, 10)
+EXAMPLES = range(1, 13)
+
+THREE_TIER_PATH = REPO / "policies" / "examples" / "three-tier" / "three-tier-2026.toml"
+THREE_TIER_TEXT = THREE_TIER_PATH.read_text(encoding="utf-8")
+THREE_TIER = parse_chain(THREE_TIER_TEXT, str(THREE_TIER_PATH))
+THREE_TIER_FUNDS = ("insurance", "critical_illness", "hardship_aid", "tilted_aid", "veteran_subsidy", "charity")
+
+# Example 9's new version, also shown on docs/policy-files.md: policies/default.toml with these edits.
+NEW_VERSION_CHANGES = [
+    ('id = "default-2026"', 'id = "county-2026-07"'),
+    ("effective_from = 2026-01-01", "effective_from = 2026-07-01"),
+    (
+        "rate = { village = 0.50, township = 0.45, county = 0.35 }",  # insurance's outpatient rates
+        "rate = { village = 0.50, township = 0.45, county = 0.40 }",
+    ),
+]
+
+
+def new_version_text() -> str:
+    text = DEFAULT_TEXT
+    for old, new in NEW_VERSION_CHANGES:
+        text = replace_once(text, old, new)
+    return text
+
 
 SETTLEMENT_FIELDS = (
     "total",
@@ -63,6 +99,7 @@ LINE_FIELDS = (
     "hardship_aid",
     "out_of_pocket",
 )
+STEP_COLUMNS = ("base", "set aside", "computed", "cap cut", "paid", "reason")
 
 
 # ---------------------------------------------------------------- reading the page
@@ -83,14 +120,27 @@ def name_cell(cell: str) -> str:
     return cell.strip("`")
 
 
+def table_rows(text: str) -> Iterator[list[list[str]]]:
+    """Every markdown table in ``text``: its header row, then its body rows (separator left out)."""
+    rows: list[list[str]] = []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+            continue
+        if rows:
+            assert set(rows[1]) <= {"---", "---:"}, f"table {rows[0]} has no separator row"
+            yield [rows[0], *rows[2:]]
+            rows = []
+
+
 class Example:
-    """One ``## N.`` section of the page, and what its test has checked of it."""
+    """One ``## N.`` section of the page (up to the next ``##`` heading), and what its test has checked
+    of it."""
 
     def __init__(self, number: int) -> None:
-        headings = re.finditer(r"^## (\d+)\. ", PAGE, flags=re.MULTILINE)
-        starts = {int(m.group(1)): m.start() for m in headings}
+        starts = {int(m.group(1)): m.start() for m in re.finditer(r"^## (\d+)\. ", PAGE, flags=re.MULTILINE)}
         assert number in starts, f"docs/worked-examples.md has no example {number}"
-        later = [start for start in starts.values() if start > starts[number]]
+        later = [m.start() for m in re.finditer(r"^## ", PAGE, flags=re.MULTILINE) if m.start() > starts[number]]
         self.number = number
         self.text = PAGE[starts[number] : min(later, default=len(PAGE))]
         self.tables = self._tables()
@@ -100,17 +150,10 @@ class Example:
 
     def _tables(self) -> dict[str, list[list[str]]]:
         tables: dict[str, list[list[str]]] = {}
-        rows: list[list[str]] = []
-        for line in [*self.text.splitlines(), ""]:
-            if line.startswith("|"):
-                rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-                continue
-            if rows:
-                label = rows[0][0]
-                assert label not in tables, f"example {self.number}: two tables labelled {label!r}"
-                assert set(rows[1]) <= {"---", "---:"}, f"example {self.number}: {label!r} has no separator row"
-                tables[label] = [rows[0], *rows[2:]]
-                rows = []
+        for table in table_rows(self.text):
+            label = table[0][0]
+            assert label not in tables, f"example {self.number}: two tables labelled {label!r}"
+            tables[label] = table
         return tables
 
     def _table(self, label: str) -> list[list[str]]:
@@ -118,11 +161,12 @@ class Example:
         self.checked_tables.add(label)
         return self.tables[label]
 
-    def figures(self, label: str, actual: Mapping[str, int]) -> None:
-        """A ``| label | fen | yuan |`` table: each row shown equals ``actual``."""
+    def figures(self, label: str, actual: Mapping[str, int]) -> list[str]:
+        """A ``| label | fen | yuan |`` table: each row shown equals ``actual``. Returns the rows' names."""
         header, *rows = self._table(label)
         assert header[1:] == ["fen", "yuan"], header
         assert rows, f"example {self.number}: {label!r} is empty"
+        shown = []
         for name, fen, yuan in rows:
             field = name_cell(name)
             assert field in actual, f"example {self.number}, {label!r}: unknown row {name}"
@@ -130,6 +174,8 @@ class Example:
             assert fen_cell(fen) == actual[field], (
                 f"{label!r}, {field}: the page says {fen}, the engine {actual[field]}"
             )
+            shown.append(field)
+        return shown
 
     def settlement(self, label: str, s: Settlement) -> None:
         self.figures(label, {name: getattr(s, name) for name in SETTLEMENT_FIELDS})
@@ -162,6 +208,46 @@ class Example:
         expected = "\n".join(explain(s, language))
         assert expected in self.blocks, f"example {self.number}: no text block reads\n{expected}"
         self.checked_blocks.add(self.blocks.index(expected))
+
+    # ------------------------------------------------------------ along a chain
+
+    def chain_result(self, label: str, r: ChainSettlement) -> None:
+        """A ``| label | fen | yuan |`` table of a chain settlement: its totals and each fund's payment."""
+        totals = ("total", "eligible", "self_pay_first", "not_covered", "out_of_pocket")
+        self.figures(label, {name: getattr(r, name) for name in totals} | {step.fund: step.paid for step in r.payers})
+
+    def counters(self, label: str, counters: Mapping[str, int]) -> None:
+        """A ``| label | fen | yuan |`` table of counters: exactly those above 0, as the page says."""
+        shown = self.figures(label, counters)
+        assert sorted(shown) == sorted(name for name, value in counters.items() if value), (
+            f"example {self.number}, {label!r}: shows {shown}, not every counter above 0"
+        )
+
+    def steps(self, label: str, r: ChainSettlement) -> None:
+        """A ``| label | base | set aside | computed | cap cut | paid | reason |`` table: every step."""
+        header, *rows = self._table(label)
+        assert header[1:] == list(STEP_COLUMNS), header
+        assert [name_cell(row[0]) for row in rows] == [step.fund for step in r.payers]
+        for row, step in zip(rows, r.payers, strict=True):
+            *money, reason = row[1:]
+            assert [fen_from_yuan_cell(cell) for cell in money] == [
+                step.base,
+                step.deductible_consumed + step.below_threshold,
+                step.computed,
+                step.cap_cut,
+                step.paid,
+            ], f"example {self.number}, {label!r}: {step.fund}"
+            assert (name_cell(reason) or None) == step.reason, f"example {self.number}, {label!r}: {step.fund}"
+
+    def chain_lines(self, r: ChainSettlement) -> None:
+        """The ``| line | ... |`` table of a chain settlement: every line, each fund's share, in yuan."""
+        header, *rows = self._table("line")
+        columns = ["amount", "self_pay_first", "eligible", *(step.fund for step in r.payers), "out_of_pocket"]
+        assert header[1:] == columns, header
+        assert [name_cell(row[0]) for row in rows] == [line.code for line in r.lines]
+        for row, line in zip(rows, r.lines, strict=True):
+            expected = [line.amount, line.self_pay_first, line.eligible, *line.payers, line.out_of_pocket]
+            assert [fen_from_yuan_cell(cell) for cell in row[1:]] == expected, line.code
 
     def done(self) -> None:
         assert set(self.tables) == self.checked_tables, f"unchecked tables: {set(self.tables) - self.checked_tables}"
@@ -362,16 +448,12 @@ def test_8_reversal_gives_back_what_the_settlement_took() -> None:
 
 def test_9_new_policy_version_from_a_date() -> None:
     example = Example(9)
-    changes = [
-        ('id = "default-2026"', 'id = "county-2026-07"'),
-        ("effective_from = 2026-01-01", "effective_from = 2026-07-01"),
-        ("outpatient_rate = 0.35", "outpatient_rate = 0.40"),  # the county level's
-    ]
-    text = DEFAULT_TEXT
-    for old, new in changes:
+    text = new_version_text()
+    for _, new in NEW_VERSION_CHANGES:
         assert new in example.text, f"the page's policy snippet should show {new!r}"
-        text = replace_once(text, old, new)
-    book = PolicyBook([POLICY, parse_policy(text, "county-2026-07.toml")])
+    for block in re.findall(r"^```toml\n(.*?)\n```$", example.text, flags=re.MULTILINE | re.DOTALL):
+        assert_piece_of(block, text)
+    book = PolicyBook([POLICY, parse_chain(text, "county-2026-07.toml")])
     used_up = Accumulators(outpatient_deductible_used=200 * Y)
     results = {}
     for day in (dt.date(2026, 6, 30), dt.date(2026, 7, 1)):
@@ -389,124 +471,473 @@ def test_9_new_policy_version_from_a_date() -> None:
     example.done()
 
 
+# ---------------------------------------------------------------- the three-tier examples (chain engine)
+
+
+def referred(level: str, *items: LineItem, day: dt.date = MAY_12) -> Bill:
+    return Bill(clinic_level=level, visit_type="inpatient", service_date=day, items=items, referral=True)  # type: ignore[arg-type]
+
+
+def member(tier: str, category: str | None = None, **programmes: str) -> PersonStatus:
+    """An insured person in a hardship tier, perhaps a priority-care category and other programmes."""
+    return PersonStatus(insured=True, hardship_tier=tier, veteran_category=category, programmes=programmes)
+
+
+def along_three_tier(b: Bill, status: PersonStatus, counters: Mapping[str, int] | None = None) -> ChainSettlement:
+    r = settle_along(b, status, counters or {}, THREE_TIER)
+    assert [step.fund for step in r.payers] == list(THREE_TIER_FUNDS)
+    assert sum(step.paid for step in r.payers) + r.out_of_pocket == r.total
+    return r
+
+
+def paid(r: ChainSettlement) -> dict[str, int]:
+    return {step.fund: step.paid for step in r.payers if step.paid}
+
+
+def test_10_three_tier_admission_with_aid_and_priority_care() -> None:
+    r = along_three_tier(referred("county", *WORKED_ITEMS), member("minimum_allowance", "priority_care"))
+    # insurance (17,600 − 600) × 0.75 = 12,750.00; critical illness: 4,850 stays below 7,500 → 0;
+    # aid 4,850 × 0.75 = 3,637.50; tilted: 1,212.50 below 10,000 → 0; subsidy 1,212.50 × 0.60 = 727.50
+    assert paid(r) == {"insurance": 1_275_000, "hardship_aid": 363_750, "veteran_subsidy": 72_750}
+    assert r.out_of_pocket == 288_500  # 2,400.00 not eligible + 485.00 unpaid
+    assert r.payers[5].reason == "not_enrolled"
+    example = Example(10)
+    example.chain_result("Result", r)
+    example.steps("Steps", r)
+    example.chain_lines(r)
+    example.counters("Counters after", r.counters_after)
+    example.done()
+
+
+def test_11_three_tier_aid_deductible_carries_to_the_next_admission() -> None:
+    marginal = member("marginal")
+    first = along_three_tier(referred("county", item("A", 180_000 * Y, "A1")), marginal)
+    # insurance (180,000 − 600) × 0.75 = 134,550.00; critical illness (45,450 − 7,500) × 0.65 = 24,667.50;
+    # aid (20,782.50 − 2,000) × 0.65 = 12,208.625 → 12,208.63; tilted 8,573.87 below 10,000 → 0
+    assert paid(first) == {"insurance": 13_455_000, "critical_illness": 2_466_750, "hardship_aid": 1_220_863}
+    assert first.out_of_pocket == 857_387
+    second = along_three_tier(
+        referred("township", item("A", 30_000 * Y, "A1"), day=dt.date(2026, 8, 20)), marginal, first.counters_after
+    )
+    # insurance (30,000 − 300) × 0.85 = 25,245.00; critical illness (50,205 − 45,450) × 0.65 = 3,090.75;
+    # aid, the deductible met: 1,664.25 × 0.65 = 1,081.7625 → 1,081.76; tilted 9,156.36 below 10,000 → 0
+    assert paid(second) == {"insurance": 2_524_500, "critical_illness": 309_075, "hardship_aid": 108_176}
+    assert second.out_of_pocket == 58_249
+    assert (first.payers[2].deductible_consumed, second.payers[2].deductible_consumed) == (2_000 * Y, 0)
+    example = Example(11)
+    for number, r in enumerate((first, second), start=1):
+        example.chain_result(f"Admission {number}", r)
+        example.steps(f"Steps, admission {number}", r)
+        example.counters(f"Counters after admission {number}", r.counters_after)
+    example.done()
+
+
+def test_12_three_tier_cap_bands_tilted_aid_and_charity() -> None:
+    big = referred("county", item("A", 400_000 * Y, "A1"))
+    r = along_three_tier(big, member("minimum_allowance"))
+    # insurance 299,550.00 capped at 200,000.00; critical illness (100,000 − 7,500) × 0.65 + 100,000 × 0.75
+    # = 135,125.00; aid 64,875 × 0.75 = 48,656.25; tilted (16,218.75 − 10,000) × 0.50 = 3,109.375 → 3,109.38
+    assert paid(r) == {
+        "insurance": 20_000_000,
+        "critical_illness": 13_512_500,
+        "hardship_aid": 4_865_625,
+        "tilted_aid": 310_938,
+    }
+    assert r.out_of_pocket == 1_310_937
+    with_charity = along_three_tier(big, member("minimum_allowance", charity="child_major_disease"))
+    # charity 13,109.37 × 0.50 = 6,554.685 → 6,554.69
+    assert paid(with_charity) == paid(r) | {"charity": 655_469}
+    assert with_charity.out_of_pocket == 655_468
+    example = Example(12)
+    example.chain_result("Result", r)
+    example.steps("Steps", r)
+    example.counters("Counters after", r.counters_after)
+    example.chain_result("Also in charity", with_charity)
+    example.done()
+
+
 # ---------------------------------------------------------------- docs/policy-files.md
 
 POLICY_PAGE = (REPO / "docs" / "policy-files.md").read_text(encoding="utf-8")
+README = (REPO / "README.md").read_text(encoding="utf-8")
+BASES = {"default": DEFAULT_TEXT, "three-tier": THREE_TIER_TEXT}
 
-# Each edit of policies/default.toml the page shows an error for, and the message after the file's path.
+# Each edit of a shipped policy the page shows a refusal for, and the message after the file's path.
 POLICY_FILE_ERRORS = [
     (
+        "default",
         "{ up_to_yuan = 50000, rate = 0.65 }",
         "{ up_to_yuan = 5000, rate = 0.65 }",
-        "$.hardship_aid.tiers.marginal.inpatient_bands[1].up_to_yuan: bands must be in ascending order of up_to_yuan",
+        "$.funds.hardship_aid.rules[4].bands[1].up_to_yuan: bands must be in ascending order of up_to_yuan",
     ),
     (
-        "outpatient_cap_yuan = 3000 ",
-        "outpatient_cap = 3000 ",
-        "$.insurance: Object contains unknown field `outpatient_cap`",
+        "default",
+        "annual_cap_yuan = 3000\n",
+        "annual_cap = 3000\n",
+        "$.funds.insurance.rules[0]: Object contains unknown field `annual_cap`",
     ),
     (
-        "[hardship_aid.tiers.destitute]",
-        "[hardship_aid.tiers.destitue]",
-        "$.hardship_aid.tiers.destitue: unknown hardship tier; expected one of destitute, minimum_allowance, marginal, "
-        "low_income, medical_hardship",
+        "default",
+        'fund_type = "390100"\nstatutory = true\n',
+        'fund_type = "390100"\n',
+        "$.funds.insurance: Object missing required field `statutory`",
     ),
     (
-        "annual_cap_yuan = 10000\n",
-        "",
-        "$.veteran_subsidy.categories[...]: Object missing required field `annual_cap_yuan`",
+        "default",
+        'codes = ["destitute"]',
+        'codes = ["destitue"]',
+        "$.funds.hardship_aid.rules[0].codes[0]: 'destitue' is not a code of programme 'hardship_aid'",
     ),
     (
-        "inpatient_rate = 0.85",
-        "inpatient_rate = 85",
-        "$.insurance.levels.township.inpatient_rate: rate 85 must be between 0 and 1",
+        "default",
+        'visit_types = ["outpatient"]\ndeductible',
+        'visit_types = ["outpatients"]\ndeductible',
+        "$.funds.insurance.rules[0].visit_types[0]: Invalid enum value 'outpatients'",
     ),
     (
+        "default",
+        "rate = { township = 0.85, county = 0.75 }",
+        "rate = { township = 85, county = 0.75 }",
+        "$.funds.insurance.rules[1].rate.township: rate 85 must be between 0 and 1",
+    ),
+    (
+        "default",
         "b_self_pay_first_share = 0.10",
         "b_self_pay_first_share = 0.1234567",
         "$.eligibility.b_self_pay_first_share: rate 0.1234567 has more than 6 decimal places",
     ),
     (
-        "outpatient_deductible_yuan = 200 ",
-        "outpatient_deductible_yuan = 200.005 ",
-        "$.insurance.outpatient_deductible_yuan: amount 200.005 yuan is not a whole number of fen",
+        "default",
+        "per_year_yuan = 200,",
+        "per_year_yuan = 200.005,",
+        "$.funds.insurance.rules[0].deductible.per_year_yuan: amount 200.005 yuan is not a whole number of fen",
     ),
     (
-        "inpatient_cap_yuan = 200000 ",
-        'inpatient_cap_yuan = "200000" ',
-        "$.insurance.inpatient_cap_yuan: expected a number, got str",
+        "default",
+        "annual_cap_yuan = 200000\n",
+        'annual_cap_yuan = "200000"\n',
+        "$.funds.insurance.rules[1].annual_cap_yuan: expected a number, got str",
     ),
     (
-        "inpatient_deductible_yuan = 300       # per admission\n",
-        "",
-        "$.insurance.levels.township: give both inpatient_rate and inpatient_deductible_yuan, or neither for a level "
-        "without inpatient care",
-    ),
-    (
-        "  { rate = 0.80 },\n",
-        "  { up_to_yuan = 90000, rate = 0.80 },\n",
-        "$.hardship_aid.tiers.minimum_allowance.inpatient_bands[2].up_to_yuan: the last band must be open-ended "
-        "(leave out up_to_yuan)",
-    ),
-    (
-        "outpatient_rate = 0.00\n",
-        "outpatient_rate = 0.10\n",
-        "$.hardship_aid.tiers.medical_hardship.outpatient_rate: "
-        "medical_hardship pays only on inpatient bills: use 0.00",
-    ),
-    (
+        "default",
         "effective_from = 2026-01-01",
         "effective_from = 2026-01-01T00:00:00",
         "$.effective_from: Expected `date`, got `datetime`",
     ),
+    (
+        "default",
+        "rate = { township = 0.85, county = 0.75 }",
+        "rate = { county = 0.75 }",
+        "$.funds.insurance.rules[1].rate.township: missing: the rule can settle bills at this level",
+    ),
+    (
+        "default",
+        "rate = { township = 0.85, county = 0.75 }",
+        "rate = { township = 0.85, county = 0.75, city = 0.90 }",
+        "$.funds.insurance.rules[1].rate.city: unknown clinic level; expected one of village, township, county",
+    ),
+    (
+        "default",
+        'chain = ["insurance", "veteran_subsidy", "hardship_aid"]',
+        'chain = ["insurance", "veteran_subsidy", "hardship"]',
+        "$.chain[2]: fund 'hardship' is not declared under [funds.hardship]",
+    ),
+    (
+        "default",
+        'chain = ["insurance", "veteran_subsidy", "hardship_aid"]',
+        'chain = ["insurance", "veteran_subsidy"]',
+        "$.funds.hardship_aid: declared but not in the chain",
+    ),
+    (
+        "default",
+        'chain = ["insurance", "veteran_subsidy", "hardship_aid"]',
+        'chain = ["insurance", "veteran_subsidy", "insurance", "hardship_aid"]',
+        "$.chain[2]: fund 'insurance' is already in the chain: one step per fund",
+    ),
+    (
+        "default",
+        'name_en = "priority-care subsidy"\nstatutory = true',
+        'name_en = "priority-care subsidy"\nstatutory = false',
+        "$.chain[2]: statutory fund 'hardship_aid' comes after non-statutory fund 'veteran_subsidy': "
+        "statutory payers pay first",
+    ),
+    (
+        "default",
+        'fund_type = "390100"',
+        'fund_type = "3901"',
+        "$.funds.insurance.fund_type: a national fund type is six digits, such as 390100",
+    ),
+    (
+        "default",
+        'hardship_aid = ["destitute", "minimum_allowance", "marginal", "low_income", "medical_hardship"]\n',
+        "",
+        "$.funds.hardship_aid.programme: programme 'hardship_aid' is not declared under [programmes]",
+    ),
+    (
+        "three-tier",
+        'members_of = { hardship_aid = ["destitute", "minimum_allowance", "marginal"] }',
+        'members_of = { welfare = ["destitute"] }',
+        "$.funds.critical_illness.rules[0].members_of.welfare: programme is not declared under [programmes]",
+    ),
+    (
+        "default",
+        'programme = "veteran_subsidy"\n',
+        "",
+        "$.funds.veteran_subsidy.rules[0].codes: codes need the fund's programme: set programme on the fund",
+    ),
+    (
+        "default",
+        'codes = ["priority_care"]                    # other entitled groups',
+        "codes = []",
+        "$.funds.veteran_subsidy.rules[1].codes: an empty list matches nobody; leave it out to match every code",
+    ),
+    (
+        "default",
+        "[programmes]\n",
+        '[programmes]\ninsurance = ["resident"]\n',
+        "$.programmes.insurance: insurance is not a programme with codes: use insured = true on a fund",
+    ),
+    (
+        "default",
+        'codes = ["destitute"]                        # 特困\nrate = 1.00\n',
+        'codes = ["destitute"]\nrate = 1.00\nbands = [{ rate = 1.00 }]\n',
+        "$.funds.hardship_aid.rules[0]: give exactly one of rate, bands or ytd_bands",
+    ),
+    (
+        "default",
+        "  { rate = 0.80 },\n",
+        "  { up_to_yuan = 90000, rate = 0.80 },\n",
+        "$.funds.hardship_aid.rules[2].bands[2].up_to_yuan: the last band must be open-ended (leave out up_to_yuan)",
+    ),
+    (
+        "default",
+        "  { up_to_yuan = 10000, rate = 0.70 },\n",
+        "  { rate = 0.70 },\n",
+        "$.funds.hardship_aid.rules[2].bands[0].up_to_yuan: only the last band may be open-ended",
+    ),
+    (
+        "default",
+        "deductible = { per_admission_yuan = { township = 300, county = 600 } }",
+        "deductible = { per_year_yuan = 200, per_admission_yuan = 300 }",
+        "$.funds.insurance.rules[1].deductible: give per_year_yuan (with its counter) or per_admission_yuan",
+    ),
+    (
+        "default",
+        'deductible = { per_year_yuan = 200, counter = "outpatient_deductible_used" }',
+        "deductible = { per_year_yuan = 200 }",
+        "$.funds.insurance.rules[0].deductible.counter: a per-year deductible needs a counter of what has been met",
+    ),
+    (
+        "default",
+        "deductible = { per_admission_yuan = { township = 300, county = 600 } }",
+        'deductible = { per_admission_yuan = { township = 300, county = 600 }, counter = "admission_met" }',
+        "$.funds.insurance.rules[1].deductible.counter: a per-admission deductible starts afresh on every bill",
+    ),
+    (
+        "default",
+        'ytd_counter = { name = "unpaid_eligible", counts = "every_bill" }\n',
+        "",
+        "$.funds.hardship_aid.rules[8].ytd_bands: bands over a year-to-date counter need ytd_counter on the fund",
+    ),
+    (
+        "default",
+        "ytd_bands = { threshold_yuan = 5000, bands = [{ rate = 0.50 }] }\n",
+        "ytd_bands = { threshold_yuan = 5000, bands = [{ rate = 0.50 }] }\ndeductible = { per_admission_yuan = 100 }\n",
+        "$.funds.hardship_aid.rules[8].deductible: a rule over a year-to-date counter takes its threshold instead "
+        "of a deductible",
+    ),
+    (
+        "default",
+        "ytd_bands = { threshold_yuan = 5000, bands = [{ rate = 0.50 }] }",
+        "ytd_bands = { threshold_yuan = 5000, bands = [{ up_to_yuan = 5000, rate = 0.50 }, { rate = 0.60 }] }",
+        "$.funds.hardship_aid.rules[8].ytd_bands.bands[0].up_to_yuan: the first band must end above threshold_yuan",
+    ),
+    (
+        "default",
+        'counts = "every_bill"',
+        'counts = "every_bil"',
+        "$.funds.hardship_aid.ytd_counter.counts: Invalid enum value 'every_bil'",
+    ),
+    (
+        "default",
+        'paid_counter = "aid_paid" ',
+        "",
+        "$.funds.hardship_aid.rules[0].paid_counter: name the counter of what the fund has paid (here or on the fund)",
+    ),
+    (
+        "default",
+        'paid_counter = "subsidy_paid" ',
+        'paid_counter = "outpatient_deductible_used" ',
+        "$.funds.veteran_subsidy.paid_counter: counter 'outpatient_deductible_used' is already a deductible counter; "
+        "it cannot also be paid",
+    ),
+    (
+        "three-tier",
+        "[[funds.charity.rules]]\nrate = 0.50\n",
+        '[[funds.charity.rules]]\ndeductible = { per_year_yuan = 100, counter = "aid_deductible_met" }\nrate = 0.50\n',
+        "$.funds.charity.rules[0].deductible.counter: deductible counter 'aid_deductible_met' already belongs to "
+        "fund 'hardship_aid'",
+    ),
+    (
+        "default",
+        'paid_counter = "insurance_outpatient_paid"',
+        'paid_counter = "Insurance-Outpatient"',
+        "$.funds.insurance.rules[0].paid_counter: counter name 'Insurance-Outpatient' must be lower-case letters, "
+        "digits and _",
+    ),
 ]
+
+# What the gateway says of a valid chain it has no columns for (settlement/compat.py), by file.
+UNSTORABLE = [
+    (
+        THREE_TIER_TEXT,
+        "policies/examples/three-tier/three-tier-2026.toml",
+        "$.chain[1]: fund 'critical_illness': this gateway version records only the funds insurance, "
+        "veteran_subsidy, hardship_aid",
+    ),
+    (
+        replace_once(DEFAULT_TEXT, 'paid_counter = "aid_paid" ', 'paid_counter = "hardship_aid_paid" '),
+        "policies/2027.toml",
+        "$.funds: counter 'hardship_aid_paid': this gateway version records only the counters "
+        "outpatient_deductible_used, insurance_outpatient_paid, insurance_inpatient_paid, subsidy_paid, aid_paid, "
+        "unpaid_eligible",
+    ),
+]
+SAME_DATE = (
+    "county-2027: $.effective_from: same effective date as default-2026: which one is in force would be ambiguous"
+)
+SAME_ID = "default-2026: $.id: two policy files share this id"
+
+# Every whole refusal line the docs may show, each checked by a test below.
+CHECKED_LINES = {
+    f"policies/2027.toml: {POLICY_FILE_ERRORS[0][3]}",
+    *(f"{source}: {message}" for _, source, message in UNSTORABLE),
+    SAME_DATE,
+    SAME_ID,
+}
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "message"), POLICY_FILE_ERRORS, ids=[e[2].split(":")[0] for e in POLICY_FILE_ERRORS]
+    ("base", "old", "new", "message"), POLICY_FILE_ERRORS, ids=[e[3].split(":")[0] for e in POLICY_FILE_ERRORS]
 )
-def test_policy_page_shows_the_loaders_messages(old: str, new: str, message: str) -> None:
+def test_policy_page_shows_the_loaders_messages(base: str, old: str, new: str, message: str) -> None:
     with pytest.raises(PolicyError) as caught:
-        parse_policy(replace_once(DEFAULT_TEXT, old, new), "policies/2027.toml")
+        parse_chain(replace_once(BASES[base], old, new), "policies/2027.toml")
     assert str(caught.value) == f"policies/2027.toml: {message}"
     assert message in POLICY_PAGE
 
 
-def test_policy_page_shows_the_message_for_two_files_on_one_date() -> None:
-    text = replace_once(DEFAULT_TEXT, 'id = "default-2026"', 'id = "county-2027"')
+@pytest.mark.parametrize(("text", "source", "message"), UNSTORABLE, ids=["fund", "counter"])
+def test_policy_page_shows_the_gateways_refusal_of_a_chain_it_cannot_store(
+    tmp_path: Path, text: str, source: str, message: str
+) -> None:
+    parse_chain(text, source)  # a valid chain: the engine settles it
+    path = tmp_path / Path(source).name
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(PolicyError) as caught:
-        PolicyBook([POLICY, parse_policy(text, "policies/county-2027.toml")])
-    message = str(caught.value)
-    assert message == (
-        "county-2027: $.effective_from: same effective date as default-2026: which one is in force would be ambiguous"
+        load_policy_file(path)  # the gateway's loader
+    assert str(caught.value) == f"{path}: {message}"
+    assert f"{source}: {message}" in POLICY_PAGE
+
+
+def test_policy_page_shows_the_messages_for_two_versions_that_clash() -> None:
+    same_date = parse_chain(replace_once(DEFAULT_TEXT, 'id = "default-2026"', 'id = "county-2027"'), "county-2027")
+    same_id = parse_chain(replace_once(DEFAULT_TEXT, "effective_from = 2026-01-01", "effective_from = 2027-01-01"), "x")
+    for other, expected in ((same_date, SAME_DATE), (same_id, SAME_ID)):
+        with pytest.raises(PolicyError) as caught:
+            PolicyBook([POLICY, other])
+        assert str(caught.value) == expected
+        assert expected in POLICY_PAGE
+
+
+def code_span(cell: str) -> str:
+    """The text of a markdown code span: `a` or `` a `b` ``."""
+    match = re.fullmatch(r"(`+) ?(.*?) ?\1", cell)
+    assert match, f"not a code span: {cell!r}"
+    return match.group(2)
+
+
+def test_every_refusal_the_docs_show_is_checked() -> None:
+    checked = {message for *_, message in POLICY_FILE_ERRORS} | {message for *_, message in UNSTORABLE}
+    (table,) = [table for table in table_rows(POLICY_PAGE) if table[0] == ["what is wrong", "message"]]
+    shown = [code_span(row[1]) for row in table[1:]]
+    assert len(shown) == len(set(shown)), "a message is shown twice"
+    assert set(shown) <= checked, f"not checked: {set(shown) - checked}"
+    # Whole refusal lines in plain code blocks, on the policy page and in the README.
+    for document in (POLICY_PAGE, README):
+        blocks = re.findall(r"^```\n(.*?)\n```$", document, flags=re.MULTILINE | re.DOTALL)
+        lines = [line for block in blocks for line in block.splitlines() if ": $" in line]
+        assert lines
+        assert set(lines) <= CHECKED_LINES, f"not checked: {set(lines) - CHECKED_LINES}"
+
+
+def fields_of_file(table: Mapping[str, object]) -> set[str]:
+    """The names of the fields that hold values, at any depth (not the tables' names)."""
+    found = set()
+    for name, value in table.items():
+        if isinstance(value, dict):
+            found |= fields_of_file(value)
+            continue
+        found.add(name)
+        if isinstance(value, list):
+            for inner in value:
+                if isinstance(inner, dict):
+                    found |= fields_of_file(inner)
+    return found
+
+
+def fields_of_loader(shape: type) -> set[str]:
+    """Every field the loader reads into ``shape``, at any depth."""
+
+    def structs(annotation: object) -> Iterator[type]:
+        if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+            yield annotation
+        for inner in typing.get_args(annotation):
+            yield from structs(inner)
+
+    found = set()
+    for field in msgspec.structs.fields(shape):
+        found.add(field.encode_name)
+        for inner in structs(field.type):
+            found |= fields_of_loader(inner)
+    return found
+
+
+def test_policy_page_explains_every_field_of_both_files_and_of_the_loader() -> None:
+    names = (
+        fields_of_file(tomllib.loads(DEFAULT_TEXT))
+        | fields_of_file(tomllib.loads(THREE_TIER_TEXT))
+        | fields_of_loader(_ChainFile)
+        | fields_of_loader(_FundFile)
     )
-    assert message in POLICY_PAGE
-
-
-def test_policy_page_explains_every_field_of_the_default_file() -> None:
-    def keys(table: Mapping[str, object]) -> set[str]:
-        """The names of the fields that hold values, at any depth (not the tables' names)."""
-        found = set()
-        for name, value in table.items():
-            if isinstance(value, dict):
-                found |= keys(value)
-                continue
-            found.add(name)
-            if isinstance(value, list):
-                for inner in value:
-                    found |= keys(inner)
-        return found
-
-    names = keys(tomllib.loads(DEFAULT_TEXT)) | {"ytd_unpaid_threshold_yuan", "inpatient_rate", "up_to_yuan"}
-    missing = sorted(name for name in names if f"`{name}`" not in POLICY_PAGE)
+    assert {"counts", "members_of", "referral", "levels", "ytd_bands", "up_to_yuan"} <= names  # the walk goes deep
+    # a field by its name in a code span, a table also by its header: `[eligibility]`, `[funds.X]`
+    missing = sorted(name for name in names if f"`{name}`" not in POLICY_PAGE and f"`[{name}" not in POLICY_PAGE)
     assert not missing, f"docs/policy-files.md does not name {missing}"
 
 
-def test_policy_page_shows_the_default_file() -> None:
-    # every TOML block on the page is a piece of policies/default.toml, line for line
+def assert_piece_of(block: str, text: str) -> None:
+    lines = {line.split("#")[0].rstrip() for line in text.splitlines()}
+    for line in block.splitlines():
+        assert line.split("#")[0].rstrip() in lines, f"not in the policy file: {line!r}"
+
+
+def test_policy_page_shows_pieces_of_the_shipped_files() -> None:
+    # every TOML block on the page is a piece of one file, line for line: the default policy, the
+    # three-tier example, or the new version the page shows (which must load)
+    files = {"default": DEFAULT_TEXT, "three-tier": THREE_TIER_TEXT, "new version": new_version_text()}
+    parse_chain(files["new version"], "county-2026-07.toml")
     blocks = re.findall(r"^```toml\n(.*?)\n```$", POLICY_PAGE, flags=re.MULTILINE | re.DOTALL)
     assert blocks
-    default_lines = {line.split("#")[0].rstrip() for line in DEFAULT_TEXT.splitlines()}
     for block in blocks:
-        for line in block.splitlines():
-            assert line.split("#")[0].rstrip() in default_lines, f"not in policies/default.toml: {line!r}"
+        sources = []
+        for name, text in files.items():
+            try:
+                assert_piece_of(block, text)
+            except AssertionError:
+                continue
+            sources.append(name)
+        assert sources, f"docs/policy-files.md shows a TOML block from none of {list(files)}:\n{block}"
+    # the page shows the new version's changes, and the README's new-version advice still holds
+    for _, new in NEW_VERSION_CHANGES:
+        assert new in POLICY_PAGE
