@@ -76,7 +76,7 @@ def as_settlement(result: ChainSettlement) -> Settlement:
         veteran_subsidy=result.paid("veteran_subsidy"),
         hardship_aid=result.paid("hardship_aid"),
         out_of_pocket=result.out_of_pocket,
-        traces=tuple(_payer_trace(traces[fund], result.policy_version) for fund in STORED_FUNDS if fund in traces),
+        traces=tuple(_payer_trace(step, result.policy_version) for step in result.payers),  # chain order
         lines=tuple(
             LineBreakdown(
                 code=item.code,
