@@ -199,7 +199,22 @@ def _row_text(alias: str, columns: tuple[tuple[str, str], ...]) -> str:
     return f"convert_to(row({', '.join(_text_form(alias, name, kind) for name, kind in columns)})::text, 'UTF8')"
 
 
-SETTLEMENT_DIGEST: Final = f"sha256({_row_text('s', SETTLEMENT_COLUMNS)} || s.{SETTLEMENT_RAW_COLUMN[0]})"
+# Columns added after form 1 whose value was fixed for every earlier row: a row whose value is still
+# that default adds nothing, so every earlier seal verifies as it was; any other value is covered by
+# its normalised text (jsonb's text form does not depend on session settings).
+SETTLEMENT_SPARSE_COLUMNS: Final = (("other_funds", "jsonb", "'{}'::jsonb"),)
+
+
+def _sparse_text(alias: str) -> str:
+    return " || ".join(
+        f"(CASE WHEN {alias}.{name} = {default} THEN ''::bytea ELSE convert_to({alias}.{name}::text, 'UTF8') END)"
+        for name, _, default in SETTLEMENT_SPARSE_COLUMNS
+    )
+
+
+SETTLEMENT_DIGEST: Final = (
+    f"sha256({_row_text('s', SETTLEMENT_COLUMNS)} || {_sparse_text('s')} || s.{SETTLEMENT_RAW_COLUMN[0]})"
+)
 REVERSAL_DIGEST: Final = f"sha256({_row_text('r', REVERSAL_COLUMNS)})"
 
 _SINCE: Final = "coalesce($1::timestamptz, '-infinity')"  # $1 NULL: from the beginning

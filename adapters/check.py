@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from adapters.settlement_sql import counters_from, decode_record
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -25,8 +27,9 @@ class Violation:
 CHECKS: dict[str, str] = {
     "settlement_conserves_money": """
         SELECT settlement_id::text AS id FROM settlements
-        WHERE insurance + veteran_subsidy + hardship_aid + out_of_pocket <> total
-           OR least(insurance, veteran_subsidy, hardship_aid, out_of_pocket) < 0""",
+        WHERE insurance + veteran_subsidy + hardship_aid + fund_amounts_total(other_funds) + out_of_pocket <> total
+           OR least(insurance, veteran_subsidy, hardship_aid, out_of_pocket) < 0
+           OR NOT fund_amounts_valid(other_funds)""",
     "ledger_balances": """
         SELECT settlement_id::text || ' ' || kind AS id FROM ledger_entries
         GROUP BY settlement_id, kind HAVING sum(amount) <> 0""",
@@ -38,12 +41,17 @@ CHECKS: dict[str, str] = {
                    sum(amount) FILTER (WHERE account = 'priority_care_fund') AS veteran_subsidy,
                    sum(amount) FILTER (WHERE account = 'aid_fund') AS hardship_aid,
                    sum(amount) FILTER (WHERE account = 'patient') AS out_of_pocket,
+                   coalesce(jsonb_object_agg(account, amount) FILTER (WHERE account NOT IN
+                       ('insurance_fund', 'priority_care_fund', 'aid_fund', 'patient', 'clinic')), '{}') AS others,
                    count(*) AS lines
             FROM ledger_entries l
             WHERE l.person_key = s.person_key AND l.settlement_id = s.settlement_id AND l.kind = 'settlement'
         ) l ON true
-        WHERE l.lines <> 5 OR l.insurance <> s.insurance OR l.veteran_subsidy <> s.veteran_subsidy
-           OR l.hardship_aid <> s.hardship_aid OR l.out_of_pocket <> s.out_of_pocket""",
+        WHERE l.lines <> 5 + (SELECT count(*) FROM jsonb_object_keys(s.other_funds))
+           OR l.insurance <> s.insurance OR l.veteran_subsidy <> s.veteran_subsidy
+           OR l.hardship_aid <> s.hardship_aid OR l.out_of_pocket <> s.out_of_pocket
+           OR l.others <> (SELECT coalesce(jsonb_object_agg(key || '_fund', value::bigint), '{}')
+                             FROM jsonb_each_text(s.other_funds))""",
     "reversal_recorded_once": """
         SELECT s.settlement_id::text AS id
         FROM settlements s
@@ -53,7 +61,7 @@ CHECKS: dict[str, str] = {
         ) l ON true
         LEFT JOIN reversals r ON r.person_key = s.person_key AND r.settlement_id = s.settlement_id
         WHERE (s.reversal_id IS NULL) <> (l.lines = 0) OR (s.reversal_id IS NULL) <> (r.reversal_id IS NULL)
-           OR l.lines NOT IN (0, 5)""",
+           OR l.lines NOT IN (0, 5 + (SELECT count(*) FROM jsonb_object_keys(s.other_funds)))""",
     "accumulators_equal_ledger": """
         WITH ledger AS (
             SELECT person_key, year,
@@ -73,20 +81,17 @@ CHECKS: dict[str, str] = {
         FROM accumulators a
         LEFT JOIN ledger l USING (person_key, year)
         LEFT JOIN deltas d USING (person_key, year)
-        WHERE a.insurance_outpatient_paid <> coalesce(l.insurance_outpatient_paid, 0)
-           OR a.insurance_inpatient_paid <> coalesce(l.insurance_inpatient_paid, 0)
-           OR a.subsidy_paid <> coalesce(l.subsidy_paid, 0)
-           OR a.aid_paid <> coalesce(l.aid_paid, 0)
-           OR a.outpatient_deductible_used <> coalesce(d.deductible, 0)
-           OR a.unpaid_eligible <> coalesce(d.unpaid_eligible, 0)""",
+        WHERE coalesce((a.counters ->> 'insurance_outpatient_paid')::bigint, 0)
+                  <> coalesce(l.insurance_outpatient_paid, 0)
+           OR coalesce((a.counters ->> 'insurance_inpatient_paid')::bigint, 0)
+                  <> coalesce(l.insurance_inpatient_paid, 0)
+           OR coalesce((a.counters ->> 'subsidy_paid')::bigint, 0) <> coalesce(l.subsidy_paid, 0)
+           OR coalesce((a.counters ->> 'aid_paid')::bigint, 0) <> coalesce(l.aid_paid, 0)
+           OR coalesce((a.counters ->> 'outpatient_deductible_used')::bigint, 0) <> coalesce(d.deductible, 0)
+           OR coalesce((a.counters ->> 'unpaid_eligible')::bigint, 0) <> coalesce(d.unpaid_eligible, 0)""",
     "accumulators_within_caps": """
         SELECT encode(person_key, 'hex') || ' ' || year AS id FROM accumulators
-        WHERE outpatient_deductible_used NOT BETWEEN 0 AND outpatient_deductible_cap
-           OR insurance_outpatient_paid NOT BETWEEN 0 AND insurance_outpatient_cap
-           OR insurance_inpatient_paid NOT BETWEEN 0 AND insurance_inpatient_cap
-           OR subsidy_paid NOT BETWEEN 0 AND subsidy_cap
-           OR aid_paid NOT BETWEEN 0 AND aid_cap
-           OR unpaid_eligible < 0""",
+        WHERE NOT counters_within_caps(counters, caps)""",
     "one_settlement_per_request": """
         SELECT terminal_id || ' ' || request_id AS id FROM settlements
         GROUP BY terminal_id, request_id HAVING count(*) > 1""",
@@ -101,8 +106,12 @@ CHECKS: dict[str, str] = {
                    sum(CASE WHEN l.kind = 'settlement' THEN f.amount ELSE -f.amount END) AS amount
             FROM ledger_entries l
             JOIN settlements s ON s.person_key = l.person_key AND s.settlement_id = l.settlement_id
-            CROSS JOIN LATERAL (VALUES ('insurance_fund', s.insurance), ('priority_care_fund', s.veteran_subsidy),
-                                       ('aid_fund', s.hardship_aid), ('patient', s.out_of_pocket)) f(account, amount)
+            CROSS JOIN LATERAL (
+                VALUES ('insurance_fund', s.insurance), ('priority_care_fund', s.veteran_subsidy),
+                       ('aid_fund', s.hardship_aid), ('patient', s.out_of_pocket)
+                UNION ALL
+                SELECT key || '_fund', value::bigint FROM jsonb_each_text(s.other_funds)
+            ) f(account, amount)
             WHERE l.account = 'clinic' GROUP BY 1, 2, 3
         )
         SELECT booked_on::text || ' ' || clinic_id || ' ' || account AS id
@@ -118,7 +127,44 @@ async def check_invariants(connection: asyncpg.Connection, *, limit: int = 20) -
         for rule, query in CHECKS.items():
             for row in await connection.fetch(f"{query} LIMIT {int(limit)}"):
                 violations.append(Violation(rule, row["id"]))
+        violations.extend((await _counters_against_records(connection))[:limit])
     return violations
+
+
+# Every person-year's counters, with the records of its settlements not reversed, a batch at a time.
+_COUNTERS_AND_RECORDS = """
+    SELECT a.person_key, a.year, a.counters,
+           coalesce((SELECT array_agg(s.record) FROM settlements s
+                      WHERE s.person_key = a.person_key AND extract(year FROM s.service_date)::int = a.year
+                        AND s.reversal_id IS NULL), '{}') AS records
+    FROM accumulators a
+    WHERE (a.person_key, a.year) > ($1, $2)
+    ORDER BY a.person_key, a.year
+    LIMIT 500"""
+
+
+async def _counters_against_records(connection: asyncpg.Connection) -> list[Violation]:
+    """``counters_equal_settlements``: every counter of every person-year, whatever the policy names it,
+    is exactly the sum of what the year's settlements not reversed added to it (each settlement's record
+    holds its counters before and after). With ``ledger_matches_settlement`` and the engine's rule that a
+    step's paid counter grows by what it paid, the counters are the ledger's, fund by fund."""
+    violations = []
+    after: tuple[bytes, int] = (b"", 0)
+    while True:
+        rows = await connection.fetch(_COUNTERS_AND_RECORDS, *after)
+        if not rows:
+            return violations
+        for row in rows:
+            expected: dict[str, int] = {}
+            for record in row["records"]:
+                for name, delta in decode_record(record).result.counter_deltas().items():
+                    expected[name] = expected.get(name, 0) + delta
+            stored = {name: value for name, value in counters_from(row["counters"]).items() if value}
+            if stored != {name: value for name, value in expected.items() if value}:
+                violations.append(
+                    Violation("counters_equal_settlements", f"{bytes(row['person_key']).hex()} {row['year']}")
+                )
+        after = (rows[-1]["person_key"], rows[-1]["year"])
 
 
 # What a client saw acknowledged must be in the database: an id is found when it names a stored

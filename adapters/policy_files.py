@@ -7,7 +7,6 @@ from pathlib import Path
 
 from settlement.chain import Chain
 from settlement.chain_policy import parse_chain
-from settlement.compat import check_storable
 from settlement.errors import PolicyError
 from settlement.policy_book import PolicyBook
 
@@ -24,9 +23,7 @@ def load_policy_file(path: Path) -> Chain:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise PolicyError(str(path), "$", f"cannot read: {error}") from None
-    chain = parse_chain(text, source=str(path))
-    check_storable(chain, str(path))
-    return chain
+    return parse_chain(text, source=str(path))
 
 
 def load_policy_book(folder: Path | None = None) -> PolicyBook:

@@ -24,7 +24,7 @@ from typing import Any, Final
 import msgspec
 import zstandard
 
-from settlement.models import ACCUMULATOR_FIELDS, LineItem, Settlement
+from settlement.models import LineItem, Settlement
 from settlement.ports import NewSettlement
 
 # The first byte of a record names its format. A dictionary is part of the format: once records are
@@ -85,26 +85,22 @@ def decode_record(data: bytes) -> Record:
 # ---------------------------------------------------------------- row shapes
 
 
+class Jsonb(str):
+    """JSON text written to a ``jsonb`` column."""
+
+
 class AccumulatorWrite(msgspec.Struct, frozen=True, array_like=True):
     """The person-year row after a settlement, the version it was read at (None: create it), and the
-    request that moves it (no row moves for a request id the terminal has already settled)."""
+    request that moves it (no row moves for a request id the terminal has already settled).
+    ``counters`` and ``caps`` are JSON objects by counter name."""
 
     person_key: bytes
     year: int
     version: int | None
     terminal_id: str
     request_id: str
-    outpatient_deductible_used: int
-    insurance_outpatient_paid: int
-    insurance_inpatient_paid: int
-    subsidy_paid: int
-    aid_paid: int
-    unpaid_eligible: int
-    outpatient_deductible_cap: int
-    insurance_outpatient_cap: int
-    insurance_inpatient_cap: int
-    subsidy_cap: int
-    aid_cap: int
+    counters: Jsonb
+    caps: Jsonb
     updated_at: dt.datetime
 
 
@@ -133,6 +129,7 @@ class SettlementRow(msgspec.Struct, frozen=True, array_like=True):
     caps_reached: int
     deductible_taken: int
     unpaid_added: int
+    other_funds: Jsonb
     request_hash: bytes
     nonce: bytes | None
     record: bytes
@@ -147,6 +144,7 @@ _SQL_TYPES: Final = {
     bool: "boolean",
     dt.date: "date",
     dt.datetime: "timestamptz",
+    Jsonb: "jsonb",
 }
 
 
@@ -163,8 +161,6 @@ def sql_types(shape: type[msgspec.Struct]) -> dict[str, str]:
 
 _ACC = sql_types(AccumulatorWrite)
 _ROW = sql_types(SettlementRow)
-_ACC_SET = list(ACCUMULATOR_FIELDS)
-_CAP_COLUMNS = [name for name in _ACC if name.endswith("_cap")]
 
 
 def _unnest(types: dict[str, str], first_parameter: int, alias: str) -> str:
@@ -190,8 +186,8 @@ WITH input AS (
     FROM input
 ), updated AS (
     UPDATE accumulators a SET
-        {", ".join(f"{name} = v.{name}" for name in _ACC_SET)},
-        {", ".join(f"{name} = GREATEST(a.{name}, v.{name})" for name in _CAP_COLUMNS)},
+        counters = v.counters,
+        caps = greatest_caps(a.caps, v.caps),
         version = a.version + 1,
         updated_at = v.updated_at
     FROM v
@@ -199,8 +195,8 @@ WITH input AS (
       AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
     RETURNING v.i
 ), created AS (
-    INSERT INTO accumulators (person_key, year, {", ".join(_ACC_SET)}, {", ".join(_CAP_COLUMNS)}, version, updated_at)
-    SELECT person_key, year, {", ".join(_ACC_SET)}, {", ".join(_CAP_COLUMNS)}, 1, updated_at FROM v
+    INSERT INTO accumulators (person_key, year, counters, caps, version, updated_at)
+    SELECT person_key, year, counters, caps, 1, updated_at FROM v
     WHERE v.new_request AND v.version IS NULL
     ON CONFLICT (person_key, year) DO NOTHING
     RETURNING person_key, year
@@ -219,15 +215,15 @@ SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS dupl
 # Everything a settlement's decision needs, for many settlements in one round trip, read-only.
 # A request id that already has a settlement comes back with its fingerprint and nonce (a retry or
 # a replay); a nonce some other write already spent (request_nonces) marks a replayed request.
-READ_FOR_SETTLE: Final = f"""
+READ_FOR_SETTLE: Final = """
 SELECT
     (SELECT row(s.settlement_id, s.request_hash, s.nonce) FROM settlements s
       WHERE s.terminal_id = r.terminal_id AND s.request_id = r.request_id LIMIT 1) AS existing,
     (r.digest IS NOT NULL AND EXISTS (SELECT 1 FROM request_nonces n WHERE n.digest = r.digest)) AS nonce_spent,
     EXISTS (SELECT 1 FROM people p WHERE p.person_key = r.person_key) AS person_exists,
-    (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{{}}')
+    (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{}')
        FROM memberships m WHERE m.person_key = r.person_key) AS memberships,
-    (SELECT row({", ".join(f"a.{name}" for name in ACCUMULATOR_FIELDS)}, a.version) FROM accumulators a
+    (SELECT row(a.counters, a.version) FROM accumulators a
       WHERE a.person_key = r.person_key AND a.year = r.year) AS accumulators
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::bytea[]) WITH ORDINALITY
     AS r(terminal_id, request_id, person_key, year, digest, i)
@@ -235,14 +231,14 @@ ORDER BY r.i
 """
 
 # The person-year under its row lock (created if missing), for a settlement that lost the race.
-LOCK_PERSON_YEAR: Final = f"""
+LOCK_PERSON_YEAR: Final = """
 WITH locked AS (
     INSERT INTO accumulators (person_key, year) VALUES ($1, $2)
     ON CONFLICT (person_key, year) DO UPDATE SET person_key = EXCLUDED.person_key
-    RETURNING {", ".join(ACCUMULATOR_FIELDS)}, version
+    RETURNING counters, version
 )
 SELECT locked.*,
-       (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{{}}')
+       (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{}')
           FROM memberships m WHERE m.person_key = $1) AS memberships
 FROM locked
 """
@@ -258,23 +254,19 @@ LOCK_SETTLEMENT: Final = (
     f"SELECT {STORED_COLUMNS} FROM settlements WHERE person_key = $1 AND settlement_id = $2 FOR UPDATE"
 )
 
-LOCK_ACCUMULATORS: Final = (
-    f"SELECT {', '.join(ACCUMULATOR_FIELDS)} FROM accumulators WHERE person_key = $1 AND year = $2 FOR UPDATE"
-)
+LOCK_ACCUMULATORS: Final = "SELECT counters FROM accumulators WHERE person_key = $1 AND year = $2 FOR UPDATE"
 
-WRITE_REVERSAL: Final = f"""
+WRITE_REVERSAL: Final = """
 WITH reversal AS (
     INSERT INTO reversals (person_key, reversal_id, settlement_id, terminal_id, request_id, reason, booked_on,
                            request_hash, nonce, created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 ), accumulators_update AS (
-    UPDATE accumulators SET
-        {", ".join(f"{name} = ${11 + n}" for n, name in enumerate(ACCUMULATOR_FIELDS))},
-        version = version + 1, updated_at = $10
-    WHERE person_key = $1 AND year = $17
+    UPDATE accumulators SET counters = $11::jsonb, version = version + 1, updated_at = $10
+    WHERE person_key = $1 AND year = $12
 ), audit AS (
     INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
-    VALUES ($10, $4, 'settlement.reversed', $3::text, $5, $18::jsonb)
+    VALUES ($10, $4, 'settlement.reversed', $3::text, $5, $13::jsonb)
 )
 UPDATE settlements SET reversed_at = $10, reversal_id = $2 WHERE person_key = $1 AND settlement_id = $3
 """
@@ -324,6 +316,7 @@ def settlement_row(new: NewSettlement) -> SettlementRow:
         caps_reached=decision.caps_reached,
         deductible_taken=decision.deductible_taken,
         unpaid_added=decision.unpaid_added,
+        other_funds=json_text(decision.other_funds),
         request_hash=new.request_hash,
         nonce=new.key.nonce,
         record=encode_record(Record(new.person, new.items, settlement)),
@@ -332,27 +325,29 @@ def settlement_row(new: NewSettlement) -> SettlementRow:
 
 
 def accumulator_write(new: NewSettlement) -> AccumulatorWrite:
-    after = new.decision.settlement.accumulators_after
-    caps = new.decision.caps
+    decision = new.decision
     return AccumulatorWrite(
         new.key.person_key,
         new.key.year,
         new.version,
         new.key.terminal_id,
         new.key.request_id,
-        after.outpatient_deductible_used,
-        after.insurance_outpatient_paid,
-        after.insurance_inpatient_paid,
-        after.subsidy_paid,
-        after.aid_paid,
-        after.unpaid_eligible,
-        caps.outpatient_deductible,
-        caps.insurance_outpatient,
-        caps.insurance_inpatient,
-        caps.subsidy,
-        caps.aid,
+        json_text(decision.settlement.counters()[1]),
+        json_text(decision.caps),
         new.created_at,
     )
+
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def json_text(value: dict[str, int]) -> Jsonb:
+    return Jsonb(_json_encoder.encode(value).decode())
+
+
+def counters_from(text: str | None) -> dict[str, int]:
+    """A person-year's counters as read from ``accumulators.counters`` (None: no row yet)."""
+    return {} if text is None else msgspec.json.decode(text, type=dict[str, int])
 
 
 def write_arguments(batch: list[NewSettlement]) -> list[Any]:

@@ -39,13 +39,14 @@ from adapters.settlement_sql import (
     STORED_REVERSAL,
     WRITE_REVERSAL,
     WRITE_SETTLEMENTS,
+    counters_from,
     decode_record,
+    json_text,
     write_arguments,
 )
 from adapters.terminal_keys import ActiveKey, load_keys
 from settlement.chain import Chain
 from settlement.decision import give_back
-from settlement.models import ACCUMULATOR_FIELDS, Accumulators
 from settlement.ports import (
     AlreadySettled,
     DuplicateRequest,
@@ -69,7 +70,6 @@ from settlement.ports import (
 from settlement.registry import Membership
 
 _json_encoder = msgspec.json.Encoder()
-_ACC_COLUMNS = ", ".join(ACCUMULATOR_FIELDS)
 
 
 # Policy versions restated in a new form with the same meaning, by the SHA-256 of their stored
@@ -274,20 +274,17 @@ class Store:
 
     async def person_for_eligibility(
         self, person_key: bytes, year: int
-    ) -> tuple[str | None, list[Membership], Accumulators]:
-        """The person's registered name (None: no such person), memberships and this year's accumulators."""
+    ) -> tuple[str | None, list[Membership], dict[str, int]]:
+        """The person's registered name (None: no such person), memberships and this year's counters."""
         row = await self._fetchrow(
-            f"""SELECT (SELECT name FROM people WHERE person_key = $1) AS name,
-                   (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{{}}')
+            """SELECT (SELECT name FROM people WHERE person_key = $1) AS name,
+                   (SELECT coalesce(array_agg(row(programme, code, effective_from, struck_off_on)), '{}')
                       FROM memberships WHERE person_key = $1) AS memberships,
-                   (SELECT row({_ACC_COLUMNS}) FROM accumulators WHERE person_key = $1 AND year = $2) AS acc""",
+                   (SELECT counters FROM accumulators WHERE person_key = $1 AND year = $2) AS counters""",
             person_key,
             year,
         )
-        accumulators = (
-            Accumulators(**dict(zip(ACCUMULATOR_FIELDS, row["acc"], strict=True))) if row["acc"] else Accumulators()
-        )
-        return row["name"], list(_memberships(row["memberships"])), accumulators
+        return row["name"], list(_memberships(row["memberships"])), counters_from(row["counters"])
 
     # ------------------------------------------------------------ settle
 
@@ -343,7 +340,7 @@ class Store:
             row = await connection.fetchrow(LOCK_PERSON_YEAR, key.person_key, key.year)
             snapshot = PersonSnapshot(
                 memberships=_memberships(row["memberships"]),
-                accumulators=Accumulators(**{field: row[field] for field in ACCUMULATOR_FIELDS}),
+                counters=counters_from(row["counters"]),
                 version=row["version"],
             )
             yield _LockedPerson(connection, snapshot)
@@ -413,7 +410,7 @@ class Store:
                     current = await connection.fetchrow(LOCK_ACCUMULATORS, new.person_key, year)
                     if self.faults.armed:
                         await self.faults.reach("reverse.after_lock")
-                    restored = give_back(settlement, Accumulators(**dict(current)))
+                    restored = give_back(settlement, counters_from(current["counters"]))
                     await connection.execute(
                         WRITE_REVERSAL,
                         new.person_key,
@@ -426,7 +423,7 @@ class Store:
                         new.request_hash,
                         new.nonce,
                         new.created_at,
-                        *(getattr(restored, field) for field in ACCUMULATOR_FIELDS),
+                        json_text(restored),
                         year,
                         _json_encoder.encode({"clinic_id": row["clinic_id"], "reason": new.reason}).decode(),
                     )
@@ -493,11 +490,9 @@ def _read_outcome(row: asyncpg.Record) -> ReadOutcome:
         return UnknownPerson()
     found = row["accumulators"]
     if found is None:
-        return PersonSnapshot(memberships=_memberships(row["memberships"]), accumulators=Accumulators(), version=None)
+        return PersonSnapshot(memberships=_memberships(row["memberships"]), counters={}, version=None)
     return PersonSnapshot(
-        memberships=_memberships(row["memberships"]),
-        accumulators=Accumulators(**dict(zip(ACCUMULATOR_FIELDS, found, strict=False))),
-        version=found[len(ACCUMULATOR_FIELDS)],
+        memberships=_memberships(row["memberships"]), counters=counters_from(found[0]), version=found[1]
     )
 
 

@@ -95,17 +95,16 @@ ACCUMULATOR_VALUES: Final[dict[str, str]] = {
     "version": f"(SELECT version FROM accumulators WHERE person_key = {_PERSON} AND year = :year)",
     "terminal_id": _terminal("terminal_id"),
     "request_id": _REQUEST_ID,
-    "outpatient_deductible_used": "0",
-    "insurance_outpatient_paid": "0",
-    "insurance_inpatient_paid": ":insurance",
-    "subsidy_paid": ":subsidy",
-    "aid_paid": ":aid",
-    "unpaid_eligible": ":unpaid",
-    "outpatient_deductible_cap": str(BENCH_CAP),
-    "insurance_outpatient_cap": str(BENCH_CAP),
-    "insurance_inpatient_cap": str(BENCH_CAP),
-    "subsidy_cap": str(BENCH_CAP),
-    "aid_cap": str(BENCH_CAP),
+    # The default chain's counters and caps, as the gateway writes them (a JSON object by name).
+    "counters": (
+        "jsonb_build_object('outpatient_deductible_used', 0, 'insurance_outpatient_paid', 0,"
+        " 'insurance_inpatient_paid', (:insurance)::bigint, 'subsidy_paid', (:subsidy)::bigint,"
+        " 'aid_paid', (:aid)::bigint, 'unpaid_eligible', (:unpaid)::bigint)::text"
+    ),
+    "caps": (
+        f"jsonb_build_object('outpatient_deductible_used', {BENCH_CAP}, 'insurance_outpatient_paid', {BENCH_CAP},"
+        f" 'insurance_inpatient_paid', {BENCH_CAP}, 'subsidy_paid', {BENCH_CAP}, 'aid_paid', {BENCH_CAP})::text"
+    ),
     "updated_at": "now()",
 }
 
@@ -134,6 +133,7 @@ SETTLEMENT_VALUES: Final[dict[str, str]] = {
     "caps_reached": "0",
     "deductible_taken": "0",
     "unpaid_added": ":unpaid",
+    "other_funds": "'{}'",
     "request_hash": _record("request_hash"),
     "nonce": _record("nonce"),
     "record": _record("record"),

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
 from adapters import finance
-from settlement.eligibility import ProgrammeStanding
+from settlement.eligibility import FundStanding, ProgrammeStanding
 from settlement.explain import explain
 from settlement.models import (
     Accumulators,
@@ -80,6 +81,8 @@ class SettleRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True)
     visit_type: VisitType
     service_date: dt.date
     items: Annotated[list[ItemIn], msgspec.Meta(min_length=1)]
+    # A referred admission (转诊): some policies' steps (tilted aid) pay only on referred bills.
+    referral: bool = False
 
 
 class ReversalRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -123,6 +126,15 @@ class Out(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     pass
 
 
+class PayerOut(Out, frozen=True, kw_only=True):
+    """One step of the policy's chain: the fund, its name, what it paid and why."""
+
+    fund: str
+    name: str
+    amount: int
+    trace: PayerTrace
+
+
 class SettlementFigures(Out, frozen=True, kw_only=True):
     """What a settlement computes, shared by a stored settlement and a quote."""
 
@@ -140,13 +152,18 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
     veteran_subsidy: int
     hardship_aid: int
     out_of_pocket: int
+    # Every step of the chain in order: sum(amount) + out_of_pocket == total.
+    payers: tuple[PayerOut, ...]
+    referral: bool
     traces: tuple[PayerTrace, ...]
     lines: tuple[LineBreakdown, ...]
     warnings: tuple[Notice, ...]
     explanation: list[str]
 
     @staticmethod
-    def fields_from(settlement: Settlement, *, clinic_id: str, person: str) -> dict[str, Any]:
+    def fields_from(
+        settlement: Settlement, *, clinic_id: str, person: str, fund_names: Mapping[str, str]
+    ) -> dict[str, Any]:
         return {
             "clinic_id": clinic_id,
             "clinic_level": settlement.clinic_level,
@@ -162,6 +179,13 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
             "veteran_subsidy": settlement.veteran_subsidy,
             "hardship_aid": settlement.hardship_aid,
             "out_of_pocket": settlement.out_of_pocket,
+            "payers": tuple(
+                PayerOut(
+                    fund=trace.payer, name=fund_names.get(trace.payer, trace.payer), amount=trace.paid, trace=trace
+                )
+                for trace in settlement.traces
+            ),
+            "referral": settlement.referral,
             "traces": settlement.traces,
             "lines": settlement.lines,
             "warnings": settlement.warnings,
@@ -174,6 +198,8 @@ class SettlementOut(SettlementFigures, frozen=True, kw_only=True):
     request_id: str
     terminal_id: str
     accumulators_after: Accumulators
+    # Every counter the policy's chain names, for the person and the service year, after this bill.
+    counters_after: dict[str, int]
     created_at: dt.datetime
     replayed: bool = False
     reversed: bool = False
@@ -219,6 +245,9 @@ class EligibilityOut(Out, frozen=True, kw_only=True):
     programmes: list[ProgrammeOut]
     unpaid_eligible_year_to_date: int
     warnings: list[Notice]
+    # Every fund of the policy's chain, in chain order: whether it can pay for this person, and what is
+    # left of its annual caps.
+    funds: list[FundStanding]
 
 
 class PersonOut(Out, frozen=True, kw_only=True):

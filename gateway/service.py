@@ -25,7 +25,8 @@ from adapters.store import Store
 from adapters.terminal_keys import ActiveKey
 from gateway import api_models as api
 from gateway.metrics import Metrics
-from settlement import compat, engine
+from settlement import chain as chain_engine
+from settlement import engine
 from settlement.chain import Chain
 from settlement.decision import decide
 from settlement.eligibility import eligibility
@@ -208,6 +209,7 @@ class Service:
             clinic_level=clinic.level,  # type: ignore[arg-type]
             visit_type=request.visit_type,
             service_date=request.service_date,
+            referral=request.referral,
             items=tuple(
                 LineItem(
                     code=item.code,
@@ -269,7 +271,7 @@ class Service:
             clinic_id=clinic.clinic_id,
             person=masked,
             items=bill.items,
-            decision=decide(bill, policy, found.memberships, found.accumulators),
+            decision=decide(bill, policy, found.memberships, found.counters),
             request_hash=fingerprint,
             booked_on=china_today(),
             created_at=dt.datetime.now(dt.UTC),
@@ -281,7 +283,7 @@ class Service:
             async with self.store.locked_person(key) as locked:
                 new = msgspec.structs.replace(
                     new,
-                    decision=decide(bill, policy, locked.snapshot.memberships, locked.snapshot.accumulators),
+                    decision=decide(bill, policy, locked.snapshot.memberships, locked.snapshot.counters),
                     version=locked.snapshot.version,
                 )
                 outcome = await locked.write(new)
@@ -300,11 +302,14 @@ class Service:
         self.metrics.child(paid, "hardship_aid").inc(settlement.hardship_aid)
         self.metrics.child(paid, "out_of_pocket").inc(settlement.out_of_pocket)
         out = api.SettlementOut(
-            **api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked),
+            **api.SettlementFigures.fields_from(
+                settlement, clinic_id=clinic.clinic_id, person=masked, fund_names=self.fund_names(settlement)
+            ),
             settlement_id=new.settlement_id,
             request_id=request.request_id,
             terminal_id=terminal.terminal_id,
-            accumulators_after=settlement.accumulators_after,
+            accumulators_after=settlement.accumulators(),
+            counters_after=settlement.counters()[1],
             created_at=new.created_at,
         )
         return Answer(out, replayed=False)
@@ -338,15 +343,25 @@ class Service:
             if not is_database_error(error):
                 raise
 
-    @staticmethod
-    def settlement_out(stored: StoredSettlement) -> api.SettlementOut:
+    def fund_names(self, settlement: Settlement) -> dict[str, str]:
+        """Each fund's name in the policy version the settlement was decided under."""
+        try:
+            policy = self.policies.by_id(settlement.policy_version)
+        except KeyError:  # a version no longer in the policy folder: the codes stand for the names
+            return {}
+        return {fund.code: fund.name for fund in policy.funds}
+
+    def settlement_out(self, stored: StoredSettlement) -> api.SettlementOut:
         settlement = stored.settlement
         return api.SettlementOut(
-            **api.SettlementFigures.fields_from(settlement, clinic_id=stored.clinic_id, person=stored.person),
+            **api.SettlementFigures.fields_from(
+                settlement, clinic_id=stored.clinic_id, person=stored.person, fund_names=self.fund_names(settlement)
+            ),
             settlement_id=stored.settlement_id,
             request_id=stored.request_id,
             terminal_id=stored.terminal_id,
-            accumulators_after=settlement.accumulators_after,
+            accumulators_after=settlement.accumulators(),
+            counters_after=settlement.counters()[1],
             created_at=stored.created_at,
             reversed=stored.reversal_id is not None,
             reversal_id=stored.reversal_id,
@@ -354,11 +369,15 @@ class Service:
 
     async def quote(self, terminal: Terminal, request: api.SettleRequest) -> api.QuoteOut:
         clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
-        name, memberships, accumulators = await self.store.person_for_eligibility(key, bill.service_date.year)
+        name, memberships, counters = await self.store.person_for_eligibility(key, bill.service_date.year)
         if name is None:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
-        settlement = compat.settle(bill, status_on(memberships, bill.service_date), accumulators, policy)
-        return api.QuoteOut(**api.SettlementFigures.fields_from(settlement, clinic_id=clinic.clinic_id, person=masked))
+        settlement = chain_engine.settle(bill, status_on(memberships, bill.service_date), counters, policy)
+        return api.QuoteOut(
+            **api.SettlementFigures.fields_from(
+                settlement, clinic_id=clinic.clinic_id, person=masked, fund_names=self.fund_names(settlement)
+            )
+        )
 
     # ------------------------------------------------------------ read and reverse
 
@@ -450,7 +469,12 @@ class Service:
             name=name,
             sex=identity.sex(national_id),
             age=identity.age_on(national_id, day),
-            **{field: getattr(figures, field) for field in figures.__struct_fields__ if field != "programmes"},
+            **{
+                field: getattr(figures, field)
+                for field in figures.__struct_fields__
+                if field not in ("programmes", "funds")
+            },
+            funds=list(figures.funds),
             programmes=[api.ProgrammeOut(**msgspec.structs.asdict(standing)) for standing in figures.programmes],
         )
 

@@ -1,8 +1,7 @@
 """The pure settlement engine. No IO, no clock, no asyncio; imports neither gateway nor adapters."""
 
-from settlement.chain import Chain
+from settlement.chain import Chain, settle
 from settlement.chain_policy import parse_chain
-from settlement.compat import settle
 from settlement.engine import apply_deltas, reversal_deltas, settlement_deltas
 from settlement.errors import (
     InpatientNotOffered,

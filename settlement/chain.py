@@ -24,19 +24,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Literal
+from typing import Final, Literal
 
 from settlement.engine import strike_off_notices, validate_bill
 from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
 from settlement.models import (
+    ACCUMULATOR_FIELDS,
+    Accumulators,
     BandTrace,
     Bill,
-    Category,
     ClinicLevel,
-    LineItem,
+    LineBreakdown,
     Model,
-    Notice,
+    PayerTrace,
     PersonStatus,
+    Settlement,
     VisitType,
 )
 from settlement.money import RATE_SCALE, apply_rate, round_half_up
@@ -129,106 +131,13 @@ class Chain(Model, frozen=True, kw_only=True):
     def funds(self) -> tuple[Fund, ...]:
         return tuple(step.fund for step in self.steps)
 
+    @property
+    def position(self) -> dict[str, int]:
+        """Each fund's place in the chain."""
+        return {step.fund.code: index for index, step in enumerate(self.steps)}
+
     def offers_inpatient(self, level: str) -> bool:
         return level in self.inpatient_levels
-
-
-# ---------------------------------------------------------------- the result
-
-
-class StepTrace(Model, frozen=True, kw_only=True):
-    """Why one step paid what it paid: enough to print on a receipt.
-
-    From ``base`` (the eligible amount still unpaid at this step's turn) the deductible consumed
-    or the part below a year-to-date threshold is set aside; the rest goes through ``bands`` (one
-    band for a flat rate), giving ``computed``, rounded once, half up. The cap left before this
-    bill can cut that to ``paid``. ``ytd_before``/``ytd_after`` are the step's year-to-date
-    counter around this bill when it has one."""
-
-    fund: str
-    name: str
-    applied: bool
-    reason: str | None = None
-    programme: str | None = None
-    base: int
-    deductible: int = 0
-    deductible_consumed: int = 0
-    threshold: int = 0
-    below_threshold: int = 0
-    ytd_before: int | None = None
-    ytd_after: int | None = None
-    bands: tuple[BandTrace, ...] = ()
-    computed: int = 0
-    annual_cap: int | None = None
-    cap_remaining: int | None = None
-    cap_cut: int = 0
-    paid: int = 0
-    lines: tuple[int, ...] = ()
-    """``paid`` spread over the bill's lines, in proportion to each line's eligible amount still unpaid."""
-
-
-class ChainLine(Model, frozen=True, kw_only=True):
-    """One line's share of each step (in chain order), spread by largest remainder."""
-
-    code: str
-    category: Category
-    amount: int
-    self_pay_first: int
-    eligible: int
-    payers: tuple[int, ...]
-    out_of_pocket: int
-
-
-class ChainSettlement(Model, frozen=True, kw_only=True):
-    """One bill settled along a chain. ``sum(step.paid for step in payers) + out_of_pocket == total``.
-
-    Per line, the amounts are kept as columns (one entry per item of the bill; each step's own
-    split is ``step.lines``) and ``lines`` puts them together when a caller wants line objects.
-    ``counters_before``/``counters_after`` hold every counter the chain names; ``caps`` the cap in
-    force on each counter this bill was limited by (a paid counter's annual cap, a per-year
-    deductible's amount)."""
-
-    policy_version: str
-    clinic_level: ClinicLevel
-    visit_type: VisitType
-    service_date: dt.date
-    referral: bool
-    total: int
-    eligible: int
-    self_pay_first: int
-    not_covered: int
-    payers: tuple[StepTrace, ...]
-    out_of_pocket: int
-    items: tuple[LineItem, ...]
-    line_self_pay_first: tuple[int, ...]
-    line_eligible: tuple[int, ...]
-    line_out_of_pocket: tuple[int, ...]
-    counters_before: Mapping[str, int]
-    counters_after: Mapping[str, int]
-    caps: Mapping[str, int]
-    warnings: tuple[Notice, ...] = ()
-
-    def paid(self, fund: str) -> int:
-        """What the fund with this code paid (0 when the chain has no such fund)."""
-        return sum(step.paid for step in self.payers if step.fund == fund)
-
-    @property
-    def lines(self) -> tuple[ChainLine, ...]:
-        shares = zip(*(step.lines for step in self.payers), strict=True)
-        return tuple(
-            ChainLine(
-                code=item.code,
-                category=item.category,
-                amount=item.amount,
-                self_pay_first=self_pay,
-                eligible=eligible,
-                payers=payers,
-                out_of_pocket=out_of_pocket,
-            )
-            for item, self_pay, eligible, payers, out_of_pocket in zip(
-                self.items, self.line_self_pay_first, self.line_eligible, shares, self.line_out_of_pocket, strict=True
-            )
-        )
 
 
 # ---------------------------------------------------------------- the engine
@@ -244,31 +153,48 @@ def programme_codes(status: PersonStatus) -> dict[str, str]:
     return codes
 
 
+UNCAPPED: Final = 10**15
+"""The cap written for a paid counter that a rule leaves uncapped for this person: 10 trillion yuan,
+far above any year's payments and far below what a bigint holds."""
+
+
 def caps_in_force(chain: Chain, status: PersonStatus) -> dict[str, int]:
     """The largest cap each counter can be held to for this person, whatever the bill: a paid
-    counter's annual cap, a per-year deductible counter's amount. A counter no rule for this
-    person caps is 0. Today's storage writes these beside the counters for its CHECK constraints."""
-    codes_of = programme_codes(status)
-    caps = dict.fromkeys(chain.counters, 0)
+    counter's annual cap (``UNCAPPED`` where a rule for this person pays without one), a per-year
+    deductible counter's amount. Counters no rule for this person limits (year-to-date counters, and
+    the counters of steps the person is not in) are left out. The database keeps the highest cap a
+    person-year was ever settled under beside its counters, for its CHECK constraint."""
+    caps: dict[str, int] = {}
     for step in chain.steps:
-        code = codes_of.get(step.programme) if step.programme is not None else None
-        if step.programme is not None and (code is None or (step.codes is not None and code not in step.codes)):
-            continue
-        for rule in step.rules:
-            if rule.codes is not None and code not in rule.codes:
-                continue
-            if not all(codes_of.get(programme) in codes for programme, codes in rule.members_of):
-                continue
-            if rule.annual_cap is not None:
-                caps[rule.paid_counter] = max(caps[rule.paid_counter], rule.annual_cap)
+        for rule in applicable_rules(step, status):
+            cap = UNCAPPED if rule.annual_cap is None else rule.annual_cap
+            caps[rule.paid_counter] = max(caps.get(rule.paid_counter, 0), cap)
             if rule.deductible_counter is not None:
                 yearly = max(rule.deductible_by_level.values(), default=0)
-                caps[rule.deductible_counter] = max(caps[rule.deductible_counter], yearly)
+                caps[rule.deductible_counter] = max(caps.get(rule.deductible_counter, 0), yearly)
     return caps
 
 
-def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int], chain: Chain) -> ChainSettlement:
-    """Settle one bill for one person along ``chain``, given their counters for the service year."""
+def applicable_rules(step: Step, status: PersonStatus) -> tuple[Rule, ...]:
+    """The step's rules that can apply to this person on some bill: by their programme codes only,
+    whatever the visit type, clinic level, referral or insurance."""
+    codes_of = programme_codes(status)
+    code = codes_of.get(step.programme) if step.programme is not None else None
+    if step.programme is not None and (code is None or (step.codes is not None and code not in step.codes)):
+        return ()
+    return tuple(
+        rule
+        for rule in step.rules
+        if (rule.codes is None or code in rule.codes)
+        and all(codes_of.get(programme) in codes for programme, codes in rule.members_of)
+    )
+
+
+def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accumulators, chain: Chain) -> Settlement:
+    """Settle one bill for one person along ``chain``, given their counters for the service year
+    (by name, or as the default policy's six named ``Accumulators``)."""
+    if isinstance(counters, Accumulators):
+        counters = {name: getattr(counters, name) for name in ACCUMULATOR_FIELDS}
     validate_bill(bill)
     visit_type = bill.visit_type
     level = bill.clinic_level
@@ -301,42 +227,57 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int], chain:
 
     values = {name: counters.get(name, 0) for name in chain.counters}
     before = dict(values)
-    caps: dict[str, int] = {}
-    traces: list[StepTrace] = []
+    traces: list[PayerTrace] = []
+    shares_by_step: list[tuple[int, ...]] = []
     line_unpaid = line_eligible
     remaining = eligible
     nothing = (0,) * len(items)
     for step in chain.steps:
-        trace = _step(step, bill, status, codes_of, remaining, line_unpaid, nothing, values, caps)
+        trace, shares = _step(step, bill, status, codes_of, remaining, line_unpaid, nothing, values, chain.id)
         traces.append(trace)
+        shares_by_step.append(shares)
         if trace.paid:
-            line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, trace.lines, strict=True)]
+            line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, shares, strict=True)]
             remaining -= trace.paid
-    paid_total = eligible - remaining
-    line_out_of_pocket = tuple(
-        item.amount - line_eligible_amount + unpaid
-        for item, line_eligible_amount, unpaid in zip(items, line_eligible, line_unpaid, strict=True)
+
+    # The three funds today's terminals read by name, by their place in the chain (None: not in it).
+    named = [chain.position.get(fund) for fund in ("insurance", "veteran_subsidy", "hardship_aid")]
+    lines = tuple(
+        LineBreakdown(
+            code=item.code,
+            category=item.category,
+            amount=item.amount,
+            self_pay_first=self_pay,
+            eligible=line_eligible_amount,
+            insurance=0 if named[0] is None else shares[named[0]],
+            veteran_subsidy=0 if named[1] is None else shares[named[1]],
+            hardship_aid=0 if named[2] is None else shares[named[2]],
+            out_of_pocket=item.amount - line_eligible_amount + unpaid,
+            payers=shares,
+        )
+        for item, self_pay, line_eligible_amount, unpaid, shares in zip(
+            items, line_self_pay, line_eligible, line_unpaid, zip(*shares_by_step, strict=True), strict=True
+        )
     )
-    return ChainSettlement(
+    return Settlement(
         policy_version=chain.id,
         clinic_level=level,
         visit_type=visit_type,
         service_date=bill.service_date,
-        referral=bill.referral,
         total=total,
         eligible=eligible,
         self_pay_first=self_pay_first,
         not_covered=not_covered,
-        payers=tuple(traces),
-        out_of_pocket=total - paid_total,
-        items=items,
-        line_self_pay_first=tuple(line_self_pay),
-        line_eligible=tuple(line_eligible),
-        line_out_of_pocket=line_out_of_pocket,
+        insurance=0 if named[0] is None else traces[named[0]].paid,
+        veteran_subsidy=0 if named[1] is None else traces[named[1]].paid,
+        hardship_aid=0 if named[2] is None else traces[named[2]].paid,
+        out_of_pocket=total - (eligible - remaining),
+        traces=tuple(traces),
+        lines=lines,
         counters_before=before,
         counters_after=values,
-        caps=caps,
         warnings=strike_off_notices(status),
+        referral=bill.referral,
     )
 
 
@@ -349,10 +290,10 @@ def _step(
     line_unpaid: list[int],
     nothing: tuple[int, ...],
     values: dict[str, int],
-    caps: dict[str, int],
-) -> StepTrace:
-    """One step's turn on ``base`` (spread over the lines as ``line_unpaid``): moves ``values`` (the
-    counters) and records caps in force in ``caps``."""
+    version: str,
+) -> tuple[PayerTrace, tuple[int, ...]]:
+    """One step's turn on ``base`` (spread over the lines as ``line_unpaid``): its trace and its share
+    of each line. Moves ``values``, the counters."""
     fund = step.fund
     code = codes_of.get(step.programme) if step.programme is not None else None
     reason = _why_not(step, bill, status, code)
@@ -371,10 +312,12 @@ def _step(
         ytd_after = ytd_before + base
         values[step.ytd_counter] = ytd_after
     if rule is None:
-        return StepTrace(
-            fund=fund.code, name=fund.name, applied=False, reason=reason, base=base,
-            ytd_before=ytd_before, ytd_after=ytd_after, lines=nothing,
-        )  # fmt: skip
+        return PayerTrace(
+            payer=fund.code, applied=False, reason=reason, programme=None, base=base, deductible=0,
+            deductible_consumed=0, threshold=0, below_threshold=0, bands=(), computed=0, annual_cap=None,
+            cap_remaining=None, cap_cut=0, paid=0, policy_version=version, ytd_before=ytd_before,
+            ytd_after=ytd_after,
+        ), nothing  # fmt: skip
 
     level = bill.clinic_level
     deductible = consumed = 0
@@ -385,7 +328,6 @@ def _step(
         counter = rule.deductible_counter
         assert counter is not None  # the loader refuses a per-year deductible without its counter
         yearly = rule.deductible_by_level[level]
-        caps[counter] = max(caps.get(counter, 0), yearly)
         deductible = max(0, yearly - values[counter])
         consumed = min(base, deductible)
         values[counter] += consumed
@@ -412,14 +354,13 @@ def _step(
         cap_remaining = None
         paid = computed
     else:
-        caps[paid_counter] = max(caps.get(paid_counter, 0), cap)
         cap_remaining = max(0, cap - values[paid_counter])
         paid = min(computed, cap_remaining)
     values[paid_counter] += paid
-    return StepTrace(
-        fund=fund.code,
-        name=fund.name,
+    trace = PayerTrace(
+        payer=fund.code,
         applied=True,
+        reason=None,
         programme=code if code is not None else level,
         base=base,
         deductible=deductible,
@@ -434,8 +375,9 @@ def _step(
         cap_remaining=cap_remaining,
         cap_cut=computed - paid,
         paid=paid,
-        lines=tuple(_spread(paid, line_unpaid, base)) if paid else nothing,
+        policy_version=version,
     )
+    return trace, tuple(_spread(paid, line_unpaid, base)) if paid else nothing
 
 
 def _why_not(step: Step, bill: Bill, status: PersonStatus, code: str | None) -> str | None:

@@ -1,98 +1,95 @@
 """The money decision of one settlement, from a snapshot of the person to what must be written.
 
-``decide`` is pure: the person's memberships and year-to-date accumulators in, the engine's
-settlement and the caps in force out. What a settlement writes follows from that decision
-alone: the accumulators after it (``settlement.accumulators_after``), the caps written beside
-them for the database's CHECK constraints, and its double-entry ledger lines.
+``decide`` is pure: the person's memberships and year-to-date counters in, the settlement along the
+policy's chain and the caps in force out. What a settlement writes follows from that decision alone:
+the counters after it (``settlement.counters_after``), the caps written beside them for the
+database's CHECK constraint, and its double-entry ledger lines, one per fund of the chain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import msgspec
 
-from settlement import compat, engine
+from settlement import chain as chain_engine
 from settlement.chain import Chain, caps_in_force
-from settlement.models import Accumulators, Bill, PersonStatus, Settlement
+from settlement.models import Bill, PersonStatus, Settlement
 from settlement.registry import Membership, status_on
 
-# The double-entry ledger: each payer's fund and the patient are debited with their share of a
-# settlement (account -> the settlement's field), the clinic is credited the total. The ledger_entries
-# view (adapters/migrations/0010_lean_settlements.sql) books exactly these lines.
-PAYER_ACCOUNTS: Final = {
-    "insurance_fund": "insurance",
-    "priority_care_fund": "veteran_subsidy",
-    "aid_fund": "hardship_aid",
-    "patient": "out_of_pocket",
+# The ledger account of each fund. The three funds of the first policies keep the accounts their
+# history is booked under; any other fund's account is its code with ``_fund``.
+FUND_ACCOUNTS: Final = {
+    "insurance": "insurance_fund",
+    "veteran_subsidy": "priority_care_fund",
+    "hardship_aid": "aid_fund",
 }
-ACCOUNTS: Final = (*PAYER_ACCOUNTS, "clinic")
+# Today's money columns of a settlement and their accounts (the patient's share too).
+PAYER_ACCOUNTS: Final = {**{account: fund for fund, account in FUND_ACCOUNTS.items()}, "patient": "out_of_pocket"}
 
-# Bits of ``Decision.caps_reached``: which payers' annual caps cut this bill's payment.
+# Bits of ``Decision.caps_reached``: which of the three named funds' annual caps cut this bill.
 CAP_BITS: Final = {"insurance": 1, "veteran_subsidy": 2, "hardship_aid": 4}
 
 
-class Caps(msgspec.Struct, frozen=True, kw_only=True):
-    """The caps in force for a settlement, written beside the accumulators for the CHECK constraints."""
-
-    outpatient_deductible: int
-    insurance_outpatient: int
-    insurance_inpatient: int
-    subsidy: int
-    aid: int
+def account_of(fund: str) -> str:
+    return FUND_ACCOUNTS.get(fund, f"{fund}_fund")
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
-    """One bill decided: the settlement and the person's programmes and caps it was decided under."""
+    """One bill decided: the settlement, and the person's programmes and caps it was decided under."""
 
     settlement: Settlement
     status: PersonStatus
-    caps: Caps
+    caps: dict[str, int]
 
     @property
     def caps_reached(self) -> int:
-        return sum(CAP_BITS[trace.payer] for trace in self.settlement.traces if trace.cap_cut > 0)
+        return sum(CAP_BITS.get(trace.payer, 0) for trace in self.settlement.traces if trace.cap_cut > 0)
+
+    @property
+    def counter_deltas(self) -> dict[str, int]:
+        return self.settlement.counter_deltas()
 
     @property
     def deductible_taken(self) -> int:
-        s = self.settlement
-        return s.accumulators_after.outpatient_deductible_used - s.accumulators_before.outpatient_deductible_used
+        return self.counter_deltas.get("outpatient_deductible_used", 0)
 
     @property
     def unpaid_added(self) -> int:
-        s = self.settlement
-        return s.accumulators_after.unpaid_eligible - s.accumulators_before.unpaid_eligible
+        return self.counter_deltas.get("unpaid_eligible", 0)
+
+    @property
+    def other_funds(self) -> dict[str, int]:
+        """What the funds beyond the three named ones paid, by fund code."""
+        return {trace.payer: trace.paid for trace in self.settlement.traces if trace.payer not in FUND_ACCOUNTS}
 
 
-def caps_for(policy: Chain, status: PersonStatus) -> Caps:
-    caps = caps_in_force(policy, status)
-    return Caps(
-        outpatient_deductible=caps.get("outpatient_deductible_used", 0),
-        insurance_outpatient=caps.get("insurance_outpatient_paid", 0),
-        insurance_inpatient=caps.get("insurance_inpatient_paid", 0),
-        subsidy=caps.get("subsidy_paid", 0),
-        aid=caps.get("aid_paid", 0),
-    )
-
-
-def decide(bill: Bill, policy: Chain, memberships: Iterable[Membership], accumulators: Accumulators) -> Decision:
-    """Settle ``bill`` for a person with these memberships and this year's accumulators.
+def decide(bill: Bill, policy: Chain, memberships: Iterable[Membership], counters: Mapping[str, int]) -> Decision:
+    """Settle ``bill`` for a person with these memberships and this year's counters.
 
     Raises ``SettlementError`` for a bill the engine refuses."""
     status = status_on(memberships, bill.service_date)
     return Decision(
-        settlement=compat.settle(bill, status, accumulators, policy), status=status, caps=caps_for(policy, status)
+        settlement=chain_engine.settle(bill, status, counters, policy),
+        status=status,
+        caps=caps_in_force(policy, status),
     )
 
 
 def ledger_lines(settlement: Settlement, sign: int = 1) -> tuple[tuple[str, int], ...]:
-    """Double-entry lines: each payer and the patient debited, the clinic credited the total."""
-    lines = [(account, getattr(settlement, field)) for account, field in PAYER_ACCOUNTS.items()]
+    """Double-entry lines: each fund of the chain and the patient debited, the clinic credited the total."""
+    lines = [(account_of(trace.payer), trace.paid) for trace in settlement.traces]
+    lines.append(("patient", settlement.out_of_pocket))
     lines.append(("clinic", -settlement.total))
     return tuple((account, sign * amount) for account, amount in lines)
 
 
-def give_back(settlement: Settlement, current: Accumulators) -> Accumulators:
-    """The accumulators once ``settlement`` is reversed."""
-    return engine.apply_deltas(current, engine.reversal_deltas(settlement))
+def give_back(settlement: Settlement, current: Mapping[str, int]) -> dict[str, int]:
+    """The counters once ``settlement`` is reversed: exactly what it added is taken off again."""
+    restored = dict(current)
+    for name, delta in settlement.counter_deltas().items():
+        restored[name] = restored.get(name, 0) - delta
+        if restored[name] < 0:
+            raise ValueError(f"counter {name} would go negative")
+    return restored

@@ -7,11 +7,11 @@ force in; the figures a terminal shows at the swipe out (``GET``-like, nothing w
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from settlement.chain import Chain, caps_in_force
+from settlement.chain import Chain, Step, applicable_rules, caps_in_force
 from settlement.engine import strike_off_notices
-from settlement.models import ACCUMULATOR_FIELDS, Accumulators, Model, Notice, Payer
+from settlement.models import Model, Notice, Payer, PersonStatus
 from settlement.registry import Membership, status_on
 
 ENDS_SOON = dt.timedelta(days=30)  # a membership ending within this many days is announced
@@ -27,6 +27,18 @@ class ProgrammeStanding(Model, frozen=True, kw_only=True):
     remaining: int
 
 
+class FundStanding(Model, frozen=True, kw_only=True):
+    """One fund of the chain for this person: whether it can pay for them at all, and what is left of
+    its annual caps (None: the fund pays this person without a cap, or cannot pay them)."""
+
+    fund: str
+    name: str
+    applies: bool
+    annual_cap: int | None
+    used: int
+    remaining: int | None
+
+
 class Eligibility(Model, frozen=True, kw_only=True):
     service_date: dt.date
     policy_version: str
@@ -37,15 +49,15 @@ class Eligibility(Model, frozen=True, kw_only=True):
     programmes: tuple[ProgrammeStanding, ...]
     unpaid_eligible_year_to_date: int
     warnings: tuple[Notice, ...]
+    funds: tuple[FundStanding, ...] = ()
 
 
 def eligibility(
-    policy: Chain, memberships: Iterable[Membership], accumulators: Accumulators, day: dt.date
+    policy: Chain, memberships: Iterable[Membership], counters: Mapping[str, int], day: dt.date
 ) -> Eligibility:
     memberships = tuple(memberships)
     status = status_on(memberships, day)
     caps = caps_in_force(policy, status)
-    counters = {name: getattr(accumulators, name) for name in ACCUMULATOR_FIELDS}
     programmes = []
     warnings = list(strike_off_notices(status))
     for membership in memberships:
@@ -87,10 +99,33 @@ def eligibility(
         insurance_outpatient_cap_remaining=_left(caps, counters, "insurance_outpatient_paid") if insured else 0,
         insurance_inpatient_cap_remaining=_left(caps, counters, "insurance_inpatient_paid") if insured else 0,
         programmes=tuple(programmes),
-        unpaid_eligible_year_to_date=accumulators.unpaid_eligible,
+        unpaid_eligible_year_to_date=counters.get("unpaid_eligible", 0),
+        funds=tuple(_fund_standing(step, status, counters) for step in policy.steps),
         warnings=tuple(warnings),
     )
 
 
-def _left(caps: dict[str, int], counters: dict[str, int], name: str) -> int:
+def _left(caps: Mapping[str, int], counters: Mapping[str, int], name: str) -> int:
     return max(0, caps.get(name, 0) - counters.get(name, 0))
+
+
+def _fund_standing(step: Step, status: PersonStatus, counters: Mapping[str, int]) -> FundStanding:
+    rules = applicable_rules(step, status)
+    applies = (not step.insured or status.insured) and bool(rules)
+    caps: dict[str, int | None] = {}
+    for rule in rules:
+        current = caps.get(rule.paid_counter, 0)
+        if rule.annual_cap is None or current is None:
+            caps[rule.paid_counter] = None
+        else:
+            caps[rule.paid_counter] = max(current, rule.annual_cap)
+    used = sum(counters.get(name, 0) for name in caps)
+    cap = None if not applies or None in caps.values() else sum(value or 0 for value in caps.values())
+    return FundStanding(
+        fund=step.fund.code,
+        name=step.fund.name,
+        applies=applies,
+        annual_cap=cap,
+        used=used,
+        remaining=None if cap is None else max(0, cap - used),
+    )

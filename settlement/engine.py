@@ -230,10 +230,9 @@ def quote(bill: Bill, status: PersonStatus, accumulators: Accumulators, policy: 
 
 
 def settlement_deltas(settlement: Settlement) -> Accumulators:
-    """What the settlement added to each accumulator."""
-    before = settlement.accumulators_before
-    after = settlement.accumulators_after
-    return Accumulators(**{name: getattr(after, name) - getattr(before, name) for name in ACCUMULATOR_FIELDS})
+    """What the settlement added to each of the default policy's six counters."""
+    before, after = settlement.counters()
+    return Accumulators(**{name: after.get(name, 0) - before.get(name, 0) for name in ACCUMULATOR_FIELDS})
 
 
 def reversal_deltas(settlement: Settlement) -> Accumulators:
@@ -307,7 +306,7 @@ def _flat_trace(
     computed = apply_rate(rated, rate)
     paid = min(computed, cap_remaining)
     return PayerTrace(
-        payer=payer,  # type: ignore[arg-type]
+        payer=payer,
         applied=True,
         reason=None,
         programme=programme,
@@ -374,7 +373,7 @@ def _banded_trace(
 
 def _not_applied(payer: str, reason: str, base: int, version: str) -> PayerTrace:
     return PayerTrace(
-        payer=payer,  # type: ignore[arg-type]
+        payer=payer,
         applied=False,
         reason=reason,
         programme=None,

@@ -60,7 +60,7 @@ LABELS: dict[Language, dict[str, str]] = {
 def explain_trace(trace: PayerTrace, language: Language = "zh") -> str:
     """One line per payer: base, what was set aside, the rates, the cap, the amount."""
     labels = LABELS[language]
-    name = labels[trace.payer]
+    name = labels.get(trace.payer, trace.payer)
     if not trace.applied:
         return f"{name}: {labels.get(trace.reason or '', trace.reason or '')} — 0.00"
     parts = [f"{name} ({trace.programme}): {labels['base']} {y(trace.base)}"]
@@ -71,7 +71,7 @@ def explain_trace(trace: PayerTrace, language: Language = "zh") -> str:
     bands = " + ".join(f"{y(band.amount)} × {band.rate}" for band in trace.bands)
     parts.append(f"→ {bands} = {y(trace.computed)}")
     if trace.cap_cut:
-        parts.append(f"({labels['cap']} {y(trace.cap_remaining)}, {labels['cap_cut']} {y(trace.cap_cut)})")
+        parts.append(f"({labels['cap']} {y(trace.cap_remaining or 0)}, {labels['cap_cut']} {y(trace.cap_cut)})")
     parts.append(f"→ {labels['paid']} {y(trace.paid)}")
     return " ".join(parts)
 

@@ -107,7 +107,7 @@ class Notice(Model, frozen=True, kw_only=True):
 
     code: str
     message: str
-    programme: Payer | None = None
+    programme: str | None = None
     date: dt.date | None = None
 
 
@@ -121,16 +121,17 @@ class BandTrace(Model, frozen=True, kw_only=True):
 
 
 class PayerTrace(Model, frozen=True, kw_only=True):
-    """Why one payer paid what it paid: enough to print on a receipt.
+    """Why one payer (one step of the policy's chain) paid what it paid: enough to print on a receipt.
 
-    ``base`` is the eligible amount still unpaid at this payer's turn. From it the
-    deductible (insurance) or the part below a year-to-date threshold
-    (``medical_hardship``) is set aside, the rest goes through ``bands`` (one band
-    for a flat rate), giving ``computed`` (rounded once, half up). The annual cap
-    left before this bill can cut that to ``paid``.
+    ``payer`` is the fund's code. ``base`` is the eligible amount still unpaid at its turn. From it
+    the deductible consumed, or the part below a year-to-date threshold, is set aside; the rest
+    goes through ``bands`` (one band for a flat rate), giving ``computed`` (rounded once, half up).
+    The annual cap left before this bill (``cap_remaining``; None when the step has no cap) can cut
+    that to ``paid``. ``ytd_before``/``ytd_after`` are the step's year-to-date counter around this
+    bill when it has one.
     """
 
-    payer: Payer
+    payer: str
     applied: bool
     reason: str | None
     programme: str | None
@@ -141,15 +142,21 @@ class PayerTrace(Model, frozen=True, kw_only=True):
     below_threshold: int
     bands: tuple[BandTrace, ...]
     computed: int
-    annual_cap: int
-    cap_remaining: int
+    annual_cap: int | None
+    cap_remaining: int | None
     cap_cut: int
     paid: int
     policy_version: str
+    ytd_before: int | None = None
+    ytd_after: int | None = None
 
 
 class LineBreakdown(Model, frozen=True, kw_only=True):
-    """One line's share of each payer, spread by largest remainder."""
+    """One line's share of each payer, spread by largest remainder, step by step in chain order.
+
+    ``payers`` holds the line's share of every step, in chain order; ``insurance``,
+    ``veteran_subsidy`` and ``hardship_aid`` repeat the shares of the funds with those codes (0 when
+    the chain has none), for terminals that read only those."""
 
     code: str
     category: Category
@@ -160,12 +167,17 @@ class LineBreakdown(Model, frozen=True, kw_only=True):
     veteran_subsidy: int
     hardship_aid: int
     out_of_pocket: int
+    payers: tuple[int, ...] = ()
 
 
 class Settlement(Model, frozen=True, kw_only=True):
-    """The full result of settling one bill.
+    """The full result of settling one bill along the policy's chain.
 
-    ``insurance + veteran_subsidy + hardship_aid + out_of_pocket == total``.
+    ``sum(trace.paid for trace in traces) + out_of_pocket == total``. ``insurance``,
+    ``veteran_subsidy`` and ``hardship_aid`` hold what the funds with those codes paid (0 when the
+    chain has none). ``counters_before``/``counters_after`` hold every counter the chain names, for
+    the person and the service year. Settlements recorded before the chain engine carry
+    ``accumulators_before``/``accumulators_after`` instead; ``counters`` reads either.
     """
 
     policy_version: str
@@ -182,6 +194,33 @@ class Settlement(Model, frozen=True, kw_only=True):
     out_of_pocket: int
     traces: tuple[PayerTrace, ...]
     lines: tuple[LineBreakdown, ...]
-    accumulators_before: Accumulators
-    accumulators_after: Accumulators
+    counters_before: dict[str, int] = {}
+    counters_after: dict[str, int] = {}
+    accumulators_before: Accumulators | None = None
+    accumulators_after: Accumulators | None = None
     warnings: tuple[Notice, ...] = ()
+    referral: bool = False
+
+    def paid(self, fund: str) -> int:
+        """What the fund with this code paid (0 when the chain has no such fund)."""
+        return sum(trace.paid for trace in self.traces if trace.payer == fund)
+
+    def counters(self) -> tuple[dict[str, int], dict[str, int]]:
+        """The counters before and after this settlement, whichever form it was recorded in."""
+        if self.accumulators_before is not None and self.accumulators_after is not None and not self.counters_after:
+            return (
+                {name: getattr(self.accumulators_before, name) for name in ACCUMULATOR_FIELDS},
+                {name: getattr(self.accumulators_after, name) for name in ACCUMULATOR_FIELDS},
+            )
+        return dict(self.counters_before), dict(self.counters_after)
+
+    def counter_deltas(self) -> dict[str, int]:
+        """What this settlement added to each counter (only the ones it moved)."""
+        before, after = self.counters()
+        return {name: value - before.get(name, 0) for name, value in after.items() if value != before.get(name, 0)}
+
+    def accumulators(self, *, before: bool = False) -> Accumulators:
+        """The counters after (or before) in the default policy's six named fields (0 for any the
+        chain lacks): what today's terminals read as ``accumulators_after``."""
+        values = self.counters()[0 if before else 1]
+        return Accumulators(**{name: values.get(name, 0) for name in ACCUMULATOR_FIELDS})

@@ -16,7 +16,7 @@ from uuid import UUID
 import msgspec
 
 from settlement.decision import Decision
-from settlement.models import Accumulators, LineItem, Settlement
+from settlement.models import LineItem, Settlement
 from settlement.registry import Membership
 
 
@@ -35,10 +35,11 @@ class SettleKey(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PersonSnapshot(msgspec.Struct, frozen=True, kw_only=True):
-    """The person's memberships and this year's accumulators, with the row's version (None: no row yet)."""
+    """The person's memberships and this year's counters by name, with the row's version (None: no row
+    yet)."""
 
     memberships: tuple[Membership, ...]
-    accumulators: Accumulators
+    counters: dict[str, int]
     version: int | None
 
 
@@ -180,4 +181,4 @@ class SettlementStore(Protocol):
 
     async def person_for_eligibility(
         self, person_key: bytes, year: int
-    ) -> tuple[str | None, list[Membership], Accumulators]: ...
+    ) -> tuple[str | None, list[Membership], dict[str, int]]: ...

@@ -88,6 +88,8 @@ def openapi_document(routes: Iterable[Route]) -> dict[str, Any]:
     schemas, components = msgspec.json.schema_components(
         [model for _, model in models], ref_template="#/components/schemas/{name}"
     )
+    # As JSON has them: msgspec gives a tuple field's default as a Python tuple.
+    schemas, components = msgspec.json.decode(msgspec.json.encode((schemas, components)))
     for (name, _), schema in zip(models, schemas, strict=True):
         if schema != {"$ref": f"#/components/schemas/{name}"}:  # a union of Structs has no component of its own
             components[name] = schema

@@ -313,7 +313,14 @@ async def _columns_not_sealed(connection: asyncpg.Connection) -> list[str]:
     """Columns of settlements and reversals that the ledger seal's canonical form does not cover as typed."""
     problems = []
     for table, sealed in (
-        ("settlements", {*audit.SETTLEMENT_COLUMNS, audit.SETTLEMENT_RAW_COLUMN}),
+        (
+            "settlements",
+            {
+                *audit.SETTLEMENT_COLUMNS,
+                audit.SETTLEMENT_RAW_COLUMN,
+                *((name, kind) for name, kind, _ in audit.SETTLEMENT_SPARSE_COLUMNS),
+            },
+        ),
         ("reversals", set(audit.REVERSAL_COLUMNS)),
     ):
         left_out = set(audit.SETTLEMENT_UNSEALED_COLUMNS) if table == "settlements" else set()

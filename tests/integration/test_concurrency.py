@@ -53,7 +53,8 @@ async def test_concurrent_settlements_never_pass_a_cap(client, pool):
 
     async with pool.acquire() as connection:
         row = await connection.fetchrow(
-            "SELECT insurance_inpatient_paid, subsidy_paid, aid_paid FROM accumulators a"
+            "SELECT (counters ->> 'insurance_inpatient_paid')::bigint, (counters ->> 'subsidy_paid')::bigint,"
+            " (counters ->> 'aid_paid')::bigint FROM accumulators a"
             " JOIN settlements s USING (person_key) WHERE s.settlement_id = $1::uuid AND a.year = 2026",
             results[0]["settlement_id"],
         )

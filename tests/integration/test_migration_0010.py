@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -20,9 +21,11 @@ from adapters import db
 from adapters.check import check_invariants
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.settlement_sql import decode_record
-from settlement.decision import decide, ledger_lines
+from settlement import engine as legacy_engine
+from settlement.decision import ledger_lines
 from settlement.models import Accumulators, Bill, LineItem, Settlement
-from settlement.registry import Membership
+from settlement.policy import parse_policy
+from settlement.registry import Membership, status_on
 from tests.integration.conftest import _admin, _with_database
 
 pytestmark = pytest.mark.integration
@@ -55,15 +58,22 @@ async def old_database(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+# Rows from before 0010 were settled by the engine of their day, which kept the default policy's six
+# counters as ``accumulators_before``/``accumulators_after``: settle them with it.
+LEGACY_POLICY = parse_policy(
+    (Path(__file__).resolve().parents[2] / "tests/fixtures/legacy-default-2026.toml").read_text(encoding="utf-8"),
+    "legacy-default-2026.toml",
+)
+
+
 def _settle(amount: int) -> tuple[dict[str, object], Settlement]:
-    book = load_policy_book(policy_dir())
     items = (LineItem(code="A01", name="阿莫西林", category="A", amount=amount, quantity=2, unit_price=amount // 2),)
     bill = Bill(clinic_level="county", visit_type="inpatient", service_date=dt.date(2026, 5, 1), items=items)
     memberships = [
         Membership(programme="insurance", code="resident", effective_from=START),
         Membership(programme="hardship_aid", code="destitute", effective_from=START),
     ]
-    settlement = decide(bill, book.in_force(bill.service_date), memberships, Accumulators()).settlement
+    settlement = legacy_engine.settle(bill, status_on(memberships, bill.service_date), Accumulators(), LEGACY_POLICY)
     request = {
         "request_id": f"req-{uuid.uuid4().hex[:8]}",
         "clinic_id": "C001",

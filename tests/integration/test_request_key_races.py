@@ -46,7 +46,7 @@ async def _decided(service: Service, store: Store, body: dict[str, object]) -> N
         clinic_id=clinic.clinic_id,
         person=masked,
         items=bill_.items,
-        decision=decide(bill_, policy, found.memberships, found.accumulators),
+        decision=decide(bill_, policy, found.memberships, found.counters),
         request_hash=request_hash(PEPPER, "settle", request),
         booked_on=dt.date.today(),
         created_at=dt.datetime.now(dt.UTC),

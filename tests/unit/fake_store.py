@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from settlement.decision import give_back
-from settlement.models import Accumulators
+from settlement.models import ACCUMULATOR_FIELDS, Accumulators
 from settlement.ports import (
     AlreadySettled,
     DuplicateRequest,
@@ -91,7 +91,7 @@ class FakeStore:
         found = self.accumulators.get((key.person_key, key.year))
         return PersonSnapshot(
             memberships=self.people[key.person_key],
-            accumulators=found[0] if found else Accumulators(),
+            counters=_counters(found[0]) if found else {},
             version=found[1] if found else None,
         )
 
@@ -114,7 +114,7 @@ class FakeStore:
         current = self.accumulators.get(slot)
         if (current[1] if current else None) != new.version:
             return VersionMoved()
-        self.accumulators[slot] = (new.decision.settlement.accumulators_after, (current[1] if current else 0) + 1)
+        self.accumulators[slot] = (new.decision.settlement.accumulators(), (current[1] if current else 0) + 1)
         self.requests[(new.key.terminal_id, new.key.request_id)] = new.settlement_id
         self.settlements[new.settlement_id] = StoredSettlement(
             settlement_id=new.settlement_id,
@@ -184,7 +184,7 @@ class FakeStore:
             return DuplicateRequest()
         slot = (found.person_key, found.settlement.service_date.year)
         current, version = self.accumulators[slot]
-        self.accumulators[slot] = (give_back(found.settlement, current), version + 1)
+        self.accumulators[slot] = (Accumulators(**give_back(found.settlement, _counters(current))), version + 1)
         self.settlements[new.settlement_id] = msgspec.structs.replace(found, reversal_id=new.reversal_id)
         self.reversals[(new.terminal_id, new.request_id)] = StoredReversal(
             reversal_id=new.reversal_id,
@@ -224,3 +224,7 @@ class _Locked:
         outcome = self._store._apply(new)
         assert not isinstance(outcome, VersionMoved), "under the lock the version cannot move"
         return outcome
+
+
+def _counters(accumulators: Accumulators) -> dict[str, int]:
+    return {name: getattr(accumulators, name) for name in ACCUMULATOR_FIELDS}

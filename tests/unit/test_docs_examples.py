@@ -26,12 +26,10 @@ import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from pathlib import Path
 
 import msgspec
 import pytest
 
-from adapters.policy_files import load_policy_file
 from settlement import (
     Accumulators,
     Bill,
@@ -44,11 +42,11 @@ from settlement import (
     reversal_deltas,
     settlement_deltas,
 )
-from settlement.chain import ChainSettlement
 from settlement.chain import settle as settle_along
 from settlement.chain_policy import _ChainFile, _FundFile, parse_chain
 from settlement.explain import Language
 from settlement.models import ACCUMULATOR_FIELDS
+from settlement.models import Settlement as ChainSettlement
 from settlement.policy_book import PolicyBook
 from settlement.registry import Membership, status_on
 from tests.unit.test_engine_rules import DEFAULT_TEXT, POLICY, REPO, Y, bill, item, person, replace_once, run
@@ -214,7 +212,7 @@ class Example:
     def chain_result(self, label: str, r: ChainSettlement) -> None:
         """A ``| label | fen | yuan |`` table of a chain settlement: its totals and each fund's payment."""
         totals = ("total", "eligible", "self_pay_first", "not_covered", "out_of_pocket")
-        self.figures(label, {name: getattr(r, name) for name in totals} | {step.fund: step.paid for step in r.payers})
+        self.figures(label, {name: getattr(r, name) for name in totals} | {step.payer: step.paid for step in r.traces})
 
     def counters(self, label: str, counters: Mapping[str, int]) -> None:
         """A ``| label | fen | yuan |`` table of counters: exactly those above 0, as the page says."""
@@ -227,8 +225,8 @@ class Example:
         """A ``| label | base | set aside | computed | cap cut | paid | reason |`` table: every step."""
         header, *rows = self._table(label)
         assert header[1:] == list(STEP_COLUMNS), header
-        assert [name_cell(row[0]) for row in rows] == [step.fund for step in r.payers]
-        for row, step in zip(rows, r.payers, strict=True):
+        assert [name_cell(row[0]) for row in rows] == [step.payer for step in r.traces]
+        for row, step in zip(rows, r.traces, strict=True):
             *money, reason = row[1:]
             assert [fen_from_yuan_cell(cell) for cell in money] == [
                 step.base,
@@ -236,13 +234,13 @@ class Example:
                 step.computed,
                 step.cap_cut,
                 step.paid,
-            ], f"example {self.number}, {label!r}: {step.fund}"
-            assert (name_cell(reason) or None) == step.reason, f"example {self.number}, {label!r}: {step.fund}"
+            ], f"example {self.number}, {label!r}: {step.payer}"
+            assert (name_cell(reason) or None) == step.reason, f"example {self.number}, {label!r}: {step.payer}"
 
     def chain_lines(self, r: ChainSettlement) -> None:
         """The ``| line | ... |`` table of a chain settlement: every line, each fund's share, in yuan."""
         header, *rows = self._table("line")
-        columns = ["amount", "self_pay_first", "eligible", *(step.fund for step in r.payers), "out_of_pocket"]
+        columns = ["amount", "self_pay_first", "eligible", *(step.payer for step in r.traces), "out_of_pocket"]
         assert header[1:] == columns, header
         assert [name_cell(row[0]) for row in rows] == [line.code for line in r.lines]
         for row, line in zip(rows, r.lines, strict=True):
@@ -281,7 +279,7 @@ def test_1_county_admission_minimum_allowance() -> None:
     example.items(WORKED_ITEMS)
     example.settlement("Result", s)
     example.lines(s)
-    example.accumulators("Accumulators after", s.accumulators_after)
+    example.accumulators("Accumulators after", s.accumulators())
     example.explanation(s, "en")
     example.explanation(s, "zh")
     example.done()
@@ -297,7 +295,7 @@ def test_2_same_admission_also_priority_care() -> None:
     example = Example(2)
     example.settlement("Result", s)
     example.lines(s)
-    example.accumulators("Accumulators after", s.accumulators_after)
+    example.accumulators("Accumulators after", s.accumulators())
     example.explanation(s)
     example.done()
 
@@ -321,10 +319,10 @@ def outpatient_year() -> tuple[Settlement, Settlement, Settlement]:
     v2 = run(
         bill("county", "outpatient", item("A", 200 * Y, "A1"), item("B", 100 * Y, "B1"), day=dt.date(2026, 4, 8)),
         insured,
-        v1.accumulators_after,
+        v1.accumulators(),
     )
     v3 = run(
-        bill("village", "outpatient", item("A", 3_515, "A1"), day=dt.date(2026, 5, 20)), insured, v2.accumulators_after
+        bill("village", "outpatient", item("A", 3_515, "A1"), day=dt.date(2026, 5, 20)), insured, v2.accumulators()
     )
     return v1, v2, v3
 
@@ -333,12 +331,12 @@ def test_4_outpatient_deductible_over_several_visits() -> None:
     v1, v2, v3 = outpatient_year()
     # 150.00 all to the deductible; then 50.00 more and (290 − 50) × 0.35 = 84.00; then 35.15 × 0.50 = 17.575 → 17.58
     assert (v1.insurance, v2.insurance, v3.insurance) == (0, 8_400, 1_758)
-    assert v2.accumulators_after.outpatient_deductible_used == 200 * Y
+    assert v2.accumulators().outpatient_deductible_used == 200 * Y
     assert v3.out_of_pocket == 1_757
     example = Example(4)
     for number, visit in enumerate((v1, v2, v3), start=1):
         example.settlement(f"Visit {number}", visit)
-        example.accumulators(f"Accumulators after visit {number}", visit.accumulators_after)
+        example.accumulators(f"Accumulators after visit {number}", visit.accumulators())
     example.lines(v2)
     example.explanation(v2)
     example.done()
@@ -358,13 +356,13 @@ def test_5_cap_reached_mid_bill() -> None:
     v2 = run(
         bill("township", "outpatient", item("A", 100 * Y, "A1"), day=dt.date(2026, 12, 1)),
         status,
-        v1.accumulators_after,
+        v1.accumulators(),
     )
     assert (v2.insurance, v2.veteran_subsidy, v2.out_of_pocket) == (0, 5_000, 5_000)
     example = Example(5)
     example.accumulators("Accumulators before", before)
     example.settlement("Visit 1", v1)
-    example.accumulators("Accumulators after visit 1", v1.accumulators_after)
+    example.accumulators("Accumulators after visit 1", v1.accumulators())
     example.explanation(v1)
     example.settlement("Visit 2", v2)
     example.done()
@@ -386,10 +384,10 @@ def test_6_medical_hardship_threshold() -> None:
     for level, visit, yuan, day in visits:
         s = run(bill(level, visit, item("A", yuan * Y, "A1"), day=day), status_on(rows, day), before)
         settled.append(s)
-        before = s.accumulators_after
+        before = s.accumulators()
     v1, v2, v3, v4 = settled
-    assert v1.veteran_subsidy == v1.hardship_aid == 0 and v1.accumulators_after.unpaid_eligible == 280_000
-    assert v2.hardship_aid == 0 and v2.accumulators_after.unpaid_eligible == 400_000
+    assert v1.veteran_subsidy == v1.hardship_aid == 0 and v1.accumulators().unpaid_eligible == 280_000
+    assert v2.hardship_aid == 0 and v2.accumulators().unpaid_eligible == 400_000
     # 4,000 → 7,000: 1,000.00 below the 5,000.00 threshold, 2,000.00 above × 0.50 = 1,000.00
     assert (v3.insurance, v3.hardship_aid, v3.out_of_pocket) == (720_000, 100_000, 200_000)
     # already above: 3,000 × 0.50 = 1,500.00
@@ -397,7 +395,7 @@ def test_6_medical_hardship_threshold() -> None:
     example = Example(6)
     for number, s in enumerate(settled, start=1):
         example.settlement(f"Visit {number}", s)
-        example.accumulators(f"Accumulators after visit {number}", s.accumulators_after)
+        example.accumulators(f"Accumulators after visit {number}", s.accumulators())
     example.explanation(v3)
     example.done()
 
@@ -430,7 +428,7 @@ def test_7_struck_off_a_tier() -> None:
 def test_8_reversal_gives_back_what_the_settlement_took() -> None:
     _, v2, v3 = outpatient_year()
     returned = settlement_deltas(v2)
-    restored = apply_deltas(v3.accumulators_after, reversal_deltas(v2))
+    restored = apply_deltas(v3.accumulators(), reversal_deltas(v2))
     assert returned == Accumulators(
         outpatient_deductible_used=5_000, insurance_outpatient_paid=8_400, unpaid_eligible=20_600
     )
@@ -485,13 +483,13 @@ def member(tier: str, category: str | None = None, **programmes: str) -> PersonS
 
 def along_three_tier(b: Bill, status: PersonStatus, counters: Mapping[str, int] | None = None) -> ChainSettlement:
     r = settle_along(b, status, counters or {}, THREE_TIER)
-    assert [step.fund for step in r.payers] == list(THREE_TIER_FUNDS)
-    assert sum(step.paid for step in r.payers) + r.out_of_pocket == r.total
+    assert [step.payer for step in r.traces] == list(THREE_TIER_FUNDS)
+    assert sum(step.paid for step in r.traces) + r.out_of_pocket == r.total
     return r
 
 
 def paid(r: ChainSettlement) -> dict[str, int]:
-    return {step.fund: step.paid for step in r.payers if step.paid}
+    return {step.payer: step.paid for step in r.traces if step.paid}
 
 
 def test_10_three_tier_admission_with_aid_and_priority_care() -> None:
@@ -500,7 +498,7 @@ def test_10_three_tier_admission_with_aid_and_priority_care() -> None:
     # aid 4,850 × 0.75 = 3,637.50; tilted: 1,212.50 below 10,000 → 0; subsidy 1,212.50 × 0.60 = 727.50
     assert paid(r) == {"insurance": 1_275_000, "hardship_aid": 363_750, "veteran_subsidy": 72_750}
     assert r.out_of_pocket == 288_500  # 2,400.00 not eligible + 485.00 unpaid
-    assert r.payers[5].reason == "not_enrolled"
+    assert r.traces[5].reason == "not_enrolled"
     example = Example(10)
     example.chain_result("Result", r)
     example.steps("Steps", r)
@@ -523,7 +521,7 @@ def test_11_three_tier_aid_deductible_carries_to_the_next_admission() -> None:
     # aid, the deductible met: 1,664.25 × 0.65 = 1,081.7625 → 1,081.76; tilted 9,156.36 below 10,000 → 0
     assert paid(second) == {"insurance": 2_524_500, "critical_illness": 309_075, "hardship_aid": 108_176}
     assert second.out_of_pocket == 58_249
-    assert (first.payers[2].deductible_consumed, second.payers[2].deductible_consumed) == (2_000 * Y, 0)
+    assert (first.traces[2].deductible_consumed, second.traces[2].deductible_consumed) == (2_000 * Y, 0)
     example = Example(11)
     for number, r in enumerate((first, second), start=1):
         example.chain_result(f"Admission {number}", r)
@@ -787,22 +785,6 @@ POLICY_FILE_ERRORS = [
     ),
 ]
 
-# What the gateway says of a valid chain it has no columns for (settlement/compat.py), by file.
-UNSTORABLE = [
-    (
-        THREE_TIER_TEXT,
-        "policies/examples/three-tier/three-tier-2026.toml",
-        "$.chain[1]: fund 'critical_illness': this gateway version records only the funds insurance, "
-        "veteran_subsidy, hardship_aid",
-    ),
-    (
-        replace_once(DEFAULT_TEXT, 'paid_counter = "aid_paid" ', 'paid_counter = "hardship_aid_paid" '),
-        "policies/2027.toml",
-        "$.funds: counter 'hardship_aid_paid': this gateway version records only the counters "
-        "outpatient_deductible_used, insurance_outpatient_paid, insurance_inpatient_paid, subsidy_paid, aid_paid, "
-        "unpaid_eligible",
-    ),
-]
 SAME_DATE = (
     "county-2027: $.effective_from: same effective date as default-2026: which one is in force would be ambiguous"
 )
@@ -811,7 +793,6 @@ SAME_ID = "default-2026: $.id: two policy files share this id"
 # Every whole refusal line the docs may show, each checked by a test below.
 CHECKED_LINES = {
     f"policies/2027.toml: {POLICY_FILE_ERRORS[0][3]}",
-    *(f"{source}: {message}" for _, source, message in UNSTORABLE),
     SAME_DATE,
     SAME_ID,
 }
@@ -825,19 +806,6 @@ def test_policy_page_shows_the_loaders_messages(base: str, old: str, new: str, m
         parse_chain(replace_once(BASES[base], old, new), "policies/2027.toml")
     assert str(caught.value) == f"policies/2027.toml: {message}"
     assert message in POLICY_PAGE
-
-
-@pytest.mark.parametrize(("text", "source", "message"), UNSTORABLE, ids=["fund", "counter"])
-def test_policy_page_shows_the_gateways_refusal_of_a_chain_it_cannot_store(
-    tmp_path: Path, text: str, source: str, message: str
-) -> None:
-    parse_chain(text, source)  # a valid chain: the engine settles it
-    path = tmp_path / Path(source).name
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(PolicyError) as caught:
-        load_policy_file(path)  # the gateway's loader
-    assert str(caught.value) == f"{path}: {message}"
-    assert f"{source}: {message}" in POLICY_PAGE
 
 
 def test_policy_page_shows_the_messages_for_two_versions_that_clash() -> None:
@@ -858,7 +826,7 @@ def code_span(cell: str) -> str:
 
 
 def test_every_refusal_the_docs_show_is_checked() -> None:
-    checked = {message for *_, message in POLICY_FILE_ERRORS} | {message for *_, message in UNSTORABLE}
+    checked = {message for *_, message in POLICY_FILE_ERRORS}
     (table,) = [table for table in table_rows(POLICY_PAGE) if table[0] == ["what is wrong", "message"]]
     shown = [code_span(row[1]) for row in table[1:]]
     assert len(shown) == len(set(shown)), "a message is shown twice"

@@ -84,7 +84,7 @@ def check_invariants(s: Settlement, b: Bill, before: Accumulators) -> None:
     assert s.insurance <= s.eligible
     assert s.veteran_subsidy <= s.eligible - s.insurance
     assert s.hardship_aid <= s.eligible - s.insurance - s.veteran_subsidy
-    assert s.accumulators_before == before
+    assert s.accumulators(before=True) == before
     assert [t.payer for t in s.traces] == ["insurance", "veteran_subsidy", "hardship_aid"]
     assert [t.paid for t in s.traces] == [s.insurance, s.veteran_subsidy, s.hardship_aid]
     # the per-line breakdown sums exactly to the settlement
@@ -147,7 +147,7 @@ def test_worked_example_county_inpatient_minimum_allowance() -> None:
     assert (Decimal(s.out_of_pocket) * 100 / s.total).quantize(Decimal("0.1")) == Decimal("19.3")
     assert s.policy_version == "default-2026"
     # first admission of the year: accumulators start at zero and take exactly what was paid
-    assert s.accumulators_after == Accumulators(
+    assert s.accumulators() == Accumulators(
         insurance_inpatient_paid=1_275_000,
         aid_paid=339_500,
         unpaid_eligible=485_000,  # after insurance and subsidy, before aid
@@ -185,7 +185,7 @@ def test_worked_example_also_priority_care() -> None:
     assert s.hardship_aid == 135_800
     # out of pocket 20,000 − 12,750 − 2,910 − 1,358 = 2,982.00
     assert s.out_of_pocket == 298_200
-    assert s.accumulators_after == Accumulators(
+    assert s.accumulators() == Accumulators(
         insurance_inpatient_paid=1_275_000,
         subsidy_paid=291_000,
         aid_paid=135_800,
@@ -335,23 +335,23 @@ def test_outpatient_deductible_spans_two_visits() -> None:
     assert trace(first, "insurance").deductible_consumed == 15_000
     assert first.insurance == 0
     assert first.out_of_pocket == 15_000
-    assert first.accumulators_after.outpatient_deductible_used == 15_000
+    assert first.accumulators().outpatient_deductible_used == 15_000
     # visit 2, A 250.00: the last 50.00 of deductible, then (250 − 50) × 0.35 = 70.00
-    second = run(bill("county", "outpatient", item("A", 250 * Y)), status, first.accumulators_after)
+    second = run(bill("county", "outpatient", item("A", 250 * Y)), status, first.accumulators())
     assert trace(second, "insurance").deductible == 5_000
     assert trace(second, "insurance").deductible_consumed == 5_000
     assert second.insurance == 7_000
     assert second.out_of_pocket == 18_000
-    assert second.accumulators_after.outpatient_deductible_used == 20_000
-    assert second.accumulators_after.insurance_outpatient_paid == 7_000
+    assert second.accumulators().outpatient_deductible_used == 20_000
+    assert second.accumulators().insurance_outpatient_paid == 7_000
     # unpaid eligible: 150 + 180 = 330.00
-    assert second.accumulators_after.unpaid_eligible == 33_000
+    assert second.accumulators().unpaid_eligible == 33_000
     # visit 3, township A 100.00: deductible used up, 100 × 0.45 = 45.00
-    third = run(bill("township", "outpatient", item("A", 100 * Y)), status, second.accumulators_after)
+    third = run(bill("township", "outpatient", item("A", 100 * Y)), status, second.accumulators())
     assert trace(third, "insurance").deductible_consumed == 0
     assert third.insurance == 4_500
-    assert third.accumulators_after.outpatient_deductible_used == 20_000
-    assert third.accumulators_after.insurance_outpatient_paid == 11_500
+    assert third.accumulators().outpatient_deductible_used == 20_000
+    assert third.accumulators().insurance_outpatient_paid == 11_500
 
 
 @pytest.mark.parametrize(("level", "paid"), [("village", 50_000), ("township", 45_000), ("county", 35_000)])
@@ -370,12 +370,12 @@ def test_outpatient_cap_reached_mid_bill() -> None:
     assert s.insurance == 1_000
     assert t.cap_cut == 3_500
     assert s.out_of_pocket == 9_000
-    assert s.accumulators_after.insurance_outpatient_paid == 300_000
+    assert s.accumulators().insurance_outpatient_paid == 300_000
     # the next bill of the year gets nothing from insurance: 45.00 all cut by the cap
-    nxt = run(bill("township", "outpatient", item("A", 100 * Y)), person(), s.accumulators_after)
+    nxt = run(bill("township", "outpatient", item("A", 100 * Y)), person(), s.accumulators())
     assert nxt.insurance == 0
     assert trace(nxt, "insurance").cap_cut == 4_500
-    assert nxt.accumulators_after.insurance_outpatient_paid == 300_000
+    assert nxt.accumulators().insurance_outpatient_paid == 300_000
 
 
 def test_outpatient_cap_leftover_goes_to_the_next_payers() -> None:
@@ -395,12 +395,12 @@ def test_inpatient_deductible_applies_to_every_admission() -> None:
     assert trace(first, "insurance").deductible_consumed == 30_000
     assert first.insurance == 85_000
     # second admission of the year: the 300.00 deductible applies again
-    second = run(bill("township", "inpatient", item("A", 1_300 * Y)), status, first.accumulators_after)
+    second = run(bill("township", "inpatient", item("A", 1_300 * Y)), status, first.accumulators())
     assert trace(second, "insurance").deductible_consumed == 30_000
     assert second.insurance == 85_000
-    assert second.accumulators_after.insurance_inpatient_paid == 170_000
+    assert second.accumulators().insurance_inpatient_paid == 170_000
     # inpatient bills do not touch the outpatient deductible
-    assert second.accumulators_after.outpatient_deductible_used == 0
+    assert second.accumulators().outpatient_deductible_used == 0
 
 
 def test_county_inpatient_deductible_and_rate() -> None:
@@ -423,7 +423,7 @@ def test_inpatient_cap_reached_mid_bill() -> None:
     assert (t.computed, t.cap_remaining, t.cap_cut) == (30_000, 10_000, 20_000)
     assert s.insurance == 10_000
     assert s.out_of_pocket == 90_000
-    assert s.accumulators_after.insurance_inpatient_paid == 20_000_000
+    assert s.accumulators().insurance_inpatient_paid == 20_000_000
 
 
 def test_village_inpatient_is_refused() -> None:
@@ -454,7 +454,7 @@ def test_subsidy_rate_by_category_and_visit_type(
     assert s.insurance == insurance
     assert s.veteran_subsidy == subsidy
     assert s.out_of_pocket == 100_000 - insurance - subsidy
-    assert s.accumulators_after.subsidy_paid == subsidy
+    assert s.accumulators().subsidy_paid == subsidy
 
 
 def test_subsidy_annual_cap_cuts_mid_bill() -> None:
@@ -464,7 +464,7 @@ def test_subsidy_annual_cap_cuts_mid_bill() -> None:
     t = trace(s, "veteran_subsidy")
     assert (t.computed, t.cap_remaining, t.cap_cut) == (42_000, 10_000, 32_000)
     assert s.veteran_subsidy == 10_000
-    assert s.accumulators_after.subsidy_paid == 1_000_000
+    assert s.accumulators().subsidy_paid == 1_000_000
 
 
 def test_subsidy_cap_counts_payments_under_any_category() -> None:
@@ -517,7 +517,7 @@ def test_aid_annual_cap_reached_mid_bill() -> None:
     assert (t.computed, t.cap_remaining, t.cap_cut) == (100_000, 10_000, 90_000)
     assert s.hardship_aid == 10_000
     assert s.out_of_pocket == 90_000
-    assert s.accumulators_after.aid_paid == 6_000_000
+    assert s.accumulators().aid_paid == 6_000_000
 
 
 def test_aid_cap_counts_aid_under_any_tier() -> None:
@@ -542,8 +542,8 @@ def test_medical_hardship_threshold_crossed_mid_bill() -> None:
     assert (t.base, t.threshold, t.below_threshold) == (MH_UNPAID, 500_000, 100_000)
     assert s.hardship_aid == 100_000
     assert s.out_of_pocket == 200_000
-    assert s.accumulators_after.unpaid_eligible == 700_000
-    assert s.accumulators_after.aid_paid == 100_000
+    assert s.accumulators().unpaid_eligible == 700_000
+    assert s.accumulators().aid_paid == 100_000
 
 
 def test_medical_hardship_below_threshold_pays_nothing() -> None:
@@ -551,7 +551,7 @@ def test_medical_hardship_below_threshold_pays_nothing() -> None:
     s = run(bill("county", "inpatient", item("A", MH_BILL_A)), person(tier="medical_hardship"))
     assert s.hardship_aid == 0
     assert s.out_of_pocket == MH_UNPAID
-    assert s.accumulators_after.unpaid_eligible == MH_UNPAID
+    assert s.accumulators().unpaid_eligible == MH_UNPAID
 
 
 def test_medical_hardship_already_above_threshold() -> None:
@@ -567,25 +567,23 @@ def test_medical_hardship_counts_outpatient_and_untiered_spending() -> None:
     v1 = run(bill("county", "outpatient", item("A", 4_200 * Y)), person())
     assert v1.insurance == 140_000
     assert v1.hardship_aid == 0
-    assert v1.accumulators_after.unpaid_eligible == 280_000
+    assert v1.accumulators().unpaid_eligible == 280_000
     # visit 2, now medical_hardship, village outpatient A 2,400.00: 2,400 × 0.50 = 1,200.00; outpatient aid 0;
     # year to date 2,800 + 1,200 = 4,000.00
-    v2 = run(
-        bill("village", "outpatient", item("A", 2_400 * Y)), person(tier="medical_hardship"), v1.accumulators_after
-    )
+    v2 = run(bill("village", "outpatient", item("A", 2_400 * Y)), person(tier="medical_hardship"), v1.accumulators())
     assert v2.insurance == 120_000
     assert v2.hardship_aid == 0
-    assert v2.accumulators_after.unpaid_eligible == 400_000
+    assert v2.accumulators().unpaid_eligible == 400_000
     # visit 3, inpatient leaving 3,000.00: 4,000 → 7,000, aid on 2,000 × 0.50 = 1,000.00
-    v3 = run(bill("county", "inpatient", item("A", MH_BILL_A)), person(tier="medical_hardship"), v2.accumulators_after)
+    v3 = run(bill("county", "inpatient", item("A", MH_BILL_A)), person(tier="medical_hardship"), v2.accumulators())
     assert v3.hardship_aid == 100_000
-    assert v3.accumulators_after.unpaid_eligible == 700_000
+    assert v3.accumulators().unpaid_eligible == 700_000
 
 
 def test_unpaid_eligible_is_counted_after_subsidy_before_aid() -> None:
     # worked example with priority care: 17,600 − 12,750 − 2,910 = 1,940.00, aid 1,358 not subtracted
     s = run(worked_bill(), person(veteran="priority_care", tier="minimum_allowance"), Accumulators(unpaid_eligible=1))
-    assert s.accumulators_after.unpaid_eligible == 1 + 194_000
+    assert s.accumulators().unpaid_eligible == 1 + 194_000
 
 
 def test_medical_hardship_annual_cap() -> None:
@@ -622,15 +620,15 @@ def test_not_insured_gets_subsidy_and_aid_on_full_eligible() -> None:
     assert s.veteran_subsidy == 60_000
     assert s.hardship_aid == 28_000
     assert s.out_of_pocket == 12_000
-    assert s.accumulators_after.insurance_inpatient_paid == 0
+    assert s.accumulators().insurance_inpatient_paid == 0
 
 
 def test_not_insured_outpatient_uses_no_deductible() -> None:
     # uninsured destitute, village outpatient A 100.00: aid 1.00 on all of it; the insurance deductible is untouched
     s = run(bill("village", "outpatient", item("A", 100 * Y)), person(insured=False, tier="destitute"))
     assert (s.insurance, s.hardship_aid, s.out_of_pocket) == (0, 10_000, 0)
-    assert s.accumulators_after.outpatient_deductible_used == 0
-    assert s.accumulators_after.insurance_outpatient_paid == 0
+    assert s.accumulators().outpatient_deductible_used == 0
+    assert s.accumulators().insurance_outpatient_paid == 0
 
 
 # ---------------------------------------------------------------- registry dates
@@ -742,14 +740,14 @@ def test_reversal_restores_accumulators_exactly() -> None:
     assert back == Accumulators(
         insurance_inpatient_paid=-1_275_000, subsidy_paid=-291_000, aid_paid=-135_800, unpaid_eligible=-194_000
     )
-    assert apply_deltas(s.accumulators_after, back) == before
+    assert apply_deltas(s.accumulators(), back) == before
 
 
 def test_reversal_of_outpatient_gives_back_the_deductible() -> None:
     first = run(bill("county", "outpatient", item("A", 150 * Y)), person())
-    second = run(bill("county", "outpatient", item("A", 250 * Y)), person(), first.accumulators_after)
-    restored = apply_deltas(second.accumulators_after, reversal_deltas(second))
-    assert restored == first.accumulators_after
+    second = run(bill("county", "outpatient", item("A", 250 * Y)), person(), first.accumulators())
+    restored = apply_deltas(second.accumulators(), reversal_deltas(second))
+    assert restored == first.accumulators()
     assert restored.outpatient_deductible_used == 15_000
 
 
