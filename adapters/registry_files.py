@@ -2,7 +2,9 @@
 
 The civil-affairs bureau (民政局) sends monthly lists of people in hardship tiers, the
 veterans' affairs bureau (退役军人事务局) lists of priority-care people, and the insurance
-bureau lists of enrolments. All three share one layout (samples/README.md shows it):
+bureau lists of enrolments. A list for any other programme the policy in force names under
+``[programmes]`` (a charity's ``charity``) is a ``ProgrammeList``: its codes are the ones the
+policy declares for that programme. All share one layout (samples/README.md shows it):
 
 * A ``.csv`` file (UTF-8 with or without a BOM, or GB18030 as many bureau exports are) or
   an ``.xlsx`` workbook (its first sheet).
@@ -20,10 +22,12 @@ bureau lists of enrolments. All three share one layout (samples/README.md shows 
   ============  ================  =========================================  ========
 
   The third column may instead carry its bureau's own header: 救助类别 on a
-  civil-affairs list, 优抚类别 on a veterans list, 参保类型 on an insurance list.
+  civil-affairs list, 优抚类别 on a veterans list, 参保类型 on an insurance list. A
+  programme list has no such header of its own.
 * Codes are the code names of docs/settlement-rules.md or the Chinese terms in ``CHINESE_TERMS``
   (伤残军人 / 残疾军人 may carry a grade, 1级-6级 or 一级-六级). A code of another kind of
-  list (a hardship tier on a veterans list) is unknown on this one.
+  list (a hardship tier on a veterans list) is unknown on this one. On a programme list the
+  codes are the policy's code names, in any case.
 * Dates are ``YYYY-MM-DD``; in a workbook a real date cell also works. 退出日期 must be
   after 认定日期.
 
@@ -43,16 +47,67 @@ import pathlib
 import random
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from adapters import identity
+from settlement.chain_policy import NAME as PROGRAMME_NAME
 from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
 
 ListKind = Literal["civil-affairs", "veterans", "insurance"]
 LIST_KINDS: tuple[ListKind, ...] = get_args(ListKind)
-PROGRAMME = {"civil-affairs": "hardship_aid", "veterans": "veteran_subsidy", "insurance": "insurance"}
+PROGRAMME: dict[ListKind, str] = {
+    "civil-affairs": "hardship_aid",
+    "veterans": "veteran_subsidy",
+    "insurance": "insurance",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ProgrammeList:
+    """A list for a programme the policy names beyond the bureaus' three: its name and its codes."""
+
+    programme: str  # a name as the policy loader requires: lower-case letters, digits and _
+    codes: tuple[str, ...]  # the codes the policy declares for it under [programmes]
+
+
+class UnknownListKind(ValueError):
+    """The kind of list asked for is neither a bureau's nor a programme the policy names."""
+
+
+def list_kind(name: str, programmes: Mapping[str, Sequence[str]], policy_id: str) -> ListKind | ProgrammeList:
+    """The kind of list ``name`` asks for: a bureau's (civil-affairs, veterans, insurance), or a list
+    of another programme that ``programmes`` (the latest policy's ``[programmes]``) names.
+
+    Raises ``UnknownListKind`` with a message naming what is accepted."""
+    for kind in LIST_KINDS:
+        if name == kind:
+            return kind
+    for kind, programme in PROGRAMME.items():
+        if name == programme:
+            raise UnknownListKind(f"{programme} lists are the {kind} bureau's: import them as {kind}")
+    codes = programmes.get(name)
+    if not codes:
+        others = sorted(programme for programme in programmes if programme not in PROGRAMME.values())
+        message = f"unknown list kind {_show(name)!r}: give {', '.join(LIST_KINDS[:-1])} or {LIST_KINDS[-1]}"
+        if others:
+            message += f", or a programme policy {policy_id} names: {', '.join(others)}"
+        else:
+            message += f" (policy {policy_id} names no other programme under [programmes])"
+        raise UnknownListKind(message)
+    return ProgrammeList(programme=name, codes=tuple(codes))
+
+
+def programme_of(kind: ListKind | ProgrammeList) -> str:
+    """The registry programme a list's rows are memberships of."""
+    return kind.programme if isinstance(kind, ProgrammeList) else PROGRAMME[kind]
+
+
+def kind_name(kind: ListKind | ProgrammeList) -> str:
+    """What the list is called in messages and in the audit trail's source: civil-affairs, charity."""
+    return kind.programme if isinstance(kind, ProgrammeList) else kind
+
 
 CODES: dict[ListKind, tuple[str, ...]] = {
     "civil-affairs": HARDSHIP_TIERS,
@@ -116,7 +171,7 @@ class ListRow:
     line: int  # 1-based line (CSV) or row (XLSX) number as a person sees it; the header is line 1
     national_id: str  # validated and normalised with adapters.identity.validate
     name: str
-    code: str  # a HARDSHIP_TIERS / VETERAN_CATEGORIES member, or "resident" for insurance
+    code: str  # a HARDSHIP_TIERS / VETERAN_CATEGORIES member, "resident" for insurance, or a programme list's code
     effective_from: dt.date
     struck_off_on: dt.date | None
 
@@ -132,16 +187,19 @@ class ListFormatError(Exception):
 
 
 def read_list(
-    path: pathlib.Path, kind: ListKind, *, progress: Callable[[int, int], None] | None = None
+    path: pathlib.Path, kind: ListKind | ProgrammeList, *, progress: Callable[[int, int], None] | None = None
 ) -> tuple[list[ListRow], list[RejectedRow]]:
-    """Every row of a bureau list, accepted or rejected with its line number and reason.
+    """Every row of a bureau list or a programme list, accepted or rejected with its line number and reason.
 
     ``progress(done, total)`` is called every 1,000 data rows and once at the end with
     ``done == total``; ``total`` is an estimate from the file (0 when it cannot tell).
     A later row with the ID of an earlier row is rejected as its duplicate, even when
     the earlier row was itself rejected: the list is ambiguous about that person.
     """
-    if kind not in CODES:
+    if isinstance(kind, ProgrammeList):
+        if not PROGRAMME_NAME.fullmatch(kind.programme) or not kind.codes:
+            raise ValueError(f"a programme list needs a programme name and its codes, got {kind!r}")
+    elif kind not in CODES:
         raise ValueError(f"unknown list kind {kind!r}; expected one of {', '.join(LIST_KINDS)}")
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
@@ -297,27 +355,35 @@ def _header_key(cell: Any) -> str:
     return unicodedata.normalize("NFKC", text).replace("\ufeff", "").strip().casefold()
 
 
-def _accepted_headers(kind: ListKind) -> dict[str, str]:
+def _bureau_header(kind: ListKind | ProgrammeList) -> str | None:
+    return None if isinstance(kind, ProgrammeList) else BUREAU_CODE_HEADERS[kind]
+
+
+def _accepted_headers(kind: ListKind | ProgrammeList) -> dict[str, str]:
     """Header key -> field, for one kind of list."""
     names: dict[str, str] = {}
     for field in FIELDS:
         for header in (field, CHINESE_HEADERS[field], *_EXTRA_HEADERS.get(field, ())):
             names[_header_key(header)] = field
-    names[_header_key(BUREAU_CODE_HEADERS[kind])] = "code"
+    if (bureau := _bureau_header(kind)) is not None:
+        names[_header_key(bureau)] = "code"
     return names
 
 
-def expected_headers(kind: ListKind) -> str:
+def expected_headers(kind: ListKind | ProgrammeList) -> str:
     """The header layout in words, for error messages and documentation."""
     zh = CHINESE_HEADERS
+    bureau = _bureau_header(kind)
     return (
-        f"{zh['national_id']}, {zh['name']}, {zh['code']} (or {BUREAU_CODE_HEADERS[kind]}), "
+        f"{zh['national_id']}, {zh['name']}, {zh['code']}{f' (or {bureau})' if bureau else ''}, "
         f"{zh['effective_from']} and optionally {zh['struck_off_on']}; "
         "or in English national_id, name, code, effective_from and optionally struck_off_on"
     )
 
 
-def _map_header(path: pathlib.Path, kind: ListKind, header: Sequence[Any]) -> tuple[dict[str, int], dict[str, str]]:
+def _map_header(
+    path: pathlib.Path, kind: ListKind | ProgrammeList, header: Sequence[Any]
+) -> tuple[dict[str, int], dict[str, str]]:
     """Field -> column index, and field -> the header as written (for reasons)."""
     accepted = _accepted_headers(kind)
     columns: dict[str, int] = {}
@@ -344,7 +410,8 @@ def _map_header(path: pathlib.Path, kind: ListKind, header: Sequence[Any]) -> tu
         other = [k for k, h in BUREAU_CODE_HEADERS.items() if k != kind and _header_key(h) in keys]
         if other:
             message += (
-                f" Its {BUREAU_CODE_HEADERS[other[0]]} column says this is {_a(other[0])} list, not {_a(kind)} list."
+                f" Its {BUREAU_CODE_HEADERS[other[0]]} column says this is {_a(other[0])} list, "
+                f"not {_a(kind_name(kind))} list."
             )
         elif any(isinstance(cell, str) and _LONG_NUMBER.search(cell) for cell in header):
             message += " The first row holds a national ID: the file needs a header row."
@@ -377,8 +444,11 @@ def _text(value: Any) -> str:
 
 
 class _RowParser:
-    def __init__(self, path: pathlib.Path, kind: ListKind, header: Sequence[Any], *, xlsx: bool) -> None:
+    def __init__(
+        self, path: pathlib.Path, kind: ListKind | ProgrammeList, header: Sequence[Any], *, xlsx: bool
+    ) -> None:
         self.kind = kind
+        self.name = kind_name(kind)
         self.xlsx = xlsx
         columns, self.header = _map_header(path, kind, header)
         self.id_column = columns["national_id"]
@@ -386,8 +456,13 @@ class _RowParser:
         self.code_column = columns["code"]
         self.from_column = columns["effective_from"]
         self.off_column = columns.get("struck_off_on")
-        terms = [term for term, code in CHINESE_TERMS.items() if _CODE_KIND[code] == kind]
-        self.accepted_codes = ", ".join(CODES[kind]) + " or " + ", ".join(terms)
+        if isinstance(kind, ProgrammeList):
+            self.programme_codes: dict[str, str] | None = {code.casefold(): code for code in kind.codes}
+            self.accepted_codes = ", ".join(kind.codes)
+        else:
+            self.programme_codes = None
+            terms = [term for term, code in CHINESE_TERMS.items() if _CODE_KIND[code] == kind]
+            self.accepted_codes = ", ".join(CODES[kind]) + " or " + ", ".join(terms)
 
     def parse(self, line: int, cells: Sequence[Any], first_line: dict[str, int]) -> ListRow | str:
         """The row, or the reason it is rejected. Records the row's ID in ``first_line``."""
@@ -444,6 +519,8 @@ class _RowParser:
             problems.append(f"{header}: missing")
             return None
         key = _WHITESPACE.sub("", unicodedata.normalize("NFKC", text)).casefold()
+        if self.programme_codes is not None:
+            return self.programme_code(key, text, problems)
         code = _TERMS.get(key)
         if code is None and (match := _DISABLED_VETERAN.fullmatch(key)):
             grade_text = match.group("grade")
@@ -457,11 +534,30 @@ class _RowParser:
             return None
         if _CODE_KIND[code] != self.kind:
             problems.append(
-                f"{header}: unknown code {_show(text)!r} for {_a(self.kind)} list "
+                f"{header}: unknown code {_show(text)!r} for {_a(self.name)} list "
                 f"(it is {code}, a code of {_CODE_KIND[code]} lists)"
             )
             return None
         return code
+
+    def programme_code(self, key: str, text: str, problems: list[str]) -> str | None:
+        """A code of a programme list: one the policy declares for the programme, in any case."""
+        assert self.programme_codes is not None
+        header = self.header["code"]
+        code = self.programme_codes.get(key)
+        if code is not None:
+            return code
+        bureau_code = _TERMS.get(key)
+        if bureau_code is None and _DISABLED_VETERAN.fullmatch(key):
+            bureau_code = "disabled_veteran"
+        if bureau_code is not None:
+            problems.append(
+                f"{header}: unknown code {_show(text)!r} for {_a(self.name)} list "
+                f"(it is {bureau_code}, a code of {_CODE_KIND[bureau_code]} lists); accepted: {self.accepted_codes}"
+            )
+        else:
+            problems.append(f"{header}: unknown code {_show(text)!r}; accepted: {self.accepted_codes}")
+        return None
 
     def date(self, value: Any, field: str, problems: list[str]) -> dt.date | None:
         """The date, or None if the cell is empty or bad (a bad one is added to ``problems``)."""

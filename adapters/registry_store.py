@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from adapters import identity
-from settlement.models import Payer
 from settlement.registry import (
     Close,
     ListEntry,
@@ -87,7 +86,7 @@ async def apply_entries(
     source: str,
     request_id: str = "",
     dry_run: bool = False,
-    full_list: tuple[Payer, dt.date] | None = None,
+    full_list: tuple[str, dt.date] | None = None,
     confirm: Callable[[int], bool] | None = None,
     rejected: Sequence[tuple[int, str]] = (),
     all_or_nothing: bool = False,

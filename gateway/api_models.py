@@ -17,7 +17,6 @@ from settlement.models import (
     ClinicLevel,
     LineBreakdown,
     Notice,
-    Payer,
     PayerTrace,
     Settlement,
     VisitType,
@@ -91,7 +90,21 @@ class ReversalRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class MembershipIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    programme: Payer
+    # insurance, veteran_subsidy, hardship_aid, or another programme the policy in force names under
+    # [programmes] (charity); the service refuses any other as invalid_membership, naming this field.
+    programme: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=40,
+            pattern=NO_CONTROL,
+            extra_json_schema={
+                "examples": ["insurance", "veteran_subsidy", "hardship_aid", "charity"],
+                "description": "insurance, veteran_subsidy, hardship_aid, or another registry programme the "
+                "latest policy version names under [programmes] (else invalid_membership)",
+            },
+        ),
+    ]
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NO_CONTROL)]
     effective_from: dt.date
     struck_off_on: dt.date | None = None

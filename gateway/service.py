@@ -482,13 +482,21 @@ class Service:
         key, masked = self.person_key(request.person_id)
         national_id = identity.validate(request.person_id)
         policy = self.policies.latest()
-        known = {
+        # Insurance, the payers' two programmes, and every other programme the latest version names.
+        known: dict[str, tuple[str, ...]] = {
             "insurance": ("resident",),
-            "veteran_subsidy": policy.programmes.get("veteran_subsidy", ()),
-            "hardship_aid": policy.programmes.get("hardship_aid", ()),
+            "veteran_subsidy": (),
+            "hardship_aid": (),
+            **policy.programmes,
         }
         entries = []
         for index, item in enumerate(request.memberships):
+            if item.programme not in known:
+                raise Refused(
+                    "invalid_membership",
+                    f"unknown programme; policy {policy.id} names {', '.join(known)}",
+                    field=f"memberships[{index}].programme",
+                )
             if item.code not in known[item.programme]:
                 raise Refused(
                     "invalid_membership",

@@ -11,14 +11,14 @@ from collections.abc import Iterable, Mapping
 
 from settlement.chain import Chain, Step, applicable_rules, caps_in_force
 from settlement.engine import strike_off_notices
-from settlement.models import Model, Notice, Payer, PersonStatus
+from settlement.models import Model, Notice, PersonStatus
 from settlement.registry import Membership, status_on
 
 ENDS_SOON = dt.timedelta(days=30)  # a membership ending within this many days is announced
 
 
 class ProgrammeStanding(Model, frozen=True, kw_only=True):
-    programme: Payer
+    programme: str  # a payer's programme, or another the policy names (charity)
     code: str
     effective_from: dt.date
     struck_off_on: dt.date | None

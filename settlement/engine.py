@@ -400,13 +400,15 @@ def _absent_reason(status: PersonStatus, programme: str) -> str:
 
 
 def strike_off_notices(status: PersonStatus) -> tuple[Notice, ...]:
+    """A ``struck_off`` notice per strike-off; a programme beyond the payers' is named by its code."""
     if not status.struck_off:
         return ()
     return tuple(
         Notice(
             code="struck_off",
             message=(
-                f"struck off {PROGRAMME_NAMES[ended.programme]} ({ended.code}) on {ended.struck_off_on.isoformat()}"
+                f"struck off {PROGRAMME_NAMES.get(ended.programme, ended.programme)} ({ended.code}) "
+                f"on {ended.struck_off_on.isoformat()}"
             ),
             programme=ended.programme,
             date=ended.struck_off_on,

@@ -59,10 +59,11 @@ class ProgrammeEnd(Model, frozen=True, kw_only=True):
     """A membership that was struck off on or before the service date.
 
     The person is not in the programme from ``struck_off_on`` onwards; the engine
-    turns this into a warning on the settlement.
+    turns this into a warning on the settlement. ``programme`` is any registry programme: one of
+    the payers' or another a policy names (``charity``).
     """
 
-    programme: Payer
+    programme: str
     code: str
     struck_off_on: dt.date
 

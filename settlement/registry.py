@@ -3,6 +3,10 @@
 A membership is in force from ``effective_from`` (inclusive) until
 ``struck_off_on`` (exclusive): a person struck off is out of the programme from
 that date. History is kept as rows; this module only reads it.
+
+A programme is ``insurance``, ``veteran_subsidy``, ``hardship_aid`` or any other registry
+programme a policy names under ``[programmes]`` (``charity``). Which programmes and codes
+exist is the policy's to say; the importers and the API check that before a row is stored.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Literal
 
-from settlement.models import PAYERS, Model, Payer, PersonStatus, ProgrammeEnd
+from settlement.models import PAYERS, Model, PersonStatus, ProgrammeEnd
 
 
 class Membership(Model, frozen=True, kw_only=True):
-    programme: Payer
+    programme: str
     code: str
     effective_from: dt.date
     struck_off_on: dt.date | None = None
@@ -29,10 +33,12 @@ def status_on(memberships: Iterable[Membership], day: dt.date) -> PersonStatus:
 
     A strike-off is reported when the programme is not in force on ``day`` and the
     latest membership of that programme that started on or before ``day`` was
-    struck off on or before it.
+    struck off on or before it: the payers' programmes first, in payer order, then
+    any other in name order. The codes of programmes other than the payers' go in
+    ``PersonStatus.programmes``.
     """
-    in_force: dict[Payer, Membership] = {}
-    latest_ended: dict[Payer, Membership] = {}
+    in_force: dict[str, Membership] = {}
+    latest_ended: dict[str, Membership] = {}
     for membership in memberships:
         if membership.in_force(day):
             current = in_force.get(membership.programme)
@@ -42,9 +48,10 @@ def status_on(memberships: Iterable[Membership], day: dt.date) -> PersonStatus:
             previous = latest_ended.get(membership.programme)
             if previous is None or membership.effective_from > previous.effective_from:
                 latest_ended[membership.programme] = membership
+    others = sorted((set(in_force) | set(latest_ended)).difference(PAYERS))
     struck_off = tuple(
         ProgrammeEnd(programme=programme, code=ended.code, struck_off_on=ended.struck_off_on)
-        for programme in PAYERS
+        for programme in (*PAYERS, *others)
         if (ended := latest_ended.get(programme)) is not None
         and programme not in in_force
         and ended.struck_off_on is not None
@@ -56,6 +63,7 @@ def status_on(memberships: Iterable[Membership], day: dt.date) -> PersonStatus:
         veteran_category=veteran.code if veteran else None,
         hardship_tier=hardship.code if hardship else None,
         struck_off=struck_off,
+        programmes={programme: in_force[programme].code for programme in others if programme in in_force},
     )
 
 
@@ -66,7 +74,7 @@ class StoredMembership(Model, frozen=True, kw_only=True):
     """A membership row as stored, with its id so a change can close it."""
 
     membership_id: int
-    programme: Payer
+    programme: str
     code: str
     effective_from: dt.date
     struck_off_on: dt.date | None = None
@@ -75,7 +83,7 @@ class StoredMembership(Model, frozen=True, kw_only=True):
 class ListEntry(Model, frozen=True, kw_only=True):
     """One line of a bureau list, or one membership sent to the API: the state it declares."""
 
-    programme: Payer
+    programme: str
     code: str
     effective_from: dt.date
     struck_off_on: dt.date | None = None
@@ -91,7 +99,7 @@ class Close(Model, frozen=True, kw_only=True):
 class Open(Model, frozen=True, kw_only=True):
     """Add a membership row."""
 
-    programme: Payer
+    programme: str
     code: str
     effective_from: dt.date
     struck_off_on: dt.date | None = None

@@ -67,13 +67,19 @@ def build_parser() -> argparse.ArgumentParser:
     actor = f"cli:{getpass.getuser()}"
     imports = commands.add_parser(
         "import",
-        help="import a bureau list (CSV or XLSX)",
-        description="Import a civil-affairs (hardship tiers), veterans (priority-care) or insurance list. "
-        "See samples/README.md for the column layout. Bad rows are reported with their line and never stop "
-        "the good ones; importing the same file twice changes nothing. Exit status: 0 all rows taken, "
-        "1 some rows rejected (the good ones are written) or strike-offs not confirmed, 2 the file is unusable.",
+        help="import a bureau list, or a list of another programme the policy names (CSV or XLSX)",
+        description="Import a civil-affairs (hardship tiers), veterans (priority-care) or insurance list, or a "
+        "list of another programme the policy in force names under [programmes] (charity), whose codes are "
+        "the ones the policy declares for it. See samples/README.md for the column layout. Bad rows are "
+        "reported with their line and never stop the good ones; importing the same file twice changes nothing. "
+        "Exit status: 0 all rows taken, 1 some rows rejected (the good ones are written) or strike-offs not "
+        "confirmed, 2 the file, the kind or the policy is unusable.",
     )
-    imports.add_argument("kind", choices=["civil-affairs", "veterans", "insurance"])
+    imports.add_argument(
+        "kind",
+        metavar="KIND",
+        help="civil-affairs, veterans, insurance, or a programme the latest policy names (for example charity)",
+    )
     imports.add_argument("file")
     imports.add_argument("--dry-run", action="store_true", help="show what would change and write nothing")
     imports.add_argument("--full-list", action="store_true", help=FULL_LIST_HELP)

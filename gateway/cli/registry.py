@@ -1,5 +1,5 @@
-"""The registry from the command line: ``medsettle import`` (bureau lists), ``clinics import`` and
-``registry stats``."""
+"""The registry from the command line: ``medsettle import`` (bureau lists, and lists of the other
+programmes the policy in force names), ``clinics import`` and ``registry stats``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from adapters import db
+from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_admin import import_clinics
-from adapters.registry_files import PROGRAMME, ListFormatError, read_list
+from adapters.registry_files import (
+    LIST_KINDS,
+    ListFormatError,
+    ListKind,
+    ProgrammeList,
+    UnknownListKind,
+    kind_name,
+    list_kind,
+    programme_of,
+    read_list,
+)
 from adapters.registry_stats import stats_csv
 from adapters.registry_store import PersonEntry, apply_entries
 from adapters.report_models import RegistryStats
@@ -21,6 +32,7 @@ from adapters.reports import Reports
 from gateway.cli.database import Connection, database_url, with_connection
 from gateway.cli.reports import report_json
 from gateway.config import Settings
+from settlement.errors import PolicyError
 from settlement.registry import ListEntry
 
 FULL_LIST_HELP = (
@@ -70,10 +82,28 @@ def _confirm(assume_yes: bool, as_of: dt.date) -> Any:
     return ask
 
 
+def _list_kind(settings: Settings, name: str) -> ListKind | ProgrammeList:
+    """A bureau's kind of list as it is; any other name, a programme the latest policy version names
+    (the one that defines current codes, as for the API's registrations), with the codes it declares."""
+    for kind in LIST_KINDS:
+        if name == kind:
+            return kind  # the bureaus' lists keep their own codes and need no policy read
+    latest = load_policy_book(Path(settings.policy_dir) if settings.policy_dir else policy_dir()).latest()
+    return list_kind(name, latest.programmes, latest.id)
+
+
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
-        rows, rejected = read_list(path, args.kind, progress=_progress(f"reading {path.name}"))
+        kind = _list_kind(settings, args.kind)
+    except UnknownListKind as error:
+        print(f"medsettle import: {error}", file=sys.stderr)
+        return 2
+    except PolicyError as error:
+        print(f"medsettle import: cannot read the policy that names the programmes: {error}", file=sys.stderr)
+        return 2
+    try:
+        rows, rejected = read_list(path, kind, progress=_progress(f"reading {path.name}"))
     except (ListFormatError, OSError) as error:
         print(f"medsettle import: {path}: {error}", file=sys.stderr)
         return 2
@@ -89,7 +119,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    programme = PROGRAMME[args.kind]
+    programme = programme_of(kind)
     entries = [
         PersonEntry(
             row.line,
@@ -111,7 +141,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             entries,
             pepper=settings.id_pepper,
             actor=args.actor,
-            source=f"{args.kind}:{path.name} sha256:{digest}",
+            source=f"{kind_name(kind)}:{path.name} sha256:{digest}",
             dry_run=args.dry_run,
             full_list=(programme, as_of) if args.full_list else None,
             confirm=_confirm(args.yes, as_of),

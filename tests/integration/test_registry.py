@@ -5,15 +5,32 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import identity
+from adapters.policy_files import DEFAULT_POLICY_DIR
 from adapters.registry_files import write_sample_list
 from adapters.settlement_sql import decode_record
-from tests.integration.conftest import ADMIN, COUNTY, bill, fresh_national_id, register, row_counts
+from adapters.terminal_keys import load_keys
+from gateway.http.app import create_app
+from tests.integration.conftest import (
+    ADMIN,
+    COUNTY,
+    KEY_ENCRYPTION_KEY,
+    PEPPER,
+    SignedClient,
+    bill,
+    fresh_national_id,
+    register,
+    row_counts,
+)
 from tests.integration.test_cli import medsettle
 
 pytestmark = pytest.mark.integration
@@ -245,3 +262,159 @@ async def test_full_list_with_rejected_rows_is_refused(database_url, pool, tmp_p
     assert result.returncode == 2
     assert "rejected line 3" in result.stdout and "must be clean" in result.stderr
     assert await row_counts(pool) == before
+
+
+# ---------------------------------------------------------------- programmes beyond the payers'
+
+CHARITY_POLICY_ID = "charity-test-2027"
+
+
+@pytest.fixture
+def charity_policies(tmp_path: Path) -> Path:
+    """A policy folder whose latest version, from 2027, names a charity programme beside the payers' two."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    default = (DEFAULT_POLICY_DIR / "default.toml").read_text(encoding="utf-8")
+    (folder / "default.toml").write_text(default, encoding="utf-8")
+    later = (
+        default.replace('id = "default-2026"', f'id = "{CHARITY_POLICY_ID}"', 1)
+        .replace("effective_from = 2026-01-01", "effective_from = 2027-01-01", 1)
+        .replace("[programmes]\n", '[programmes]\ncharity = ["child_major_disease"]\n', 1)
+    )
+    assert later.count(CHARITY_POLICY_ID) == 1 and "charity = " in later
+    (folder / "charity-2027.toml").write_text(later, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+async def charity_client(
+    pool: asyncpg.Pool, database_url: str, settings: Any, charity_policies: Path
+) -> AsyncIterator[SignedClient]:
+    """The gateway over the same database, serving the policy folder that names charity."""
+    app = create_app(msgspec.structs.replace(settings, policy_dir=str(charity_policies)), dsn=database_url)
+    async with pool.acquire() as connection:
+        keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield SignedClient(test_client, keys)
+
+
+async def _memberships(pool: asyncpg.Pool, national_id: str) -> list[tuple[str, str, str, str | None]]:
+    async with pool.acquire() as connection:
+        rows = await connection.fetch(
+            "SELECT programme, code, effective_from, struck_off_on FROM memberships WHERE person_key = $1"
+            " ORDER BY programme, effective_from",
+            identity.person_key(national_id, PEPPER),
+        )
+    return [
+        (
+            row["programme"],
+            row["code"],
+            row["effective_from"].isoformat(),
+            row["struck_off_on"] and row["struck_off_on"].isoformat(),
+        )
+        for row in rows
+    ]
+
+
+async def test_a_charity_list_imports_under_the_policy_that_names_the_programme(
+    database_url, pool, tmp_path, charity_policies
+):
+    member, misfiled = fresh_national_id(), fresh_national_id()
+    path = write_csv(
+        tmp_path / "charity-2027-01.csv",
+        (member, "Charity Member", "child_major_disease", "2027-01-01", "2027-07-01"),
+        (misfiled, "Wrong Code", "adult_major_disease", "2027-01-01", ""),
+    )
+    before = await row_counts(pool)
+
+    # Under the shipped policy there is no charity programme: the kind is refused and nothing is read.
+    refused = medsettle(database_url, "import", "charity", str(path))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "unknown list kind 'charity'" in refused.stderr and "names no other programme" in refused.stderr
+    assert await row_counts(pool) == before
+
+    result = medsettle(database_url, "import", "charity", str(path), MEDSETTLE_POLICY_DIR=str(charity_policies))
+    assert result.returncode == 1, result.stdout + result.stderr  # one row rejected, the good one written
+    assert "rejected line 3: 类别: unknown code 'adult_major_disease'; accepted: child_major_disease" in result.stdout
+    assert "added 1, changed 0, struck off 0, unchanged 0, rejected 1" in result.stdout
+    assert not ID_PATTERN.search(result.stdout + result.stderr), "a raw national ID was printed"
+    assert await _memberships(pool, member) == [("charity", "child_major_disease", "2027-01-01", "2027-07-01")]
+    assert await _memberships(pool, misfiled) == []
+    async with pool.acquire() as connection:
+        row = await connection.fetchrow(
+            "SELECT source, details FROM audit_log WHERE subject = $1 AND action = 'membership.added'"
+            " ORDER BY audit_id DESC LIMIT 1",  # a masked ID is not unique: the latest row is this import's
+            identity.mask(member),
+        )
+    assert row["source"].startswith("charity:charity-2027-01.csv sha256:")
+    assert "charity: child_major_disease from 2027-01-01 until 2027-07-01" in row["details"]
+
+    again = medsettle(database_url, "import", "charity", str(path), MEDSETTLE_POLICY_DIR=str(charity_policies))
+    assert "added 0, changed 0, struck off 0, unchanged 1, rejected 1" in again.stdout
+
+
+async def test_a_person_registered_with_a_charity_membership_reads_back(client, charity_client, pool):
+    person = fresh_national_id()
+    charity = {
+        "programme": "charity",
+        "code": "child_major_disease",
+        "effective_from": "2027-01-01",
+        "struck_off_on": "2027-07-01",
+    }
+    insurance = {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"}
+    body = {"person_id": person, "name": "慈善", "memberships": [insurance, charity]}
+
+    # The shipped policy names no charity programme: refused, naming the field, and nothing written.
+    response = await client.post("/v1/people", json=body, headers=ADMIN)
+    problem = await response.json()
+    assert (response.status, problem["code"], problem["field"]) == (
+        422,
+        "invalid_membership",
+        "memberships[1].programme",
+    )
+    assert "veteran_subsidy, hardship_aid" in problem["detail"] and "charity" not in problem["detail"]
+    assert await _memberships(pool, person) == []
+
+    response = await charity_client.post("/v1/people", json=body, headers=ADMIN)
+    created = await response.json()
+    assert response.status == 201, created
+    assert created["memberships"] == [charity, {**insurance, "struck_off_on": None}]
+    assert created["changes"]["added"] == 2
+    assert await _memberships(pool, person) == [
+        ("charity", "child_major_disease", "2027-01-01", "2027-07-01"),
+        ("insurance", "resident", "2026-01-01", None),
+    ]
+    response = await charity_client.post("/v1/people", json=body, headers=ADMIN)
+    assert (await response.json())["changes"]["unchanged"] == 2  # sending it again changes nothing
+
+    # The terminal sees the membership while it is in force, and the strike-off after it.
+    response = await charity_client.post(
+        "/v1/eligibility", json={"person_id": person, "service_date": "2027-03-01"}, headers=COUNTY
+    )
+    in_force = await response.json()
+    assert response.status == 200, in_force
+    assert in_force["policy_version"] == CHARITY_POLICY_ID
+    assert [(p["programme"], p["code"]) for p in in_force["programmes"]] == [
+        ("charity", "child_major_disease"),
+        ("insurance", "resident"),
+    ]
+    response = await charity_client.post(
+        "/v1/eligibility", json={"person_id": person, "service_date": "2027-07-01"}, headers=COUNTY
+    )
+    ended = await response.json()
+    assert [p["programme"] for p in ended["programmes"]] == ["insurance"]
+    assert [(w["code"], w["programme"], w["message"]) for w in ended["warnings"]] == [
+        ("struck_off", "charity", "struck off charity (child_major_disease) on 2027-07-01")
+    ]
+
+    # A code the policy does not declare, and a programme it does not name, are refused by field.
+    for membership, field, detail in (
+        ({**charity, "code": "adult_major_disease"}, "memberships[0].code", "expected one of child_major_disease"),
+        ({**charity, "programme": "welfare"}, "memberships[0].programme", f"policy {CHARITY_POLICY_ID} names"),
+    ):
+        response = await charity_client.post(
+            "/v1/people", json={"person_id": fresh_national_id(), "memberships": [membership]}, headers=ADMIN
+        )
+        problem = await response.json()
+        assert (response.status, problem["code"], problem["field"]) == (422, "invalid_membership", field), problem
+        assert detail in problem["detail"]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from settlement.models import PersonStatus, ProgrammeEnd
+from settlement.chain import settle
+from settlement.engine import strike_off_notices
+from settlement.models import Bill, LineItem, Notice, PersonStatus, ProgrammeEnd
 from settlement.registry import Membership, status_on
+from tests.unit.test_chain_rules import THREE_TIER
 
 D = dt.date
 
 
 def member(programme: str, code: str, start: dt.date, struck_off_on: dt.date | None = None) -> Membership:
-    return Membership(programme=programme, code=code, effective_from=start, struck_off_on=struck_off_on)  # type: ignore[arg-type]
+    return Membership(programme=programme, code=code, effective_from=start, struck_off_on=struck_off_on)
 
 
 INSURED = member("insurance", "resident", D(2020, 1, 1))
@@ -129,3 +132,62 @@ def test_several_programmes_struck_off_the_same_day() -> None:
         ("veteran_subsidy", "priority_care", day),
         ("hardship_aid", "low_income", day),
     }
+
+
+# ---------------------------------------------------------------- programmes beyond the payers'
+
+CHARITY = member("charity", "child_major_disease", D(2026, 2, 1), D(2026, 6, 1))
+
+
+def test_a_charity_membership_in_force_gives_its_code_beside_the_payers_fields() -> None:
+    rows = [INSURED, member("hardship_aid", "minimum_allowance", D(2025, 1, 1)), CHARITY]
+    assert status_on(rows, D(2026, 1, 31)) == PersonStatus(insured=True, hardship_tier="minimum_allowance")
+    assert status_on(rows, D(2026, 2, 1)) == PersonStatus(
+        insured=True, hardship_tier="minimum_allowance", programmes={"charity": "child_major_disease"}
+    )
+    assert status_on(rows, D(2026, 5, 31)).programmes == {"charity": "child_major_disease"}
+
+
+def test_a_charity_strike_off_is_reported_after_the_payers_and_named_by_its_code() -> None:
+    day = D(2026, 6, 1)
+    rows = [INSURED, CHARITY, member("hardship_aid", "marginal", D(2025, 1, 1), day)]
+    status = status_on(rows, day)
+    assert status == PersonStatus(
+        insured=True,
+        struck_off=(
+            ProgrammeEnd(programme="hardship_aid", code="marginal", struck_off_on=day),
+            ProgrammeEnd(programme="charity", code="child_major_disease", struck_off_on=day),
+        ),
+    )
+    assert status_on(list(reversed(rows)), day) == status
+    assert strike_off_notices(status)[1] == Notice(
+        code="struck_off",
+        message="struck off charity (child_major_disease) on 2026-06-01",
+        programme="charity",
+        date=day,
+    )
+    # the payers' programmes keep their names
+    assert strike_off_notices(status)[0].message == "struck off hardship medical aid (marginal) on 2026-06-01"
+
+
+def test_a_charity_re_enrolment_is_in_force_and_reports_no_strike_off() -> None:
+    rows = [INSURED, CHARITY, member("charity", "child_major_disease", D(2026, 9, 1))]
+    assert status_on(rows, D(2026, 8, 31)).struck_off == (
+        ProgrammeEnd(programme="charity", code="child_major_disease", struck_off_on=D(2026, 6, 1)),
+    )
+    assert status_on(rows, D(2026, 9, 1)) == PersonStatus(insured=True, programmes={"charity": "child_major_disease"})
+
+
+def test_the_charity_fund_pays_a_member_on_the_dates_the_registry_gives() -> None:
+    rows = [INSURED, member("hardship_aid", "minimum_allowance", D(2025, 1, 1)), CHARITY]
+
+    def charity_on(day: dt.date) -> tuple[int, str | None]:
+        items = (LineItem(code="A0", name="item", category="A", amount=40_000_000),)
+        bill = Bill(clinic_level="county", visit_type="inpatient", service_date=day, items=items, referral=True)
+        step = next(s for s in settle(bill, status_on(rows, day), {}, THREE_TIER).payers if s.fund == "charity")
+        return step.paid, step.reason
+
+    assert charity_on(D(2026, 1, 31)) == (0, "not_enrolled")
+    paid, reason = charity_on(D(2026, 5, 31))
+    assert paid > 0 and reason is None
+    assert charity_on(D(2026, 6, 1)) == (0, "struck_off")

@@ -15,7 +15,10 @@ from adapters.identity import make_id
 from adapters.registry_files import (
     ListFormatError,
     ListRow,
+    ProgrammeList,
     RejectedRow,
+    UnknownListKind,
+    list_kind,
     read_list,
     write_sample_list,
     write_table,
@@ -173,6 +176,81 @@ def test_unknown_kind_is_a_programming_error(tmp_path: Path) -> None:
     path = write_csv(tmp_path, f"{ZH}\n{ID1},李娜,低保,2026-01-01,\n")
     with pytest.raises(ValueError, match="unknown list kind"):
         read_list(path, "pensions")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- lists of other programmes the policy names
+
+CHARITY = ProgrammeList("charity", ("child_major_disease",))
+# [programmes] of a policy naming a charity programme beside the payers' two (the three-tier example's)
+PROGRAMMES = {
+    "veteran_subsidy": VETERAN_CATEGORIES,
+    "hardship_aid": HARDSHIP_TIERS,
+    "charity": ("child_major_disease",),
+}
+
+
+def test_a_programme_list_takes_the_codes_the_policy_declares_in_any_case(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        f"{ZH}\n{ID1},李娜,child_major_disease,2026-01-01,\n{ID2},张伟, Child_Major_Disease ,2025-03-01,2026-06-01\n",
+        name="charity-2026-06.csv",
+    )
+    rows, rejected = read_list(path, CHARITY)
+    assert rejected == []
+    assert rows == [
+        ListRow(2, ID1, "李娜", "child_major_disease", D(2026, 1, 1), None),
+        ListRow(3, ID2, "张伟", "child_major_disease", D(2025, 3, 1), D(2026, 6, 1)),
+    ]
+
+
+def test_a_programme_list_refuses_a_code_the_policy_does_not_declare_naming_line_and_column(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        f"{ZH}\n{ID1},李娜,child_major_disease,2026-01-01,\n{ID2},张伟,adult_major_disease,2026-01-01,\n"
+        f"{ID3},王芳,低保,2026-01-01,\n{ID4},刘洋,,2026-01-01,\n",
+        name="charity.csv",
+    )
+    rows, rejected = read_list(path, CHARITY)
+    assert [row.line for row in rows] == [2]
+    assert by_line(rejected) == {
+        3: "类别: unknown code 'adult_major_disease'; accepted: child_major_disease",
+        4: "类别: unknown code '低保' for a charity list (it is minimum_allowance, a code of civil-affairs lists); "
+        "accepted: child_major_disease",
+        5: "类别: missing",
+    }
+    assert_no_id_in([row.reason for row in rejected], ID1, ID2, ID3, ID4)
+    # with English headers the reason names the column as written
+    english = write_csv(tmp_path, f"national_id,name,Code,effective_from\n{ID1},Li Na,destitute,2026-01-01\n")
+    _, rejected = read_list(english, CHARITY)
+    assert by_line(rejected) == {
+        2: "Code: unknown code 'destitute' for a charity list (it is destitute, a code of civil-affairs lists); "
+        "accepted: child_major_disease"
+    }
+
+
+def test_a_bureau_header_on_a_programme_list_says_the_file_is_the_bureaus(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, f"身份证号码,姓名,救助类别,认定日期\n{ID1},李娜,低保,2026-01-01\n")
+    with pytest.raises(ListFormatError, match="this is a civil-affairs list, not a charity list") as raised:
+        read_list(path, CHARITY)
+    assert "类别, 认定日期" in str(raised.value)  # the layout asked for: no bureau header of its own
+
+
+def test_the_kind_of_list_is_a_bureau_or_a_programme_the_policy_names() -> None:
+    assert list_kind("civil-affairs", PROGRAMMES, "three-tier-2026") == "civil-affairs"
+    assert list_kind("insurance", {}, "default-2026") == "insurance"
+    assert list_kind("charity", PROGRAMMES, "three-tier-2026") == CHARITY
+    with pytest.raises(UnknownListKind) as raised:
+        list_kind("charty", PROGRAMMES, "three-tier-2026")
+    assert str(raised.value) == (
+        "unknown list kind 'charty': give civil-affairs, veterans or insurance, "
+        "or a programme policy three-tier-2026 names: charity"
+    )
+    without = {name: codes for name, codes in PROGRAMMES.items() if name != "charity"}
+    with pytest.raises(UnknownListKind, match=r"policy default-2026 names no other programme under \[programmes\]"):
+        list_kind("charity", without, "default-2026")
+    with pytest.raises(UnknownListKind) as raised:
+        list_kind("hardship_aid", PROGRAMMES, "three-tier-2026")
+    assert str(raised.value) == "hardship_aid lists are the civil-affairs bureau's: import them as civil-affairs"
 
 
 # ---------------------------------------------------------------- encodings
