@@ -184,7 +184,7 @@ def test_the_charity_fund_pays_a_member_on_the_dates_the_registry_gives() -> Non
     def charity_on(day: dt.date) -> tuple[int, str | None]:
         items = (LineItem(code="A0", name="item", category="A", amount=40_000_000),)
         bill = Bill(clinic_level="county", visit_type="inpatient", service_date=day, items=items, referral=True)
-        step = next(s for s in settle(bill, status_on(rows, day), {}, THREE_TIER).payers if s.fund == "charity")
+        step = next(s for s in settle(bill, status_on(rows, day), {}, THREE_TIER).traces if s.payer == "charity")
         return step.paid, step.reason
 
     assert charity_on(D(2026, 1, 31)) == (0, "not_enrolled")
