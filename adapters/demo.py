@@ -67,7 +67,15 @@ SHOWCASE = [
     ("Zhao Lei", [("insurance", "resident"), ("hardship_aid", "medical_hardship")]),
     ("Huang Jing", [("insurance", "resident")]),
     ("Zhou Qiang", [("hardship_aid", "destitute")]),  # not enrolled in insurance
+    # A child in the charity programme: only a chain with a charity step (policies/examples/three-tier) pays it.
+    (
+        "Sun Hao",
+        [("insurance", "resident"), ("hardship_aid", "minimum_allowance"), ("charity", "child_major_disease")],
+    ),
 ]
+
+
+CHILDREN = {"Sun Hao": dt.date(2016, 3, 10)}
 
 
 def demo_population(size: int = 2000, seed: int = 20260101) -> list[DemoPerson]:
@@ -76,7 +84,8 @@ def demo_population(size: int = 2000, seed: int = 20260101) -> list[DemoPerson]:
     rng = random.Random(seed)
     people = []
     for sequence, (name, programmes) in enumerate(SHOWCASE, start=1):
-        national_id = identity.make_id(REGION_CODE, dt.date(1950 + sequence * 5, 3, sequence), sequence)
+        birth = CHILDREN.get(name, dt.date(1950 + sequence * 5, 3, sequence))
+        national_id = identity.make_id(REGION_CODE, birth, sequence)
         people.append(DemoPerson(national_id, name, [(p, c, YEAR_START, None) for p, c in programmes]))
     used = {person.national_id for person in people}
     while len(people) < size:

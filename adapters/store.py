@@ -172,6 +172,16 @@ class Store:
                     "SELECT document, effective_from FROM policy_versions WHERE policy_id = $1", policy.id
                 )
                 if stored is None:
+                    other = await connection.fetchval(
+                        "SELECT policy_id FROM policy_versions WHERE effective_from = $1", policy.effective_from
+                    )
+                    if other is not None:
+                        raise RuntimeError(
+                            f"policy {policy.id} ({source}) takes effect on {policy.effective_from.isoformat()}, the"
+                            f" day this database's policy {other} took effect; settlements name the version in force,"
+                            " so one day has one version: give the new version a later effective_from, or serve it"
+                            " from its own database (DATABASE_URL, or MEDSETTLE_DATA_DIR for the embedded one)"
+                        )
                     await connection.execute(
                         "INSERT INTO policy_versions (policy_id, effective_from, source, document)"
                         " VALUES ($1, $2, $3, $4)",

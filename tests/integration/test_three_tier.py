@@ -1,0 +1,246 @@
+"""The three-tier chain served over HTTP: its worked examples, the demo's sample bills, concurrent
+settlements against its caps, reversals, and the invariant check over what they wrote.
+
+The gateway here runs policies/examples/three-tier on a database of its own: a database holds one
+policy version per effective date, and this one takes effect on the same day as the default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters import db
+from adapters.check import check_invariants
+from adapters.demo import seed_demo
+from adapters.terminal_keys import load_keys
+from gateway.http.app import create_app
+from tests.integration.conftest import (
+    ADMIN,
+    COUNTY,
+    KEY_ENCRYPTION_KEY,
+    PEPPER,
+    TOWNSHIP,
+    SignedClient,
+    _admin,
+    _with_database,
+    bill,
+    fresh_national_id,
+)
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+THREE_TIER = REPO / "policies" / "examples" / "three-tier"
+Y = 100
+CHAIN = ["insurance", "critical_illness", "hardship_aid", "tilted_aid", "veteran_subsidy", "charity"]
+
+
+@pytest.fixture(scope="module")
+async def three_tier(database_url: str, settings: Any) -> AsyncIterator[tuple[SignedClient, asyncpg.Pool]]:
+    name = f"medsettle_three_tier_{uuid.uuid4().hex[:10]}"
+    await _admin(database_url, f'CREATE DATABASE "{name}"')
+    url = _with_database(database_url, name)
+    try:
+        connection = await asyncpg.connect(url)
+        try:
+            await db.migrate(connection)
+            await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=50)
+            keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
+        finally:
+            await connection.close()
+        app = create_app(msgspec.structs.replace(settings, policy_dir=str(THREE_TIER)), dsn=url)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        try:
+            async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+                yield SignedClient(test_client, keys), pool
+            async with pool.acquire() as connection:
+                assert await check_invariants(connection) == []
+        finally:
+            await pool.close()
+    finally:
+        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def register(client: SignedClient, *programmes: tuple[str, str]) -> str:
+    national_id = fresh_national_id()
+    memberships = [{"programme": p, "code": c, "effective_from": "2026-01-01"} for p, c in programmes]
+    response = await client.post(
+        "/v1/people", json={"person_id": national_id, "memberships": memberships}, headers=ADMIN
+    )
+    assert response.status == 201, await response.text()
+    return national_id
+
+
+async def settle(client: SignedClient, body: dict[str, Any], headers: dict[str, str] = COUNTY) -> dict[str, Any]:
+    response = await client.post("/v1/settlements", json=body, headers=headers)
+    assert response.status == 201, await response.text()
+    answer: dict[str, Any] = await response.json()
+    assert [payer["fund"] for payer in answer["payers"]] == CHAIN
+    assert sum(payer["amount"] for payer in answer["payers"]) + answer["out_of_pocket"] == answer["total"]
+    return answer
+
+
+def paid(answer: dict[str, Any]) -> dict[str, int]:
+    return {payer["fund"]: payer["amount"] for payer in answer["payers"]}
+
+
+def referred(national_id: str, *items: tuple[str, int], **options: Any) -> dict[str, Any]:
+    return bill(national_id, *items, **options) | {"referral": True}
+
+
+async def test_worked_example_1_over_http(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
+    client, _ = three_tier
+    person = await register(
+        client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"), ("veteran_subsidy", "priority_care")
+    )
+    answer = await settle(client, referred(person, ("A", 14_000 * Y), ("B", 4_000 * Y), ("C", 2_000 * Y)))
+    assert paid(answer) == {
+        "insurance": 1_275_000,
+        "critical_illness": 0,
+        "hardship_aid": 363_750,
+        "tilted_aid": 0,
+        "veteran_subsidy": 72_750,
+        "charity": 0,
+    }
+    # Today's fields hold the funds with those codes.
+    assert (answer["insurance"], answer["veteran_subsidy"], answer["hardship_aid"]) == (1_275_000, 72_750, 363_750)
+    assert answer["out_of_pocket"] == 288_500
+    assert answer["referral"] is True
+    assert answer["payers"][1]["name"] == "城乡居民大病保险"
+    assert answer["counters_after"]["critical_illness_base"] == 485_000
+
+
+async def test_worked_example_2_over_http_carries_the_counters_to_the_next_admission(
+    three_tier: tuple[SignedClient, asyncpg.Pool],
+) -> None:
+    client, pool = three_tier
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
+    first = await settle(client, referred(person, ("A", 180_000 * Y)))
+    assert paid(first)["critical_illness"] == 2_466_750
+    assert paid(first)["hardship_aid"] == 1_220_863
+    assert first["out_of_pocket"] == 857_387
+    second = await settle(client, referred(person, ("A", 30_000 * Y), clinic_id="T001"), TOWNSHIP)
+    assert paid(second) == {
+        "insurance": 2_524_500,
+        "critical_illness": 309_075,
+        "hardship_aid": 108_176,
+        "tilted_aid": 0,
+        "veteran_subsidy": 0,
+        "charity": 0,
+    }
+    assert second["out_of_pocket"] == 58_249
+    # The ledger books one line per fund, new funds under <code>_fund.
+    async with pool.acquire() as connection:
+        accounts = await connection.fetch(
+            "SELECT account, sum(amount) AS amount FROM ledger_entries WHERE settlement_id = $1::uuid GROUP BY 1",
+            second["settlement_id"],
+        )
+    assert {row["account"]: row["amount"] for row in accounts} == {
+        "insurance_fund": 2_524_500,
+        "critical_illness_fund": 309_075,
+        "aid_fund": 108_176,
+        "tilted_aid_fund": 0,
+        "priority_care_fund": 0,
+        "charity_fund": 0,
+        "patient": 58_249,
+        "clinic": -3_000_000,
+    }
+
+
+async def test_worked_example_3_with_charity_and_the_demo_sample_bills(
+    three_tier: tuple[SignedClient, asyncpg.Pool],
+) -> None:
+    client, _ = three_tier
+    # samples/bill-charity-admission.json: the demo's Sun Hao, minimum_allowance and charity, A 400,000 referred.
+    body = json.loads((REPO / "samples" / "bill-charity-admission.json").read_text(encoding="utf-8"))
+    answer = await settle(client, body)
+    assert paid(answer) == {
+        "insurance": 20_000_000,
+        "critical_illness": 13_512_500,
+        "hardship_aid": 4_865_625,
+        "tilted_aid": 310_938,
+        "veteran_subsidy": 0,
+        "charity": 655_469,
+    }
+    assert answer["out_of_pocket"] == 655_468
+    # samples/bill-referred-admission.json: the demo's Li Na, worked example 1.
+    body = json.loads((REPO / "samples" / "bill-referred-admission.json").read_text(encoding="utf-8"))
+    assert (await settle(client, body))["out_of_pocket"] == 288_500
+
+
+async def test_eligibility_lists_every_fund_with_what_is_left(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
+    client, _ = three_tier
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
+    await settle(client, referred(person, ("A", 180_000 * Y)))
+    response = await client.post(
+        "/v1/eligibility", json={"person_id": person, "service_date": "2026-06-01"}, headers=COUNTY
+    )
+    assert response.status == 200, await response.text()
+    funds = {fund["fund"]: fund for fund in (await response.json())["funds"]}
+    assert list(funds) == CHAIN
+    # Critical illness pays an aid recipient without a cap; tilted aid is capped at 30,000.
+    assert (funds["critical_illness"]["applies"], funds["critical_illness"]["annual_cap"]) == (True, None)
+    assert funds["hardship_aid"]["remaining"] == 50_000 * Y - 1_220_863
+    assert (funds["tilted_aid"]["annual_cap"], funds["tilted_aid"]["used"]) == (30_000 * Y, 0)
+    assert funds["charity"]["applies"] is False
+
+
+async def test_concurrent_admissions_never_pass_a_shared_cap(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
+    """Twelve referred admissions at once for one person: tilted aid (cap 30,000) and aid (cap 60,000) are
+    each reached exactly, however the requests interleave, and the counters equal the ledger."""
+    client, pool = three_tier
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
+    bodies = [referred(person, ("A", 100_000 * Y)) for _ in range(12)]
+    answers = await asyncio.gather(*(settle(client, body) for body in bodies))
+    tilted = sum(paid(answer)["tilted_aid"] for answer in answers)
+    aid = sum(paid(answer)["hardship_aid"] for answer in answers)
+    assert tilted == 30_000 * Y
+    assert aid == 60_000 * Y
+    async with pool.acquire() as connection:
+        counters = json.loads(
+            await connection.fetchval(
+                "SELECT counters FROM accumulators WHERE person_key = (SELECT person_key FROM settlements"
+                " WHERE settlement_id = $1::uuid) AND year = 2026",
+                answers[0]["settlement_id"],
+            )
+        )
+        assert (counters["tilted_aid_paid"], counters["aid_paid"]) == (tilted, aid)
+        assert await check_invariants(connection) == []
+
+
+async def test_a_reversal_gives_back_every_counter(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
+    client, pool = three_tier
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
+    first = await settle(client, referred(person, ("A", 180_000 * Y)))
+    second = await settle(client, referred(person, ("A", 30_000 * Y), clinic_id="T001"), TOWNSHIP)
+    response = await client.post(
+        f"/v1/settlements/{first['settlement_id']}/reversal",
+        json={"request_id": f"rev-{uuid.uuid4().hex}", "reason": "billed in error"},
+        headers=COUNTY,
+    )
+    assert response.status == 201, await response.text()
+    async with pool.acquire() as connection:
+        counters = json.loads(
+            await connection.fetchval(
+                "SELECT counters FROM accumulators WHERE person_key = (SELECT person_key FROM settlements"
+                " WHERE settlement_id = $1::uuid) AND year = 2026",
+                second["settlement_id"],
+            )
+        )
+    # Only the second admission is left: its own additions, counted from zero.
+    added = {
+        name: second["counters_after"][name] - first["counters_after"].get(name, 0) for name in second["counters_after"]
+    }
+    assert {name: value for name, value in counters.items() if value} == {
+        name: value for name, value in added.items() if value
+    }
