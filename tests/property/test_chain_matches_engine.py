@@ -1,7 +1,7 @@
 """Hypothesis: the chain engine with the default policy in chain form settles exactly like the old engine.
 
-``settlement.chain.settle`` with tests/fixtures/default-chain.toml must give, to the fen, what
-``settlement.engine.settle`` gives with policies/default.toml: every payer's amount, out of pocket,
+``settlement.chain.settle`` with policies/default.toml must give, to the fen, what
+``settlement.engine.settle`` gives with tests/fixtures/legacy-default-2026.toml: every payer's amount, out of pocket,
 every line's split, every counter afterwards, every trace's base/deductible/computed/cap cut/paid,
 and the warnings; over one bill and over a person's year of bills; and the same refusals.
 
@@ -22,8 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.policy_files import load_policy_file
-from settlement.chain import Chain, ChainSettlement
+from settlement.chain import Chain
 from settlement.chain import settle as chain_settle
 from settlement.chain_policy import parse_chain
 from settlement.engine import settle as engine_settle
@@ -42,11 +41,12 @@ from settlement.models import (
     Settlement,
     VisitType,
 )
-from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
+from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES, parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICY = load_policy_file(ROOT / "policies" / "default.toml")
-CHAIN_FILE = ROOT / "tests" / "fixtures" / "default-chain.toml"
+LEGACY_FILE = ROOT / "tests" / "fixtures" / "legacy-default-2026.toml"
+POLICY = parse_policy(LEGACY_FILE.read_text(encoding="utf-8"), str(LEGACY_FILE))
+CHAIN_FILE = ROOT / "policies" / "default.toml"
 CHAIN: Chain = parse_chain(CHAIN_FILE.read_text(encoding="utf-8"), str(CHAIN_FILE))
 INSURANCE = POLICY.insurance
 YEAR = 2026
@@ -224,14 +224,14 @@ def _counters(accumulators: Accumulators) -> dict[str, int]:
     return {name: getattr(accumulators, name) for name in ACCUMULATOR_FIELDS}
 
 
-def _both(bill: Bill, status: PersonStatus, accumulators: Accumulators) -> tuple[Settlement, ChainSettlement]:
+def _both(bill: Bill, status: PersonStatus, accumulators: Accumulators) -> tuple[Settlement, Settlement]:
     return (
         engine_settle(bill, status, accumulators, POLICY),
         chain_settle(bill, status, _counters(accumulators), CHAIN),
     )
 
 
-def assert_same(old: Settlement, new: ChainSettlement) -> None:
+def assert_same(old: Settlement, new: Settlement) -> None:
     """Every amount a patient, a fund or a receipt would show, and every counter, to the fen."""
     assert new.policy_version == old.policy_version
     assert (new.clinic_level, new.visit_type, new.service_date) == (old.clinic_level, old.visit_type, old.service_date)
@@ -239,7 +239,7 @@ def assert_same(old: Settlement, new: ChainSettlement) -> None:
         assert getattr(new, field) == getattr(old, field), field
     for payer in PAYERS:
         assert new.paid(payer) == getattr(old, payer), payer
-    assert sum(step.paid for step in new.payers) + new.out_of_pocket == new.total
+    assert sum(step.paid for step in new.traces) + new.out_of_pocket == new.total
 
     assert len(new.lines) == len(old.lines)
     for index, (line, old_line) in enumerate(zip(new.lines, old.lines, strict=True)):
@@ -254,9 +254,9 @@ def assert_same(old: Settlement, new: ChainSettlement) -> None:
         assert new.counters_before[name] == getattr(old.accumulators_before, name), name
         assert new.counters_after[name] == getattr(old.accumulators_after, name), name
 
-    assert [step.fund for step in new.payers] == [trace.payer for trace in old.traces]
-    for step, trace in zip(new.payers, old.traces, strict=True):
-        where = step.fund
+    assert [step.payer for step in new.traces] == [trace.payer for trace in old.traces]
+    for step, trace in zip(new.traces, old.traces, strict=True):
+        where = step.payer
         assert (step.applied, step.reason) == (trace.applied, trace.reason), where
         assert step.base == trace.base, where
         assert step.deductible_consumed == trace.deductible_consumed, where

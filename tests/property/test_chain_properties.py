@@ -35,7 +35,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from settlement.chain import Chain, ChainSettlement, settle
+from settlement.chain import Chain, settle
 from settlement.chain_policy import parse_chain
 from settlement.errors import PolicyError
 from settlement.models import (
@@ -47,6 +47,7 @@ from settlement.models import (
     LineItem,
     PersonStatus,
     ProgrammeEnd,
+    Settlement,
     VisitType,
 )
 
@@ -380,16 +381,16 @@ def counter_states(policy: Policy) -> st.SearchStrategy[dict[str, int]]:
 # ---------------------------------------------------------------- checks
 
 
-def assert_adds_up(result: ChainSettlement, bill: Bill) -> None:
+def assert_adds_up(result: Settlement, bill: Bill) -> None:
     """(a) conservation, overall and per line, and (c) each step within what is left at its turn."""
-    steps = result.payers
+    steps = result.traces
     assert result.total == sum(item.amount for item in bill.items)
     assert result.eligible + result.self_pay_first + result.not_covered == result.total
     assert sum(step.paid for step in steps) + result.out_of_pocket == result.total
 
     left = result.eligible
     for step in steps:
-        assert step.base == left, f"{step.fund}: base {step.base}, but the earlier steps left {left}"
+        assert step.base == left, f"{step.payer}: base {step.base}, but the earlier steps left {left}"
         assert step.paid <= step.base, step
         assert step.cap_cut == step.computed - step.paid, step
         assert step.paid <= step.computed, step
@@ -406,7 +407,7 @@ def assert_adds_up(result: ChainSettlement, bill: Bill) -> None:
     assert len(lines) == len(bill.items)
     assert sum(line.out_of_pocket for line in lines) == result.out_of_pocket
     for index, step in enumerate(steps):
-        assert sum(line.payers[index] for line in lines) == step.paid, step.fund
+        assert sum(line.payers[index] for line in lines) == step.paid, step.payer
     for item, line in zip(bill.items, lines, strict=True):
         assert (line.code, line.category, line.amount) == (item.code, item.category, item.amount)
         assert len(line.payers) == len(steps)
@@ -435,10 +436,10 @@ def _money(value: object, path: str = "$") -> Iterable[tuple[str, object]]:
         yield path, value
 
 
-def assert_non_negative_ints(result: ChainSettlement) -> None:
+def assert_non_negative_ints(result: Settlement) -> None:
     """(b): money, counters and caps alike."""
     found = list(_money(result))
-    assert len(found) >= 7 + 5 * len(result.payers) + 2 * len(result.counters_after)
+    assert len(found) >= 7 + 5 * len(result.traces) + 2 * len(result.counters_after)
     for path, value in found:
         if path.endswith((".applied", ".referral")):
             continue
@@ -446,7 +447,7 @@ def assert_non_negative_ints(result: ChainSettlement) -> None:
         assert value >= 0, f"{path} is negative: {value}"
 
 
-def assert_counters_move_as_declared(result: ChainSettlement, policy: Policy, given: Mapping[str, int]) -> None:
+def assert_counters_move_as_declared(result: Settlement, policy: Policy, given: Mapping[str, int]) -> None:
     """(e) for one bill: every counter the chain names is there, only grows, and grows by what the
     steps paid (paid counters), consumed (per-year deductibles) or counted (year-to-date)."""
     chain = policy.chain
@@ -456,10 +457,10 @@ def assert_counters_move_as_declared(result: ChainSettlement, policy: Policy, gi
     deltas = {name: after[name] - before[name] for name in chain.counters}
     assert all(delta >= 0 for delta in deltas.values()), deltas
 
-    assert sum(deltas[name] for name in policy.paid_counters) == sum(step.paid for step in result.payers)
-    consumed = sum(step.deductible_consumed for step in result.payers)
+    assert sum(deltas[name] for name in policy.paid_counters) == sum(step.paid for step in result.traces)
+    consumed = sum(step.deductible_consumed for step in result.traces)
     assert sum(deltas[name] for name in policy.deductible_counters) <= consumed
-    for step, trace in zip(chain.steps, result.payers, strict=True):
+    for step, trace in zip(chain.steps, result.traces, strict=True):
         counter = policy.ytd_counters.get(step.fund.code)
         if counter is None:
             assert trace.ytd_before is None and trace.ytd_after is None
@@ -488,7 +489,7 @@ def test_any_chain_adds_up_stays_within_what_is_left_and_moves_counters_as_decla
     policy, bill, status, counters = case
     note(policy.text)
     result = settle(bill, status, counters, policy.chain)
-    assert [trace.fund for trace in result.payers] == [step.fund.code for step in policy.chain.steps]
+    assert [trace.payer for trace in result.traces] == [step.fund.code for step in policy.chain.steps]
     assert_adds_up(result, bill)
     assert_non_negative_ints(result)
     assert_counters_move_as_declared(result, policy, counters)
