@@ -48,6 +48,9 @@ Counts = Literal["every_bill", "applied"]
 DeductibleKind = Literal["none", "per_admission", "per_year"]
 RateKind = Literal["flat", "bands", "ytd_bands"]
 
+# The funds today's terminals read by name in every answer (Settlement.insurance and so on).
+NAMED_FUNDS: Final = ("insurance", "veteran_subsidy", "hardship_aid")
+
 # The registry's programme codes live on PersonStatus under these names (the payer-era fields).
 _STATUS_FIELDS: Mapping[str, str] = {"veteran_subsidy": "veteran_category", "hardship_aid": "hardship_tier"}
 
@@ -113,6 +116,10 @@ class Step(Model, frozen=True, kw_only=True):
     ytd_counter: str | None = None
     ytd_counts: Counts = "applied"
     rules: tuple[Rule, ...]
+    rule_index: Mapping[tuple[str, str, str | None], int] = {}
+    """The first matching rule by (visit type, clinic level, the person's code in ``programme``), -1 for
+    none, worked out when the policy loads; empty when a rule looks at other programmes (``members_of``)
+    and the rules are matched one by one."""
 
 
 class Chain(Model, frozen=True, kw_only=True):
@@ -126,6 +133,9 @@ class Chain(Model, frozen=True, kw_only=True):
     programmes: Mapping[str, tuple[str, ...]]
     steps: tuple[Step, ...]
     counters: tuple[str, ...]
+    named_steps: tuple[int | None, int | None, int | None] = (None, None, None)
+    """Where the funds ``insurance``, ``veteran_subsidy`` and ``hardship_aid`` are in the chain, for the
+    answer's fields of those names (None: the chain has no such fund)."""
 
     @property
     def funds(self) -> tuple[Fund, ...]:
@@ -240,8 +250,12 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accum
             line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, shares, strict=True)]
             remaining -= trace.paid
 
-    # The three funds today's terminals read by name, by their place in the chain (None: not in it).
-    named = [chain.position.get(fund) for fund in ("insurance", "veteran_subsidy", "hardship_aid")]
+    # The three funds today's terminals read by name, at their places in the chain (None: not in it).
+    named = chain.named_steps
+    named_shares = [nothing if index is None else shares_by_step[index] for index in named]
+    per_line = zip(
+        items, line_self_pay, line_eligible, line_unpaid, *named_shares, zip(*shares_by_step, strict=True), strict=True
+    )
     lines = tuple(
         LineBreakdown(
             code=item.code,
@@ -249,15 +263,13 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accum
             amount=item.amount,
             self_pay_first=self_pay,
             eligible=line_eligible_amount,
-            insurance=0 if named[0] is None else shares[named[0]],
-            veteran_subsidy=0 if named[1] is None else shares[named[1]],
-            hardship_aid=0 if named[2] is None else shares[named[2]],
+            insurance=insurance_share,
+            veteran_subsidy=subsidy_share,
+            hardship_aid=aid_share,
             out_of_pocket=item.amount - line_eligible_amount + unpaid,
             payers=shares,
         )
-        for item, self_pay, line_eligible_amount, unpaid, shares in zip(
-            items, line_self_pay, line_eligible, line_unpaid, zip(*shares_by_step, strict=True), strict=True
-        )
+        for item, self_pay, line_eligible_amount, unpaid, insurance_share, subsidy_share, aid_share, shares in per_line
     )
     return Settlement(
         policy_version=chain.id,
@@ -299,11 +311,19 @@ def _step(
     reason = _why_not(step, bill, status, code)
     rule = None
     if reason is None:
-        for candidate in step.rules:
-            if candidate.matches(bill.visit_type, bill.clinic_level, code, codes_of):
-                rule = candidate
-                break
+        if step.rule_index:
+            index = step.rule_index.get((bill.visit_type, bill.clinic_level, code), -1)
+            rule = None if index < 0 else step.rules[index]
         else:
+            rule = next(
+                (
+                    candidate
+                    for candidate in step.rules
+                    if candidate.matches(bill.visit_type, bill.clinic_level, code, codes_of)
+                ),
+                None,
+            )
+        if rule is None:
             reason = "no_rule"
 
     ytd_before = ytd_after = None
@@ -429,11 +449,10 @@ def _spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
         return [0] * len(weights)
     if amount == total_weight:
         return list(weights)
-    products = [amount * weight for weight in weights]
-    shares = [product // total_weight for product in products]
+    shares = [amount * weight // total_weight for weight in weights]
     left = amount - sum(shares)
     if left:
-        remainders = [product % total_weight for product in products]
+        remainders = [amount * weight % total_weight for weight in weights]
         # sorted is stable, also with reverse=True: of equal remainders the earlier line comes first
         for index in sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)[:left]:
             shares[index] += 1

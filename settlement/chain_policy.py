@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from settlement.chain import Chain, Counts, Fund, Rule, Step
+from settlement.chain import NAMED_FUNDS, Chain, Counts, Fund, Rule, Step
 from settlement.models import CLINIC_LEVELS, VISIT_TYPES, ClinicLevel, VisitType
 from settlement.money import format_rate
 from settlement.policy import BandFile, Checker, FileStruct, Number, convert_part, decode_file, parse_bands
@@ -167,6 +167,9 @@ def parse_chain(text: str, source: str) -> Chain:
         programmes=programmes,
         steps=tuple(steps),
         counters=tuple(counters.kinds),
+        named_steps=tuple(  # type: ignore[arg-type]  # three entries, as NAMED_FUNDS
+            data.chain.index(fund) if fund in data.chain else None for fund in NAMED_FUNDS
+        ),
     )
 
 
@@ -216,9 +219,19 @@ def _step(
             and ("outpatient" in visits or level in inpatient_levels)
         )
         rules.append(_rule(check, code, rule_file, rule_path, data, programmes, codes_in, reach, ytd_counter, counters))
+    rule_index: dict[tuple[str, str, str | None], int] = {}
+    if not any(rule.members_of for rule in rules):
+        for visit_type in VISIT_TYPES:
+            for level in CLINIC_LEVELS:
+                member_codes: tuple[str | None, ...] = (*codes_in,) if data.programme is not None else (None,)
+                for member_code in member_codes:
+                    rule_index[(visit_type, level, member_code)] = next(
+                        (i for i, rule in enumerate(rules) if rule.matches(visit_type, level, member_code, {})), -1
+                    )
     return Step(
         fund=fund,
         insured=data.insured,
+        rule_index=rule_index,
         programme=data.programme,
         codes=step_codes,
         visit_types=tuple(step_visits) if step_visits is not None else None,
