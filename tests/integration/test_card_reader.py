@@ -136,6 +136,13 @@ async def test_settle_worked_example_over_the_reader(gateway, pool):
     assert (settled["hardship_aid"], settled["out_of_pocket"]) == (339_500, 385_500)
     assert settled["total"] == 2_000_000 and settled["clinic_id"] == "C001" and settled["terminal_id"] == "term-C001"
     assert (quote["insurance"], quote["hardship_aid"], quote["out_of_pocket"]) == (1_275_000, 339_500, 385_500)
+    # Frames carry what HTTP answers: every step of the chain, in order, by name.
+    assert [(payer["fund"], payer["amount"]) for payer in settled["payers"]] == [
+        ("insurance", 1_275_000),
+        ("veteran_subsidy", 0),
+        ("hardship_aid", 339_500),
+    ]
+    assert settled["payers"][2]["name"] == "城乡困难人员医疗救助" and settled["referral"] is False
     assert any("3855.00" in line for line in settled["explanation"])
     # The same settlement over HTTP, from the same store.
     response = await gateway.http.get(

@@ -204,6 +204,7 @@ async def test_concurrent_admissions_never_pass_a_shared_cap(three_tier: tuple[S
     answers = await asyncio.gather(*(settle(client, body) for body in bodies))
     tilted = sum(paid(answer)["tilted_aid"] for answer in answers)
     aid = sum(paid(answer)["hardship_aid"] for answer in answers)
+    assert sum(paid(answer)["insurance"] for answer in answers) == 200_000 * Y  # the inpatient cap
     assert tilted == 30_000 * Y
     assert aid == 60_000 * Y
     async with pool.acquire() as connection:

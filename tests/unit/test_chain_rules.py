@@ -266,3 +266,29 @@ def test_an_uninsured_person_gets_no_insurance_and_no_critical_illness_but_aid_o
     ]
     assert paid(result)["hardship_aid"] == 10_000 * Y  # destitute: no deductible, 1.00
     assert result.out_of_pocket == 0
+
+
+def test_a_version_taking_over_mid_year_continues_the_counters_by_name() -> None:
+    """From 1 July a county raises medical aid for marginal households to 0.70 and lowers its cap to
+    45,000. The counters keep their names, so the deductible met and the aid paid under the January
+    version count in July: no second deductible, and the new cap is measured against the whole year."""
+    text = (REPO / "policies/examples/three-tier/three-tier-2026.toml").read_text(encoding="utf-8")
+    july_text = text.replace('id = "three-tier-2026"', 'id = "three-tier-2026-07"').replace(
+        "effective_from = 2026-01-01", "effective_from = 2026-07-01"
+    )
+    july_text = july_text.replace(
+        'codes = ["marginal"]\ndeductible = { per_year_yuan = 2000, counter = "aid_deductible_met" }\n'
+        "rate = 0.65\nannual_cap_yuan = 50000",
+        'codes = ["marginal"]\ndeductible = { per_year_yuan = 2000, counter = "aid_deductible_met" }\n'
+        "rate = 0.70\nannual_cap_yuan = 45000",
+    )
+    july = parse_chain(july_text, "three-tier-2026-07")
+    marginal = person("marginal", insured=False)
+    january = run(THREE_TIER, bill(("A", 60_000 * Y), referral=False), marginal)
+    # Uninsured: aid (60,000 − 2,000) × 0.65 = 37,700.
+    assert paid(january)["hardship_aid"] == 37_700 * Y
+    later = run(july, bill(("A", 20_000 * Y), referral=False), marginal, january.counters_after)
+    # July: no deductible left; 20,000 × 0.70 = 14,000, but only 45,000 − 37,700 = 7,300 of the cap is left.
+    aid = later.traces[2]
+    assert (aid.deductible_consumed, aid.computed, aid.cap_remaining, aid.paid) == (0, 1_400_000, 730_000, 730_000)
+    assert later.counters_after["aid_paid"] == 45_000 * Y

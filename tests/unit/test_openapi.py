@@ -131,3 +131,16 @@ def test_the_document_is_valid_openapi_for_the_tools_integrators_use() -> None:
     broken = {**document, "paths": {"/v1/x": {"get": {"responses": "not a mapping"}}}}
     with pytest.raises(OpenAPIValidationError):
         validate(broken)
+
+
+def test_the_document_describes_the_payer_chain() -> None:
+    """Integrators generate clients from the document: every payer of a chain, a bill's referral and
+    each fund's standing must be in it."""
+    schemas = DOCUMENT["components"]["schemas"]
+    assert {"fund", "name", "amount", "trace"} <= set(schemas["PayerOut"]["properties"])
+    settlement = schemas["SettlementOut"]["properties"]
+    assert settlement["payers"]["items"] == {"$ref": "#/components/schemas/PayerOut"}
+    assert {"referral", "counters_after"} <= set(settlement)
+    assert schemas["SettleRequest"]["properties"]["referral"] == {"type": "boolean", "default": False}
+    assert "payers" in schemas["LineBreakdown"]["properties"]
+    assert schemas["EligibilityOut"]["properties"]["funds"]["items"] == {"$ref": "#/components/schemas/FundStanding"}
