@@ -79,7 +79,7 @@ _json_encoder = msgspec.json.Encoder()
 RESTATED: Final = {
     "default-2026": (
         "276be7c52cee3cd95c31409acd28fb6ad0ffec68c718a7f0f8f8858ff6942a30",
-        "6448e6b30b8fcef3354870a8ab07cf2f6ded7e9e444052388a3ff6eed4e95ab7",
+        "f29f587aba43768bec0bb8868872662f14d538e73f564a5aab2993dbb49bd150",
     ),
 }
 

@@ -949,6 +949,10 @@ class GatewayProcess:
         self.meter.watch("postgres", self.database.postmaster_pid())
         try:
             wait_http(f"{self.base}/readyz", self.process, timeout=90, what="medsettle serve")
+        except RuntimeError as error:
+            self.__exit__()
+            last = " | ".join(self.log_lines()[-3:])
+            raise RuntimeError(f"{error}; its log ends: {last[-600:]}") from None
         except BaseException:
             self.__exit__()
             raise

@@ -26,6 +26,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Final, Literal
 
+import msgspec
+
 from settlement.engine import strike_off_notices, validate_bill
 from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
 from settlement.models import (
@@ -148,6 +150,29 @@ class Chain(Model, frozen=True, kw_only=True):
 
     def offers_inpatient(self, level: str) -> bool:
         return level in self.inpatient_levels
+
+
+# Fields the loader works out from the others, to settle faster: not part of what a policy says.
+DERIVED_FIELDS: Final = frozenset({"named_steps", "rule_index", "rate_text_by_level"})
+
+
+def policy_document(chain: Chain) -> str:
+    """What the policy says, as JSON: the version's identity in the database. A stored version whose
+    document differs is a changed policy; fields derived at load (``DERIVED_FIELDS``) are left out, so
+    making the engine faster never changes a policy's identity."""
+    return msgspec.json.encode(_what_it_says(chain)).decode()
+
+
+def _what_it_says(value: object) -> object:
+    if isinstance(value, msgspec.Struct):
+        return {
+            name: _what_it_says(getattr(value, name)) for name in value.__struct_fields__ if name not in DERIVED_FIELDS
+        }
+    if isinstance(value, dict):
+        return {key: _what_it_says(child) for key, child in value.items()}
+    if isinstance(value, tuple | list):
+        return [_what_it_says(child) for child in value]
+    return value
 
 
 # ---------------------------------------------------------------- the engine

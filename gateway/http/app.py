@@ -46,6 +46,7 @@ from gateway.http.routing import RouteTable, routes_key
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.service import Service
+from settlement.chain import Chain, policy_document
 
 _json = msgspec.json.Encoder()
 
@@ -207,5 +208,5 @@ async def _prune_nonces_forever(store: Store, every: float = 60.0) -> None:
             log.warning("nonce_prune_failed", error=type(error).__name__)
 
 
-def _policy_document(policy: Any) -> str:
-    return _json.encode(policy).decode()
+def _policy_document(policy: Chain) -> str:
+    return policy_document(policy)

@@ -16,6 +16,7 @@ import pytest
 
 from adapters.policy_files import load_policy_file
 from adapters.store import RESTATED, Store
+from settlement.chain import policy_document
 from settlement.policy import parse_policy
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ async def stored_document(pool: asyncpg.Pool) -> str:
 
 
 async def test_the_old_form_of_the_default_policy_is_restated_and_audited(pool: asyncpg.Pool) -> None:
-    new_document = ENCODER.encode(CHAIN).decode()
+    new_document = policy_document(CHAIN)
     store = Store(pool)
     await store.sync_policies([(CHAIN, "policies", new_document)])  # the row exists, as in any database
     await pool.execute(
@@ -47,7 +48,7 @@ async def test_the_old_form_of_the_default_policy_is_restated_and_audited(pool: 
 
 
 async def test_any_other_stored_text_under_the_id_is_still_refused(pool: asyncpg.Pool) -> None:
-    new_document = ENCODER.encode(CHAIN).decode()
+    new_document = policy_document(CHAIN)
     store = Store(pool)
     await store.sync_policies([(CHAIN, "policies", new_document)])
     edited = ENCODER.encode(LEGACY).decode().replace('"outpatient_cap":300000', '"outpatient_cap":300001')
@@ -65,4 +66,4 @@ def test_the_restatement_names_the_shipped_default_policy() -> None:
     # stored the previous form would refuse to start. Record the previous form as a restatement too.
     before, after = RESTATED["default-2026"]
     assert hashlib.sha256(ENCODER.encode(LEGACY)).hexdigest() == before
-    assert hashlib.sha256(ENCODER.encode(CHAIN)).hexdigest() == after
+    assert hashlib.sha256(policy_document(CHAIN).encode()).hexdigest() == after

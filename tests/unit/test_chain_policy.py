@@ -6,10 +6,12 @@ line to fix.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from settlement.chain import DERIVED_FIELDS, Chain, Rule, Step, policy_document
 from settlement.chain_policy import parse_chain
 from settlement.errors import PolicyError
 
@@ -158,3 +160,18 @@ def test_a_non_statutory_fund_before_a_statutory_one_is_refused() -> None:
 )
 def test_a_mistake_is_refused_naming_the_field(old: str, new: str, expected: str) -> None:
     assert refusal(edited(old, new)) == expected
+
+
+def test_the_stored_document_says_what_the_file_says_and_nothing_derived() -> None:
+    """A version's identity in the database: the loader's speed-ups (first-rule tables, rate texts, the named
+    funds' places) are left out, so making the engine faster never makes a stored version look changed."""
+    chain = parse_chain(THREE_TIER_TEXT, "three-tier")
+    document = json.loads(policy_document(chain))
+    assert document["id"] == "three-tier-2026"
+    assert document["steps"][1]["fund"]["name"] == "城乡居民大病保险"
+    text = json.dumps(document)
+    for derived in DERIVED_FIELDS:
+        assert f'"{derived}"' not in text
+    # each name is a real field, so the list cannot go stale unnoticed
+    fields = {*Chain.__struct_fields__, *Step.__struct_fields__, *Rule.__struct_fields__}
+    assert fields >= DERIVED_FIELDS
