@@ -172,8 +172,12 @@ class Store:
                     "SELECT document, effective_from FROM policy_versions WHERE policy_id = $1", policy.id
                 )
                 if stored is None:
+                    # (Another process starting at the same moment may have stored this same version in
+                    # between: then the INSERT below fails on the key, and the caller's second pass compares.)
                     other = await connection.fetchval(
-                        "SELECT policy_id FROM policy_versions WHERE effective_from = $1", policy.effective_from
+                        "SELECT policy_id FROM policy_versions WHERE effective_from = $1 AND policy_id <> $2",
+                        policy.effective_from,
+                        policy.id,
                     )
                     if other is not None:
                         raise RuntimeError(

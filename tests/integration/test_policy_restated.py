@@ -67,3 +67,11 @@ def test_the_restatement_names_the_shipped_default_policy() -> None:
     before, after = RESTATED["default-2026"]
     assert hashlib.sha256(ENCODER.encode(LEGACY)).hexdigest() == before
     assert hashlib.sha256(policy_document(CHAIN).encode()).hexdigest() == after
+
+
+async def test_a_second_version_on_a_stored_versions_day_is_refused_with_what_to_do(pool: asyncpg.Pool) -> None:
+    # The three-tier example takes effect on the default policy's day: one database serves one of them.
+    three_tier = load_policy_file(REPO / "policies/examples/three-tier/three-tier-2026.toml")
+    with pytest.raises(RuntimeError, match="takes effect on 2026-01-01, the day this database's policy default-2026"):
+        await Store(pool).sync_policies([(three_tier, "three-tier", policy_document(three_tier))])
+    assert await pool.fetchval("SELECT count(*) FROM policy_versions WHERE policy_id = 'three-tier-2026'") == 0
