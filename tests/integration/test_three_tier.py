@@ -245,3 +245,27 @@ async def test_a_reversal_gives_back_every_counter(three_tier: tuple[SignedClien
     assert {name: value for name, value in counters.items() if value} == {
         name: value for name, value in added.items() if value
     }
+
+
+async def test_a_storm_of_one_referred_admission_settles_it_once(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
+    """Fifty copies of one request at once: one settlement, every answer the same, every counter moved once."""
+    client, pool = three_tier
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
+    body = referred(person, ("A", 180_000 * Y))
+    responses = await asyncio.gather(*(client.post("/v1/settlements", json=body, headers=COUNTY) for _ in range(50)))
+    answers = [await response.json() for response in responses]
+    assert sorted({response.status for response in responses}) in ([201], [200, 201])
+    assert [response.status for response in responses].count(201) == 1
+    assert {answer["settlement_id"] for answer in answers} == {answers[0]["settlement_id"]}
+    assert {tuple(payer["amount"] for payer in answer["payers"]) for answer in answers} == {
+        (13_455_000, 2_466_750, 1_220_863, 0, 0, 0)
+    }
+    async with pool.acquire() as connection:
+        counters = json.loads(
+            await connection.fetchval(
+                "SELECT counters FROM accumulators WHERE person_key = (SELECT person_key FROM settlements"
+                " WHERE settlement_id = $1::uuid) AND year = 2026",
+                answers[0]["settlement_id"],
+            )
+        )
+    assert counters["aid_paid"] == 1_220_863 and counters["aid_deductible_met"] == 2_000 * Y
