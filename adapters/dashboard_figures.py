@@ -2,21 +2,36 @@
 
 Totals, per day, per clinic level, the out-of-pocket ratio's histogram, the ten busiest
 clinics, and which clinics' booking days were reconciled. ``gateway/dashboard/pages.py`` draws
-them; it reads them through ``adapters.reports.Reports``.
+them; it reads them through ``adapters.reports.Reports``. Amounts are per fund for any chain:
+what the funds beyond the three with columns of their own paid is summed from the settlements'
+``other_funds`` by fund code, and ``DashboardFigures.funds`` names every fund shown.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import asyncpg
 
+from adapters.fund_names import NAMED_FUNDS, FundDirectory
 from adapters.report_models import Amounts, ClinicAmounts, ClinicReconciliation, DashboardFigures
 
 _AMOUNTS = """count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
     coalesce(sum(insurance), 0)::bigint AS insurance, coalesce(sum(veteran_subsidy), 0)::bigint AS veteran_subsidy,
     coalesce(sum(hardship_aid), 0)::bigint AS hardship_aid, coalesce(sum(out_of_pocket), 0)::bigint AS out_of_pocket"""
 _PERIOD = "reversal_id IS NULL AND service_date BETWEEN $1 AND $2"
+
+# What the other funds paid in the period: in total, per day, per clinic level and per clinic, in one scan.
+_OTHER_FUNDS = f"""
+SELECT GROUPING(s.service_date, s.clinic_level, s.clinic_id) AS grouping, s.service_date, s.clinic_level,
+       s.clinic_id, f.key AS fund, sum(f.value::bigint)::bigint AS paid
+FROM settlements s CROSS JOIN LATERAL jsonb_each_text(s.other_funds) f
+WHERE {_PERIOD}
+GROUP BY GROUPING SETS ((f.key), (s.service_date, f.key), (s.clinic_level, f.key), (s.clinic_id, f.key))
+"""
+# GROUPING() of each set above: a bit per grouped-by column left out (service_date 4, clinic_level 2, clinic_id 1).
+_BY = {7: "total", 3: "service_date", 5: "clinic_level", 6: "clinic_id"}
 
 _RECONCILIATION_STATUS = """
 SELECT l.clinic_id, c.name, c.level,
@@ -31,7 +46,7 @@ GROUP BY l.clinic_id, c.name, c.level ORDER BY l.clinic_id
 """
 
 
-def _amounts(row: asyncpg.Record) -> Amounts:
+def _amounts(row: asyncpg.Record, other_funds: dict[str, int] | None = None) -> Amounts:
     return Amounts(
         count=int(row["count"]),
         total=int(row["total"]),
@@ -39,6 +54,7 @@ def _amounts(row: asyncpg.Record) -> Amounts:
         veteran_subsidy=int(row["veteran_subsidy"]),
         hardship_aid=int(row["hardship_aid"]),
         out_of_pocket=int(row["out_of_pocket"]),
+        other_funds=other_funds or {},
     )
 
 
@@ -65,13 +81,27 @@ async def figures(
     period_to: dt.date,
     *,
     reconciliation_day: dt.date | None = None,
+    funds: FundDirectory | None = None,
 ) -> DashboardFigures:
     """The period's figures straight from the settlements table; reversed settlements left out."""
+    directory = funds or FundDirectory()
+    others: dict[tuple[str, Any], dict[str, int]] = {}
+    for row in await connection.fetch(_OTHER_FUNDS, period_from, period_to):
+        by = _BY[row["grouping"]]
+        key = None if by == "total" else row[by]
+        others.setdefault((by, key), {})[row["fund"]] = row["paid"]
+    codes = directory.ordered({code for paid in others.values() for code in paid if code not in NAMED_FUNDS})
+
+    def other(by: str, key: Any) -> dict[str, int]:
+        paid = others.get((by, key), {})
+        return {code: paid[code] for code in codes if code in paid}
+
     totals = _amounts(
-        await connection.fetchrow(f"SELECT {_AMOUNTS} FROM settlements WHERE {_PERIOD}", period_from, period_to)
+        await connection.fetchrow(f"SELECT {_AMOUNTS} FROM settlements WHERE {_PERIOD}", period_from, period_to),
+        other("total", None),
     )
     by_day = {
-        row["service_date"]: _amounts(row)
+        row["service_date"]: _amounts(row, other("service_date", row["service_date"]))
         for row in await connection.fetch(
             f"SELECT service_date, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY service_date",
             period_from,
@@ -84,7 +114,7 @@ async def figures(
         for day in (period_from + dt.timedelta(days=n) for n in range((period_to - period_from).days + 1))
     ]
     levels = {
-        row["clinic_level"]: _amounts(row)
+        row["clinic_level"]: _amounts(row, other("clinic_level", row["clinic_level"]))
         for row in await connection.fetch(
             f"SELECT clinic_level, {_AMOUNTS} FROM settlements WHERE {_PERIOD} GROUP BY clinic_level",
             period_from,
@@ -101,7 +131,12 @@ async def figures(
     ):
         histogram[int(row["bucket"])] = int(row["count"])
     clinics = [
-        ClinicAmounts(clinic_id=row["clinic_id"], name=row["name"], level=row["level"], amounts=_amounts(row))
+        ClinicAmounts(
+            clinic_id=row["clinic_id"],
+            name=row["name"],
+            level=row["level"],
+            amounts=_amounts(row, other("clinic_id", row["clinic_id"])),
+        )
         for row in await connection.fetch(
             f"""SELECT clinic_id, name, level, {_AMOUNTS}
                 FROM settlements JOIN clinics USING (clinic_id)
@@ -123,4 +158,5 @@ async def figures(
         clinics=clinics,
         reconciliation_day=day,
         reconciliation=await reconciliation_status(connection, day),
+        funds=directory.entries([*NAMED_FUNDS, *codes]),
     )

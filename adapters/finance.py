@@ -14,6 +14,12 @@ per-settlement lookups. A settlement counts as reversed at the gateway when its 
 was booked on or before the reconciled day, so a closed day reconciles the same way
 whenever it is asked.
 
+Every fund of any policy's chain has a ledger account (``settlement.decision.account_of``): a
+statement lists each fund the ledger booked on the day, by its code, account and name (from the
+policy book, ``adapters.fund_names``), and a reconciliation can be a list of any such fund. The
+three funds with money columns of their own keep their fields; what the others paid is in
+``other_funds``, by fund code, as the settlements table keeps it.
+
 Both answer the Structs of ``adapters.report_models``, and the gateway reads them through
 ``adapters.reports.Reports``. Confirming a clean reconciliation is the one write here:
 ``Confirmations``, on the primary.
@@ -26,12 +32,13 @@ import datetime as dt
 import io
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
 
+from adapters.fund_names import NAMED_FUNDS, PATIENT, FundDirectory, code_of
 from adapters.report_models import (
     AmountDiffers,
     ClinicStatement,
@@ -39,6 +46,7 @@ from adapters.report_models import (
     Discrepancy,
     DiscrepancyKind,
     FundCounts,
+    FundEntry,
     LevelStatement,
     MissingAtClinic,
     MissingAtGateway,
@@ -54,7 +62,8 @@ from adapters.report_models import (
 )
 from settlement.decision import PAYER_ACCOUNTS
 
-# Ledger account -> settlements column: the three funds in payment order, then the patient.
+# The accounts every statement lists, whatever the day booked, and their settlements columns: the
+# three funds with columns of their own, then the patient. Any other fund is in ``other_funds``.
 FUNDS: dict[str, str] = dict(PAYER_ACCOUNTS)
 PAYER_FIELDS = tuple(FUNDS.values())
 
@@ -74,7 +83,7 @@ SELECT r.reversal_id, r.settlement_id, s.clinic_id, s.visit_type, s.service_date
        (SELECT min(o.booked_on) FROM ledger_entries o
          WHERE o.person_key = d.person_key AND o.settlement_id = d.settlement_id AND o.kind = 'settlement'
        ) AS settled_on,
-       s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket,
+       s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket, s.other_funds,
        r.terminal_id, r.reason, r.created_at
 FROM (SELECT DISTINCT person_key, settlement_id FROM ledger_entries
       WHERE booked_on = $1 AND kind = 'reversal' AND account = 'clinic') d
@@ -84,7 +93,8 @@ ORDER BY r.created_at, r.settlement_id
 """
 
 # The gateway's side of a reconciliation, in settlement_id order. $2 clinic (or NULL for
-# every clinic); $3 a payer column that must be non-zero (or NULL for every settlement).
+# every clinic); $3 a payer column that must be non-zero, or $4 another fund's code whose amount
+# in other_funds must be (or both NULL for every settlement).
 # A reversal is never booked before its settlement, so "reversed by the end of the day" is
 # "a reversal line booked on the same day": both come from one day's slice of the ledger.
 _GATEWAY_SIDE = """
@@ -92,7 +102,7 @@ WITH day AS (
     SELECT person_key, settlement_id, kind FROM ledger_entries
     WHERE booked_on = $1 AND account = 'clinic' AND ($2::text IS NULL OR clinic_id = $2)
 )
-SELECT s.settlement_id, s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket,
+SELECT s.settlement_id, s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket, s.other_funds,
        r.settlement_id IS NOT NULL AS reversed
 FROM day l
 JOIN settlements s ON s.person_key = l.person_key AND s.settlement_id = l.settlement_id
@@ -101,8 +111,12 @@ WHERE l.kind = 'settlement'
   AND ($3::text IS NULL
        OR ($3 = 'insurance' AND s.insurance <> 0) OR ($3 = 'veteran_subsidy' AND s.veteran_subsidy <> 0)
        OR ($3 = 'hardship_aid' AND s.hardship_aid <> 0) OR ($3 = 'out_of_pocket' AND s.out_of_pocket <> 0))
+  AND ($4::text IS NULL OR coalesce((s.other_funds ->> $4)::bigint, 0) <> 0)
 ORDER BY s.settlement_id
 """
+
+# Whether any settlement booked on $1 names the fund $2 among its other funds (one day, by index).
+_FUND_BOOKED_ON = "SELECT EXISTS (SELECT 1 FROM settlements WHERE booked_on = $1 AND other_funds ? $2)"
 
 
 # ---------------------------------------------------------------- daily statements
@@ -110,12 +124,28 @@ ORDER BY s.settlement_id
 _FUND_FIELDS = ("settlements_count", "settlements_fen", "reversals_count", "reversals_fen", "net_fen")
 
 
+def other_funds(value: str | dict[str, int] | None) -> dict[str, int]:
+    """A settlement's ``other_funds`` column (jsonb, which asyncpg reads as text) as a dict."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return msgspec.json.decode(value, type=dict[str, int])
+    return dict(value)
+
+
+def statement_accounts(funds: FundDirectory, accounts: Iterable[str]) -> list[FundEntry]:
+    """The statement's funds: the three named funds always, and every fund booked; in the policy
+    book's order, the patient last."""
+    codes = {code_of(account) for account in accounts if account not in ("clinic", PATIENT.account)}
+    return [*funds.entries(codes | set(NAMED_FUNDS)), PATIENT]
+
+
 class _Counts:
     """A scope's sums while the day's lines are added up; frozen into the report's Structs at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, accounts: Iterable[str]) -> None:
         self.settlements = self.reversals = self.billed_fen = self.reversed_fen = self.net_fen = 0
-        self.funds = {fund: dict.fromkeys(_FUND_FIELDS, 0) for fund in FUNDS}
+        self.funds = {account: dict.fromkeys(_FUND_FIELDS, 0) for account in accounts}
 
     def add(self, other: _Counts) -> None:
         self.settlements += other.settlements
@@ -129,18 +159,25 @@ class _Counts:
 
     def fields(self) -> dict[str, Any]:
         """The block's fields as the report's Structs take them."""
+        funds: StatementFunds = {fund: FundCounts(**counts) for fund, counts in self.funds.items()}
         return {
             "settlements": self.settlements,
             "reversals": self.reversals,
             "billed_fen": self.billed_fen,
             "reversed_fen": self.reversed_fen,
             "net_fen": self.net_fen,
-            "funds": StatementFunds(**{fund: FundCounts(**counts) for fund, counts in self.funds.items()}),
+            "funds": funds,
         }
 
 
-async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today: dt.date) -> DailyStatement:
-    """The statement for one booking day: per clinic and fund, rolled up by level, region and in total."""
+async def daily_statement(
+    connection: asyncpg.Connection, day: dt.date, *, today: dt.date, funds: FundDirectory | None = None
+) -> DailyStatement:
+    """The statement for one booking day: per clinic and fund, rolled up by level, region and in total.
+
+    Its funds are every fund the ledger booked that day (and the three named ones, always), named
+    from ``funds``, the policy book's directory."""
+    directory = funds or FundDirectory()
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         lines = await connection.fetch(_DAY_LINES, day)
         reversals = await connection.fetch(_DAY_REVERSALS, day)
@@ -151,7 +188,9 @@ async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today
                 "SELECT clinic_id, name, level, region FROM clinics WHERE clinic_id = any($1::text[])", clinic_ids
             )
         }
-    blocks = {clinic_id: _Counts() for clinic_id in clinic_ids}
+    accounts = statement_accounts(directory, (row["account"] for row in lines))
+    order = [entry.account for entry in accounts]
+    blocks = {clinic_id: _Counts(order) for clinic_id in clinic_ids}
     for row in lines:
         block = blocks[row["clinic_id"]]
         if row["account"] == "clinic":  # the clinic is credited the bill total: -amount
@@ -170,7 +209,7 @@ async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today
     by_clinic = []
     by_level: dict[str, _Counts] = {}
     by_region: dict[str, _Counts] = {}
-    total = _Counts()
+    total = _Counts(order)
     for clinic_id in clinic_ids:
         clinic = clinics.get(clinic_id)
         level = clinic["level"] if clinic else ""
@@ -181,14 +220,20 @@ async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today
                 clinic_id=clinic_id, name=clinic["name"] if clinic else "", level=level, region=region, **block.fields()
             )
         )
-        by_level.setdefault(level, _Counts()).add(block)
-        by_region.setdefault(region, _Counts()).add(block)
+        by_level.setdefault(level, _Counts(order)).add(block)
+        by_region.setdefault(region, _Counts(order)).add(block)
         total.add(block)
+    rank = {entry.code: index for index, entry in enumerate(accounts)}
+
+    def reversal_funds(value: str | None) -> dict[str, int]:
+        paid = other_funds(value)
+        return {code: paid[code] for code in sorted(paid, key=lambda code: (rank.get(code, len(rank)), code))}
+
     return DailyStatement(
         date=day,
         closed=day < today,
         basis="ledger_entries booked on this China date; the ledger is append-only, so a closed day never changes",
-        funds=list(FUNDS),
+        funds=order,
         by_clinic=by_clinic,
         by_level=[LevelStatement(level=level, **block.fields()) for level, block in sorted(by_level.items())],
         by_region=[RegionStatement(region=region, **block.fields()) for region, block in sorted(by_region.items())],
@@ -209,9 +254,11 @@ async def daily_statement(connection: asyncpg.Connection, day: dt.date, *, today
                 terminal_id=row["terminal_id"],
                 reason=row["reason"],
                 reversed_at=row["created_at"].isoformat(),
+                other_funds_fen=reversal_funds(row["other_funds"]),
             )
             for row in reversals
         ],
+        accounts=accounts,
     )
 
 
@@ -228,16 +275,21 @@ CSV_COLUMNS = (
     "reversals_count",
     "reversals_fen",
     "net_fen",
+    "fund_code",
+    "fund_name",
 )
 
 
 def statement_csv(statement: DailyStatement) -> str:
-    """One row per scope (clinic, level, region, total) and fund, UTF-8 with a BOM for spreadsheets."""
+    """One row per scope (clinic, level, region, total) and fund, UTF-8 with a BOM for spreadsheets.
+
+    ``fund`` is the ledger account; the fund's code and name close the row."""
     buffer = io.StringIO()
     buffer.write("\ufeff")
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     day = statement.date.isoformat()
+    entries = {entry.account: entry for entry in statement.accounts}
     # (scope, clinic_id, clinic name, level, region, the scope's funds)
     scopes: list[tuple[str, str, str, str, str, StatementFunds]] = [
         ("clinic", block.clinic_id, block.name, block.level, block.region, block.funds) for block in statement.by_clinic
@@ -246,8 +298,9 @@ def statement_csv(statement: DailyStatement) -> str:
     scopes += [("region", "", "", "", block.region, block.funds) for block in statement.by_region]
     scopes.append(("total", "", "", "", "", statement.total.funds))
     for scope, clinic_id, name, level, region, funds in scopes:
-        for fund in FUNDS:
-            counts: FundCounts = getattr(funds, fund)
+        for fund in statement.funds:
+            counts = funds[fund]
+            entry = entries.get(fund)
             writer.writerow(
                 [
                     day,
@@ -262,6 +315,8 @@ def statement_csv(statement: DailyStatement) -> str:
                     counts.reversals_count,
                     counts.reversals_fen,
                     counts.net_fen,
+                    entry.code if entry else code_of(fund),
+                    entry.name if entry else code_of(fund),
                 ]
             )
     return buffer.getvalue()
@@ -271,10 +326,27 @@ def statement_csv(statement: DailyStatement) -> str:
 
 
 Fen = Annotated[int, msgspec.Meta(ge=0, le=10_000_000_000)]
+# A fund's code, as a policy names it (settlement/chain_policy.py NAME); an account is a code and ``_fund``.
+FundCode = Annotated[str, msgspec.Meta(pattern="^[a-z][a-z0-9_]{0,39}$")]
+FundName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern="^[a-z][a-z0-9_]{0,63}$",
+        extra_json_schema={
+            "examples": ["insurance_fund", "critical_illness_fund", "critical_illness", "patient"],
+            "description": "a fund's ledger account (insurance_fund, priority_care_fund, aid_fund, <code>_fund, "
+            "patient) or its code (insurance, critical_illness, out_of_pocket); any fund a policy version "
+            "declares, or the ledger booked that day (else unknown_fund)",
+        },
+    ),
+]
 
 
 class SubmittedSettlement(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One line of a clinic's (or fund's) list, amounts in fen as the clinic recorded them."""
+    """One line of a clinic's (or fund's) list, amounts in fen as the clinic recorded them.
+
+    ``other_funds``: what the chain's funds beyond the three with fields of their own paid, by
+    fund code (``{"critical_illness": 309075}``); a fund left out paid nothing."""
 
     settlement_id: uuid.UUID
     total: Fen
@@ -283,6 +355,14 @@ class SubmittedSettlement(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     hardship_aid: Fen
     out_of_pocket: Fen
     reversed: bool = False
+    other_funds: Annotated[dict[FundCode, Fen], msgspec.Meta(max_length=32)] = {}
+
+    def amount(self, field: str) -> int:
+        """The amount of a field (total, a column) or of another fund, by its code."""
+        if field in _COLUMNS:
+            amount: int = getattr(self, field)
+            return amount
+        return self.other_funds.get(field, 0)
 
 
 class ReconciliationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -291,98 +371,168 @@ class ReconciliationRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     date: dt.date
     settlements: list[SubmittedSettlement]
     clinic_id: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] | None = None
-    fund: str | None = None
+    fund: FundName | None = None
 
 
 class ReconciliationError(ValueError):
-    def __init__(self, message: str, field: str) -> None:
+    def __init__(self, message: str, field: str, code: str = "validation_failed") -> None:
         super().__init__(message)
         self.field = field
+        self.code = code
 
 
-def _sums() -> dict[str, int]:
-    return {"total": 0, **{field: 0 for field in PAYER_FIELDS}}
+_COLUMNS = ("total", *PAYER_FIELDS)
+
+
+class _Side:
+    """One side's amounts of a settlement: the columns, and the other funds by code."""
+
+    __slots__ = ("columns", "other")
+
+    def __init__(self, columns: dict[str, int], other: dict[str, int]) -> None:
+        self.columns = columns
+        self.other = other
+
+    def amount(self, field: str) -> int:
+        return self.columns[field] if field in self.columns else self.other.get(field, 0)
+
+
+class _Sums:
+    def __init__(self) -> None:
+        self.columns = dict.fromkeys(_COLUMNS, 0)
+        self.other: dict[str, int] = {}
+
+    def add(self, columns: dict[str, int], other: dict[str, int]) -> None:
+        for name in self.columns:
+            self.columns[name] += columns[name]
+        for code, amount in other.items():
+            self.other[code] = self.other.get(code, 0) + amount
+
+    def frozen(self, order: FundDirectory) -> PayerSums:
+        return PayerSums(**self.columns, other_funds={code: self.other[code] for code in order.ordered(self.other)})
 
 
 async def _gateway_side(
-    connection: asyncpg.Connection, day: dt.date, clinic_id: str | None, field: str | None
+    connection: asyncpg.Connection, day: dt.date, clinic_id: str | None, column: str | None, other: str | None
 ) -> AsyncIterator[asyncpg.Record]:
-    async for row in connection.cursor(_GATEWAY_SIDE, day, clinic_id, field, prefetch=5_000):
+    async for row in connection.cursor(_GATEWAY_SIDE, day, clinic_id, column, other, prefetch=5_000):
         yield row
 
 
-async def reconcile(connection: asyncpg.Connection, request: ReconciliationRequest) -> Reconciliation:
+async def resolve_fund(
+    connection: asyncpg.Connection, asked: str, day: dt.date, funds: FundDirectory
+) -> FundEntry | None:
+    """The fund a reconciliation names, by its ledger account or its code: the patient, one of the three
+    named funds, any fund a policy version declares, or any other fund the ledger booked on ``day``."""
+    if asked in (PATIENT.account, PATIENT.code):
+        return PATIENT
+    if asked in NAMED_FUNDS or funds.knows(asked):
+        return funds.entry(asked)
+    code = code_of(asked)
+    if asked.endswith("_fund") and (code in NAMED_FUNDS or funds.knows(code)):
+        return funds.entry(code)
+    for candidate in dict.fromkeys((asked, code)):
+        if candidate not in NAMED_FUNDS and await connection.fetchval(_FUND_BOOKED_ON, day, candidate):
+            return funds.entry(candidate)
+    return None
+
+
+async def reconcile(
+    connection: asyncpg.Connection, request: ReconciliationRequest, *, funds: FundDirectory | None = None
+) -> Reconciliation:
     """Merge the submitted list with the gateway's, both in settlement_id order; name every difference."""
+    directory = funds or FundDirectory()
+    for index, item in enumerate(request.settlements):
+        for code in item.other_funds:
+            if code in NAMED_FUNDS or code in _COLUMNS:
+                raise ReconciliationError(
+                    f"{code} has a field of its own, not an entry in other_funds", f"settlements[{index}].other_funds"
+                )
+    fund: FundEntry | None = None
     field: str | None = None
     if request.fund is not None:
-        if request.fund not in FUNDS:
-            raise ReconciliationError(f"fund must be one of {', '.join(FUNDS)}", "fund")
-        field = FUNDS[request.fund]
+        fund = await resolve_fund(connection, request.fund, request.date, directory)
+        if fund is None:
+            known = ", ".join(entry.account for entry in [*directory.entries(NAMED_FUNDS), PATIENT])
+            raise ReconciliationError(
+                f"no fund {request.fund!r} in the policy book or in the ledger on {request.date.isoformat()}; "
+                f"a fund is named by its ledger account ({known}, <code>_fund) or by its code",
+                "fund",
+                "unknown_fund",
+            )
+        field = fund.code  # the three named funds' and the patient's codes are their columns' names
+    column = field if field in _COLUMNS else None
+    other = field if field is not None and column is None else None
     submitted = sorted(
-        (item for item in request.settlements if field is None or getattr(item, field) != 0),
+        (item for item in request.settlements if field is None or item.amount(field) != 0),
         key=lambda item: item.settlement_id,
     )
     for previous, item in itertools.pairwise(submitted):
         if previous.settlement_id == item.settlement_id:
             raise ReconciliationError(f"settlement {item.settlement_id} is listed twice", "settlements")
-    compared = ("total", *PAYER_FIELDS) if field is None else (field,)
     discrepancies: list[Discrepancy] = []
     matched = 0
-    matched_sums = _sums()
+    matched_sums = _Sums()
     gateway_count = 0
-    gateway_sums = _sums()
+    gateway_sums = _Sums()
 
-    def compare(ours: asyncpg.Record, theirs: SubmittedSettlement) -> None:
+    def compared(ours: _Side, theirs: SubmittedSettlement) -> list[str]:
+        """The fields compared: the fund's own with ``fund``, else the columns and every other fund either names."""
+        if field is not None:
+            return [field]
+        others = {code for code, amount in ours.other.items() if amount} | {
+            code for code, amount in theirs.other_funds.items() if amount
+        }
+        return [*_COLUMNS, *directory.ordered(others)]
+
+    def compare(ours: _Side, reversed_: bool, theirs: SubmittedSettlement) -> None:
         nonlocal matched
         settlement_id = theirs.settlement_id
         differs = False
-        for name in compared:
-            if ours[name] != getattr(theirs, name):
+        for name in compared(ours, theirs):
+            if ours.amount(name) != theirs.amount(name):
                 differs = True
+                gateway, submitted_amount = ours.amount(name), theirs.amount(name)
                 discrepancies.append(
-                    AmountDiffers(
-                        settlement_id=settlement_id, field=name, gateway=ours[name], submitted=getattr(theirs, name)
-                    )
+                    AmountDiffers(settlement_id=settlement_id, field=name, gateway=gateway, submitted=submitted_amount)
                 )
-        if ours["reversed"] != theirs.reversed:
+        if reversed_ != theirs.reversed:
             differs = True
             discrepancies.append(
                 ReversedAtGatewayOnly(settlement_id=settlement_id)
-                if ours["reversed"]
+                if reversed_
                 else ReversedAtClinicOnly(settlement_id=settlement_id)
             )
         if not differs:
             matched += 1
             if not theirs.reversed:
-                for name in matched_sums:
-                    matched_sums[name] += ours[name]
+                matched_sums.add(ours.columns, ours.other)
 
     def missing_at_gateway(theirs: SubmittedSettlement) -> None:
         discrepancies.append(MissingAtGateway(settlement_id=theirs.settlement_id, submitted_total=theirs.total))
 
     position = 0
     async with connection.transaction(isolation="repeatable_read", readonly=True):
-        async for ours in _gateway_side(connection, request.date, request.clinic_id, field):
+        async for row in _gateway_side(connection, request.date, request.clinic_id, column, other):
             gateway_count += 1
-            if not ours["reversed"]:
-                for name in gateway_sums:
-                    gateway_sums[name] += ours[name]
-            settlement_id = ours["settlement_id"]
+            ours = _Side({name: row[name] for name in _COLUMNS}, other_funds(row["other_funds"]))
+            if not row["reversed"]:
+                gateway_sums.add(ours.columns, ours.other)
+            settlement_id = row["settlement_id"]
             while position < len(submitted) and submitted[position].settlement_id < settlement_id:
                 missing_at_gateway(submitted[position])
                 position += 1
             if position < len(submitted) and submitted[position].settlement_id == settlement_id:
-                compare(ours, submitted[position])
+                compare(ours, row["reversed"], submitted[position])
                 position += 1
             else:
-                discrepancies.append(MissingAtClinic(settlement_id=settlement_id, gateway_total=ours["total"]))
+                discrepancies.append(MissingAtClinic(settlement_id=settlement_id, gateway_total=row["total"]))
         for theirs in submitted[position:]:
             missing_at_gateway(theirs)
-    submitted_sums = _sums()
+    submitted_sums = _Sums()
     for item in submitted:
         if not item.reversed:
-            for name in submitted_sums:
-                submitted_sums[name] += getattr(item, name)
+            submitted_sums.add({name: getattr(item, name) for name in _COLUMNS}, item.other_funds)
     kinds: dict[DiscrepancyKind, int] = {}
     for discrepancy in discrepancies:
         kind = discrepancy_kind(discrepancy)
@@ -390,17 +540,19 @@ async def reconcile(connection: asyncpg.Connection, request: ReconciliationReque
     return Reconciliation(
         date=request.date,
         clinic_id=request.clinic_id,
-        fund=request.fund,
+        fund=fund.account if fund else None,
         clean=not discrepancies,
         confirmed=False,
         submitted_count=len(submitted),
         gateway_count=gateway_count,
         matched_count=matched,
-        matched_sums_fen=PayerSums(**matched_sums),
-        submitted_sums_fen=PayerSums(**submitted_sums),
-        gateway_sums_fen=PayerSums(**gateway_sums),
+        matched_sums_fen=matched_sums.frozen(directory),
+        submitted_sums_fen=submitted_sums.frozen(directory),
+        gateway_sums_fen=gateway_sums.frozen(directory),
         discrepancy_counts=kinds,
         discrepancies=discrepancies,
+        fund_code=fund.code if fund else None,
+        fund_name=fund.name if fund else None,
     )
 
 

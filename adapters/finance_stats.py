@@ -5,6 +5,12 @@ level, region or month. For each group: settlements, people served, amounts per
 payer, out of pocket as a share of the total (median and a ten-bucket
 distribution), and how often each payer's annual cap cut a payment. Shares are
 exact decimals from PostgreSQL ``numeric``, never floats.
+
+Amounts are per fund for any chain: the three funds with columns of their own in their
+fields, every other fund in ``other_funds_fen`` by code, and the report's ``funds`` names
+them all (``adapters.fund_names``). By programme, a fund beyond the three counts the
+settlements it paid something on. Caps reached are counted for the three only (the
+settlements table keeps which of their caps cut a bill; another fund's is in the record).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from adapters.fund_names import NAMED_FUNDS, FundDirectory
 from adapters.report_models import FINANCE_STATS, Dimension, FinanceStatsReport, Period
 
 # The grouping expression for each dimension (report_models.Dimension); a fixed list, so no caller text reaches the SQL.
@@ -52,10 +59,24 @@ GROUP BY 1
 ORDER BY 1
 """
 
-# The programmes that applied to the person, one row each (bits as in settlement.decision.CAP_BITS).
+# The programmes that applied to the person, one row each (bits as in settlement.decision.CAP_BITS),
+# and every other fund of the chain, applied when it paid.
 _LATERAL_PROGRAMME = """CROSS JOIN LATERAL (
     VALUES ('insurance', s.insured), ('veteran_subsidy', s.veteran_category IS NOT NULL),
-           ('hardship_aid', s.hardship_tier IS NOT NULL)) AS p(payer, applied)"""
+           ('hardship_aid', s.hardship_tier IS NOT NULL)
+    UNION ALL
+    SELECT f.key, f.value::bigint > 0 FROM jsonb_each_text(s.other_funds) f) AS p(payer, applied)"""
+
+# What the other funds paid, per group and fund code.
+_OTHER_FUNDS = """
+SELECT {group} AS grp, o.key AS fund, sum(o.value::bigint)::bigint AS paid
+FROM settlements s
+JOIN clinics c USING (clinic_id)
+{lateral}
+CROSS JOIN LATERAL jsonb_each_text(s.other_funds) o
+WHERE {applied} s.reversal_id IS NULL AND s.service_date BETWEEN $1 AND $2
+GROUP BY 1, 2
+"""
 
 MONEY = ("total", "insurance", "veteran_subsidy", "hardship_aid", "out_of_pocket")
 CAPS = ("insurance_cap_reached", "veteran_subsidy_cap_reached", "hardship_aid_cap_reached")
@@ -66,17 +87,33 @@ def _share(value: Decimal | None) -> str | None:
 
 
 async def finance_stats(
-    connection: asyncpg.Connection, *, by: str, period_from: dt.date, period_to: dt.date
+    connection: asyncpg.Connection,
+    *,
+    by: str,
+    period_from: dt.date,
+    period_to: dt.date,
+    funds: FundDirectory | None = None,
 ) -> FinanceStatsReport:
     if by not in DIMENSIONS:
         raise ValueError(f"by must be one of {', '.join(DIMENSIONS)}")
+    directory = funds or FundDirectory()
     lateral = _LATERAL_PROGRAMME if by == "programme" else ""
     query = _QUERY.format(group=DIMENSIONS[by], lateral=lateral)
     if by == "programme":  # only the payers that applied to the person
         query = query.replace("WHERE s.reversal_id", "WHERE p.applied AND s.reversal_id")
+    applied = "p.applied AND" if by == "programme" else ""
+    others: dict[str, dict[str, int]] = {}
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        rows = await connection.fetch(query, period_from, period_to)
+        for row in await connection.fetch(
+            _OTHER_FUNDS.format(group=DIMENSIONS[by], lateral=lateral, applied=applied), period_from, period_to
+        ):
+            others.setdefault(row["grp"], {})[row["fund"]] = row["paid"]
+    codes = directory.ordered({code for paid in others.values() for code in paid if code not in NAMED_FUNDS})
     report, group = FINANCE_STATS[by]
     groups = []
-    for row in await connection.fetch(query, period_from, period_to):
+    for row in rows:
+        paid = others.get(row["grp"], {})
         distribution = [0] * 10
         for bucket in row["buckets"] or ():
             distribution[max(bucket, 1) - 1] += 1
@@ -95,27 +132,35 @@ async def finance_stats(
                 insurance_cap_reached=row["insurance_cap_reached"],
                 veteran_subsidy_cap_reached=row["veteran_subsidy_cap_reached"],
                 hardship_aid_cap_reached=row["hardship_aid_cap_reached"],
+                other_funds_fen={code: paid.get(code, 0) for code in codes},
             )
         )
     # FINANCE_STATS pairs each dimension's report with its own groups' Struct, which mypy cannot follow.
-    return report(period=Period(from_=period_from, to=period_to), groups=groups)  # type: ignore[arg-type]
+    return report(
+        period=Period(from_=period_from, to=period_to),
+        groups=groups,  # type: ignore[arg-type]
+        funds=directory.entries([*NAMED_FUNDS, *codes]),
+    )
 
 
 def stats_csv(stats: FinanceStatsReport) -> str:
-    """One row per group; the distribution as ten columns (share 0-10 %, 10-20 %, ... 90-100 %)."""
+    """One row per group; the distribution as ten columns (share 0-10 %, 10-20 %, ... 90-100 %); then
+    one column per fund beyond the three, ``<code>_fen``, in the report's order."""
     by = stats.by
+    others = [entry.code for entry in stats.funds if entry.code not in NAMED_FUNDS]
     buffer = io.StringIO()
     buffer.write("\ufeff")
     writer = csv.writer(buffer)
     buckets = [f"share_{10 * i}_{10 * (i + 1)}_pct" for i in range(10)]
     writer.writerow(
         [by, "settlements", "people_served", *(f"{name}_fen" for name in MONEY), "median_out_of_pocket_share",
-         *buckets, *CAPS]
+         *buckets, *CAPS, *(f"{code}_fen" for code in others)]
     )  # fmt: skip
     for group in stats.groups:
         writer.writerow(
             [getattr(group, by), group.settlements, group.people_served,
              *(getattr(group, f"{name}_fen") for name in MONEY), group.median_out_of_pocket_share,
-             *group.out_of_pocket_share_distribution, *(getattr(group, name) for name in CAPS)]
+             *group.out_of_pocket_share_distribution, *(getattr(group, name) for name in CAPS),
+             *(group.other_funds_fen.get(code, 0) for code in others)]
         )  # fmt: skip
     return buffer.getvalue()

@@ -28,6 +28,19 @@ class Period(Report, frozen=True, kw_only=True):
     to: dt.date
 
 
+# ---------------------------------------------------------------- funds (adapters/fund_names.py)
+
+
+class FundEntry(Report, frozen=True, kw_only=True):
+    """A fund a report shows (or the patient): its code, its ledger account, and its names as the latest
+    policy version that declares it gives them (its code when none does)."""
+
+    code: str  # the fund's code in the policy (out_of_pocket for the patient)
+    account: str  # its ledger account: insurance_fund, priority_care_fund, aid_fund, <code>_fund, patient
+    name: str
+    name_en: str
+
+
 # ---------------------------------------------------------------- daily statement (adapters/finance.py)
 
 
@@ -41,13 +54,9 @@ class FundCounts(Report, frozen=True, kw_only=True):
     net_fen: int
 
 
-class StatementFunds(Report, frozen=True, kw_only=True):
-    """The three funds in payment order, then the patient (``adapters.finance.FUNDS``)."""
-
-    insurance_fund: FundCounts
-    priority_care_fund: FundCounts
-    aid_fund: FundCounts
-    patient: FundCounts
+# Each fund's lines by ledger account, in the statement's order (``DailyStatement.funds``): every fund
+# the ledger booked on the day, always insurance_fund, priority_care_fund and aid_fund, then the patient.
+StatementFunds = dict[str, FundCounts]
 
 
 class StatementTotal(Report, frozen=True, kw_only=True):
@@ -111,6 +120,8 @@ class StatementReversal(Report, frozen=True, kw_only=True):
     terminal_id: str
     reason: str | None
     reversed_at: str  # ISO 8601 with the UTC offset, as PostgreSQL's timestamptz gave it
+    # What the settlement's other funds (beyond the three above) paid, by fund code, in statement order.
+    other_funds_fen: dict[str, int] = {}
 
 
 class DailyStatement(Report, frozen=True, kw_only=True):
@@ -119,12 +130,14 @@ class DailyStatement(Report, frozen=True, kw_only=True):
     date: dt.date
     closed: bool
     basis: str
-    funds: list[str]
+    funds: list[str]  # the ledger accounts each block's ``funds`` holds, in order
     by_clinic: list[ClinicStatement]
     by_level: list[LevelStatement]
     by_region: list[RegionStatement]
     total: StatementTotal
     reversals: list[StatementReversal]
+    # The same accounts with their fund codes and names, in the same order.
+    accounts: list[FundEntry] = []
 
 
 # ---------------------------------------------------------------- reconciliation (adapters/finance.py)
@@ -136,11 +149,12 @@ class PayerSums(Report, frozen=True, kw_only=True):
     veteran_subsidy: int
     hardship_aid: int
     out_of_pocket: int
+    other_funds: dict[str, int] = {}  # every other fund that paid on a settlement summed, by fund code
 
 
 class AmountDiffers(Report, frozen=True, kw_only=True, tag_field="kind", tag="amount_differs"):
     settlement_id: uuid.UUID
-    field: str
+    field: str  # total, insurance, veteran_subsidy, hardship_aid, out_of_pocket, or another fund's code
     gateway: int
     submitted: int
 
@@ -179,7 +193,7 @@ class Reconciliation(Report, frozen=True, kw_only=True):
 
     date: dt.date
     clinic_id: str | None
-    fund: str | None
+    fund: str | None  # the ledger account of the fund reconciled (asked by its code or its account)
     clean: bool
     confirmed: bool
     submitted_count: int
@@ -190,6 +204,8 @@ class Reconciliation(Report, frozen=True, kw_only=True):
     gateway_sums_fen: PayerSums
     discrepancy_counts: dict[DiscrepancyKind, int]  # only the kinds found, in the order first found
     discrepancies: list[Discrepancy]
+    fund_code: str | None = None  # the fund reconciled: its code (out_of_pocket for the patient) and name
+    fund_name: str | None = None
 
 
 # ---------------------------------------------------------------- finance statistics (adapters/finance_stats.py)
@@ -211,6 +227,9 @@ class GroupFigures(Report, frozen=True, kw_only=True):
     insurance_cap_reached: int
     veteran_subsidy_cap_reached: int
     hardship_aid_cap_reached: int
+    # What every other fund (beyond the three above) paid, by fund code: each fund of the report's
+    # ``funds`` beyond the three, in that order.
+    other_funds_fen: dict[str, int] = {}
 
 
 class LevelGroup(GroupFigures, frozen=True):
@@ -234,7 +253,7 @@ class TierGroup(GroupFigures, frozen=True):
 
 
 class ProgrammeGroup(GroupFigures, frozen=True):
-    programme: str  # a payer that applied
+    programme: str  # a payer that applied: one of the three to a person in its programme, another fund that paid
 
 
 Dimension = Literal["level", "region", "month", "category", "tier", "programme"]
@@ -244,6 +263,8 @@ class FinanceStats(Report, frozen=True, kw_only=True, tag_field="by"):
     """Finance statistics grouped by one dimension, named in ``by``; one Struct per dimension below."""
 
     period: Period
+    # Every fund the figures name (the three, then every other fund that paid in the period), with its names.
+    funds: list[FundEntry] = []
 
     @property
     def by(self) -> Dimension:
@@ -342,6 +363,19 @@ class Amounts(Report, frozen=True, kw_only=True):
     veteran_subsidy: int = 0
     hardship_aid: int = 0
     out_of_pocket: int = 0
+    other_funds: dict[str, int] = {}  # what the chain's other funds paid, by fund code
+
+    def paid(self, fund: str) -> int:
+        """What the fund with this code paid."""
+        if fund in ("insurance", "veteran_subsidy", "hardship_aid"):
+            paid: int = getattr(self, fund)
+            return paid
+        return self.other_funds.get(fund, 0)
+
+    @property
+    def funds_paid(self) -> int:
+        """What every fund paid together: the total less the patient's share."""
+        return self.total - self.out_of_pocket
 
 
 class ClinicAmounts(Report, frozen=True, kw_only=True):
@@ -374,3 +408,5 @@ class DashboardFigures(Report, frozen=True, kw_only=True):
     clinics: list[ClinicAmounts]  # the ten with the most settlements
     reconciliation_day: dt.date
     reconciliation: list[ClinicReconciliation]
+    # Every fund the amounts name: the three, then every other fund of the period's settlements.
+    funds: list[FundEntry] = []

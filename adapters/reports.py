@@ -12,7 +12,9 @@ else the primary). Nothing here writes; confirming a clean reconciliation is ``a
 
 The HTTP layer is given one ``Reports`` by the composition root (``gateway/http/app.py``),
 built from the same pools as the ``Store``; the command line builds one over its single
-connection with ``Reports.over_connection``.
+connection with ``Reports.over_connection``. Both hand it the policy book's funds
+(``adapters.fund_names.FundDirectory``), so every report lists every fund of any chain by its
+name; without them a fund is named by its code.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncpg
 
 from adapters import dashboard_figures, finance, finance_stats, registry_stats
 from adapters.finance import ReconciliationError, ReconciliationRequest
+from adapters.fund_names import FundDirectory
 from adapters.report_models import (
     ClinicReconciliation,
     DailyStatement,
@@ -59,17 +62,23 @@ class Reports:
     """Read-only reports, each an async method answering a typed report."""
 
     def __init__(
-        self, pool: Connections, *, reports_pool: Connections | None = None, acquire_timeout: float = 5.0
+        self,
+        pool: Connections,
+        *,
+        reports_pool: Connections | None = None,
+        acquire_timeout: float = 5.0,
+        funds: FundDirectory | None = None,
     ) -> None:
         # Reports may read from a replica (REPORTS_DATABASE_URL), as adapters.store.Store does.
         self._reports = reports_pool or pool
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
         self._acquire_timeout = acquire_timeout
+        self.funds = funds or FundDirectory()
 
     @classmethod
-    def over_connection(cls, connection: asyncpg.Connection) -> Reports:
+    def over_connection(cls, connection: asyncpg.Connection, *, funds: FundDirectory | None = None) -> Reports:
         """Reports read over one open connection, for the command line."""
-        return cls(_OneConnection(connection))
+        return cls(_OneConnection(connection), funds=funds)
 
     def _reporting(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
         return self._reports.acquire(timeout=self._acquire_timeout)
@@ -79,20 +88,22 @@ class Reports:
     async def daily_statement(self, day: dt.date, *, today: dt.date) -> DailyStatement:
         """One booking day per clinic and fund, by level and region, with the day's reversals."""
         async with self._reporting() as connection:
-            return await finance.daily_statement(connection, day, today=today)
+            return await finance.daily_statement(connection, day, today=today, funds=self.funds)
 
     async def reconcile(self, request: ReconciliationRequest) -> Reconciliation:
         """A submitted list against the gateway's for its day; ``ReconciliationError`` for a list that cannot be
         compared (an unknown fund, a settlement listed twice). Confirming a clean one is not a read:
         ``adapters.finance.Confirmations``."""
         async with self._reporting() as connection:
-            return await finance.reconcile(connection, request)
+            return await finance.reconcile(connection, request, funds=self.funds)
 
     async def finance_stats(self, *, by: str, period_from: dt.date, period_to: dt.date) -> FinanceStatsReport:
         """Amounts per payer, out-of-pocket share and caps reached by one dimension (``finance_stats.DIMENSIONS``;
         another is a ValueError)."""
         async with self._reporting() as connection:
-            return await finance_stats.finance_stats(connection, by=by, period_from=period_from, period_to=period_to)
+            return await finance_stats.finance_stats(
+                connection, by=by, period_from=period_from, period_to=period_to, funds=self.funds
+            )
 
     # ------------------------------------------------------------ registry
 
@@ -112,7 +123,7 @@ class Reports:
         (the period's last day by default)."""
         async with self._reporting() as connection:
             return await dashboard_figures.figures(
-                connection, period_from, period_to, reconciliation_day=reconciliation_day
+                connection, period_from, period_to, reconciliation_day=reconciliation_day, funds=self.funds
             )
 
     async def reconciliation_status(self, day: dt.date) -> list[ClinicReconciliation]:

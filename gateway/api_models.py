@@ -123,13 +123,12 @@ class EligibilityRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 # adapters.finance's reconciliation list as the route reads it: its clinic_id under the same text rule as every
-# other clinic_id (PostgreSQL cannot store NUL), and the funds it takes named for the schema (reconcile refuses
-# another with a message listing them).
+# other clinic_id (PostgreSQL cannot store NUL). Its fund is any fund of any policy version or of the ledger, by
+# account or code: the schema states the form, and reconcile refuses a fund it does not know (unknown_fund).
 class ReconciliationRequest(finance.ReconciliationRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A booking day's list; ``clinic_id`` omitted with ``fund`` set is a fund's list across clinics."""
 
     clinic_id: ClinicId | None = None
-    fund: Annotated[str, msgspec.Meta(extra_json_schema={"enum": list(finance.FUNDS)})] | None = None
 
 
 # ---------------------------------------------------------------- responses
@@ -202,7 +201,7 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
             "traces": settlement.traces,
             "lines": settlement.lines,
             "warnings": settlement.warnings,
-            "explanation": explain(settlement),
+            "explanation": explain(settlement, names=fund_names),
         }
 
 

@@ -14,6 +14,7 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Literal
 
 import msgspec
 
@@ -343,13 +344,14 @@ class Service:
             if not is_database_error(error):
                 raise
 
-    def fund_names(self, settlement: Settlement) -> dict[str, str]:
-        """Each fund's name in the policy version the settlement was decided under."""
+    def fund_names(self, settlement: Settlement, language: Literal["zh", "en"] = "zh") -> dict[str, str]:
+        """Each fund's name (``name``, or ``name_en`` in English) in the policy version the settlement was
+        decided under."""
         try:
             policy = self.policies.by_id(settlement.policy_version)
         except KeyError:  # a version no longer in the policy folder: the codes stand for the names
             return {}
-        return {fund.code: fund.name for fund in policy.funds}
+        return {fund.code: fund.name if language == "zh" else fund.name_en for fund in policy.funds}
 
     def settlement_out(self, stored: StoredSettlement) -> api.SettlementOut:
         settlement = stored.settlement

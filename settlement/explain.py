@@ -1,12 +1,15 @@
 """Plain-language explanation of a settlement, from its per-payer traces.
 
 The lines answer "why did I pay this much?" and are short enough for a receipt.
-Chinese is the default; English labels are available.
+Chinese is the default; English labels are available. Every step of the chain is named: the
+three funds of the first policies by the labels below, any other fund by the name its policy
+gives it (``names``, fund code to name in the receipt's language), else by its code.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Final, Literal
 
 from settlement.models import PayerTrace, Settlement
 from settlement.money import format_yuan as y
@@ -57,10 +60,21 @@ LABELS: dict[Language, dict[str, str]] = {
 }
 
 
-def explain_trace(trace: PayerTrace, language: Language = "zh") -> str:
+# The funds the labels above name, whatever their policy calls them.
+LABELLED_FUNDS: Final = ("insurance", "veteran_subsidy", "hardship_aid")
+
+
+def fund_label(fund: str, language: Language = "zh", names: Mapping[str, str] | None = None) -> str:
+    """A fund's name on a receipt: the label of one of the three, else its policy's name, else its code."""
+    if fund in LABELLED_FUNDS:
+        return LABELS[language][fund]
+    return (names or {}).get(fund) or fund
+
+
+def explain_trace(trace: PayerTrace, language: Language = "zh", names: Mapping[str, str] | None = None) -> str:
     """One line per payer: base, what was set aside, the rates, the cap, the amount."""
     labels = LABELS[language]
-    name = labels.get(trace.payer, trace.payer)
+    name = fund_label(trace.payer, language, names)
     if not trace.applied:
         return f"{name}: {labels.get(trace.reason or '', trace.reason or '')} — 0.00"
     parts = [f"{name} ({trace.programme}): {labels['base']} {y(trace.base)}"]
@@ -76,15 +90,15 @@ def explain_trace(trace: PayerTrace, language: Language = "zh") -> str:
     return " ".join(parts)
 
 
-def explain(settlement: Settlement, language: Language = "zh") -> list[str]:
-    """The lines a receipt prints under the items."""
+def explain(settlement: Settlement, language: Language = "zh", names: Mapping[str, str] | None = None) -> list[str]:
+    """The lines a receipt prints under the items; ``names`` names the funds beyond the three."""
     labels = LABELS[language]
     lines = [
         f"{labels['total']} {y(settlement.total)}; {labels['eligible']} {y(settlement.eligible)}; "
         f"{labels['self_pay_first']} {y(settlement.self_pay_first)}; "
         f"{labels['not_covered']} {y(settlement.not_covered)}"
     ]
-    lines.extend(explain_trace(trace, language) for trace in settlement.traces)
+    lines.extend(explain_trace(trace, language, names) for trace in settlement.traces)
     lines.extend(notice.message for notice in settlement.warnings)
     lines.append(f"{labels['out_of_pocket']} {y(settlement.out_of_pocket)}")
     lines.append(f"{labels['policy']} {settlement.policy_version}")

@@ -7,11 +7,14 @@ import asyncio
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from adapters import finance, finance_stats
+from adapters.fund_names import FundDirectory
+from adapters.policy_files import load_policy_book, policy_dir
 from adapters.report_models import DailyStatement, FinanceStatsReport, Report
 from adapters.reports import Reports
 from gateway.cli.database import Connection, database_url, with_connection
@@ -23,11 +26,17 @@ def report_json(report: Report) -> str:
     return json.dumps(msgspec.to_builtins(report), ensure_ascii=False, indent=2) + "\n"
 
 
+def funds(settings: Any) -> FundDirectory:
+    """The funds of every policy version in the policy folder, for their names, as the gateway has them."""
+    return FundDirectory(load_policy_book(Path(settings.policy_dir) if settings.policy_dir else policy_dir()))
+
+
 def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
     day = args.date or china_today()
+    directory = funds(settings)
 
     async def work(connection: Connection) -> DailyStatement:
-        return await Reports.over_connection(connection).daily_statement(day, today=china_today())
+        return await Reports.over_connection(connection, funds=directory).daily_statement(day, today=china_today())
 
     statement = asyncio.run(with_connection(database_url(settings), work))
     sys.stdout.write(finance.statement_csv(statement) if args.format == "csv" else report_json(statement))
@@ -37,9 +46,10 @@ def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
 def cmd_report_stats(settings: Any, args: argparse.Namespace) -> int:
     period_to = args.period_to or china_today()
     period_from = args.period_from or period_to.replace(day=1)
+    directory = funds(settings)
 
     async def work(connection: Connection) -> FinanceStatsReport:
-        return await Reports.over_connection(connection).finance_stats(
+        return await Reports.over_connection(connection, funds=directory).finance_stats(
             by=args.by, period_from=period_from, period_to=period_to
         )
 

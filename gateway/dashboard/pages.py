@@ -5,7 +5,9 @@ A finance or admin desk signs in with a link from ``medsettle dashboard-link``, 
 ``gateway/dashboard/sessions.py``). The page shows the settlements (reversed ones excluded)
 for a period of service dates, read through ``adapters.reports.Reports``, as inline SVG
 charts: no scripts, no external assets. Money is formatted only with ``format_yuan``;
-chart geometry uses integer arithmetic.
+chart geometry uses integer arithmetic. Every fund of the period's settlements is shown, in
+the policy book's order: the three funds of the first policies under their short labels, any
+other fund under its policy's Chinese and English names.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.report_models import Amounts, DashboardFigures
+from adapters.report_models import Amounts, DashboardFigures, FundEntry
 from gateway.app_keys import reports_key, service_key, settings_key
 from gateway.dashboard.sessions import (
     COOKIE,
@@ -45,6 +47,8 @@ PAYER_NAMES = {
     "out_of_pocket": "个人自付 patient",
 }
 COLOURS = {"insurance": "#2f6db5", "veteran_subsidy": "#e08a1e", "hardship_aid": "#3a9a5b", "out_of_pocket": "#999"}
+# The other funds' colours, in the order they are shown.
+MORE_COLOURS = ("#c0392b", "#7a5cc0", "#16a085", "#b7950b", "#d35400", "#2c3e50", "#c2185b", "#5d4037")
 LEVELS = ("village", "township", "county")
 
 
@@ -133,12 +137,43 @@ def _scale(value: int, maximum: int, pixels: int) -> int:
     return 0 if maximum <= 0 else value * pixels // maximum
 
 
-def _daily_chart(days: list[tuple[dt.date, Amounts]]) -> str:
-    """Stacked bars per day: insurance, subsidy and aid paid out."""
+class Fund:
+    """A fund as the page shows it: its code, label and colour."""
+
+    __slots__ = ("code", "colour", "label")
+
+    def __init__(self, code: str, label: str, colour: str) -> None:
+        self.code, self.label, self.colour = code, label, colour
+
+    @property
+    def key(self) -> str:
+        """The fund in element ids and data attributes: ``insurance``, ``fund-critical-illness``."""
+        return self.code.replace("_", "-") if self.code in PAYERS else f"fund-{self.code.replace('_', '-')}"
+
+
+def shown_funds(figures: DashboardFigures) -> list[Fund]:
+    """Every fund the figures name, in order (the three when they name none)."""
+    entries = figures.funds or [FundEntry(code=code, account="", name=code, name_en=code) for code in PAYERS]
+    funds = []
+    for entry in entries:
+        if entry.code in PAYERS:
+            funds.append(Fund(entry.code, PAYER_NAMES[entry.code], COLOURS[entry.code]))
+        else:
+            label = entry.name if entry.name == entry.name_en else f"{entry.name} {entry.name_en}"
+            funds.append(Fund(entry.code, label, MORE_COLOURS[(len(funds) - 3) % len(MORE_COLOURS)]))
+    return funds
+
+
+def _funds_paid(amounts: Amounts, funds: list[Fund]) -> int:
+    return sum(amounts.paid(fund.code) for fund in funds)
+
+
+def _daily_chart(days: list[tuple[dt.date, Amounts]], funds: list[Fund]) -> str:
+    """Stacked bars per day: what each fund paid out."""
     height, left, bottom = 220, 70, 30
     step = max(4, min(28, 900 // max(1, len(days))))
     width = left + step * len(days) + 10
-    peak = max((sum(getattr(day, payer) for payer in PAYERS) for _, day in days), default=0)
+    peak = max((_funds_paid(day, funds) for _, day in days), default=0)
     parts = [
         f'<svg id="chart-daily" role="img" aria-label="fund outflow per day" width="{width}" '
         f'height="{height + bottom}" viewBox="0 0 {width} {height + bottom}" xmlns="http://www.w3.org/2000/svg">',
@@ -149,14 +184,14 @@ def _daily_chart(days: list[tuple[dt.date, Amounts]]) -> str:
     for index, (day, amounts) in enumerate(days):
         x = left + index * step
         top = height
-        for payer in PAYERS:
-            paid = getattr(amounts, payer)
+        for fund in funds:
+            paid = amounts.paid(fund.code)
             bar = _scale(paid, peak, height - 16)
             if bar:
                 top -= bar
                 parts.append(
-                    f'<rect x="{x + 1}" y="{top}" width="{step - 2}" height="{bar}" fill="{COLOURS[payer]}">'
-                    f"<title>{day.isoformat()} {e(PAYER_NAMES[payer])} {e(format_yuan(paid))}</title></rect>"
+                    f'<rect x="{x + 1}" y="{top}" width="{step - 2}" height="{bar}" fill="{fund.colour}">'
+                    f"<title>{day.isoformat()} {e(fund.label)} {e(format_yuan(paid))}</title></rect>"
                 )
         if index % max(1, len(days) // 8) == 0:
             parts.append(f'<text x="{x}" y="{height + 16}" font-size="10">{day.strftime("%m-%d")}</text>')
@@ -226,28 +261,29 @@ td.money{text-align:right;font-variant-numeric:tabular-nums}form{margin:8px 0 0}
 
 def render(figures: DashboardFigures, *, who: str) -> str:
     totals = figures.totals
+    funds = shown_funds(figures)
+    others = [fund for fund in funds if fund.code not in PAYERS]
     data = " ".join(f'data-{key.replace("_", "-")}="{getattr(totals, key)}"' for key in FIGURE_KEYS)
-    cards = "".join(
-        f'<div class="card"><span>{e(PAYER_NAMES.get(key, "总额 total"))}</span>'
-        f'<b id="total-{key.replace("_", "-")}">{e(format_yuan(getattr(totals, key)))}</b></div>'
-        for key in ("total", *PAYERS, "out_of_pocket")
-    )
-    legend = "".join(
-        f'<span><i style="background:{COLOURS[payer]}"></i>{e(PAYER_NAMES[payer])}</span>' for payer in PAYERS
-    )
-    payer_rows = [(PAYER_NAMES[key], getattr(totals, key), COLOURS[key]) for key in (*PAYERS, "out_of_pocket")]
-    levels = [(level, figures.levels.get(level, Amounts())) for level in LEVELS]
-    level_rows = [
-        (f"{level} ({amounts.count})", sum(getattr(amounts, payer) for payer in PAYERS), "#2f6db5")
-        for level, amounts in levels
+    data += "".join(f' data-{fund.key}="{totals.paid(fund.code)}"' for fund in others)
+    # (key in ids, label, amount) of each card: the total, every fund, the patient.
+    money: list[tuple[str, str, Any]] = [
+        ("total", "总额 total", lambda amounts: amounts.total),
+        *((fund.key, fund.label, lambda amounts, code=fund.code: amounts.paid(code)) for fund in funds),
+        ("out-of-pocket", PAYER_NAMES["out_of_pocket"], lambda amounts: amounts.out_of_pocket),
     ]
+    cards = "".join(
+        f'<div class="card"><span>{e(label)}</span><b id="total-{key}">{e(format_yuan(amount(totals)))}</b></div>'
+        for key, label, amount in money
+    )
+    legend = "".join(f'<span><i style="background:{fund.colour}"></i>{e(fund.label)}</span>' for fund in funds)
+    payer_rows = [(fund.label, totals.paid(fund.code), fund.colour) for fund in funds]
+    payer_rows.append((PAYER_NAMES["out_of_pocket"], totals.out_of_pocket, COLOURS["out_of_pocket"]))
+    levels = [(level, figures.levels.get(level, Amounts())) for level in LEVELS]
+    level_rows = [(f"{level} ({amounts.count})", _funds_paid(amounts, funds), "#2f6db5") for level, amounts in levels]
     level_table = "".join(
         f'<tr data-level="{level}" data-count="{amounts.count}" data-total="{amounts.total}">'
         f"<td>{level}</td><td>{amounts.count}</td>"
-        + "".join(
-            f'<td class="money">{e(format_yuan(getattr(amounts, key)))}</td>'
-            for key in ("total", *PAYERS, "out_of_pocket")
-        )
+        + "".join(f'<td class="money">{e(format_yuan(amount(amounts)))}</td>' for _, _, amount in money)
         + "</tr>"
         for level, amounts in levels
     )
@@ -256,7 +292,7 @@ def render(figures: DashboardFigures, *, who: str) -> str:
         f'data-total="{clinic.amounts.total}">'
         f"<td>{e(clinic.clinic_id)}</td><td>{e(clinic.name)}</td><td>{e(clinic.level)}</td>"
         f'<td>{clinic.amounts.count}</td><td class="money">{e(format_yuan(clinic.amounts.total))}</td>'
-        f'<td class="money">{e(format_yuan(sum(getattr(clinic.amounts, payer) for payer in PAYERS)))}</td></tr>'
+        f'<td class="money">{e(format_yuan(_funds_paid(clinic.amounts, funds)))}</td></tr>'
         for clinic in figures.clinics
     )
     reconciliation_rows = "".join(
@@ -268,9 +304,7 @@ def render(figures: DashboardFigures, *, who: str) -> str:
     )
     confirmed = sum(1 for row in figures.reconciliation if row.confirmed)
     recon_day = figures.reconciliation_day.isoformat()
-    money_heads = "".join(
-        f"<th>{e(PAYER_NAMES.get(key, '总额 total'))}</th>" for key in ("total", *PAYERS, "out_of_pocket")
-    )
+    money_heads = "".join(f"<th>{e(label)}</th>" for _, label, _ in money)
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>结算看板 Finance dashboard</title><style>{_CSS}</style></head>
 <body><header><h1>结算看板 Finance dashboard</h1><small>{e(who)}</small></header><main>
@@ -283,7 +317,7 @@ to <input type="date" name="to" value="{figures.period_to.isoformat()}">
 <section id="totals" {data}><h2>合计 Totals — <span id="total-count">{totals.count}</span> settlements</h2>
 <div class="cards">{cards}</div></section>
 <section><h2>每日基金支出 Fund outflow per day (yuan)</h2><div class="legend">{legend}</div>
-{_daily_chart(figures.days)}</section>
+{_daily_chart(figures.days, funds)}</section>
 <section><h2>支付方构成 Split per payer (yuan)</h2>{_bars("chart-payers", payer_rows, "split per payer")}</section>
 <section><h2>按机构级别 Per clinic level (funds paid, yuan)</h2>{_bars("chart-levels", level_rows, "split per level")}
 <table id="levels"><tr><th>level</th><th>count</th>{money_heads}</tr>{level_table}</table></section>

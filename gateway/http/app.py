@@ -24,6 +24,7 @@ from aiohttp import web
 from adapters import audit, db
 from adapters.faults import Faults
 from adapters.finance import Confirmations
+from adapters.fund_names import FundDirectory
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.reports import Reports
 from adapters.store import Store
@@ -128,10 +129,15 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         batch_max=settings.settle_batch_max,
         batch_lanes=settings.settle_batch_lanes,
     )
-    app[reports_key] = Reports(pools.primary, reports_pool=pools.reports, acquire_timeout=settings.pool_acquire_timeout)
-    app[confirmations_key] = Confirmations(pools.primary, acquire_timeout=settings.pool_acquire_timeout)
     folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
     book = load_policy_book(folder)
+    app[reports_key] = Reports(
+        pools.primary,
+        reports_pool=pools.reports,
+        acquire_timeout=settings.pool_acquire_timeout,
+        funds=FundDirectory(book),
+    )
+    app[confirmations_key] = Confirmations(pools.primary, acquire_timeout=settings.pool_acquire_timeout)
     policies = [(policy, str(folder), _policy_document(policy)) for policy in book]
     try:
         await store.sync_policies(policies)

@@ -313,7 +313,13 @@ async def test_reconciliation_refusals(client):
     )
     assert response.status == 403  # a terminal cannot submit for a fund
     response = await client.post("/v1/finance/reconciliation", json=body | {"fund": "nope"}, headers=FINANCE)
-    assert response.status == 422 and (await response.json())["field"] == "fund"
+    problem = await response.json()
+    assert response.status == 422 and problem["field"] == "fund" and problem["code"] == "unknown_fund"
+    # A fund is named by its ledger account or by its code.
+    empty_day = {"date": "2026-01-03", "settlements": [], "fund": "hardship_aid"}
+    response = await client.post("/v1/finance/reconciliation", json=empty_day, headers=FINANCE)
+    result = await response.json()
+    assert response.status == 200 and (result["fund"], result["fund_code"]) == ("aid_fund", "hardship_aid")
     twice = str(uuid.uuid4())
     response = await client.post(
         "/v1/finance/reconciliation", json=body | {"settlements": [line(twice), line(twice)]}, headers=FINANCE

@@ -78,6 +78,7 @@ BUSINESS_RULES: dict[str, Any] = {
     "no_policy_in_force": lambda problem: True,
     "unknown_programme_code": lambda problem: True,
     "invalid_membership": lambda problem: True,  # codes come from the policy; history must not contradict itself
+    "unknown_fund": lambda problem: True,  # the funds a reconciliation names come from the policies and the ledger
     # Today's date (China time) and what this terminal sent before under the same request id.
     "service_date_in_future": lambda problem: True,
     "idempotency_key_reused": lambda problem: True,

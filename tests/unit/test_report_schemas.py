@@ -18,6 +18,7 @@ import pytest
 
 from adapters import report_models as r
 from adapters.finance import FUNDS
+from adapters.fund_names import code_of
 from gateway.http.openapi import openapi_document
 from gateway.http.routes import ROUTES
 
@@ -45,9 +46,13 @@ def test_report_answers_name_their_schema(route: tuple[str, str], component: str
     assert component in DOCUMENT["components"]["schemas"]
 
 
+# A three-tier day: the three named funds, two more funds of the chain, and the patient.
+ACCOUNTS = ["insurance_fund", "critical_illness_fund", "aid_fund", "priority_care_fund", "charity_fund", "patient"]
+
+
 def _funds(fen: int) -> r.StatementFunds:
     counts = r.FundCounts(settlements_count=1, settlements_fen=fen, reversals_count=0, reversals_fen=0, net_fen=fen)
-    return r.StatementFunds(**dict.fromkeys(FUNDS, counts))
+    return dict.fromkeys(ACCOUNTS, counts)
 
 
 BLOCK = {"settlements": 1, "reversals": 0, "billed_fen": 500, "reversed_fen": 0, "net_fen": 500, "funds": _funds(500)}
@@ -73,7 +78,7 @@ def test_a_daily_statement_fits_its_schema() -> None:
         date=dt.date(2026, 2, 4),
         closed=True,
         basis="ledger_entries booked on this China date",
-        funds=list(FUNDS),
+        funds=ACCOUNTS,
         by_clinic=[r.ClinicStatement(clinic_id="V001", name="V1", level="village", region="Nanhe", **BLOCK)],
         by_level=[r.LevelStatement(level="village", **BLOCK)],
         by_region=[r.RegionStatement(region="Nanhe", **BLOCK)],
@@ -94,19 +99,44 @@ def test_a_daily_statement_fits_its_schema() -> None:
                 terminal_id="term-V001",
                 reason="",
                 reversed_at="2026-02-04T07:00:00+00:00",
+                other_funds_fen={"critical_illness": 100, "charity": 0},
             )
+        ],
+        accounts=[
+            r.FundEntry(code=code_of(account), account=account, name=account, name_en=account) for account in ACCOUNTS
         ],
     )
     fits(statement, "DailyStatement")
     encoded = msgspec.json.decode(msgspec.json.encode(statement))
     assert list(encoded["by_clinic"][0])[:5] == ["clinic_id", "name", "level", "region", "settlements"]
-    assert list(encoded["total"]["funds"]) == list(FUNDS)
+    # Every fund of the day by its account, in the statement's order; today's three keys among them.
+    assert list(encoded["total"]["funds"]) == encoded["funds"] == ACCOUNTS
+    assert set(FUNDS) <= set(encoded["total"]["funds"])
+    assert [entry["code"] for entry in encoded["accounts"]] == [
+        "insurance",
+        "critical_illness",
+        "hardship_aid",
+        "veteran_subsidy",
+        "charity",
+        "out_of_pocket",
+    ]
+    assert encoded["reversals"][0]["other_funds_fen"] == {"critical_illness": 100, "charity": 0}
+
+
+def test_a_statement_block_without_a_fund_count_does_not_fit() -> None:
+    """The schema has teeth: a fund's counts must be whole counts and fen."""
+    block = BLOCK | {"funds": {"critical_illness_fund": {"settlements_count": "one"}}}
+    with pytest.raises(jsonschema.ValidationError):
+        fits(block | {"clinic_id": "V001", "name": "V1", "level": "village", "region": "Nanhe"}, "ClinicStatement")
 
 
 def test_a_reconciliation_with_every_kind_of_discrepancy_fits_its_schema() -> None:
-    sums = r.PayerSums(total=1, insurance=0, veteran_subsidy=0, hardship_aid=0, out_of_pocket=1)
+    sums = r.PayerSums(
+        total=2, insurance=0, veteran_subsidy=0, hardship_aid=0, out_of_pocket=1, other_funds={"critical_illness": 1}
+    )
     found: list[r.Discrepancy] = [
         r.AmountDiffers(settlement_id=uuid.uuid4(), field="total", gateway=1, submitted=2),
+        r.AmountDiffers(settlement_id=uuid.uuid4(), field="critical_illness", gateway=1, submitted=0),
         r.ReversedAtGatewayOnly(settlement_id=uuid.uuid4()),
         r.ReversedAtClinicOnly(settlement_id=uuid.uuid4()),
         r.MissingAtGateway(settlement_id=uuid.uuid4(), submitted_total=5),
@@ -124,24 +154,30 @@ def test_a_reconciliation_with_every_kind_of_discrepancy_fits_its_schema() -> No
         matched_sums_fen=sums,
         submitted_sums_fen=sums,
         gateway_sums_fen=sums,
-        discrepancy_counts={r.discrepancy_kind(item): 1 for item in found},
+        discrepancy_counts={"amount_differs": 2} | {r.discrepancy_kind(item): 1 for item in found[2:]},
         discrepancies=found,
+        fund_code="critical_illness",
+        fund_name="城乡居民大病保险",
     )
     fits(result, "Reconciliation")
     encoded = msgspec.json.decode(msgspec.json.encode(result))
-    assert [item["kind"] for item in encoded["discrepancies"]] == list(encoded["discrepancy_counts"])
+    assert list(dict.fromkeys(item["kind"] for item in encoded["discrepancies"])) == list(encoded["discrepancy_counts"])
+    assert encoded["gateway_sums_fen"]["other_funds"] == {"critical_illness": 1}
     assert list(encoded["discrepancies"][0]) == ["kind", "settlement_id", "field", "gateway", "submitted"]
 
 
 @pytest.mark.parametrize("by", sorted(r.FINANCE_STATS))
 def test_finance_statistics_by_each_dimension_fit_their_schema(by: r.Dimension) -> None:
     report, group = r.FINANCE_STATS[by]
-    stats = report(period=PERIOD, groups=[group(**{by: "x"}, **FIGURES)])  # type: ignore[arg-type]
+    funds = [r.FundEntry(code="critical_illness", account="critical_illness_fund", name="大病", name_en="CI")]
+    stats = report(  # type: ignore[arg-type]
+        period=PERIOD, funds=funds, groups=[group(**{by: "x"}, **FIGURES, other_funds_fen={"critical_illness": 5})]
+    )
     assert stats.by == by
     fits(stats, "FinanceStatsReport")
     encoded = msgspec.json.decode(msgspec.json.encode(stats))
-    assert list(encoded) == ["by", "period", "groups"] and encoded["by"] == by
-    assert list(encoded["groups"][0]) == [by, *FIGURES], "the dimension's own key comes first"
+    assert list(encoded) == ["by", "period", "funds", "groups"] and encoded["by"] == by
+    assert list(encoded["groups"][0]) == [by, *FIGURES, "other_funds_fen"], "the dimension's own key comes first"
     assert encoded["period"] == {"from": "2026-01-01", "to": "2026-01-31"}
 
 

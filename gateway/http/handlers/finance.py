@@ -45,7 +45,7 @@ async def reconciliation(request: web.Request) -> web.Response:
     try:
         result = await request.app[reports_key].reconcile(body)
     except ReconciliationError as error:
-        raise ApiError(422, "validation_failed", str(error), field=error.field) from None
+        raise ApiError(422, error.code, str(error), field=error.field) from None
     if result.clean:  # the confirmation is a write: on the primary
         result = await request.app[confirmations_key].confirm(
             result, actor=terminal.terminal_id, request_id=request[request_id_key]

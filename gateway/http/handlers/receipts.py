@@ -5,8 +5,10 @@ read through ``Service.stored_settlement``, so a terminal sees only its own clin
 settlements (another clinic's is "not found") exactly as for the JSON read; the stored
 settlement keeps the billed items, with their names and quantities. Money is
 formatted only with ``settlement.money.format_yuan``; each payer's line is the
-engine's trace explained by ``settlement.explain.explain_trace``. Every piece of text
-that reaches HTML goes through ``html.escape``.
+engine's trace explained by ``settlement.explain.explain_trace``. Every step of the
+policy's chain gets a line, in chain order: the three funds of the first policies under
+their labels, any other fund under the name its policy version gives it (in English its
+``name_en``). Every piece of text that reaches HTML goes through ``html.escape``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from gateway.app_keys import service_key
 from gateway.http.requests import caller, settlement_id
 from gateway.problems import ApiError
 from gateway.service import Service, Terminal
-from settlement.explain import LABELS, Language, explain_trace
+from settlement.explain import LABELLED_FUNDS, LABELS, Language, explain_trace, fund_label
+from settlement.models import PayerTrace
 from settlement.money import format_yuan
 
 TEXT_WIDTH = 32
@@ -90,7 +93,7 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
     },
 }
 
-PAYERS = ("insurance", "veteran_subsidy", "hardship_aid")
+PAYERS = LABELLED_FUNDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,22 @@ class Receipt:
     clinic_name: str
     person: str
     items: tuple[ReceiptItem, ...]
+    # The chain's funds' names in each language, by fund code (empty: the codes stand for them).
+    fund_names: dict[Language, dict[str, str]] | None = None
+
+    def steps(self) -> list[tuple[str, int, PayerTrace | None]]:
+        """Every step of the chain in order: the fund's code, what it paid, and its trace. A settlement
+        read without one of the three funds it paid on among its steps still shows that fund."""
+        out = self.settlement
+        steps: list[tuple[str, int, PayerTrace | None]] = [
+            (payer.fund, payer.amount, payer.trace) for payer in out.payers
+        ]
+        shown = {code for code, _, _ in steps}
+        steps += [(code, getattr(out, code), None) for code in PAYERS if code not in shown and getattr(out, code)]
+        return steps
+
+    def names(self, language: Language) -> dict[str, str]:
+        return (self.fund_names or {}).get(language, {})
 
 
 # ---------------------------------------------------------------- loading
@@ -143,7 +162,11 @@ async def load_receipt(service: Service, terminal: Terminal, settlement_id: uuid
                 unit_price=own.unit_price if own else None,
             )
         )
-    return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=tuple(items))
+    names: dict[Language, dict[str, str]] = {
+        "zh": service.fund_names(stored.settlement, "zh"),
+        "en": service.fund_names(stored.settlement, "en"),
+    }
+    return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=tuple(items), fund_names=names)
 
 
 # ---------------------------------------------------------------- HTML
@@ -216,14 +239,13 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     parts.append(f"<h2>{e(labels['payers'])}</h2><table><tbody>")
     parts.append(money_row(names["total"], out.total, "total", "total"))
     parts.append(money_row(names["eligible"], out.eligible, "eligible"))
-    traces = {trace.payer: trace for trace in out.traces}
-    for payer in PAYERS:
-        amount = getattr(out, payer)
-        trace = traces.get(payer)
-        rule = explain_trace(trace, language) if trace is not None else ""
+    funds = receipt.names(language)
+    for payer, amount, trace in receipt.steps():
+        rule = explain_trace(trace, language, funds) if trace is not None else ""
+        label = fund_label(payer, language, funds)
         parts.append(
-            f'<tr><td>{e(names[payer])}</td><td class="rule">{e(rule)}</td>'
-            f'<td class="money" id="{payer}">{e(format_yuan(amount))}</td></tr>'
+            f'<tr data-fund="{e(payer)}"><td>{e(label)}</td><td class="rule">{e(rule)}</td>'
+            f'<td class="money" id="{e(payer)}">{e(format_yuan(amount))}</td></tr>'
         )
     parts.append(money_row(names["out_of_pocket"], out.out_of_pocket, "out_of_pocket", "you-pay"))
     parts.append("</tbody></table>")
@@ -303,12 +325,11 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
     lines.append(rule)
     lines += _pair(names["total"], format_yuan(out.total), width)
     lines += _pair(names["eligible"], format_yuan(out.eligible), width)
-    traces = {trace.payer: trace for trace in out.traces}
-    for payer in PAYERS:
-        lines += _pair(names[payer], format_yuan(getattr(out, payer)), width)
-        trace = traces.get(payer)
+    funds = receipt.names(language)
+    for payer, amount, trace in receipt.steps():
+        lines += _pair(fund_label(payer, language, funds), format_yuan(amount), width)
         if trace is not None and trace.applied:
-            lines += wrap(explain_trace(trace, language), width)
+            lines += wrap(explain_trace(trace, language, funds), width)
     lines.append(rule)
     lines += _pair(names["out_of_pocket"], format_yuan(out.out_of_pocket), width)
     for notice in out.warnings:
