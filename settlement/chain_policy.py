@@ -20,6 +20,9 @@ from settlement.models import CLINIC_LEVELS, VISIT_TYPES, ClinicLevel, VisitType
 from settlement.money import format_rate
 from settlement.policy import BandFile, Checker, FileStruct, Number, convert_part, decode_file, parse_bands
 
+# A fund's ledger account is <code>_fund, except the three named funds' historical accounts
+# (settlement.decision.FUND_ACCOUNTS): these codes would share one of those accounts.
+ACCOUNT_CLASHES = {"priority_care": "veteran_subsidy", "aid": "hardship_aid"}
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 FUND_TYPE = re.compile(r"^[0-9]{6}$")
 
@@ -146,6 +149,11 @@ def parse_chain(text: str, source: str) -> Chain:
         fund_file = funds[code]
         path = f"$.funds.{code}"
         _name(check, code, path, "fund code")
+        if code in ACCOUNT_CLASHES:
+            raise check.fail(
+                path,
+                f"fund code {code!r} would be booked as {code}_fund, the ledger account of {ACCOUNT_CLASHES[code]!r}",
+            )
         if not fund_file.statutory:
             statutory_seen_last = statutory_seen_last or code
         elif statutory_seen_last is not None:

@@ -137,6 +137,11 @@ def test_a_non_statutory_fund_before_a_statutory_one_is_refused() -> None:
             "$.funds.critical_illness.rules[0].members_of.welfare: programme is not declared under [programmes]",
         ),
         (
+            '"veteran_subsidy", "charity"]',
+            '"veteran_subsidy", "aid"]',
+            "$.chain[5]: fund 'aid' is not declared under [funds.aid]",
+        ),
+        (
             'fund_type = "390200"',
             'fund_type = "3902"',
             "$.funds.critical_illness.fund_type: a national fund type is six digits, such as 390100",
@@ -175,3 +180,14 @@ def test_the_stored_document_says_what_the_file_says_and_nothing_derived() -> No
     # each name is a real field, so the list cannot go stale unnoticed
     fields = {*Chain.__struct_fields__, *Step.__struct_fields__, *Rule.__struct_fields__}
     assert fields >= DERIVED_FIELDS
+
+
+def test_a_fund_code_that_would_share_a_named_funds_ledger_account_is_refused() -> None:
+    text = (
+        THREE_TIER_TEXT.replace('"veteran_subsidy", "charity"]', '"veteran_subsidy", "aid"]')
+        .replace("[funds.charity]", "[funds.aid]")
+        .replace("[[funds.charity.rules]]", "[[funds.aid.rules]]")
+    )
+    assert refusal(text) == (
+        "$.funds.aid: fund code 'aid' would be booked as aid_fund, the ledger account of 'hardship_aid'"
+    )
