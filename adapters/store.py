@@ -152,7 +152,9 @@ class Store:
 
     # ------------------------------------------------------------ reference data
 
-    async def clinics(self, level: str | None = None) -> list[asyncpg.Record]:
+    async def clinics(self, level: str | None = None, *, only: str | None = None) -> list[asyncpg.Record]:
+        if only is not None:
+            return await self._fetch("SELECT clinic_id, name, level, region FROM clinics WHERE clinic_id = $1", only)
         if level is None:
             return await self._fetch("SELECT clinic_id, name, level, region FROM clinics ORDER BY clinic_id")
         return await self._fetch(

@@ -119,6 +119,7 @@ class Service:
         self._clinics: dict[str, Clinic] = {}
         self._keys: dict[str, ActiveKey] = {}
         self._missing_keys: dict[str, float] = {}
+        self._missing_clinics: dict[str, float] = {}
         self._miss_window_start = 0.0
         self._miss_lookups = 0
         self._reference_loaded_at = 0.0
@@ -168,12 +169,36 @@ class Service:
         return found
 
     async def clinic(self, clinic_id: str) -> Clinic:
+        """A clinic by id. A miss reloads the reference data (at most once a second) and, if the reload
+        was too recent, looks that one clinic up, so a clinic imported a moment ago works at once; misses
+        are remembered for a second and bounded with the key lookups, so unknown ids cannot flood the
+        database."""
         found = self._clinics.get(clinic_id)
         if found is None:
             await self._refresh_reference()
-            found = self._clinics.get(clinic_id)
+            found = self._clinics.get(clinic_id) or await self._look_up_clinic(clinic_id)
         if found is None:
             raise Refused("unknown_clinic", f"no clinic with id {clinic_id!r}", field="clinic_id")
+        return found
+
+    async def _look_up_clinic(self, clinic_id: str) -> Clinic | None:
+        now = time.monotonic()
+        missed_at = self._missing_clinics.get(clinic_id)
+        if missed_at is not None and now - missed_at < 1.0:
+            return None
+        if now - self._miss_window_start >= 1.0:
+            self._miss_window_start, self._miss_lookups = now, 0
+        if self._miss_lookups >= MAX_KEY_LOOKUPS_PER_SECOND:
+            return None
+        self._miss_lookups += 1
+        rows = await self.store.clinics(only=clinic_id[:64])
+        if not rows:
+            if len(self._missing_clinics) > 10_000:
+                self._missing_clinics.clear()
+            self._missing_clinics[clinic_id] = time.monotonic()
+            return None
+        found = Clinic(**dict(rows[0]))
+        self._clinics = {**self._clinics, clinic_id: found}
         return found
 
     # ------------------------------------------------------------ helpers

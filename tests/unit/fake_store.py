@@ -75,8 +75,12 @@ class FakeStore:
 
     # ------------------------------------------------------------ reference data
 
-    async def clinics(self, level: str | None = None) -> list[FakeClinic]:
-        return [clinic for clinic in self.clinic_rows if level is None or clinic.level == level]
+    async def clinics(self, level: str | None = None, *, only: str | None = None) -> list[FakeClinic]:
+        return [
+            clinic
+            for clinic in self.clinic_rows
+            if (level is None or clinic.level == level) and (only is None or clinic.clinic_id == only)
+        ]
 
     async def terminal_keys(self, key_encryption_key: bytes, only: str | None = None) -> dict[str, Any]:
         return {}

@@ -184,3 +184,15 @@ def test_another_clinics_terminal_finds_no_settlement() -> None:
         with pytest.raises(Refused) as refused:
             asyncio.run(attempt())
         assert refused.value.code == "settlement_not_found"
+
+
+def test_a_clinic_imported_a_moment_after_the_reference_reload_is_known_at_once() -> None:
+    """The reference data was just loaded, so a miss cannot reload it for a second: the one clinic is
+    looked up, and a clinic that does not exist is still refused."""
+    service, store = service_with()
+    store.clinic_rows.append(FakeClinic("V901", "Hilltop Village 901 Health Station", "village", "410103"))
+    found = asyncio.run(service.clinic("V901"))
+    assert (found.clinic_id, found.level) == ("V901", "village")
+    with pytest.raises(Refused) as caught:
+        asyncio.run(service.clinic("X999"))
+    assert caught.value.code == "unknown_clinic"
