@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import msgspec
 import pytest
@@ -22,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters import db
 from adapters.check import check_invariants
 from adapters.demo import seed_demo
+from adapters.terminal_client import TerminalClient
 from adapters.terminal_keys import load_keys
 from gateway.http.app import create_app
 from tests.integration.conftest import (
@@ -36,17 +39,19 @@ from tests.integration.conftest import (
     bill,
     fresh_national_id,
 )
+from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 THREE_TIER = REPO / "policies" / "examples" / "three-tier"
 Y = 100
+ThreeTier = tuple[SignedClient, asyncpg.Pool, str]  # the test client, a pool and the URL of the database
 CHAIN = ["insurance", "critical_illness", "hardship_aid", "tilted_aid", "veteran_subsidy", "charity"]
 
 
 @pytest.fixture(scope="module")
-async def three_tier(database_url: str, settings: Any) -> AsyncIterator[tuple[SignedClient, asyncpg.Pool]]:
+async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTier]:
     name = f"medsettle_three_tier_{uuid.uuid4().hex[:10]}"
     await _admin(database_url, f'CREATE DATABASE "{name}"')
     url = _with_database(database_url, name)
@@ -62,7 +67,7 @@ async def three_tier(database_url: str, settings: Any) -> AsyncIterator[tuple[Si
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         try:
             async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
-                yield SignedClient(test_client, keys), pool
+                yield SignedClient(test_client, keys), pool, url
             async with pool.acquire() as connection:
                 assert await check_invariants(connection) == []
         finally:
@@ -98,8 +103,8 @@ def referred(national_id: str, *items: tuple[str, int], **options: Any) -> dict[
     return bill(national_id, *items, **options) | {"referral": True}
 
 
-async def test_worked_example_1_over_http(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
-    client, _ = three_tier
+async def test_worked_example_1_over_http(three_tier: ThreeTier) -> None:
+    client, _, _ = three_tier
     person = await register(
         client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"), ("veteran_subsidy", "priority_care")
     )
@@ -121,9 +126,9 @@ async def test_worked_example_1_over_http(three_tier: tuple[SignedClient, asyncp
 
 
 async def test_worked_example_2_over_http_carries_the_counters_to_the_next_admission(
-    three_tier: tuple[SignedClient, asyncpg.Pool],
+    three_tier: ThreeTier,
 ) -> None:
-    client, pool = three_tier
+    client, pool, _ = three_tier
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
     first = await settle(client, referred(person, ("A", 180_000 * Y)))
     assert paid(first)["critical_illness"] == 2_466_750
@@ -158,9 +163,9 @@ async def test_worked_example_2_over_http_carries_the_counters_to_the_next_admis
 
 
 async def test_worked_example_3_with_charity_and_the_demo_sample_bills(
-    three_tier: tuple[SignedClient, asyncpg.Pool],
+    three_tier: ThreeTier,
 ) -> None:
-    client, _ = three_tier
+    client, _, _ = three_tier
     # samples/bill-charity-admission.json: the demo's Sun Hao, minimum_allowance and charity, A 400,000 referred.
     body = json.loads((REPO / "samples" / "bill-charity-admission.json").read_text(encoding="utf-8"))
     answer = await settle(client, body)
@@ -178,8 +183,8 @@ async def test_worked_example_3_with_charity_and_the_demo_sample_bills(
     assert (await settle(client, body))["out_of_pocket"] == 288_500
 
 
-async def test_eligibility_lists_every_fund_with_what_is_left(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
-    client, _ = three_tier
+async def test_eligibility_lists_every_fund_with_what_is_left(three_tier: ThreeTier) -> None:
+    client, _, _ = three_tier
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
     await settle(client, referred(person, ("A", 180_000 * Y)))
     response = await client.post(
@@ -195,10 +200,10 @@ async def test_eligibility_lists_every_fund_with_what_is_left(three_tier: tuple[
     assert funds["charity"]["applies"] is False
 
 
-async def test_concurrent_admissions_never_pass_a_shared_cap(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
+async def test_concurrent_admissions_never_pass_a_shared_cap(three_tier: ThreeTier) -> None:
     """Twelve referred admissions at once for one person: tilted aid (cap 30,000) and aid (cap 60,000) are
     each reached exactly, however the requests interleave, and the counters equal the ledger."""
-    client, pool = three_tier
+    client, pool, _ = three_tier
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
     bodies = [referred(person, ("A", 100_000 * Y)) for _ in range(12)]
     answers = await asyncio.gather(*(settle(client, body) for body in bodies))
@@ -219,8 +224,8 @@ async def test_concurrent_admissions_never_pass_a_shared_cap(three_tier: tuple[S
         assert await check_invariants(connection) == []
 
 
-async def test_a_reversal_gives_back_every_counter(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
-    client, pool = three_tier
+async def test_a_reversal_gives_back_every_counter(three_tier: ThreeTier) -> None:
+    client, pool, _ = three_tier
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
     first = await settle(client, referred(person, ("A", 180_000 * Y)))
     second = await settle(client, referred(person, ("A", 30_000 * Y), clinic_id="T001"), TOWNSHIP)
@@ -247,9 +252,9 @@ async def test_a_reversal_gives_back_every_counter(three_tier: tuple[SignedClien
     }
 
 
-async def test_a_storm_of_one_referred_admission_settles_it_once(three_tier: tuple[SignedClient, asyncpg.Pool]) -> None:
+async def test_a_storm_of_one_referred_admission_settles_it_once(three_tier: ThreeTier) -> None:
     """Fifty copies of one request at once: one settlement, every answer the same, every counter moved once."""
-    client, pool = three_tier
+    client, pool, _ = three_tier
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "marginal"))
     body = referred(person, ("A", 180_000 * Y))
     responses = await asyncio.gather(*(client.post("/v1/settlements", json=body, headers=COUNTY) for _ in range(50)))
@@ -269,3 +274,42 @@ async def test_a_storm_of_one_referred_admission_settles_it_once(three_tier: tup
             )
         )
     assert counters["aid_paid"] == 1_220_863 and counters["aid_deductible_met"] == 2_000 * Y
+
+
+async def test_caps_hold_with_referred_admissions_alternating_between_two_gateway_processes(
+    three_tier: ThreeTier, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two `medsettle serve` processes on the three-tier database: nothing in one process's memory can keep
+    the shared caps, only the person-year's row and its CHECK."""
+    client, pool, url = three_tier
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
+    processes, bases = [], []
+    for index in range(2):
+        port = free_port()
+        processes.append(
+            start_gateway(
+                url, port, tmp_path_factory.mktemp(f"three-tier-{index}"), MEDSETTLE_POLICY_DIR=str(THREE_TIER)
+            )
+        )
+        bases.append(f"http://127.0.0.1:{port}")
+    try:
+        async with aiohttp.ClientSession() as session:
+            for base, process in zip(bases, processes, strict=True):
+                await wait_ready(session, base, process)
+            key = client.by_terminal["term-C001"]
+            terminals = [TerminalClient(base, key.key_id, key.secret, session=session) for base in bases]
+            replies = await asyncio.gather(
+                *(terminals[n % 2].settle(referred(person, ("A", 100_000 * Y))) for n in range(16))
+            )
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            process.communicate(timeout=30)
+    assert [reply.status for reply in replies] == [201] * 16, [reply.body for reply in replies if reply.status != 201]
+    amounts = [{payer["fund"]: payer["amount"] for payer in reply.body["payers"]} for reply in replies]
+    assert sum(paid["insurance"] for paid in amounts) == 200_000 * Y
+    assert sum(paid["hardship_aid"] for paid in amounts) == 60_000 * Y
+    assert sum(paid["tilted_aid"] for paid in amounts) == 30_000 * Y
+    async with pool.acquire() as connection:
+        assert await check_invariants(connection) == []
