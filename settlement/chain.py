@@ -28,7 +28,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from settlement.engine import strike_off_notices, validate_bill
+from settlement.bills import validate_bill
 from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
 from settlement.models import (
     ACCUMULATOR_FIELDS,
@@ -43,8 +43,9 @@ from settlement.models import (
     Settlement,
     VisitType,
 )
-from settlement.money import RATE_SCALE, apply_rate, round_half_up
+from settlement.money import RATE_SCALE, apply_rate, round_half_up, spread
 from settlement.policy import Band
+from settlement.registry import strike_off_notices
 
 Counts = Literal["every_bill", "applied"]
 DeductibleKind = Literal["none", "per_admission", "per_year"]
@@ -422,7 +423,7 @@ def _step(
         paid=paid,
         policy_version=version,
     )
-    return trace, tuple(_spread(paid, line_unpaid, base)) if paid else nothing
+    return trace, tuple(spread(paid, line_unpaid, base)) if paid else nothing
 
 
 def _why_not(step: Step, bill: Bill, status: PersonStatus, code: str | None) -> str | None:
@@ -462,23 +463,3 @@ def _marginal(bands: tuple[Band, ...], start: int, end: int, floor: int) -> tupl
             break
         lower = upper
     return numerator, tuple(touched)
-
-
-def _spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
-    """Split ``amount`` over lines in proportion to ``weights`` by largest remainder.
-
-    Shares sum to ``amount`` exactly and no share exceeds its weight (given
-    ``amount <= total_weight``). Ties go to the earlier line, so results repeat.
-    """
-    if amount == 0:
-        return [0] * len(weights)
-    if amount == total_weight:
-        return list(weights)
-    shares = [amount * weight // total_weight for weight in weights]
-    left = amount - sum(shares)
-    if left:
-        remainders = [amount * weight % total_weight for weight in weights]
-        # sorted is stable, also with reverse=True: of equal remainders the earlier line comes first
-        for index in sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)[:left]:
-            shares[index] += 1
-    return shares

@@ -10,9 +10,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from settlement.chain import Chain, Step, applicable_rules, caps_in_force
-from settlement.engine import strike_off_notices
 from settlement.models import Model, Notice, PersonStatus
-from settlement.registry import Membership, status_on
+from settlement.registry import Membership, status_on, strike_off_notices
 
 ENDS_SOON = dt.timedelta(days=30)  # a membership ending within this many days is announced
 

@@ -8,26 +8,21 @@ up (``money.round_half_up``), then limited by what is left of its annual cap.
 
 from __future__ import annotations
 
-from settlement.errors import InpatientNotOffered, InvalidBill, UnknownProgrammeCode
+from settlement.bills import validate_bill
+from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
 from settlement.models import (
     ACCUMULATOR_FIELDS,
     Accumulators,
     BandTrace,
     Bill,
     LineBreakdown,
-    Notice,
     PayerTrace,
     PersonStatus,
     Settlement,
 )
-from settlement.money import MAX_BILL_FEN, RATE_SCALE, apply_rate, format_rate, round_half_up
+from settlement.money import RATE_SCALE, apply_rate, format_rate, round_half_up, spread
 from settlement.policy import Band, Policy
-
-PROGRAMME_NAMES = {
-    "insurance": "basic medical insurance",
-    "veteran_subsidy": "priority-care subsidy",
-    "hardship_aid": "hardship medical aid",
-}
+from settlement.registry import strike_off_notices
 
 
 def settle(bill: Bill, status: PersonStatus, accumulators: Accumulators, policy: Policy) -> Settlement:
@@ -172,11 +167,11 @@ def settle(bill: Bill, status: PersonStatus, accumulators: Accumulators, policy:
 
     # 5. Spread each payer over the lines, in proportion to each line's eligible
     # amount still unpaid at that payer's turn.
-    line_insurance = _spread(insurance, line_eligible, eligible)
+    line_insurance = spread(insurance, line_eligible, eligible)
     after_insurance = [e - i for e, i in zip(line_eligible, line_insurance, strict=True)]
-    line_subsidy = _spread(subsidy, after_insurance, eligible - insurance)
+    line_subsidy = spread(subsidy, after_insurance, eligible - insurance)
     after_subsidy = [r - s for r, s in zip(after_insurance, line_subsidy, strict=True)]
-    line_aid = _spread(aid, after_subsidy, eligible - insurance - subsidy)
+    line_aid = spread(aid, after_subsidy, eligible - insurance - subsidy)
     lines = tuple(
         LineBreakdown(
             code=item.code,
@@ -251,41 +246,6 @@ def apply_deltas(accumulators: Accumulators, deltas: Accumulators) -> Accumulato
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def validate_bill(bill: Bill) -> None:
-    """Checks the engine cannot leave to the decoder: structs built in Python skip it."""
-    if not bill.items:
-        raise InvalidBill("a bill needs at least one line", field="items")
-    for index, item in enumerate(bill.items):
-        amount = item.amount
-        if type(amount) is not int:  # refuses float, Decimal and bool: money is int fen
-            raise InvalidBill("amount must be an integer number of fen", field=f"items[{index}].amount")
-        if amount < 0:
-            raise InvalidBill("amount must not be negative", field=f"items[{index}].amount")
-        if item.category not in ("A", "B", "C"):
-            raise InvalidBill("category must be A, B or C", field=f"items[{index}].category")
-        quantity = item.quantity
-        unit_price = item.unit_price
-        if quantity is not None or unit_price is not None:
-            if quantity is None or unit_price is None:
-                raise InvalidBill(
-                    "give quantity and unit_price together, or neither",
-                    field=f"items[{index}].{'quantity' if quantity is None else 'unit_price'}",
-                )
-            if type(quantity) is not int or type(unit_price) is not int or quantity <= 0 or unit_price < 0:
-                raise InvalidBill(
-                    "quantity must be a positive integer and unit_price a non-negative integer number of fen",
-                    field=f"items[{index}].quantity",
-                )
-            if quantity * unit_price != amount:
-                raise InvalidBill(
-                    f"quantity × unit_price is {quantity * unit_price} fen but amount is {amount}",
-                    field=f"items[{index}].amount",
-                )
-    total = sum(item.amount for item in bill.items)
-    if total > MAX_BILL_FEN:
-        raise InvalidBill(f"the bill's total {total} fen is larger than {MAX_BILL_FEN} fen", field="items")
 
 
 def _flat_trace(
@@ -397,45 +357,3 @@ def _absent_reason(status: PersonStatus, programme: str) -> str:
         if ended.programme == programme:
             return "struck_off"
     return "not_enrolled"
-
-
-def strike_off_notices(status: PersonStatus) -> tuple[Notice, ...]:
-    """A ``struck_off`` notice per strike-off; a programme beyond the payers' is named by its code."""
-    if not status.struck_off:
-        return ()
-    return tuple(
-        Notice(
-            code="struck_off",
-            message=(
-                f"struck off {PROGRAMME_NAMES.get(ended.programme, ended.programme)} ({ended.code}) "
-                f"on {ended.struck_off_on.isoformat()}"
-            ),
-            programme=ended.programme,
-            date=ended.struck_off_on,
-        )
-        for ended in status.struck_off
-    )
-
-
-def _spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
-    """Split ``amount`` over lines in proportion to ``weights`` by largest remainder.
-
-    Shares sum to ``amount`` exactly and no share exceeds its weight (given
-    ``amount <= total_weight``). Ties go to the earlier line, so results repeat.
-    """
-    if amount == 0:
-        return [0] * len(weights)
-    if amount == total_weight:
-        return list(weights)
-    shares = []
-    remainders = []
-    for weight in weights:
-        share, remainder = divmod(amount * weight, total_weight)
-        shares.append(share)
-        remainders.append(remainder)
-    left = amount - sum(shares)
-    if left:
-        order = sorted(range(len(weights)), key=lambda index: -remainders[index])
-        for index in order[:left]:
-            shares[index] += 1
-    return shares

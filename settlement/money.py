@@ -64,3 +64,23 @@ def format_yuan(fen: int) -> str:
     sign = "-" if fen < 0 else ""
     whole, part = divmod(abs(fen), FEN_PER_YUAN)
     return f"{sign}{whole}.{part:02d}"
+
+
+def spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
+    """Split ``amount`` over lines in proportion to ``weights`` by largest remainder.
+
+    Shares sum to ``amount`` exactly and no share exceeds its weight (given
+    ``amount <= total_weight``). Ties go to the earlier line, so results repeat.
+    """
+    if amount == 0:
+        return [0] * len(weights)
+    if amount == total_weight:
+        return list(weights)
+    shares = [amount * weight // total_weight for weight in weights]
+    left = amount - sum(shares)
+    if left:
+        remainders = [amount * weight % total_weight for weight in weights]
+        # sorted is stable, also with reverse=True: of equal remainders the earlier line comes first
+        for index in sorted(range(len(weights)), key=remainders.__getitem__, reverse=True)[:left]:
+            shares[index] += 1
+    return shares

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Literal
 
-from settlement.models import PAYERS, Model, PersonStatus, ProgrammeEnd
+from settlement.models import PAYERS, Model, Notice, PersonStatus, ProgrammeEnd
 
 
 class Membership(Model, frozen=True, kw_only=True):
@@ -196,4 +196,31 @@ def _open(entry: ListEntry) -> Open:
         code=entry.code,
         effective_from=entry.effective_from,
         struck_off_on=entry.struck_off_on,
+    )
+
+
+# ---------------------------------------------------------------- notices
+
+PROGRAMME_NAMES = {
+    "insurance": "basic medical insurance",
+    "veteran_subsidy": "priority-care subsidy",
+    "hardship_aid": "hardship medical aid",
+}
+
+
+def strike_off_notices(status: PersonStatus) -> tuple[Notice, ...]:
+    """A ``struck_off`` notice per strike-off; a programme beyond the payers' is named by its code."""
+    if not status.struck_off:
+        return ()
+    return tuple(
+        Notice(
+            code="struck_off",
+            message=(
+                f"struck off {PROGRAMME_NAMES.get(ended.programme, ended.programme)} ({ended.code}) "
+                f"on {ended.struck_off_on.isoformat()}"
+            ),
+            programme=ended.programme,
+            date=ended.struck_off_on,
+        )
+        for ended in status.struck_off
     )

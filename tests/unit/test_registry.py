@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from settlement.chain import settle
-from settlement.engine import strike_off_notices
 from settlement.models import Bill, LineItem, Notice, PersonStatus, ProgrammeEnd
-from settlement.registry import Membership, status_on
+from settlement.registry import Membership, status_on, strike_off_notices
 from tests.unit.test_chain_rules import THREE_TIER
 
 D = dt.date
