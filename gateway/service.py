@@ -142,28 +142,32 @@ class Service:
             if time.monotonic() - self._reference_loaded_at >= 1.0:
                 await self.load_reference()
 
+    def _may_look_up(self, missing: dict[str, float], name: str) -> bool:
+        """Whether a cache miss may ask the database: not for an id it missed within the last second,
+        and (random ids are all different) at most MAX_KEY_LOOKUPS_PER_SECOND lookups a second in all."""
+        now = time.monotonic()
+        missed_at = missing.get(name)
+        if missed_at is not None and now - missed_at < 1.0:
+            return False
+        if now - self._miss_window_start >= 1.0:
+            self._miss_window_start, self._miss_lookups = now, 0
+        if self._miss_lookups >= MAX_KEY_LOOKUPS_PER_SECOND:
+            return False
+        self._miss_lookups += 1
+        return True
+
     async def key(self, key_id: str) -> ActiveKey | None:
         """A terminal key by id. A miss looks that one key up (a key made a moment ago by the CLI
         works at once); misses are remembered for a second so unknown ids cannot flood the database."""
         found = self._keys.get(key_id)
         if found is not None:
             return found
-        now = time.monotonic()
-        missed_at = self._missing_keys.get(key_id)
-        if missed_at is not None and now - missed_at < 1.0:
+        if not self._may_look_up(self._missing_keys, key_id):
             return None
-        # Random key ids are all different: bound the lookups of unknown ids across all of them.
-        if now - self._miss_window_start >= 1.0:
-            self._miss_window_start, self._miss_lookups = now, 0
-        if self._miss_lookups >= MAX_KEY_LOOKUPS_PER_SECOND:
-            return None
-        self._miss_lookups += 1
         fetched = await self.store.terminal_keys(self.key_encryption_key, only=key_id[:64])
         found = fetched.get(key_id)
         if found is None:
-            if len(self._missing_keys) > 10_000:
-                self._missing_keys.clear()
-            self._missing_keys[key_id] = time.monotonic()
+            _remember_miss(self._missing_keys, key_id)
             return None
         self._keys = {**self._keys, key_id: found}
         return found
@@ -182,20 +186,11 @@ class Service:
         return found
 
     async def _look_up_clinic(self, clinic_id: str) -> Clinic | None:
-        now = time.monotonic()
-        missed_at = self._missing_clinics.get(clinic_id)
-        if missed_at is not None and now - missed_at < 1.0:
+        if not self._may_look_up(self._missing_clinics, clinic_id):
             return None
-        if now - self._miss_window_start >= 1.0:
-            self._miss_window_start, self._miss_lookups = now, 0
-        if self._miss_lookups >= MAX_KEY_LOOKUPS_PER_SECOND:
-            return None
-        self._miss_lookups += 1
         rows = await self.store.clinics(only=clinic_id[:64])
         if not rows:
-            if len(self._missing_clinics) > 10_000:
-                self._missing_clinics.clear()
-            self._missing_clinics[clinic_id] = time.monotonic()
+            _remember_miss(self._missing_clinics, clinic_id)
             return None
         found = Clinic(**dict(rows[0]))
         self._clinics = {**self._clinics, clinic_id: found}
@@ -603,3 +598,10 @@ def _reversal_out(
         accumulators_returned=engine.settlement_deltas(settlement),
         created_at=created_at,
     )
+
+
+def _remember_miss(missing: dict[str, float], name: str) -> None:
+    """Remember an id the database does not know, for a second; the memory is bounded."""
+    if len(missing) > 10_000:
+        missing.clear()
+    missing[name] = time.monotonic()

@@ -48,16 +48,12 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
         return sum(CAP_BITS.get(trace.payer, 0) for trace in self.settlement.traces if trace.cap_cut > 0)
 
     @property
-    def counter_deltas(self) -> dict[str, int]:
-        return self.settlement.counter_deltas()
-
-    @property
     def deductible_taken(self) -> int:
-        return self.counter_deltas.get("outpatient_deductible_used", 0)
+        return self.settlement.counter_delta("outpatient_deductible_used")
 
     @property
     def unpaid_added(self) -> int:
-        return self.counter_deltas.get("unpaid_eligible", 0)
+        return self.settlement.counter_delta("unpaid_eligible")
 
     @property
     def other_funds(self) -> dict[str, int]:

@@ -207,18 +207,23 @@ class Settlement(Model, frozen=True, kw_only=True):
         return sum(trace.paid for trace in self.traces if trace.payer == fund)
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
-        """The counters before and after this settlement, whichever form it was recorded in."""
+        """The counters before and after this settlement, whichever form it was recorded in (read only)."""
         if self.accumulators_before is not None and self.accumulators_after is not None and not self.counters_after:
             return (
                 {name: getattr(self.accumulators_before, name) for name in ACCUMULATOR_FIELDS},
                 {name: getattr(self.accumulators_after, name) for name in ACCUMULATOR_FIELDS},
             )
-        return dict(self.counters_before), dict(self.counters_after)
+        return self.counters_before, self.counters_after
 
     def counter_deltas(self) -> dict[str, int]:
         """What this settlement added to each counter (only the ones it moved)."""
         before, after = self.counters()
         return {name: value - before.get(name, 0) for name, value in after.items() if value != before.get(name, 0)}
+
+    def counter_delta(self, name: str) -> int:
+        """What this settlement added to one counter (0 when the chain has no such counter)."""
+        before, after = self.counters()
+        return after.get(name, 0) - before.get(name, 0)
 
     def accumulators(self, *, before: bool = False) -> Accumulators:
         """The counters after (or before) in the default policy's six named fields (0 for any the
