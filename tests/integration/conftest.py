@@ -231,3 +231,38 @@ def bill(
 async def row_counts(pool: asyncpg.Pool) -> dict[str, int]:
     async with pool.acquire() as connection:
         return {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}
+
+
+# ---------------------------------------------------------------- a gateway on another county's chain
+
+THREE_TIER = Path(__file__).resolve().parents[2] / "policies" / "examples" / "three-tier"
+ThreeTier = tuple[SignedClient, asyncpg.Pool, str]  # the test client, a pool and the URL of the database
+
+
+@pytest.fixture(scope="module")
+async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTier]:
+    """A gateway on policies/examples/three-tier, per test module, over a database of its own: a database
+    holds one policy version per effective date, and this one takes effect on the default's day. Ends with
+    the invariant check over what the module wrote."""
+    name = f"medsettle_three_tier_{uuid.uuid4().hex[:10]}"
+    await _admin(database_url, f'CREATE DATABASE "{name}"')
+    url = _with_database(database_url, name)
+    try:
+        connection = await asyncpg.connect(url)
+        try:
+            await db.migrate(connection)
+            await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=50)
+            keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
+        finally:
+            await connection.close()
+        app = create_app(msgspec.structs.replace(settings, policy_dir=str(THREE_TIER)), dsn=url)
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
+        try:
+            async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+                yield SignedClient(test_client, keys), pool, url
+            async with pool.acquire() as connection:
+                assert await check_invariants(connection) == []
+        finally:
+            await pool.close()
+    finally:
+        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')

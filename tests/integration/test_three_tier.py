@@ -11,31 +11,21 @@ import asyncio
 import json
 import signal
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
-import msgspec
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from adapters import db
 from adapters.check import check_invariants
-from adapters.demo import seed_demo
 from adapters.terminal_client import TerminalClient
-from adapters.terminal_keys import load_keys
-from gateway.http.app import create_app
 from tests.integration.conftest import (
     ADMIN,
     COUNTY,
-    KEY_ENCRYPTION_KEY,
-    PEPPER,
+    THREE_TIER,
     TOWNSHIP,
     SignedClient,
-    _admin,
-    _with_database,
+    ThreeTier,
     bill,
     fresh_national_id,
 )
@@ -44,36 +34,8 @@ from tests.integration.processes import free_port, start_gateway, wait_ready
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-THREE_TIER = REPO / "policies" / "examples" / "three-tier"
 Y = 100
-ThreeTier = tuple[SignedClient, asyncpg.Pool, str]  # the test client, a pool and the URL of the database
 CHAIN = ["insurance", "critical_illness", "hardship_aid", "tilted_aid", "veteran_subsidy", "charity"]
-
-
-@pytest.fixture(scope="module")
-async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTier]:
-    name = f"medsettle_three_tier_{uuid.uuid4().hex[:10]}"
-    await _admin(database_url, f'CREATE DATABASE "{name}"')
-    url = _with_database(database_url, name)
-    try:
-        connection = await asyncpg.connect(url)
-        try:
-            await db.migrate(connection)
-            await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=50)
-            keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
-        finally:
-            await connection.close()
-        app = create_app(msgspec.structs.replace(settings, policy_dir=str(THREE_TIER)), dsn=url)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-        try:
-            async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
-                yield SignedClient(test_client, keys), pool, url
-            async with pool.acquire() as connection:
-                assert await check_invariants(connection) == []
-        finally:
-            await pool.close()
-    finally:
-        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 async def register(client: SignedClient, *programmes: tuple[str, str]) -> str:

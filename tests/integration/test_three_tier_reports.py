@@ -14,32 +14,28 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
-import msgspec
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from adapters import db
-from adapters.check import check_invariants
-from adapters.demo import seed_demo
-from adapters.terminal_keys import load_keys
 from gateway.dashboard.sessions import COOKIE, login_link
-from gateway.http.app import create_app
 from gateway.service import china_today
 from tests.integration.conftest import (
     ADMIN,
     COUNTY,
-    KEY_ENCRYPTION_KEY,
-    PEPPER,
     TOWNSHIP,
     SignedClient,
-    _admin,
-    _with_database,
+    ThreeTier,
 )
-from tests.integration.test_three_tier import CHAIN, REPO, THREE_TIER, Y, paid, referred, register, settle
+from tests.integration.test_three_tier import (
+    CHAIN,
+    REPO,
+    Y,
+    paid,
+    referred,
+    register,
+    settle,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -74,39 +70,13 @@ CHARITY_OUT_OF_POCKET = 655_468
 OTHERS = ("critical_illness", "tilted_aid", "charity")  # the funds without columns of their own
 
 
-@pytest.fixture(scope="module")
-async def three_tier(database_url: str, settings: Any) -> AsyncIterator[SignedClient]:
-    """A gateway on the three-tier policy over a database of its own (as test_three_tier.py's)."""
-    name = f"medsettle_three_tier_reports_{uuid.uuid4().hex[:10]}"
-    await _admin(database_url, f'CREATE DATABASE "{name}"')
-    url = _with_database(database_url, name)
-    try:
-        connection = await asyncpg.connect(url)
-        try:
-            await db.migrate(connection)
-            await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=50)
-            keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
-        finally:
-            await connection.close()
-        app = create_app(msgspec.structs.replace(settings, policy_dir=str(THREE_TIER)), dsn=url)
-        async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
-            yield SignedClient(test_client, keys)
-        connection = await asyncpg.connect(url)
-        try:
-            assert await check_invariants(connection) == []
-        finally:
-            await connection.close()
-    finally:
-        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 Day = tuple[SignedClient, dict[str, Any]]  # the client, and today's settlements by name
 
 
 @pytest.fixture(scope="module")
-async def day(three_tier: SignedClient) -> Day:
+async def day(three_tier: ThreeTier) -> Day:
     """Today's business on the three-tier gateway: the charity admission, and a township admission reversed."""
-    client = three_tier
+    client, _, _ = three_tier
     body = json.loads((REPO / "samples" / "bill-charity-admission.json").read_text(encoding="utf-8"))
     charity = await settle(client, body)
     assert paid(charity) == CHARITY and charity["out_of_pocket"] == CHARITY_OUT_OF_POCKET
