@@ -104,12 +104,14 @@ ACCUMULATOR_FIELDS: tuple[str, ...] = Accumulators.__struct_fields__
 
 
 class Notice(Model, frozen=True, kw_only=True):
-    """A warning the terminal should show, such as a strike-off."""
+    """A warning the terminal should show, such as a strike-off, or a line the catalogue does not hold
+    (``line``: its index in the bill)."""
 
     code: str
     message: str
     programme: str | None = None
     date: dt.date | None = None
+    line: int | None = None
 
 
 class BandTrace(Model, frozen=True, kw_only=True):

@@ -1,0 +1,243 @@
+"""The insurer's item catalogue (医保目录): what each national item code is, and from which date.
+
+DESIGN Part 2, "The item catalogue". A catalogue version is in force from its effective date until the
+next version's. It maps a national item code to its category (A/B/C), the B item's own self-pay-first
+share (when it differs from the policy's) and a price cap per unit (限价). The gateway, not the terminal,
+decides each line's category; ``classify`` splits a line into the four buckets of the national
+settlement answer:
+
+1. a code not in the catalogue on the service date: fully self-pay, with a notice on the line;
+2. over-limit self-pay (超限价自付) = quantity × (unit price − cap) when the unit price is above the cap;
+   the rest is the line's in-catalogue amount;
+3. category C: the in-catalogue amount is fully self-pay (全自费); B: its self-pay-first share (先行自付),
+   rounded half up per line; what is left is eligible (政策范围内).
+
+``Catalogue`` holds every version in memory at once, compactly: most codes never change, so they hold
+one ``CatalogueItem`` (shared with every other code of the same category, share and cap); a code that
+changed holds its history. 200,000 items take about 40 MB (benchmarks/catalogue_bench.py).
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from settlement.errors import SettlementError
+from settlement.models import Category, LineItem, Model, Notice
+from settlement.money import apply_rate
+
+NOT_IN_CATALOGUE: Final = "not_in_catalogue"
+
+
+class CategoryMismatch(SettlementError):
+    """The terminal sent a category that the catalogue in force disagrees with."""
+
+    code = "category_mismatch"
+
+
+class UnitPriceRequired(SettlementError):
+    """A line of a price-capped item came without its quantity and unit price, so the over-limit part
+    cannot be worked out."""
+
+    code = "unit_price_required"
+
+
+class CatalogueItem(Model, frozen=True, kw_only=True):
+    """What one catalogue version says about one item code. ``self_pay_share`` is parts per million
+    (None: the policy's share for B items); ``price_cap`` is fen per unit (None: no cap)."""
+
+    category: Category
+    self_pay_share: int | None = None
+    price_cap: int | None = None
+
+
+# A code's history when it changed: (version index, what that version says; None: not in it), oldest first.
+History = tuple[tuple[int, CatalogueItem | None], ...]
+
+
+class CatalogueView:
+    """The catalogue version in force on one service date."""
+
+    __slots__ = ("_entries", "_index", "effective_from", "version")
+
+    def __init__(self, entries: dict[str, CatalogueItem | History], index: int, effective_from: dt.date) -> None:
+        self._entries = entries
+        self._index = index
+        self.effective_from = effective_from
+        self.version = effective_from.isoformat()
+
+    def get(self, code: str) -> CatalogueItem | None:
+        entry = self._entries.get(code)
+        if entry is None or type(entry) is CatalogueItem:
+            return entry  # type: ignore[return-value]
+        found = None
+        for since, item in entry:  # type: ignore[union-attr]
+            if since > self._index:
+                break
+            found = item
+        return found
+
+
+class Catalogue:
+    """Every catalogue version, picked by service date. Empty: no catalogue is loaded, and terminals'
+    categories stand (Part 1's behaviour)."""
+
+    __slots__ = ("_entries", "_views", "versions")
+
+    def __init__(self, versions: Sequence[dt.date] = (), entries: dict[str, CatalogueItem | History] | None = None):
+        self.versions: tuple[dt.date, ...] = tuple(versions)
+        if list(self.versions) != sorted(set(self.versions)):
+            raise ValueError("catalogue versions must be distinct dates in order")
+        self._entries = entries or {}
+        self._views = tuple(CatalogueView(self._entries, index, day) for index, day in enumerate(self.versions))
+
+    @classmethod
+    def build(
+        cls, versions: Iterable[dt.date], changes: Iterable[tuple[str, dt.date, CatalogueItem | None]]
+    ) -> Catalogue:
+        """A catalogue from its versions' dates and the changes each made: (code, the version's date, what
+        the code is from then on; None: removed). A code keeps what it was until a later change."""
+        ordered = sorted(set(versions))
+        index_of = {day: index for index, day in enumerate(ordered)}
+        shared: dict[CatalogueItem, CatalogueItem] = {}
+        by_code: dict[str, list[tuple[int, CatalogueItem | None]]] = {}
+        for code, since, item in changes:
+            if item is not None:
+                item = shared.setdefault(item, item)
+            by_code.setdefault(code, []).append((index_of[since], item))
+        entries: dict[str, CatalogueItem | History] = {}
+        for code, history in by_code.items():
+            if len(history) == 1 and history[0][0] == 0 and history[0][1] is not None:
+                entries[code] = history[0][1]
+            else:
+                history.sort(key=lambda change: change[0])
+                entries[code] = tuple(history)
+        return cls(ordered, entries)
+
+    def __bool__(self) -> bool:
+        return bool(self.versions)
+
+    def __len__(self) -> int:
+        """How many codes the latest version holds."""
+        if not self.versions:
+            return 0
+        latest = self._views[-1]
+        return sum(1 for code in self._entries if latest.get(code) is not None)
+
+    def on(self, day: dt.date) -> CatalogueView | None:
+        """The version in force on ``day``; None before the first version (terminals' categories stand)."""
+        index = bisect.bisect_right(self.versions, day) - 1
+        return self._views[index] if index >= 0 else None
+
+
+class Classified(Model, frozen=True, kw_only=True):
+    """A bill's lines split into the four buckets, per line (in bill order) and the resolved categories."""
+
+    categories: tuple[Category, ...]
+    not_covered: tuple[int, ...]
+    over_limit: tuple[int, ...]
+    self_pay_first: tuple[int, ...]
+    eligible: tuple[int, ...]
+    notices: tuple[Notice, ...] = ()
+
+
+def classify(items: Sequence[LineItem], view: CatalogueView | None, b_share: int) -> Classified:
+    """Split each line into 全自费, 超限价自付, 先行自付 and 政策范围内 (they add up to the line's amount).
+
+    With ``view`` None (no catalogue in force on the service date) the terminal's category stands and
+    a line without one is refused. ``b_share`` is the policy's self-pay-first share of a B item, in
+    parts per million."""
+    count = len(items)
+    if view is None:
+        categories = []
+        for index, item in enumerate(items):
+            if item.category is None:
+                raise SettlementError(
+                    "category is required: no item catalogue is in force on the service date",
+                    field=f"items[{index}].category",
+                )
+            categories.append(item.category)
+        self_pay = [apply_rate(item.amount, b_share) if item.category == "B" else 0 for item in items]
+        eligible = [
+            0 if item.category == "C" else item.amount - part for item, part in zip(items, self_pay, strict=True)
+        ]
+        not_covered = [
+            item.amount - part - eligibility for item, part, eligibility in zip(items, self_pay, eligible, strict=True)
+        ]
+        return Classified(
+            categories=tuple(categories),
+            not_covered=tuple(not_covered),
+            over_limit=(0,) * count,
+            self_pay_first=tuple(self_pay),
+            eligible=tuple(eligible),
+        )
+    categories = []
+    not_covered = []
+    over_limit = []
+    self_pay = []
+    eligible = []
+    notices = []
+    lookup = view.get
+    for index, item in enumerate(items):
+        amount = item.amount
+        found = lookup(item.code)
+        if found is None:
+            categories.append("C")
+            not_covered.append(amount)
+            over_limit.append(0)
+            self_pay.append(0)
+            eligible.append(0)
+            notices.append(
+                Notice(
+                    code=NOT_IN_CATALOGUE,
+                    message=f"line {index + 1} ({item.code}) is not in the item catalogue in force on the service "
+                    f"date (version {view.version}): the patient pays it in full",
+                    line=index,
+                )
+            )
+            continue
+        category = found.category
+        if item.category is not None and item.category != category:
+            raise CategoryMismatch(
+                f"line {index + 1} ({item.code}) is category {category} in the item catalogue in force on the "
+                f"service date (version {view.version}), not {item.category}",
+                field=f"items[{index}].category",
+            )
+        over = 0
+        cap = found.price_cap
+        if cap is not None:
+            unit_price = item.unit_price
+            if unit_price is None or item.quantity is None:
+                raise UnitPriceRequired(
+                    f"the item catalogue caps the unit price of {item.code}; send quantity and unit_price",
+                    field=f"items[{index}].unit_price",
+                )
+            if unit_price > cap:
+                over = item.quantity * (unit_price - cap)
+        in_catalogue = amount - over
+        categories.append(category)
+        over_limit.append(over)
+        if category == "A":
+            not_covered.append(0)
+            self_pay.append(0)
+            eligible.append(in_catalogue)
+        elif category == "B":
+            share = found.self_pay_share
+            part = apply_rate(in_catalogue, b_share if share is None else share)
+            not_covered.append(0)
+            self_pay.append(part)
+            eligible.append(in_catalogue - part)
+        else:
+            not_covered.append(in_catalogue)
+            self_pay.append(0)
+            eligible.append(0)
+    return Classified(
+        categories=tuple(categories),
+        not_covered=tuple(not_covered),
+        over_limit=tuple(over_limit),
+        self_pay_first=tuple(self_pay),
+        eligible=tuple(eligible),
+        notices=tuple(notices),
+    )
