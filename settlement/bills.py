@@ -9,7 +9,7 @@ from settlement.money import MAX_BILL_FEN
 
 
 def validate_bill(bill: Bill) -> None:
-    """Refuse a bill without lines, with a non-int or negative amount, an unknown category, quantity ×
+    """Refuse a bill without lines, with a non-int or negative amount, a category other than A, B or C, quantity ×
     unit price disagreeing with the amount, or a total over ``MAX_BILL_FEN``."""
     if not bill.items:
         raise InvalidBill("a bill needs at least one line", field="items")
@@ -19,7 +19,7 @@ def validate_bill(bill: Bill) -> None:
             raise InvalidBill("amount must be an integer number of fen", field=f"items[{index}].amount")
         if amount < 0:
             raise InvalidBill("amount must not be negative", field=f"items[{index}].amount")
-        if item.category not in ("A", "B", "C"):
+        if item.category not in ("A", "B", "C", None):
             raise InvalidBill("category must be A, B or C", field=f"items[{index}].category")
         quantity = item.quantity
         unit_price = item.unit_price

@@ -29,6 +29,7 @@ from typing import Final, Literal
 import msgspec
 
 from settlement.bills import validate_bill
+from settlement.catalogue import CatalogueView, classify
 from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
 from settlement.models import (
     ACCUMULATOR_FIELDS,
@@ -43,7 +44,7 @@ from settlement.models import (
     Settlement,
     VisitType,
 )
-from settlement.money import RATE_SCALE, apply_rate, round_half_up, spread
+from settlement.money import RATE_SCALE, round_half_up, spread
 from settlement.policy import Band
 from settlement.registry import strike_off_notices
 
@@ -226,9 +227,16 @@ def applicable_rules(step: Step, status: PersonStatus) -> tuple[Rule, ...]:
     )
 
 
-def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accumulators, chain: Chain) -> Settlement:
+def settle(
+    bill: Bill,
+    status: PersonStatus,
+    counters: Mapping[str, int] | Accumulators,
+    chain: Chain,
+    catalogue: CatalogueView | None = None,
+) -> Settlement:
     """Settle one bill for one person along ``chain``, given their counters for the service year
-    (by name, or as the default policy's six named ``Accumulators``)."""
+    (by name, or as the default policy's six named ``Accumulators``), with its lines classified by
+    the item catalogue version in force on the service date (None: the terminal's categories stand)."""
     if isinstance(counters, Accumulators):
         counters = {name: getattr(counters, name) for name in ACCUMULATOR_FIELDS}
     validate_bill(bill)
@@ -248,18 +256,16 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accum
                 field=_STATUS_FIELDS.get(programme, f"programmes.{programme}"),
             )
 
-    # Eligible amount per line: B lines lose their self-pay-first share, rounded per line.
-    share = chain.b_self_pay_first_share
+    # Each line's four buckets: 全自费, 超限价自付, 先行自付 and 政策范围内 (eligible), in DESIGN's order.
     items = bill.items
-    line_self_pay = [apply_rate(item.amount, share) if item.category == "B" else 0 for item in items]
-    line_eligible = [
-        0 if item.category == "C" else item.amount - self_pay
-        for item, self_pay in zip(items, line_self_pay, strict=True)
-    ]
+    parts = classify(items, catalogue, chain.b_self_pay_first_share)
+    line_self_pay = parts.self_pay_first
+    line_eligible = parts.eligible
     total = sum([item.amount for item in items])
     eligible = sum(line_eligible)
     self_pay_first = sum(line_self_pay)
-    not_covered = total - eligible - self_pay_first
+    over_limit = sum(parts.over_limit)
+    not_covered = total - eligible - self_pay_first - over_limit
 
     values = {name: counters.get(name, 0) for name in chain.counters}
     before = dict(values)
@@ -280,13 +286,24 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accum
     named = chain.named_steps
     named_shares = [nothing if index is None else shares_by_step[index] for index in named]
     per_line = zip(
-        items, line_self_pay, line_eligible, line_unpaid, *named_shares, zip(*shares_by_step, strict=True), strict=True
+        items,
+        parts.categories,
+        parts.not_covered,
+        parts.over_limit,
+        line_self_pay,
+        line_eligible,
+        line_unpaid,
+        *named_shares,
+        zip(*shares_by_step, strict=True),
+        strict=True,
     )
     lines = tuple(
         LineBreakdown(
             code=item.code,
-            category=item.category,
+            category=category,
             amount=item.amount,
+            not_covered=line_not_covered,
+            over_limit=line_over_limit,
             self_pay_first=self_pay,
             eligible=line_eligible_amount,
             insurance=insurance_share,
@@ -295,8 +312,26 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accum
             out_of_pocket=item.amount - line_eligible_amount + unpaid,
             payers=shares,
         )
-        for item, self_pay, line_eligible_amount, unpaid, insurance_share, subsidy_share, aid_share, shares in per_line
+        for (
+            item,
+            category,
+            line_not_covered,
+            line_over_limit,
+            self_pay,
+            line_eligible_amount,
+            unpaid,
+            insurance_share,
+            subsidy_share,
+            aid_share,
+            shares,
+        ) in per_line
     )
+    if parts.notices:
+        noticed = {notice.line: notice.code for notice in parts.notices}
+        lines = tuple(
+            msgspec.structs.replace(line, notice=noticed[index]) if index in noticed else line
+            for index, line in enumerate(lines)
+        )
     return Settlement(
         policy_version=chain.id,
         clinic_level=level,
@@ -306,6 +341,7 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accum
         eligible=eligible,
         self_pay_first=self_pay_first,
         not_covered=not_covered,
+        over_limit=over_limit,
         insurance=0 if named[0] is None else traces[named[0]].paid,
         veteran_subsidy=0 if named[1] is None else traces[named[1]].paid,
         hardship_aid=0 if named[2] is None else traces[named[2]].paid,
@@ -314,8 +350,9 @@ def settle(bill: Bill, status: PersonStatus, counters: Mapping[str, int] | Accum
         lines=lines,
         counters_before=before,
         counters_after=values,
-        warnings=strike_off_notices(status),
+        warnings=strike_off_notices(status) + parts.notices,
         referral=bill.referral,
+        catalogue_version=None if catalogue is None else catalogue.version,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 
 from settlement import chain as chain_engine
+from settlement.catalogue import CatalogueView
 from settlement.chain import Chain, caps_in_force
 from settlement.models import Bill, PersonStatus, Settlement
 from settlement.registry import Membership, status_on
@@ -61,13 +62,21 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
         return {trace.payer: trace.paid for trace in self.settlement.traces if trace.payer not in FUND_ACCOUNTS}
 
 
-def decide(bill: Bill, policy: Chain, memberships: Iterable[Membership], counters: Mapping[str, int]) -> Decision:
-    """Settle ``bill`` for a person with these memberships and this year's counters.
+def decide(
+    bill: Bill,
+    policy: Chain,
+    memberships: Iterable[Membership],
+    counters: Mapping[str, int],
+    catalogue: CatalogueView | None = None,
+) -> Decision:
+    """Settle ``bill`` for a person with these memberships and this year's counters, its lines
+    classified by ``catalogue`` (the version in force on the service date; None: the terminal's
+    categories stand).
 
     Raises ``SettlementError`` for a bill the engine refuses."""
     status = status_on(memberships, bill.service_date)
     return Decision(
-        settlement=chain_engine.settle(bill, status, counters, policy),
+        settlement=chain_engine.settle(bill, status, counters, policy, catalogue),
         status=status,
         caps=caps_in_force(policy, status),
     )

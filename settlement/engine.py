@@ -9,7 +9,7 @@ up (``money.round_half_up``), then limited by what is left of its annual cap.
 from __future__ import annotations
 
 from settlement.bills import validate_bill
-from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
+from settlement.errors import InpatientNotOffered, InvalidBill, UnknownProgrammeCode
 from settlement.models import (
     ACCUMULATOR_FIELDS,
     Accumulators,
@@ -28,6 +28,8 @@ from settlement.registry import strike_off_notices
 def settle(bill: Bill, status: PersonStatus, accumulators: Accumulators, policy: Policy) -> Settlement:
     """Settle one bill for one person against their accumulators for the service year."""
     validate_bill(bill)
+    if any(item.category is None for item in bill.items):  # this engine predates the item catalogue
+        raise InvalidBill("category is required", field="items")
     version = policy.id
     visit_type = bill.visit_type
     inpatient = visit_type == "inpatient"
@@ -175,7 +177,7 @@ def settle(bill: Bill, status: PersonStatus, accumulators: Accumulators, policy:
     lines = tuple(
         LineBreakdown(
             code=item.code,
-            category=item.category,
+            category=item.category or "C",  # never None: refused above
             amount=item.amount,
             self_pay_first=line_self_pay[index],
             eligible=line_eligible[index],

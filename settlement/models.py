@@ -35,11 +35,12 @@ class Model(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class LineItem(Model, frozen=True, kw_only=True):
-    """One line of an itemised bill. ``amount`` is the line total in fen."""
+    """One line of an itemised bill. ``amount`` is the line total in fen. ``category`` is what the
+    terminal says; with an item catalogue in force the catalogue decides, and None takes its word."""
 
     code: str
     name: str
-    category: Category
+    category: Category | None = None
     amount: int
     quantity: int | None = None
     unit_price: int | None = None
@@ -155,9 +156,14 @@ class PayerTrace(Model, frozen=True, kw_only=True):
 
 
 class LineBreakdown(Model, frozen=True, kw_only=True):
-    """One line's share of each payer, spread by largest remainder, step by step in chain order.
+    """One line's four buckets, and its share of each payer, spread by largest remainder, step by step
+    in chain order.
 
-    ``payers`` holds the line's share of every step, in chain order; ``insurance``,
+    ``not_covered`` (全自费) + ``over_limit`` (超限价自付) + ``self_pay_first`` (先行自付) + ``eligible``
+    (政策范围内) == ``amount``; ``category`` is the one the line was settled under (the catalogue's, when
+    one is in force). ``notice`` names why a line is fully self-pay beyond its category
+    (``not_in_catalogue``). Lines recorded before the catalogue carry ``not_covered`` None; see
+    ``buckets``. ``payers`` holds the line's share of every step, in chain order; ``insurance``,
     ``veteran_subsidy`` and ``hardship_aid`` repeat the shares of the funds with those codes (0 when
     the chain has none), for terminals that read only those."""
 
@@ -166,11 +172,21 @@ class LineBreakdown(Model, frozen=True, kw_only=True):
     amount: int
     self_pay_first: int
     eligible: int
+    not_covered: int | None = None
+    over_limit: int = 0
+    notice: str | None = None
     insurance: int
     veteran_subsidy: int
     hardship_aid: int
     out_of_pocket: int
     payers: tuple[int, ...] = ()
+
+    def buckets(self) -> LineBreakdown:
+        """This line with ``not_covered`` filled in (records from before the catalogue left it out)."""
+        if self.not_covered is not None:
+            return self
+        rest = self.amount - self.self_pay_first - self.over_limit - self.eligible
+        return msgspec.structs.replace(self, not_covered=rest)
 
 
 class Settlement(Model, frozen=True, kw_only=True):
@@ -181,6 +197,10 @@ class Settlement(Model, frozen=True, kw_only=True):
     chain has none). ``counters_before``/``counters_after`` hold every counter the chain names, for
     the person and the service year. Settlements recorded before the chain engine carry
     ``accumulators_before``/``accumulators_after`` instead; ``counters`` reads either.
+
+    The bill's four buckets: ``not_covered`` (全自费) + ``over_limit`` (超限价自付) + ``self_pay_first``
+    (先行自付) + ``eligible`` (政策范围内) == ``total``. ``catalogue_version`` names the item catalogue
+    version the lines were classified under (None: none was in force, the terminal's categories stood).
     """
 
     policy_version: str
@@ -191,6 +211,7 @@ class Settlement(Model, frozen=True, kw_only=True):
     eligible: int
     self_pay_first: int
     not_covered: int
+    over_limit: int = 0
     insurance: int
     veteran_subsidy: int
     hardship_aid: int
@@ -203,6 +224,7 @@ class Settlement(Model, frozen=True, kw_only=True):
     accumulators_after: Accumulators | None = None
     warnings: tuple[Notice, ...] = ()
     referral: bool = False
+    catalogue_version: str | None = None
 
     def paid(self, fund: str) -> int:
         """What the fund with this code paid (0 when the chain has no such fund)."""
