@@ -201,15 +201,26 @@ def _row_text(alias: str, columns: tuple[tuple[str, str], ...]) -> str:
 
 # Columns added after form 1 whose value was fixed for every earlier row: a row whose value is still
 # that default adds nothing, so every earlier seal verifies as it was; any other value is covered by
-# its normalised text (jsonb's text form does not depend on session settings).
-SETTLEMENT_SPARSE_COLUMNS: Final = (("other_funds", "jsonb", "'{}'::jsonb"),)
+# its normalised text (jsonb's text form does not depend on session settings). Columns after
+# other_funds are labelled with their name, so that adjacent numbers cannot trade digits
+# (self_pay_first 11 and over_limit 5 must not read like 1 and 15).
+SETTLEMENT_SPARSE_COLUMNS: Final = (
+    ("other_funds", "jsonb", "'{}'::jsonb"),
+    ("self_pay_first", "bigint", "NULL"),
+    ("over_limit", "bigint", "NULL"),
+)
+_UNLABELLED_SPARSE: Final = frozenset({"other_funds"})
 
 
 def _sparse_text(alias: str) -> str:
-    return " || ".join(
-        f"(CASE WHEN {alias}.{name} = {default} THEN ''::bytea ELSE convert_to({alias}.{name}::text, 'UTF8') END)"
-        for name, _, default in SETTLEMENT_SPARSE_COLUMNS
-    )
+    parts = []
+    for name, _, default in SETTLEMENT_SPARSE_COLUMNS:
+        value = f"{alias}.{name}::text" if name in _UNLABELLED_SPARSE else f"'{name}=' || {alias}.{name}::text || ';'"
+        parts.append(
+            f"(CASE WHEN {alias}.{name} IS NOT DISTINCT FROM {default} THEN ''::bytea"
+            f" ELSE convert_to({value}, 'UTF8') END)"
+        )
+    return " || ".join(parts)
 
 
 SETTLEMENT_DIGEST: Final = (

@@ -119,6 +119,8 @@ class SettlementRow(msgspec.Struct, frozen=True, array_like=True):
     policy_id: str
     total: int
     eligible: int
+    self_pay_first: int
+    over_limit: int
     insurance: int
     veteran_subsidy: int
     hardship_aid: int
@@ -306,6 +308,8 @@ def settlement_row(new: NewSettlement) -> SettlementRow:
         policy_id=settlement.policy_version,
         total=settlement.total,
         eligible=settlement.eligible,
+        self_pay_first=settlement.self_pay_first,
+        over_limit=settlement.over_limit,
         insurance=settlement.insurance,
         veteran_subsidy=settlement.veteran_subsidy,
         hardship_aid=settlement.hardship_aid,

@@ -59,14 +59,15 @@ SETUP_SQL: Final = ROOT / "benchmarks" / "pgbench_setup.sql"
 BENCH_CAP: Final = 1_000_000_000_000
 
 # What pgbench draws per transaction. Variables given with -D: people, terminals and records (how many
-# rows each bench_* table has), year and policy (a policy_versions id). A bill of 20 to 600 yuan,
-# 90 % of it eligible; insurance pays 60 % of that, the veterans' subsidy 10 %, aid 5 %.
+# rows each bench_* table has), year and policy (a policy_versions id). A bill of 20 to 600 yuan, 5 % of it
+# self-pay first, 90 % eligible; insurance pays 60 % of that, the veterans' subsidy 10 %, aid 5 %.
 DRAWS: Final = r"""\set person random(1, :people)
 \set terminal random(1, :terminals)
 \set record random(1, :records)
 \set request random(1, 1000000000000000)
 \set total random(2000, 60000)
 \set eligible :total * 9 / 10
+\set self_pay_first :total / 20
 \set insurance :eligible * 6 / 10
 \set subsidy :eligible / 10
 \set aid :eligible / 20
@@ -123,6 +124,8 @@ SETTLEMENT_VALUES: Final[dict[str, str]] = {
     "policy_id": ":policy",
     "total": ":total",
     "eligible": ":eligible",
+    "self_pay_first": ":self_pay_first",
+    "over_limit": "0",
     "insurance": ":insurance",
     "veteran_subsidy": ":subsidy",
     "hardship_aid": ":aid",

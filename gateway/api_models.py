@@ -54,7 +54,19 @@ class Wire(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 class ItemIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_CONTROL)]
     name: Annotated[str, msgspec.Meta(max_length=200, pattern=NO_CONTROL)]
-    category: Literal["A", "B", "C"]
+    # The item catalogue in force on the service date decides each line's category: leave it out to take
+    # the catalogue's; one that disagrees is refused (category_mismatch). With no catalogue in force it
+    # is required.
+    category: (
+        Annotated[
+            Literal["A", "B", "C"],
+            msgspec.Meta(
+                description="A, B or C. Optional when an item catalogue is in force on the service date (the "
+                "catalogue decides; a category that disagrees is refused as category_mismatch); required otherwise"
+            ),
+        ]
+        | None
+    ) = None
     amount: Fen
     quantity: Annotated[int, msgspec.Meta(gt=0, le=1_000_000)] | None = None
     unit_price: Fen | None = None
@@ -120,6 +132,11 @@ class EligibilityRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=
     person_id: NationalId
     service_date: dt.date | None = None
     clinic_id: ClinicId | None = None
+    # Item codes to look up in the item catalogue in force on the service date: is each covered, and how.
+    codes: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_CONTROL)]],
+        msgspec.Meta(max_length=500),
+    ] = []
 
 
 # adapters.finance's reconciliation list as the route reads it: its clinic_id under the same text rule as every
@@ -157,9 +174,15 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
     service_date: dt.date
     policy_version: str
     total: int
+    # The four buckets of the bill: not_covered (全自费) + over_limit (超限价自付) + self_pay_first (先行自付)
+    # + eligible (政策范围内) == total; each line of ``lines`` has the same four.
     eligible: int
     self_pay_first: int
     not_covered: int
+    over_limit: int
+    # The item catalogue version the lines were classified under (its effective date); None when no
+    # catalogue was in force and the terminal's categories stood.
+    catalogue_version: str | None
     insurance: int
     veteran_subsidy: int
     hardship_aid: int
@@ -187,6 +210,8 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
             "eligible": settlement.eligible,
             "self_pay_first": settlement.self_pay_first,
             "not_covered": settlement.not_covered,
+            "over_limit": settlement.over_limit,
+            "catalogue_version": settlement.catalogue_version,
             "insurance": settlement.insurance,
             "veteran_subsidy": settlement.veteran_subsidy,
             "hardship_aid": settlement.hardship_aid,
@@ -199,7 +224,7 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
             ),
             "referral": settlement.referral,
             "traces": settlement.traces,
-            "lines": settlement.lines,
+            "lines": tuple(line.buckets() for line in settlement.lines),
             "warnings": settlement.warnings,
             "explanation": explain(settlement, names=fund_names),
         }
@@ -241,6 +266,20 @@ class ProgrammeOut(ProgrammeStanding, frozen=True, kw_only=True):
     """One programme in force: its cap, what is used and what is left (settlement/eligibility.py)."""
 
 
+class CatalogueEntryOut(Out, frozen=True, kw_only=True):
+    """What the item catalogue in force says about one code. ``listed`` false: the code is not in it,
+    and a line of it is paid in full by the patient (with no catalogue in force, every code is
+    ``listed`` None and the terminal's category stands)."""
+
+    code: str
+    listed: bool | None
+    category: Literal["A", "B", "C"] | None = None
+    # The B item's self-pay-first share as a decimal ("0.20"); the policy's share when the item has none.
+    self_pay_share: str | None = None
+    # The price cap per unit in fen (None: no cap).
+    price_cap: int | None = None
+
+
 class EligibilityOut(Out, frozen=True, kw_only=True):
     person: str
     # Who the ID belongs to, for the clerk to check against the patient at the counter: the registered
@@ -260,6 +299,10 @@ class EligibilityOut(Out, frozen=True, kw_only=True):
     # Every fund of the policy's chain, in chain order: whether it can pay for this person, and what is
     # left of its annual caps.
     funds: list[FundStanding]
+    # The item catalogue version in force on the service date (None: none), and what it says about each
+    # code the request asked about, in the request's order.
+    catalogue_version: str | None = None
+    items: list[CatalogueEntryOut] = []
 
 
 class PersonOut(Out, frozen=True, kw_only=True):

@@ -18,6 +18,8 @@ PROBLEM_BASE = "https://medsettle.example/problems/"
 # settlement.errors.Refused); card-reader frames carry the same status. A code missing here is 422.
 STATUS = {
     "invalid_bill": 422,
+    "category_mismatch": 422,
+    "unit_price_required": 422,
     "inpatient_not_offered": 422,
     "no_policy_in_force": 422,
     "unknown_programme_code": 422,
@@ -73,6 +75,8 @@ TITLES = {
     "headers_too_large": "The request line or headers are too large",
     "internal_error": "Internal error",
     "invalid_bill": "The bill is not valid",
+    "category_mismatch": "A line's category disagrees with the item catalogue",
+    "unit_price_required": "A price-capped item needs its quantity and unit price",
     "inpatient_not_offered": "This clinic offers no inpatient care",
     "no_policy_in_force": "No policy is in force on the service date",
     "unknown_programme_code": "The person's programme has no rule in the policy",

@@ -24,7 +24,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 
-from settlement.errors import SettlementError
+from settlement.errors import InvalidBill, SettlementError
 from settlement.models import Category, LineItem, Model, Notice
 from settlement.money import apply_rate
 
@@ -169,7 +169,7 @@ def classify(items: Sequence[LineItem], view: CatalogueView | None, b_share: int
             elif category == "C":
                 part = covered = 0
             else:
-                raise SettlementError(
+                raise InvalidBill(
                     "category is required: no item catalogue is in force on the service date",
                     field=f"items[{[line.category for line in items].index(None)}].category",
                 )

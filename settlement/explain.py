@@ -23,8 +23,9 @@ LABELS: dict[Language, dict[str, str]] = {
         "hardship_aid": "医疗救助",
         "total": "医疗费用总额",
         "eligible": "政策范围内费用",
-        "self_pay_first": "乙类先行自付",
-        "not_covered": "丙类自费",
+        "self_pay_first": "先行自付",
+        "not_covered": "全自费",
+        "over_limit": "超限价自付",
         "out_of_pocket": "个人自付",
         "base": "可支付基数",
         "deductible": "起付线",
@@ -43,8 +44,9 @@ LABELS: dict[Language, dict[str, str]] = {
         "hardship_aid": "Hardship medical aid",
         "total": "Total",
         "eligible": "Eligible",
-        "self_pay_first": "B self-pay-first",
-        "not_covered": "Not covered (C)",
+        "self_pay_first": "Self-pay first (B)",
+        "not_covered": "Fully self-pay",
+        "over_limit": "Over the price cap",
         "out_of_pocket": "You pay",
         "base": "base",
         "deductible": "deductible",
@@ -93,10 +95,11 @@ def explain_trace(trace: PayerTrace, language: Language = "zh", names: Mapping[s
 def explain(settlement: Settlement, language: Language = "zh", names: Mapping[str, str] | None = None) -> list[str]:
     """The lines a receipt prints under the items; ``names`` names the funds beyond the three."""
     labels = LABELS[language]
+    over_limit = f"; {labels['over_limit']} {y(settlement.over_limit)}" if settlement.over_limit else ""
     lines = [
         f"{labels['total']} {y(settlement.total)}; {labels['eligible']} {y(settlement.eligible)}; "
         f"{labels['self_pay_first']} {y(settlement.self_pay_first)}; "
-        f"{labels['not_covered']} {y(settlement.not_covered)}"
+        f"{labels['not_covered']} {y(settlement.not_covered)}{over_limit}"
     ]
     lines.extend(explain_trace(trace, language, names) for trace in settlement.traces)
     lines.extend(notice.message for notice in settlement.warnings)
