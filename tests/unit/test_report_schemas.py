@@ -55,7 +55,31 @@ def _funds(fen: int) -> r.StatementFunds:
     return dict.fromkeys(ACCOUNTS, counts)
 
 
-BLOCK = {"settlements": 1, "reversals": 0, "billed_fen": 500, "reversed_fen": 0, "net_fen": 500, "funds": _funds(500)}
+def _buckets(**fen: int) -> r.StatementBuckets:
+    """Each bucket's counts: the fen given, settled on the day and not reversed."""
+    return r.StatementBuckets(
+        **{
+            bucket: r.BucketCounts(
+                settlements_count=int(amount > 0),
+                settlements_fen=amount,
+                reversals_count=0,
+                reversals_fen=0,
+                net_fen=amount,
+            )
+            for bucket, amount in fen.items()
+        }
+    )
+
+
+BLOCK = {
+    "settlements": 1,
+    "reversals": 0,
+    "billed_fen": 500,
+    "reversed_fen": 0,
+    "net_fen": 500,
+    "funds": _funds(500),
+    "buckets": _buckets(not_covered=100, over_limit=30, self_pay_first=20, eligible=350, unsplit=0),
+}
 PERIOD = r.Period(from_=dt.date(2026, 1, 1), to=dt.date(2026, 1, 31))
 FIGURES = {
     "settlements": 3,
@@ -100,6 +124,11 @@ def test_a_daily_statement_fits_its_schema() -> None:
                 reason="",
                 reversed_at="2026-02-04T07:00:00+00:00",
                 other_funds_fen={"critical_illness": 100, "charity": 0},
+                not_covered_fen=100,
+                over_limit_fen=0,
+                self_pay_first_fen=0,
+                eligible_fen=400,
+                unsplit_fen=0,
             )
         ],
         accounts=[
@@ -121,6 +150,21 @@ def test_a_daily_statement_fits_its_schema() -> None:
         "out_of_pocket",
     ]
     assert encoded["reversals"][0]["other_funds_fen"] == {"critical_illness": 100, "charity": 0}
+    # The four buckets and the part not split, each with its counts, in the national answer's order.
+    assert list(encoded["total"]["buckets"]) == ["not_covered", "over_limit", "self_pay_first", "eligible", "unsplit"]
+    assert sum(part["net_fen"] for part in encoded["total"]["buckets"].values()) == encoded["total"]["net_fen"]
+
+
+def test_a_statement_block_without_a_bucket_does_not_fit() -> None:
+    """The schema has teeth: every bucket is there, in whole fen."""
+    buckets = msgspec.to_builtins(BLOCK["buckets"])
+    del buckets["over_limit"]
+    with pytest.raises(jsonschema.ValidationError):
+        fits(BLOCK | {"buckets": buckets}, "StatementTotal")
+    buckets = msgspec.to_builtins(BLOCK["buckets"])
+    buckets["eligible"]["net_fen"] = 1.5
+    with pytest.raises(jsonschema.ValidationError):
+        fits(BLOCK | {"buckets": buckets}, "StatementTotal")
 
 
 def test_a_statement_block_without_a_fund_count_does_not_fit() -> None:
