@@ -266,6 +266,14 @@ class GroupFigures(Report, frozen=True, kw_only=True):
     # What every other fund (beyond the three above) paid, by fund code: each fund of the report's
     # ``funds`` beyond the three, in that order.
     other_funds_fen: dict[str, int] = {}
+    # The group's bills in the four buckets of the national settlement answer: 全自费, 超限价自付, 先行自付
+    # and 政策范围内. ``unsplit_fen`` is what bills settled before the buckets were kept (migration 0015)
+    # have outside eligible, not guessed; the five add up to total_fen.
+    not_covered_fen: int
+    over_limit_fen: int
+    self_pay_first_fen: int
+    eligible_fen: int
+    unsplit_fen: int
 
 
 class LevelGroup(GroupFigures, frozen=True):

@@ -173,6 +173,11 @@ def test_the_statistics_csv_has_a_column_per_other_fund() -> None:
         "insurance_cap_reached": 0,
         "veteran_subsidy_cap_reached": 0,
         "hardship_aid_cap_reached": 0,
+        "not_covered_fen": 100,
+        "over_limit_fen": 0,
+        "self_pay_first_fen": 0,
+        "eligible_fen": 900,
+        "unsplit_fen": 0,
     }
     stats = FinanceStatsByLevel(
         period=Period(from_=dt.date(2026, 5, 1), to=dt.date(2026, 5, 31)),

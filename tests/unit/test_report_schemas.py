@@ -95,6 +95,14 @@ FIGURES = {
     "veteran_subsidy_cap_reached": 0,
     "hardship_aid_cap_reached": 0,
 }
+# The group's four buckets and the part not split: they add up to total_fen.
+BUCKET_FIGURES = {
+    "not_covered_fen": 200,
+    "over_limit_fen": 50,
+    "self_pay_first_fen": 40,
+    "eligible_fen": 600,
+    "unsplit_fen": 10,
+}
 
 
 def test_a_daily_statement_fits_its_schema() -> None:
@@ -215,19 +223,26 @@ def test_finance_statistics_by_each_dimension_fit_their_schema(by: r.Dimension) 
     report, group = r.FINANCE_STATS[by]
     funds = [r.FundEntry(code="critical_illness", account="critical_illness_fund", name="大病", name_en="CI")]
     stats = report(  # type: ignore[arg-type]
-        period=PERIOD, funds=funds, groups=[group(**{by: "x"}, **FIGURES, other_funds_fen={"critical_illness": 5})]
+        period=PERIOD,
+        funds=funds,
+        groups=[group(**{by: "x"}, **FIGURES, other_funds_fen={"critical_illness": 5}, **BUCKET_FIGURES)],
     )
     assert stats.by == by
     fits(stats, "FinanceStatsReport")
     encoded = msgspec.json.decode(msgspec.json.encode(stats))
     assert list(encoded) == ["by", "period", "funds", "groups"] and encoded["by"] == by
-    assert list(encoded["groups"][0]) == [by, *FIGURES, "other_funds_fen"], "the dimension's own key comes first"
+    assert list(encoded["groups"][0]) == [by, *FIGURES, "other_funds_fen", *BUCKET_FIGURES], (
+        "the dimension's own key comes first"
+    )
     assert encoded["period"] == {"from": "2026-01-01", "to": "2026-01-31"}
 
 
 def test_a_group_under_another_dimension_does_not_fit() -> None:
     """The schema has teeth: a level report whose group is keyed by region is refused."""
-    stats = r.FinanceStatsByLevel(period=PERIOD, groups=[r.RegionGroup(region="Nanhe", **FIGURES)])  # type: ignore[list-item]
+    stats = r.FinanceStatsByLevel(
+        period=PERIOD,
+        groups=[r.RegionGroup(region="Nanhe", **FIGURES, **BUCKET_FIGURES)],  # type: ignore[list-item]
+    )
     with pytest.raises(jsonschema.ValidationError):
         fits(stats, "FinanceStatsReport")
 
