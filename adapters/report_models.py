@@ -408,6 +408,13 @@ class Amounts(Report, frozen=True, kw_only=True):
     hardship_aid: int = 0
     out_of_pocket: int = 0
     other_funds: dict[str, int] = {}  # what the chain's other funds paid, by fund code
+    # The bills' four buckets (全自费, 超限价自付, 先行自付, 政策范围内), and what bills settled before they
+    # were kept have outside eligible (``unsplit``, not guessed): the five add up to ``total``.
+    not_covered: int = 0
+    over_limit: int = 0
+    self_pay_first: int = 0
+    eligible: int = 0
+    unsplit: int = 0
 
     def paid(self, fund: str) -> int:
         """What the fund with this code paid."""
