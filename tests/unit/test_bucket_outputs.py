@@ -1,5 +1,5 @@
-"""The four buckets where no database is needed: the dashboard's "not split" figure, which shows only when
-the period holds bills settled before the buckets were kept.
+"""The four buckets where no database is needed: a receipt line recorded before the catalogue, and the
+dashboard's "not split" figure, which shows only when the period holds such bills.
 
 The same over HTTP, on settlements in every bucket, is tests/integration/test_bucket_reports.py.
 """
@@ -11,6 +11,50 @@ import datetime as dt
 from adapters.bill_buckets import BUCKETS
 from adapters.report_models import Amounts, DashboardFigures
 from gateway.dashboard.pages import render
+from gateway.http.handlers.receipts import receipt_item
+from settlement.models import LineBreakdown
+
+# A B line of 100.00 as records before the catalogue kept it: no not_covered, no over_limit.
+OLD_B_LINE = LineBreakdown(
+    code="X-B",
+    category="B",
+    amount=10_000,
+    self_pay_first=1_000,
+    eligible=9_000,
+    insurance=4_500,
+    veteran_subsidy=0,
+    hardship_aid=0,
+    out_of_pocket=5_500,
+)
+
+
+def test_a_line_recorded_before_the_catalogue_prints_its_buckets() -> None:
+    item = receipt_item(OLD_B_LINE, name="b", quantity=None, unit_price=None)
+    assert item.buckets() == [("not_covered", 0), ("over_limit", 0), ("self_pay_first", 1_000), ("eligible", 9_000)]
+    assert not item.wholly_eligible and item.notice_text("zh") == ""
+    c_line = receipt_item(
+        LineBreakdown(**{**_fields(OLD_B_LINE), "category": "C", "self_pay_first": 0, "eligible": 0}),
+        name="c",
+        quantity=None,
+        unit_price=None,
+    )
+    assert c_line.not_covered == 10_000 and sum(fen for _, fen in c_line.buckets()) == c_line.amount
+
+
+def test_a_line_not_in_the_catalogue_says_so_in_both_languages() -> None:
+    line = LineBreakdown(**{**_fields(OLD_B_LINE), "category": "C", "self_pay_first": 0, "eligible": 0})
+    item = receipt_item(
+        LineBreakdown(**{**_fields(line), "not_covered": 10_000, "notice": "not_in_catalogue"}),
+        name="?",
+        quantity=None,
+        unit_price=None,
+    )
+    assert item.notice_text("zh") == "目录外项目，全额自付"
+    assert item.notice_text("en") == "not in the catalogue: paid in full"
+
+
+def _fields(line: LineBreakdown) -> dict[str, object]:
+    return {name: getattr(line, name) for name in line.__struct_fields__}
 
 
 def _figures(amounts: Amounts) -> DashboardFigures:
