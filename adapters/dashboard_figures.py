@@ -4,7 +4,10 @@ Totals, per day, per clinic level, the out-of-pocket ratio's histogram, the ten 
 clinics, and which clinics' booking days were reconciled. ``gateway/dashboard/pages.py`` draws
 them; it reads them through ``adapters.reports.Reports``. Amounts are per fund for any chain:
 what the funds beyond the three with columns of their own paid is summed from the settlements'
-``other_funds`` by fund code, and ``DashboardFigures.funds`` names every fund shown.
+``other_funds`` by fund code, and ``DashboardFigures.funds`` names every fund shown. Every set of
+amounts also splits the bills into the four buckets (全自费, 超限价自付, 先行自付, 政策范围内;
+``adapters.bill_buckets``), with ``unsplit`` for what bills settled before the buckets were kept have
+outside eligible.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from typing import Any
 
 import asyncpg
 
+from adapters.bill_buckets import BUCKETS, bucket_sums
 from adapters.fund_names import NAMED_FUNDS, FundDirectory
 from adapters.report_models import Amounts, ClinicAmounts, ClinicReconciliation, DashboardFigures
 
-_AMOUNTS = """count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
+_AMOUNTS = f"""count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
     coalesce(sum(insurance), 0)::bigint AS insurance, coalesce(sum(veteran_subsidy), 0)::bigint AS veteran_subsidy,
-    coalesce(sum(hardship_aid), 0)::bigint AS hardship_aid, coalesce(sum(out_of_pocket), 0)::bigint AS out_of_pocket"""
+    coalesce(sum(hardship_aid), 0)::bigint AS hardship_aid, coalesce(sum(out_of_pocket), 0)::bigint AS out_of_pocket,
+    {bucket_sums("settlements")}"""
 _PERIOD = "reversal_id IS NULL AND service_date BETWEEN $1 AND $2"
 
 # What the other funds paid in the period: in total, per day, per clinic level and per clinic, in one scan.
@@ -55,6 +60,7 @@ def _amounts(row: asyncpg.Record, other_funds: dict[str, int] | None = None) -> 
         hardship_aid=int(row["hardship_aid"]),
         out_of_pocket=int(row["out_of_pocket"]),
         other_funds=other_funds or {},
+        **{bucket: int(row[bucket]) for bucket in BUCKETS},
     )
 
 

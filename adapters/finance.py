@@ -20,6 +20,12 @@ policy book, ``adapters.fund_names``), and a reconciliation can be a list of any
 three funds with money columns of their own keep their fields; what the others paid is in
 ``other_funds``, by fund code, as the settlements table keeps it.
 
+Each scope of a statement also splits its bills into the four buckets of the national settlement
+answer (全自费, 超限价自付, 先行自付, 政策范围内; ``adapters.bill_buckets``), with the settlements and
+reversals booked on the day, from the same append-only rows the ledger view books them from (by the
+same ``booked_on``), so those too never change once the day is over. A bill settled before the
+buckets were kept counts what it has outside eligible as ``unsplit``: its split is not guessed.
+
 Both answer the Structs of ``adapters.report_models``, and the gateway reads them through
 ``adapters.reports.Reports``. Confirming a clean reconciliation is the one write here:
 ``Confirmations``, on the primary.
@@ -38,9 +44,11 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 
+from adapters.bill_buckets import BUCKET_NAMES, BUCKETS, bucket_amounts, bucket_values
 from adapters.fund_names import NAMED_FUNDS, PATIENT, FundDirectory, code_of
 from adapters.report_models import (
     AmountDiffers,
+    BucketCounts,
     ClinicStatement,
     DailyStatement,
     Discrepancy,
@@ -55,6 +63,7 @@ from adapters.report_models import (
     RegionStatement,
     ReversedAtClinicOnly,
     ReversedAtGatewayOnly,
+    StatementBuckets,
     StatementFunds,
     StatementReversal,
     StatementTotal,
@@ -78,12 +87,35 @@ WHERE l.booked_on = $1
 GROUP BY 1, 2
 """
 
-_DAY_REVERSALS = """
+# The day's bills in their four buckets (adapters/bill_buckets.py), per clinic: the settlements booked on the
+# day, and the settlements whose reversal was booked on it, as the ledger books them (by the same booked_on).
+_DAY_BUCKETS = f"""
+SELECT d.clinic_id, b.bucket,
+       count(*) FILTER (WHERE d.kind = 'settlement' AND b.amount <> 0) AS settlements_count,
+       coalesce(sum(b.amount) FILTER (WHERE d.kind = 'settlement'), 0)::bigint AS settlements_fen,
+       count(*) FILTER (WHERE d.kind = 'reversal' AND b.amount <> 0) AS reversals_count,
+       coalesce(sum(b.amount) FILTER (WHERE d.kind = 'reversal'), 0)::bigint AS reversals_fen
+FROM (
+    SELECT 'settlement' AS kind, s.clinic_id, s.total, s.eligible, s.self_pay_first, s.over_limit
+    FROM settlements s WHERE s.booked_on = $1
+    UNION ALL
+    SELECT 'reversal', s.clinic_id, s.total, s.eligible, s.self_pay_first, s.over_limit
+    FROM reversals r JOIN settlements s ON s.person_key = r.person_key AND s.settlement_id = r.settlement_id
+    WHERE r.booked_on = $1
+) d
+CROSS JOIN LATERAL (VALUES {bucket_values("d")}) AS b(bucket, amount)
+GROUP BY 1, 2
+"""
+
+_REVERSAL_BUCKETS = ", ".join(f"{amount} AS {bucket}" for bucket, amount in bucket_amounts("s").items())
+
+_DAY_REVERSALS = f"""
 SELECT r.reversal_id, r.settlement_id, s.clinic_id, s.visit_type, s.service_date,
        (SELECT min(o.booked_on) FROM ledger_entries o
          WHERE o.person_key = d.person_key AND o.settlement_id = d.settlement_id AND o.kind = 'settlement'
        ) AS settled_on,
        s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket, s.other_funds,
+       {_REVERSAL_BUCKETS},
        r.terminal_id, r.reason, r.created_at
 FROM (SELECT DISTINCT person_key, settlement_id FROM ledger_entries
       WHERE booked_on = $1 AND kind = 'reversal' AND account = 'clinic') d
@@ -146,6 +178,7 @@ class _Counts:
     def __init__(self, accounts: Iterable[str]) -> None:
         self.settlements = self.reversals = self.billed_fen = self.reversed_fen = self.net_fen = 0
         self.funds = {account: dict.fromkeys(_FUND_FIELDS, 0) for account in accounts}
+        self.buckets = {bucket: dict.fromkeys(_FUND_FIELDS, 0) for bucket in BUCKETS}
 
     def add(self, other: _Counts) -> None:
         self.settlements += other.settlements
@@ -156,10 +189,14 @@ class _Counts:
         for fund, counts in other.funds.items():
             for key, value in counts.items():
                 self.funds[fund][key] += value
+        for bucket, counts in other.buckets.items():
+            for key, value in counts.items():
+                self.buckets[bucket][key] += value
 
     def fields(self) -> dict[str, Any]:
         """The block's fields as the report's Structs take them."""
         funds: StatementFunds = {fund: FundCounts(**counts) for fund, counts in self.funds.items()}
+        buckets = StatementBuckets(**{bucket: BucketCounts(**counts) for bucket, counts in self.buckets.items()})
         return {
             "settlements": self.settlements,
             "reversals": self.reversals,
@@ -167,6 +204,7 @@ class _Counts:
             "reversed_fen": self.reversed_fen,
             "net_fen": self.net_fen,
             "funds": funds,
+            "buckets": buckets,
         }
 
 
@@ -176,12 +214,14 @@ async def daily_statement(
     """The statement for one booking day: per clinic and fund, rolled up by level, region and in total.
 
     Its funds are every fund the ledger booked that day (and the three named ones, always), named
-    from ``funds``, the policy book's directory."""
+    from ``funds``, the policy book's directory. Each scope also splits its bills into the four
+    buckets (``buckets``), read in the same snapshot from the rows the ledger books the day from."""
     directory = funds or FundDirectory()
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         lines = await connection.fetch(_DAY_LINES, day)
+        buckets = await connection.fetch(_DAY_BUCKETS, day)
         reversals = await connection.fetch(_DAY_REVERSALS, day)
-        clinic_ids = sorted({row["clinic_id"] for row in lines})
+        clinic_ids = sorted({row["clinic_id"] for row in lines} | {row["clinic_id"] for row in buckets})
         clinics = {
             row["clinic_id"]: row
             for row in await connection.fetch(
@@ -206,6 +246,13 @@ async def daily_statement(
             fund["reversals_count"] = row["reversals_count"]
             fund["reversals_fen"] = row["reversals_fen"]
             fund["net_fen"] = row["settlements_fen"] - row["reversals_fen"]
+    for row in buckets:
+        counts = blocks[row["clinic_id"]].buckets[row["bucket"]]
+        counts["settlements_count"] = row["settlements_count"]
+        counts["settlements_fen"] = row["settlements_fen"]
+        counts["reversals_count"] = row["reversals_count"]
+        counts["reversals_fen"] = row["reversals_fen"]
+        counts["net_fen"] = row["settlements_fen"] - row["reversals_fen"]
     by_clinic = []
     by_level: dict[str, _Counts] = {}
     by_region: dict[str, _Counts] = {}
@@ -255,6 +302,7 @@ async def daily_statement(
                 reason=row["reason"],
                 reversed_at=row["created_at"].isoformat(),
                 other_funds_fen=reversal_funds(row["other_funds"]),
+                **{f"{bucket}_fen": row[bucket] for bucket in BUCKETS},
             )
             for row in reversals
         ],
@@ -277,38 +325,42 @@ CSV_COLUMNS = (
     "net_fen",
     "fund_code",
     "fund_name",
+    "bucket",
+    "bucket_name",
 )
 
 
 def statement_csv(statement: DailyStatement) -> str:
-    """One row per scope (clinic, level, region, total) and fund, UTF-8 with a BOM for spreadsheets.
+    """One row per scope (clinic, level, region, total) and fund, then one per scope and bucket; UTF-8
+    with a BOM for spreadsheets.
 
-    ``fund`` is the ledger account; the fund's code and name close the row."""
+    A fund's row has its ledger account in ``fund`` and closes with the fund's code and name. A
+    bucket's row (全自费 ``not_covered``, 超限价自付 ``over_limit``, 先行自付 ``self_pay_first``, 政策范围内
+    ``eligible``, and ``unsplit`` for bills settled before the buckets were kept) leaves the three fund
+    columns empty and names the bucket in the last two: a scope's fund rows add up to its bills, and
+    so do its bucket rows."""
     buffer = io.StringIO()
     buffer.write("\ufeff")
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     day = statement.date.isoformat()
     entries = {entry.account: entry for entry in statement.accounts}
-    # (scope, clinic_id, clinic name, level, region, the scope's funds)
-    scopes: list[tuple[str, str, str, str, str, StatementFunds]] = [
-        ("clinic", block.clinic_id, block.name, block.level, block.region, block.funds) for block in statement.by_clinic
+    # (scope, clinic_id, clinic name, level, region, the scope's funds, the scope's buckets)
+    scopes: list[tuple[str, str, str, str, str, StatementFunds, StatementBuckets]] = [
+        ("clinic", block.clinic_id, block.name, block.level, block.region, block.funds, block.buckets)
+        for block in statement.by_clinic
     ]
-    scopes += [("level", "", "", block.level, "", block.funds) for block in statement.by_level]
-    scopes += [("region", "", "", "", block.region, block.funds) for block in statement.by_region]
-    scopes.append(("total", "", "", "", "", statement.total.funds))
-    for scope, clinic_id, name, level, region, funds in scopes:
+    scopes += [("level", "", "", block.level, "", block.funds, block.buckets) for block in statement.by_level]
+    scopes += [("region", "", "", "", block.region, block.funds, block.buckets) for block in statement.by_region]
+    scopes.append(("total", "", "", "", "", statement.total.funds, statement.total.buckets))
+    for scope, clinic_id, name, level, region, funds, buckets in scopes:
+        where = [day, scope, clinic_id, name, level, region]
         for fund in statement.funds:
             counts = funds[fund]
             entry = entries.get(fund)
             writer.writerow(
                 [
-                    day,
-                    scope,
-                    clinic_id,
-                    name,
-                    level,
-                    region,
+                    *where,
                     fund,
                     counts.settlements_count,
                     counts.settlements_fen,
@@ -317,6 +369,25 @@ def statement_csv(statement: DailyStatement) -> str:
                     counts.net_fen,
                     entry.code if entry else code_of(fund),
                     entry.name if entry else code_of(fund),
+                    "",
+                    "",
+                ]
+            )
+        for bucket in BUCKETS:
+            part: BucketCounts = getattr(buckets, bucket)
+            writer.writerow(
+                [
+                    *where,
+                    "",
+                    part.settlements_count,
+                    part.settlements_fen,
+                    part.reversals_count,
+                    part.reversals_fen,
+                    part.net_fen,
+                    "",
+                    "",
+                    bucket,
+                    BUCKET_NAMES[bucket][0],
                 ]
             )
     return buffer.getvalue()

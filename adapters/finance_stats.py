@@ -11,6 +11,11 @@ fields, every other fund in ``other_funds_fen`` by code, and the report's ``fund
 them all (``adapters.fund_names``). By programme, a fund beyond the three counts the
 settlements it paid something on. Caps reached are counted for the three only (the
 settlements table keeps which of their caps cut a bill; another fund's is in the record).
+
+Each group also splits its bills into the four buckets of the national settlement answer
+(全自费, 超限价自付, 先行自付, 政策范围内; ``adapters.bill_buckets``): what bills settled before the
+buckets were kept have outside eligible is ``unsplit_fen``, not guessed, so the five add up to
+``total_fen``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from decimal import Decimal
 
 import asyncpg
 
+from adapters.bill_buckets import BUCKETS, bucket_sums
 from adapters.fund_names import NAMED_FUNDS, FundDirectory
 from adapters.report_models import FINANCE_STATS, Dimension, FinanceStatsReport, Period
 
@@ -35,8 +41,8 @@ DIMENSIONS: dict[Dimension, str] = {
     "programme": "p.payer",
 }
 
-_QUERY = """
-SELECT {group} AS grp,
+_QUERY = f"""
+SELECT {{group}} AS grp,
        count(*) AS settlements,
        count(DISTINCT s.person_key) AS people_served,
        sum(s.total) AS total,
@@ -50,10 +56,11 @@ SELECT {group} AS grp,
            FILTER (WHERE s.total > 0) AS buckets,
        count(*) FILTER (WHERE s.caps_reached & 1 <> 0) AS insurance_cap_reached,
        count(*) FILTER (WHERE s.caps_reached & 2 <> 0) AS veteran_subsidy_cap_reached,
-       count(*) FILTER (WHERE s.caps_reached & 4 <> 0) AS hardship_aid_cap_reached
+       count(*) FILTER (WHERE s.caps_reached & 4 <> 0) AS hardship_aid_cap_reached,
+       {bucket_sums("s")}
 FROM settlements s
 JOIN clinics c USING (clinic_id)
-{lateral}
+{{lateral}}
 WHERE s.reversal_id IS NULL AND s.service_date BETWEEN $1 AND $2
 GROUP BY 1
 ORDER BY 1
@@ -80,6 +87,7 @@ GROUP BY 1, 2
 
 MONEY = ("total", "insurance", "veteran_subsidy", "hardship_aid", "out_of_pocket")
 CAPS = ("insurance_cap_reached", "veteran_subsidy_cap_reached", "hardship_aid_cap_reached")
+BUCKET_FIELDS = tuple(f"{bucket}_fen" for bucket in BUCKETS)
 
 
 def _share(value: Decimal | None) -> str | None:
@@ -133,6 +141,7 @@ async def finance_stats(
                 veteran_subsidy_cap_reached=row["veteran_subsidy_cap_reached"],
                 hardship_aid_cap_reached=row["hardship_aid_cap_reached"],
                 other_funds_fen={code: paid.get(code, 0) for code in codes},
+                **{f"{bucket}_fen": int(row[bucket]) for bucket in BUCKETS},
             )
         )
     # FINANCE_STATS pairs each dimension's report with its own groups' Struct, which mypy cannot follow.
@@ -144,8 +153,9 @@ async def finance_stats(
 
 
 def stats_csv(stats: FinanceStatsReport) -> str:
-    """One row per group; the distribution as ten columns (share 0-10 %, 10-20 %, ... 90-100 %); then
-    one column per fund beyond the three, ``<code>_fen``, in the report's order."""
+    """One row per group; the distribution as ten columns (share 0-10 %, 10-20 %, ... 90-100 %); the
+    four buckets and ``unsplit_fen`` after the caps; then one column per fund beyond the three,
+    ``<code>_fen``, in the report's order."""
     by = stats.by
     others = [entry.code for entry in stats.funds if entry.code not in NAMED_FUNDS]
     buffer = io.StringIO()
@@ -154,13 +164,14 @@ def stats_csv(stats: FinanceStatsReport) -> str:
     buckets = [f"share_{10 * i}_{10 * (i + 1)}_pct" for i in range(10)]
     writer.writerow(
         [by, "settlements", "people_served", *(f"{name}_fen" for name in MONEY), "median_out_of_pocket_share",
-         *buckets, *CAPS, *(f"{code}_fen" for code in others)]
+         *buckets, *CAPS, *BUCKET_FIELDS, *(f"{code}_fen" for code in others)]
     )  # fmt: skip
     for group in stats.groups:
         writer.writerow(
             [getattr(group, by), group.settlements, group.people_served,
              *(getattr(group, f"{name}_fen") for name in MONEY), group.median_out_of_pocket_share,
              *group.out_of_pocket_share_distribution, *(getattr(group, name) for name in CAPS),
+             *(getattr(group, name) for name in BUCKET_FIELDS),
              *(group.other_funds_fen.get(code, 0) for code in others)]
         )  # fmt: skip
     return buffer.getvalue()

@@ -59,6 +59,31 @@ class FundCounts(Report, frozen=True, kw_only=True):
 StatementFunds = dict[str, FundCounts]
 
 
+class BucketCounts(Report, frozen=True, kw_only=True):
+    """One bucket of the bills settled on the day, and of the bills whose reversal was booked on it:
+    how many had a non-zero amount in it, and the amounts (a reversal gives its settlement's back)."""
+
+    settlements_count: int
+    settlements_fen: int
+    reversals_count: int
+    reversals_fen: int
+    net_fen: int
+
+
+class StatementBuckets(Report, frozen=True, kw_only=True):
+    """The scope's bills split into the four buckets of the national settlement answer (adapters/bill_buckets.py):
+    全自费 ``not_covered``, 超限价自付 ``over_limit``, 先行自付 ``self_pay_first`` and 政策范围内 ``eligible``.
+    ``unsplit`` is what bills settled before the buckets were kept (migration 0015) have outside
+    ``eligible``: their split is not guessed. The five add up to the scope's ``billed_fen``,
+    ``reversed_fen`` and ``net_fen``, to the fen."""
+
+    not_covered: BucketCounts
+    over_limit: BucketCounts
+    self_pay_first: BucketCounts
+    eligible: BucketCounts
+    unsplit: BucketCounts
+
+
 class StatementTotal(Report, frozen=True, kw_only=True):
     """A day's settlements and reversals in one scope; the clinic is credited each bill's total."""
 
@@ -68,6 +93,7 @@ class StatementTotal(Report, frozen=True, kw_only=True):
     reversed_fen: int
     net_fen: int
     funds: StatementFunds
+    buckets: StatementBuckets
 
 
 class ClinicStatement(Report, frozen=True, kw_only=True):
@@ -81,6 +107,7 @@ class ClinicStatement(Report, frozen=True, kw_only=True):
     reversed_fen: int
     net_fen: int
     funds: StatementFunds
+    buckets: StatementBuckets
 
 
 class LevelStatement(Report, frozen=True, kw_only=True):
@@ -91,6 +118,7 @@ class LevelStatement(Report, frozen=True, kw_only=True):
     reversed_fen: int
     net_fen: int
     funds: StatementFunds
+    buckets: StatementBuckets
 
 
 class RegionStatement(Report, frozen=True, kw_only=True):
@@ -101,6 +129,7 @@ class RegionStatement(Report, frozen=True, kw_only=True):
     reversed_fen: int
     net_fen: int
     funds: StatementFunds
+    buckets: StatementBuckets
 
 
 class StatementReversal(Report, frozen=True, kw_only=True):
@@ -122,6 +151,13 @@ class StatementReversal(Report, frozen=True, kw_only=True):
     reversed_at: str  # ISO 8601 with the UTC offset, as PostgreSQL's timestamptz gave it
     # What the settlement's other funds (beyond the three above) paid, by fund code, in statement order.
     other_funds_fen: dict[str, int] = {}
+    # The settlement's four buckets, and what of a bill settled before they were kept is outside eligible
+    # (StatementBuckets): the five add up to total_fen.
+    not_covered_fen: int
+    over_limit_fen: int
+    self_pay_first_fen: int
+    eligible_fen: int
+    unsplit_fen: int
 
 
 class DailyStatement(Report, frozen=True, kw_only=True):
@@ -230,6 +266,14 @@ class GroupFigures(Report, frozen=True, kw_only=True):
     # What every other fund (beyond the three above) paid, by fund code: each fund of the report's
     # ``funds`` beyond the three, in that order.
     other_funds_fen: dict[str, int] = {}
+    # The group's bills in the four buckets of the national settlement answer: 全自费, 超限价自付, 先行自付
+    # and 政策范围内. ``unsplit_fen`` is what bills settled before the buckets were kept (migration 0015)
+    # have outside eligible, not guessed; the five add up to total_fen.
+    not_covered_fen: int
+    over_limit_fen: int
+    self_pay_first_fen: int
+    eligible_fen: int
+    unsplit_fen: int
 
 
 class LevelGroup(GroupFigures, frozen=True):
@@ -364,6 +408,13 @@ class Amounts(Report, frozen=True, kw_only=True):
     hardship_aid: int = 0
     out_of_pocket: int = 0
     other_funds: dict[str, int] = {}  # what the chain's other funds paid, by fund code
+    # The bills' four buckets (全自费, 超限价自付, 先行自付, 政策范围内), and what bills settled before they
+    # were kept have outside eligible (``unsplit``, not guessed): the five add up to ``total``.
+    not_covered: int = 0
+    over_limit: int = 0
+    self_pay_first: int = 0
+    eligible: int = 0
+    unsplit: int = 0
 
     def paid(self, fund: str) -> int:
         """What the fund with this code paid."""

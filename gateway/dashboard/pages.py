@@ -7,7 +7,10 @@ for a period of service dates, read through ``adapters.reports.Reports``, as inl
 charts: no scripts, no external assets. Money is formatted only with ``format_yuan``;
 chart geometry uses integer arithmetic. Every fund of the period's settlements is shown, in
 the policy book's order: the three funds of the first policies under their short labels, any
-other fund under its policy's Chinese and English names.
+other fund under its policy's Chinese and English names. What the bills were is shown in the
+four buckets of the national settlement answer (全自费, 超限价自付, 先行自付, 政策范围内), in total
+and per clinic level, with "not split" beside them when bills settled before the buckets were
+kept are in the period.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.bill_buckets import BUCKET_NAMES, BUCKETS, Bucket
 from adapters.report_models import Amounts, DashboardFigures, FundEntry
 from gateway.app_keys import reports_key, service_key, settings_key
 from gateway.dashboard.sessions import (
@@ -50,6 +54,13 @@ COLOURS = {"insurance": "#2f6db5", "veteran_subsidy": "#e08a1e", "hardship_aid":
 # The other funds' colours, in the order they are shown.
 MORE_COLOURS = ("#c0392b", "#7a5cc0", "#16a085", "#b7950b", "#d35400", "#2c3e50", "#c2185b", "#5d4037")
 LEVELS = ("village", "township", "county")
+BUCKET_COLOURS: dict[Bucket, str] = {
+    "not_covered": "#b03a2e",
+    "over_limit": "#d68910",
+    "self_pay_first": "#b7950b",
+    "eligible": "#2f6db5",
+    "unsplit": "#999",
+}
 
 
 def _app_parts(request: web.Request) -> tuple[Any, bytes]:
@@ -259,6 +270,34 @@ td.money{text-align:right;font-variant-numeric:tabular-nums}form{margin:8px 0 0}
 """
 
 
+def shown_buckets(totals: Amounts) -> list[Bucket]:
+    """The four buckets always; ``unsplit`` only when the period holds bills settled before they were kept."""
+    return [bucket for bucket in BUCKETS if bucket != "unsplit" or totals.unsplit]
+
+
+def bucket_label(bucket: Bucket) -> str:
+    """The bucket's Chinese name with the English beside."""
+    name, name_en = BUCKET_NAMES[bucket]
+    return f"{name} {name_en}"
+
+
+def _buckets_section(totals: Amounts) -> str:
+    """What the period's bills were: a card and a bar for each bucket; every bucket's fen in ``data-*``."""
+    data = " ".join(f'data-{bucket.replace("_", "-")}="{getattr(totals, bucket)}"' for bucket in BUCKETS)
+    shown = shown_buckets(totals)
+    cards = "".join(
+        f'<div class="card"><span>{e(bucket_label(bucket))}</span>'
+        f'<b id="bucket-{bucket.replace("_", "-")}">{e(format_yuan(getattr(totals, bucket)))}</b></div>'
+        for bucket in shown
+    )
+    rows = [(bucket_label(bucket), getattr(totals, bucket), BUCKET_COLOURS[bucket]) for bucket in shown]
+    chart = _bars("chart-buckets", rows, "bills by bucket")
+    return (
+        f'<section id="buckets" {data}><h2>费用构成 What the bills were (yuan), adding up to 总额 total</h2>'
+        f'<div class="cards">{cards}</div>{chart}</section>'
+    )
+
+
 def render(figures: DashboardFigures, *, who: str) -> str:
     totals = figures.totals
     funds = shown_funds(figures)
@@ -280,10 +319,16 @@ def render(figures: DashboardFigures, *, who: str) -> str:
     payer_rows.append((PAYER_NAMES["out_of_pocket"], totals.out_of_pocket, COLOURS["out_of_pocket"]))
     levels = [(level, figures.levels.get(level, Amounts())) for level in LEVELS]
     level_rows = [(f"{level} ({amounts.count})", _funds_paid(amounts, funds), "#2f6db5") for level, amounts in levels]
+    buckets = shown_buckets(totals)
     level_table = "".join(
         f'<tr data-level="{level}" data-count="{amounts.count}" data-total="{amounts.total}">'
         f"<td>{level}</td><td>{amounts.count}</td>"
         + "".join(f'<td class="money">{e(format_yuan(amount(amounts)))}</td>' for _, _, amount in money)
+        + "".join(
+            f'<td class="money" data-bucket-fen="{getattr(amounts, bucket)}">'
+            f"{e(format_yuan(getattr(amounts, bucket)))}</td>"
+            for bucket in buckets
+        )
         + "</tr>"
         for level, amounts in levels
     )
@@ -305,6 +350,7 @@ def render(figures: DashboardFigures, *, who: str) -> str:
     confirmed = sum(1 for row in figures.reconciliation if row.confirmed)
     recon_day = figures.reconciliation_day.isoformat()
     money_heads = "".join(f"<th>{e(label)}</th>" for _, label, _ in money)
+    money_heads += "".join(f"<th>{e(bucket_label(bucket))}</th>" for bucket in buckets)
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>结算看板 Finance dashboard</title><style>{_CSS}</style></head>
 <body><header><h1>结算看板 Finance dashboard</h1><small>{e(who)}</small></header><main>
@@ -316,6 +362,7 @@ to <input type="date" name="to" value="{figures.period_to.isoformat()}">
 <button type="submit">Show</button></form></section>
 <section id="totals" {data}><h2>合计 Totals — <span id="total-count">{totals.count}</span> settlements</h2>
 <div class="cards">{cards}</div></section>
+{_buckets_section(totals)}
 <section><h2>每日基金支出 Fund outflow per day (yuan)</h2><div class="legend">{legend}</div>
 {_daily_chart(figures.days, funds)}</section>
 <section><h2>支付方构成 Split per payer (yuan)</h2>{_bars("chart-payers", payer_rows, "split per payer")}</section>

@@ -52,6 +52,10 @@ async def test_worked_example_receipt_in_both_languages_and_forms(client):
     assert "医疗费用结算单" in page and "县级医院" in page and "个人自付" in page
     assert 'id="insurance">12750.00<' in page and 'id="veteran_subsidy">2910.00<' in page
     assert 'id="hardship_aid">1358.00<' in page and 'id="out_of_pocket">2982.00<' in page
+    # The four buckets under the items: C fully self-pay, nothing over a cap, B's 10 %, the eligible rest.
+    assert 'id="bucket-not_covered">2000.00<' in page and 'id="bucket-over_limit">0.00<' in page
+    assert 'id="bucket-self_pay_first">400.00<' in page and 'id="bucket-eligible">17600.00<' in page
+    assert "全自费" in page and "超限价自付" in page and "先行自付" in page
     # The rule each payer applied, from the engine's trace.
     assert "4850.00 × 0.60 = 2910.00" in page and "1940.00 × 0.70 = 1358.00" in page
     assert "起付线 600.00" in page
@@ -88,6 +92,8 @@ class _ItemRows(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "td":
             self._in_cell = False
+        elif tag == "tbody":
+            self._in_body = False
         elif tag == "table":
             self._in_items = self._in_body = False
 
@@ -127,10 +133,11 @@ async def test_lines_sharing_a_code_each_print_their_own_name_quantity_and_amoun
     assert status == 200, page
     parser = _ItemRows()
     parser.feed(page)
+    # Each line as billed, then its four buckets: fully self-pay, over the cap, self-pay first, eligible.
     assert parser.rows == [
-        ["DRUG-001", "Ceftriaxone 1 g", "A", "2 × 70.00", "140.00"],
-        ["DRUG-001", "Ceftriaxone 2 g", "A", "3 × 120.00", "360.00"],
-        ["SVC-003", "Ward round", "C (self-pay)", "", "50.00"],
+        ["DRUG-001", "Ceftriaxone 1 g", "A", "2 × 70.00", "140.00", "0.00", "0.00", "0.00", "140.00"],
+        ["DRUG-001", "Ceftriaxone 2 g", "A", "3 × 120.00", "360.00", "0.00", "0.00", "0.00", "360.00"],
+        ["SVC-003", "Ward round", "C (self-pay)", "", "50.00", "50.00", "0.00", "0.00", "0.00"],
     ]
 
     status, _, text = await receipt(client, settlement_id, "?lang=en&format=text")
@@ -140,6 +147,8 @@ async def test_lines_sharing_a_code_each_print_their_own_name_quantity_and_amoun
     assert first < second
     assert lines[first + 1].split() == ["A", "2", "×", "70.00", "140.00"]
     assert lines[second + 1].split() == ["A", "3", "×", "120.00", "360.00"]
+    assert lines[second + 2] == "SVC-003 Ward round"  # a line wholly in scope prints no breakdown
+    assert lines[second + 4].split() == ["Fully", "self-pay", "50.00"]  # the C line's does
     assert not [line for line in lines if columns(line) > TEXT_WIDTH]
 
 

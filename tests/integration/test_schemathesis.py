@@ -82,8 +82,15 @@ BUSINESS_RULES: dict[str, Any] = {
     # Today's date (China time) and what this terminal sent before under the same request id.
     "service_date_in_future": lambda problem: True,
     "idempotency_key_reused": lambda problem: True,
-    # quantity × unit_price = amount. (quantity and unit_price together or neither is in the schema.)
-    "invalid_bill": lambda problem: re.fullmatch(r"items\[\d+\]\.amount", problem.get("field") or ""),
+    # quantity × unit_price = amount. (quantity and unit_price together or neither is in the schema.) And a line's
+    # category, optional in the schema, is required on a service date when no item catalogue is in force to decide it.
+    "invalid_bill": lambda problem: (
+        re.fullmatch(r"items\[\d+\]\.amount", problem.get("field") or "")
+        or (
+            re.fullmatch(r"items\[\d+\]\.category", problem.get("field") or "")
+            and "no item catalogue is in force" in problem["detail"]
+        )
+    ),
     # A reconciliation list names each settlement once: uniqueness by one property of the items.
     "validation_failed": lambda problem: problem.get("field") == "settlements" and "listed twice" in problem["detail"],
 }

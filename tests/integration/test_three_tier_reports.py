@@ -158,7 +158,11 @@ async def test_the_daily_statement_lists_every_fund_of_the_chain_by_name(day: Da
     response = await client.get(f"/v1/finance/daily?date={china_today().isoformat()}&format=csv", headers=ADMIN)
     assert response.status == 200
     rows = list(csv.DictReader(io.StringIO((await response.read()).decode("utf-8").lstrip("\ufeff"))))
-    county_rows = {row["fund"]: row for row in rows if row["scope"] == "clinic" and row["clinic_id"] == "C001"}
+    county = [row for row in rows if row["scope"] == "clinic" and row["clinic_id"] == "C001"]
+    county_rows = {row["fund"]: row for row in county if row["fund"]}  # the other rows are the four buckets
+    assert [row["bucket"] for row in county if not row["fund"]] == [
+        "not_covered", "over_limit", "self_pay_first", "eligible", "unsplit"
+    ]  # fmt: skip
     assert list(county_rows) == ACCOUNTS
     critical_row = county_rows["critical_illness_fund"]
     assert (critical_row["fund_code"], critical_row["fund_name"]) == ("critical_illness", NAMES["critical_illness"])

@@ -14,11 +14,14 @@ import datetime as dt
 import io
 from pathlib import Path
 
+import msgspec
+
 from adapters.finance import statement_accounts, statement_csv
 from adapters.finance_stats import stats_csv
 from adapters.fund_names import PATIENT, FundDirectory, code_of
 from adapters.report_models import (
     Amounts,
+    BucketCounts,
     ClinicStatement,
     DailyStatement,
     DashboardFigures,
@@ -26,6 +29,7 @@ from adapters.report_models import (
     FundCounts,
     LevelGroup,
     Period,
+    StatementBuckets,
     StatementTotal,
 )
 from gateway.dashboard.pages import render
@@ -116,6 +120,13 @@ def test_the_statement_csv_has_a_row_per_fund_with_its_code_and_name() -> None:
         "reversed_fen": 0,
         "net_fen": 900,
         "funds": {entry.account: _counts(100 * (index + 1)) for index, entry in enumerate(entries)},
+        "buckets": StatementBuckets(
+            not_covered=BucketCounts(**msgspec.structs.asdict(_counts(100))),
+            over_limit=BucketCounts(**msgspec.structs.asdict(_counts(0))),
+            self_pay_first=BucketCounts(**msgspec.structs.asdict(_counts(50))),
+            eligible=BucketCounts(**msgspec.structs.asdict(_counts(750))),
+            unsplit=BucketCounts(**msgspec.structs.asdict(_counts(0))),
+        ),
     }
     statement = DailyStatement(
         date=dt.date(2026, 5, 3),
@@ -137,7 +148,14 @@ def test_the_statement_csv_has_a_row_per_fund_with_its_code_and_name() -> None:
         ("clinic", "priority_care_fund", "veteran_subsidy", "重点优抚对象医疗补助", "400"),
         ("clinic", "patient", "out_of_pocket", "个人自付", "500"),
     ]
-    assert len(rows) == 10  # the clinic and the total, five funds each
+    assert len([row for row in rows if row["fund"]]) == 10  # the clinic and the total, five funds each
+    assert [(row["scope"], row["bucket"], row["net_fen"]) for row in rows if row["bucket"]][:5] == [
+        ("clinic", "not_covered", "100"),
+        ("clinic", "over_limit", "0"),
+        ("clinic", "self_pay_first", "50"),
+        ("clinic", "eligible", "750"),
+        ("clinic", "unsplit", "0"),
+    ]
 
 
 def test_the_statistics_csv_has_a_column_per_other_fund() -> None:
@@ -155,6 +173,11 @@ def test_the_statistics_csv_has_a_column_per_other_fund() -> None:
         "insurance_cap_reached": 0,
         "veteran_subsidy_cap_reached": 0,
         "hardship_aid_cap_reached": 0,
+        "not_covered_fen": 100,
+        "over_limit_fen": 0,
+        "self_pay_first_fen": 0,
+        "eligible_fen": 900,
+        "unsplit_fen": 0,
     }
     stats = FinanceStatsByLevel(
         period=Period(from_=dt.date(2026, 5, 1), to=dt.date(2026, 5, 31)),

@@ -55,7 +55,31 @@ def _funds(fen: int) -> r.StatementFunds:
     return dict.fromkeys(ACCOUNTS, counts)
 
 
-BLOCK = {"settlements": 1, "reversals": 0, "billed_fen": 500, "reversed_fen": 0, "net_fen": 500, "funds": _funds(500)}
+def _buckets(**fen: int) -> r.StatementBuckets:
+    """Each bucket's counts: the fen given, settled on the day and not reversed."""
+    return r.StatementBuckets(
+        **{
+            bucket: r.BucketCounts(
+                settlements_count=int(amount > 0),
+                settlements_fen=amount,
+                reversals_count=0,
+                reversals_fen=0,
+                net_fen=amount,
+            )
+            for bucket, amount in fen.items()
+        }
+    )
+
+
+BLOCK = {
+    "settlements": 1,
+    "reversals": 0,
+    "billed_fen": 500,
+    "reversed_fen": 0,
+    "net_fen": 500,
+    "funds": _funds(500),
+    "buckets": _buckets(not_covered=100, over_limit=30, self_pay_first=20, eligible=350, unsplit=0),
+}
 PERIOD = r.Period(from_=dt.date(2026, 1, 1), to=dt.date(2026, 1, 31))
 FIGURES = {
     "settlements": 3,
@@ -70,6 +94,14 @@ FIGURES = {
     "insurance_cap_reached": 1,
     "veteran_subsidy_cap_reached": 0,
     "hardship_aid_cap_reached": 0,
+}
+# The group's four buckets and the part not split: they add up to total_fen.
+BUCKET_FIGURES = {
+    "not_covered_fen": 200,
+    "over_limit_fen": 50,
+    "self_pay_first_fen": 40,
+    "eligible_fen": 600,
+    "unsplit_fen": 10,
 }
 
 
@@ -100,6 +132,11 @@ def test_a_daily_statement_fits_its_schema() -> None:
                 reason="",
                 reversed_at="2026-02-04T07:00:00+00:00",
                 other_funds_fen={"critical_illness": 100, "charity": 0},
+                not_covered_fen=100,
+                over_limit_fen=0,
+                self_pay_first_fen=0,
+                eligible_fen=400,
+                unsplit_fen=0,
             )
         ],
         accounts=[
@@ -121,6 +158,21 @@ def test_a_daily_statement_fits_its_schema() -> None:
         "out_of_pocket",
     ]
     assert encoded["reversals"][0]["other_funds_fen"] == {"critical_illness": 100, "charity": 0}
+    # The four buckets and the part not split, each with its counts, in the national answer's order.
+    assert list(encoded["total"]["buckets"]) == ["not_covered", "over_limit", "self_pay_first", "eligible", "unsplit"]
+    assert sum(part["net_fen"] for part in encoded["total"]["buckets"].values()) == encoded["total"]["net_fen"]
+
+
+def test_a_statement_block_without_a_bucket_does_not_fit() -> None:
+    """The schema has teeth: every bucket is there, in whole fen."""
+    buckets = msgspec.to_builtins(BLOCK["buckets"])
+    del buckets["over_limit"]
+    with pytest.raises(jsonschema.ValidationError):
+        fits(BLOCK | {"buckets": buckets}, "StatementTotal")
+    buckets = msgspec.to_builtins(BLOCK["buckets"])
+    buckets["eligible"]["net_fen"] = 1.5
+    with pytest.raises(jsonschema.ValidationError):
+        fits(BLOCK | {"buckets": buckets}, "StatementTotal")
 
 
 def test_a_statement_block_without_a_fund_count_does_not_fit() -> None:
@@ -171,19 +223,26 @@ def test_finance_statistics_by_each_dimension_fit_their_schema(by: r.Dimension) 
     report, group = r.FINANCE_STATS[by]
     funds = [r.FundEntry(code="critical_illness", account="critical_illness_fund", name="大病", name_en="CI")]
     stats = report(  # type: ignore[arg-type]
-        period=PERIOD, funds=funds, groups=[group(**{by: "x"}, **FIGURES, other_funds_fen={"critical_illness": 5})]
+        period=PERIOD,
+        funds=funds,
+        groups=[group(**{by: "x"}, **FIGURES, other_funds_fen={"critical_illness": 5}, **BUCKET_FIGURES)],
     )
     assert stats.by == by
     fits(stats, "FinanceStatsReport")
     encoded = msgspec.json.decode(msgspec.json.encode(stats))
     assert list(encoded) == ["by", "period", "funds", "groups"] and encoded["by"] == by
-    assert list(encoded["groups"][0]) == [by, *FIGURES, "other_funds_fen"], "the dimension's own key comes first"
+    assert list(encoded["groups"][0]) == [by, *FIGURES, "other_funds_fen", *BUCKET_FIGURES], (
+        "the dimension's own key comes first"
+    )
     assert encoded["period"] == {"from": "2026-01-01", "to": "2026-01-31"}
 
 
 def test_a_group_under_another_dimension_does_not_fit() -> None:
     """The schema has teeth: a level report whose group is keyed by region is refused."""
-    stats = r.FinanceStatsByLevel(period=PERIOD, groups=[r.RegionGroup(region="Nanhe", **FIGURES)])  # type: ignore[list-item]
+    stats = r.FinanceStatsByLevel(
+        period=PERIOD,
+        groups=[r.RegionGroup(region="Nanhe", **FIGURES, **BUCKET_FIGURES)],  # type: ignore[list-item]
+    )
     with pytest.raises(jsonschema.ValidationError):
         fits(stats, "FinanceStatsReport")
 

@@ -9,6 +9,12 @@ engine's trace explained by ``settlement.explain.explain_trace``. Every step of 
 policy's chain gets a line, in chain order: the three funds of the first policies under
 their labels, any other fund under the name its policy version gives it (in English its
 ``name_en``). Every piece of text that reaches HTML goes through ``html.escape``.
+
+Each item shows what of it is 全自费 (fully self-pay), 超限价自付 (over the price cap), 先行自付
+(self-pay first) and 政策范围内 (eligible), the buckets of the national settlement answer, and
+says in words when its code is not in the item catalogue (so the patient pays it in full); the
+four totals close the items. The HTML gives every line all four columns; the 32-column text
+prints, under a line not wholly in scope, each of its non-zero buckets, and all four totals.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from gateway.app_keys import service_key
 from gateway.http.requests import caller, settlement_id
 from gateway.problems import ApiError
 from gateway.service import Service, Terminal
+from settlement.catalogue import NOT_IN_CATALOGUE
 from settlement.explain import LABELLED_FUNDS, LABELS, Language, explain_trace, fund_label
-from settlement.models import PayerTrace
+from settlement.models import LineBreakdown, PayerTrace
 from settlement.money import format_yuan
 
 TEXT_WIDTH = 32
@@ -61,6 +68,8 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "B": "乙类",
         "C": "丙类",
         "yuan": "元",
+        "items_total": "合计",
+        NOT_IN_CATALOGUE: "目录外项目，全额自付",
     },
     "en": {
         "title": "Medical settlement receipt",
@@ -90,10 +99,15 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "B": "B",
         "C": "C (self-pay)",
         "yuan": "yuan",
+        "items_total": "Total",
+        NOT_IN_CATALOGUE: "not in the catalogue: paid in full",
     },
 }
 
 PAYERS = LABELLED_FUNDS
+# The four buckets of a line and of the bill, in the national settlement answer's order; their labels are
+# the explanation's (settlement/explain.py LABELS), so the receipt and the answer name them alike.
+BUCKETS = ("not_covered", "over_limit", "self_pay_first", "eligible")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +118,34 @@ class ReceiptItem:
     amount: int
     quantity: int | None = None
     unit_price: int | None = None
+    # The line's four buckets (they add up to ``amount``), and why it is fully self-pay beyond its
+    # category (``not_in_catalogue``), from the engine's line.
+    not_covered: int = 0
+    over_limit: int = 0
+    self_pay_first: int = 0
+    eligible: int = 0
+    notice: str | None = None
 
     def quantity_text(self) -> str:
         """``2 × 70.00`` (quantity × unit price in yuan) for a line billed by quantity, else empty."""
         if self.quantity is None or self.unit_price is None:
             return ""
         return f"{self.quantity} × {format_yuan(self.unit_price)}"
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """(bucket, fen) of each of the four buckets, in order."""
+        return [(bucket, getattr(self, bucket)) for bucket in BUCKETS]
+
+    @property
+    def wholly_eligible(self) -> bool:
+        """The whole line is in scope: nothing of it is the patient's before the payers."""
+        return self.eligible == self.amount and self.notice is None
+
+    def notice_text(self, language: Language) -> str:
+        """The line's notice in words (its code when the receipt has no words for it), or empty."""
+        if self.notice is None:
+            return ""
+        return RECEIPT_LABELS[language].get(self.notice, self.notice)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,21 +188,34 @@ async def load_receipt(service: Service, terminal: Terminal, settlement_id: uuid
     for index, line in enumerate(out.lines):
         billed = stored.items[index] if index < len(stored.items) else None
         own = billed if billed is not None and billed.code == line.code else None
-        items.append(
-            ReceiptItem(
-                code=line.code,
-                name=own.name if own else "",
-                category=line.category,
-                amount=line.amount,
-                quantity=own.quantity if own else None,
-                unit_price=own.unit_price if own else None,
-            )
-        )
+        if own is None:
+            items.append(receipt_item(line, name="", quantity=None, unit_price=None))
+        else:
+            items.append(receipt_item(line, name=own.name, quantity=own.quantity, unit_price=own.unit_price))
     names: dict[Language, dict[str, str]] = {
         "zh": service.fund_names(stored.settlement, "zh"),
         "en": service.fund_names(stored.settlement, "en"),
     }
     return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=tuple(items), fund_names=names)
+
+
+def receipt_item(line: LineBreakdown, *, name: str, quantity: int | None, unit_price: int | None) -> ReceiptItem:
+    """One engine line as the receipt prints it; a line recorded before the catalogue has its
+    fully self-pay part worked out (``LineBreakdown.buckets``)."""
+    line = line.buckets()
+    return ReceiptItem(
+        code=line.code,
+        name=name,
+        category=line.category,
+        amount=line.amount,
+        quantity=quantity,
+        unit_price=unit_price,
+        not_covered=line.not_covered or 0,
+        over_limit=line.over_limit,
+        self_pay_first=line.self_pay_first,
+        eligible=line.eligible,
+        notice=line.notice,
+    )
 
 
 # ---------------------------------------------------------------- HTML
@@ -183,6 +232,7 @@ td.money,th.money{text-align:right;font-variant-numeric:tabular-nums;white-space
 .rule{color:#444;font-size:12px}
 .total td{font-weight:bold;border-top:2px solid #111}
 .you-pay td{font-size:18px;font-weight:bold}
+tr.notice td{color:#b00;font-size:12px;border-bottom:1px solid #ddd;padding-top:0}
 .reversed{border:3px solid #b00;color:#b00;font-size:20px;font-weight:bold;text-align:center;padding:8px;
 margin-bottom:12px}
 .receipt.is-reversed .money{text-decoration:line-through}
@@ -227,14 +277,32 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     parts.append(
         f"<th>{e(labels['code'])}</th><th>{e(labels['name'])}</th><th>{e(labels['category'])}</th>"
         f'<th class="money">{e(labels["quantity"])}</th><th class="money">{e(labels["amount"])}</th>'
-        "</tr></thead><tbody>"
+        + "".join(f'<th class="money">{e(names[bucket])}</th>' for bucket in BUCKETS)
+        + "</tr></thead><tbody>"
     )
-    for item in receipt.items:
+    for index, item in enumerate(receipt.items):
         parts.append(
-            f"<tr><td>{e(item.code)}</td><td>{e(item.name)}</td><td>{e(labels.get(item.category, item.category))}</td>"
-            f'<td class="money">{e(item.quantity_text())}</td><td class="money">{e(format_yuan(item.amount))}</td></tr>'
+            f'<tr data-line="{index}"><td>{e(item.code)}</td><td>{e(item.name)}</td>'
+            f"<td>{e(labels.get(item.category, item.category))}</td>"
+            f'<td class="money">{e(item.quantity_text())}</td><td class="money">{e(format_yuan(item.amount))}</td>'
+            + "".join(
+                f'<td class="money" data-bucket="{bucket}">{e(format_yuan(fen))}</td>' for bucket, fen in item.buckets()
+            )
+            + "</tr>"
         )
-    parts.append("</tbody></table>")
+        if item.notice is not None:
+            parts.append(
+                f'<tr class="notice" data-line="{index}" data-notice="{e(item.notice)}">'
+                f'<td colspan="{5 + len(BUCKETS)}">{e(item.notice_text(language))}</td></tr>'
+            )
+    parts.append(
+        f'</tbody><tfoot><tr class="total"><td colspan="4">{e(labels["items_total"])}</td>'
+        f'<td class="money" id="items-total">{e(format_yuan(out.total))}</td>'
+        + "".join(
+            f'<td class="money" id="bucket-{bucket}">{e(format_yuan(getattr(out, bucket)))}</td>' for bucket in BUCKETS
+        )
+        + "</tr></tfoot></table>"
+    )
 
     parts.append(f"<h2>{e(labels['payers'])}</h2><table><tbody>")
     parts.append(money_row(names["total"], out.total, "total", "total"))
@@ -322,9 +390,16 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
         lines += wrap(f"{item.code} {item.name}", width)
         billed = f"  {category} {item.quantity_text()}".rstrip()
         lines += _pair(billed, format_yuan(item.amount), width)
+        if item.notice is not None:
+            lines += ["  " + part for part in wrap(item.notice_text(language), width - 2)]
+        if not item.wholly_eligible:  # a line wholly in scope needs no breakdown: its category says so
+            for bucket, fen in item.buckets():
+                if fen:
+                    lines += _pair(f"  {names[bucket]}", format_yuan(fen), width)
     lines.append(rule)
     lines += _pair(names["total"], format_yuan(out.total), width)
-    lines += _pair(names["eligible"], format_yuan(out.eligible), width)
+    for bucket in BUCKETS:
+        lines += _pair(names[bucket], format_yuan(getattr(out, bucket)), width)
     funds = receipt.names(language)
     for payer, amount, trace in receipt.steps():
         lines += _pair(fund_label(payer, language, funds), format_yuan(amount), width)
