@@ -70,10 +70,10 @@ class CatalogueView:
 
     def get(self, code: str) -> CatalogueItem | None:
         entry = self._entries.get(code)
-        if entry is None or type(entry) is CatalogueItem:
-            return entry  # type: ignore[return-value]
+        if entry is None or isinstance(entry, CatalogueItem):
+            return entry
         found = None
-        for since, item in entry:  # type: ignore[union-attr]
+        for since, item in entry:
             if since > self._index:
                 break
             found = item
