@@ -1,4 +1,4 @@
-"""The item catalogue in PostgreSQL: versions, changes, loading, refusals.
+"""The item catalogue in PostgreSQL and on the command line: versions, changes, loading, refusals.
 
 Each test has a database of its own (a copy of one migrated for the module), so catalogues never reach
 the shared test database, whose bills are settled without one.
@@ -7,7 +7,11 @@ the shared test database, whose bills are settled without one.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -27,7 +31,7 @@ from adapters.catalogue_store import (
     load_catalogue_with_stamp,
 )
 from settlement.catalogue import CatalogueItem
-from tests.integration.conftest import _admin, _with_database
+from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, _admin, _with_database
 
 pytestmark = pytest.mark.integration
 
@@ -386,3 +390,110 @@ async def test_a_large_catalogue_imports_whole_and_a_revision_by_its_changes(con
     for row in second[::97]:
         found = view.get(row.code)
         assert found == CatalogueItem(category=row.category, self_pay_share=row.self_pay_share, price_cap=row.price_cap)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_the_command_line_end_to_end(fresh_url, connection, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "医保目录编码,医保目录名称,收费项目等级,先行自付比例,计价单位,最高限价\n"
+        "X-1,good,A,,次,\nX-2,share on A,A,0.1,次,\nX-1,again,B,,次,\nX-3,cap,B,,次,1.005\n",
+        encoding="utf-8",
+    )
+    result = medsettle(fresh_url, "catalogue", "import", str(bad), "--effective-from", "2026-01-01")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "rejected line 3: 先行自付比例: '0.1' on a category A item; only a B item has a self-pay-first share "
+        "(leave it empty)",
+        "rejected line 4: 医保目录编码: X-1 is already on line 2",
+        "rejected line 5: 最高限价: '1.005' has more than 2 decimals (a cap is whole fen)",
+    ]
+    assert "3 of 4 rows rejected" in result.stderr and "nothing was written" in result.stderr
+    assert await counts(connection) == (0, 0, 0)
+
+    first, second = tmp_path / "catalogue-2026.csv", tmp_path / "catalogue-2026-07.xlsx"
+    write_sample_catalogue(first, 300, seed=9)
+    write_sample_catalogue(second, 300, seed=9, revision=1)
+    result = medsettle(fresh_url, "catalogue", "import", str(first), "--effective-from", "2026-01-01", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("catalogue-2026.csv: catalogue version effective from 2026-01-01, 300 items;")
+    assert "dry run: nothing written" in result.stdout
+    assert await counts(connection) == (0, 0, 0)
+
+    result = medsettle(fresh_url, "catalogue", "import", str(first), "--effective-from", "2026-01-01")
+    assert result.returncode == 0, result.stderr
+    assert "  added                     300  e.g. " in result.stdout
+    assert result.stdout.endswith("imported\n")
+    result = medsettle(fresh_url, "catalogue", "import", str(first), "--effective-from", "2026-01-01")
+    assert result.returncode == 0, result.stderr
+    assert "already imported from this file on " in result.stdout and "nothing changed" in result.stdout
+
+    result = medsettle(fresh_url, "catalogue", "import", str(second), "--effective-from", "2026-07-01")
+    assert result.returncode == 0, result.stderr
+    # The same file again through the store: a no-op that answers with the version's own summary.
+    summary = await imported(
+        connection, read_catalogue(second)[0], JULY, hashlib.sha256(second.read_bytes()).hexdigest()
+    )
+    assert summary.outcome == "already_imported"
+    for field, label in (("removed", "removed"), ("changed", "changed"), ("changed_category", "  category")):
+        changes = getattr(summary, field)
+        assert f"  {label:<20} {changes.count:>8,}  e.g. {', '.join(changes.examples)}" in result.stdout
+
+    result = medsettle(fresh_url, "catalogue", "import", str(first), "--effective-from", "2026-03-01")
+    assert result.returncode == 1
+    assert "versions are imported in date order" in result.stderr
+
+    result = medsettle(fresh_url, "catalogue", "versions")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("EFFECTIVE FROM  ITEMS  ADDED  REMOVED  CHANGED  IMPORTED")
+    assert lines[1].startswith("2026-01-01") and "catalogue-2026.csv (" in lines[1]
+    assert lines[2].startswith("2026-07-01") and "catalogue-2026-07.xlsx (" in lines[2]
+    listed = json.loads(medsettle(fresh_url, "catalogue", "versions", "--format", "json").stdout)
+    assert [(version["effective_from"], version["items"]) for version in listed] == [
+        ("2026-01-01", 300),
+        ("2026-07-01", 300),
+    ]
+
+    changed = summary.changed_category.examples[0]
+    result = medsettle(fresh_url, "catalogue", "show", changed, "--on", "2026-07-01")
+    assert result.returncode == 0, result.stderr
+    entry = await catalogue_item(connection, changed, on=JULY)
+    assert entry is not None
+    assert f"category        {entry.category}" in result.stdout
+    assert "version         2026-07-01 (in force on 2026-07-01); this item as set by version 2026-07-01" in (
+        result.stdout
+    )
+    result = medsettle(fresh_url, "catalogue", "show", summary.removed.examples[0], "--on", "2026-07-01")
+    assert result.returncode == 1
+    assert "is not in the catalogue in force on 2026-07-01 (version 2026-07-01, removed by version 2026-07-01)" in (
+        result.stderr
+    )
+    result = medsettle(fresh_url, "catalogue", "show", changed, "--on", "2025-12-31")
+    assert result.returncode == 1
+    assert "no catalogue version is in force on 2025-12-31 (the first is effective from 2026-01-01)" in result.stderr
+
+    result = medsettle(
+        fresh_url, "catalogue", "import", str(tmp_path / "missing.csv"), "--effective-from", "2027-01-01"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "medsettle catalogue import: missing.csv: cannot be read: No such file or directory"

@@ -141,6 +141,8 @@ NEEDS_THE_DATABASE = [
     ["registry", "stats"],
     ["report", "daily"],
     ["report", "stats"],
+    ["catalogue", "versions"],
+    ["catalogue", "show", "110200001"],
 ]
 
 
