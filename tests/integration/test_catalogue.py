@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -30,12 +31,14 @@ from adapters.catalogue_store import (
     load_catalogue,
     load_catalogue_with_stamp,
 )
+from adapters.demo import seed_demo, seed_demo_catalogue
 from settlement.catalogue import CatalogueItem
 from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, _admin, _with_database
 
 pytestmark = pytest.mark.integration
 
 D = dt.date
+SAMPLE_CATALOGUE = Path(__file__).resolve().parents[2] / "samples" / "catalogue-2026.csv"
 JANUARY = D(2026, 1, 1)
 JULY = D(2026, 7, 1)
 SHA_A = "a" * 64
@@ -390,6 +393,24 @@ async def test_a_large_catalogue_imports_whole_and_a_revision_by_its_changes(con
     for row in second[::97]:
         found = view.get(row.code)
         assert found == CatalogueItem(category=row.category, self_pay_share=row.self_pay_share, price_cap=row.price_cap)
+
+
+async def test_the_demo_county_brings_its_catalogue_only_when_asked(connection):
+    counts = await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=10)
+    assert "catalogue_items" not in counts
+    assert await catalogue_stamp(connection) is None  # the default the integration tests settle on
+    # A county seeded before catalogues existed gets one once, effective 1 January.
+    assert await seed_demo_catalogue(connection, SAMPLE_CATALOGUE) == 74
+    assert await seed_demo_catalogue(connection, SAMPLE_CATALOGUE) == 0
+    counts = await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=10, catalogue=SAMPLE_CATALOGUE)
+    assert counts["catalogue_items"] == 0
+    [version] = await catalogue_versions(connection)
+    assert (version.effective_from, version.source, version.actor, version.items) == (
+        JANUARY,
+        "catalogue-2026.csv",
+        "demo",
+        74,
+    )
 
 
 # ---------------------------------------------------------------- the command line
