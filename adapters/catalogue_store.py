@@ -361,23 +361,29 @@ async def _load(connection: asyncpg.Connection) -> tuple[str | None, Catalogue]:
         stamp = await catalogue_stamp(connection)
         if stamp is None:
             return None, Catalogue()
-        versions = [row[0] for row in await connection.fetch("SELECT effective_from FROM catalogue_versions")]
-        # Items are few distinct (category, share, cap) triples: make each CatalogueItem once.
+        versions = [
+            row[0] for row in await connection.fetch("SELECT effective_from FROM catalogue_versions ORDER BY 1")
+        ]
+        # Items are few distinct (category, share, cap) triples: make each CatalogueItem once. A row names its
+        # version by number, so 200,000 rows share a few date objects rather than making one each.
         items: dict[tuple[str, int | None, int | None], CatalogueItem] = {}
         changes: list[tuple[str, dt.date, CatalogueItem | None]] = []
         cursor = await connection.cursor(
-            "SELECT code, effective_from, category, self_pay_share_ppm, price_cap FROM catalogue_items"
+            """SELECT i.code, v.number, i.category, i.self_pay_share_ppm, i.price_cap
+               FROM catalogue_items i
+               JOIN (SELECT effective_from, (row_number() OVER (ORDER BY effective_from))::int - 1 AS number
+                     FROM catalogue_versions) v USING (effective_from)"""
         )
         while batch := await cursor.fetch(LOAD_BATCH):
-            for code, since, category, share, cap in batch:
+            for code, number, category, share, cap in batch:
                 if category is None:  # a removal
-                    changes.append((code, since, None))
+                    changes.append((code, versions[number], None))
                     continue
                 key = (category, share, cap)
                 item = items.get(key)
                 if item is None:
                     item = items[key] = CatalogueItem(category=category, self_pay_share=share, price_cap=cap)
-                changes.append((code, since, item))
+                changes.append((code, versions[number], item))
     return stamp, Catalogue.build(versions, changes)
 
 
