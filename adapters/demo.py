@@ -1,11 +1,16 @@
 """Demo data: a county of 100 village stations, 13 township centres and 3 county hospitals,
 a terminal for each, and a seeded synthetic population covering every priority-care
 category and hardship tier. Seeding is idempotent: running it twice adds nothing.
+
+The demo's item catalogue (samples/catalogue-2026.csv) is opt-in: ``seed_demo(..., catalogue=path)``
+or ``seed_demo_catalogue``. Without it the county settles on the terminals' categories, which is
+what most tests that seed the county rely on.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import random
 from dataclasses import dataclass
@@ -14,6 +19,8 @@ from pathlib import Path
 import asyncpg
 
 from adapters import identity
+from adapters.catalogue_files import read_catalogue
+from adapters.catalogue_store import catalogue_stamp, import_catalogue
 from adapters.terminal_keys import create_key, load_keys
 from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
 
@@ -111,9 +118,15 @@ def demo_population(size: int = 2000, seed: int = 20260101) -> list[DemoPerson]:
 
 
 async def seed_demo(
-    connection: asyncpg.Connection, pepper: bytes, key_encryption_key: bytes, *, population: int = 2000
+    connection: asyncpg.Connection,
+    pepper: bytes,
+    key_encryption_key: bytes,
+    *,
+    population: int = 2000,
+    catalogue: Path | None = None,
 ) -> dict[str, int]:
-    """Insert the demo county, with a signing key for every terminal that has none.
+    """Insert the demo county, with a signing key for every terminal that has none, and with
+    ``catalogue`` (a catalogue file) its item catalogue too (``seed_demo_catalogue``).
     Existing rows are left alone, so seeding twice changes nothing."""
     clinics = demo_clinics()
     terminals = demo_terminals(clinics)
@@ -150,13 +163,34 @@ async def seed_demo(
             columns=["person_key", "programme", "code", "effective_from", "struck_off_on"],
         )
     keys_created = await ensure_terminal_keys(connection, key_encryption_key)
+    catalogue_items = 0 if catalogue is None else await seed_demo_catalogue(connection, catalogue)
     await connection.execute("ANALYZE")  # fresh tables otherwise plan foreign-key checks as scans
     return {
         "clinics": len(clinics),
         "terminals": len(terminals),
         "keys_created": keys_created,
         "people_added": len(new_keys),
+        **({"catalogue_items": catalogue_items} if catalogue is not None else {}),
     }
+
+
+async def seed_demo_catalogue(connection: asyncpg.Connection, path: Path) -> int:
+    """Import the catalogue file at ``path`` as the version in force from 1 January of the demo year, when
+    the database has no catalogue yet. Returns how many items it imported (0: a catalogue was there)."""
+    if await catalogue_stamp(connection) is not None:
+        return 0
+    rows, rejected = read_catalogue(path)
+    if rejected:
+        raise ValueError(f"{path.name}: line {rejected[0].line}: {rejected[0].reason}")
+    summary = await import_catalogue(
+        connection,
+        rows,
+        effective_from=YEAR_START,
+        source=path.name,
+        file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        actor="demo",
+    )
+    return summary.added.count if summary.outcome == "imported" else 0
 
 
 async def has_clinics(connection: asyncpg.Connection) -> bool:

@@ -39,19 +39,27 @@ ID: it names the column and the problem, and any echoed cell text is masked.
 
 from __future__ import annotations
 
-import codecs
-import contextlib
-import csv
 import datetime as dt
 import pathlib
 import random
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from adapters import identity
+from adapters.table_files import (
+    RejectedRow,
+    TableFormatError,
+    cell_text,
+    empty,
+    header_key,
+    map_columns,
+    open_table,
+    shorten,
+    write_table,
+)
 from settlement.chain_policy import NAME as PROGRAMME_NAME
 from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
 
@@ -153,7 +161,6 @@ BUREAU_CODE_HEADERS: dict[ListKind, str] = {
 }
 _EXTRA_HEADERS = {"national_id": ("身份证号",)}
 
-PROGRESS_EVERY = 1000
 DISABLED_VETERAN_GRADES = range(1, 7)
 
 _CODE_KIND: dict[str, ListKind] = {code: kind for kind, codes in CODES.items() for code in codes}
@@ -163,7 +170,6 @@ _DISABLED_VETERAN = re.compile(r"(?:伤残军人|残疾军人)[(\-—:]?(?P<grad
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _WHITESPACE = re.compile(r"\s+")
 _LONG_NUMBER = re.compile(r"[0-9]{14,}[0-9Xx]*")
-_SHOW_MAX = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +182,10 @@ class ListRow:
     struck_off_on: dt.date | None
 
 
-@dataclass(frozen=True, slots=True)
-class RejectedRow:
-    line: int
-    reason: str  # never contains a raw national ID
-
-
-class ListFormatError(Exception):
-    """The whole file cannot be read as a list: unreadable, unknown extension, no header, missing columns, no rows."""
+# A rejected row's reason never contains a raw national ID. The whole file unusable as a list (unreadable,
+# unknown extension, no header, missing columns, no rows) is a ListFormatError: adapters/table_files.py
+# reads lists and catalogues alike.
+ListFormatError = TableFormatError
 
 
 def read_list(
@@ -201,158 +203,21 @@ def read_list(
             raise ValueError(f"a programme list needs a programme name and its codes, got {kind!r}")
     elif kind not in CODES:
         raise ValueError(f"unknown list kind {kind!r}; expected one of {', '.join(LIST_KINDS)}")
-    path = pathlib.Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        opener = _csv_records
-    elif suffix == ".xlsx":
-        opener = _xlsx_records
-    else:
-        raise ListFormatError(
-            f"{path.name}: unknown extension {suffix or '(none)'!r}: give a .csv or .xlsx file"
-            + (" (save an old .xls workbook as .xlsx)" if suffix == ".xls" else "")
-        )
-
     accepted: list[ListRow] = []
     rejected: list[RejectedRow] = []
-    with opener(path) as (records, total_lines):
-        header_line, header = _first_nonblank(records, path)
-        parser = _RowParser(path, kind, header, xlsx=suffix == ".xlsx")
-        total = max(total_lines - header_line, 0)
+    with open_table(path, progress=progress) as table:
+        parser = _RowParser(pathlib.Path(path), kind, table.header, xlsx=table.xlsx)
         first_line: dict[str, int] = {}
-        done = 0
-        for line, cells in records:
-            done += 1
-            if progress is not None and done % PROGRESS_EVERY == 0:
-                progress(done, total if total >= done else 0)
-            if _blank(cells):
-                continue
+        for line, cells in table.rows:
             row = parser.parse(line, cells, first_line)
             if isinstance(row, ListRow):
                 accepted.append(row)
             else:
                 rejected.append(RejectedRow(line=line, reason=row))
-    if not accepted and not rejected:
-        raise ListFormatError(f"{path.name}: has a header but no rows")
-    if progress is not None and not (done % PROGRESS_EVERY == 0 and total == done):
-        progress(done, done)  # the end, unless the last call above already said so
     return accepted, rejected
 
 
-# ---------------------------------------------------------------- reading files
-
-Records = Iterator[tuple[int, Sequence[Any]]]
-
-
-@contextlib.contextmanager
-def _csv_records(path: pathlib.Path) -> Iterator[tuple[Records, int]]:
-    encoding, lines = _sniff_csv(path)
-    try:
-        file = path.open(encoding=encoding, newline="")
-    except OSError as error:
-        raise ListFormatError(f"{path.name}: cannot be read: {error.strerror}") from None
-    with file:
-        yield _csv_rows(file, path), lines
-
-
-def _sniff_csv(path: pathlib.Path) -> tuple[str, int]:
-    """The encoding (UTF-8 if the whole file decodes as UTF-8, else GB18030) and the number of lines."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8 = True
-    newlines = 0
-    last = b""
-    try:
-        with path.open("rb") as file:
-            while chunk := file.read(1 << 20):
-                newlines += chunk.count(b"\n")
-                last = chunk[-1:]
-                if utf8:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError:
-                        utf8 = False
-            if utf8:
-                try:
-                    decoder.decode(b"", final=True)
-                except UnicodeDecodeError:
-                    utf8 = False
-    except OSError as error:
-        raise ListFormatError(f"{path.name}: cannot be read: {error.strerror}") from None
-    if not last:
-        raise ListFormatError(f"{path.name}: the file is empty")
-    lines = newlines + (last != b"\n")
-    return ("utf-8-sig" if utf8 else "gb18030"), lines
-
-
-def _csv_rows(file: Any, path: pathlib.Path) -> Records:
-    reader = csv.reader(file)
-    previous = 0  # a quoted cell may span lines: a record starts on the line after the last one
-    try:
-        for cells in reader:
-            yield previous + 1, cells
-            previous = reader.line_num
-    except UnicodeDecodeError:
-        raise ListFormatError(
-            f"{path.name}: is neither UTF-8 nor GB18030 text (undecodable bytes near line {previous + 1})"
-        ) from None
-    except csv.Error as error:
-        raise ListFormatError(f"{path.name}: line {previous + 1}: {error}") from None
-
-
-@contextlib.contextmanager
-def _xlsx_records(path: pathlib.Path) -> Iterator[tuple[Records, int]]:
-    import openpyxl  # only .xlsx lists need it
-
-    try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except OSError as error:
-        raise ListFormatError(f"{path.name}: cannot be read: {error.strerror or error}") from None
-    except Exception as error:  # openpyxl raises many kinds for a damaged or foreign file
-        raise ListFormatError(f"{path.name}: is not a readable .xlsx workbook ({type(error).__name__})") from None
-    try:
-        sheets = workbook.worksheets
-        if not sheets or not hasattr(sheets[0], "reset_dimensions"):
-            raise ListFormatError(f"{path.name}: the first sheet of the workbook is not a worksheet")
-        sheet = sheets[0]
-        rows = sheet.max_row or 0  # from the sheet's own dimension record: only an estimate
-        sheet.reset_dimensions()  # some writers record a wrong dimension; read every row that is there
-        yield _xlsx_rows(sheet, path), rows
-    finally:
-        workbook.close()
-
-
-def _xlsx_rows(sheet: Any, path: pathlib.Path) -> Records:
-    line = 0
-    try:
-        for line, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield line, cells
-    except Exception as error:  # a damaged sheet part
-        raise ListFormatError(
-            f"{path.name}: the sheet cannot be read after row {line} ({type(error).__name__})"
-        ) from None
-
-
-def _empty(cell: Any) -> bool:
-    return cell is None or (isinstance(cell, str) and not cell.strip())
-
-
-def _blank(cells: Sequence[Any]) -> bool:
-    return all(_empty(cell) for cell in cells)
-
-
-def _first_nonblank(records: Records, path: pathlib.Path) -> tuple[int, Sequence[Any]]:
-    for line, cells in records:
-        if not _blank(cells):
-            return line, cells
-    raise ListFormatError(f"{path.name}: the file is empty (no header row)")
-
-
 # ---------------------------------------------------------------- header
-
-
-def _header_key(cell: Any) -> str:
-    text = "" if cell is None else str(cell)
-    return unicodedata.normalize("NFKC", text).replace("\ufeff", "").strip().casefold()
 
 
 def _bureau_header(kind: ListKind | ProgrammeList) -> str | None:
@@ -364,9 +229,9 @@ def _accepted_headers(kind: ListKind | ProgrammeList) -> dict[str, str]:
     names: dict[str, str] = {}
     for field in FIELDS:
         for header in (field, CHINESE_HEADERS[field], *_EXTRA_HEADERS.get(field, ())):
-            names[_header_key(header)] = field
+            names[header_key(header)] = field
     if (bureau := _bureau_header(kind)) is not None:
-        names[_header_key(bureau)] = "code"
+        names[header_key(bureau)] = "code"
     return names
 
 
@@ -385,20 +250,7 @@ def _map_header(
     path: pathlib.Path, kind: ListKind | ProgrammeList, header: Sequence[Any]
 ) -> tuple[dict[str, int], dict[str, str]]:
     """Field -> column index, and field -> the header as written (for reasons)."""
-    accepted = _accepted_headers(kind)
-    columns: dict[str, int] = {}
-    written: dict[str, str] = {}
-    for index, cell in enumerate(header):
-        field = accepted.get(_header_key(cell))
-        if field is None:
-            continue
-        if field in columns:
-            raise ListFormatError(
-                f"{path.name}: columns {columns[field] + 1} ({written[field]}) and {index + 1} ({_show(cell)}) "
-                f"both give {field}: keep one"
-            )
-        columns[field] = index
-        written[field] = _show(str(cell).replace("\ufeff", "").strip())
+    columns, written = map_columns(path, header, _accepted_headers(kind), _show)
     missing = [field for field in REQUIRED_FIELDS if field not in columns]
     if missing:
         message = (
@@ -406,8 +258,8 @@ def _map_header(
             + ", ".join(f"{CHINESE_HEADERS[field]} ({field})" for field in missing)
             + f". Expected a header row with {expected_headers(kind)}."
         )
-        keys = {_header_key(cell) for cell in header}
-        other = [k for k, h in BUREAU_CODE_HEADERS.items() if k != kind and _header_key(h) in keys]
+        keys = {header_key(cell) for cell in header}
+        other = [k for k, h in BUREAU_CODE_HEADERS.items() if k != kind and header_key(h) in keys]
         if other:
             message += (
                 f" Its {BUREAU_CODE_HEADERS[other[0]]} column says this is {_a(other[0])} list, "
@@ -416,7 +268,7 @@ def _map_header(
         elif any(isinstance(cell, str) and _LONG_NUMBER.search(cell) for cell in header):
             message += " The first row holds a national ID: the file needs a header row."
         else:
-            found = [_show(cell) for cell in header if not _empty(cell)]
+            found = [_show(cell) for cell in header if not empty(cell)]
             message += f" Found: {', '.join(found) if found else '(nothing)'}."
             if len(found) == 1 and any(sep in found[0] for sep in ("\t", ";", "；")):
                 message += " Is the file comma-separated?"
@@ -429,18 +281,11 @@ def _map_header(
 
 def _show(value: Any) -> str:
     """Cell text fit for a message: long digit runs (possible IDs) masked, and shortened."""
-    text = _LONG_NUMBER.sub(lambda match: identity.mask(match.group(0)), str(value).strip())
-    return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 1] + "…"
+    return shorten(_LONG_NUMBER.sub(lambda match: identity.mask(match.group(0)), str(value).strip()))
 
 
 def _a(kind: str) -> str:
     return ("an " if kind[0] in "aeiou" else "a ") + kind
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return (value if isinstance(value, str) else str(value)).strip()
 
 
 class _RowParser:
@@ -476,9 +321,9 @@ class _RowParser:
                 problems.append(f"{self.header['national_id']}: duplicate of line {earlier}")
                 national_id = None
 
-        code = self.code(_text(cells[self.code_column] if self.code_column < width else None), problems)
+        code = self.code(cell_text(cells[self.code_column] if self.code_column < width else None), problems)
         effective_cell = cells[self.from_column] if self.from_column < width else None
-        if _empty(effective_cell):
+        if empty(effective_cell):
             problems.append(f"{self.header['effective_from']}: missing")
         effective_from = self.date(effective_cell, "effective_from", problems)
         struck_off_on = None
@@ -492,12 +337,12 @@ class _RowParser:
 
         if problems or national_id is None or code is None or effective_from is None:
             return "; ".join(problems)
-        name = _text(cells[self.name_column] if self.name_column < width else None)
+        name = cell_text(cells[self.name_column] if self.name_column < width else None)
         return ListRow(line, national_id, name, code, effective_from, struck_off_on)
 
     def national_id(self, value: Any, problems: list[str]) -> str | None:
         header = self.header["national_id"]
-        if _empty(value):
+        if empty(value):
             problems.append(f"{header}: missing")
             return None
         if not isinstance(value, str):
@@ -562,7 +407,7 @@ class _RowParser:
     def date(self, value: Any, field: str, problems: list[str]) -> dt.date | None:
         """The date, or None if the cell is empty or bad (a bad one is added to ``problems``)."""
         header = self.header[field]
-        if _empty(value):
+        if empty(value):
             return None
         if self.xlsx and isinstance(value, dt.datetime):
             if value.time() != dt.time(0):
@@ -586,32 +431,7 @@ class _RowParser:
             return None
 
 
-# ---------------------------------------------------------------- writing lists
-
-
-def write_table(path: pathlib.Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Write a list as .csv (UTF-8, no BOM, dates as YYYY-MM-DD) or .xlsx (dates as date cells)."""
-    path = pathlib.Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        with path.open("w", encoding="utf-8", newline="") as file:
-            writer = csv.writer(file, lineterminator="\n")
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(
-                    ["" if cell is None else cell.isoformat() if isinstance(cell, dt.date) else cell for cell in row]
-                )
-    elif suffix == ".xlsx":
-        import openpyxl
-
-        workbook = openpyxl.Workbook(write_only=True)
-        sheet = workbook.create_sheet("list")
-        sheet.append(list(header))
-        for row in rows:
-            sheet.append(list(row))  # a date becomes a date cell formatted yyyy-mm-dd; an ID stays text
-        workbook.save(path)
-    else:
-        raise ValueError(f"cannot write {suffix or 'a file without extension'}: use .csv or .xlsx")
+# ---------------------------------------------------------------- sample lists
 
 
 _SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"

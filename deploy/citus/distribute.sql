@@ -34,6 +34,9 @@ SELECT create_reference_table('policy_versions');
 SELECT create_reference_table('terminals');          -- FK to clinics (reference -> reference)
 SELECT create_reference_table('terminal_keys');      -- FK to terminals (reference -> reference)
 SELECT create_reference_table('schema_migrations');  -- the migration runner's bookkeeping
+-- The item catalogue: read whole by each gateway at start and after an import, written a few times a year.
+SELECT create_reference_table('catalogue_versions');
+SELECT create_reference_table('catalogue_items');    -- FK to catalogue_versions (reference -> reference)
 
 -- ------------------------------------------------------------ request keys
 -- widened before distributing: settlements_one_per_request, reversals_one_per_request

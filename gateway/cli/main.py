@@ -1,4 +1,5 @@
-"""``medsettle``: one command-line tool for serve, migrate, demo data, the registry, terminals and reports.
+"""``medsettle``: one command-line tool for serve, migrate, demo data, the registry, the item catalogue,
+terminals and reports.
 
 This module builds the command tree and runs the chosen command; each group of commands
 lives in a module of its own beside it (``serve``, ``registry``, ``terminals``, ...).
@@ -13,6 +14,7 @@ import importlib.metadata
 import os
 import sys
 
+from gateway.cli.catalogue import add_catalogue_parser
 from gateway.cli.client import cmd_client
 from gateway.cli.dashboard_link import add_dashboard_link_parser
 from gateway.cli.database import DatabaseUnreachable
@@ -143,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reader_sim_parser(commands)  # medsettle reader-sim: a card reader by hand (gateway/cli/reader_sim.py)
     add_dashboard_link_parser(commands)  # medsettle dashboard-link: a browser login link (cli/dashboard_link.py)
     add_finance_parser(commands)  # medsettle report daily (gateway/cli/reports.py)
+    add_catalogue_parser(commands, actor=actor, date=_date)  # medsettle catalogue import (cli/catalogue.py)
 
     registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
     stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")

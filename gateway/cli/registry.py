@@ -49,7 +49,8 @@ VERBS = {
 }
 
 
-def _progress(label: str) -> Any:
+def progress_bar(label: str) -> Any:
+    """A progress callback drawing a bar on stderr when it is a terminal (None otherwise: nothing drawn)."""
     if not sys.stderr.isatty():
         return None
 
@@ -103,7 +104,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         print(f"medsettle import: cannot read the policy that names the programmes: {error}", file=sys.stderr)
         return 2
     try:
-        rows, rejected = read_list(path, kind, progress=_progress(f"reading {path.name}"))
+        rows, rejected = read_list(path, kind, progress=progress_bar(f"reading {path.name}"))
     except (ListFormatError, OSError) as error:
         print(f"medsettle import: {path}: {error}", file=sys.stderr)
         return 2

@@ -11,13 +11,14 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import asyncpg
 import pytest
 
-from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, bill, register
+from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, _admin, _with_database, bill, register
 from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -141,6 +142,8 @@ NEEDS_THE_DATABASE = [
     ["registry", "stats"],
     ["report", "daily"],
     ["report", "stats"],
+    ["catalogue", "versions"],
+    ["catalogue", "show", "110200001"],
 ]
 
 
@@ -251,10 +254,20 @@ def _banner_command(output: str) -> str:
     return command
 
 
-async def test_the_banners_example_works_pasted_into_another_shell(pool, database_url, tmp_path):
+@pytest.fixture
+async def empty_database(database_url: str) -> AsyncIterator[str]:
+    """A database of the test's own: ``serve --demo`` seeds the demo county there with its item catalogue,
+    which the shared test database, settling on terminals' categories, must not get."""
+    name = f"medsettle_demo_{uuid.uuid4().hex[:10]}"
+    await _admin(database_url, f'CREATE DATABASE "{name}"')
+    yield _with_database(database_url, name)
+    await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_the_banners_example_works_pasted_into_another_shell(empty_database, tmp_path):
     port = free_port()
     assert port != 8080
-    process = start_gateway(database_url, port, tmp_path / "data", stdout=subprocess.PIPE, extra_args=["--demo"])
+    process = start_gateway(empty_database, port, tmp_path / "data", stdout=subprocess.PIPE, extra_args=["--demo"])
     try:
         async with aiohttp.ClientSession() as session:
             await wait_ready(session, f"http://127.0.0.1:{port}", process)
@@ -274,8 +287,16 @@ async def test_the_banners_example_works_pasted_into_another_shell(pool, databas
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     assert pasted.returncode == 0, command + "\n" + pasted.stderr
-    assert re.match(r"HTTP 20[01]", pasted.stderr), pasted.stderr  # 200 if the sample was settled before
+    assert re.match(r"HTTP 201", pasted.stderr), pasted.stderr
     assert json.loads(pasted.stdout)["request_id"] == "demo-0001"
+    # The demo county came with its item catalogue.
+    result = medsettle(empty_database, "catalogue", "versions", "--format", "json")
+    [version] = json.loads(result.stdout)
+    assert (version["effective_from"], version["source"], version["actor"]) == (
+        "2026-01-01",
+        "catalogue-2026.csv",
+        "demo",
+    )
 
 
 # ---------------------------------------------------------------- --version and terminals list

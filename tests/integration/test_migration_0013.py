@@ -85,7 +85,7 @@ async def test_old_memberships_survive_and_any_well_formed_programme_is_then_sto
     before = await _rows(connection)
 
     applied = await db.migrate(connection)
-    assert applied[0] == "0013_any_programme.sql"  # and any migrations after it
+    assert applied[0] == "0013_any_programme.sql"  # then any later migration
 
     assert await _rows(connection) == before
     await _add(connection, "charity", "child_major_disease")
