@@ -206,12 +206,6 @@ class _RowParser:
         header = self.header["self_pay_share"]
         if empty(value):
             return None
-        if category is not None and category != "B":
-            problems.append(
-                f"{header}: {shorten(value)!r} on a category {category} item; only a B item has a self-pay-first "
-                "share (leave it empty)"
-            )
-            return None
         number = _number(value)
         percent = False
         if number is None and isinstance(value, str):
@@ -240,6 +234,16 @@ class _RowParser:
             problems.append(f"{header}: {shorten(value)!r} is more precise than parts per million")
             return None
         assert 0 <= ppm <= RATE_SCALE
+        # Insurers' exports fill the column for every item: 0 on A items (wholly in scope) and 100 % on
+        # C items (wholly self-pay) say what the category says already. Any other share there is a mistake.
+        implied = {"A": 0, "C": RATE_SCALE}
+        if category is not None and category != "B":
+            if ppm != implied[category]:
+                problems.append(
+                    f"{header}: {shorten(value)!r} on a category {category} item; only a B item has a self-pay-first "
+                    f"share (leave it empty, or write {'0' if category == 'A' else '100%'})"
+                )
+            return None
         return ppm
 
     def price_cap(self, value: Any, problems: list[str]) -> int | None:

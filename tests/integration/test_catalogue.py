@@ -444,7 +444,7 @@ async def test_the_command_line_end_to_end(fresh_url, connection, tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stdout.splitlines() == [
         "rejected line 3: 先行自付比例: '0.1' on a category A item; only a B item has a self-pay-first share "
-        "(leave it empty)",
+        "(leave it empty, or write 0)",
         "rejected line 4: 医保目录编码: X-1 is already on line 2",
         "rejected line 5: 最高限价: '1.005' has more than 2 decimals (a cap is whole fen)",
     ]

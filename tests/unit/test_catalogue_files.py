@@ -234,6 +234,16 @@ def test_self_pay_share_as_a_decimal_or_a_percentage(tmp_path: Path, written: st
     assert rows[-1].self_pay_share == ppm
 
 
+@pytest.mark.parametrize("row", ["X1,item,甲类,0,,", "X1,item,A,0%,,", "X1,item,丙类,1,,", "X1,item,C,100%,,"])
+def test_the_share_an_insurers_export_writes_on_a_or_c_items_is_what_the_category_says(
+    tmp_path: Path, row: str
+) -> None:
+    # Exports fill 自付比例 for every item: 0 on 甲类 (wholly in scope), 100 % on 丙类 (wholly self-pay).
+    rows, rejected = one(tmp_path, row)
+    assert rejected == {}
+    assert rows[-1].self_pay_share is None
+
+
 @pytest.mark.parametrize(
     ("written", "fen"), [("", None), ("0", 0), ("0.5", 50), ("12000.00", 1_200_000), ("3.1", 310), (" 7 ", 700)]
 )
@@ -267,11 +277,13 @@ def test_price_cap_in_yuan(tmp_path: Path, written: str, fen: int | None) -> Non
         ("X1,item,B,0.1234567,,", "先行自付比例: '0.1234567' is more precise than parts per million"),
         (
             "X1,item,A,0.1,,",
-            "先行自付比例: '0.1' on a category A item; only a B item has a self-pay-first share (leave it empty)",
+            "先行自付比例: '0.1' on a category A item; only a B item has a self-pay-first share (leave it empty, or "
+            "write 0)",
         ),
         (
             "X1,item,丙,0,,",
-            "先行自付比例: '0' on a category C item; only a B item has a self-pay-first share (leave it empty)",
+            "先行自付比例: '0' on a category C item; only a B item has a self-pay-first share (leave it empty, or "
+            "write 100%)",
         ),
         ("X1,item,A,,,-1.00", "最高限价: '-1.00' is negative"),
         ("X1,item,A,,,12.345", "最高限价: '12.345' has more than 2 decimals (a cap is whole fen)"),
