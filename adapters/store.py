@@ -25,7 +25,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from adapters import nonces
+from adapters import catalogue_store, nonces
 from adapters.batching import Coalescer
 from adapters.faults import Faults
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
@@ -45,6 +45,7 @@ from adapters.settlement_sql import (
     write_arguments,
 )
 from adapters.terminal_keys import ActiveKey, load_keys
+from settlement.catalogue import Catalogue
 from settlement.chain import Chain
 from settlement.decision import give_back
 from settlement.ports import (
@@ -164,6 +165,16 @@ class Store:
     async def terminal_keys(self, key_encryption_key: bytes, only: str | None = None) -> dict[str, ActiveKey]:
         async with self._connection() as connection:
             return await load_keys(connection, key_encryption_key, only)
+
+    async def catalogue_stamp(self) -> str | None:
+        """A value that changes whenever an item catalogue version is imported (None: none is)."""
+        async with self._connection() as connection:
+            return await catalogue_store.catalogue_stamp(connection)
+
+    async def catalogue(self) -> tuple[str | None, Catalogue]:
+        """Every item catalogue version, and the stamp it was read at (one snapshot)."""
+        async with self._connection() as connection:
+            return await catalogue_store.load_catalogue_with_stamp(connection)
 
     async def sync_policies(self, policies: list[tuple[Chain, str, str]]) -> None:
         """Record each loaded policy version. A version id already stored with other text is refused,

@@ -14,7 +14,7 @@ import hmac
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -28,11 +28,13 @@ from gateway import api_models as api
 from gateway.metrics import Metrics
 from settlement import chain as chain_engine
 from settlement import engine
+from settlement.catalogue import Catalogue, CatalogueView
 from settlement.chain import Chain
 from settlement.decision import decide
 from settlement.eligibility import eligibility
 from settlement.errors import Refused, SettlementError
 from settlement.models import Bill, LineItem, Settlement
+from settlement.money import format_rate
 from settlement.policy_book import PolicyBook
 from settlement.ports import (
     AlreadySettled,
@@ -124,6 +126,9 @@ class Service:
         self._miss_lookups = 0
         self._reference_loaded_at = 0.0
         self._reference_lock = asyncio.Lock()
+        # Every item catalogue version, in memory: the settle path classifies lines without a query.
+        self.catalogue = Catalogue()
+        self._catalogue_stamp: str | None = None
 
     # ------------------------------------------------------------ reference data
 
@@ -135,6 +140,15 @@ class Service:
         self._clinics = {row["clinic_id"]: Clinic(**dict(row)) for row in clinics}
         self._keys = keys
         self._reference_loaded_at = time.monotonic()
+
+    async def refresh_catalogue(self) -> bool:
+        """Load the item catalogue again when a version was imported since the last load (a cheap query
+        tells); the settle path keeps using the old one until the new one is whole. Returns whether it
+        loaded."""
+        if await self.store.catalogue_stamp() == self._catalogue_stamp:
+            return False
+        self._catalogue_stamp, self.catalogue = await self.store.catalogue()
+        return True
 
     async def _refresh_reference(self) -> None:
         """Reload on a miss at most once a second, so unknown ids cannot flood the database."""
@@ -219,7 +233,7 @@ class Service:
 
     async def _prepare_bill(
         self, terminal: Terminal, request: api.SettleRequest
-    ) -> tuple[Clinic, Bill, Chain, bytes, str]:
+    ) -> tuple[Clinic, Bill, Chain, CatalogueView | None, bytes, str]:
         if request.clinic_id != terminal.clinic_id:
             raise Refused("terminal_not_for_clinic", "a terminal settles only for its own clinic", field="clinic_id")
         clinic = await self.clinic(request.clinic_id)
@@ -249,7 +263,7 @@ class Service:
                 f"{clinic.level} clinics offer no inpatient care",
                 field="visit_type",
             )
-        return clinic, bill, policy, key, masked
+        return clinic, bill, policy, self.catalogue.on(bill.service_date), key, masked
 
     # ------------------------------------------------------------ settle and quote
 
@@ -270,7 +284,7 @@ class Service:
         return answer
 
     async def _settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
-        clinic, bill, policy, person_key, masked = await self._prepare_bill(terminal, request)
+        clinic, bill, policy, catalogue, person_key, masked = await self._prepare_bill(terminal, request)
         fingerprint = request_hash(self.pepper, "settle", request)
         key = SettleKey(
             person_key=person_key,
@@ -292,7 +306,7 @@ class Service:
             clinic_id=clinic.clinic_id,
             person=masked,
             items=bill.items,
-            decision=decide(bill, policy, found.memberships, found.counters),
+            decision=decide(bill, policy, found.memberships, found.counters, catalogue),
             request_hash=fingerprint,
             booked_on=china_today(),
             created_at=dt.datetime.now(dt.UTC),
@@ -304,7 +318,7 @@ class Service:
             async with self.store.locked_person(key) as locked:
                 new = msgspec.structs.replace(
                     new,
-                    decision=decide(bill, policy, locked.snapshot.memberships, locked.snapshot.counters),
+                    decision=decide(bill, policy, locked.snapshot.memberships, locked.snapshot.counters, catalogue),
                     version=locked.snapshot.version,
                 )
                 outcome = await locked.write(new)
@@ -390,11 +404,11 @@ class Service:
         )
 
     async def quote(self, terminal: Terminal, request: api.SettleRequest) -> api.QuoteOut:
-        clinic, bill, policy, key, masked = await self._prepare_bill(terminal, request)
+        clinic, bill, policy, catalogue, key, masked = await self._prepare_bill(terminal, request)
         name, memberships, counters = await self.store.person_for_eligibility(key, bill.service_date.year)
         if name is None:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
-        settlement = chain_engine.settle(bill, status_on(memberships, bill.service_date), counters, policy)
+        settlement = chain_engine.settle(bill, status_on(memberships, bill.service_date), counters, policy, catalogue)
         return api.QuoteOut(
             **api.SettlementFigures.fields_from(
                 settlement, clinic_id=clinic.clinic_id, person=masked, fund_names=self.fund_names(settlement)
@@ -498,7 +512,34 @@ class Service:
             },
             funds=list(figures.funds),
             programmes=[api.ProgrammeOut(**msgspec.structs.asdict(standing)) for standing in figures.programmes],
+            **self._catalogue_entries(request.codes, day, policy),
         )
+
+    def _catalogue_entries(self, codes: list[str], day: dt.date, policy: Chain) -> dict[str, Any]:
+        """What the item catalogue in force on ``day`` says about each code, for an eligibility answer."""
+        view = self.catalogue.on(day)
+        if view is None:
+            return {
+                "catalogue_version": None,
+                "items": [api.CatalogueEntryOut(code=code, listed=None) for code in codes],
+            }
+        entries = []
+        for code in codes:
+            item = view.get(code)
+            if item is None:
+                entries.append(api.CatalogueEntryOut(code=code, listed=False))
+                continue
+            share = None
+            if item.category == "B":
+                share = format_rate(
+                    policy.b_self_pay_first_share if item.self_pay_share is None else item.self_pay_share
+                )
+            entries.append(
+                api.CatalogueEntryOut(
+                    code=code, listed=True, category=item.category, self_pay_share=share, price_cap=item.price_cap
+                )
+            )
+        return {"catalogue_version": view.version, "items": entries}
 
     async def upsert_person(self, request: api.PersonRequest, *, actor: str, request_id: str) -> api.PersonOut:
         key, masked = self.person_key(request.person_id)

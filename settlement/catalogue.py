@@ -14,7 +14,7 @@ settlement answer:
 
 ``Catalogue`` holds every version in memory at once, compactly: most codes never change, so they hold
 one ``CatalogueItem`` (shared with every other code of the same category, share and cap); a code that
-changed holds its history. 200,000 items take about 40 MB (benchmarks/catalogue_bench.py).
+changed holds its history. 200,000 items take about 25 MB (benchmarks/catalogue_bench.py).
 """
 
 from __future__ import annotations

@@ -154,6 +154,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         future_date_tolerance_days=settings.future_date_tolerance_days,
     )
     await service.load_reference()
+    await service.refresh_catalogue()
     app[service_key] = service
     app[authenticator_key] = Authenticator(service.key)
     store.start()  # started last, so a failed start-up leaves no batch lanes running
@@ -181,11 +182,18 @@ async def _background_loops(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _refresh_reference_forever(service: Service, every: float = 5.0) -> None:
-    """Pick up new clinics, keys, retirements and revocations made by the CLI or another replica."""
+    """Pick up new clinics, keys, retirements and revocations made by the CLI or another replica, and
+    item catalogue versions imported since the last round."""
     while True:
         await asyncio.sleep(every)
         try:
             await service.load_reference()
+            if await service.refresh_catalogue():
+                log.info(
+                    "catalogue_loaded",
+                    versions=len(service.catalogue.versions),
+                    latest=service.catalogue.versions[-1].isoformat() if service.catalogue else None,
+                )
         except Exception as error:  # the database may be away; the next round retries
             log.warning("reference_refresh_failed", error=type(error).__name__)
 

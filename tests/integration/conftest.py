@@ -17,7 +17,8 @@ import shutil
 import tempfile
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -239,12 +240,18 @@ THREE_TIER = Path(__file__).resolve().parents[2] / "policies" / "examples" / "th
 ThreeTier = tuple[SignedClient, asyncpg.Pool, str]  # the test client, a pool and the URL of the database
 
 
-@pytest.fixture(scope="module")
-async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTier]:
-    """A gateway on policies/examples/three-tier, per test module, over a database of its own: a database
-    holds one policy version per effective date, and this one takes effect on the default's day. Ends with
-    the invariant check over what the module wrote."""
-    name = f"medsettle_three_tier_{uuid.uuid4().hex[:10]}"
+@asynccontextmanager
+async def own_gateway(
+    database_url: str,
+    settings: Any,
+    *,
+    policy_dir: Path | None = None,
+    prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+) -> AsyncIterator[tuple[SignedClient, asyncpg.Pool, str]]:
+    """A gateway over a database of its own, seeded with the demo county and then ``prepare``d, for tests
+    whose data would change what the shared database means to every other test (another policy book, an
+    item catalogue). Ends with the invariant check over what it wrote."""
+    name = f"medsettle_own_{uuid.uuid4().hex[:10]}"
     await _admin(database_url, f'CREATE DATABASE "{name}"')
     url = _with_database(database_url, name)
     try:
@@ -252,10 +259,13 @@ async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTie
         try:
             await db.migrate(connection)
             await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=50)
+            if prepare is not None:
+                await prepare(connection)
             keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
         finally:
             await connection.close()
-        app = create_app(msgspec.structs.replace(settings, policy_dir=str(THREE_TIER)), dsn=url)
+        changes = {} if policy_dir is None else {"policy_dir": str(policy_dir)}
+        app = create_app(msgspec.structs.replace(settings, **changes), dsn=url)
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         try:
             async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
@@ -266,3 +276,11 @@ async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTie
             await pool.close()
     finally:
         await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTier]:
+    """A gateway on policies/examples/three-tier, per test module, over a database of its own: a database
+    holds one policy version per effective date, and this one takes effect on the default's day."""
+    async with own_gateway(database_url, settings, policy_dir=THREE_TIER) as gateway:
+        yield gateway

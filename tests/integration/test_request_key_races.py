@@ -34,7 +34,7 @@ COUNTY = Terminal("term-C001", "C001", "terminal")
 async def _decided(service: Service, store: Store, body: dict[str, object]) -> NewSettlement:
     """The settlement ``body`` would write, decided on what ``store`` reads now."""
     request = msgspec.convert(body, api.SettleRequest)
-    clinic, bill_, policy, person_key, masked = await service._prepare_bill(COUNTY, request)
+    clinic, bill_, policy, catalogue, person_key, masked = await service._prepare_bill(COUNTY, request)
     key = SettleKey(
         person_key=person_key, year=bill_.service_date.year, terminal_id="term-C001", request_id=request.request_id
     )
@@ -46,7 +46,7 @@ async def _decided(service: Service, store: Store, body: dict[str, object]) -> N
         clinic_id=clinic.clinic_id,
         person=masked,
         items=bill_.items,
-        decision=decide(bill_, policy, found.memberships, found.counters),
+        decision=decide(bill_, policy, found.memberships, found.counters, catalogue),
         request_hash=request_hash(PEPPER, "settle", request),
         booked_on=dt.date.today(),
         created_at=dt.datetime.now(dt.UTC),
