@@ -29,6 +29,7 @@ class FundDirectory:
 
     def __init__(self, policies: Iterable[Chain] = ()) -> None:
         versions = sorted(policies, key=lambda policy: policy.effective_from)
+        self.policies: tuple[Chain, ...] = tuple(versions)
         self._names: dict[str, tuple[str, str]] = {}
         for policy in reversed(versions):  # the latest version that declares a fund names it
             for fund in policy.funds:

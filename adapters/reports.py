@@ -27,6 +27,7 @@ from typing import Protocol
 import asyncpg
 
 from adapters import dashboard_figures, finance, finance_stats, registry_stats
+from adapters import what_if as what_if_module
 from adapters.finance import ReconciliationError, ReconciliationRequest
 from adapters.fund_names import FundDirectory
 from adapters.report_models import (
@@ -37,6 +38,9 @@ from adapters.report_models import (
     Reconciliation,
     RegistryStats,
 )
+from adapters.what_if import GroupBy, WhatIfReport
+from settlement.catalogue import Catalogue
+from settlement.chain import Chain
 
 __all__ = ["Connections", "ReconciliationError", "ReconciliationRequest", "Reports"]
 
@@ -56,6 +60,17 @@ class _OneConnection:
     @asynccontextmanager
     async def acquire(self, *, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
         yield self._connection
+
+
+class WindowTooLarge(Exception):
+    """A what-if asked over HTTP would replay more settlements than a request may."""
+
+    def __init__(self, replays: int, at_most: int) -> None:
+        super().__init__(
+            f"this window replays {replays} settlements (from 1 January of its first year); over HTTP at most "
+            f"{at_most}: use `medsettle policy what-if` for larger windows"
+        )
+        self.replays = replays
 
 
 class Reports:
@@ -103,6 +118,20 @@ class Reports:
         async with self._reporting() as connection:
             return await finance_stats.finance_stats(
                 connection, by=by, period_from=period_from, period_to=period_to, funds=self.funds
+            )
+
+    async def what_if(
+        self, candidate: Chain, *, start: dt.date, end: dt.date, by: GroupBy, catalogue: Catalogue, at_most: int
+    ) -> WhatIfReport:
+        """``candidate`` replayed over ``[start, end]`` (adapters/what_if.py); ``WindowTooLarge`` when that
+        would replay more than ``at_most`` settlements."""
+        funds = FundDirectory([*self.funds.policies, candidate])
+        async with self._reporting() as connection:
+            replays = await what_if_module.window_size(connection, start, end)
+            if replays > at_most:
+                raise WindowTooLarge(replays, at_most)
+            return await what_if_module.what_if(
+                connection, candidate, start=start, end=end, by=by, catalogue=catalogue, funds=funds
             )
 
     # ------------------------------------------------------------ registry

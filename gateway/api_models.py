@@ -148,6 +148,17 @@ class ReconciliationRequest(finance.ReconciliationRequest, frozen=True, kw_only=
     clinic_id: ClinicId | None = None
 
 
+class WhatIfRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A candidate policy file's text, replayed over the settlements of a window of service dates."""
+
+    # The whole candidate policy file (TOML, as docs/policy-files.md describes); refused as invalid_policy,
+    # with the field path and the problem, when it does not load.
+    policy: Annotated[str, msgspec.Meta(min_length=1, max_length=256 * 1024)]
+    from_: dt.date = msgspec.field(name="from")
+    to: dt.date
+    by: Literal["fund", "tier", "level", "region"] = "level"
+
+
 # ---------------------------------------------------------------- responses
 
 

@@ -29,6 +29,8 @@ STATUS = {
     "unknown_fund": 422,
     "service_date_in_future": 422,
     "invalid_membership": 422,
+    "invalid_policy": 422,
+    "window_too_large": 422,
     "validation_failed": 422,
     "idempotency_key_reused": 422,
     "nonce_reused": 401,
@@ -81,6 +83,8 @@ TITLES = {
     "no_policy_in_force": "No policy is in force on the service date",
     "unknown_programme_code": "The person's programme has no rule in the policy",
     "invalid_membership": "A membership is not valid",
+    "invalid_policy": "The candidate policy file does not load",
+    "window_too_large": "The window holds too many settlements for one request",
 }
 
 

@@ -20,6 +20,7 @@ from gateway.cli.dashboard_link import add_dashboard_link_parser
 from gateway.cli.database import DatabaseUnreachable
 from gateway.cli.demo import cmd_demo
 from gateway.cli.maintenance import cmd_audit, cmd_check, cmd_migrate
+from gateway.cli.policy import add_policy_parser
 from gateway.cli.reader_sim import add_reader_sim_parser
 from gateway.cli.registry import FULL_LIST_HELP, cmd_clinics_import, cmd_import, cmd_registry_stats
 from gateway.cli.reports import add_finance_parser
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_link_parser(commands)  # medsettle dashboard-link: a browser login link (cli/dashboard_link.py)
     add_finance_parser(commands)  # medsettle report daily (gateway/cli/reports.py)
     add_catalogue_parser(commands, actor=actor, date=_date)  # medsettle catalogue import (cli/catalogue.py)
+    add_policy_parser(commands)  # medsettle policy what-if (cli/policy.py)
 
     registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
     stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")

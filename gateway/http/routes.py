@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from adapters import finance_stats
 from adapters import report_models as reports
+from adapters.what_if import WhatIfReport
 from gateway import api_models as api
 from gateway.dashboard.pages import dashboard, dashboard_login
 from gateway.http.handlers import finance, health, people, registry, settlements
@@ -188,6 +189,24 @@ ROUTES = [
         ),
         write=True,
         max_body=finance.RECONCILIATION_MAX_BODY,
+    ),
+    Route(
+        "POST",
+        "/v1/finance/what-if",
+        finance.what_if,
+        REPORTING,
+        Doc(
+            "Replay past settlements under a candidate policy: what each fund would pay, and who would pay more or"
+            " less out of pocket; nothing is written (admin, finance)",
+            body=api.WhatIfRequest,
+            query=(REPORT_FORMAT,),
+            replies=(
+                Reply(
+                    description="Per fund and per group, today and under the candidate", model=WhatIfReport, csv=True
+                ),
+            ),
+            errors=(422,),
+        ),
     ),
     Route(
         "GET",

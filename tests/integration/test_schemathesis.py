@@ -91,8 +91,14 @@ BUSINESS_RULES: dict[str, Any] = {
             and "no item catalogue is in force" in problem["detail"]
         )
     ),
-    # A reconciliation list names each settlement once: uniqueness by one property of the items.
-    "validation_failed": lambda problem: problem.get("field") == "settlements" and "listed twice" in problem["detail"],
+    # A reconciliation list names each settlement once: uniqueness by one property of the items. A what-if's
+    # window starts no later than it ends.
+    "validation_failed": lambda problem: (
+        (problem.get("field") == "settlements" and "listed twice" in problem["detail"])
+        or (problem.get("field") == "from" and "after" in problem["detail"])
+    ),
+    # A what-if's candidate is a policy file: TOML that docs/policy-files.md describes, beyond any schema.
+    "invalid_policy": lambda problem: problem.get("field") == "policy",
 }
 
 
@@ -135,6 +141,7 @@ SIGNER = {
     ("GET", "/v1/finance/daily"): "finance-1",
     ("GET", "/v1/finance/stats"): "finance-1",
     ("POST", "/v1/finance/reconciliation"): "finance-1",
+    ("POST", "/v1/finance/what-if"): "finance-1",
 }
 DEFAULT_SIGNER = "term-C001"
 MSGPACK = "application/msgpack"

@@ -8,6 +8,10 @@ Figures are hand-computed beside each assertion; money is int fen (``Y`` is one 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,19 @@ from adapters.what_if import WhatIfReport, what_if, what_if_csv
 from settlement.catalogue import Catalogue
 from settlement.chain import Chain
 from settlement.chain_policy import parse_chain
-from tests.integration.conftest import COUNTY, TOWNSHIP, SignedClient, bill, own_gateway, register, row_counts
+from tests.integration.conftest import (
+    COUNTY,
+    KEY_ENCRYPTION_KEY,
+    PEPPER,
+    TOWNSHIP,
+    SignedClient,
+    bill,
+    own_gateway,
+    register,
+    row_counts,
+)
+
+FINANCE = {"X-Terminal-Id": "finance-1"}
 
 pytestmark = pytest.mark.integration
 
@@ -140,3 +156,68 @@ async def test_bills_the_candidate_refuses_are_counted_and_left_out(gateway: Gat
     report = await run(pool, no_township_wards, "2026-09-09", "2026-09-09")
     assert report.refused == {"inpatient_not_offered": 1}
     assert all(group.group != "township" for group in report.groups)
+
+
+async def test_the_api_and_the_command_line_give_the_same_report(gateway: Gateway, tmp_path: Path) -> None:
+    client, _, url = gateway
+    person = await register(client, ("insurance", "resident"))
+    await settle(client, bill(person, ("A", 10_000 * Y), service_date="2026-10-10"))
+    candidate_text = DEFAULT_TEXT.replace('id = "default-2026"', 'id = "candidate-2027"').replace(
+        "rate = { township = 0.85, county = 0.75 }", "rate = { township = 0.85, county = 0.80 }"
+    )
+    body = {"policy": candidate_text, "from": "2026-10-10", "to": "2026-10-10", "by": "level"}
+    response = await client.post("/v1/finance/what-if", json=body, headers=FINANCE)
+    assert response.status == 200, await response.text()
+    answer = await response.json()
+    county = next(group for group in answer["groups"] if group["group"] == "county")
+    # (10,000 − 600) × (0.80 − 0.75) = 470.00 more from insurance, 470.00 less for the patient.
+    insurance = next(impact for impact in county["funds"] if impact["fund"] == "insurance")
+    assert insurance["difference"] == 470 * Y
+    assert county["out_of_pocket"]["difference"] == -470 * Y
+
+    path = tmp_path / "candidate.toml"
+    path.write_text(candidate_text, encoding="utf-8")
+    result = medsettle(url, "policy", "what-if", str(path), "--from", "2026-10-10", "--to", "2026-10-10",
+                       "--by", "level", "--format", "json")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == answer
+    table = medsettle(
+        url, "policy", "what-if", str(path), "--from", "2026-10-10", "--to", "2026-10-10", "--by", "level"
+    )
+    assert table.returncode == 0, table.stderr
+    assert "+470.00" in table.stdout and "-470.00" in table.stdout
+
+    csv_response = await client.post("/v1/finance/what-if?format=csv", json=body, headers=FINANCE)
+    assert csv_response.status == 200
+    assert "county,insurance," in await csv_response.text()
+
+
+async def test_a_candidate_that_does_not_load_is_refused_naming_where(gateway: Gateway) -> None:
+    client, _, _ = gateway
+    broken = DEFAULT_TEXT.replace(
+        "rate = { township = 0.85, county = 0.75 }", "rate = { township = 1.85, county = 0.75 }"
+    )
+    response = await client.post(
+        "/v1/finance/what-if", json={"policy": broken, "from": "2026-01-01", "to": "2026-01-31"}, headers=FINANCE
+    )
+    assert response.status == 422
+    problem = await response.json()
+    assert (problem["code"], problem["field"]) == ("invalid_policy", "policy")
+    assert "rate" in problem["detail"]
+    terminal = await client.post(
+        "/v1/finance/what-if", json={"policy": DEFAULT_TEXT, "from": "2026-01-01", "to": "2026-01-31"}, headers=COUNTY
+    )
+    assert terminal.status == 403  # a billing terminal may not run a what-if
+
+
+def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args], env=environment, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip

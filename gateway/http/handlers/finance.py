@@ -9,13 +9,20 @@ from __future__ import annotations
 from aiohttp import web
 
 from adapters import finance, finance_stats
-from adapters.reports import ReconciliationError
+from adapters.reports import ReconciliationError, WindowTooLarge
+from adapters.what_if import what_if_csv
 from gateway import api_models as api
-from gateway.app_keys import confirmations_key, reports_key
+from gateway.app_keys import confirmations_key, reports_key, service_key
 from gateway.http.requests import caller, clinic_key, decode_body, query_date, request_id_key, wants_csv
 from gateway.http.responses import csv_response, respond
 from gateway.problems import ApiError
 from gateway.service import china_today
+from settlement.chain_policy import parse_chain
+from settlement.errors import PolicyError
+
+# A what-if over HTTP replays at most this many settlements (about 5 s of one core); the command line
+# (`medsettle policy what-if`) takes any window.
+WHAT_IF_AT_MOST = 50_000
 
 # A reconciliation list is about 150 bytes a settlement: 16 MiB is some 100,000 settlements.
 RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
@@ -64,3 +71,28 @@ async def statistics(request: web.Request) -> web.Response:
     if csv:
         return csv_response(finance_stats.stats_csv(stats), f"stats-{by}-{period_from}-{period_to}.csv")
     return respond(request, stats)
+
+
+async def what_if(request: web.Request) -> web.Response:
+    """A candidate policy replayed over past settlements: what each fund would pay, and who would pay more."""
+    body = await decode_body(request, api.WhatIfRequest)
+    if body.from_ > body.to:
+        raise ApiError(422, "validation_failed", "from is after to", field="from")
+    try:
+        candidate = parse_chain(body.policy, "policy")
+    except PolicyError as error:
+        raise ApiError(422, "invalid_policy", f"{error.path}: {error.problem}", field="policy") from None
+    try:
+        report = await request.app[reports_key].what_if(
+            candidate,
+            start=body.from_,
+            end=body.to,
+            by=body.by,
+            catalogue=request.app[service_key].catalogue,
+            at_most=WHAT_IF_AT_MOST,
+        )
+    except WindowTooLarge as error:
+        raise ApiError(422, "window_too_large", str(error), field="from") from None
+    if wants_csv(request):
+        return csv_response(what_if_csv(report), f"what-if-{candidate.id}-{body.from_}-{body.to}.csv")
+    return respond(request, report)
