@@ -76,3 +76,25 @@ async def wait_ready(
         assert process.poll() is None, process.communicate()[1]
         assert time.monotonic() < deadline, f"the gateway did not become ready in {timeout:g} s"
         await asyncio.sleep(0.1)
+
+
+def medsettle(
+    database_url: str, *args: str, timeout: float = 120, **variables: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``medsettle`` command line against ``database_url`` with the tests' pepper and key, as an
+    operator would; ``variables`` add to its environment."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
+        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
+        **variables,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

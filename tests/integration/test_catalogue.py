@@ -9,9 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -34,6 +31,7 @@ from adapters.catalogue_store import (
 from adapters.demo import seed_demo, seed_demo_catalogue
 from settlement.catalogue import CatalogueItem
 from tests.integration.conftest import KEY_ENCRYPTION_KEY, PEPPER, _admin, _with_database
+from tests.integration.processes import medsettle
 
 pytestmark = pytest.mark.integration
 
@@ -414,23 +412,6 @@ async def test_the_demo_county_brings_its_catalogue_only_when_asked(connection):
 
 
 # ---------------------------------------------------------------- the command line
-
-
-def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
-        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 async def test_the_command_line_end_to_end(fresh_url, connection, tmp_path):

@@ -19,27 +19,9 @@ import asyncpg
 import pytest
 
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, PEPPER, _admin, _with_database, bill, register
-from tests.integration.processes import free_port, start_gateway, wait_ready
+from tests.integration.processes import free_port, medsettle, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
-
-
-def medsettle(database_url: str, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
-        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
-        **variables,
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 async def test_migrate_is_idempotent(database_url, pool):

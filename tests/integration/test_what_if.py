@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +23,6 @@ from settlement.chain import Chain
 from settlement.chain_policy import parse_chain
 from tests.integration.conftest import (
     COUNTY,
-    KEY_ENCRYPTION_KEY,
-    PEPPER,
     TOWNSHIP,
     SignedClient,
     bill,
@@ -35,6 +30,7 @@ from tests.integration.conftest import (
     register,
     row_counts,
 )
+from tests.integration.processes import medsettle
 
 FINANCE = {"X-Terminal-Id": "finance-1"}
 
@@ -208,16 +204,3 @@ async def test_a_candidate_that_does_not_load_is_refused_naming_where(gateway: G
         "/v1/finance/what-if", json={"policy": DEFAULT_TEXT, "from": "2026-01-01", "to": "2026-01-31"}, headers=COUNTY
     )
     assert terminal.status == 403  # a billing terminal may not run a what-if
-
-
-def medsettle(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
-        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], env=environment, capture_output=True, text=True, timeout=120,
-        check=False,
-    )  # fmt: skip
