@@ -25,29 +25,16 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from adapters import db
-from adapters.check import check_invariants
-from adapters.demo import seed_demo
-from adapters.terminal_keys import load_keys
 from gateway.app_keys import service_key
 from gateway.dashboard.sessions import COOKIE, make_session, session_secret
-from gateway.http.app import create_app
 from gateway.http.handlers.receipts import TEXT_WIDTH, columns
 from gateway.service import Service
 from settlement.catalogue import Catalogue, CatalogueItem
 from settlement.decision import decide
 from settlement.models import Bill, LineItem
 from settlement.ports import NewReversal, NewSettlement, PersonSnapshot, Reversed, SettleKey, Written
-from tests.integration.conftest import (
-    KEY_ENCRYPTION_KEY,
-    PEPPER,
-    SignedClient,
-    _admin,
-    _with_database,
-    register,
-)
+from tests.integration.conftest import KEY_ENCRYPTION_KEY, SignedClient, own_gateway, register
 
 pytestmark = pytest.mark.integration
 
@@ -209,35 +196,14 @@ async def as_before_migration_0015(pool: asyncpg.Pool, settlement_id: uuid.UUID)
 @pytest.fixture(scope="module")
 async def county(database_url: str, settings: Any) -> AsyncIterator[County]:
     """A gateway on the default policy over a database of its own, with every bill of ``BILLS`` settled."""
-    name = f"medsettle_buckets_{uuid.uuid4().hex[:10]}"
-    await _admin(database_url, f'CREATE DATABASE "{name}"')
-    url = _with_database(database_url, name)
-    try:
-        connection = await asyncpg.connect(url)
-        try:
-            await db.migrate(connection)
-            await seed_demo(connection, PEPPER, KEY_ENCRYPTION_KEY, population=20)
-            keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
-        finally:
-            await connection.close()
-        app = create_app(settings, dsn=url)
-        pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
-        try:
-            async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
-                client = SignedClient(test_client, keys)
-                service = test_client.app[service_key]
-                settled = {bill: await settle_under_catalogue(service, client, bill) for bill in BILLS}
-                for bill in OLD_ROWS:
-                    await as_before_migration_0015(pool, settled[bill])
-                await reverse(service, pool, settled["reversed"], SETTLED_ON)
-                await reverse(service, pool, settled["old_reversed_later"], REVERSED_LATER_ON)
-                yield client, pool, settled
-            async with pool.acquire() as connection:
-                assert await check_invariants(connection) == []
-        finally:
-            await pool.close()
-    finally:
-        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with own_gateway(database_url, settings) as (client, pool, _):
+        service = client.client.app[service_key]
+        settled = {bill: await settle_under_catalogue(service, client, bill) for bill in BILLS}
+        for bill in OLD_ROWS:
+            await as_before_migration_0015(pool, settled[bill])
+        await reverse(service, pool, settled["reversed"], SETTLED_ON)
+        await reverse(service, pool, settled["old_reversed_later"], REVERSED_LATER_ON)
+        yield client, pool, settled
 
 
 async def test_the_rows_hold_the_buckets_and_the_old_ones_hold_none(county: County) -> None:
