@@ -357,6 +357,7 @@ def render(figures: DashboardFigures, *, who: str) -> str:
     )
     confirmed = sum(1 for row in figures.reconciliation if row.confirmed)
     recon_day = figures.reconciliation_day.isoformat()
+    what_if_window = f"from={figures.period_from.isoformat()}&amp;to={figures.period_to.isoformat()}"
     money_heads = "".join(f"<th>{e(label)}</th>" for _, label, _ in money)
     money_heads += "".join(f"<th>{e(bucket_label(bucket))}</th>" for bucket in buckets)
     return f"""<!DOCTYPE html>
@@ -368,8 +369,8 @@ def render(figures: DashboardFigures, *, who: str) -> str:
 <form method="get" action="/dashboard">from <input type="date" name="from" value="{figures.period_from.isoformat()}">
 to <input type="date" name="to" value="{figures.period_to.isoformat()}">
 <button type="submit">Show</button></form>
-<p><a id="what-if-link" href="/dashboard/what-if">政策测算 Policy what-if</a>: replay this period under a candidate
-policy file</p></section>
+<p><a id="what-if-link" href="/dashboard/what-if?{what_if_window}">政策测算 Policy what-if</a>:
+replay this period under a candidate policy file</p></section>
 <section id="totals" {data}><h2>合计 Totals — <span id="total-count">{totals.count}</span> settlements</h2>
 <div class="cards">{cards}</div></section>
 {_buckets_section(totals)}

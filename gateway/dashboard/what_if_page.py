@@ -26,9 +26,17 @@ from typing import Any
 from aiohttp import web
 
 from adapters.reports import WindowTooLarge
-from adapters.what_if import GROUP_BYS, FundImpact, GroupImpact, ShareDistribution, WhatIfReport, what_if_csv
+from adapters.what_if import (
+    GROUP_BYS,
+    FundImpact,
+    GroupBy,
+    GroupImpact,
+    ShareDistribution,
+    WhatIfReport,
+    what_if_csv,
+)
 from gateway.app_keys import reports_key, service_key
-from gateway.dashboard.pages import CSS, DEFAULT_PERIOD_DAYS, PAGE_HEADERS, PAYER_NAMES, PAYERS, e, session_key
+from gateway.dashboard.pages import CSS, PAGE_HEADERS, PAYER_NAMES, PAYERS, e, period, session_key
 from gateway.http.handlers.finance import WHAT_IF_AT_MOST
 from gateway.http.responses import csv_response
 from gateway.problems import ApiError
@@ -57,7 +65,7 @@ class WhatIfForm:
     policy_source: str = "policy"  # the uploaded file's name, or "policy" for the text box
     period_from: str = ""
     period_to: str = ""
-    by: str = "level"
+    by: GroupBy = "level"
     format: str = "html"
     problems: list[tuple[str, str]] = field(default_factory=list)  # (field, problem in words)
 
@@ -95,25 +103,31 @@ async def read_form(request: web.Request) -> WhatIfForm:
         policy=_text(posted, "policy"),
         period_from=_text(posted, "from").strip(),
         period_to=_text(posted, "to").strip(),
-        by=_text(posted, "by") or "level",
         format=_text(posted, "format") or "html",
     )
     upload = posted.get("policy_file")
     if isinstance(upload, web.FileField):
         content = upload.file.read(MAX_POLICY_BYTES + 1)
-        if content:
+        if len(content) > MAX_POLICY_BYTES:
+            form.refuse("policy_file", f"a policy file is at most {MAX_POLICY_BYTES // 1024} KiB")
+        elif content:
             form.policy_source = upload.filename or "policy_file"
             try:
                 form.policy = content.decode("utf-8-sig")
             except UnicodeDecodeError:
                 form.refuse("policy_file", "the policy file must be UTF-8 text (TOML)")
     if not form.policy.strip():
-        form.refuse("policy", "choose a policy file or paste its text")
+        if not form.problems:  # an upload refused above says why already
+            form.refuse("policy", "choose a policy file or paste its text")
     elif len(form.policy.encode()) > MAX_POLICY_BYTES:
         form.refuse("policy", f"a policy file is at most {MAX_POLICY_BYTES // 1024} KiB")
-    if form.by not in GROUP_BYS:
+    by = _text(posted, "by") or "level"
+    for known in GROUP_BYS:
+        if by == known:
+            form.by = known
+            break
+    else:
         form.refuse("by", f"group by one of {', '.join(GROUP_BYS)}")
-        form.by = "level"
     if form.format not in FORMATS:
         form.format = "html"
     return form
@@ -128,12 +142,11 @@ def _text(posted: Mapping[str, Any], name: str) -> str:
 
 
 async def what_if_page(request: web.Request) -> web.Response:
-    """``GET /dashboard/what-if``: the form, for a window ending today by default."""
+    """``GET /dashboard/what-if``: the form, for the window of ``?from=&to=`` (the dashboard's period when
+    opened from it; the last 30 days by default)."""
     key = await session_key(request)
-    today = china_today()
-    form = WhatIfForm(
-        period_from=(today - dt.timedelta(days=DEFAULT_PERIOD_DAYS - 1)).isoformat(), period_to=today.isoformat()
-    )
+    period_from, period_to = period(request.query, china_today())
+    form = WhatIfForm(period_from=period_from.isoformat(), period_to=period_to.isoformat())
     return _page(render_page(form, who=_who(key)))
 
 
@@ -155,7 +168,7 @@ async def what_if_run(request: web.Request) -> web.Response:
             candidate,
             start=start,
             end=end,
-            by=form.by,  # type: ignore[arg-type]  # checked against GROUP_BYS in read_form
+            by=form.by,
             catalogue=request.app[service_key].catalogue,
             at_most=WHAT_IF_AT_MOST,
         )
@@ -293,7 +306,12 @@ def _report_sections(report: WhatIfReport, form: WhatIfForm) -> str:
         for name, value in (("policy", form.policy), ("from", form.period_from), ("to", form.period_to),
                             ("by", form.by), ("format", "csv"))
     )  # fmt: skip
-    groups = "".join(_group_section(group, heading=f"{e(report.by)} {e(group.group)}") for group in report.groups)
+    # By fund, a group is a fund's code: shown under the name its policy gives it.
+    names = {impact.fund: _label(impact) for impact in report.total.funds} if report.by == "fund" else {}
+    groups = "".join(
+        _group_section(group, heading=e(names.get(group.group, f"{report.by} {group.group}")))
+        for group in report.groups
+    )
     return f"""<section id="report" data-candidate="{e(report.candidate)}" data-settlements="{report.settlements}"
  data-replayed="{report.replayed}"><h2>测算结果 Report: {e(report.candidate)},
 {report.period.from_.isoformat()} – {report.period.to.isoformat()}, {e(BY_NAMES[report.by])}</h2>

@@ -311,8 +311,13 @@ ROUTES = [
         OPEN,
         Doc(
             "The policy what-if form (session cookie from /dashboard/login)",
+            query=(
+                # As /dashboard reads its period: the form's window, filled in.
+                Param("from", OPTIONAL_DATE, "first day of the window; 30 days before to by default"),
+                Param("to", OPTIONAL_DATE, "last day of the window; today (China time) by default"),
+            ),
             replies=(Reply(description="The form", media=("text/html",)),),
-            errors=(401, 403),
+            errors=(401, 403, 422),
         ),
     ),
     Route(

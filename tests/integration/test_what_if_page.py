@@ -9,8 +9,10 @@ A gateway over a database of its own, so the window holds only this module's bil
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,8 @@ import aiohttp
 import pytest
 
 from gateway.dashboard import what_if_page
-from gateway.dashboard.sessions import COOKIE, login_link
-from tests.integration.conftest import COUNTY, SignedClient, bill, own_gateway, register
+from gateway.dashboard.sessions import COOKIE, login_link, make_session, session_secret
+from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, SignedClient, bill, own_gateway, register
 
 pytestmark = pytest.mark.integration
 
@@ -71,12 +73,17 @@ async def test_the_form_is_shown_for_a_session_and_refused_without_one(page: Pag
     assert '<form method="post" action="/dashboard/what-if" enctype="multipart/form-data">' in text
     assert 'name="policy_file"' in text and '<textarea id="policy" name="policy"' in text
     assert "<script" not in text and "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
-    # The dashboard links to it.
-    dashboard = await client.client.get("/dashboard", cookies=cookies)
-    assert 'href="/dashboard/what-if"' in await dashboard.text()
+    # The dashboard links to it, for the dashboard's period.
+    dashboard = await client.client.get(f"/dashboard?from=2026-10-01&to={DAY}", cookies=cookies)
+    link = re.search(r'<a id="what-if-link" href="([^"]+)"', await dashboard.text())
+    assert link and link[1] == f"/dashboard/what-if?from=2026-10-01&amp;to={DAY}"
+    opened = await client.client.get(html.unescape(link[1]), cookies=cookies)
+    assert 'name="from" value="2026-10-01"' in await opened.text()
 
     forged = {COOKIE: cookies[COOKIE][:-4] + "0000"}
-    for jar in ({}, forged):
+    key_id = cookies[COOKIE].split(".")[0]
+    expired = {COOKIE: make_session(session_secret(KEY_ENCRYPTION_KEY), key_id, int(time.time()) - 1)}
+    for jar in ({}, forged, expired):
         refused = await client.client.get("/dashboard/what-if", cookies=jar)
         assert refused.status == 401
         posted = await client.client.post("/dashboard/what-if", data=form(CANDIDATE_TEXT), cookies=jar)
@@ -152,6 +159,19 @@ async def test_a_candidate_that_does_not_load_is_shown_on_the_form(page: Page) -
     text = await nothing.text()
     assert nothing.status == 422
     assert '<li data-field="policy">' in text and '<li data-field="from"><b>from</b>: from is after to' in text
+
+
+async def test_an_upload_that_is_not_text_is_shown_on_the_form(page: Page) -> None:
+    client, cookies = page
+    data = aiohttp.FormData()
+    data.add_field("policy_file", b"\xff\xfe\x00 not toml", filename="policy.xlsx")
+    for name, value in form("pasted = 1").items():
+        data.add_field(name, value)
+    response = await client.client.post("/dashboard/what-if", data=data, cookies=cookies)
+    text = await response.text()
+    assert response.status == 422
+    assert '<li data-field="policy_file"><b>policy_file</b>: the policy file must be UTF-8 text (TOML)' in text
+    assert "pasted = 1" in text
 
 
 async def test_a_window_over_the_limit_is_refused_in_words(page: Page, monkeypatch: pytest.MonkeyPatch) -> None:
