@@ -255,7 +255,7 @@ def _histogram(histogram: list[int]) -> str:
     return "".join(parts)
 
 
-_CSS = """
+CSS = """
 body{font-family:"Noto Sans CJK SC","PingFang SC","Microsoft YaHei",sans-serif;margin:0;background:#f5f6f8;color:#111}
 header{background:#1f3b5c;color:#fff;padding:12px 24px}header h1{margin:0;font-size:20px}
 main{padding:16px 24px}
@@ -296,6 +296,14 @@ def _buckets_section(totals: Amounts) -> str:
         f'<section id="buckets" {data}><h2>费用构成 What the bills were (yuan), adding up to 总额 total</h2>'
         f'<div class="cards">{cards}</div>{chart}</section>'
     )
+
+
+# Every page: never cached, no scripts or outside assets, posts only to the gateway, never framed.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+}
 
 
 def render(figures: DashboardFigures, *, who: str) -> str:
@@ -349,17 +357,20 @@ def render(figures: DashboardFigures, *, who: str) -> str:
     )
     confirmed = sum(1 for row in figures.reconciliation if row.confirmed)
     recon_day = figures.reconciliation_day.isoformat()
+    what_if_window = f"from={figures.period_from.isoformat()}&amp;to={figures.period_to.isoformat()}"
     money_heads = "".join(f"<th>{e(label)}</th>" for _, label, _ in money)
     money_heads += "".join(f"<th>{e(bucket_label(bucket))}</th>" for bucket in buckets)
     return f"""<!DOCTYPE html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>结算看板 Finance dashboard</title><style>{_CSS}</style></head>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>结算看板 Finance dashboard</title><style>{CSS}</style></head>
 <body><header><h1>结算看板 Finance dashboard</h1><small>{e(who)}</small></header><main>
 <section id="period" data-from="{figures.period_from.isoformat()}" data-to="{figures.period_to.isoformat()}">
 <h2>期间 Period {figures.period_from.isoformat()} – {figures.period_to.isoformat()}
 (service date; reversals excluded)</h2>
 <form method="get" action="/dashboard">from <input type="date" name="from" value="{figures.period_from.isoformat()}">
 to <input type="date" name="to" value="{figures.period_to.isoformat()}">
-<button type="submit">Show</button></form></section>
+<button type="submit">Show</button></form>
+<p><a id="what-if-link" href="/dashboard/what-if?{what_if_window}">政策测算 Policy what-if</a>:
+replay this period under a candidate policy file</p></section>
 <section id="totals" {data}><h2>合计 Totals — <span id="total-count">{totals.count}</span> settlements</h2>
 <div class="cards">{cards}</div></section>
 {_buckets_section(totals)}
@@ -391,9 +402,5 @@ async def dashboard(request: web.Request) -> web.Response:
         text=render(found, who=f"{key.terminal_id} ({key.role})"),
         content_type="text/html",
         charset="utf-8",
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-            "X-Frame-Options": "DENY",
-        },
+        headers=PAGE_HEADERS,
     )

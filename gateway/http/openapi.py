@@ -53,6 +53,17 @@ def _body(name: str) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": media, "application/msgpack": media}}
 
 
+def _form(fields: tuple[Param, ...]) -> dict[str, Any]:
+    """A browser form's body: its fields as an object, sent form-encoded or as multipart (for a file upload)."""
+    schema = {
+        "type": "object",
+        "properties": {param.name: param.schema | {"description": param.description} for param in fields},
+        "required": [param.name for param in fields if param.required],
+    }
+    media = {"schema": schema}
+    return {"required": True, "content": {"application/x-www-form-urlencoded": media, "multipart/form-data": media}}
+
+
 def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": "Problem", "content": _PROBLEM} for status in statuses}
 
@@ -158,6 +169,8 @@ def _operation(route: Route) -> dict[str, Any]:
         operation["parameters"] = parameters
     if doc.body is not None:
         operation["requestBody"] = _body(_name(doc.body))
+    elif doc.form:
+        operation["requestBody"] = _form(doc.form)
     responses = {str(reply.status): _reply(reply) for reply in doc.replies}
     if len(responses) < len(doc.replies):
         raise ValueError(f"{route.method} {route.path} has two replies with one status")

@@ -12,6 +12,7 @@ from adapters import report_models as reports
 from adapters.what_if import WhatIfReport
 from gateway import api_models as api
 from gateway.dashboard.pages import dashboard, dashboard_login
+from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.handlers import finance, health, people, registry, settlements
 from gateway.http.handlers.receipts import settlement_receipt
 from gateway.http.openapi import openapi_json
@@ -33,6 +34,7 @@ from gateway.http.routing import (
 # Query dates as gateway.http.requests.query_date reads them; an empty value is refused like any other non-date.
 DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
 OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
+GROUP_BY = enum("fund", "tier", "level", "region")
 REPORT_FORMAT = Param("format", enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
 JSON_OBJECT = ("application/json",)
 
@@ -300,6 +302,49 @@ ROUTES = [
             ),
             replies=(Reply(description="The dashboard page", media=("text/html",)),),
             errors=(401, 403, 422),
+        ),
+    ),
+    Route(
+        "GET",
+        "/dashboard/what-if",
+        what_if_page,
+        OPEN,
+        Doc(
+            "The policy what-if form (session cookie from /dashboard/login)",
+            query=(
+                # As /dashboard reads its period: the form's window, filled in.
+                Param("from", OPTIONAL_DATE, "first day of the window; 30 days before to by default"),
+                Param("to", OPTIONAL_DATE, "last day of the window; today (China time) by default"),
+            ),
+            replies=(Reply(description="The form", media=("text/html",)),),
+            errors=(401, 403, 422),
+        ),
+    ),
+    Route(
+        "POST",
+        "/dashboard/what-if",
+        what_if_run,
+        OPEN,
+        Doc(
+            "Replay a window under a candidate policy: the report as a page, or as CSV (session cookie from"
+            " /dashboard/login); a form that cannot be run comes back naming what to correct",
+            form=(
+                Param("policy", {"type": "string"}, "the candidate policy file's TOML text"),
+                Param(
+                    "policy_file",
+                    {"type": "string", "contentMediaType": "application/octet-stream"},
+                    "the candidate policy file, uploaded (multipart); wins over policy when given",
+                ),
+                Param("from", DATE, "first service date of the window", required=True),
+                Param("to", DATE, "last service date of the window", required=True),
+                Param("by", GROUP_BY, "the groups: level by default"),
+                Param("format", enum("html", "csv"), "csv for the report as CSV; the page by default"),
+            ),
+            replies=(
+                Reply(description="The report", media=("text/html", "text/csv")),
+                Reply(422, "The form again, naming what to correct, with what was entered", media=("text/html",)),
+            ),
+            errors=(400, 401, 403, 413),
         ),
     ),
 ]

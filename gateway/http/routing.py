@@ -57,6 +57,7 @@ class Doc:
     summary: str
     replies: tuple[Reply, ...]
     body: type | None = None  # the request's model, as JSON or MessagePack
+    form: tuple[Param, ...] = ()  # a browser page's form fields, form-encoded or multipart
     query: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
 

@@ -13,6 +13,7 @@ from adapters import signing
 from adapters.terminal_keys import load_keys
 from gateway.app_keys import service_key
 from gateway.dashboard.pages import dashboard, dashboard_login
+from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.app import create_app
 from gateway.http.routes import ROUTES
 from gateway.http.routing import OPEN
@@ -141,9 +142,13 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         if roles[route.handler] is OPEN:
             open_paths.add(route.resource.canonical)
     # Open means no request signature: the operator routes, the API's own description (it holds no
-    # secrets), and exactly two browser pages that check a session cookie themselves
-    # (gateway/dashboard/pages.py).
-    cookie_pages = {("GET", "/dashboard/login"): dashboard_login, ("GET", "/dashboard"): dashboard}
+    # secrets), and the browser pages that check a session cookie themselves (gateway/dashboard/).
+    cookie_pages = {
+        ("GET", "/dashboard/login"): dashboard_login,
+        ("GET", "/dashboard"): dashboard,
+        ("GET", "/dashboard/what-if"): what_if_page,
+        ("POST", "/dashboard/what-if"): what_if_run,
+    }
     assert open_paths == {"/healthz", "/readyz", "/metrics", "/openapi.json", *(path for _, path in cookie_pages)}
     for route in routes:
         if route.resource.canonical in {path for _, path in cookie_pages}:
@@ -156,10 +161,15 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         ("/dashboard?from=2026-01-01&to=2026-01-31", {}),
         ("/dashboard/login", {}),
         ("/dashboard/login?key_id=k_x&expires=" + forged.split(".")[1] + "&sig=" + "0" * 64, {}),
+        ("/dashboard/what-if", {}),
+        ("/dashboard/what-if", {"medsettle_dashboard": forged}),
     ):
         response = await client.client.request("GET", path, cookies=cookies, allow_redirects=False)
         assert response.status == 401, f"GET {path} answered {response.status} without a session"
         assert "Set-Cookie" not in response.headers
+    for cookies in ({}, {"medsettle_dashboard": forged}):
+        response = await client.client.post("/dashboard/what-if", data={"from": "2026-01-01"}, cookies=cookies)
+        assert response.status == 401, f"POST /dashboard/what-if answered {response.status} without a session"
     # And every other route really refuses an unsigned caller.
     for route in routes:
         path = route.resource.canonical.replace("{settlement_id}", "00000000-0000-0000-0000-000000000000")
