@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -39,8 +40,14 @@ def respond_answer(request: web.Request, answer: Answer, status: int) -> web.Res
     return respond(request, answer.value, status=200 if answer.replayed else status, headers=headers)
 
 
+_UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
 def csv_response(text: str, filename: str) -> web.Response:
-    """A report as a CSV download named ``filename``."""
+    """A report as a CSV download named ``filename``. Characters beyond letters, digits, ``.``, ``_`` and
+    ``-`` become ``-``: a name can come from a caller's text (a candidate policy's id), and a quote or a
+    line break would otherwise break out of the header."""
+    filename = _UNSAFE_IN_FILENAME.sub("-", filename)[:120]
     return web.Response(
         body=text.encode("utf-8"),
         headers={

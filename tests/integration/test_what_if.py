@@ -204,3 +204,14 @@ async def test_a_candidate_that_does_not_load_is_refused_naming_where(gateway: G
         "/v1/finance/what-if", json={"policy": DEFAULT_TEXT, "from": "2026-01-01", "to": "2026-01-31"}, headers=COUNTY
     )
     assert terminal.status == 403  # a billing terminal may not run a what-if
+
+
+async def test_a_candidate_id_cannot_break_out_of_the_csv_download_header(gateway: Gateway) -> None:
+    client, _, _ = gateway
+    hostile = DEFAULT_TEXT.replace('id = "default-2026"', 'id = "x\\"; evil=\\"1 \\r\\nSet-Cookie: a=b"')
+    body = {"policy": hostile, "from": "2026-10-10", "to": "2026-10-10"}
+    response = await client.post("/v1/finance/what-if?format=csv", json=body, headers=FINANCE)
+    assert response.status == 200, await response.text()
+    assert "Set-Cookie" not in response.headers
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.count('"') == 2 and "\r" not in disposition and "\n" not in disposition
