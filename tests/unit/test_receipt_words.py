@@ -1,12 +1,15 @@
 """The receipt's words where no database is needed: amounts in capitals (大写), grouped yuan, each step of the
-chain in plain words. The receipt as a
+chain in plain words, the short receipt number, and text a GBK thermal printer can print. The receipt as a
 whole, over HTTP, is tests/integration/test_receipts.py."""
 
 from __future__ import annotations
 
+import uuid
+
 import msgspec
 import pytest
 
+from gateway.http.handlers.receipts import gbk_safe, receipt_number
 from settlement.explain import explain_step, programme_name
 from settlement.models import BandTrace, PayerTrace
 from settlement.money import format_yuan_grouped, yuan_in_capitals
@@ -112,3 +115,15 @@ def test_programmes_and_levels_in_the_readers_language() -> None:
     assert programme_name("county", "zh") == "县级医院"
     assert programme_name("priority_care", "en") == "priority care"
     assert programme_name(None, "zh") == ""
+
+
+def test_the_short_receipt_number_is_the_ids_beginning() -> None:
+    settlement_id = uuid.UUID("0f3a9c1e-77b0-4c2d-9a1e-123456789abc")
+    number = receipt_number(settlement_id)
+    assert number == "0F3A-9C1E-77B0"
+    assert str(settlement_id).replace("-", "").upper().startswith(number.replace("-", ""))
+
+
+def test_text_for_a_gbk_printer() -> None:
+    assert gbk_safe("起付线 200.00 − 141.20 → 支付") == "起付线 200.00 ? 141.20 → 支付"
+    assert gbk_safe("李娜 Li Na ×").encode("gbk")
