@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,7 +14,8 @@ import asyncpg
 import pytest
 
 from adapters.demo import seed_demo_catalogue
-from gateway.http.handlers.receipts import TEXT_WIDTH, columns, wrap
+from gateway.app_keys import service_key
+from gateway.http.handlers.receipts import SHORT_DIGITS, TEXT_WIDTH, columns, prefix_range, receipt_number, wrap
 from tests.integration.conftest import COUNTY, VILLAGE, bill, own_gateway, register
 
 pytestmark = pytest.mark.integration
@@ -293,3 +295,20 @@ async def test_an_outpatient_deductible_met_in_part_explains_itself(client):
     _, _, en_page = await receipt(client, settlement_id, "?lang=en", headers=VILLAGE)
     assert "起付线 200.00，本次计入 141.20" in " ".join(zh_text.split())
     assert "deductible 200.00, of which 141.20 met by this bill" in en_page
+
+
+async def test_the_short_number_is_checked_against_the_ids_postgresql_holds(client, pool: asyncpg.Pool):
+    """A prefix of an id is a range in PostgreSQL's order of UUIDs (byte by byte), which is how the receipt
+    finds out whether another settlement shares its short number."""
+    settled = await worked_example(client)
+    settlement_id = uuid.UUID(settled["settlement_id"])
+    store = client.client.server.app[service_key].store
+    assert await store.settlements_in_range(*prefix_range(settlement_id, SHORT_DIGITS)) == 1
+    async with pool.acquire() as connection:
+        ids = [row["settlement_id"] for row in await connection.fetch("SELECT settlement_id FROM settlements")]
+    for digit in "0123456789abcdef":
+        low, high = prefix_range(uuid.UUID(digit * 32), 1)
+        expected = sum(stored.hex.startswith(digit) for stored in ids)
+        assert await store.settlements_in_range(low, high) == min(2, expected), digit
+    _, _, text = await receipt(client, settled["settlement_id"], "?format=text")
+    assert receipt_number(settlement_id) in text

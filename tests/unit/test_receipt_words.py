@@ -5,11 +5,12 @@ whole, over HTTP, is tests/integration/test_receipts.py."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 import msgspec
 import pytest
 
-from gateway.http.handlers.receipts import gbk_safe, receipt_number
+from gateway.http.handlers.receipts import gbk_safe, receipt_number, unique_receipt_number
 from settlement.explain import explain_step, programme_name
 from settlement.models import BandTrace, PayerTrace
 from settlement.money import format_yuan_grouped, yuan_in_capitals
@@ -127,3 +128,23 @@ def test_the_short_receipt_number_is_the_ids_beginning() -> None:
 def test_text_for_a_gbk_printer() -> None:
     assert gbk_safe("起付线 200.00 − 141.20 → 支付") == "起付线 200.00 ? 141.20 → 支付"
     assert gbk_safe("李娜 Li Na ×").encode("gbk")
+
+
+async def test_a_receipt_number_another_settlement_shares_is_lengthened() -> None:
+    settlement_id = uuid.UUID("0f3a9c1e-77b0-4c2d-9a1e-123456789abc")
+    twin = uuid.UUID("0f3a9c1e-77b0-4fff-8000-000000000000")  # the same first 12 digits, not 16
+    asked: list[tuple[uuid.UUID, uuid.UUID]] = []
+
+    def stored(*ids: uuid.UUID) -> Callable[[uuid.UUID, uuid.UUID], Awaitable[int]]:
+        async def count_in_range(low: uuid.UUID, high: uuid.UUID) -> int:
+            asked.append((low, high))
+            return sum(low <= stored_id <= high for stored_id in ids)
+
+        return count_in_range
+
+    assert await unique_receipt_number(settlement_id, stored(settlement_id)) == "0F3A-9C1E-77B0"
+    assert asked == [
+        (uuid.UUID("0f3a9c1e-77b0-0000-0000-000000000000"), uuid.UUID("0f3a9c1e-77b0-ffff-ffff-ffffffffffff"))
+    ]
+    assert await unique_receipt_number(settlement_id, stored(settlement_id, twin)) == "0F3A-9C1E-77B0-4C2D"
+    assert await unique_receipt_number(twin, stored(settlement_id, twin)) == "0F3A-9C1E-77B0-4FFF"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import html
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import segno
@@ -185,10 +186,12 @@ class Receipt:
     fund_names: dict[Language, dict[str, str]] | None = None
     # The name registered for the person (``people.name``), as stored; None when none is.
     patient_name: str | None = None
+    # The short receipt number (``unique_receipt_number``); empty: the id's first 12 digits.
+    short_number: str = ""
 
     @property
     def number(self) -> str:
-        return receipt_number(self.settlement.settlement_id)
+        return self.short_number or receipt_number(self.settlement.settlement_id)
 
     @property
     def settled_at(self) -> str:
@@ -222,14 +225,38 @@ class Receipt:
         return (self.fund_names or {}).get(language, {})
 
 
-def receipt_number(settlement_id: uuid.UUID) -> str:
-    """The short number a receipt prints, ``0F3A-9C1E-77B0``: the settlement id's first 48 bits, in
-    upper-case hex in groups of four. It fits a 32-column line where the 36-character id wraps, and
-    it is the id's own beginning, so the id is found from it by eye in any listing, or by a range
-    scan of the primary key. The ids are random (UUID 4), so two settlements share a number only by
-    chance: about one pair among 750,000 settlements in a county's year has odds of 1 in 1,000
-    (n²/2⁴⁹). The QR code beside it carries the whole id, which is unique."""
-    return "-".join(settlement_id.hex[index : index + 4] for index in (0, 4, 8)).upper()
+SHORT_DIGITS = 12
+"""Hex digits of the settlement id a receipt number shows: 48 bits, ``0F3A-9C1E-77B0``."""
+
+
+def receipt_number(settlement_id: uuid.UUID, digits: int = SHORT_DIGITS) -> str:
+    """The short number a receipt prints, ``0F3A-9C1E-77B0``: the settlement id's first ``digits`` hex
+    digits, upper case, in groups of four. It fits a 32-column line where the 36-character id wraps,
+    and it is the id's own beginning, so the id is found from it by eye in any listing, or by a range
+    scan of the index on the id."""
+    return "-".join(settlement_id.hex[index : index + 4] for index in range(0, digits, 4)).upper()
+
+
+def prefix_range(settlement_id: uuid.UUID, digits: int) -> tuple[uuid.UUID, uuid.UUID]:
+    """The lowest and highest ids that start with this id's first ``digits`` hex digits."""
+    prefix = settlement_id.hex[:digits]
+    return uuid.UUID(prefix.ljust(32, "0")), uuid.UUID(prefix.ljust(32, "f"))
+
+
+async def unique_receipt_number(
+    settlement_id: uuid.UUID, count_in_range: Callable[[uuid.UUID, uuid.UUID], Awaitable[int]]
+) -> str:
+    """The receipt number, lengthened by four digits at a time while another settlement shares it.
+
+    The ids are random (UUID 4), so two share their first 48 bits only by chance: among 750,000
+    settlements (a county's year) the odds that any pair does are about 1 in 1,000 (n²/2⁴⁹). Such a
+    pair is detected here, one indexed count per receipt: a receipt printed once the pair exists shows
+    16 digits or more. One printed before its twin existed keeps 12; its QR code carries the whole id,
+    which is unique, so a scan never finds the wrong settlement."""
+    digits = SHORT_DIGITS
+    while digits < 32 and await count_in_range(*prefix_range(settlement_id, digits)) > 1:
+        digits += 4
+    return receipt_number(settlement_id, digits)
 
 
 def qr_svg(settlement_id: uuid.UUID) -> str:
@@ -274,6 +301,7 @@ async def load_receipt(service: Service, terminal: Terminal, settlement_id: uuid
         items=tuple(items),
         fund_names=names,
         patient_name=patient_name,
+        short_number=await unique_receipt_number(out.settlement_id, service.store.settlements_in_range),
     )
 
 
