@@ -372,6 +372,18 @@ class Store:
             )
             yield _LockedPerson(connection, snapshot)
 
+    async def settlements_in_range(self, low: uuid.UUID, high: uuid.UUID) -> int:
+        """How many settlements have an id in ``[low, high]``, counting to two: whether the ids starting
+        with one prefix are shared. PostgreSQL orders UUIDs byte by byte, so a prefix is a range of
+        ``settlements_by_id``."""
+        return int(
+            await self._fetchval(
+                "SELECT count(*) FROM (SELECT 1 FROM settlements WHERE settlement_id BETWEEN $1 AND $2 LIMIT 2) AS s",
+                low,
+                high,
+            )
+        )
+
     async def stored_settlement(
         self, *, settlement_id: uuid.UUID | None = None, request: SettleKey | None = None
     ) -> StoredSettlement | None:

@@ -66,6 +66,70 @@ def format_yuan(fen: int) -> str:
     return f"{sign}{whole}.{part:02d}"
 
 
+def format_yuan_grouped(fen: int) -> str:
+    """Fen as yuan with thousands separators, for people reading a receipt: 298200 -> '2,982.00'."""
+    sign = "-" if fen < 0 else ""
+    whole, part = divmod(abs(fen), FEN_PER_YUAN)
+    return f"{sign}{whole:,}.{part:02d}"
+
+
+_CAPITAL_DIGITS = "零壹贰叁肆伍陆柒捌玖"
+_CAPITAL_UNITS = ("仟", "佰", "拾", "")
+_CAPITAL_SECTIONS = ("", "万", "亿", "万亿")
+
+
+def _capital_group(group: int) -> str:
+    """One group of four digits (1..9999) in capitals, without its leading zeros: 1001 -> 壹仟零壹."""
+    text, zero_pending = "", False
+    for digit, unit in zip(f"{group:04d}", _CAPITAL_UNITS, strict=True):
+        if digit == "0":
+            zero_pending = bool(text)
+            continue
+        if zero_pending:
+            text, zero_pending = text + "零", False
+        text += _CAPITAL_DIGITS[int(digit)] + unit
+    return text
+
+
+def yuan_in_capitals(fen: int) -> str:
+    """An amount in Chinese capital numerals (大写), as a cheque or receipt writes it: 298200 ->
+    贰仟玖佰捌拾贰元整, 100100 -> 壹仟零壹元整, 1010 -> 壹拾元壹角整, 5 -> 伍分, 0 -> 零元整.
+
+    The habits of 《支付结算办法》's rules for writing amounts: 壹拾 (never a bare 拾), one 零 for a run
+    of zeros inside the number, 零 between 元 and 分 when 角 is zero, and 整 when there are no 分.
+    """
+    if fen < 0:
+        return "负" + yuan_in_capitals(-fen)
+    whole, part = divmod(fen, FEN_PER_YUAN)
+    jiao, fen_digit = divmod(part, 10)
+    groups = []
+    remaining = whole
+    while remaining:
+        remaining, group = divmod(remaining, 10_000)
+        groups.append(group)
+    if len(groups) > len(_CAPITAL_SECTIONS):
+        raise ValueError(f"{whole} yuan is beyond the capitals this writes")
+    text, zero_pending = "", False
+    for index in reversed(range(len(groups))):
+        group = groups[index]
+        if group == 0:
+            zero_pending = bool(text)
+            continue
+        if text and (zero_pending or group < 1000):
+            text += "零"
+        text += _capital_group(group) + _CAPITAL_SECTIONS[index]
+        zero_pending = False
+    if whole:
+        text += "元"
+    if not jiao and not fen_digit:
+        return (text or "零元") + "整"
+    if jiao:
+        text += _CAPITAL_DIGITS[jiao] + "角"
+    elif whole:
+        text += "零"
+    return text + (_CAPITAL_DIGITS[fen_digit] + "分" if fen_digit else "整")
+
+
 def spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
     """Split ``amount`` over lines in proportion to ``weights`` by largest remainder.
 

@@ -33,6 +33,7 @@ from gateway.service import Service
 from settlement.catalogue import Catalogue, CatalogueItem
 from settlement.decision import decide
 from settlement.models import Bill, LineItem
+from settlement.money import format_yuan_grouped
 from settlement.ports import NewReversal, NewSettlement, PersonSnapshot, Reversed, SettleKey, Written
 from tests.integration.conftest import KEY_ENCRYPTION_KEY, SignedClient, own_gateway, register
 
@@ -250,12 +251,14 @@ async def test_the_receipt_shows_each_line_in_its_buckets_and_the_four_totals(co
         for index, parts in enumerate(EVERY_BUCKET_LINES):
             row = re.search(rf'<tr data-line="{index}">(.*?)</tr>', page)
             assert row, (lang, index)
-            cells = re.findall(r'data-bucket="(\w+)">([\d.]+)<', row[1])
-            assert cells == [(bucket, yuan(fen)) for bucket, fen in zip(BUCKETS[:4], parts, strict=True)], (lang, index)
+            cells = re.findall(r'data-bucket="(\w+)">([\d.,]+)<', row[1])
+            assert cells == [
+                (bucket, format_yuan_grouped(fen)) for bucket, fen in zip(BUCKETS[:4], parts, strict=True)
+            ], (lang, index)
         # The four totals under the items, adding up to the bill's.
         for bucket in BUCKETS[:4]:
-            assert f'id="bucket-{bucket}">{yuan(totals[bucket])}<' in page, (lang, bucket)
-        assert f'id="items-total">{yuan(195_000)}<' in page
+            assert f'id="bucket-{bucket}">{format_yuan_grouped(totals[bucket])}<' in page, (lang, bucket)
+        assert f'id="items-total">{format_yuan_grouped(195_000)}<' in page
         # The code not in the catalogue says so in words, on its own line's row.
         notices = re.findall(
             r'<tr class="notice" data-line="(\d+)" data-notice="not_in_catalogue"><td[^>]*>([^<]+)<', page
@@ -293,11 +296,11 @@ async def test_the_receipt_shows_each_line_in_its_buckets_and_the_four_totals(co
     # The four totals after the bill's total, in the national answer's order.
     start = next(index for index, line in enumerate(lines) if line.startswith("医疗费用总额"))
     assert [line.split() for line in lines[start : start + 5]] == [
-        ["医疗费用总额", "1950.00"],
+        ["医疗费用总额", "1,950.00"],
         ["全自费", "270.00"],
         ["超限价自付", "30.00"],
         ["先行自付", "100.00"],
-        ["政策范围内费用", "1550.00"],
+        ["政策范围内费用", "1,550.00"],
     ]
 
     english = (await receipt(client, settlement_id, "lang=en&format=text")).splitlines()

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
 
+import asyncpg
 import pytest
 
-from gateway.http.handlers.receipts import TEXT_WIDTH, columns, wrap
-from tests.integration.conftest import COUNTY, VILLAGE, bill, register
+from adapters.demo import seed_demo_catalogue
+from gateway.app_keys import service_key
+from gateway.http.handlers.receipts import SHORT_DIGITS, TEXT_WIDTH, columns, prefix_range, receipt_number, wrap
+from tests.integration.conftest import COUNTY, VILLAGE, bill, own_gateway, register
 
 pytestmark = pytest.mark.integration
 
 WORKED_ITEMS = (("A", 1_400_000), ("B", 400_000), ("C", 200_000))
 FINANCE = {"X-Terminal-Id": "finance-1"}
-WORKED_AMOUNTS = ("12750.00", "2910.00", "1358.00", "2982.00")
+WORKED_AMOUNTS = ("12,750.00", "2,910.00", "1,358.00", "2,982.00")
 
 
 async def worked_example(client) -> dict:
@@ -45,20 +54,20 @@ async def test_worked_example_receipt_in_both_languages_and_forms(client):
             assert content_type.startswith("text/html" if form == "html" else "text/plain")
             for amount in WORKED_AMOUNTS:
                 assert amount in text, (lang, form, amount)
-            assert "20000.00" in text and "17600.00" in text  # total and eligible
-            assert "14000.00" in text and "4000.00" in text and "2000.00" in text  # the items
+            assert "20,000.00" in text and "17,600.00" in text  # total and eligible
+            assert "14,000.00" in text and "4,000.00" in text and "2,000.00" in text  # the items
     status, _, page = await receipt(client, settlement_id)  # defaults: Chinese HTML
     assert status == 200
     assert "医疗费用结算单" in page and "县级医院" in page and "个人自付" in page
-    assert 'id="insurance">12750.00<' in page and 'id="veteran_subsidy">2910.00<' in page
-    assert 'id="hardship_aid">1358.00<' in page and 'id="out_of_pocket">2982.00<' in page
+    assert 'id="insurance">12,750.00<' in page and 'id="veteran_subsidy">2,910.00<' in page
+    assert 'id="hardship_aid">1,358.00<' in page and 'id="out_of_pocket">2,982.00<' in page
     # The four buckets under the items: C fully self-pay, nothing over a cap, B's 10 %, the eligible rest.
-    assert 'id="bucket-not_covered">2000.00<' in page and 'id="bucket-over_limit">0.00<' in page
-    assert 'id="bucket-self_pay_first">400.00<' in page and 'id="bucket-eligible">17600.00<' in page
+    assert 'id="bucket-not_covered">2,000.00<' in page and 'id="bucket-over_limit">0.00<' in page
+    assert 'id="bucket-self_pay_first">400.00<' in page and 'id="bucket-eligible">17,600.00<' in page
     assert "全自费" in page and "超限价自付" in page and "先行自付" in page
     # The rule each payer applied, from the engine's trace.
-    assert "4850.00 × 0.60 = 2910.00" in page and "1940.00 × 0.70 = 1358.00" in page
-    assert "起付线 600.00" in page
+    assert "4,850.00 × 60% = 2,910.00" in page and "1,940.00 × 70% = 1,358.00" in page
+    assert "起付线 600.00，本次计入 600.00" in page
     # Text is escaped; the masked ID is shown and no raw one.
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert settled["person"] in page
@@ -192,3 +201,114 @@ async def test_receipt_scoping_and_roles(client):
     status, _, body = await receipt(client, settlement_id, "?lang=fr")
     assert status == 422 and "lang" in body
     assert (await receipt(client, settlement_id, "?format=pdf"))[0] == 422
+
+
+# ---------------------------------------------------------------- the demo's worked example, as a patient reads it
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+@pytest.fixture(scope="module")
+async def demo_receipts(database_url: str, settings: Any) -> AsyncIterator[dict[tuple[str, str], str]]:
+    """The README's request (samples/bill-worked-example.json, the demo's Li Na) settled on a county of its
+    own with the sample item catalogue, as `make run` serves it: its receipt in both languages and forms."""
+
+    async def sample_catalogue(connection: asyncpg.Connection) -> None:
+        assert await seed_demo_catalogue(connection, SAMPLES / "catalogue-2026.csv") > 0
+
+    async with own_gateway(database_url, settings, prepare=sample_catalogue) as (client, _, _):
+        example = json.loads((SAMPLES / "bill-worked-example.json").read_text(encoding="utf-8"))
+        response = await client.post("/v1/settlements", json=example, headers=COUNTY)
+        assert response.status == 201, await response.text()
+        settlement_id = (await response.json())["settlement_id"]
+        forms = {}
+        for lang in ("zh", "en"):
+            for form in ("html", "text"):
+                status, _, body = await receipt(client, settlement_id, f"?lang={lang}&format={form}")
+                assert status == 200, body
+                forms[lang, form] = body
+        yield forms
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+@pytest.mark.parametrize("form", ["html", "text"])
+async def test_the_worked_example_receipt_reads_as_a_patient_would_choose(demo_receipts, lang, form):
+    body = demo_receipts[lang, form]
+    words = " ".join(
+        body.split()
+    )  # the text receipt wraps sentences at spaces    # Each line with its quantity and unit price.
+    assert "200 × 70.00" in body and "1 × 4,000.00" in body and "10 × 200.00" in body
+    # The patient's share as its parts: 丙类 fully self-pay, B's self-pay first, and what the funds left.
+    assert "2,000.00 + 400.00 + 582.00 = 2,982.00" in words
+    assert "贰万元整" in body and "贰仟玖佰捌拾贰元整" in body  # the total and the patient's share in 大写
+    assert "Li Na" in body  # the name as registered
+    assert "410102196003020026" not in body  # and never the raw ID number
+    # Each payer explains itself in plain words, rates as percentages.
+    deductible = (
+        "起付线 600.00，本次计入 600.00" if lang == "zh" else "deductible 600.00, of which 600.00 met by this bill"
+    )
+    assert deductible in words
+    assert "4,850.00 × 60% = 2,910.00" in body and "1,940.00 × 70% = 1,358.00" in body
+    body.encode("gbk")  # every receipt, not only the printer's text, is printable on a GBK printer
+    assert "−" not in body
+    if form == "text":
+        lines = body.splitlines()
+        assert not [line for line in lines if columns(line) > TEXT_WIDTH]
+        number = re.search(r"[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}", body)
+        assert number is not None and len(number.group()) == 14  # fits where the 36-character id wraps
+    else:
+        assert '<div class="qr" id="qr"><svg' in body and 'id="receipt-number"' in body
+        assert 'id="out_of_pocket">2,982.00<' in body and 'id="part-within">582.00<' in body
+
+
+async def test_the_chinese_receipt_names_programmes_and_levels_in_chinese(demo_receipts):
+    for form in ("html", "text"):
+        body = demo_receipts["zh", form]
+        assert "县级医院" in body and "低保对象" in body and "优抚对象" in body
+        codes = re.findall(r"\((?:minimum_allowance|priority_care|county|resident|[a-z]+_[a-z_]+)\)", body)
+        assert codes == [], codes
+        assert not re.search(r"\b(?:minimum_allowance|priority_care|county|inpatient)\b", body)
+    assert "minimum allowance" in " ".join(demo_receipts["en", "text"].split())
+
+
+async def test_a_payer_that_does_not_apply_says_why(client):
+    """Insurance for a person who is not insured: the receipt says so in words, not a bare 0.00."""
+    person = await register(client, ("hardship_aid", "destitute"))
+    response = await client.post("/v1/settlements", json=bill(person, ("A", 50_000)), headers=COUNTY)
+    assert response.status == 201, await response.text()
+    settlement_id = (await response.json())["settlement_id"]
+    _, _, zh_text = await receipt(client, settlement_id, "?format=text")
+    _, _, en_page = await receipt(client, settlement_id, "?lang=en")
+    assert "未参保，不支付" in zh_text
+    assert "not insured: pays nothing" in en_page
+    zh_text.encode("gbk")
+
+
+async def test_an_outpatient_deductible_met_in_part_explains_itself(client):
+    """A yearly outpatient deductible of 200.00 of which this bill meets 141.20: not "起付线 141.20"."""
+    person = await register(client, ("insurance", "resident"))
+    body = bill(person, ("A", 14_120), clinic_id="V001", visit_type="outpatient")
+    response = await client.post("/v1/settlements", json=body, headers=VILLAGE)
+    assert response.status == 201, await response.text()
+    settlement_id = (await response.json())["settlement_id"]
+    _, _, zh_text = await receipt(client, settlement_id, "?format=text", headers=VILLAGE)
+    _, _, en_page = await receipt(client, settlement_id, "?lang=en", headers=VILLAGE)
+    assert "起付线 200.00，本次计入 141.20" in " ".join(zh_text.split())
+    assert "deductible 200.00, of which 141.20 met by this bill" in en_page
+
+
+async def test_the_short_number_is_checked_against_the_ids_postgresql_holds(client, pool: asyncpg.Pool):
+    """A prefix of an id is a range in PostgreSQL's order of UUIDs (byte by byte), which is how the receipt
+    finds out whether another settlement shares its short number."""
+    settled = await worked_example(client)
+    settlement_id = uuid.UUID(settled["settlement_id"])
+    store = client.client.server.app[service_key].store
+    assert await store.settlements_in_range(*prefix_range(settlement_id, SHORT_DIGITS)) == 1
+    async with pool.acquire() as connection:
+        ids = [row["settlement_id"] for row in await connection.fetch("SELECT settlement_id FROM settlements")]
+    for digit in "0123456789abcdef":
+        low, high = prefix_range(uuid.UUID(digit * 32), 1)
+        expected = sum(stored.hex.startswith(digit) for stored in ids)
+        assert await store.settlements_in_range(low, high) == min(2, expected), digit
+    _, _, text = await receipt(client, settled["settlement_id"], "?format=text")
+    assert receipt_number(settlement_id) in text

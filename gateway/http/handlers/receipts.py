@@ -4,8 +4,8 @@
 read through ``Service.stored_settlement``, so a terminal sees only its own clinic's
 settlements (another clinic's is "not found") exactly as for the JSON read; the stored
 settlement keeps the billed items, with their names and quantities. Money is
-formatted only with ``settlement.money.format_yuan``; each payer's line is the
-engine's trace explained by ``settlement.explain.explain_trace``. Every step of the
+formatted only with ``settlement.money`` (``format_yuan_grouped``, ``yuan_in_capitals``); each
+payer's line is the engine's trace in plain words, ``settlement.explain.explain_step``. Every step of the
 policy's chain gets a line, in chain order: the three funds of the first policies under
 their labels, any other fund under the name its policy version gives it (in English its
 ``name_en``). Every piece of text that reaches HTML goes through ``html.escape``.
@@ -15,6 +15,13 @@ Each item shows what of it is 全自费 (fully self-pay), 超限价自付 (over 
 says in words when its code is not in the item catalogue (so the patient pays it in full); the
 four totals close the items. The HTML gives every line all four columns; the 32-column text
 prints, under a line not wholly in scope, each of its non-zero buckets, and all four totals.
+
+The patient's share is shown as its parts (全自费 + 超限价自付 + 先行自付 + what the funds left of the
+eligible part, 政策范围内自付), the total and the patient's share also in capitals (大写); each step of
+the chain says in plain words what it did (``settlement.explain.explain_step``), or why it did not pay.
+The header carries the patient's registered name, the settlement's time (China time), and a short
+receipt number with a QR code of the full settlement id (see ``receipt_number``). The text form is for
+GBK thermal printers: what it prints encodes to GBK (``gbk_safe``).
 """
 
 from __future__ import annotations
@@ -22,19 +29,22 @@ from __future__ import annotations
 import html
 import unicodedata
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import segno
 from aiohttp import web
 
 from gateway import api_models as api
 from gateway.app_keys import service_key
 from gateway.http.requests import caller, settlement_id
 from gateway.problems import ApiError
-from gateway.service import Service, Terminal
+from gateway.service import CHINA, Service, Terminal
 from settlement.catalogue import NOT_IN_CATALOGUE
-from settlement.explain import LABELLED_FUNDS, LABELS, Language, explain_trace, fund_label
+from settlement.explain import LABELLED_FUNDS, LABELS, Language, explain_step, fund_label, programme_name
 from settlement.models import LineBreakdown, PayerTrace
-from settlement.money import format_yuan
+from settlement.money import format_yuan_grouped as format_yuan
+from settlement.money import yuan_in_capitals
 
 TEXT_WIDTH = 32
 """Columns of a narrow receipt printer; a CJK character takes two."""
@@ -47,7 +57,15 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "visit": "就诊类型",
         "date": "就诊日期",
         "person": "身份证号",
+        "patient": "姓名",
+        "settled_at": "结算时间",
+        "number": "结算单号",
         "settlement": "结算号",
+        "capitals": "大写",
+        "total_capitals": "医疗费用总额(大写)",
+        "pay_capitals": "个人自付(大写)",
+        "within": "政策范围内自付",
+        "parts": "个人自付构成",
         "items": "费用明细",
         "code": "编码",
         "name": "名称",
@@ -78,7 +96,15 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "visit": "Visit",
         "date": "Service date",
         "person": "ID number",
+        "patient": "Patient",
+        "settled_at": "Settled at",
+        "number": "Receipt no.",
         "settlement": "Settlement",
+        "capitals": "In capitals",
+        "total_capitals": "Total in capitals (大写)",
+        "pay_capitals": "You pay, in capitals (大写)",
+        "within": "Eligible, not paid by the funds",
+        "parts": "What you pay is made of",
         "items": "Items",
         "code": "Code",
         "name": "Name",
@@ -158,6 +184,31 @@ class Receipt:
     items: tuple[ReceiptItem, ...]
     # The chain's funds' names in each language, by fund code (empty: the codes stand for them).
     fund_names: dict[Language, dict[str, str]] | None = None
+    # The name registered for the person (``people.name``), as stored; None when none is.
+    patient_name: str | None = None
+    # The short receipt number (``unique_receipt_number``); empty: the id's first 12 digits.
+    short_number: str = ""
+
+    @property
+    def number(self) -> str:
+        return self.short_number or receipt_number(self.settlement.settlement_id)
+
+    @property
+    def settled_at(self) -> str:
+        """When the settlement was made, in China time, to the minute."""
+        return self.settlement.created_at.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")
+
+    def out_of_pocket_parts(self) -> list[tuple[str, int]]:
+        """The patient's share as its non-zero parts, in the buckets' order: what was never in scope,
+        then what the funds left unpaid of the eligible part (``within``). Empty when the parts do not
+        add up to the share (a chain step that paid from outside the eligible part), so a receipt never
+        prints a sum that is wrong."""
+        out = self.settlement
+        outside = [(bucket, getattr(out, bucket)) for bucket in BUCKETS if bucket != "eligible"]
+        within = out.out_of_pocket - sum(fen for _, fen in outside)
+        if within < 0:
+            return []
+        return [(part, fen) for part, fen in [*outside, ("within", within)] if fen]
 
     def steps(self) -> list[tuple[str, int, PayerTrace | None]]:
         """Every step of the chain in order: the fund's code, what it paid, and its trace. A settlement
@@ -172,6 +223,51 @@ class Receipt:
 
     def names(self, language: Language) -> dict[str, str]:
         return (self.fund_names or {}).get(language, {})
+
+
+SHORT_DIGITS = 12
+"""Hex digits of the settlement id a receipt number shows: 48 bits, ``0F3A-9C1E-77B0``."""
+
+
+def receipt_number(settlement_id: uuid.UUID, digits: int = SHORT_DIGITS) -> str:
+    """The short number a receipt prints, ``0F3A-9C1E-77B0``: the settlement id's first ``digits`` hex
+    digits, upper case, in groups of four. It fits a 32-column line where the 36-character id wraps,
+    and it is the id's own beginning, so the id is found from it by eye in any listing, or by a range
+    scan of the index on the id."""
+    return "-".join(settlement_id.hex[index : index + 4] for index in range(0, digits, 4)).upper()
+
+
+def prefix_range(settlement_id: uuid.UUID, digits: int) -> tuple[uuid.UUID, uuid.UUID]:
+    """The lowest and highest ids that start with this id's first ``digits`` hex digits."""
+    prefix = settlement_id.hex[:digits]
+    return uuid.UUID(prefix.ljust(32, "0")), uuid.UUID(prefix.ljust(32, "f"))
+
+
+async def unique_receipt_number(
+    settlement_id: uuid.UUID, count_in_range: Callable[[uuid.UUID, uuid.UUID], Awaitable[int]]
+) -> str:
+    """The receipt number, lengthened by four digits at a time while another settlement shares it.
+
+    The ids are random (UUID 4), so two share their first 48 bits only by chance: among 750,000
+    settlements (a county's year) the odds that any pair does are about 1 in 1,000 (n²/2⁴⁹). Such a
+    pair is detected here, one indexed count per receipt: a receipt printed once the pair exists shows
+    16 digits or more. One printed before its twin existed keeps 12; its QR code carries the whole id,
+    which is unique, so a scan never finds the wrong settlement."""
+    digits = SHORT_DIGITS
+    while digits < 32 and await count_in_range(*prefix_range(settlement_id, digits)) > 1:
+        digits += 4
+    return receipt_number(settlement_id, digits)
+
+
+def qr_svg(settlement_id: uuid.UUID) -> str:
+    """An inline SVG QR code of the full settlement id (36 characters fit version 3 at level M)."""
+    return str(segno.make(str(settlement_id), error="m", micro=False).svg_inline(scale=3, title=str(settlement_id)))
+
+
+def gbk_safe(text: str) -> str:
+    """Text a GBK thermal printer can print: a character GBK cannot encode (a rare name character, a
+    symbol) becomes ``?``, so the receipt still prints rather than failing at the printer."""
+    return text.encode("gbk", errors="replace").decode("gbk")
 
 
 # ---------------------------------------------------------------- loading
@@ -196,7 +292,17 @@ async def load_receipt(service: Service, terminal: Terminal, settlement_id: uuid
         "zh": service.fund_names(stored.settlement, "zh"),
         "en": service.fund_names(stored.settlement, "en"),
     }
-    return Receipt(settlement=out, clinic_name=clinic.name, person=out.person, items=tuple(items), fund_names=names)
+    # The name as registered (people.name), with no ID number beside it beyond the masked one.
+    patient_name, _, _ = await service.store.person_for_eligibility(stored.person_key, out.service_date.year)
+    return Receipt(
+        settlement=out,
+        clinic_name=clinic.name,
+        person=out.person,
+        items=tuple(items),
+        fund_names=names,
+        patient_name=patient_name,
+        short_number=await unique_receipt_number(out.settlement_id, service.store.settlements_in_range),
+    )
 
 
 def receipt_item(line: LineBreakdown, *, name: str, quantity: int | None, unit_price: int | None) -> ReceiptItem:
@@ -218,6 +324,38 @@ def receipt_item(line: LineBreakdown, *, name: str, quantity: int | None, unit_p
     )
 
 
+# ---------------------------------------------------------------- words shared by both forms
+
+
+def _separator(language: Language) -> str:
+    return "；" if language == "zh" else "; "
+
+
+def _part_label(part: str, language: Language) -> str:
+    return RECEIPT_LABELS[language]["within"] if part == "within" else LABELS[language][part]
+
+
+def step_label(fund: str, trace: PayerTrace | None, language: Language, names: dict[str, str]) -> str:
+    """A step's name with the programme it paid under in words: 基本医疗保险（县级医院）."""
+    label = fund_label(fund, language, names)
+    programme = programme_name(trace.programme if trace is not None else None, language)
+    if not programme:
+        return label
+    return f"{label}（{programme}）" if language == "zh" else f"{label} ({programme})"
+
+
+def parts_sum(receipt: Receipt, language: Language) -> str:
+    """``个人自付构成：2,000.00 + 400.00 + 582.00 = 2,982.00``: the patient's share as its parts."""
+    colon = "：" if language == "zh" else ": "
+    return f"{RECEIPT_LABELS[language]['parts']}{colon}{parts_figures(receipt)}"
+
+
+def parts_figures(receipt: Receipt) -> str:
+    """``2,000.00 + 400.00 + 582.00 = 2,982.00``."""
+    figures = " + ".join(format_yuan(fen) for _, fen in receipt.out_of_pocket_parts())
+    return f"{figures} = {format_yuan(receipt.settlement.out_of_pocket)}"
+
+
 # ---------------------------------------------------------------- HTML
 
 _CSS = """
@@ -231,6 +369,8 @@ td.money,th.money{text-align:right;font-variant-numeric:tabular-nums;white-space
 .meta th{width:28%;color:#555;font-weight:normal}
 .rule{color:#444;font-size:12px}
 .total td{font-weight:bold;border-top:2px solid #111}
+tr.part td{color:#444;font-size:13px}
+.qr{text-align:right;margin:-8px 0 8px}
 .you-pay td{font-size:18px;font-weight:bold}
 tr.notice td{color:#b00;font-size:12px;border-bottom:1px solid #ddd;padding-top:0}
 .reversed{border:3px solid #b00;color:#b00;font-size:20px;font-weight:bold;text-align:center;padding:8px;
@@ -269,9 +409,14 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     parts.append(row(labels["level"], labels.get(out.clinic_level, out.clinic_level)))
     parts.append(row(labels["visit"], labels.get(out.visit_type, out.visit_type)))
     parts.append(row(labels["date"], out.service_date.isoformat()))
+    if receipt.patient_name:
+        parts.append(row(labels["patient"], receipt.patient_name))
     parts.append(row(labels["person"], receipt.person))
+    parts.append(row(labels["settled_at"], receipt.settled_at))
+    parts.append(row(labels["number"], receipt.number, ' id="receipt-number"'))
     parts.append(row(labels["settlement"], str(out.settlement_id)))
     parts.append("</table>")
+    parts.append(f'<div class="qr" id="qr">{qr_svg(out.settlement_id)}</div>')
 
     parts.append(f"<h2>{e(labels['items'])}</h2><table><thead><tr>")
     parts.append(
@@ -309,13 +454,23 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     parts.append(money_row(names["eligible"], out.eligible, "eligible"))
     funds = receipt.names(language)
     for payer, amount, trace in receipt.steps():
-        rule = explain_trace(trace, language, funds) if trace is not None else ""
-        label = fund_label(payer, language, funds)
+        rule = _separator(language).join(explain_step(trace, language)) if trace is not None else ""
+        label = step_label(payer, trace, language, funds)
         parts.append(
             f'<tr data-fund="{e(payer)}"><td>{e(label)}</td><td class="rule">{e(rule)}</td>'
             f'<td class="money" id="{e(payer)}">{e(format_yuan(amount))}</td></tr>'
         )
     parts.append(money_row(names["out_of_pocket"], out.out_of_pocket, "out_of_pocket", "you-pay"))
+    shares = receipt.out_of_pocket_parts()
+    for part, fen in shares:
+        parts.append(money_row(f"· {_part_label(part, language)}", fen, f"part-{part}", "part"))
+    if shares:
+        parts.append(f'<tr class="part"><td colspan="3" id="parts-sum">{e(parts_sum(receipt, language))}</td></tr>')
+    for key, fen in (("total_capitals", out.total), ("pay_capitals", out.out_of_pocket)):
+        parts.append(
+            f'<tr class="capitals"><td>{e(labels[key])}</td>'
+            f'<td colspan="2" id="{key.replace("_", "-")}">{e(yuan_in_capitals(fen))}</td></tr>'
+        )
     parts.append("</tbody></table>")
     for notice in out.warnings:
         parts.append(f'<p class="rule">{e(notice.message)}</p>')
@@ -380,8 +535,11 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
     lines += wrap(f"{labels['level']}: {labels.get(out.clinic_level, out.clinic_level)}", width)
     lines += wrap(f"{labels['visit']}: {labels.get(out.visit_type, out.visit_type)}", width)
     lines += wrap(f"{labels['date']}: {out.service_date.isoformat()}", width)
+    if receipt.patient_name:
+        lines += wrap(f"{labels['patient']}: {receipt.patient_name}", width)
     lines += wrap(f"{labels['person']}: {receipt.person}", width)
-    lines += wrap(f"{labels['settlement']}: {out.settlement_id}", width)
+    lines += wrap(f"{labels['settled_at']}: {receipt.settled_at}", width)
+    lines += _pair(f"{labels['number']}:", receipt.number, width)
     if out.reversed and out.reversal_id:
         lines += wrap(f"{labels['reversal']}: {out.reversal_id}", width)
     lines += [rule, labels["items"]]
@@ -401,16 +559,27 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
     for bucket in BUCKETS:
         lines += _pair(names[bucket], format_yuan(getattr(out, bucket)), width)
     funds = receipt.names(language)
+    lines.append(rule)
     for payer, amount, trace in receipt.steps():
-        lines += _pair(fund_label(payer, language, funds), format_yuan(amount), width)
-        if trace is not None and trace.applied:
-            lines += wrap(explain_trace(trace, language, funds), width)
+        lines += _pair(step_label(payer, trace, language, funds), format_yuan(amount), width)
+        if trace is not None:
+            for sentence in explain_step(trace, language):
+                lines += ["  " + part for part in wrap(sentence, width - 2)]
     lines.append(rule)
     lines += _pair(names["out_of_pocket"], format_yuan(out.out_of_pocket), width)
+    shares = receipt.out_of_pocket_parts()
+    for part, fen in shares:
+        lines += _pair(f"  {_part_label(part, language)}", format_yuan(fen), width)
+    if shares:  # the sum on lines of its own: with its label it is wider than the printer
+        lines.append(RECEIPT_LABELS[language]["parts"] + ("：" if language == "zh" else ":"))
+        lines += ["  " + part for part in wrap(parts_figures(receipt), width - 2)]
+    lines += wrap(f"{labels['total_capitals']}: {yuan_in_capitals(out.total)}", width)
+    lines += wrap(f"{labels['pay_capitals']}: {yuan_in_capitals(out.out_of_pocket)}", width)
     for notice in out.warnings:
         lines += wrap(notice.message, width)
     lines += wrap(f"{names['policy']} {out.policy_version}", width)
-    return "\n".join(lines) + "\n"
+    lines += wrap(f"{labels['settlement']}: {out.settlement_id}", width)
+    return gbk_safe("\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------- handler
