@@ -363,14 +363,19 @@ def map_columns(
 
 
 def write_table(
-    path: pathlib.Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, sheet_name: str = "list"
+    path: pathlib.Path,
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    sheet_name: str = "list",
+    bom: bool = False,
 ) -> None:
-    """Write a table as .csv (UTF-8, no BOM, dates as YYYY-MM-DD) or .xlsx (dates as date cells, on a sheet
-    named ``sheet_name``)."""
+    """Write a table as .csv (UTF-8, with a BOM if ``bom``, dates as YYYY-MM-DD) or .xlsx (dates as date
+    cells, on a sheet named ``sheet_name``)."""
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open("w", encoding="utf-8", newline="") as file:
+        with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as file:
             writer = csv.writer(file, lineterminator="\n")
             writer.writerow(header)
             for row in rows:
