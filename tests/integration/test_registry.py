@@ -4,6 +4,7 @@ settlements, full-list strike-offs, the audit trail, and no raw national ID in t
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
 import time
 from collections.abc import AsyncIterator
@@ -189,6 +190,29 @@ async def test_a_full_list_dry_run_writes_the_people_it_would_strike_off(databas
     struck = [row for row in written if row["行号 line"] == ""]
     assert identity.mask(goes) in [row["身份证号码 national_id (masked)"] for row in struck]
     assert all(row["结果 outcome"] == "退出 struck off" for row in struck)
+
+
+async def test_an_old_excel_list_with_title_rows_through_the_command_line(database_url, tmp_path):
+    """The committed .xls fixture (tests/fixtures/make_civil_affairs_xls.py): two title rows, 公民身份号码,
+    date cells and a date typed 2017/1/26 are read; its impossible date is rejected naming line and cell."""
+    listed = tmp_path / "xls-list.xlsx"
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "civil-affairs-2026-06.xls"
+    result = medsettle(database_url, "import", "civil-affairs", str(fixture), "--dry-run", "--write-list", str(listed))
+    assert result.returncode == 1, result.stderr
+    assert "rejected line 7: 认定日期 (cell D7): 2026/13/1 is not a real date" in result.stdout
+    assert re.search(
+        r"civil-affairs-2026-06\.xls: added \d, changed \d, struck off 0, unchanged \d, rejected 1", result.stdout
+    )
+    workbook = openpyxl.load_workbook(listed, read_only=True)
+    rows = list(workbook["import"].iter_rows(values_only=True))
+    workbook.close()
+    assert [(row[0], row[3], row[4]) for row in rows[1:]] == [
+        (4, "王芳", "minimum_allowance"),
+        (5, "李强", "destitute"),
+        (6, "张敏", "marginal"),
+        (7, None, None),
+    ]
+    assert rows[2][5] == dt.datetime(2017, 1, 26)  # a date cell in the written workbook
 
 
 async def test_write_list_refuses_other_extensions_and_the_imported_file(database_url, tmp_path):
