@@ -4,10 +4,10 @@ The bureaus' registry lists (``adapters/registry_files.py``) and the insurer's i
 (``adapters/catalogue_files.py``) come the same way, so they share this reader:
 
 * A ``.csv`` file, UTF-8 with or without a BOM, or GB18030 as many exports from Chinese office
-  software are: a file that decodes as UTF-8 as a whole is read as UTF-8, one with no UTF-8 line
-  beyond ASCII as GB18030. A file mixing the two (a row pasted from a GBK export into a UTF-8 file)
-  is refused as a whole, naming the odd lines: every row of the file is then read as it was meant,
-  or none is (see ``_sniff_csv``).
+  software are: a file that decodes as UTF-8 as a whole is read as UTF-8, a mostly GBK one as
+  GB18030. A UTF-8 file with lines in another encoding (a row pasted from a GBK export) is refused
+  as a whole, naming those lines: every row of the file is then read as it was meant, or none is
+  (see ``_sniff_csv``).
 * An ``.xlsx`` workbook (read with openpyxl) or an old ``.xls`` one (read with python-calamine):
   its first sheet. Cells keep their types (numbers, dates), so each reader decides what a number
   or a date cell means in its columns.
@@ -31,6 +31,7 @@ import csv
 import datetime as dt
 import itertools
 import pathlib
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from typing import Any
 PROGRESS_EVERY = 1000  # rows between two calls of a reader's progress callback
 SHOW_MAX = 40  # characters of a cell a message repeats
 HEADER_SEARCH_ROWS = 10  # non-blank rows searched for the header: titles above it are a line or three
+_WIDE_CHARACTER = re.compile("[\u0800-\U0010ffff]")  # 3 or 4 bytes in UTF-8
 ODD_LINES_SHOWN = 5  # lines in another encoding that a message names before it says "and N more"
 
 Progress = Callable[[int, int], None]
@@ -123,17 +125,21 @@ def _csv_records(path: pathlib.Path) -> Iterator[tuple[Records, int]]:
 
 
 def _sniff_csv(path: pathlib.Path) -> tuple[str, int]:
-    """The encoding and the number of lines: UTF-8 if every line decodes as UTF-8, GB18030 if no line
-    beyond ASCII does.
+    """The encoding and the number of lines: UTF-8 if every line decodes as UTF-8; GB18030 if most
+    lines beyond ASCII do not; otherwise the file is UTF-8 with some lines in another encoding.
 
-    A file with both kinds of line was put together from two sources (a row pasted from a GBK export
-    into a UTF-8 file, or the other way round). Reading it in either encoding would garble the odd
-    rows' names and codes, or reject them far from the cause; so it is refused as a whole, naming the
-    odd lines, and the clerk re-saves it in one encoding (or retypes those lines) and imports it again,
-    which changes nothing already right. Line numbers are the file's physical lines, as a text editor
-    and ``csv.reader`` count them."""
+    Such a file was put together from two sources (a row pasted from a GBK export into a UTF-8 file).
+    Reading it in either encoding would garble the odd rows' names and codes, or reject them far from
+    the cause; so it is refused as a whole, naming the odd lines, and the clerk re-saves it as UTF-8
+    (or retypes those lines) and imports it again, which changes nothing already right.
+
+    Evidence of UTF-8 is a line that decodes as UTF-8 and has a character of three bytes or more (every
+    Chinese character, and a BOM). About 1,900 GBK characters (隆, 楼, ...) are two bytes that also
+    happen to be valid UTF-8, so a GBK name can decode as UTF-8 by chance; such a line proves nothing,
+    and a mostly GBK file is read as GB18030 as a whole, as before. Line numbers are the file's
+    physical lines, as a text editor and ``csv.reader`` count them."""
     lines = 0
-    utf8_lines: list[int] = []  # lines beyond ASCII that decode as UTF-8 (a BOM counts)
+    utf8_lines = 0  # lines with a character of 3 or more bytes that decode as UTF-8
     other_lines: list[int] = []  # lines that do not decode as UTF-8
     other_gb18030 = True  # every line in other_lines decodes as GB18030
     last = b""
@@ -144,29 +150,26 @@ def _sniff_csv(path: pathlib.Path) -> tuple[str, int]:
                 if raw.isascii():
                     continue
                 try:
-                    raw.decode("utf-8")
+                    text = raw.decode("utf-8")
                 except UnicodeDecodeError:
                     other_lines.append(lines)
                     other_gb18030 = other_gb18030 and _decodes(raw, "gb18030")
                 else:
-                    utf8_lines.append(lines)
+                    utf8_lines += _WIDE_CHARACTER.search(text) is not None
     except OSError as error:
         raise TableFormatError(f"{path.name}: cannot be read: {error.strerror}") from None
     if not last:
         raise TableFormatError(f"{path.name}: the file is empty")
     if not other_lines:
         return "utf-8-sig", lines
-    if not utf8_lines:
+    if len(other_lines) > utf8_lines:
         return "gb18030", lines
-    if len(other_lines) <= len(utf8_lines):
-        odd, looks = other_lines, "GBK/GB18030 text" if other_gb18030 else "neither UTF-8 nor GB18030 text"
-        rest = "UTF-8"
-    else:
-        odd, looks, rest = utf8_lines, "UTF-8 text", "GBK/GB18030"
+    looks = "GBK/GB18030 text" if other_gb18030 else "neither UTF-8 nor GB18030 text"
+    one = len(other_lines) == 1
     raise TableFormatError(
-        f"{path.name}: {_lines(odd)} {'is' if len(odd) == 1 else 'are'} {looks}, while the rest of the file is "
-        f"{rest}: the file mixes two encodings, so none of it was read. Save the file again as one encoding "
-        f"(CSV UTF-8 in Excel), or retype {'that line' if len(odd) == 1 else 'those lines'}, and import it again."
+        f"{path.name}: {_lines(other_lines)} {'is' if one else 'are'} {looks}, while the rest of the file is "
+        "UTF-8: the file mixes two encodings, so none of it was read. Save the file again as one encoding "
+        f"(CSV UTF-8 in Excel), or retype {'that line' if one else 'those lines'}, and import it again."
     )
 
 

@@ -705,12 +705,16 @@ def test_several_odd_lines_are_counted(tmp_path: Path) -> None:
         read_list(path, "civil-affairs")
 
 
-def test_a_utf8_row_in_a_gbk_file_is_named_by_its_line(tmp_path: Path) -> None:
-    path = tmp_path / "list.csv"
-    rows = f"{ID1},李娜,低保,2026-01-01,\n{ID2},王芳,五保,2026-01-01,\n"
-    path.write_bytes(f"{ZH}\n{rows}".encode("gbk") + f"{ID3},张伟,低保,2026-01-01,\n".encode())
-    with pytest.raises(ListFormatError, match=r"list\.csv: line 4 is UTF-8 text, while the rest of the file is GBK"):
-        read_list(path, "civil-affairs")
+def test_a_gbk_file_whose_names_happen_to_be_valid_utf8_reads_as_gbk(tmp_path: Path) -> None:
+    """隆 and 楼 are C2 A1 and C2 A5 in GBK, valid UTF-8 by chance: such lines say nothing about the file."""
+    path = write_csv(
+        tmp_path,
+        f"{ZH}\n{ID1},李隆,低保,2026-01-01,\n{ID2},楼隆,low_income,2026-01-01,\n{ID3},隆楼,marginal,2026-01-01,\n",
+        encoding="gbk",
+    )
+    assert "楼隆,low_income".encode("gbk").decode("utf-8")  # the premise: that line decodes as UTF-8
+    rows, rejected = read_list(path, "civil-affairs")
+    assert (rejected, [row.name for row in rows]) == ([], ["李隆", "楼隆", "隆楼"])
 
 
 def test_an_ascii_only_utf8_file_with_one_gbk_row_reads_as_gb18030(tmp_path: Path) -> None:
