@@ -69,6 +69,7 @@ OUTCOME_WORDS = {
     "struck_off": "退出 struck off",
     "unchanged": "无变化 unchanged",
     "rejected": "拒绝 rejected",
+    "read": "已读取 read, not compared",
 }
 
 
@@ -116,9 +117,11 @@ def _list_kind(settings: Settings, name: str) -> ListKind | ProgrammeList:
     return list_kind(name, latest.programmes, latest.id)
 
 
-def written_list(rows: list[ListRow], report: ImportReport) -> list[tuple[Any, ...]]:
+def written_list(rows: list[ListRow], report: ImportReport, *, compared: bool = True) -> list[tuple[Any, ...]]:
     """Every line of the file with what the import does to it (or why it is rejected), in line order,
-    then the people a full list strikes off because they are missing from it (no line).
+    then the people a full list strikes off because they are missing from it (no line). Not
+    ``compared`` with the registry (a full list refused for its rejected rows), a row read well is
+    only said to be read.
 
     IDs are masked, as everywhere the gateway writes one for people to read: the clerk finds the row by
     its line in the file they imported, and the list can be passed around without the raw IDs."""
@@ -136,7 +139,8 @@ def written_list(rows: list[ListRow], report: ImportReport) -> list[tuple[Any, .
         if line in rejected_lines:
             continue
         change = changes.get(line)
-        table.append(_written_row(row, change.outcome if change else "unchanged", change.description if change else ""))
+        outcome = change.outcome if change else "unchanged" if compared else "read"
+        table.append(_written_row(row, outcome, change.description if change else ""))
     table.sort(key=lambda written: written[0])
     for change in report.changes:
         if not change.line:
@@ -155,6 +159,12 @@ def _written_row(row: ListRow, outcome: str, details: str) -> tuple[Any, ...]:
         row.struck_off_on,
         details,
     )
+
+
+def _write_list(list_file: Path, table: list[tuple[Any, ...]], what: str) -> None:
+    # A CSV with a BOM, so Excel on Chinese Windows reads it as UTF-8 rather than as GBK.
+    write_table(list_file, WRITTEN_LIST_HEADER, table, sheet_name="import", bom=True)
+    print(f"wrote every row of the list to {list_file}: {what} beside each")
 
 
 def _print_changes(report: ImportReport, *, dry_run: bool, verbose: bool, list_file: Path | None) -> None:
@@ -196,6 +206,9 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         # A rejected row's person would look missing from the list and be struck off by mistake.
         for row in rejected:
             print(f"rejected line {row.line}: {row.reason}")
+        if list_file is not None:  # the clerk fixes the rows from this list; the others were not compared
+            unread = ImportReport(rejected=[(row.line, row.reason) for row in rejected])
+            _write_list(list_file, written_list(rows, unread, compared=False), "the rejected rows are")
         print(
             f"medsettle import: {path.name} has {len(rejected)} rejected row(s); a full list must be clean before "
             "anyone is struck off. Fix the rows, or import it without --full-list. Nothing written.",
@@ -237,9 +250,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if args.dry_run or args.verbose:
         _print_changes(report, dry_run=args.dry_run, verbose=args.verbose, list_file=list_file)
     if list_file is not None:
-        # A CSV with a BOM, so Excel on Chinese Windows reads it as UTF-8 rather than as GBK.
-        write_table(list_file, WRITTEN_LIST_HEADER, written_list(rows, report), sheet_name="import", bom=True)
-        print(f"wrote every row, with what {'the import would do' if args.dry_run else 'was done'}, to {list_file}")
+        done = "what the import would do" if args.dry_run else "what was done"
+        _write_list(list_file, written_list(rows, report), done + " is")
     summary = report.summary()
     print(
         f"{path.name}: added {summary['added']}, changed {summary['changed']}, struck off {summary['struck_off']}, "

@@ -215,6 +215,27 @@ async def test_an_old_excel_list_with_title_rows_through_the_command_line(databa
     assert rows[2][5] == dt.datetime(2017, 1, 26)  # a date cell in the written workbook
 
 
+async def test_a_full_list_refused_for_its_rejected_rows_still_writes_the_list(database_url, pool, tmp_path):
+    good, short = fresh_national_id(), fresh_national_id()[:17]
+    path = write_csv(
+        tmp_path / "full.csv", (good, "好", "低保", "2026/6/1", ""), (short, "短", "低保", "2026-06-01", "")
+    )
+    listed = tmp_path / "to-fix.csv"
+    before = await row_counts(pool)
+    result = medsettle(
+        database_url, "import", "civil-affairs", str(path), "--full-list", "--yes", "--write-list", str(listed)
+    )
+    assert result.returncode == 2
+    assert "a full list must be clean before anyone is struck off" in result.stderr
+    assert await row_counts(pool) == before
+    with listed.open(encoding="utf-8-sig", newline="") as file:
+        written = [(row["行号 line"], row["结果 outcome"], row["说明 details"]) for row in csv.DictReader(file)]
+    assert written == [
+        ("2", "已读取 read, not compared", ""),
+        ("3", "拒绝 rejected", "身份证号码: must be 18 characters"),
+    ]
+
+
 async def test_write_list_refuses_other_extensions_and_the_imported_file(database_url, tmp_path):
     path = write_csv(tmp_path / "list.csv", (fresh_national_id(), "", "低保", "2026-01-01", ""))
     for target, message in ((tmp_path / "out.txt", "give a .csv or .xlsx file name"), (path, "would overwrite")):
