@@ -164,7 +164,7 @@ def _written_row(row: ListRow, outcome: str, details: str) -> tuple[Any, ...]:
 def _write_list(list_file: Path, table: list[tuple[Any, ...]], what: str) -> None:
     # A CSV with a BOM, so Excel on Chinese Windows reads it as UTF-8 rather than as GBK.
     write_table(list_file, WRITTEN_LIST_HEADER, table, sheet_name="import", bom=True)
-    print(f"wrote every row of the list to {list_file}: {what} beside each")
+    print(f"wrote every row of the list to {list_file}, {what}")
 
 
 def _print_changes(report: ImportReport, *, dry_run: bool, verbose: bool, list_file: Path | None) -> None:
@@ -208,7 +208,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             print(f"rejected line {row.line}: {row.reason}")
         if list_file is not None:  # the clerk fixes the rows from this list; the others were not compared
             unread = ImportReport(rejected=[(row.line, row.reason) for row in rejected])
-            _write_list(list_file, written_list(rows, unread, compared=False), "the rejected rows are")
+            _write_list(list_file, written_list(rows, unread, compared=False), "the rejected ones with their reasons")
         print(
             f"medsettle import: {path.name} has {len(rejected)} rejected row(s); a full list must be clean before "
             "anyone is struck off. Fix the rows, or import it without --full-list. Nothing written.",
@@ -250,8 +250,8 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if args.dry_run or args.verbose:
         _print_changes(report, dry_run=args.dry_run, verbose=args.verbose, list_file=list_file)
     if list_file is not None:
-        done = "what the import would do" if args.dry_run else "what was done"
-        _write_list(list_file, written_list(rows, report), done + " is")
+        done = "what was done" if report.applied else "what the import would do"
+        _write_list(list_file, written_list(rows, report), f"each with {done}")
     summary = report.summary()
     print(
         f"{path.name}: added {summary['added']}, changed {summary['changed']}, struck off {summary['struck_off']}, "
