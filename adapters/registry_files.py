@@ -7,14 +7,18 @@ bureau lists of enrolments. A list for any other programme the policy in force n
 policy declares for that programme. All share one layout (samples/README.md shows it):
 
 * A ``.csv`` file (UTF-8 with or without a BOM, or GB18030 as many bureau exports are) or
-  an ``.xlsx`` workbook (its first sheet).
-* A header row, then one row per person. Headers are matched ignoring surrounding
-  whitespace and case, in any order; extra columns are ignored:
+  an ``.xlsx`` or old ``.xls`` workbook (its first sheet).
+* Title rows if any (a merged "2026年6月低保对象名册", a date line), a header row, then one
+  row per person. The header is the first row, among the first ten that are not blank, with
+  every required column; rows above it are skipped, and lines keep the file's own numbers.
+  Headers are matched ignoring surrounding whitespace and case, in any order; extra columns
+  are ignored:
 
   ============  ================  =========================================  ========
   Chinese       English           meaning                                    required
   ============  ================  =========================================  ========
-  身份证号码    national_id       national ID number (身份证号 also works)    yes
+  身份证号码    national_id       national ID number (or 公民身份号码 as the  yes
+                                  ID card says, 身份证号, 证件号码, ...)
   姓名          name              name (may be left empty)                   yes
   类别          code              tier / category / enrolment type           yes
   认定日期      effective_from    first day in the programme                 yes
@@ -28,8 +32,9 @@ policy declares for that programme. All share one layout (samples/README.md show
   (伤残军人 / 残疾军人 may carry a grade, 1级-6级 or 一级-六级). A code of another kind of
   list (a hardship tier on a veterans list) is unknown on this one. On a programme list the
   codes are the policy's code names, in any case.
-* Dates are ``YYYY-MM-DD``; in a workbook a real date cell also works. 退出日期 must be
-  after 认定日期.
+* Dates are year first: ``2017-01-26``, ``2017/1/26`` (how Excel on Chinese Windows writes a
+  date to CSV), ``2017.1.26`` or ``2017年1月26日``; in a workbook a real date cell also works.
+  A bad date is rejected naming its cell (``认定日期 (cell D7)``). 退出日期 must be after 认定日期.
 
 A whole-file problem (unreadable, unknown extension, no header, missing columns, no rows)
 raises ``ListFormatError``. A bad row is reported as a ``RejectedRow`` with its line
@@ -159,7 +164,9 @@ BUREAU_CODE_HEADERS: dict[ListKind, str] = {
     "veterans": "优抚类别",
     "insurance": "参保类型",
 }
-_EXTRA_HEADERS = {"national_id": ("身份证号",)}
+# Other wordings bureaus use: 公民身份号码 is the ID card's own; 证件号码 is common where a list
+# could in principle hold other documents (it is still validated as a national ID here).
+_EXTRA_HEADERS = {"national_id": ("公民身份号码", "身份证号", "身份证件号码", "证件号码")}
 
 DISABLED_VETERAN_GRADES = range(1, 7)
 
@@ -167,7 +174,13 @@ _CODE_KIND: dict[str, ListKind] = {code: kind for kind, codes in CODES.items() f
 _TERMS: dict[str, str] = {code.casefold(): code for code in _CODE_KIND} | CHINESE_TERMS
 _CHINESE_NUMERALS = {"一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 _DISABLED_VETERAN = re.compile(r"(?:伤残军人|残疾军人)[(\-—:]?(?P<grade>10|[1-9]|[一二三四五六七八九十])级\)?")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# Year first, then month and day with one or two digits, all separated the same way (2017/1/26,
+# 2017-01-26, 2017.1.26), or written 2017年1月26日. A year-first date cannot swap day and month.
+_DATE = re.compile(
+    r"(?P<year>[0-9]{4})(?P<sep>[-/.])(?P<month>[0-9]{1,2})(?P=sep)(?P<day>[0-9]{1,2})"
+    r"|(?P<zh_year>[0-9]{4})年(?P<zh_month>[0-9]{1,2})月(?P<zh_day>[0-9]{1,2})日"
+)
+DATE_FORMS = "YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日"
 _WHITESPACE = re.compile(r"\s+")
 _LONG_NUMBER = re.compile(r"[0-9]{14,}[0-9Xx]*")
 
@@ -205,7 +218,7 @@ def read_list(
         raise ValueError(f"unknown list kind {kind!r}; expected one of {', '.join(LIST_KINDS)}")
     accepted: list[ListRow] = []
     rejected: list[RejectedRow] = []
-    with open_table(path, progress=progress) as table:
+    with open_table(path, progress=progress, is_header=_looks_like_header(kind)) as table:
         parser = _RowParser(pathlib.Path(path), kind, table.header, xlsx=table.xlsx)
         first_line: dict[str, int] = {}
         for line, cells in table.rows:
@@ -233,6 +246,18 @@ def _accepted_headers(kind: ListKind | ProgrammeList) -> dict[str, str]:
     if (bureau := _bureau_header(kind)) is not None:
         names[header_key(bureau)] = "code"
     return names
+
+
+def _looks_like_header(kind: ListKind | ProgrammeList) -> Callable[[Sequence[Any]], bool]:
+    """Whether a row is this kind of list's header: it has every required column (title rows above it
+    have at most one cell)."""
+    accepted = _accepted_headers(kind)
+
+    def is_header(cells: Sequence[Any]) -> bool:
+        found = {accepted.get(header_key(cell)) for cell in cells}
+        return all(field in found for field in REQUIRED_FIELDS)
+
+    return is_header
 
 
 def expected_headers(kind: ListKind | ProgrammeList) -> str:
@@ -301,6 +326,7 @@ class _RowParser:
         self.code_column = columns["code"]
         self.from_column = columns["effective_from"]
         self.off_column = columns.get("struck_off_on")
+        self.date_columns = {"effective_from": self.from_column, "struck_off_on": self.off_column}
         if isinstance(kind, ProgrammeList):
             self.programme_codes: dict[str, str] | None = {code.casefold(): code for code in kind.codes}
             self.accepted_codes = ", ".join(kind.codes)
@@ -325,10 +351,10 @@ class _RowParser:
         effective_cell = cells[self.from_column] if self.from_column < width else None
         if empty(effective_cell):
             problems.append(f"{self.header['effective_from']}: missing")
-        effective_from = self.date(effective_cell, "effective_from", problems)
+        effective_from = self.date(effective_cell, "effective_from", line, problems)
         struck_off_on = None
         if self.off_column is not None and self.off_column < width:
-            struck_off_on = self.date(cells[self.off_column], "struck_off_on", problems)
+            struck_off_on = self.date(cells[self.off_column], "struck_off_on", line, problems)
         if effective_from is not None and struck_off_on is not None and struck_off_on <= effective_from:
             problems.append(
                 f"{self.header['struck_off_on']} {struck_off_on.isoformat()} must be after "
@@ -404,9 +430,12 @@ class _RowParser:
             problems.append(f"{header}: unknown code {_show(text)!r}; accepted: {self.accepted_codes}")
         return None
 
-    def date(self, value: Any, field: str, problems: list[str]) -> dt.date | None:
-        """The date, or None if the cell is empty or bad (a bad one is added to ``problems``)."""
-        header = self.header[field]
+    def date(self, value: Any, field: str, line: int, problems: list[str]) -> dt.date | None:
+        """The date, or None if the cell is empty or bad (a bad one is added to ``problems``, naming its
+        cell as a spreadsheet does, so a clerk can go to it)."""
+        column = self.date_columns[field]
+        assert column is not None
+        header = f"{self.header[field]} (cell {_column_letters(column)}{line})"
         if empty(value):
             return None
         if self.xlsx and isinstance(value, dt.datetime):
@@ -416,19 +445,31 @@ class _RowParser:
             return value.date()
         if self.xlsx and isinstance(value, dt.date):
             return value
-        must = "date must be YYYY-MM-DD" + (" (or a date cell)" if self.xlsx else "")
+        must = f"date must be {DATE_FORMS}" + (" (or a date cell)" if self.xlsx else "")
         if not isinstance(value, str):
             problems.append(f"{header}: {must}, got a {type(value).__name__} cell {_show(value)!r}")
             return None
         text = value.strip()
-        if not _DATE.fullmatch(text):
+        match = _DATE.fullmatch(unicodedata.normalize("NFKC", text))  # full-width digits and ／ as ASCII
+        if match is None:
             problems.append(f"{header}: {must}, got {_show(text)!r}")
             return None
+        year, month, day = (match.group(name) or match.group("zh_" + name) for name in ("year", "month", "day"))
         try:
-            return dt.date(int(text[:4]), int(text[5:7]), int(text[8:]))
+            return dt.date(int(year), int(month), int(day))
         except ValueError:
-            problems.append(f"{header}: {text} is not a real date")
+            problems.append(f"{header}: {_show(text)} is not a real date")
             return None
+
+
+def _column_letters(index: int) -> str:
+    """A 0-based column index as a spreadsheet names it: 0 -> A, 25 -> Z, 26 -> AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
 
 
 # ---------------------------------------------------------------- sample lists
@@ -504,7 +545,7 @@ def write_sample_list(
                 code = "无此类别"
                 bad[line] = "unknown code"
             elif problem == "date":
-                effective_from = effective_from.strftime("%Y/%m/%d")
+                effective_from = effective_from.strftime("%d.%m.%Y")  # day first: not a form the reader takes
                 bad[line] = "date must be YYYY-MM-DD"
             else:
                 first, national_id = rng.choice(earlier)

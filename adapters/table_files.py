@@ -4,25 +4,34 @@ The bureaus' registry lists (``adapters/registry_files.py``) and the insurer's i
 (``adapters/catalogue_files.py``) come the same way, so they share this reader:
 
 * A ``.csv`` file, UTF-8 with or without a BOM, or GB18030 as many exports from Chinese office
-  software are: a file that decodes as UTF-8 as a whole is read as UTF-8, any other as GB18030.
-* An ``.xlsx`` workbook: its first sheet. Cells keep their types (numbers, dates), so each reader
-  decides what a number or a date cell means in its columns.
-* A header row (the first non-blank one), then one row per record. Blank rows are skipped; a
-  record is numbered by the line (CSV) or row (XLSX) a person sees it on, the header being line 1
-  of a file without blank lines above it.
+  software are: a file that decodes as UTF-8 as a whole is read as UTF-8, a mostly GBK one as
+  GB18030. A UTF-8 file with lines in another encoding (a row pasted from a GBK export) is refused
+  as a whole, naming those lines: every row of the file is then read as it was meant, or none is
+  (see ``_sniff_csv``).
+* An ``.xlsx`` workbook (read with openpyxl) or an old ``.xls`` one (read with python-calamine):
+  its first sheet. Cells keep their types (numbers, dates), so each reader decides what a number
+  or a date cell means in its columns.
+* Title rows, then a header row, then one row per record. Bureau exports often put a title (a
+  merged cell "2026年6月低保对象名册") or a date line above the header: a caller that says what its
+  header looks like (``is_header``) gets the first of the first ``HEADER_SEARCH_ROWS`` non-blank
+  rows that looks like it, and the rows above it are skipped; otherwise, or when none does, the
+  header is the first non-blank row (so the caller's missing-column message names what it found).
+  Blank rows are skipped; a record is numbered by the line (CSV) or row (workbook) a person sees it
+  on in the file itself, title rows and blank rows included.
 
-A problem with the whole file (unreadable, unknown extension, empty, no rows after the header)
-raises ``TableFormatError`` with the file's name and what is wrong; problems with single rows are
-the caller's to report, as a ``RejectedRow`` each.
+A problem with the whole file (unreadable, unknown extension, empty, mixed encodings, no rows after
+the header) raises ``TableFormatError`` with the file's name and what is wrong; problems with single
+rows are the caller's to report, as a ``RejectedRow`` each.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import datetime as dt
+import itertools
 import pathlib
+import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,6 +39,9 @@ from typing import Any
 
 PROGRESS_EVERY = 1000  # rows between two calls of a reader's progress callback
 SHOW_MAX = 40  # characters of a cell a message repeats
+HEADER_SEARCH_ROWS = 10  # non-blank rows searched for the header: titles above it are a line or three
+_WIDE_CHARACTER = re.compile("[\u0800-\U0010ffff]")  # 3 or 4 bytes in UTF-8
+ODD_LINES_SHOWN = 5  # lines in another encoding that a message names before it says "and N more"
 
 Progress = Callable[[int, int], None]
 Records = Iterator[tuple[int, Sequence[Any]]]
@@ -53,31 +65,32 @@ class Table:
     header_line: int
     header: Sequence[Any]
     rows: Records
-    xlsx: bool  # cells may be numbers and dates, not only text
+    xlsx: bool  # a workbook (.xlsx or .xls): cells may be numbers and dates, not only text
 
 
 @contextlib.contextmanager
-def open_table(path: pathlib.Path, *, progress: Progress | None = None) -> Iterator[Table]:
-    """The table in ``path`` (``.csv`` or ``.xlsx`` by its extension), open until the block ends.
+def open_table(
+    path: pathlib.Path,
+    *,
+    progress: Progress | None = None,
+    is_header: Callable[[Sequence[Any]], bool] | None = None,
+) -> Iterator[Table]:
+    """The table in ``path`` (``.csv``, ``.xlsx`` or ``.xls`` by its extension), open until the block ends.
 
-    ``progress(done, total)`` is called every 1,000 data rows and once at the end with
-    ``done == total``; ``total`` is an estimate from the file (0 when it cannot tell). A table
+    ``is_header(cells)`` says whether a row is the header; rows above the first that is are title
+    rows and skipped. ``progress(done, total)`` is called every 1,000 data rows and once at the end
+    with ``done == total``; ``total`` is an estimate from the file (0 when it cannot tell). A table
     whose header is followed by no row raises ``TableFormatError`` once its rows are read."""
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        opener = _csv_records
-    elif suffix == ".xlsx":
-        opener = _xlsx_records
-    else:
-        raise TableFormatError(
-            f"{path.name}: unknown extension {suffix or '(none)'!r}: give a .csv or .xlsx file"
-            + (" (save an old .xls workbook as .xlsx)" if suffix == ".xls" else "")
-        )
+    opener = _OPENERS.get(suffix)
+    if opener is None:
+        shown = suffix or "(none)"
+        raise TableFormatError(f"{path.name}: unknown extension {shown!r}: give a .csv, .xlsx or .xls file")
     with opener(path) as (records, total_lines):
-        header_line, header = _first_nonblank(records, path)
+        header_line, header, records = _find_header(records, path, is_header)
         total = max(total_lines - header_line, 0)
-        yield Table(header_line, header, _data_rows(records, total, progress, path), xlsx=suffix == ".xlsx")
+        yield Table(header_line, header, _data_rows(records, total, progress, path), xlsx=suffix != ".csv")
 
 
 def _data_rows(records: Records, total: int, progress: Progress | None, path: pathlib.Path) -> Records:
@@ -112,32 +125,71 @@ def _csv_records(path: pathlib.Path) -> Iterator[tuple[Records, int]]:
 
 
 def _sniff_csv(path: pathlib.Path) -> tuple[str, int]:
-    """The encoding (UTF-8 if the whole file decodes as UTF-8, else GB18030) and the number of lines."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    utf8 = True
-    newlines = 0
+    """The encoding and the number of lines: UTF-8 if every line decodes as UTF-8; GB18030 if most
+    lines beyond ASCII do not; otherwise the file is UTF-8 with some lines in another encoding.
+
+    Such a file was put together from two sources (a row pasted from a GBK export into a UTF-8 file).
+    Reading it in either encoding would garble the odd rows' names and codes, or reject them far from
+    the cause; so it is refused as a whole, naming the odd lines, and the clerk re-saves it as UTF-8
+    (or retypes those lines) and imports it again, which changes nothing already right.
+
+    Evidence of UTF-8 is a line that decodes as UTF-8 and has a character of three bytes or more (every
+    Chinese character, and a BOM). About 1,900 GBK characters (隆, 楼, ...) are two bytes that also
+    happen to be valid UTF-8, so a GBK name can decode as UTF-8 by chance; such a line proves nothing,
+    and a mostly GBK file is read as GB18030 as a whole, as before. Line numbers are the file's
+    physical lines, as a text editor and ``csv.reader`` count them."""
+    lines = 0
+    utf8_lines = 0  # lines with a character of 3 or more bytes that decode as UTF-8
+    other_lines: list[int] = []  # lines that do not decode as UTF-8
+    other_gb18030 = True  # every line in other_lines decodes as GB18030
     last = b""
     try:
         with path.open("rb") as file:
-            while chunk := file.read(1 << 20):
-                newlines += chunk.count(b"\n")
-                last = chunk[-1:]
-                if utf8:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError:
-                        utf8 = False
-            if utf8:
+            for lines, raw in enumerate(file, start=1):
+                last = raw
+                if raw.isascii():
+                    continue
                 try:
-                    decoder.decode(b"", final=True)
+                    text = raw.decode("utf-8")
                 except UnicodeDecodeError:
-                    utf8 = False
+                    other_lines.append(lines)
+                    other_gb18030 = other_gb18030 and _decodes(raw, "gb18030")
+                else:
+                    utf8_lines += _WIDE_CHARACTER.search(text) is not None
     except OSError as error:
         raise TableFormatError(f"{path.name}: cannot be read: {error.strerror}") from None
     if not last:
         raise TableFormatError(f"{path.name}: the file is empty")
-    lines = newlines + (last != b"\n")
-    return ("utf-8-sig" if utf8 else "gb18030"), lines
+    if not other_lines:
+        return "utf-8-sig", lines
+    if len(other_lines) > utf8_lines:
+        return "gb18030", lines
+    looks = "GBK/GB18030 text" if other_gb18030 else "neither UTF-8 nor GB18030 text"
+    one = len(other_lines) == 1
+    raise TableFormatError(
+        f"{path.name}: {_lines(other_lines)} {'is' if one else 'are'} {looks}, while the rest of the file is "
+        "UTF-8: the file mixes two encodings, so none of it was read. Save the file again as one encoding "
+        f"(CSV UTF-8 in Excel), or retype {'that line' if one else 'those lines'}, and import it again."
+    )
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _lines(numbers: Sequence[int]) -> str:
+    """line 7 / lines 7, 9 and 12 / lines 7, 9, 12, 15, 16 and 3 more."""
+    shown = [str(number) for number in numbers[:ODD_LINES_SHOWN]]
+    more = len(numbers) - len(shown)
+    if len(shown) == 1:
+        return f"line {shown[0]}"
+    if more:
+        return f"lines {', '.join(shown)} and {more} more"
+    return f"lines {', '.join(shown[:-1])} and {shown[-1]}"
 
 
 def _csv_rows(file: Any, path: pathlib.Path) -> Records:
@@ -188,11 +240,68 @@ def _xlsx_rows(sheet: Any, path: pathlib.Path) -> Records:
         ) from None
 
 
-def _first_nonblank(records: Records, path: pathlib.Path) -> tuple[int, Sequence[Any]]:
+@contextlib.contextmanager
+def _xls_records(path: pathlib.Path) -> Iterator[tuple[Records, int]]:
+    import python_calamine  # only .xls files need it
+
+    try:
+        workbook = python_calamine.CalamineWorkbook.from_path(str(path))
+    except OSError as error:
+        raise TableFormatError(f"{path.name}: cannot be read: {error.strerror or error}") from None
+    except Exception as error:  # calamine raises its own kinds for a damaged or foreign file
+        raise TableFormatError(f"{path.name}: is not a readable .xls workbook ({type(error).__name__})") from None
+    try:
+        try:
+            sheet = workbook.get_sheet_by_index(0)
+        except Exception as error:  # no worksheet first (a chart sheet), or a damaged sheet part
+            raise TableFormatError(
+                f"{path.name}: the first sheet of the workbook cannot be read ({type(error).__name__})"
+            ) from None
+        yield _xls_rows(sheet, path), sheet.total_height
+    finally:
+        workbook.close()
+
+
+def _xls_rows(sheet: Any, path: pathlib.Path) -> Records:
+    # calamine starts at the sheet's first used cell; lines and columns stay the sheet's own.
+    first_row, first_column = sheet.start or (0, 0)
+    line = first_row
+    try:
+        for line, cells in enumerate(sheet.iter_rows(), start=first_row + 1):
+            yield line, [None] * first_column + [None if cell == "" else cell for cell in cells]
+    except Exception as error:
+        raise TableFormatError(
+            f"{path.name}: the sheet cannot be read after row {line} ({type(error).__name__})"
+        ) from None
+
+
+_OPENERS: dict[str, Callable[[pathlib.Path], contextlib.AbstractContextManager[tuple[Records, int]]]] = {
+    ".csv": _csv_records,
+    ".xlsx": _xlsx_records,
+    ".xls": _xls_records,
+}
+
+
+def _find_header(
+    records: Records, path: pathlib.Path, is_header: Callable[[Sequence[Any]], bool] | None
+) -> tuple[int, Sequence[Any], Records]:
+    """The header's line, the header, and the records after it.
+
+    The header is the first of the first ``HEADER_SEARCH_ROWS`` non-blank rows that ``is_header``
+    accepts, or the first non-blank row when there is no ``is_header`` or none of them is."""
+    searched: list[tuple[int, Sequence[Any]]] = []
     for line, cells in records:
-        if not blank(cells):
-            return line, cells
-    raise TableFormatError(f"{path.name}: the file is empty (no header row)")
+        if blank(cells):
+            continue
+        if is_header is None or is_header(cells):
+            return line, cells, records
+        searched.append((line, cells))
+        if len(searched) == HEADER_SEARCH_ROWS:
+            break
+    if not searched:
+        raise TableFormatError(f"{path.name}: the file is empty (no header row)")
+    (line, cells), *after = searched
+    return line, cells, itertools.chain(after, records)
 
 
 # ---------------------------------------------------------------- cells and headers
@@ -257,14 +366,19 @@ def map_columns(
 
 
 def write_table(
-    path: pathlib.Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, sheet_name: str = "list"
+    path: pathlib.Path,
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    sheet_name: str = "list",
+    bom: bool = False,
 ) -> None:
-    """Write a table as .csv (UTF-8, no BOM, dates as YYYY-MM-DD) or .xlsx (dates as date cells, on a sheet
-    named ``sheet_name``)."""
+    """Write a table as .csv (UTF-8, with a BOM if ``bom``, dates as YYYY-MM-DD) or .xlsx (dates as date
+    cells, on a sheet named ``sheet_name``)."""
     path = pathlib.Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        with path.open("w", encoding="utf-8", newline="") as file:
+        with path.open("w", encoding="utf-8-sig" if bom else "utf-8", newline="") as file:
             writer = csv.writer(file, lineterminator="\n")
             writer.writerow(header)
             for row in rows:

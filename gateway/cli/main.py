@@ -22,7 +22,7 @@ from gateway.cli.demo import cmd_demo
 from gateway.cli.maintenance import cmd_audit, cmd_check, cmd_migrate
 from gateway.cli.policy import add_policy_parser
 from gateway.cli.reader_sim import add_reader_sim_parser
-from gateway.cli.registry import FULL_LIST_HELP, cmd_clinics_import, cmd_import, cmd_registry_stats
+from gateway.cli.registry import DRY_RUN_SHOWN, FULL_LIST_HELP, cmd_clinics_import, cmd_import, cmd_registry_stats
 from gateway.cli.reports import add_finance_parser
 from gateway.cli.serve import cmd_serve
 from gateway.cli.terminals import cmd_terminals_add, cmd_terminals_key, cmd_terminals_list
@@ -84,11 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="civil-affairs, veterans, insurance, or a programme the latest policy names (for example charity)",
     )
     imports.add_argument("file")
-    imports.add_argument("--dry-run", action="store_true", help="show what would change and write nothing")
+    imports.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=f"write nothing to the registry: print the counts and the first {DRY_RUN_SHOWN} changes",
+    )
+    imports.add_argument(
+        "--write-list",
+        metavar="FILE",
+        help="write every row of the list to FILE (.csv or .xlsx), accepted ones with what the import does "
+        "(or would do, with --dry-run) and rejected ones with the reason; IDs masked",
+    )
     imports.add_argument("--full-list", action="store_true", help=FULL_LIST_HELP)
     imports.add_argument("--as-of", type=_date, help="strike-off date for people missing from a full list")
     imports.add_argument("--yes", action="store_true", help="confirm full-list strike-offs without asking")
-    imports.add_argument("--verbose", action="store_true", help="list every change")
+    imports.add_argument("--verbose", action="store_true", help="print every change (a dry run prints the first ones)")
     imports.add_argument("--actor", default=actor, help="who is importing, for the audit trail")
     imports.set_defaults(run=cmd_import)
 

@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters import db
+from adapters import db, identity
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_admin import import_clinics
 from adapters.registry_files import (
     LIST_KINDS,
     ListFormatError,
     ListKind,
+    ListRow,
     ProgrammeList,
     UnknownListKind,
     kind_name,
@@ -26,9 +27,10 @@ from adapters.registry_files import (
     read_list,
 )
 from adapters.registry_stats import stats_csv
-from adapters.registry_store import PersonEntry, apply_entries
+from adapters.registry_store import ImportReport, PersonEntry, apply_entries
 from adapters.report_models import RegistryStats
 from adapters.reports import Reports
+from adapters.table_files import write_table
 from gateway.cli.database import Connection, database_url, with_connection
 from gateway.cli.reports import report_json
 from gateway.config import Settings
@@ -46,6 +48,28 @@ VERBS = {
     "added": ("would add", "added"),
     "changed": ("would change", "changed"),
     "struck_off": ("would strike off", "struck off"),
+}
+DRY_RUN_SHOWN = 20  # changes a dry run prints; a bureau's list can change 50,000 people, and a file holds them all
+
+# The list --write-list writes: one row per line of the file (and per person a full list strikes off),
+# headed in Chinese with the English beside, for a clerk to filter and sort in a spreadsheet.
+WRITTEN_LIST_HEADER = (
+    "行号 line",
+    "结果 outcome",
+    "身份证号码 national_id (masked)",
+    "姓名 name",
+    "类别 code",
+    "认定日期 effective_from",
+    "退出日期 struck_off_on",
+    "说明 details",
+)
+OUTCOME_WORDS = {
+    "added": "新增 added",
+    "changed": "变更 changed",
+    "struck_off": "退出 struck off",
+    "unchanged": "无变化 unchanged",
+    "rejected": "拒绝 rejected",
+    "read": "已读取 read, not compared",
 }
 
 
@@ -93,8 +117,76 @@ def _list_kind(settings: Settings, name: str) -> ListKind | ProgrammeList:
     return list_kind(name, latest.programmes, latest.id)
 
 
+def written_list(rows: list[ListRow], report: ImportReport, *, compared: bool = True) -> list[tuple[Any, ...]]:
+    """Every line of the file with what the import does to it (or why it is rejected), in line order,
+    then the people a full list strikes off because they are missing from it (no line). Not
+    ``compared`` with the registry (a full list refused for its rejected rows), a row read well is
+    only said to be read.
+
+    IDs are masked, as everywhere the gateway writes one for people to read: the clerk finds the row by
+    its line in the file they imported, and the list can be passed around without the raw IDs."""
+    accepted = {row.line: row for row in rows}
+    changes = {change.line: change for change in report.changes if change.line}
+    table: list[tuple[Any, ...]] = []
+    for line, reason in report.rejected:
+        row = accepted.get(line)
+        if row is None:  # rejected while reading: the row's cells are not known good, so none is repeated
+            table.append((line, OUTCOME_WORDS["rejected"], "", "", "", "", "", reason))
+        else:  # rejected against the registry: the reason already starts with the masked ID
+            table.append(_written_row(row, "rejected", reason.split(": ", 1)[-1]))
+    rejected_lines = {line for line, _ in report.rejected}
+    for line, row in accepted.items():
+        if line in rejected_lines:
+            continue
+        change = changes.get(line)
+        outcome = change.outcome if change else "unchanged" if compared else "read"
+        table.append(_written_row(row, outcome, change.description if change else ""))
+    table.sort(key=lambda written: written[0])
+    for change in report.changes:
+        if not change.line:
+            table.append(("", OUTCOME_WORDS[change.outcome], change.person, "", "", "", "", change.description))
+    return table
+
+
+def _written_row(row: ListRow, outcome: str, details: str) -> tuple[Any, ...]:
+    return (
+        row.line,
+        OUTCOME_WORDS[outcome],
+        identity.mask(row.national_id),
+        row.name,
+        row.code,
+        row.effective_from,
+        row.struck_off_on,
+        details,
+    )
+
+
+def _write_list(list_file: Path, table: list[tuple[Any, ...]], what: str) -> None:
+    # A CSV with a BOM, so Excel on Chinese Windows reads it as UTF-8 rather than as GBK.
+    write_table(list_file, WRITTEN_LIST_HEADER, table, sheet_name="import", bom=True)
+    print(f"wrote every row of the list to {list_file}, {what}")
+
+
+def _print_changes(report: ImportReport, *, dry_run: bool, verbose: bool, list_file: Path | None) -> None:
+    shown = report.changes if verbose or not dry_run else report.changes[:DRY_RUN_SHOWN]
+    for change in shown:
+        where = f"line {change.line}" if change.line else "not on list"
+        verb = VERBS[change.outcome][0 if dry_run else 1]
+        print(f"{verb}: {where}: {change.person} {change.description}")
+    if len(shown) < len(report.changes):
+        where = f"every row is in {list_file}" if list_file else "--write-list FILE writes every row to a file"
+        print(f"... and {len(report.changes) - len(shown)} more changes ({where}; --verbose prints them all)")
+
+
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
+    list_file = Path(args.write_list) if args.write_list else None
+    if list_file is not None and list_file.suffix.lower() not in (".csv", ".xlsx"):
+        print(f"medsettle import: --write-list {list_file}: give a .csv or .xlsx file name", file=sys.stderr)
+        return 2
+    if list_file is not None and list_file.resolve() == path.resolve():
+        print("medsettle import: --write-list would overwrite the list being imported", file=sys.stderr)
+        return 2
     try:
         kind = _list_kind(settings, args.kind)
     except UnknownListKind as error:
@@ -114,6 +206,9 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         # A rejected row's person would look missing from the list and be struck off by mistake.
         for row in rejected:
             print(f"rejected line {row.line}: {row.reason}")
+        if list_file is not None:  # the clerk fixes the rows from this list; the others were not compared
+            unread = ImportReport(rejected=[(row.line, row.reason) for row in rejected])
+            _write_list(list_file, written_list(rows, unread, compared=False), "the rejected ones with their reasons")
         print(
             f"medsettle import: {path.name} has {len(rejected)} rejected row(s); a full list must be clean before "
             "anyone is struck off. Fix the rows, or import it without --full-list. Nothing written.",
@@ -153,10 +248,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     for line, reason in sorted(report.rejected):
         print(f"rejected line {line}: {reason}")
     if args.dry_run or args.verbose:
-        for change in report.changes:
-            where = f"line {change.line}" if change.line else "not on list"
-            verb = VERBS[change.outcome][0 if args.dry_run else 1]
-            print(f"{verb}: {where}: {change.person} {change.description}")
+        _print_changes(report, dry_run=args.dry_run, verbose=args.verbose, list_file=list_file)
+    if list_file is not None:
+        done = "what was done" if report.applied else "what the import would do"
+        _write_list(list_file, written_list(rows, report), f"each with {done}")
     summary = report.summary()
     print(
         f"{path.name}: added {summary['added']}, changed {summary['changed']}, struck off {summary['struck_off']}, "

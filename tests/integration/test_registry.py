@@ -3,6 +3,8 @@ settlements, full-list strike-offs, the audit trail, and no raw national ID in t
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
 import re
 import time
 from collections.abc import AsyncIterator
@@ -11,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import openpyxl
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -99,6 +102,147 @@ async def test_dry_run_writes_nothing(database_url, pool, tmp_path):
     assert await row_counts(pool) == before
     async with pool.acquire() as connection:
         assert await connection.fetchval("SELECT count(*) FROM audit_log") == audit_before
+
+
+async def test_a_dry_run_prints_a_summary_and_writes_every_row_to_a_list(database_url, pool, tmp_path):
+    """A bureau's list as it comes: a title row, 公民身份号码, a yyyy/m/d date; more changes than a dry
+    run prints; the full list in a CSV a clerk opens in Excel, with every row's outcome or reason."""
+    kept, changed = fresh_national_id(), fresh_national_id()
+    seed = write_csv(
+        tmp_path / "seed.csv", (kept, "留", "低保", "2026-01-01", ""), (changed, "变", "低保", "2026-01-01", "")
+    )
+    assert medsettle(database_url, "import", "civil-affairs", str(seed)).returncode == 0
+    new = [fresh_national_id() for _ in range(25)]
+    lines = [
+        "2026年6月低保对象名册,,,,",  # 1: a title row
+        "公民身份号码,姓名,救助类别,认定日期,退出日期",  # 2: the header, in the ID card's wording
+        f"{kept},留,低保,2026/1/1,",  # 3: unchanged, the date written the Excel way
+        f"{changed},变,特困,2026年6月1日,",  # 4: changed
+        f"{new[0][:17]},短,低保,2026/6/1,",  # 5: rejected while reading
+        *(f"{person},新{index},低保边缘,2026/6/1," for index, person in enumerate(new[1:])),  # 6-29: added
+    ]
+    path = tmp_path / "civil-affairs-2026-06.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    listed = tmp_path / "list.csv"
+    before = await row_counts(pool)
+
+    result = medsettle(database_url, "import", "civil-affairs", str(path), "--dry-run", "--write-list", str(listed))
+
+    assert result.returncode == 1, result.stderr  # a rejected row
+    assert await row_counts(pool) == before
+    assert result.stdout.count("would add: ") + result.stdout.count("would change: ") == 20
+    assert f"... and 5 more changes (every row is in {listed}; --verbose prints them all)" in result.stdout
+    assert "added 24, changed 1, struck off 0, unchanged 1, rejected 1 (dry run: nothing written)" in result.stdout
+    assert listed.read_bytes().startswith(b"\xef\xbb\xbf")  # so Excel on Chinese Windows reads it as UTF-8
+    with listed.open(encoding="utf-8-sig", newline="") as file:
+        written = list(csv.DictReader(file))
+    assert [row["行号 line"] for row in written] == [str(line) for line in range(3, 30)]
+    outcomes = {int(row["行号 line"]): row for row in written}
+    assert outcomes[3]["结果 outcome"] == "无变化 unchanged"
+    assert outcomes[3]["认定日期 effective_from"] == "2026-01-01"
+    assert outcomes[4]["结果 outcome"] == "变更 changed"
+    assert outcomes[4]["说明 details"] == "hardship_aid: minimum_allowance -> destitute from 2026-06-01"
+    assert outcomes[5]["结果 outcome"] == "拒绝 rejected"
+    assert outcomes[5]["说明 details"] == "公民身份号码: must be 18 characters"
+    assert (outcomes[6]["结果 outcome"], outcomes[6]["姓名 name"], outcomes[6]["类别 code"]) == (
+        "新增 added",
+        "新0",
+        "marginal",
+    )
+    assert outcomes[6]["身份证号码 national_id (masked)"] == identity.mask(new[1])
+    assert not ID_PATTERN.search(listed.read_text(encoding="utf-8-sig") + result.stdout + result.stderr)
+
+    applied = medsettle(database_url, "import", "civil-affairs", str(path), "--write-list", str(tmp_path / "done.xlsx"))
+    assert applied.returncode == 1
+    assert "added 24, changed 1, struck off 0, unchanged 1, rejected 1" in applied.stdout
+    workbook = openpyxl.load_workbook(tmp_path / "done.xlsx", read_only=True)
+    rows = list(workbook["import"].iter_rows(values_only=True))
+    workbook.close()
+    assert rows[0][:2] == ("行号 line", "结果 outcome")
+    assert [row[1] for row in rows[1:4]] == ["无变化 unchanged", "变更 changed", "拒绝 rejected"]
+
+
+async def test_a_full_list_dry_run_writes_the_people_it_would_strike_off(database_url, pool, tmp_path):
+    programme_list = "insurance"
+    stays, goes = fresh_national_id(), fresh_national_id()
+    first = write_csv(
+        tmp_path / "first.csv", (stays, "", "resident", "2026-01-01", ""), (goes, "", "resident", "2026-01-01", "")
+    )
+    assert medsettle(database_url, "import", programme_list, str(first)).returncode == 0
+    full = write_csv(tmp_path / "full.csv", (stays, "", "resident", "2026-01-01", ""))
+    listed = tmp_path / "full-list.csv"
+    result = medsettle(
+        database_url,
+        "import",
+        programme_list,
+        str(full),
+        "--full-list",
+        "--as-of",
+        "2026-07-01",
+        "--dry-run",
+        "--write-list",
+        str(listed),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    with listed.open(encoding="utf-8-sig", newline="") as file:
+        written = list(csv.DictReader(file))
+    assert written[0]["行号 line"] == "2"
+    struck = [row for row in written if row["行号 line"] == ""]
+    assert identity.mask(goes) in [row["身份证号码 national_id (masked)"] for row in struck]
+    assert all(row["结果 outcome"] == "退出 struck off" for row in struck)
+
+
+async def test_an_old_excel_list_with_title_rows_through_the_command_line(database_url, tmp_path):
+    """The committed .xls fixture (tests/fixtures/make_civil_affairs_xls.py): two title rows, 公民身份号码,
+    date cells and a date typed 2017/1/26 are read; its impossible date is rejected naming line and cell."""
+    listed = tmp_path / "xls-list.xlsx"
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "civil-affairs-2026-06.xls"
+    result = medsettle(database_url, "import", "civil-affairs", str(fixture), "--dry-run", "--write-list", str(listed))
+    assert result.returncode == 1, result.stderr
+    assert "rejected line 7: 认定日期 (cell D7): 2026/13/1 is not a real date" in result.stdout
+    assert re.search(
+        r"civil-affairs-2026-06\.xls: added \d, changed \d, struck off 0, unchanged \d, rejected 1", result.stdout
+    )
+    workbook = openpyxl.load_workbook(listed, read_only=True)
+    rows = list(workbook["import"].iter_rows(values_only=True))
+    workbook.close()
+    assert [(row[0], row[3], row[4]) for row in rows[1:]] == [
+        (4, "王芳", "minimum_allowance"),
+        (5, "李强", "destitute"),
+        (6, "张敏", "marginal"),
+        (7, None, None),
+    ]
+    assert rows[2][5] == dt.datetime(2017, 1, 26)  # a date cell in the written workbook
+
+
+async def test_a_full_list_refused_for_its_rejected_rows_still_writes_the_list(database_url, pool, tmp_path):
+    good, short = fresh_national_id(), fresh_national_id()[:17]
+    path = write_csv(
+        tmp_path / "full.csv", (good, "好", "低保", "2026/6/1", ""), (short, "短", "低保", "2026-06-01", "")
+    )
+    listed = tmp_path / "to-fix.csv"
+    before = await row_counts(pool)
+    result = medsettle(
+        database_url, "import", "civil-affairs", str(path), "--full-list", "--yes", "--write-list", str(listed)
+    )
+    assert result.returncode == 2
+    assert "a full list must be clean before anyone is struck off" in result.stderr
+    assert await row_counts(pool) == before
+    with listed.open(encoding="utf-8-sig", newline="") as file:
+        written = [(row["行号 line"], row["结果 outcome"], row["说明 details"]) for row in csv.DictReader(file)]
+    assert written == [
+        ("2", "已读取 read, not compared", ""),
+        ("3", "拒绝 rejected", "身份证号码: must be 18 characters"),
+    ]
+
+
+async def test_write_list_refuses_other_extensions_and_the_imported_file(database_url, tmp_path):
+    path = write_csv(tmp_path / "list.csv", (fresh_national_id(), "", "低保", "2026-01-01", ""))
+    for target, message in ((tmp_path / "out.txt", "give a .csv or .xlsx file name"), (path, "would overwrite")):
+        result = medsettle(database_url, "import", "civil-affairs", str(path), "--dry-run", "--write-list", str(target))
+        assert result.returncode == 2
+        assert message in result.stderr
+    assert not (tmp_path / "out.txt").exists()
 
 
 async def test_tier_change_and_strike_off_take_effect_on_their_dates(client, database_url, tmp_path):

@@ -140,8 +140,20 @@ def test_empty_files_are_refused(tmp_path: Path, text: str, match: str) -> None:
 
 
 def test_unknown_extension_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(CatalogueFormatError, match=r"save an old \.xls workbook as \.xlsx"):
+    with pytest.raises(CatalogueFormatError, match=r"unknown extension '\.txt': give a \.csv, \.xlsx or \.xls file"):
+        read_catalogue(write_csv(tmp_path, f"{ZH}\n", name="catalogue.txt"))
+
+
+def test_text_named_xls_is_refused_as_no_workbook(tmp_path: Path) -> None:
+    with pytest.raises(CatalogueFormatError, match=r"is not a readable \.xls workbook"):
         read_catalogue(write_csv(tmp_path, f"{ZH}\n", name="catalogue.xls"))
+
+
+def test_a_row_in_gbk_in_a_utf8_catalogue_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.csv"
+    path.write_bytes(f"{ZH}\nX1,阿莫西林,甲类,,,\n".encode() + "X2,头孢曲松,乙类,,,\n".encode("gbk"))
+    with pytest.raises(CatalogueFormatError, match=r"catalogue\.csv: line 3 is GBK/GB18030 text"):
+        read_catalogue(path)
 
 
 def test_blank_lines_are_skipped_and_lines_numbered_as_in_the_file(tmp_path: Path) -> None:

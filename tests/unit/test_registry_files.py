@@ -151,7 +151,7 @@ def test_tab_separated_file_gets_a_hint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("list.xls", b"x", "unknown extension '.xls'"),
+        ("list.xls", b"x", "not a readable .xls workbook"),
         ("list.txt", b"x", "unknown extension '.txt'"),
         ("list.csv", b"", "empty"),
         ("list.csv", b"\n  \n,,\n", "empty"),
@@ -312,14 +312,17 @@ def test_xlsx_bad_cells(tmp_path: Path) -> None:
             [int(ID1), "stored as a number", "low_income", D(2026, 1, 1)],
             [ID2, "serial number date", "low_income", 46000],
             [ID3, "time of day", "low_income", dt.datetime(2026, 1, 1, 9, 30)],
-            [ID4, "slashes", "low_income", "2026/01/01"],
+            [ID4, "day first", "low_income", "01/01/2026"],
         ],
     )
     rows, rejected = read_list(path, "civil-affairs")
     assert rows == []
     reasons = by_line(rejected)
     assert "stored as a number" in reasons[2]
-    assert "date must be YYYY-MM-DD (or a date cell)" in reasons[3]
+    assert (
+        "effective_from (cell D3): date must be YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日 (or a date cell)"
+        in reasons[3]
+    )
     assert "time of day" in reasons[4]
     assert "date must be YYYY-MM-DD" in reasons[5]
     assert_no_id_in(list(reasons.values()), ID1, ID2, ID3, ID4)
@@ -346,7 +349,7 @@ def test_each_bad_row_is_reported_with_its_line_and_reason(tmp_path: Path) -> No
         f"{make_id('410102', D(1990, 1, 5), 5)},郑红,低收入,2026-03-01,2026-02-01",  # 13 strike-off before
         f"{make_id('410102', D(1990, 1, 6), 6)},孙丽,伤残军人,2026-03-01,",  # 14 a veterans code
         f"{ID1},李娜,低保边缘,2026-02-01,",  # 15 duplicate of line 2
-        f"{make_id('410102', D(1990, 1, 7), 7)},冯军,marginal,2026-01-01,2026/12/31",  # 16 bad strike-off date
+        f"{make_id('410102', D(1990, 1, 7), 7)},冯军,marginal,2026-01-01,31/12/2026",  # 16 bad strike-off date
         f"{make_id('410102', D(1990, 1, 8), 8)},,low_income,2026-04-01,",  # 17 good, no name
         "  ,  ,  ,  ,  ",  # 18 blank cells, skipped
     ]
@@ -362,23 +365,29 @@ def test_each_bad_row_is_reported_with_its_line_and_reason(tmp_path: Path) -> No
     assert reasons[6].startswith("类别: unknown code '困难户'; accepted: destitute")
     assert reasons[7] == "类别: missing"
     assert reasons[9] == "认定日期: missing"
-    assert reasons[10] == "认定日期: date must be YYYY-MM-DD, got '20260101'"
-    assert reasons[11] == "认定日期: 2026-02-30 is not a real date"
+    assert (
+        reasons[10]
+        == "认定日期 (cell D10): date must be YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日, got '20260101'"
+    )
+    assert reasons[11] == "认定日期 (cell D11): 2026-02-30 is not a real date"
     assert reasons[12] == "退出日期 2026-03-01 must be after 认定日期 2026-03-01"
     assert reasons[13] == "退出日期 2026-02-01 must be after 认定日期 2026-03-01"
     assert "unknown code '伤残军人' for a civil-affairs list" in reasons[14]
     assert reasons[15] == "身份证号码: duplicate of line 2"
-    assert reasons[16] == "退出日期: date must be YYYY-MM-DD, got '2026/12/31'"
+    assert (
+        reasons[16]
+        == "退出日期 (cell E16): date must be YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日, got '31/12/2026'"
+    )
     assert_no_id_in(list(reasons.values()), *(line.split(",")[0] for line in lines[1:] if line[:1].isdigit()))
 
 
 def test_a_row_with_several_problems_lists_them_all(tmp_path: Path) -> None:
-    path = write_csv(tmp_path, f"{ZH}\n{ID1},李娜,低保,2026-01-01,\n{ID1},李娜,???,2026-1-1,\n")
+    path = write_csv(tmp_path, f"{ZH}\n{ID1},李娜,低保,2026-01-01,\n{ID1},李娜,???,1.1.2026,\n")
     _, rejected = read_list(path, "civil-affairs")
     assert rejected[0].line == 3
     assert rejected[0].reason.split("; ")[0] == "身份证号码: duplicate of line 2"
     assert "unknown code '???'" in rejected[0].reason
-    assert "date must be YYYY-MM-DD, got '2026-1-1'" in rejected[0].reason
+    assert "date must be YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日, got '1.1.2026'" in rejected[0].reason
 
 
 def test_duplicates_keep_the_first_row_and_reject_every_later_one(tmp_path: Path) -> None:
@@ -397,7 +406,7 @@ def test_duplicates_keep_the_first_row_and_reject_every_later_one(tmp_path: Path
 
 
 def test_a_duplicate_of_a_rejected_row_is_still_a_duplicate(tmp_path: Path) -> None:
-    path = write_csv(tmp_path, f"{ZH}\n{ID1},李娜,低保,2026/01/01,\n{ID1},李娜,低保,2026-01-01,\n")
+    path = write_csv(tmp_path, f"{ZH}\n{ID1},李娜,低保,01/01/2026,\n{ID1},李娜,低保,2026-01-01,\n")
     rows, rejected = read_list(path, "civil-affairs")
     assert rows == []
     assert [row.line for row in rejected] == [2, 3]
@@ -582,3 +591,138 @@ def test_sample_csv_files_are_what_make_samples_writes(tmp_path: Path) -> None:
             assert path.read_bytes() == (SAMPLES / path.name).read_bytes(), f"run samples/make_samples.py: {path.name}"
         else:
             assert read_list(path, "civil-affairs") == read_list(SAMPLES / path.name, "civil-affairs")
+
+
+# ---------------------------------------------------------------- lists as bureaus send them (issue 19)
+
+FIXTURES = ROOT / "tests" / "fixtures"
+TITLED = "2026年6月低保对象名册,,,,\n制表日期：2026年6月30日,,,,\n"
+
+
+def test_title_rows_above_the_header_are_skipped_and_lines_stay_the_files(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, f"{TITLED}\n{ZH}\n{ID1},李娜,低保,2026-01-01,\n{ID2},王芳,低保,2026-13-01,\n")
+    rows, rejected = read_list(path, "civil-affairs")
+    assert [(row.line, row.name) for row in rows] == [(5, "李娜")]
+    assert [row.line for row in rejected] == [6]
+    assert "认定日期 (cell D6)" in rejected[0].reason
+
+
+def test_title_rows_in_a_workbook(tmp_path: Path) -> None:
+    path = write_xlsx(
+        tmp_path,
+        [
+            ["2026年6月优抚对象名册"],
+            [],
+            ["公民身份号码", "姓名", "优抚类别", "认定日期"],
+            [ID1, "李娜", "烈士遗属", D(2020, 1, 1)],
+        ],
+    )
+    rows, rejected = read_list(path, "veterans")
+    assert (rejected, [(row.line, row.code) for row in rows]) == ([], [(4, "priority_care")])
+
+
+def test_a_header_below_the_first_ten_rows_is_not_searched_for(tmp_path: Path) -> None:
+    titles = "".join(f"第{number}行说明,,,,\n" for number in range(1, 11))
+    path = write_csv(tmp_path, f"{titles}{ZH}\n{ID1},李娜,低保,2026-01-01,\n")
+    with pytest.raises(ListFormatError, match=r"missing required column\(s\).*Found: 第1行说明"):
+        read_list(path, "civil-affairs")
+
+
+@pytest.mark.parametrize(
+    "header", ["公民身份号码", "身份证号码", "身份证号", "身份证件号码", "证件号码", "national_id"]
+)
+def test_national_id_header_wordings(tmp_path: Path, header: str) -> None:
+    path = write_csv(tmp_path, f"{header},姓名,类别,认定日期\n{ID1},李娜,低保,2026-01-01\n")
+    rows, rejected = read_list(path, "civil-affairs")
+    assert (rejected, [row.national_id for row in rows]) == ([], [ID1])
+    bad = write_csv(tmp_path, f"{header},姓名,类别,认定日期\n{ID1[:17]},李娜,低保,2026-01-01\n", name="bad.csv")
+    assert read_list(bad, "civil-affairs")[1][0].reason == f"{header}: must be 18 characters"
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2017/1/26", "2017/01/26", "2017-1-26", "2017.1.26", "2017年1月26日", "2017年01月26日", "２０１７／１／２６"],
+)
+def test_year_first_date_forms(tmp_path: Path, written: str) -> None:
+    path = write_csv(tmp_path, f"{ZH}\n{ID1},李娜,低保,{written},\n")
+    rows, rejected = read_list(path, "civil-affairs")
+    assert (rejected, rows[0].effective_from) == ([], D(2017, 1, 26))
+
+
+@pytest.mark.parametrize(
+    ("written", "reason"),
+    [
+        ("26/1/2017", "date must be YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日, got '26/1/2017'"),
+        ("2017/1-26", "date must be YYYY-MM-DD, YYYY/M/D, YYYY.M.D or YYYY年M月D日, got '2017/1-26'"),
+        ("2017/2/30", "2017/2/30 is not a real date"),
+        ("2017年13月1日", "2017年13月1日 is not a real date"),
+    ],
+)
+def test_a_bad_date_names_its_line_and_cell(tmp_path: Path, written: str, reason: str) -> None:
+    path = write_csv(tmp_path, f"{ZH}\n{ID1},李娜,低保,2017-01-01,\n{ID2},王芳,低保,{written},\n")
+    _, rejected = read_list(path, "civil-affairs")
+    assert [(row.line, row.reason) for row in rejected] == [(3, f"认定日期 (cell D3): {reason}")]
+
+
+def test_an_old_excel_xls_list(tmp_path: Path) -> None:
+    """tests/fixtures/civil-affairs-2026-06.xls, written by make_civil_affairs_xls.py beside it: a merged
+    title, a date line, 公民身份号码 and 救助类别, date cells, and dates typed as text."""
+    rows, rejected = read_list(FIXTURES / "civil-affairs-2026-06.xls", "civil-affairs")
+    assert [(row.line, row.name, row.code, row.effective_from, row.struck_off_on) for row in rows] == [
+        (4, "王芳", "minimum_allowance", D(2026, 6, 1), None),
+        (5, "李强", "destitute", D(2017, 1, 26), None),
+        (6, "张敏", "marginal", D(2025, 3, 15), D(2026, 7, 1)),
+    ]
+    assert [(row.line, row.reason) for row in rejected] == [(7, "认定日期 (cell D7): 2026/13/1 is not a real date")]
+    assert rows[0].national_id == make_id("410102", D(1950, 1, 10), 100)
+
+
+def test_a_damaged_xls_is_refused_as_a_whole(tmp_path: Path) -> None:
+    path = tmp_path / "list.xls"
+    path.write_bytes((FIXTURES / "civil-affairs-2026-06.xls").read_bytes()[:1500])
+    with pytest.raises(ListFormatError, match=r"list\.xls: is not a readable \.xls workbook"):
+        read_list(path, "civil-affairs")
+
+
+def test_a_gbk_row_in_a_utf8_file_is_named_by_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    utf8 = f"{TITLED}{ZH}\n{ID1},李娜,低保,2026-01-01,\n".encode()
+    path.write_bytes(utf8 + f"{ID2},王芳,五保,2017/1/26,\n".encode("gbk") + f"{ID3},张伟,低保,2026-01-01,\n".encode())
+    with pytest.raises(ListFormatError) as raised:
+        read_list(path, "civil-affairs")
+    message = str(raised.value)
+    assert message.startswith("list.csv: line 5 is GBK/GB18030 text, while the rest of the file is UTF-8")
+    assert "none of it was read" in message
+    assert_no_id_in([message], ID1, ID2, ID3)
+
+
+def test_several_odd_lines_are_counted(tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    good = f"{ID1},李娜,低保,2026-01-01,\n".encode()
+    odd = f"{ID2},王芳,五保,2026-01-01,\n".encode("gbk")
+    path.write_bytes(f"{ZH}\n".encode() + good * 8 + odd * 7)
+    with pytest.raises(ListFormatError, match=r"lines 10, 11, 12, 13, 14 and 2 more are GBK/GB18030 text"):
+        read_list(path, "civil-affairs")
+
+
+def test_a_gbk_file_whose_names_happen_to_be_valid_utf8_reads_as_gbk(tmp_path: Path) -> None:
+    """隆 and 楼 are C2 A1 and C2 A5 in GBK, valid UTF-8 by chance: such lines say nothing about the file."""
+    path = write_csv(
+        tmp_path,
+        f"{ZH}\n{ID1},李隆,低保,2026-01-01,\n{ID2},楼隆,low_income,2026-01-01,\n{ID3},隆楼,marginal,2026-01-01,\n",
+        encoding="gbk",
+    )
+    assert "楼隆,low_income".encode("gbk").decode("utf-8")  # the premise: that line decodes as UTF-8
+    rows, rejected = read_list(path, "civil-affairs")
+    assert (rejected, [row.name for row in rows]) == ([], ["李隆", "楼隆", "隆楼"])
+
+
+def test_an_ascii_only_utf8_file_with_one_gbk_row_reads_as_gb18030(tmp_path: Path) -> None:
+    """With no other line beyond ASCII there is nothing to say the file is UTF-8: it is a GB18030 file."""
+    path = tmp_path / "list.csv"
+    path.write_bytes(
+        f"national_id,name,code,effective_from\n{ID1},,low_income,2026-01-01\n".encode()
+        + f"{ID2},王芳,低保,2026-01-01\n".encode("gbk")
+    )
+    rows, rejected = read_list(path, "civil-affairs")
+    assert (rejected, [row.name for row in rows]) == ([], ["", "王芳"])
