@@ -364,3 +364,16 @@ def test_progress_is_reported_every_thousand_rows_and_at_the_end(tmp_path: Path)
     calls: list[tuple[int, int]] = []
     read_catalogue(tmp_path / "sample.csv", progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1000, 2500), (2000, 2500), (2500, 2500)]
+
+
+def test_title_rows_above_the_header_are_skipped_and_lines_keep_their_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "catalogue.csv"
+    path.write_text(
+        "2026年医保药品目录\n导出日期,2026-06-30\n"
+        "医保目录编码,医保目录名称,收费项目等级,先行自付比例,计价单位,最高限价\n"
+        "X1,item,甲类,,,\nX2,item,乙类,0.2,,\nX3,item,丁,,,\n",
+        encoding="utf-8",
+    )
+    rows, rejected = read_catalogue(path)
+    assert [(row.line, row.code) for row in rows] == [(4, "X1"), (5, "X2")]
+    assert [row.line for row in rejected] == [6]
