@@ -68,12 +68,11 @@ async def test_the_built_year_replays_under_its_own_policy_to_no_difference(hist
     assert (total["better_off"], total["worse_off"], total["unchanged"]) == (0, 0, total["people"])
     assert fund(total, "insurance")["today"] > 0
 
-    # The candidate pays county admissions at 0.80 instead of 0.75: more from insurance there, nothing else
-    # anywhere else (village stations admit no one; township admissions keep their rate).
-    candidate = {group["group"]: group for group in runs["candidate"]["report"]["groups"]}
-    assert fund(candidate["county"], "insurance")["difference"] > 0
-    assert fund(candidate["county"], "out_of_pocket")["difference"] < 0
-    for level in ("township", "village"):
-        assert all(
-            impact["difference"] == 0 for impact in [*candidate[level]["funds"], candidate[level]["out_of_pocket"]]
-        )
+    # The candidate pays county admissions at 0.80 instead of 0.75: insurance pays more there and the patients
+    # less. (Other levels can move too, through the year's counters: a person's aid cap or threshold reached
+    # earlier or later by a county admission changes their later bills.)
+    candidate = runs["candidate"]["report"]
+    county = next(group for group in candidate["groups"] if group["group"] == "county")
+    assert fund(county, "insurance")["difference"] > 0
+    assert fund(county, "out_of_pocket")["difference"] < 0
+    assert candidate["total"]["better_off"] > 0
