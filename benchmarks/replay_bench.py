@@ -501,7 +501,8 @@ def print_report(result: dict[str, Any]) -> None:
     print(
         f"policy what-if over {build['settlements']:,} settlements of {build['people']:,} people and "
         f"{build['clinics']:,} clinics (seed {result['seed']}), {result['database']}, Python "
-        f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {result['load_average']}\n"
+        f"{sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {result['load_average']['start']} at the "
+        f"start, {result['load_average']['end']} at the end\n"
     )
     steps = "; ".join(f"{name} {seconds:.1f} s" for name, seconds in build["seconds"].items())
     rate = build["settlements"] / build["seconds"]["decide and COPY"]
@@ -512,14 +513,14 @@ def print_report(result: dict[str, Any]) -> None:
         f"{build['database_mb']:,.0f} MB; bills the engine refused: {refused}\n"
     )
     print(
-        f"{'what-if by level, from 01-01':<38} {'replayed':>10} {'wall s':>7} {'CPU s':>7} {'1st row s':>9} "
+        f"{'what-if by level, from 01-01':<44} {'replayed':>10} {'wall s':>7} {'CPU s':>7} {'1st row s':>9} "
         f"{'per second':>10} {'per CPU-s':>10} {'peak RSS MB':>11}"
     )
     for key, label in (("window", "first 10 %"), ("year", "whole year"), ("candidate", "whole year")):
         run = replay[key]
         name = f"{run['policy']}, {label} (to {run['to'][5:]})"
         print(
-            f"{name:<38} {run['replayed']:>10,} {run['wall_s']:7.1f} {run['cpu_s']:7.1f} "
+            f"{name:<44} {run['replayed']:>10,} {run['wall_s']:7.1f} {run['cpu_s']:7.1f} "
             f"{_seconds(run['first_person_s']):>9} {run['per_second']:10,.0f} {run['per_cpu_second']:10,.0f} "
             f"{run['peak_rss_mb']:11.1f}"
         )
@@ -558,7 +559,12 @@ def print_figures(title: str, report: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- main
 
 
+def load_average() -> str:
+    return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_at_start = load_average()
     with private_database() as url:
         log(f"building {args.settlements:,} settlements (seed {args.seed})")
         build = asyncio.run(build_history(url, args.settlements, args.seed, catalogue=args.catalogue))
@@ -568,7 +574,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "seed": args.seed,
         "database": "DATABASE_URL's server" if os.environ.get("DATABASE_URL") else "embedded PostgreSQL",
-        "load_average": " / ".join(f"{value:.2f}" for value in os.getloadavg()),
+        "load_average": {"start": load_at_start, "end": load_average()},
         "build": figures,
         "replay": replay,
     }
