@@ -26,7 +26,7 @@ import io
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import asyncpg
 import msgspec
@@ -119,18 +119,30 @@ class _Group:
     share_today: list[int] = field(default_factory=lambda: [0] * SHARE_BINS)
     share_would: list[int] = field(default_factory=lambda: [0] * SHARE_BINS)
 
-    def add(self, settled: Settlement, again: Settlement) -> None:
+    def add(self, settled: Settlement, again: Settlement, shares: tuple[int, int] | None) -> None:
+        """One bill: what each fund and the patient paid and would pay, and its out-of-pocket share bins
+        today and under the candidate (None for a bill of 0)."""
         self.settlements += 1
         self.total += settled.total
+        today, would = self.today, self.would
         for trace in settled.traces:
-            self.today[trace.payer] += trace.paid
+            today[trace.payer] += trace.paid
         for trace in again.traces:
-            self.would[trace.payer] += trace.paid
-        self.today[OUT_OF_POCKET] += settled.out_of_pocket
-        self.would[OUT_OF_POCKET] += again.out_of_pocket
-        if settled.total:
-            self.share_today[_bin(settled.out_of_pocket, settled.total)] += 1
-            self.share_would[_bin(again.out_of_pocket, again.total)] += 1
+            would[trace.payer] += trace.paid
+        today[OUT_OF_POCKET] += settled.out_of_pocket
+        would[OUT_OF_POCKET] += again.out_of_pocket
+        if shares is not None:
+            self.share_today[shares[0]] += 1
+            self.share_would[shares[1]] += 1
+
+    def add_bills_of(self, other: _Group) -> None:
+        """Another group's bills (not its people, who are counted once per group by ``_Folder.end_person``)."""
+        self.settlements += other.settlements
+        self.total += other.total
+        self.today.update(other.today)
+        self.would.update(other.would)
+        self.share_today = [mine + theirs for mine, theirs in zip(self.share_today, other.share_today, strict=True)]
+        self.share_would = [mine + theirs for mine, theirs in zip(self.share_would, other.share_would, strict=True)]
 
 
 def _bin(part: int, whole: int) -> int:
@@ -171,21 +183,37 @@ class _Folder:
         settled = replayed.historic.settled
         if not self.start <= settled.service_date <= self.end:
             return
-        if replayed.again is None:
+        again = replayed.again
+        if again is None:
             assert replayed.refused is not None
             self.refused[replayed.refused.code] += 1
             return
-        again = replayed.again
         self.settlements += 1
-        self.total.add(settled, again)
+        shares = (
+            (_bin(settled.out_of_pocket, settled.total), _bin(again.out_of_pocket, again.total))
+            if settled.total
+            else None
+        )
+        if self.by == "fund":  # a bill is in the group of every fund that paid or would pay, or in none
+            self.total.add(settled, again, shares)
+        # Otherwise each bill is in exactly one group, and the total's bills are the groups' summed once in
+        # ``report`` rather than added here: half the fold's work a bill, on a path run a million times.
+        today, would = settled.out_of_pocket, again.out_of_pocket
         for group in self._groups_of(replayed, clinic_id):
-            self.groups.setdefault(group, _Group()).add(settled, again)
-            figures = self._person.setdefault(group, [0, 0])
-            figures[0] += settled.out_of_pocket
-            figures[1] += again.out_of_pocket
-        figures = self._person.setdefault("", [0, 0])
-        figures[0] += settled.out_of_pocket
-        figures[1] += again.out_of_pocket
+            target = self.groups.get(group)
+            if target is None:
+                target = self.groups[group] = _Group()
+            target.add(settled, again, shares)
+            self._add_to_person(group, today, would)
+        self._add_to_person("", today, would)
+
+    def _add_to_person(self, group: str, today: int, would: int) -> None:
+        figures = self._person.get(group)
+        if figures is None:
+            self._person[group] = [today, would]
+        else:
+            figures[0] += today
+            figures[1] += would
 
     def _groups_of(self, replayed: Replayed, clinic_id: str) -> list[str]:
         settled, again = replayed.historic.settled, replayed.again
@@ -212,6 +240,13 @@ class _Folder:
         self._person.clear()
 
     def report(self, candidate: Chain, funds: FundDirectory) -> WhatIfReport:
+        total = self.total
+        if self.by != "fund":
+            total = _Group(
+                people=total.people, better_off=total.better_off, worse_off=total.worse_off, unchanged=total.unchanged
+            )
+            for group in self.groups.values():
+                total.add_bills_of(group)
         return WhatIfReport(
             candidate=candidate.id,
             period=Period(from_=self.start, to=self.end),
@@ -219,7 +254,7 @@ class _Folder:
             settlements=self.settlements,
             replayed=self.replayed,
             refused=dict(sorted(self.refused.items())),
-            total=_impact("total", self.total, funds),
+            total=_impact("total", total, funds),
             groups=[_impact(name, group, funds) for name, group in sorted(self.groups.items())],
         )
 
@@ -290,27 +325,42 @@ class _Rows:
         return row
 
 
+class _Year(NamedTuple):
+    """A person's bills of one year in service-date order, and the clinic of each."""
+
+    bills: list[HistoricBill]
+    clinics: list[str]
+
+
 async def _people(
     connection: asyncpg.Connection, first_day: dt.date, end: dt.date
-) -> AsyncIterator[tuple[bytes, list[Membership], list[tuple[HistoricBill, str]]]]:
-    """Each person's memberships and bills (with their clinic) from ``first_day`` to ``end``, person by
-    person in person-key order; bills in service-date order."""
+) -> AsyncIterator[tuple[list[Membership], list[_Year]]]:
+    """Each person's memberships and bills from ``first_day`` to ``end``, person by person in person-key
+    order, a year at a time. The settlements are read ``FETCH`` rows a round trip and walked with a plain
+    loop: an ``async for`` over the cursor costs a coroutine a row."""
     memberships = _Rows(await connection.cursor(_MEMBERSHIPS, first_day, end))
     pending = await memberships.next()
+    settlements = await connection.cursor(_SETTLEMENTS, first_day, end)
     person: bytes | None = None
-    batch: list[tuple[HistoricBill, str]] = []
-    async for row in connection.cursor(_SETTLEMENTS, first_day, end, prefetch=FETCH):
-        key = row["person_key"]
-        if key != person:
-            if person is not None:
-                held, pending = await _memberships_of(person, pending, memberships)
-                yield person, held, batch
-            person, batch = key, []
-        record = decode_record(row["record"])
-        batch.append((HistoricBill(bill_of(record.items, record.result), record.result), row["clinic_id"]))
+    years: list[_Year] = []
+    year = _Year([], [])
+    while batch := await settlements.fetch(FETCH):
+        for key, clinic_id, data in batch:
+            if key != person:
+                if person is not None:
+                    held, pending = await _memberships_of(person, pending, memberships)
+                    yield held, years
+                person, years = key, []
+            record = decode_record(data)
+            settled = record.result
+            if not years or year.bills[-1].settled.service_date.year != settled.service_date.year:
+                year = _Year([], [])
+                years.append(year)
+            year.bills.append(HistoricBill(bill_of(record.items, settled), settled))
+            year.clinics.append(clinic_id)
     if person is not None:
         held, pending = await _memberships_of(person, pending, memberships)
-        yield person, held, batch
+        yield held, years
 
 
 async def _memberships_of(
@@ -366,29 +416,20 @@ async def what_if(
         def policy_for(_: dt.date) -> Chain:
             return candidate
 
-        async for _, memberships, bills in _people(connection, first_day, end):
-            for year_bills in _by_year(bills):
-                history = (historic for historic, _ in year_bills)
-                at = [clinic for _, clinic in year_bills]
-                for replayed, clinic_id in zip(
-                    replay_person_year(history, memberships, policy_for, catalogue), at, strict=True
-                ):
-                    folder.add(replayed, clinic_id)
+        add = folder.add
+        async for memberships, years in _people(connection, first_day, end):
+            for year in years:
+                bills = replay_person_year(year.bills, memberships, policy_for, catalogue)
+                for replayed, clinic_id in zip(bills, year.clinics, strict=True):
+                    add(replayed, clinic_id)
+                done += len(year.bills)
             folder.end_person()
-            done += len(bills)
             if progress is not None:
                 progress(done, total)
             if done - paused >= YIELD_EVERY:  # let a gateway's other requests run between people
                 paused = done
                 await asyncio.sleep(0)
     return folder.report(candidate, funds)
-
-
-def _by_year(bills: list[tuple[HistoricBill, str]]) -> list[list[tuple[HistoricBill, str]]]:
-    years: dict[int, list[tuple[HistoricBill, str]]] = {}
-    for bill in bills:
-        years.setdefault(bill[0].bill.service_date.year, []).append(bill)
-    return [years[year] for year in sorted(years)]
 
 
 # ---------------------------------------------------------------- CSV
