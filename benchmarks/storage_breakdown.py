@@ -35,6 +35,7 @@ from benchmarks.county import bill_stream, build_county, load_county  # noqa: E4
 from gateway import api_models as api  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.service import Service, Terminal  # noqa: E402
+from settlement.chain import policy_document  # noqa: E402
 from settlement.errors import SettlementError  # noqa: E402
 
 PEPPER = b"storage-breakdown-pepper"
@@ -51,7 +52,7 @@ async def settle_many(url: str, count: int, seed: int) -> int:
     pool = await db.create_pool(url, max_size=8)
     store = Store(pool, batch_max=32, batch_lanes=4)
     book = load_policy_book(policy_dir())
-    await store.sync_policies([(policy, "policies", msgspec.json.encode(policy).decode()) for policy in book])
+    await store.sync_policies([(policy, "policies", policy_document(policy)) for policy in book])
     service = Service(store, book, PEPPER, Metrics(), key_encryption_key=bytes(32))
     await service.load_reference()
     store.start()
