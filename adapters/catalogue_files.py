@@ -49,6 +49,7 @@ from adapters.table_files import (
     empty,
     header_key,
     map_columns,
+    names_every,
     open_table,
     shorten,
     write_table,
@@ -106,13 +107,6 @@ def expected_headers() -> str:
     return f"{required}, and optionally {optional}"
 
 
-def _is_header(cells: Sequence[Any]) -> bool:
-    """Whether a row is the header (it names every required column): an insurer's export may have title
-    rows above it (目录名称, 导出日期), which are skipped."""
-    found = {_ACCEPTED_HEADERS.get(header_key(cell)) for cell in cells}
-    return all(field in found for field in REQUIRED_FIELDS)
-
-
 def read_catalogue(
     path: pathlib.Path, *, progress: Progress | None = None
 ) -> tuple[list[CatalogueRow], list[RejectedRow]]:
@@ -124,7 +118,7 @@ def read_catalogue(
     file is ambiguous about that item. A whole-file problem raises ``CatalogueFormatError``."""
     accepted: list[CatalogueRow] = []
     rejected: list[RejectedRow] = []
-    with open_table(path, progress=progress, is_header=_is_header) as table:
+    with open_table(path, progress=progress, is_header=names_every(_ACCEPTED_HEADERS, REQUIRED_FIELDS)) as table:
         parser = _RowParser(pathlib.Path(path), table.header, xlsx=table.xlsx)
         first_line: dict[str, int] = {}
         for line, cells in table.rows:

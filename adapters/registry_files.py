@@ -61,6 +61,7 @@ from adapters.table_files import (
     empty,
     header_key,
     map_columns,
+    names_every,
     open_table,
     shorten,
     write_table,
@@ -218,7 +219,7 @@ def read_list(
         raise ValueError(f"unknown list kind {kind!r}; expected one of {', '.join(LIST_KINDS)}")
     accepted: list[ListRow] = []
     rejected: list[RejectedRow] = []
-    with open_table(path, progress=progress, is_header=_looks_like_header(kind)) as table:
+    with open_table(path, progress=progress, is_header=names_every(_accepted_headers(kind), REQUIRED_FIELDS)) as table:
         parser = _RowParser(pathlib.Path(path), kind, table.header, xlsx=table.xlsx)
         first_line: dict[str, int] = {}
         for line, cells in table.rows:
@@ -246,18 +247,6 @@ def _accepted_headers(kind: ListKind | ProgrammeList) -> dict[str, str]:
     if (bureau := _bureau_header(kind)) is not None:
         names[header_key(bureau)] = "code"
     return names
-
-
-def _looks_like_header(kind: ListKind | ProgrammeList) -> Callable[[Sequence[Any]], bool]:
-    """Whether a row is this kind of list's header: it has every required column (title rows above it
-    have at most one cell)."""
-    accepted = _accepted_headers(kind)
-
-    def is_header(cells: Sequence[Any]) -> bool:
-        found = {accepted.get(header_key(cell)) for cell in cells}
-        return all(field in found for field in REQUIRED_FIELDS)
-
-    return is_header
 
 
 def expected_headers(kind: ListKind | ProgrammeList) -> str:

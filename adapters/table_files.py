@@ -33,7 +33,7 @@ import itertools
 import pathlib
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -338,6 +338,18 @@ def header_key(cell: Any) -> str:
     space removed, case folded."""
     written = "" if cell is None else str(cell)
     return unicodedata.normalize("NFKC", written).replace("\ufeff", "").strip().casefold()
+
+
+def names_every(accepted: Mapping[str, str], required: Iterable[str]) -> Callable[[Sequence[Any]], bool]:
+    """An ``is_header`` for ``open_table``: a row is the header when its cells name every required field
+    (``accepted`` maps a ``header_key`` to its field). Title rows above it name at most one."""
+    needed = tuple(required)
+
+    def is_header(cells: Sequence[Any]) -> bool:
+        found = {accepted.get(header_key(cell)) for cell in cells}
+        return all(field in found for field in needed)
+
+    return is_header
 
 
 def map_columns(
