@@ -97,6 +97,21 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Set by the background loops (gateway/http/app.py), so an alert needs no traffic to fire. Under
+        # --workers N the lowest live worker's answer is the database's, and the latest seal any worker made.
+        self.database_up = Gauge(
+            "medsettle_database_up",
+            "1 while this process's last database check (every 5 s) succeeded, else 0",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+        self.audit_sealed = Gauge(
+            "medsettle_audit_sealed_timestamp_seconds",
+            "Unix time the audit sealer last finished a round with nothing left to seal",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+
         if self.multiprocess:
             # A collector asked at scrape time would only see the answering worker's pool, so each
             # worker samples its own into a gauge (sample_pool) and /metrics sums the live workers'.

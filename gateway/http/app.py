@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,7 @@ def create_app(settings: Settings, *, dsn: str, metrics: Metrics | None = None) 
     # One context per resource, opened in this order and closed in the reverse one.
     app.cleanup_ctx.append(_pools(dsn))  # first open, last closed: everything below uses them
     app.cleanup_ctx.append(_services)  # the store (its batch lanes), the reports, the service
-    app.cleanup_ctx.append(_background_loops)  # reference refresh, audit sealer, nonce pruner
+    app.cleanup_ctx.append(_background_loops)  # reference refresh, audit sealer, nonce pruner, database check
     app.cleanup_ctx.append(card_reader_context)  # uses the service; stops before the loops, the store and the pool
     app.on_shutdown.append(on_shutdown)
     for route in app[routes_key]:
@@ -169,12 +170,16 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 async def _background_loops(app: web.Application) -> AsyncIterator[None]:
     """The loops that keep a running gateway current, each retrying on its next round after a failure."""
     service = app[service_key]
+    metrics = app[metrics_key]
     loops = [
         asyncio.create_task(_refresh_reference_forever(service)),
         asyncio.create_task(
-            _seal_audit_forever(app[_pools_key].primary, audit.ledger_seal_grace(app[settings_key].request_timeout))
+            _seal_audit_forever(
+                app[_pools_key].primary, audit.ledger_seal_grace(app[settings_key].request_timeout), metrics
+            )
         ),
         asyncio.create_task(_prune_nonces_forever(service.store)),
+        asyncio.create_task(_watch_database_forever(service.store, metrics)),
     ]
     yield
     for loop in loops:
@@ -198,8 +203,12 @@ async def _refresh_reference_forever(service: Service, every: float = 5.0) -> No
             log.warning("reference_refresh_failed", error=type(error).__name__)
 
 
-async def _seal_audit_forever(pool: Any, ledger_grace: float, every: float = 2.0) -> None:
-    """Chain new audit rows and ended minutes of settlements; replicas take turns through advisory locks."""
+async def _seal_audit_forever(pool: Any, ledger_grace: float, metrics: Metrics, every: float = 2.0) -> None:
+    """Chain new audit rows and ended minutes of settlements; replicas take turns through advisory locks.
+
+    Each round that ends with nothing left to seal is timed in ``medsettle_audit_sealed_timestamp_seconds``:
+    the alert "audit sealing behind" (deploy/alerts/medsettle.rules.yml) fires when no replica's is recent.
+    """
     while True:
         await asyncio.sleep(every)
         try:
@@ -208,8 +217,22 @@ async def _seal_audit_forever(pool: Any, ledger_grace: float, every: float = 2.0
                     pass
                 while await audit.seal_ledger(connection, grace_seconds=ledger_grace) > 0:
                     pass
+            metrics.audit_sealed.set(time.time())
         except Exception as error:  # the database may be away; the next round retries
             log.warning("audit_seal_failed", error=type(error).__name__)
+
+
+async def _watch_database_forever(store: Store, metrics: Metrics, every: float = 5.0) -> None:
+    """Answer ``medsettle_database_up``: whether the database answered a query within a second, checked now
+    and every ``every`` seconds, so the alert "database unavailable" fires without traffic."""
+    while True:
+        try:
+            async with asyncio.timeout(1.0):
+                await store.ping()
+            metrics.database_up.set(1)
+        except Exception:  # any failure to reach the database counts as down, as /readyz says
+            metrics.database_up.set(0)
+        await asyncio.sleep(every)
 
 
 async def _prune_nonces_forever(store: Store, every: float = 60.0) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
+import time
 import uuid
 
 import msgspec
@@ -294,6 +296,25 @@ async def test_operator_endpoints(client):
         "process_cpu_seconds_total",
     ):
         assert name in metrics
+
+
+async def test_metrics_answer_the_alert_rules_without_traffic(client):
+    """The background loops set what deploy/alerts/medsettle.rules.yml reads: whether the database answers
+    (checked every 5 s) and when the audit sealer (every 2 s) last caught up."""
+    deadline = time.monotonic() + 15
+    up = sealed = None
+    while (up != 1 or not sealed) and time.monotonic() < deadline:
+        metrics = await (await client.get("/metrics")).text()
+        up = _sample(metrics, "medsettle_database_up")
+        sealed = _sample(metrics, "medsettle_audit_sealed_timestamp_seconds")
+        await asyncio.sleep(0.5)
+    assert up == 1
+    assert sealed is not None and abs(time.time() - sealed) < 60, "no sealing round finished within 15 s"
+
+
+def _sample(metrics: str, name: str) -> float | None:
+    found = re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE)
+    return float(found[1]) if found else None
 
 
 async def test_person_without_memberships_is_registered_and_names_refuse_control_characters(client, pool):

@@ -7,6 +7,7 @@ disturbing the shared test database.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 import time
@@ -70,6 +71,8 @@ async def test_database_down_answers_503_and_recovers(settings):
                 assert int(response.headers["Retry-After"]) >= 1
             assert (await client.get("/readyz")).status == 503
             assert (await client.get("/healthz")).status == 200
+            # The alert "database unavailable" (deploy/alerts) reads this gauge, checked every 5 s.
+            assert await _database_up_becomes(client, 0)
 
             url, server = db.start_embedded(folder)  # the database returns; the gateway is not restarted
             returned = time.monotonic()
@@ -81,6 +84,18 @@ async def test_database_down_answers_503_and_recovers(settings):
                 assert time.monotonic() - returned < 10, "service did not resume within 10 s"
                 await asyncio.sleep(0.2)
             assert (await client.get("/readyz")).status == 200
+            assert await _database_up_becomes(client, 1)
     finally:
         server.cleanup()
         shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+async def _database_up_becomes(client: SignedClient, value: int, within: float = 15.0) -> bool:
+    """Whether /metrics shows ``medsettle_database_up`` at ``value`` within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        metrics = await (await client.get("/metrics")).text()
+        if re.search(rf"^medsettle_database_up {value}\.0$", metrics, re.MULTILINE):
+            return True
+        await asyncio.sleep(0.5)
+    return False

@@ -82,6 +82,9 @@ def test_deploy_has_the_expected_files() -> None:
         "k8s/pdb.yaml",
         "k8s/secret.example.yaml",
         "k8s/job-migrate.yaml",
+        "k8s/alert-rules.yaml",
+        "alerts/medsettle.rules.yml",
+        "alerts/medsettle.rules.test.yml",
     ]
     missing = [name for name in expected if not (DEPLOY / name).is_file()]
     assert not missing
@@ -133,7 +136,7 @@ def test_deployment_probes_grace_and_replicas() -> None:
 
 
 def test_configured_shutdown_timeout_fits_in_the_grace_period() -> None:
-    config = _one("ConfigMap")["data"]
+    config = _one("ConfigMap", "medsettle-config")["data"]
     pod = _pod_spec(_one("Deployment"))
     grace = pod["terminationGracePeriodSeconds"]
     assert float(config.get("MEDSETTLE_SHUTDOWN_TIMEOUT", SHUTDOWN_TIMEOUT)) < grace
