@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import ssl
 import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,6 +25,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     reader_port: int = 8081  # card readers' TCP listener; 0 turns it off
+    # The HTTP port serves TLS with this certificate (chain, PEM) and key, for a gateway with no proxy
+    # in front; unset, plain HTTP behind a proxy that terminates TLS (deploy/compose/nginx.conf, Ingress).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     # Processes sharing host:port through SO_REUSEPORT under a supervising parent (gateway/http/workers.py).
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 1
     database_url: str | None = None
@@ -89,6 +94,8 @@ ENV_VARS = {
     "host": "MEDSETTLE_HOST",
     "port": "MEDSETTLE_PORT",
     "reader_port": "MEDSETTLE_READER_PORT",
+    "tls_cert_file": "MEDSETTLE_TLS_CERT_FILE",
+    "tls_key_file": "MEDSETTLE_TLS_KEY_FILE",
     "workers": "MEDSETTLE_WORKERS",
     "database_url": "DATABASE_URL",
     "reports_database_url": "REPORTS_DATABASE_URL",
@@ -154,6 +161,7 @@ def load_settings(environ: dict[str, str] | None = None, **overrides: object) ->
         raise ConfigError("MEDSETTLE_REQUEST_TIMEOUT must be above 0 and MEDSETTLE_SHUTDOWN_DRAIN_SECONDS at least 0")
     if settings.header_timeout <= 0 or settings.body_timeout <= 0:
         raise ConfigError("MEDSETTLE_HEADER_TIMEOUT and MEDSETTLE_BODY_TIMEOUT must be above 0")
+    tls_context(settings)  # a missing, unreadable or mismatched certificate is refused before anything starts
     if settings.faults:
         if production:
             raise ConfigError("MEDSETTLE_FAULTS injects failures for fault tests and is refused in production")
@@ -253,6 +261,29 @@ def _weakness(value: str) -> str | None:
     if lowered in TEMPLATE_SECRETS:
         return "the placeholder from the deploy/ templates"
     return None
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The server-side TLS context for the HTTP port, or None for plain HTTP (no certificate set).
+
+    Python's defaults for a server: TLS 1.2 or later, the ciphers OpenSSL deems secure.
+    """
+    if not settings.tls_cert_file and not settings.tls_key_file:
+        return None
+    if not settings.tls_cert_file or not settings.tls_key_file:
+        raise ConfigError("set both MEDSETTLE_TLS_CERT_FILE and MEDSETTLE_TLS_KEY_FILE to serve TLS, or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    except ssl.SSLError as error:  # not PEM, or the key is not the certificate's
+        raise ConfigError(f"{_TLS_FILES} cannot be loaded: {error.reason or type(error).__name__}") from None
+    except OSError as error:  # no such file, no permission
+        raise ConfigError(f"{_TLS_FILES} cannot be read: {error.strerror or type(error).__name__}") from None
+    return context
+
+
+_TLS_FILES = "MEDSETTLE_TLS_CERT_FILE / MEDSETTLE_TLS_KEY_FILE"
 
 
 def _database_urls(settings: Settings) -> dict[str, str]:

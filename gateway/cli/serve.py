@@ -12,7 +12,7 @@ from pathlib import Path
 from adapters.demo import demo_key_file
 from gateway.cli.database import database_url, nothing, with_connection
 from gateway.cli.demo import demo_keys_path, seed
-from gateway.config import Settings
+from gateway.config import Settings, tls_context
 from gateway.http.app import create_app
 from gateway.http.server import run
 from gateway.http.shutdown import drain_on_sigterm
@@ -54,6 +54,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         reuse_port=args.worker_of is not None,  # workers share the port; the kernel spreads connections
+        ssl_context=tls_context(settings),
     )
     return 0
 
@@ -61,10 +62,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 SAMPLE_BILL = Path(__file__).resolve().parents[2] / "samples" / "bill-worked-example.json"
 
 
-def client_base_url(host: str, port: int) -> str:
+def client_base_url(host: str, port: int, scheme: str = "http") -> str:
     """The URL a client on this machine uses to reach a gateway listening on ``host``:``port``."""
     host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # wildcards: connect locally
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _shown_path(path: Path) -> str:
@@ -77,7 +78,8 @@ def _shown_path(path: Path) -> str:
 
 
 def _print_banner(settings: Settings) -> None:
-    base = client_base_url(settings.host, settings.port)
+    scheme = "https" if settings.tls_cert_file else "http"
+    base = client_base_url(settings.host, settings.port, scheme)
     # The example names the URL and the keys file, so it works pasted into a shell without this one's settings.
     script = Path(sys.executable).parent / "medsettle"
     program = _shown_path(script) if script.exists() else "medsettle"
@@ -90,7 +92,7 @@ def _print_banner(settings: Settings) -> None:
     )
     print(
         f"""
-medsettle gateway listening on http://{settings.host}:{settings.port}  ({database})
+medsettle gateway listening on {scheme}://{settings.host}:{settings.port}  ({database})
   OpenAPI: {base}/openapi.json   metrics: {base}/metrics   ready: {base}/readyz
 
 Every request is signed with a terminal's key (README: "Signing requests"). The demo terminals'

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from http import HTTPStatus
 from typing import Any
 
@@ -231,10 +232,13 @@ def runner_for(app: web.Application, *, handle_signals: bool = False) -> Gateway
     )
 
 
-def run(app: web.Application, *, host: str, port: int, reuse_port: bool = False) -> None:
-    """Serve ``app`` until SIGTERM or SIGINT, as ``web.run_app`` does, on a ``GatewayRunner``."""
+def run(
+    app: web.Application, *, host: str, port: int, reuse_port: bool = False, ssl_context: ssl.SSLContext | None = None
+) -> None:
+    """Serve ``app`` until SIGTERM or SIGINT, as ``web.run_app`` does, on a ``GatewayRunner``; over TLS
+    with ``ssl_context``."""
     loop = asyncio.new_event_loop()
-    main = loop.create_task(_serve(app, host, port, reuse_port))
+    main = loop.create_task(_serve(app, host, port, reuse_port, ssl_context))
     try:
         asyncio.set_event_loop(loop)
         loop.run_until_complete(main)
@@ -252,11 +256,13 @@ def run(app: web.Application, *, host: str, port: int, reuse_port: bool = False)
             loop.close()
 
 
-async def _serve(app: web.Application, host: str, port: int, reuse_port: bool) -> None:
+async def _serve(
+    app: web.Application, host: str, port: int, reuse_port: bool, ssl_context: ssl.SSLContext | None
+) -> None:
     runner = runner_for(app, handle_signals=True)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port, ssl_context=ssl_context).start()
         await asyncio.Event().wait()  # until a signal handler raises GracefulExit
     finally:
         await runner.cleanup()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 
 import pytest
 import yaml
 
-from gateway.config import ConfigError, load_settings
+from gateway.config import ConfigError, load_settings, tls_context
+from tests.certificates import self_signed
 
 ROOT = Path(__file__).resolve().parents[2]
 # Random, as an operator would generate them: python -c 'import secrets; print(secrets.token_hex(32))'
@@ -171,3 +173,28 @@ def test_development_keeps_accepting_what_it_accepts_today(tmp_path):
     assert settings.terminal_key_key == bytes(32)
     generated = load_settings({"MEDSETTLE_DATA_DIR": str(tmp_path / "fresh")})
     assert len(generated.terminal_key_key) == 32 and generated.id_pepper
+
+
+def test_tls_needs_both_files_that_belong_together(tmp_path):
+    cert_file, key_file = self_signed(tmp_path)
+    assert tls_context(load_settings({}, data_dir=str(tmp_path))) is None  # plain HTTP behind a proxy
+    served = load_settings(
+        {"MEDSETTLE_TLS_CERT_FILE": str(cert_file), "MEDSETTLE_TLS_KEY_FILE": str(key_file)}, data_dir=str(tmp_path)
+    )
+    context = tls_context(served)
+    assert context is not None and context.minimum_version == ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ConfigError, match="both MEDSETTLE_TLS_CERT_FILE and MEDSETTLE_TLS_KEY_FILE"):
+        load_settings({"MEDSETTLE_TLS_CERT_FILE": str(cert_file)}, data_dir=str(tmp_path))
+    _, other_key = self_signed(tmp_path / "other")
+    key_text = other_key.read_text()
+    with pytest.raises(ConfigError, match="cannot be loaded") as refused:
+        load_settings(
+            {"MEDSETTLE_TLS_CERT_FILE": str(cert_file), "MEDSETTLE_TLS_KEY_FILE": str(other_key)},
+            data_dir=str(tmp_path),
+        )
+    assert key_text.splitlines()[1] not in str(refused.value)
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings(
+            {"MEDSETTLE_TLS_CERT_FILE": str(tmp_path / "missing.crt"), "MEDSETTLE_TLS_KEY_FILE": str(key_file)},
+            data_dir=str(tmp_path),
+        )

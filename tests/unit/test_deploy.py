@@ -21,6 +21,7 @@ import yaml
 
 from gateway.config import Settings
 from gateway.http.handlers.finance import RECONCILIATION_MAX_BODY
+from gateway.http.routes import ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -83,6 +84,7 @@ def test_deploy_has_the_expected_files() -> None:
         "k8s/secret.example.yaml",
         "k8s/job-migrate.yaml",
         "k8s/alert-rules.yaml",
+        "k8s/ingress.yaml",
         "alerts/medsettle.rules.yml",
         "alerts/medsettle.rules.test.yml",
     ]
@@ -444,10 +446,16 @@ def test_dockerignore_keeps_only_what_the_image_needs() -> None:
     assert kept == {"pyproject.toml", "README.md", "settlement", "adapters", "gateway", "policies"}
 
 
+def _size(text: str) -> int:
+    """nginx's size notation (``2m``, ``512k``, ``1024``) in bytes."""
+    found = re.fullmatch(r"(\d+)([kmg]?)", text.strip(), re.IGNORECASE)
+    assert found, f"not an nginx size: {text!r}"
+    return int(found[1]) * {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024**3}[found[2].lower()]
+
+
 def _nginx_body_limits() -> dict[str, int]:
     """client_max_body_size in bytes, per location ("" for the server's own)."""
     text = (COMPOSE / "nginx.conf").read_text(encoding="utf-8")
-    units = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024**3}
     limits: dict[str, int] = {}
     location = ""
     for line in text.splitlines():
@@ -456,14 +464,88 @@ def _nginx_body_limits() -> dict[str, int]:
             location = found[1]
         elif code.strip() == "}" and location:
             location = ""
-        elif found := re.search(r"client_max_body_size\s+(\d+)([kmg]?);", code, re.IGNORECASE):
-            limits[location] = int(found[1]) * units[found[2].lower()]
+        elif found := re.search(r"client_max_body_size\s+(\w+);", code):
+            limits[location] = _size(found[1])
     return limits
+
+
+def _gateway_body_limits() -> dict[str, int]:
+    """The largest body the gateway takes on each route: the route's own, else MEDSETTLE_MAX_BODY_BYTES as
+    the ConfigMap and the compose file set it (or its default)."""
+    default = Settings().max_body_bytes
+    configured = {
+        int(_one("ConfigMap", "medsettle-config")["data"].get("MEDSETTLE_MAX_BODY_BYTES", default)),
+        int(_compose()["x-gateway"]["environment"].get("MEDSETTLE_MAX_BODY_BYTES", default)),
+    }
+    return {route.path: route.max_body or max(configured) for route in ROUTES}
+
+
+def _limit_for(path: str, limits: dict[str, int], exact: set[str]) -> int:
+    """The limit a proxy applies to ``path``: an exact location's (nginx: the server's if it sets none), else
+    the longest prefix's."""
+    if path in exact:
+        return limits[path] if path in limits else limits[""]
+    prefixes = [prefix for prefix in limits if prefix not in exact and path.startswith(prefix or "/")]
+    return limits[max(prefixes, key=len)]
 
 
 def test_nginx_lets_every_body_the_gateway_takes_through() -> None:
     """The proxy's limits sit above the gateway's, so an over-long body is the gateway's 413 problem, and a
     day's reconciliation list (up to 16 MiB) reaches the gateway at all."""
     limits = _nginx_body_limits()
-    assert limits[""] > Settings().max_body_bytes
+    text = (COMPOSE / "nginx.conf").read_text(encoding="utf-8")
+    exact = set(re.findall(r"location\s+=\s*(\S+)", text))
+    for path, largest in _gateway_body_limits().items():
+        assert _limit_for(path, limits, exact) > largest, path
     assert limits["/v1/finance/reconciliation"] > RECONCILIATION_MAX_BODY
+
+
+def _ingresses() -> list[dict[str, Any]]:
+    return [item for item in _k8s_objects() if item["kind"] == "Ingress"]
+
+
+def test_ingress_lets_every_body_the_gateway_takes_through() -> None:
+    limits: dict[str, int] = {}
+    exact: set[str] = set()
+    for ingress in _ingresses():
+        size = _size(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"])
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                limits[path["path"]] = size
+                if path["pathType"] == "Exact":
+                    exact.add(path["path"])
+    for path, largest in _gateway_body_limits().items():
+        assert _limit_for(path, limits, exact) > largest, path
+
+
+def test_ingress_terminates_tls_for_the_gateway_service() -> None:
+    service = _one("Service", "medsettle-gateway")
+    port_names = {port["name"] for port in service["spec"]["ports"]}
+    assert _ingresses()
+    for ingress in _ingresses():
+        annotations = ingress["metadata"]["annotations"]
+        assert annotations["nginx.ingress.kubernetes.io/ssl-redirect"] == "true"
+        (tls,) = ingress["spec"]["tls"]
+        assert tls["secretName"] == "medsettle-tls"
+        for rule in ingress["spec"]["rules"]:
+            assert rule["host"] in tls["hosts"], "a host served without its certificate"
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend["name"] == service["metadata"]["name"]
+                assert backend["port"]["name"] in port_names
+
+
+def test_nginx_terminates_tls_and_sends_plain_http_to_https() -> None:
+    text = (COMPOSE / "nginx.conf").read_text(encoding="utf-8")
+    servers = re.split(r"^\s*server\s*\{", text, flags=re.M)[1:]
+    plain = [server for server in servers if re.search(r"listen\s+80;", server)]
+    secure = [server for server in servers if re.search(r"listen\s+443\s+ssl;", server)]
+    assert len(plain) == 1 and len(secure) == 1
+    assert "return 308 https://$host$request_uri;" in plain[0] and "proxy_pass" not in plain[0]
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in secure[0]
+    nginx = _compose()["services"]["nginx"]
+    mounts = dict(volume.split(":")[:2] for volume in nginx["volumes"])
+    for directive in ("ssl_certificate", "ssl_certificate_key"):
+        (file,) = re.findall(rf"^\s*{directive}\s+(\S+);", secure[0], re.M)
+        assert any(file.startswith(target + "/") for target in mounts.values()), f"{file} is not mounted"
+    assert any(port.endswith(":443") for port in nginx["ports"])
