@@ -23,6 +23,21 @@ It prints a summary and writes it to ``<out>/load-summary.json``. The exit statu
 when requests were made, the error rate and the p99 over all requests are within their
 thresholds, every invariant holds and nothing acknowledged is missing; otherwise 1.
 Arguments it does not know are passed to locust (``-- --weight-retry 5``).
+
+**Any deployment** (staging, a county's own servers), by URL, with no database or gateway
+started here. Once, load the synthetic county into the deployment's database with the
+deployment's own pepper and key-encryption key, and keep the terminal keys file it writes
+(mode 0600: it holds signing secrets):
+
+    DATABASE_URL=postgresql://... MEDSETTLE_ID_PEPPER=... MEDSETTLE_TERMINAL_KEY_KEY=... \
+        .venv/bin/python benchmarks/load.py --write-keys county-keys.json --people 20000
+
+Then run against it as often as wanted; with ``--database-url`` (a read-only login is
+enough) the invariants and the acknowledgement check run as above, without it they are
+skipped and the summary says so:
+
+    .venv/bin/python benchmarks/load.py --url https://staging.example --keys county-keys.json \
+        --users 32 --run-time 60s [--database-url postgresql://reader@.../medsettle]
 """
 
 from __future__ import annotations
@@ -101,6 +116,24 @@ def parser(description: str = __doc__.split("\n\n")[0]) -> argparse.ArgumentPars
     gateway.add_argument("--pool-max", type=int, default=None, help="MEDSETTLE_POOL_MAX for the gateway")
     parser.add_argument("--out", type=Path, default=HERE / "out", help="CSV, logs and summary (default benchmarks/out)")
     return parser
+
+
+def add_deployment_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options for a deployment this runner does not start (load.py only; soak.py starts its own)."""
+    deployment = parser.add_argument_group("an existing deployment (no database or gateway started here)")
+    deployment.add_argument("--url", help="the gateway's base URL, e.g. https://staging.example:8443")
+    deployment.add_argument("--keys", type=Path, help="terminal keys file written by --write-keys (with --url)")
+    deployment.add_argument(
+        "--database-url",
+        help="with --url: the deployment's database, for the invariant and acknowledgement checks (else skipped)",
+    )
+    deployment.add_argument(
+        "--write-keys",
+        type=Path,
+        metavar="FILE",
+        help="load the county into DATABASE_URL with MEDSETTLE_ID_PEPPER and MEDSETTLE_TERMINAL_KEY_KEY from the"
+        " environment (the deployment's own), write the terminal keys to FILE and exit",
+    )
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -214,12 +247,12 @@ class Bench:
     """A loaded database and a running gateway, ready for locust."""
 
     out: Path
-    database_url: str
+    database_url: str | None  # None: a deployment whose database this runner cannot reach
     base_url: str
     county_file: Path
     acks_file: Path
-    gateway: subprocess.Popen[bytes]
-    gateway_log: Path
+    gateway: subprocess.Popen[bytes] | None  # None: a gateway started by someone else
+    gateway_log: Path | None
     loaded: dict[str, Any] = field(default_factory=dict)
 
 
@@ -266,28 +299,7 @@ def bench(args: argparse.Namespace, *, prefix: str = "load") -> Iterator[Bench]:
             print(f"database: migrated and loaded in {loaded['seconds']:.1f} s", flush=True)
             county_file = out / f"{prefix}-county.json"
             acks_file = out / f"{prefix}-acks.csv"
-            acks_file.write_text("", encoding="utf-8")
-            county_file.touch(mode=0o600)
-            county_file.chmod(0o600)  # it holds terminal secrets
-            county_file.write_text(
-                json.dumps(
-                    {
-                        "county": {"seed": args.seed, **sizes},
-                        "run": secrets.token_hex(8),  # request ids differ from any earlier run's
-                        "acks": str(acks_file),
-                        "terminals": {
-                            terminal_id: {
-                                "key_id": key_id,
-                                "secret": secret,
-                                "clinic_id": county.clinic_by_terminal[terminal_id].clinic_id,
-                            }
-                            for terminal_id, (key_id, secret) in sorted(loaded["keys"].items())
-                        },
-                    },
-                    indent=1,
-                ),
-                encoding="utf-8",
-            )
+            write_county_file(county_file, county_document(args.seed, sizes, county, loaded["keys"]), acks_file)
             port = free_port()
             environment = {
                 **os.environ,
@@ -330,6 +342,74 @@ def bench(args: argparse.Namespace, *, prefix: str = "load") -> Iterator[Bench]:
             if code not in (None, 0):
                 print(f"the gateway exited with status {code}; its log ends:\n{tail(out / f'{prefix}-gateway.log')}")
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def county_document(
+    seed: int, sizes: dict[str, int], county: synthetic.County, keys: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    """What the harness needs of a loaded county: how to rebuild it, and each terminal's key and clinic."""
+    return {
+        "county": {"seed": seed, **sizes},
+        "terminals": {
+            terminal_id: {
+                "key_id": key_id,
+                "secret": secret,
+                "clinic_id": county.clinic_by_terminal[terminal_id].clinic_id,
+            }
+            for terminal_id, (key_id, secret) in sorted(keys.items())
+        },
+    }
+
+
+def write_county_file(path: Path, document: dict[str, Any], acks_file: Path | None) -> None:
+    """The file locustfile.py reads, for one run: ``document`` with a fresh run token (request ids differ
+    from any earlier run's) and where to append acknowledgements; mode 0600, as it holds terminal secrets."""
+    if acks_file is not None:
+        acks_file.write_text("", encoding="utf-8")
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    run = {"run": secrets.token_hex(8), "acks": str(acks_file) if acks_file is not None else ""}
+    path.write_text(json.dumps({**document, **run}, indent=1), encoding="utf-8")
+
+
+def write_keys(args: argparse.Namespace) -> int:
+    """``--write-keys``: the synthetic county into a deployment's database, under its own secrets."""
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    pepper = os.environ.get("MEDSETTLE_ID_PEPPER", "")
+    kek_hex = os.environ.get("MEDSETTLE_TERMINAL_KEY_KEY", "")
+    if not database_url or not pepper or len(kek_hex) != 64:
+        raise SystemExit(
+            "--write-keys needs DATABASE_URL (or --database-url), MEDSETTLE_ID_PEPPER and MEDSETTLE_TERMINAL_KEY_KEY"
+            " (64 hex characters): the deployment's own, so its gateway knows the people and the keys"
+        )
+    sizes = {name: getattr(args, name) * args.scale for name in ("villages", "townships", "counties", "people")}
+    county = synthetic.build_county(args.seed, **sizes)
+    loaded = asyncio.run(_prepare(database_url, county, pepper.encode(), bytes.fromhex(kek_hex)))
+    write_county_file(args.write_keys, county_document(args.seed, sizes, county, loaded["keys"]), None)
+    print(
+        f"loaded {len(county.clinics)} clinics and {len(county.people):,} people in {loaded['seconds']:.1f} s;"
+        f" {len(loaded['keys'])} terminal keys in {args.write_keys} (keep it secret)"
+    )
+    return 0
+
+
+@contextlib.contextmanager
+def deployment(args: argparse.Namespace, *, prefix: str = "load") -> Iterator[Bench]:
+    """A gateway someone else runs, at ``--url``, with the terminals of ``--keys``; nothing to stop after."""
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    document = json.loads(args.keys.read_text(encoding="utf-8"))
+    document = {"county": document["county"], "terminals": document["terminals"]}
+    county_file = out / f"{prefix}-county.json"
+    acks_file = out / f"{prefix}-acks.csv"
+    write_county_file(county_file, document, acks_file)
+    base_url = args.url.rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{base_url}/readyz", timeout=10) as response:
+            print(f"gateway: {base_url} (ready: {response.status})", flush=True)
+    except OSError as error:  # refused, unresolvable, or /readyz answering 503 (HTTPError)
+        raise SystemExit(f"the gateway at {base_url} is not ready: {error}") from None
+    yield Bench(out, args.database_url, base_url, county_file, acks_file, None, None)
 
 
 def wait_ready(base_url: str, process: subprocess.Popen[Any], log: Path) -> None:
@@ -487,7 +567,10 @@ async def _verify(database_url: str, acks: Path) -> Verification:
     )
 
 
-def verify(run: Bench) -> Verification:
+def verify(run: Bench) -> Verification | None:
+    """The invariants and the acknowledgement check, or None without access to the database."""
+    if run.database_url is None:
+        return None
     return asyncio.run(_verify(run.database_url, run.acks_file))
 
 
@@ -544,7 +627,7 @@ def _acknowledged_rate(figures: dict[str, float] | None) -> float:
 
 
 def summarise(
-    args: argparse.Namespace, run: Bench, prefix: str, seconds: float, verification: Verification
+    args: argparse.Namespace, run: Bench, prefix: str, seconds: float, verification: Verification | None
 ) -> tuple[dict[str, Any], list[str]]:
     """The summary document and the list of reasons the run failed (empty when it passed)."""
     stats = read_stats(run.out, prefix)
@@ -558,14 +641,16 @@ def summarise(
         problems.append(f"error rate {error_rate:.4%} above {args.max_error_rate:.4%}")
     if args.max_p99_ms is not None and total["p99_ms"] > args.max_p99_ms:
         problems.append(f"p99 {total['p99_ms']:g} ms above {args.max_p99_ms:g} ms")
-    if verification.violations:
+    if verification is not None and verification.violations:
         problems.append(f"{len(verification.violations)} invariant violations")
-    if verification.missing_settlements or verification.missing_reversals:
+    if verification is not None and (verification.missing_settlements or verification.missing_reversals):
         problems.append(
             f"{len(verification.missing_settlements)} acknowledged settlements and "
             f"{len(verification.missing_reversals)} reversals missing from the database"
         )
     summary = {
+        "url": run.base_url,
+        "database_checked": verification is not None,
         "users": args.users,
         "think_time_ms": args.think_time_ms,
         "workers": args.workers,
@@ -577,6 +662,28 @@ def summarise(
         "settlements_per_second": _acknowledged_rate(stats.get("settle")),
         "by_type": {name: figures for name, figures in stats.items()},
         "top_failures": [{"name": n, "error": e, "count": c} for n, e, c in read_failures(run.out, prefix)[:10]],
+        **_checked(run, verification),
+        "thresholds": {"max_error_rate": args.max_error_rate, "max_p99_ms": args.max_p99_ms},
+        "passed": not problems,
+        "problems": problems,
+    }
+    return summary, problems
+
+
+def _checked(run: Bench, verification: Verification | None) -> dict[str, Any]:
+    """The summary's database figures; without the database, what was acknowledged and None for the rest."""
+    if verification is None:
+        settlements, reversals = read_acks(run.acks_file)
+        return {
+            "invariant_violations": None,
+            "acknowledged_settlements": len(settlements),
+            "acknowledged_reversals": len(reversals),
+            "acknowledged_but_missing": None,
+            "missing_examples": [],
+            "settlements_in_database": None,
+            "reversals_in_database": None,
+        }
+    return {
         "invariant_violations": verification.violations,
         "acknowledged_settlements": verification.acknowledged_settlements,
         "acknowledged_reversals": verification.acknowledged_reversals,
@@ -584,11 +691,7 @@ def summarise(
         "missing_examples": (verification.missing_settlements + verification.missing_reversals)[:10],
         "settlements_in_database": verification.settlements_in_database,
         "reversals_in_database": verification.reversals_in_database,
-        "thresholds": {"max_error_rate": args.max_error_rate, "max_p99_ms": args.max_p99_ms},
-        "passed": not problems,
-        "problems": problems,
     }
-    return summary, problems
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -621,27 +724,41 @@ def print_summary(summary: dict[str, Any]) -> None:
     )
     for failure in summary["top_failures"][:5]:
         print(f"  failure: {failure['count']:>6,} x {failure['name']}: {failure['error']}")
-    print(
+    acknowledged = (
         f"acknowledged: {summary['acknowledged_settlements']:,} settlements, "
-        f"{summary['acknowledged_reversals']:,} reversals; in the database: "
-        f"{summary['settlements_in_database']:,} settlements, {summary['reversals_in_database']:,} reversals"
+        f"{summary['acknowledged_reversals']:,} reversals"
     )
-    print(f"acknowledged but missing: {summary['acknowledged_but_missing']}")
-    print(f"invariant violations: {len(summary['invariant_violations'])}")
-    for violation in summary["invariant_violations"][:10]:
-        print(f"  {violation['rule']}: {violation['detail']}")
+    if summary.get("database_checked", True):
+        print(
+            f"{acknowledged}; in the database: "
+            f"{summary['settlements_in_database']:,} settlements, {summary['reversals_in_database']:,} reversals"
+        )
+        print(f"acknowledged but missing: {summary['acknowledged_but_missing']}")
+        print(f"invariant violations: {len(summary['invariant_violations'])}")
+        for violation in summary["invariant_violations"][:10]:
+            print(f"  {violation['rule']}: {violation['detail']}")
+    else:
+        print(acknowledged)
+        print("acknowledgement and invariant checks: skipped (no --database-url: the database is out of reach)")
     print()
     print("PASS" if summary["passed"] else "FAIL: " + "; ".join(summary["problems"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = parser()
+    add_deployment_arguments(arguments)
     args, extra = arguments.parse_known_args(argv)
     if extra and extra[0] == "--":
         extra = extra[1:]
     check_arguments(arguments, args)
+    if args.write_keys is not None:
+        return write_keys(args)
+    if (args.url is None) != (args.keys is None):
+        arguments.error("--url and --keys go together: a deployment and its terminals' keys")
+    if args.database_url is not None and args.url is None:
+        arguments.error("--database-url is for --url; without it the runner makes its own database")
     prefix = "load"
-    with bench(args, prefix=prefix) as run:
+    with (deployment if args.url else bench)(args, prefix=prefix) as run:
         status, seconds = run_locust(args, run, extra, prefix=prefix)
         verification = verify(run)
     summary, problems = summarise(args, run, prefix, seconds, verification)
