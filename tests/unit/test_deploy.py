@@ -535,6 +535,21 @@ def test_ingress_terminates_tls_for_the_gateway_service() -> None:
                 assert backend["port"]["name"] in port_names
 
 
+def test_metrics_are_not_served_through_either_proxy() -> None:
+    """Prometheus scrapes each replica or pod directly; the proxies facing terminals refuse /metrics."""
+    assert re.search(r"location = /metrics \{\s*return 404;", (COMPOSE / "nginx.conf").read_text(encoding="utf-8"))
+    closing = [
+        ingress
+        for ingress in _ingresses()
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+        if path["path"] == "/metrics"
+    ]
+    assert len(closing) == 1 and closing[0]["spec"]["rules"][0]["http"]["paths"][0]["pathType"] == "Exact"
+    denied = closing[0]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/denylist-source-range"]
+    assert set(denied.split(",")) == {"0.0.0.0/0", "::/0"}
+
+
 def test_nginx_terminates_tls_and_sends_plain_http_to_https() -> None:
     text = (COMPOSE / "nginx.conf").read_text(encoding="utf-8")
     servers = re.split(r"^\s*server\s*\{", text, flags=re.M)[1:]
