@@ -39,6 +39,13 @@ _WORKED_EXAMPLE = {
         {"code": "MAT-002", "name": "Stent", "category": "B", "amount": 400000},
         {"code": "SVC-003", "name": "Single room", "category": "C", "amount": 200000},
     ],
+    # What the hospital's system adds, all optional: kept with the settlement and printed on its receipt.
+    "his_visit_id": "ZY2026-0418-031",
+    "invoice_number": "0413-88172",
+    "operator": "王敏",
+    "diagnoses": ["I21.000x001"],
+    "admitted_on": "2026-04-18",
+    "discharged_on": "2026-05-01",
 }
 # A candidate for the what-if: insurance alone, paying county admissions at 80% after a 600 yuan deductible
 # (docs/policy-files.md). Short, but a whole policy file that loads.

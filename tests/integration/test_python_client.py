@@ -50,6 +50,7 @@ async def worked_example_bill(client: SignedClient, request_id: str) -> Bill:
 async def test_the_client_settles_the_worked_example_with_typed_answers(client: SignedClient) -> None:
     gateway = terminal(client, gateway_url(client))
     bill = await worked_example_bill(client, "package-worked-example")
+    bill = msgspec.structs.replace(bill, his_visit_id="ZY2026-0418-031", diagnoses=["I21.000x001"])
 
     settlement = await asyncio.to_thread(gateway.settle, bill)
     assert isinstance(settlement, Settlement) and not settlement.replayed
@@ -57,6 +58,11 @@ async def test_the_client_settles_the_worked_example_with_typed_answers(client: 
     assert (settlement.hardship_aid, settlement.out_of_pocket) == (135800, 298200)
     assert sum(payer.amount for payer in settlement.payers) + settlement.out_of_pocket == settlement.total
     assert [line.amount for line in settlement.lines] == [1400000, 400000, 200000]
+    assert (settlement.his_visit_id, settlement.diagnoses, settlement.invoice_number) == (
+        "ZY2026-0418-031",
+        ("I21.000x001",),
+        None,
+    )
 
     again = await asyncio.to_thread(gateway.settle, bill)
     assert again.replayed and again.settlement_id == settlement.settlement_id

@@ -35,6 +35,14 @@ class Bill(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     service_date: dt.date
     items: list[Item]
     referral: bool = False
+    # What the hospital's own system (HIS) says of the bill, all optional: kept with the settlement and
+    # printed on its receipt. Admission dates only on inpatient bills.
+    his_visit_id: str | None = None  # the visit or admission number (门诊号 / 住院号)
+    invoice_number: str | None = None
+    operator: str | None = None
+    diagnoses: list[str] = []  # ICD-10 codes, the main diagnosis first
+    admitted_on: dt.date | None = None
+    discharged_on: dt.date | None = None
 
 
 class Payer(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +91,12 @@ class Settlement(msgspec.Struct, frozen=True, kw_only=True):
     created_at: dt.datetime
     replayed: bool = False
     reversed: bool = False
+    his_visit_id: str | None = None
+    invoice_number: str | None = None
+    operator: str | None = None
+    diagnoses: tuple[str, ...] = ()
+    admitted_on: dt.date | None = None
+    discharged_on: dt.date | None = None
 
 
 class Reversal(msgspec.Struct, frozen=True, kw_only=True):
