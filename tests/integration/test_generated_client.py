@@ -22,18 +22,10 @@ import pytest
 from openapi_spec_validator import validate
 
 from adapters import signing
-from tests.integration.conftest import SignedClient, register
+from tests.integration.conftest import SignedClient, worked_example_bill
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKED_EXAMPLE = json.loads((ROOT / "samples" / "bill-worked-example.json").read_text(encoding="utf-8"))
-# Li Na's programmes (adapters/demo.py), for a person of the test's own whose year starts empty.
-LI_NAS_PROGRAMMES = (
-    ("insurance", "resident"),
-    ("hardship_aid", "minimum_allowance"),
-    ("veteran_subsidy", "priority_care"),
-)
 PACKAGE = "medsettle_gateway_client"
 
 
@@ -91,8 +83,7 @@ async def test_a_client_generated_from_the_document_settles_the_worked_example(
     get_settlement = importlib.import_module(f"{PACKAGE}.api.default.get_settlement")
     models = importlib.import_module(f"{PACKAGE}.models")
 
-    person = await register(client, *LI_NAS_PROGRAMMES)
-    bill = {**WORKED_EXAMPLE, "person_id": person, "request_id": f"generated-{person}"}
+    bill = await worked_example_bill(client, "generated-client-worked-example")
     key = client.by_terminal["term-C001"]
     api = gateway_client.Client(
         base_url=str(client.client.make_url("")).rstrip("/"),

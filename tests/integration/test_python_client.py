@@ -9,26 +9,18 @@ systems are, so it runs in a thread beside the test's event loop that serves the
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import msgspec
 import pytest
 from medsettle_client import Bill, Client, Eligibility, GatewayError, Reversal, Settlement
 
-from tests.integration.conftest import SignedClient, register
+from tests.integration.conftest import SignedClient
+from tests.integration.conftest import worked_example_bill as worked_example
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKED_EXAMPLE = json.loads((ROOT / "samples" / "bill-worked-example.json").read_text(encoding="utf-8"))
-LI_NAS_PROGRAMMES = (
-    ("insurance", "resident"),
-    ("hardship_aid", "minimum_allowance"),
-    ("veteran_subsidy", "priority_care"),
-)
 TIMEOUT = 10.0  # seconds for any one exchange through the proxy
 
 
@@ -42,9 +34,8 @@ def gateway_url(client: SignedClient) -> str:
 
 
 async def worked_example_bill(client: SignedClient, request_id: str) -> Bill:
-    """Worked example 2 for a person of the test's own, with Li Na's programmes and an empty year."""
-    person = await register(client, *LI_NAS_PROGRAMMES)
-    return msgspec.convert({**WORKED_EXAMPLE, "person_id": person, "request_id": request_id}, Bill)
+    """Worked example 2 for a person of the test's own, as the package's typed bill."""
+    return msgspec.convert(await worked_example(client, request_id), Bill)
 
 
 async def test_the_client_settles_the_worked_example_with_typed_answers(client: SignedClient) -> None:

@@ -19,15 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import SignedClient, register
+from tests.integration.conftest import SignedClient, worked_example_bill
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKED_EXAMPLE = json.loads((ROOT / "samples" / "bill-worked-example.json").read_text(encoding="utf-8"))
-LI_NAS_PROGRAMMES = (
-    ("insurance", "resident"),
-    ("hardship_aid", "minimum_allowance"),
-    ("veteran_subsidy", "priority_care"),
-)
 # README, "Signing requests".
 VECTOR_SECRET = "sk_test_7Yq2pVfV8wq3mZkRr0cXnH4aJ1sLbT6eD9uQ5oWgI2E"
 VECTOR_PATH = "/v1/settlements/2f6e1c7a-93d4-4d3e-9a8c-0b7f5e4d3c2a/reversal"
@@ -122,9 +116,8 @@ async def settle(example: list[str], base_url: str, bill: Path, key_id: str, sec
 async def test_the_example_settles_a_bill_and_its_retry_settles_nothing_more(
     client: SignedClient, example: list[str], tmp_path: Path
 ) -> None:
-    person = await register(client, *LI_NAS_PROGRAMMES)
     bill = tmp_path / "bill.json"
-    bill.write_text(json.dumps({**WORKED_EXAMPLE, "person_id": person, "request_id": f"example-{person}"}), "utf-8")
+    bill.write_text(json.dumps(await worked_example_bill(client, f"{example[0]}-example-worked-example")), "utf-8")
     key = client.by_terminal["term-C001"]
     base_url = str(client.client.make_url("")).rstrip("/")
 
