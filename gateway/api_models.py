@@ -85,6 +85,21 @@ class ItemIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     }
 
 
+# An ICD-10 code as hospitals send it: a letter, two digits, and after a dot up to eight more characters (the
+# national medical-insurance edition extends codes as J18.900 or I21.000x001).
+Icd10 = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Z][0-9]{2}(\.[0-9A-Za-z]{1,8})?$",
+        max_length=12,
+        examples=["J18.900", "I21.000x001"],
+        description="an ICD-10 code: a capital letter, two digits, then optionally a dot and up to 8 letters or digits",
+    ),
+]
+HisText = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_CONTROL)]
+MAX_DIAGNOSES = 20
+
+
 class SettleRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     request_id: RequestId
     clinic_id: ClinicId
@@ -94,6 +109,34 @@ class SettleRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True)
     items: Annotated[list[ItemIn], msgspec.Meta(min_length=1)]
     # A referred admission (转诊): some policies' steps (tilted aid) pay only on referred bills.
     referral: bool = False
+    # What the hospital's own system (HIS) says of the bill, all optional: kept with the settlement, given back
+    # in its answer and printed on its receipt; the rules never read them. Admission dates only on inpatient
+    # bills, the discharge not before the admission (else invalid_bill).
+    his_visit_id: HisText | None = None  # the HIS visit or admission number (门诊号 / 住院号)
+    invoice_number: HisText | None = None
+    operator: HisText | None = None  # who was at the till
+    diagnoses: Annotated[list[Icd10], msgspec.Meta(max_length=MAX_DIAGNOSES)] = []  # the main diagnosis first
+    admitted_on: dt.date | None = None
+    discharged_on: dt.date | None = None
+
+    # The fields above added after settlements were first fingerprinted (gateway.service.request_hash).
+    DETAIL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "his_visit_id",
+        "invoice_number",
+        "operator",
+        "diagnoses",
+        "admitted_on",
+        "discharged_on",
+    )
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """What the idempotency fingerprint covers: every field, but the HIS details only when given, so that
+        a retry of a bill settled before they existed still matches the fingerprint stored with it."""
+        fields = msgspec.structs.asdict(self)
+        for name in self.DETAIL_FIELDS:
+            if fields[name] in (None, []):
+                del fields[name]
+        return fields
 
 
 class ReversalRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -205,6 +248,13 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
     lines: tuple[LineBreakdown, ...]
     warnings: tuple[Notice, ...]
     explanation: list[str]
+    # The bill's HIS details as sent (SettleRequest); absent ones are null, or an empty list of diagnoses.
+    his_visit_id: str | None = None
+    invoice_number: str | None = None
+    operator: str | None = None
+    diagnoses: tuple[str, ...] = ()
+    admitted_on: dt.date | None = None
+    discharged_on: dt.date | None = None
 
     @staticmethod
     def fields_from(
@@ -238,6 +288,7 @@ class SettlementFigures(Out, frozen=True, kw_only=True):
             "lines": tuple(line.buckets() for line in settlement.lines),
             "warnings": settlement.warnings,
             "explanation": explain(settlement, names=fund_names),
+            **({} if settlement.details is None else msgspec.structs.asdict(settlement.details)),
         }
 
 

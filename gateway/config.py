@@ -39,7 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_max: int = 12
     pool_acquire_timeout: float = 5.0
     max_body_bytes: int = 1024 * 1024
-    max_lines: int = 500
+    max_lines: int = 2000  # a two-week county admission, itemised day by day
     log_format: Literal["json", "console"] | None = None  # None: console on a terminal, else JSON
     log_level: str = "info"
     policy_dir: str | None = None

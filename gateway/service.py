@@ -33,7 +33,7 @@ from settlement.chain import Chain
 from settlement.decision import decide
 from settlement.eligibility import eligibility
 from settlement.errors import Refused, SettlementError
-from settlement.models import Bill, LineItem, Settlement
+from settlement.models import Bill, BillDetails, LineItem, Settlement
 from settlement.money import format_rate
 from settlement.policy_book import PolicyBook
 from settlement.ports import (
@@ -88,7 +88,7 @@ class Answer:
     replayed: bool
 
 
-def request_hash(pepper: bytes, operation: str, request: msgspec.Struct, *extra: str) -> bytes:
+def request_hash(pepper: bytes, operation: str, request: msgspec.Struct | dict[str, Any], *extra: str) -> bytes:
     """Fingerprint of what was asked, independent of JSON vs MessagePack and key order (16 bytes).
 
     Keyed with the ID pepper: a request carries the raw national ID, and a plain hash
@@ -99,6 +99,20 @@ def request_hash(pepper: bytes, operation: str, request: msgspec.Struct, *extra:
         digest.update(b"\x00" + part.encode())
     digest.update(b"\x00" + _json_encoder.encode(request))
     return digest.digest()[:16]
+
+
+def bill_details(request: api.SettleRequest) -> BillDetails | None:
+    """The bill's HIS details, or None when it has none; refused when its dates cannot be an admission's."""
+    if request.visit_type == "outpatient" and request.admitted_on is not None:
+        raise Refused("invalid_bill", "an outpatient bill has no admission date", field="admitted_on")
+    if request.visit_type == "outpatient" and request.discharged_on is not None:
+        raise Refused("invalid_bill", "an outpatient bill has no discharge date", field="discharged_on")
+    if request.admitted_on and request.discharged_on and request.discharged_on < request.admitted_on:
+        raise Refused("invalid_bill", "the discharge date is before the admission date", field="discharged_on")
+    fields = {name: getattr(request, name) for name in request.DETAIL_FIELDS if getattr(request, name)}
+    if not fields:
+        return None
+    return BillDetails(**fields | {"diagnoses": tuple(request.diagnoses)})
 
 
 class Service:
@@ -245,6 +259,7 @@ class Service:
             visit_type=request.visit_type,
             service_date=request.service_date,
             referral=request.referral,
+            details=bill_details(request),
             items=tuple(
                 LineItem(
                     code=item.code,
@@ -285,7 +300,7 @@ class Service:
 
     async def _settle(self, terminal: Terminal, request: api.SettleRequest) -> Answer:
         clinic, bill, policy, catalogue, person_key, masked = await self._prepare_bill(terminal, request)
-        fingerprint = request_hash(self.pepper, "settle", request)
+        fingerprint = request_hash(self.pepper, "settle", request.fingerprinted())
         key = SettleKey(
             person_key=person_key,
             year=bill.service_date.year,

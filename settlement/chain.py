@@ -353,6 +353,7 @@ def settle(
         warnings=strike_off_notices(status) + parts.notices,
         referral=bill.referral,
         catalogue_version=None if catalogue is None else catalogue.version,
+        details=bill.details,
     )
 
 

@@ -46,6 +46,18 @@ class LineItem(Model, frozen=True, kw_only=True):
     unit_price: int | None = None
 
 
+class BillDetails(Model, frozen=True, kw_only=True):
+    """What the hospital's own system (HIS) says of a bill beyond its lines: kept with the settlement and
+    printed on its receipt, never read by the rules. ``diagnoses`` are ICD-10 codes, the main one first."""
+
+    his_visit_id: str | None = None  # the HIS visit or admission number (门诊号 / 住院号)
+    invoice_number: str | None = None
+    operator: str | None = None  # who was at the till
+    diagnoses: tuple[str, ...] = ()
+    admitted_on: dt.date | None = None
+    discharged_on: dt.date | None = None
+
+
 class Bill(Model, frozen=True, kw_only=True):
     """An itemised bill: one clinic, one visit type, one service date."""
 
@@ -54,6 +66,7 @@ class Bill(Model, frozen=True, kw_only=True):
     service_date: dt.date
     items: tuple[LineItem, ...]
     referral: bool = False
+    details: BillDetails | None = None
 
 
 class ProgrammeEnd(Model, frozen=True, kw_only=True):
@@ -225,6 +238,8 @@ class Settlement(Model, frozen=True, kw_only=True):
     warnings: tuple[Notice, ...] = ()
     referral: bool = False
     catalogue_version: str | None = None
+    # The bill's HIS details, as sent (None: none were; and for every settlement stored before they were kept).
+    details: BillDetails | None = None
 
     def paid(self, fund: str) -> int:
         """What the fund with this code paid (0 when the chain has no such fund)."""

@@ -39,17 +39,85 @@ _WORKED_EXAMPLE = {
         {"code": "MAT-002", "name": "Stent", "category": "B", "amount": 400000},
         {"code": "SVC-003", "name": "Single room", "category": "C", "amount": 200000},
     ],
+    # What the hospital's system adds, all optional: kept with the settlement and printed on its receipt.
+    "his_visit_id": "ZY2026-0418-031",
+    "invoice_number": "0413-88172",
+    "operator": "王敏",
+    "diagnoses": ["I21.000x001"],
+    "admitted_on": "2026-04-18",
+    "discharged_on": "2026-05-01",
 }
+# A candidate for the what-if: insurance alone, paying county admissions at 80% after a 600 yuan deductible
+# (docs/policy-files.md). Short, but a whole policy file that loads.
+_CANDIDATE_POLICY = """id = "candidate-2027"
+effective_from = 2027-01-01
+chain = ["insurance"]
+
+[eligibility]
+b_self_pay_first_share = 0.10
+inpatient_levels = ["township", "county"]
+
+[funds.insurance]
+name = "城乡居民基本医疗保险"
+statutory = true
+insured = true
+
+[[funds.insurance.rules]]
+visit_types = ["outpatient"]
+deductible = { per_year_yuan = 200, counter = "outpatient_deductible_used" }
+rate = { village = 0.50, township = 0.45, county = 0.35 }
+annual_cap_yuan = 3000
+paid_counter = "insurance_outpatient_paid"
+
+[[funds.insurance.rules]]
+visit_types = ["inpatient"]
+deductible = { per_admission_yuan = { township = 300, county = 600 } }
+rate = { township = 0.85, county = 0.80 }
+annual_cap_yuan = 200000
+paid_counter = "insurance_inpatient_paid"
+"""
+# One example per request body, so that Swagger UI and Postman fill in a request that works on the demo county.
 _EXAMPLES: dict[str, dict[str, Any]] = {
     "SettleRequest": _WORKED_EXAMPLE,
-    "EligibilityRequest": {"person_id": "410102196003020026", "service_date": "2026-05-01"},
+    "ReversalRequest": {"request_id": "demo-0001-reversal", "reason": "wrong patient"},
+    "EligibilityRequest": {
+        "person_id": "410102196003020026",
+        "service_date": "2026-05-01",
+        "codes": ["DRUG-001", "MAT-002"],
+    },
+    "PersonRequest": {
+        "person_id": "410102196003020026",
+        "name": "Li Na",
+        "memberships": [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {"programme": "veteran_subsidy", "code": "priority_care", "effective_from": "2026-01-01"},
+            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
+        ],
+    },
+    "ReconciliationRequest": {
+        "date": "2026-05-01",
+        "clinic_id": "C001",
+        "settlements": [
+            {
+                "settlement_id": "2f6e1c7a-93d4-4d3e-9a8c-0b7f5e4d3c2a",
+                "total": 2000000,
+                "insurance": 1275000,
+                "veteran_subsidy": 291000,
+                "hardship_aid": 135800,
+                "out_of_pocket": 298200,
+            }
+        ],
+    },
+    "WhatIfRequest": {"policy": _CANDIDATE_POLICY, "from": "2026-01-01", "to": "2026-06-30", "by": "level"},
 }
+# A browser form's example, field by field.
+_FORM_EXAMPLE = {"policy": _CANDIDATE_POLICY, "from": "2026-01-01", "to": "2026-06-30", "by": "level"}
 
 
 def _body(name: str) -> dict[str, Any]:
-    media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{name}"}}
-    if name in _EXAMPLES:
-        media["example"] = _EXAMPLES[name]
+    if name not in _EXAMPLES:
+        raise ValueError(f"request body {name} has no example: give one in _EXAMPLES")
+    media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{name}"}, "example": _EXAMPLES[name]}
     return {"required": True, "content": {"application/json": media, "application/msgpack": media}}
 
 
@@ -60,7 +128,8 @@ def _form(fields: tuple[Param, ...]) -> dict[str, Any]:
         "properties": {param.name: param.schema | {"description": param.description} for param in fields},
         "required": [param.name for param in fields if param.required],
     }
-    media = {"schema": schema}
+    example = {param.name: _FORM_EXAMPLE[param.name] for param in fields if param.name in _FORM_EXAMPLE}
+    media = {"schema": schema, "example": example}
     return {"required": True, "content": {"application/x-www-form-urlencoded": media, "multipart/form-data": media}}
 
 

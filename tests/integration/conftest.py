@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import io
 import itertools
+import json
 import os
 import random
 import shutil
@@ -206,6 +207,22 @@ async def register(client: SignedClient, *programmes: tuple[str, str], **dates: 
     )
     assert response.status == 201, await response.text()
     return national_id
+
+
+# Worked example 2 of docs/worked-examples.md, as the README sends it, and its person Li Na's programmes.
+WORKED_EXAMPLE = json.loads((Path(__file__).resolve().parents[2] / "samples" / "bill-worked-example.json").read_bytes())
+LI_NAS_PROGRAMMES = (
+    ("insurance", "resident"),
+    ("hardship_aid", "minimum_allowance"),
+    ("veteran_subsidy", "priority_care"),
+)
+
+
+async def worked_example_bill(client: SignedClient, request_id: str) -> dict[str, Any]:
+    """Worked example 2 under ``request_id`` for a person of the test's own with Li Na's programmes: their year
+    starts empty, so the bill is settled to the example's figures whatever else the run settled for Li Na."""
+    person = await register(client, *LI_NAS_PROGRAMMES)
+    return {**WORKED_EXAMPLE, "person_id": person, "request_id": request_id}
 
 
 def bill(

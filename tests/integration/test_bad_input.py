@@ -10,9 +10,11 @@ import urllib.parse
 import msgspec
 import pytest
 
+from gateway.config import Settings
 from tests.integration.conftest import COUNTY, bill, register, row_counts
 
 pytestmark = pytest.mark.integration
+MAX_LINES = Settings().max_lines
 
 
 def _raw(text: str) -> tuple[bytes, str]:
@@ -110,7 +112,7 @@ def _cases(person: str) -> list[tuple[str, bytes, str, int, str, str | None]]:
         ("year zero", replace(service_date="0000-01-01"), JSON, 422, "validation_failed", "service_date"),
         ("not a date", replace(service_date="01/05/2026"), JSON, 422, "validation_failed", "service_date"),
         ("bad request id", replace(request_id="has spaces"), JSON, 422, "validation_failed", "request_id"),
-        ("too many lines", replace(items=[good["items"][0]] * 501), JSON, 413, "too_many_lines", "items"),
+        ("too many lines", replace(items=[good["items"][0]] * (MAX_LINES + 1)), JSON, 413, "too_many_lines", "items"),
         ("10,000 lines", replace(items=[good["items"][0]] * 10_000), JSON, 413, "too_many_lines", "items"),
         ("oversized body", b'{"request_id": "' + b"x" * (2 * 1024 * 1024) + b'"}', JSON, 413, "body_too_large", None),
         ("wrong content type", json.dumps(good).encode(), "text/plain", 415, "unsupported_media_type", None),

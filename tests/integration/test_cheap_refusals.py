@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from adapters import signing
+from gateway.config import Settings
 from tests.integration.conftest import COUNTY, SignedClient, bill, register
 
 pytestmark = pytest.mark.integration
@@ -123,10 +124,10 @@ async def test_an_over_long_bill_is_refused_for_its_length_before_its_lines_are_
 
 async def test_a_bill_at_the_line_limit_is_settled(client):
     person = await register(client, ("insurance", "resident"))
-    at_limit = bill(person, *[("A", 100)] * 500)
+    at_limit = bill(person, *[("A", 100)] * Settings().max_lines)
     response = await client.post("/v1/settlements", json=at_limit, headers=COUNTY)
     assert response.status == 201, await response.text()
-    assert (await response.json())["total"] == 50_000
+    assert (await response.json())["total"] == 100 * Settings().max_lines
 
 
 async def test_a_post_refused_before_its_body_is_read_closes_the_connection(client):

@@ -5,7 +5,7 @@ own clinic, dates in 2026, categories A/B/C, amounts up to the line limit) and t
 mutated: a field dropped, added, repeated or given a value of the wrong type, the
 amount fractional, negative, huge or NaN, dates impossible, decades past or in the
 future, codes and names in any Unicode (control characters and lone surrogates
-included), 0 to 501 lines, request ids reused, the wrong terminal for the clinic.
+included), 0 lines or about the line limit (2,000), request ids reused, the wrong terminal for the clinic.
 They go to ``/v1/settlements`` and ``/v1/quotes`` as JSON or MessagePack.
 
 Every answer must be either
@@ -32,8 +32,11 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from gateway import api_models as api
+from gateway.config import Settings
 from gateway.problems import TITLES
 from tests.integration.conftest import register, row_counts
+
+MAX_LINES = Settings().max_lines
 
 pytestmark = pytest.mark.integration
 
@@ -182,7 +185,8 @@ def mutate(draw: st.DrawFn, bill: dict[str, Any], mutation: str) -> None:
     elif mutation == "person":
         bill["person_id"] = draw(st.sampled_from(["", "123", "410102196003020027", "41010219600302002X"]) | junk)
     elif mutation == "lines" and item:
-        bill["items"] = [item] * draw(st.sampled_from([0, 499, 500, 501]))  # one line repeated: cheap to draw
+        # One line repeated: cheap to draw. Either side of the limit.
+        bill["items"] = [item] * draw(st.sampled_from([0, MAX_LINES - 1, MAX_LINES, MAX_LINES + 1]))
 
 
 @st.composite

@@ -84,8 +84,10 @@ BUSINESS_RULES: dict[str, Any] = {
     "idempotency_key_reused": lambda problem: True,
     # quantity × unit_price = amount. (quantity and unit_price together or neither is in the schema.) And a line's
     # category, optional in the schema, is required on a service date when no item catalogue is in force to decide it.
+    # Admission dates belong to an inpatient bill, the discharge not before the admission.
     "invalid_bill": lambda problem: (
-        re.fullmatch(r"items\[\d+\]\.amount", problem.get("field") or "")
+        problem.get("field") in ("admitted_on", "discharged_on")
+        or re.fullmatch(r"items\[\d+\]\.amount", problem.get("field") or "")
         or (
             re.fullmatch(r"items\[\d+\]\.category", problem.get("field") or "")
             and "no item catalogue is in force" in problem["detail"]

@@ -443,7 +443,7 @@ def test_dockerignore_keeps_only_what_the_image_needs() -> None:
     ]
     assert rules[0] == "*"
     kept = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert kept == {"pyproject.toml", "README.md", "settlement", "adapters", "gateway", "policies"}
+    assert kept == {"pyproject.toml", "README.md", "settlement", "adapters", "gateway", "clients/python", "policies"}
 
 
 def _size(text: str) -> int:

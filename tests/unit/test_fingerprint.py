@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+from pathlib import Path
 
 import msgspec
 
-from gateway.api_models import ReversalRequest
+from gateway.api_models import ReversalRequest, SettleRequest
 from gateway.service import request_hash
+
+WORKED_EXAMPLE = (Path(__file__).resolve().parents[2] / "samples" / "bill-worked-example.json").read_bytes()
 
 
 def test_fingerprint_depends_on_the_pepper_and_is_not_a_plain_hash():
@@ -17,3 +21,29 @@ def test_fingerprint_depends_on_the_pepper_and_is_not_a_plain_hash():
     assert first != request_hash(b"pepper-b", "reverse", request, "settlement")
     plain = hashlib.sha256(b"reverse\x00settlement\x00" + msgspec.json.encode(request)).digest()
     assert first != plain
+
+
+def test_a_bill_without_his_details_keeps_the_fingerprint_it_had_before_they_existed():
+    """Settlements stored before bills carried HIS details hold the fingerprint of the request as it then
+    was: a retry of such a bill must still match, or it would be refused as a reused request id."""
+    request = msgspec.json.decode(WORKED_EXAMPLE, type=SettleRequest)
+    as_it_was = (
+        b'{"request_id":"demo-0001","clinic_id":"C001","person_id":"410102196003020026","visit_type":"inpatient",'
+        b'"service_date":"2026-05-01","items":[{"code":"DRUG-001","name":"Ceftriaxone","category":"A",'
+        b'"amount":1400000,"quantity":200,"unit_price":7000},{"code":"MAT-002","name":"Stent","category":"B",'
+        b'"amount":400000,"quantity":1,"unit_price":400000},{"code":"SVC-003","name":"Single room","category":"C",'
+        b'"amount":200000,"quantity":10,"unit_price":20000}],"referral":false}'
+    )
+    expected = hmac.new(b"pepper", b"settle", hashlib.sha256)
+    expected.update(b"\x00" + as_it_was)
+    assert request_hash(b"pepper", "settle", request.fingerprinted()) == expected.digest()[:16]
+
+
+def test_his_details_are_part_of_the_fingerprint_when_given():
+    request = msgspec.json.decode(WORKED_EXAMPLE, type=SettleRequest)
+    with_invoice = msgspec.structs.replace(request, invoice_number="0413-88172")
+    other_invoice = msgspec.structs.replace(request, invoice_number="0413-88173")
+    fingerprints = {
+        request_hash(b"pepper", "settle", each.fingerprinted()) for each in (request, with_invoice, other_invoice)
+    }
+    assert len(fingerprints) == 3

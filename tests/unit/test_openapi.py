@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 import pytest
 from aiohttp import web
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
@@ -144,3 +146,50 @@ def test_the_document_describes_the_payer_chain() -> None:
     assert schemas["SettleRequest"]["properties"]["referral"] == {"type": "boolean", "default": False}
     assert "payers" in schemas["LineBreakdown"]["properties"]
     assert schemas["EligibilityOut"]["properties"]["funds"]["items"] == {"$ref": "#/components/schemas/FundStanding"}
+
+
+def _request_bodies(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (f"{method.upper()} {path}", media_type, media)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        for media_type, media in operation.get("requestBody", {}).get("content", {}).items()
+    ]
+
+
+@pytest.mark.parametrize(
+    ("operation", "media_type", "media"), _request_bodies(DOCUMENT), ids=lambda value: str(value)[:40]
+)
+def test_every_request_body_has_an_example_its_schema_accepts(
+    operation: str, media_type: str, media: dict[str, Any]
+) -> None:
+    """Swagger UI and Postman fill a request in from the example: it must be one the schema accepts."""
+    assert "example" in media, f"{operation} {media_type} has no example"
+    schema = {**media["schema"], "components": DOCUMENT["components"]}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert not list(validator.iter_errors(media["example"])), operation
+
+
+def test_an_example_that_breaks_its_schema_is_caught() -> None:
+    bill = dict(DOCUMENT["paths"]["/v1/settlements"]["post"]["requestBody"]["content"]["application/json"]["example"])
+    schema = {"$ref": "#/components/schemas/SettleRequest", "components": DOCUMENT["components"]}
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert list(validator.iter_errors({**bill, "service_date": "2026-13-01"}))
+    assert list(validator.iter_errors({**bill, "items": []}))
+
+
+def test_a_request_body_without_an_example_stops_the_document() -> None:
+    class NewRequest(api.Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+        note: str
+
+    route = Route("POST", "/v1/new", _handler, TERMINAL, dataclasses.replace(PLAIN, body=NewRequest))
+    with pytest.raises(ValueError, match="NewRequest has no example"):
+        openapi_document([route])
+
+
+def test_the_signing_scheme_is_the_document_s_security() -> None:
+    """Tools send security schemes as credentials: the four signature headers, required together."""
+    schemes = DOCUMENT["components"]["securitySchemes"]
+    headers = {scheme["name"] for scheme in schemes.values() if scheme["type"] == "apiKey" and scheme["in"] == "header"}
+    assert headers == {"X-Key-Id", "X-Timestamp", "X-Nonce", "X-Signature"}
+    assert DOCUMENT["security"] == [{scheme: [] for scheme in schemes}]

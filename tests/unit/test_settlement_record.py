@@ -39,6 +39,16 @@ def test_a_record_migrated_from_the_json_documents_reads_back() -> None:
     assert decode_record(legacy) == record
 
 
+def test_a_record_stored_before_bills_carried_his_details_reads_back_without_them() -> None:
+    (raw,) = sample_records(1)
+    person, items, result = msgspec.msgpack.decode(raw)
+    assert "details" in result
+    del result["details"]
+    old = msgspec.msgpack.decode(msgspec.msgpack.encode([person, items, result]), type=Record)
+    assert old.result.details is None
+    assert old.result == msgspec.msgpack.decode(raw, type=Record).result
+
+
 def test_an_unknown_format_is_refused_not_misread() -> None:
     (raw,) = sample_records(1)
     with pytest.raises(ValueError, match="unknown settlement record format"):

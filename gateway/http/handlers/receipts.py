@@ -88,6 +88,13 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "yuan": "元",
         "items_total": "合计",
         NOT_IN_CATALOGUE: "目录外项目，全额自付",
+        "his_visit_id.outpatient": "门诊号",
+        "his_visit_id.inpatient": "住院号",
+        "invoice_number": "发票号",
+        "operator": "收费员",
+        "admitted_on": "入院日期",
+        "discharged_on": "出院日期",
+        "diagnoses": "诊断(ICD-10)",
     },
     "en": {
         "title": "Medical settlement receipt",
@@ -127,6 +134,13 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "yuan": "yuan",
         "items_total": "Total",
         NOT_IN_CATALOGUE: "not in the catalogue: paid in full",
+        "his_visit_id.outpatient": "Visit no.",
+        "his_visit_id.inpatient": "Admission no.",
+        "invoice_number": "Invoice no.",
+        "operator": "Cashier",
+        "admitted_on": "Admitted",
+        "discharged_on": "Discharged",
+        "diagnoses": "Diagnoses (ICD-10)",
     },
 }
 
@@ -223,6 +237,21 @@ class Receipt:
 
     def names(self, language: Language) -> dict[str, str]:
         return (self.fund_names or {}).get(language, {})
+
+    def bill_details(self, language: Language) -> list[tuple[str, str]]:
+        """The bill's HIS details the terminal sent, as (label, value), in the order a hospital's own slip has
+        them; none for a bill sent without them."""
+        out = self.settlement
+        labels = RECEIPT_LABELS[language]
+        details = [
+            (labels[f"his_visit_id.{out.visit_type}"], out.his_visit_id),
+            (labels["admitted_on"], out.admitted_on and out.admitted_on.isoformat()),
+            (labels["discharged_on"], out.discharged_on and out.discharged_on.isoformat()),
+            (labels["diagnoses"], " ".join(out.diagnoses)),
+            (labels["invoice_number"], out.invoice_number),
+            (labels["operator"], out.operator),
+        ]
+        return [(label, value) for label, value in details if value]
 
 
 SHORT_DIGITS = 12
@@ -409,6 +438,7 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     parts.append(row(labels["level"], labels.get(out.clinic_level, out.clinic_level)))
     parts.append(row(labels["visit"], labels.get(out.visit_type, out.visit_type)))
     parts.append(row(labels["date"], out.service_date.isoformat()))
+    parts += [row(label, value, ' class="bill-detail"') for label, value in receipt.bill_details(language)]
     if receipt.patient_name:
         parts.append(row(labels["patient"], receipt.patient_name))
     parts.append(row(labels["person"], receipt.person))
@@ -535,6 +565,8 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
     lines += wrap(f"{labels['level']}: {labels.get(out.clinic_level, out.clinic_level)}", width)
     lines += wrap(f"{labels['visit']}: {labels.get(out.visit_type, out.visit_type)}", width)
     lines += wrap(f"{labels['date']}: {out.service_date.isoformat()}", width)
+    for label, value in receipt.bill_details(language):
+        lines += wrap(f"{label}: {value}", width)
     if receipt.patient_name:
         lines += wrap(f"{labels['patient']}: {receipt.patient_name}", width)
     lines += wrap(f"{labels['person']}: {receipt.person}", width)
