@@ -1,4 +1,5 @@
-"""``medsettle report daily|stats``: the daily statement for one booking day, and finance statistics."""
+"""``medsettle report daily|stats``: the daily statement for one booking day (JSON, CSV or xlsx), and finance
+statistics."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import Any
 
 import msgspec
 
-from adapters import finance, finance_stats
+from adapters import finance_stats, statement_export, xlsx_export
 from adapters.fund_names import FundDirectory
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.report_models import DailyStatement, FinanceStatsReport, Report
 from adapters.reports import Reports
+from adapters.xlsx_export import Table
 from gateway.cli.database import Connection, database_url, with_connection
 from gateway.service import china_today
 
@@ -39,7 +41,24 @@ def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
         return await Reports.over_connection(connection, funds=directory).daily_statement(day, today=china_today())
 
     statement = asyncio.run(with_connection(database_url(settings), work))
-    sys.stdout.write(finance.statement_csv(statement) if args.format == "csv" else report_json(statement))
+    tables = statement_export.daily_tables(statement)
+    if args.format == "xlsx":
+        return write_workbook(list(tables.values()), args.output)
+    sys.stdout.write(xlsx_export.table_csv(tables[args.scope]) if args.format == "csv" else report_json(statement))
+    return 0
+
+
+def write_workbook(tables: list[Table], output: Path | None) -> int:
+    """An xlsx workbook to ``output``, or to standard output when it is not a terminal; 2 when neither."""
+    if output is None and sys.stdout.isatty():
+        print("medsettle report: an xlsx workbook is binary: give --output FILE or redirect", file=sys.stderr)
+        return 2
+    book = xlsx_export.workbook(tables)
+    if output is None:
+        sys.stdout.buffer.write(book)
+        sys.stdout.buffer.flush()
+    else:
+        output.write_bytes(book)
     return 0
 
 
@@ -74,7 +93,14 @@ def add_finance_parser(commands: Any) -> None:
         "statement never changes; a later reversal shows on the day it is made.",
     )
     daily.add_argument("--date", type=_date, help="booking day, YYYY-MM-DD (default today, China time)")
-    daily.add_argument("--format", choices=["json", "csv"], default="json")
+    daily.add_argument(
+        "--format",
+        choices=["json", "csv", "xlsx"],
+        default="json",
+        help="csv: one scope (--scope) in yuan with Chinese and English headers; xlsx: one sheet per scope",
+    )
+    daily.add_argument("--scope", choices=statement_export.SCOPES, default="clinic", help="the scope a CSV holds")
+    daily.add_argument("--output", type=Path, help="write the xlsx workbook to FILE")
     daily.set_defaults(run=cmd_report_daily)
     stats = report.add_parser(
         "stats",

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
 from gateway.app_keys import state_key
 from gateway.http.requests import JSON
@@ -210,6 +211,8 @@ def _reply(reply: Reply) -> dict[str, Any]:
         content = {"application/json": {"schema": schema}, "application/msgpack": {"schema": schema}}
         if reply.csv:
             content["text/csv"] = {"schema": _TEXT}
+        if reply.xlsx:
+            content[XLSX_MEDIA_TYPE] = {"schema": {"type": "string", "format": "binary"}}
     for media in reply.media:
         content[media] = {"schema": _OBJECT if media == JSON else _TEXT}
     return {"description": reply.description, "content": content} if content else {"description": reply.description}

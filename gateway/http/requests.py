@@ -104,7 +104,23 @@ def query_date(request: web.Request, name: str) -> dt.date | None:
 def wants_csv(request: web.Request) -> bool:
     """CSV for ``format=csv`` or ``Accept: text/csv``. A format other than json or csv is refused, not
     answered as JSON: a typo such as ``format=cvs`` should not look like a changed file format."""
+    return report_format(request, "json", "csv") == "csv"
+
+
+def report_format(request: web.Request, *formats: str) -> str:
+    """The report format asked for, one of ``formats`` (the first is the default): ``format=...``, else
+    CSV when ``Accept`` names text/csv and CSV is one of them. Another format is refused with 422."""
     form = request.query.get("format")
-    if form not in (None, "json", "csv"):
-        raise ApiError(422, "validation_failed", "format must be json or csv", field="format")
-    return form == "csv" or "text/csv" in request.headers.get("Accept", "")
+    if form is None:
+        return "csv" if "csv" in formats and "text/csv" in request.headers.get("Accept", "") else formats[0]
+    if form not in formats:
+        raise ApiError(422, "validation_failed", f"format must be {' or '.join(formats)}", field="format")
+    return form
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str:
+    """The value of query parameter ``name``, one of ``choices`` (the first is the default); 422 naming it else."""
+    value = request.query.get(name, choices[0])
+    if value not in choices:
+        raise ApiError(422, "validation_failed", f"{name} must be one of {', '.join(choices)}", field=name)
+    return value

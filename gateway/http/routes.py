@@ -7,7 +7,7 @@ a route cannot be added without saying what it takes and answers.
 
 from __future__ import annotations
 
-from adapters import finance_stats
+from adapters import finance_stats, statement_export
 from adapters import report_models as reports
 from adapters.what_if import WhatIfReport
 from gateway import api_models as api
@@ -36,6 +36,12 @@ DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
 OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
 GROUP_BY = enum("fund", "tier", "level", "region")
 REPORT_FORMAT = Param("format", enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
+XLSX_FORMAT = Param(
+    "format",
+    enum("json", "csv", "xlsx"),
+    "csv for CSV (as does Accept: text/csv), xlsx for an Excel workbook; JSON by default. Money in CSV and"
+    " xlsx is yuan with two decimals, headers in Chinese with English beside them",
+)
 JSON_OBJECT = ("application/json",)
 
 
@@ -171,8 +177,17 @@ ROUTES = [
         REPORTING,
         Doc(
             "Daily statement per clinic and fund, by level and region, with the day's reversals (admin, finance)",
-            query=(Param("date", DATE, "the booking day; today (China time) by default"), REPORT_FORMAT),
-            replies=(Reply(description="The statement", model=reports.DailyStatement, csv=True),),
+            query=(
+                Param("date", DATE, "the booking day; today (China time) by default"),
+                XLSX_FORMAT,
+                Param(
+                    "scope",
+                    enum(*statement_export.SCOPES),
+                    "with format=csv, the one scope the file holds (a SUM over a column counts each bill once);"
+                    " clinic by default. The xlsx workbook has one sheet per scope",
+                ),
+            ),
+            replies=(Reply(description="The statement", model=reports.DailyStatement, csv=True, xlsx=True),),
             errors=(422,),
         ),
     ),

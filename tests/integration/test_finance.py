@@ -163,11 +163,8 @@ async def test_daily_statement_per_clinic_fund_level_and_region(client, pool, da
     response = await client.get(f"/v1/finance/daily?date={day.isoformat()}&format=csv", headers=ADMIN)
     text = (await response.read()).decode("utf-8")
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
-    assert text.startswith(
-        "\ufeffdate,scope,clinic_id,clinic_name,level,region,fund,settlements_count,settlements_fen,"
-    )
-    assert f"2026-02-04,clinic,V070,{clinic['name']},village,{clinic['region']},patient,3,37035,0,0,37035" in text
-    assert ",total,,,,,patient," in text
+    assert text.startswith("\ufeff机构编码 Clinic ID,机构名称 Clinic,级别 Level,区域 Region,结算笔数 Settlements,")
+    assert f"V070,{clinic['name']},村卫生服务站 village,{clinic['region']},3,0,370.35,0.00,370.35," in text
 
     result = medsettle(database_url, "report", "daily", "--date", "2026-02-04", "--format", "csv")
     assert result.returncode == 0, result.stderr

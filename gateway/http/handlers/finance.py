@@ -1,4 +1,4 @@
-"""Finance handlers: daily statements (JSON or CSV) and reconciliation of a clinic's or fund's list.
+"""Finance handlers: daily statements (JSON, CSV or xlsx) and reconciliation of a clinic's or fund's list.
 
 Routes are listed in ``gateway.http.routes``. They read through ``adapters.reports.Reports`` and write a
 clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app.
@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters import finance, finance_stats
+from adapters import finance_stats, statement_export, xlsx_export
 from adapters.reports import ReconciliationError, WindowTooLarge
 from adapters.what_if import what_if_csv
+from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
 from gateway.app_keys import confirmations_key, reports_key, service_key
-from gateway.http.requests import caller, clinic_key, decode_body, query_date, request_id_key, wants_csv
-from gateway.http.responses import csv_response, respond
+from gateway.http.requests import (
+    caller,
+    clinic_key,
+    decode_body,
+    query_choice,
+    query_date,
+    report_format,
+    request_id_key,
+    wants_csv,
+)
+from gateway.http.responses import csv_response, download, respond
 from gateway.problems import ApiError
 from gateway.service import china_today
 from settlement.chain_policy import parse_chain
@@ -29,11 +39,17 @@ RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
 
 
 async def daily_statement(request: web.Request) -> web.Response:
-    csv = wants_csv(request)
+    """The statement as JSON; as an xlsx workbook (one sheet per scope, with the day's reversals); or as
+    the CSV of one scope (``scope``, by clinic by default), so that a SUM over a column counts each bill once."""
+    form = report_format(request, "json", "csv", "xlsx")
+    scope = query_choice(request, "scope", statement_export.SCOPES)
     day = query_date(request, "date") or china_today()
     statement = await request.app[reports_key].daily_statement(day, today=china_today())
-    if csv:
-        return csv_response(finance.statement_csv(statement), f"daily-{day.isoformat()}.csv")
+    tables = statement_export.daily_tables(statement)
+    if form == "xlsx":
+        return download(xlsx_export.workbook(list(tables.values())), XLSX_MEDIA_TYPE, f"daily-{day.isoformat()}.xlsx")
+    if form == "csv":
+        return csv_response(xlsx_export.table_csv(tables[scope]), f"daily-{day.isoformat()}-{scope}.csv")
     return respond(request, statement)
 
 
