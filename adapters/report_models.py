@@ -176,6 +176,52 @@ class DailyStatement(Report, frozen=True, kw_only=True):
     accounts: list[FundEntry] = []
 
 
+# ---------------------------------------------------------------- monthly statement (adapters/monthly_statement.py)
+
+
+class MonthlyClinicLine(Report, frozen=True, kw_only=True):
+    """One fund's lines at one clinic booked in the month: paid, given back by reversals, and the net."""
+
+    clinic_id: str
+    name: str
+    level: str
+    region: str
+    settlements_count: int
+    settlements_fen: int
+    reversals_count: int
+    reversals_fen: int
+    net_fen: int
+
+
+class MonthlyFund(Report, frozen=True, kw_only=True):
+    """One fund (or the patient) over the month: its totals, and each clinic it paid, by clinic id."""
+
+    code: str
+    account: str
+    name: str
+    name_en: str
+    settlements_count: int
+    settlements_fen: int
+    reversals_count: int
+    reversals_fen: int
+    net_fen: int
+    clinics: list[MonthlyClinicLine]
+
+
+class MonthlyStatement(Report, frozen=True, kw_only=True):
+    """One booking month per fund and clinic, the basis of disbursement (拨付) and clearing (清算).
+
+    ``by_fund`` lists every fund the ledger booked in the month, and always the three named funds,
+    in the policy book's order, the patient last."""
+
+    month: str  # YYYY-MM
+    period: Period
+    closed: bool
+    basis: str
+    funds: list[FundEntry]
+    by_fund: list[MonthlyFund]
+
+
 # ---------------------------------------------------------------- reconciliation (adapters/finance.py)
 
 

@@ -1,9 +1,9 @@
 """Reports: the one door through which the gateway and the command line read what was settled.
 
 Every read-only report query is reached through ``Reports``: daily statements and
-reconciliation (``adapters.finance``), finance statistics (``adapters.finance_stats``),
-registry statistics (``adapters.registry_stats``) and the finance dashboard's figures
-(``adapters.dashboard_figures``). Each answers a frozen Struct of
+reconciliation (``adapters.finance``), monthly statements (``adapters.monthly_statement``),
+finance statistics (``adapters.finance_stats``), registry statistics (``adapters.registry_stats``)
+and the finance dashboard's figures (``adapters.dashboard_figures``). Each answers a frozen Struct of
 ``adapters.report_models``, never a free-form dict. (A receipt prints one stored
 settlement, which the store reads from the primary with its billed items.)
 
@@ -27,6 +27,7 @@ from typing import Protocol
 import asyncpg
 
 from adapters import dashboard_figures, finance, finance_stats, registry_stats
+from adapters import monthly_statement as monthly_module
 from adapters import what_if as what_if_module
 from adapters.finance import ReconciliationError, ReconciliationRequest
 from adapters.fund_names import FundDirectory
@@ -35,6 +36,7 @@ from adapters.report_models import (
     DailyStatement,
     DashboardFigures,
     FinanceStatsReport,
+    MonthlyStatement,
     Reconciliation,
     RegistryStats,
 )
@@ -104,6 +106,11 @@ class Reports:
         """One booking day per clinic and fund, by level and region, with the day's reversals."""
         async with self._reporting() as connection:
             return await finance.daily_statement(connection, day, today=today, funds=self.funds)
+
+    async def monthly_statement(self, month: dt.date, *, today: dt.date) -> MonthlyStatement:
+        """One booking month (the month of ``month``) per fund and clinic."""
+        async with self._reporting() as connection:
+            return await monthly_module.monthly_statement(connection, month, today=today, funds=self.funds)
 
     async def reconcile(self, request: ReconciliationRequest) -> Reconciliation:
         """A submitted list against the gateway's for its day; ``ReconciliationError`` for a list that cannot be

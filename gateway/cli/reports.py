@@ -1,5 +1,5 @@
-"""``medsettle report daily|stats``: the daily statement for one booking day (JSON, CSV or xlsx), and finance
-statistics."""
+"""``medsettle report daily|monthly|stats``: the daily statement for one booking day and the monthly one per
+fund and clinic (JSON, CSV or xlsx), and finance statistics."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import msgspec
 
 from adapters import finance_stats, statement_export, xlsx_export
 from adapters.fund_names import FundDirectory
+from adapters.monthly_statement import monthly_tables, parse_month
 from adapters.policy_files import load_policy_book, policy_dir
-from adapters.report_models import DailyStatement, FinanceStatsReport, Report
+from adapters.report_models import DailyStatement, FinanceStatsReport, MonthlyStatement, Report
 from adapters.reports import Reports
 from adapters.xlsx_export import Table
 from gateway.cli.database import Connection, database_url, with_connection
@@ -62,6 +63,21 @@ def write_workbook(tables: list[Table], output: Path | None) -> int:
     return 0
 
 
+def cmd_report_monthly(settings: Any, args: argparse.Namespace) -> int:
+    month = args.month or china_today()
+    directory = funds(settings)
+
+    async def work(connection: Connection) -> MonthlyStatement:
+        return await Reports.over_connection(connection, funds=directory).monthly_statement(month, today=china_today())
+
+    statement = asyncio.run(with_connection(database_url(settings), work))
+    tables = monthly_tables(statement)
+    if args.format == "xlsx":
+        return write_workbook(list(tables.values()), args.output)
+    sys.stdout.write(xlsx_export.table_csv(tables["lines"]) if args.format == "csv" else report_json(statement))
+    return 0
+
+
 def cmd_report_stats(settings: Any, args: argparse.Namespace) -> int:
     period_to = args.period_to or china_today()
     period_from = args.period_from or period_to.replace(day=1)
@@ -84,6 +100,13 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
+def _month(text: str) -> dt.date:
+    try:
+        return parse_month(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month in YYYY-MM form") from None
+
+
 def add_finance_parser(commands: Any) -> None:
     report = commands.add_parser("report", help="finance reports").add_subparsers(dest="action", required=True)
     daily = report.add_parser(
@@ -102,6 +125,21 @@ def add_finance_parser(commands: Any) -> None:
     daily.add_argument("--scope", choices=statement_export.SCOPES, default="clinic", help="the scope a CSV holds")
     daily.add_argument("--output", type=Path, help="write the xlsx workbook to FILE")
     daily.set_defaults(run=cmd_report_daily)
+    monthly = report.add_parser(
+        "monthly",
+        help="monthly statement per fund and clinic by booking month (the basis of 拨付 and 清算)",
+        description="Computed from the append-only ledger over the booking days of one month (China dates); a "
+        "reversal booked in a later month shows in that month.",
+    )
+    monthly.add_argument("--month", type=_month, help="booking month, YYYY-MM (default this month, China time)")
+    monthly.add_argument(
+        "--format",
+        choices=["json", "csv", "xlsx"],
+        default="json",
+        help="csv: every fund x clinic line in yuan; xlsx: a summary by fund, the lines, and a sheet per fund",
+    )
+    monthly.add_argument("--output", type=Path, help="write the xlsx workbook to FILE")
+    monthly.set_defaults(run=cmd_report_monthly)
     stats = report.add_parser(
         "stats",
         help="amounts per payer, out-of-pocket share, caps reached and people served, by one dimension",

@@ -101,6 +101,24 @@ def query_date(request: web.Request, name: str) -> dt.date | None:
     raise ApiError(422, "validation_failed", f"{name} must be a date, YYYY-MM-DD", field=name)
 
 
+MONTH_PATTERN = r"^[0-9]{4}-[0-9]{2}$"
+_MONTH = re.compile(MONTH_PATTERN)
+
+
+def query_month(request: web.Request, name: str) -> dt.date | None:
+    """The month (``YYYY-MM``) in query parameter ``name`` as its first day, None when absent; 422 naming it
+    when it is not a month."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if _MONTH.fullmatch(value):
+        try:
+            return dt.date.fromisoformat(f"{value}-01")
+        except ValueError:  # 2026-13
+            pass
+    raise ApiError(422, "validation_failed", f"{name} must be a month, YYYY-MM", field=name)
+
+
 def wants_csv(request: web.Request) -> bool:
     """CSV for ``format=csv`` or ``Accept: text/csv``. A format other than json or csv is refused, not
     answered as JSON: a typo such as ``format=cvs`` should not look like a changed file format."""

@@ -16,7 +16,7 @@ from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.handlers import finance, health, people, registry, settlements
 from gateway.http.handlers.receipts import settlement_receipt
 from gateway.http.openapi import openapi_json
-from gateway.http.requests import DATE_PATTERN
+from gateway.http.requests import DATE_PATTERN, MONTH_PATTERN
 from gateway.http.routing import (
     ADMIN,
     ANY_ROLE,
@@ -188,6 +188,26 @@ ROUTES = [
                 ),
             ),
             replies=(Reply(description="The statement", model=reports.DailyStatement, csv=True, xlsx=True),),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/finance/monthly",
+        finance.monthly_statement,
+        REPORTING,
+        Doc(
+            "Monthly statement per fund and clinic by booking month, the basis of disbursement (拨付) and"
+            " clearing (清算) (admin, finance)",
+            query=(
+                Param(
+                    "month",
+                    {"type": "string", "pattern": MONTH_PATTERN},
+                    "the booking month, YYYY-MM; this month (China time) by default",
+                ),
+                XLSX_FORMAT,
+            ),
+            replies=(Reply(description="The statement", model=reports.MonthlyStatement, csv=True, xlsx=True),),
             errors=(422,),
         ),
     ),

@@ -24,6 +24,7 @@ from gateway.http.routes import ROUTES
 
 REPORT_ROUTES = {
     ("/v1/finance/daily", "get"): "DailyStatement",
+    ("/v1/finance/monthly", "get"): "MonthlyStatement",
     ("/v1/finance/reconciliation", "post"): "Reconciliation",
     ("/v1/finance/stats", "get"): "FinanceStatsReport",
     ("/v1/registry/stats", "get"): "RegistryStats",

@@ -1,4 +1,4 @@
-"""Finance handlers: daily statements (JSON, CSV or xlsx) and reconciliation of a clinic's or fund's list.
+"""Finance handlers: daily and monthly statements (JSON, CSV or xlsx) and reconciliation of a clinic's or fund's list.
 
 Routes are listed in ``gateway.http.routes``. They read through ``adapters.reports.Reports`` and write a
 clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from adapters import finance_stats, statement_export, xlsx_export
+from adapters.monthly_statement import monthly_tables
 from adapters.reports import ReconciliationError, WindowTooLarge
 from adapters.what_if import what_if_csv
 from adapters.xlsx_export import XLSX_MEDIA_TYPE
@@ -20,6 +21,7 @@ from gateway.http.requests import (
     decode_body,
     query_choice,
     query_date,
+    query_month,
     report_format,
     request_id_key,
     wants_csv,
@@ -50,6 +52,21 @@ async def daily_statement(request: web.Request) -> web.Response:
         return download(xlsx_export.workbook(list(tables.values())), XLSX_MEDIA_TYPE, f"daily-{day.isoformat()}.xlsx")
     if form == "csv":
         return csv_response(xlsx_export.table_csv(tables[scope]), f"daily-{day.isoformat()}-{scope}.csv")
+    return respond(request, statement)
+
+
+async def monthly_statement(request: web.Request) -> web.Response:
+    """Each fund's settlements, reversals and net per clinic over a booking month: JSON; an xlsx workbook (a
+    summary by fund, every fund x clinic line, a sheet per fund); or the CSV of every fund x clinic line."""
+    form = report_format(request, "json", "csv", "xlsx")
+    month = query_month(request, "month") or china_today()
+    statement = await request.app[reports_key].monthly_statement(month, today=china_today())
+    tables = monthly_tables(statement)
+    name = f"monthly-{statement.month}"
+    if form == "xlsx":
+        return download(xlsx_export.workbook(list(tables.values())), XLSX_MEDIA_TYPE, f"{name}.xlsx")
+    if form == "csv":
+        return csv_response(xlsx_export.table_csv(tables["lines"]), f"{name}.csv")
     return respond(request, statement)
 
 
