@@ -239,26 +239,34 @@ class AmountDiffers(Report, frozen=True, kw_only=True, tag_field="kind", tag="am
     field: str  # total, insurance, veteran_subsidy, hardship_aid, out_of_pocket, or another fund's code
     gateway: int
     submitted: int
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class ReversedAtGatewayOnly(Report, frozen=True, kw_only=True, tag_field="kind", tag="reversed_at_gateway_only"):
     settlement_id: uuid.UUID
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class ReversedAtClinicOnly(Report, frozen=True, kw_only=True, tag_field="kind", tag="reversed_at_clinic_only"):
     settlement_id: uuid.UUID
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class MissingAtGateway(Report, frozen=True, kw_only=True, tag_field="kind", tag="missing_at_gateway"):
     settlement_id: uuid.UUID
     submitted_total: int
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class MissingAtClinic(Report, frozen=True, kw_only=True, tag_field="kind", tag="missing_at_clinic"):
     settlement_id: uuid.UUID
     gateway_total: int
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
+# Each discrepancy names the clinic's own id for the bill (``request_id``, the one its terminal sent) beside
+# the gateway's ``settlement_id``: the gateway's stored one, or for a settlement the gateway does not have,
+# the one the submitted list gave (None when it gave none).
 Discrepancy = AmountDiffers | ReversedAtGatewayOnly | ReversedAtClinicOnly | MissingAtGateway | MissingAtClinic
 DiscrepancyKind = Literal[
     "amount_differs", "reversed_at_gateway_only", "reversed_at_clinic_only", "missing_at_gateway", "missing_at_clinic"

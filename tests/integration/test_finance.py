@@ -231,7 +231,7 @@ async def test_every_kind_of_discrepancy_is_named(client, pool):
     await synthetic_reversal(pool, gateway_reversed, day)
     unknown = uuid.uuid4()
     submitted = [
-        line(unknown, total=999),
+        line(unknown, total=999, request_id="clinic-own-7"),
         line(differs, insurance=100, out_of_pocket=12_245),
         line(clinic_reversed, reversed=True),
         line(gateway_reversed),
@@ -258,6 +258,12 @@ async def test_every_kind_of_discrepancy_is_named(client, pool):
     }
     insurance = next(item for item in result["discrepancies"] if item.get("field") == "insurance")
     assert insurance["gateway"] == 0 and insurance["submitted"] == 100
+    # Each names the clinic's own request id beside the settlement id: the gateway's stored one, or the
+    # list's for a settlement the gateway does not have.
+    assert {item["settlement_id"]: item["request_id"] for item in result["discrepancies"]} == {
+        str(unknown): "clinic-own-7",
+        **{str(known): f"syn-{known.hex}" for known in (clinic_missing, differs, gateway_reversed, clinic_reversed)},
+    }
     assert result["discrepancy_counts"]["amount_differs"] == 2
     assert result["gateway_sums_fen"]["total"] == 4 * 12_345  # the reversed one is not counted
 

@@ -216,7 +216,7 @@ def test_a_reconciliation_with_every_kind_of_discrepancy_fits_its_schema() -> No
     encoded = msgspec.json.decode(msgspec.json.encode(result))
     assert list(dict.fromkeys(item["kind"] for item in encoded["discrepancies"])) == list(encoded["discrepancy_counts"])
     assert encoded["gateway_sums_fen"]["other_funds"] == {"critical_illness": 1}
-    assert list(encoded["discrepancies"][0]) == ["kind", "settlement_id", "field", "gateway", "submitted"]
+    assert list(encoded["discrepancies"][0]) == ["kind", "settlement_id", "field", "gateway", "submitted", "request_id"]
 
 
 @pytest.mark.parametrize("by", sorted(r.FINANCE_STATS))
