@@ -298,6 +298,39 @@ class Reconciliation(Report, frozen=True, kw_only=True):
     fund_name: str | None = None
 
 
+# ------------------------------------------------------------- totals over a range (adapters/range_reconciliation.py)
+
+
+class TotalsDifference(Report, frozen=True, kw_only=True):
+    field: str  # settlements (the count), total, insurance, veteran_subsidy, hardship_aid, out_of_pocket, a fund code
+    gateway: int
+    submitted: int
+
+
+class DayTotals(Report, frozen=True, kw_only=True):
+    """The gateway's settlements booked on one day of the range that stand at its end, and their total."""
+
+    date: dt.date
+    settlements: int
+    total: int
+
+
+class TotalsReconciliation(Report, frozen=True, kw_only=True):
+    """A clinic's (or every clinic's) count and sums over a range of booking days beside the gateway's
+    (3201-style, 对总账); ``days`` narrows a range that does not balance to the days to reconcile by list."""
+
+    period: Period
+    clinic_id: str | None
+    balanced: bool
+    basis: str
+    gateway_count: int
+    submitted_count: int
+    gateway_sums_fen: PayerSums
+    submitted_sums_fen: PayerSums
+    differences: list[TotalsDifference]
+    days: list[DayTotals]
+
+
 # ---------------------------------------------------------------- finance statistics (adapters/finance_stats.py)
 
 

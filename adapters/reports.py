@@ -1,7 +1,8 @@
 """Reports: the one door through which the gateway and the command line read what was settled.
 
 Every read-only report query is reached through ``Reports``: daily statements and
-reconciliation (``adapters.finance``), monthly statements (``adapters.monthly_statement``),
+reconciliation (``adapters.finance``), totals over a range (``adapters.range_reconciliation``),
+monthly statements (``adapters.monthly_statement``),
 finance statistics (``adapters.finance_stats``), registry statistics (``adapters.registry_stats``)
 and the finance dashboard's figures (``adapters.dashboard_figures``). Each answers a frozen Struct of
 ``adapters.report_models``, never a free-form dict. (A receipt prints one stored
@@ -26,11 +27,12 @@ from typing import Protocol
 
 import asyncpg
 
-from adapters import dashboard_figures, finance, finance_stats, registry_stats
+from adapters import dashboard_figures, finance, finance_stats, range_reconciliation, registry_stats
 from adapters import monthly_statement as monthly_module
 from adapters import what_if as what_if_module
 from adapters.finance import ReconciliationError, ReconciliationRequest
 from adapters.fund_names import FundDirectory
+from adapters.range_reconciliation import TotalsReconciliationRequest
 from adapters.report_models import (
     ClinicReconciliation,
     DailyStatement,
@@ -39,6 +41,7 @@ from adapters.report_models import (
     MonthlyStatement,
     Reconciliation,
     RegistryStats,
+    TotalsReconciliation,
 )
 from adapters.what_if import GroupBy, WhatIfReport
 from settlement.catalogue import Catalogue
@@ -118,6 +121,12 @@ class Reports:
         ``adapters.finance.Confirmations``."""
         async with self._reporting() as connection:
             return await finance.reconcile(connection, request, funds=self.funds)
+
+    async def reconcile_totals(self, request: TotalsReconciliationRequest) -> TotalsReconciliation:
+        """Submitted totals over a range of booking days against the gateway's (adapters/range_reconciliation.py);
+        ``ReconciliationError`` for a range that cannot be reconciled (too wide, or ending before it starts)."""
+        async with self._reporting() as connection:
+            return await range_reconciliation.reconcile_totals(connection, request, funds=self.funds)
 
     async def finance_stats(self, *, by: str, period_from: dt.date, period_to: dt.date) -> FinanceStatsReport:
         """Amounts per payer, out-of-pocket share and caps reached by one dimension (``finance_stats.DIMENSIONS``;

@@ -229,6 +229,21 @@ ROUTES = [
     ),
     Route(
         "POST",
+        "/v1/finance/reconciliation/totals",
+        finance.reconciliation_totals,
+        REPORTING | TERMINAL,
+        Doc(
+            "Check a clinic's count and sums over a range of booking days (at most 367) against the ledger, 3201-style"
+            " (对总账); the gateway's count and total per day narrow a range that does not balance"
+            " (admin, finance; terminal for its own clinic)",
+            body=api.TotalsReconciliationRequest,
+            replies=(
+                Reply(description="Balanced or not, each field that differs", model=reports.TotalsReconciliation),
+            ),
+        ),
+    ),
+    Route(
+        "POST",
         "/v1/finance/what-if",
         finance.what_if,
         REPORTING,

@@ -26,6 +26,7 @@ REPORT_ROUTES = {
     ("/v1/finance/daily", "get"): "DailyStatement",
     ("/v1/finance/monthly", "get"): "MonthlyStatement",
     ("/v1/finance/reconciliation", "post"): "Reconciliation",
+    ("/v1/finance/reconciliation/totals", "post"): "TotalsReconciliation",
     ("/v1/finance/stats", "get"): "FinanceStatsReport",
     ("/v1/registry/stats", "get"): "RegistryStats",
 }

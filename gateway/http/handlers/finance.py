@@ -93,6 +93,21 @@ async def reconciliation(request: web.Request) -> web.Response:
     return respond(request, result)
 
 
+async def reconciliation_totals(request: web.Request) -> web.Response:
+    """A clinic's count and sums over a range of booking days against the gateway's (3201-style)."""
+    terminal = caller(request)
+    body = await decode_body(request, api.TotalsReconciliationRequest)
+    if terminal.role == "terminal" and body.clinic_id != terminal.clinic_id:
+        raise ApiError(403, "forbidden", "a terminal may reconcile only its own clinic's totals", field="clinic_id")
+    if body.clinic_id is not None:
+        request[clinic_key] = body.clinic_id
+    try:
+        result = await request.app[reports_key].reconcile_totals(body)
+    except ReconciliationError as error:
+        raise ApiError(422, error.code, str(error), field=error.field) from None
+    return respond(request, result)
+
+
 async def statistics(request: web.Request) -> web.Response:
     csv = wants_csv(request)
     by = request.query.get("by", "level")
