@@ -14,6 +14,7 @@ one table of every fund × clinic line for CSV, where a SUM over a money column 
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from typing import Any
 
@@ -42,9 +43,8 @@ _CLINICS = "SELECT clinic_id, name, level, region FROM clinics WHERE clinic_id =
 
 def month_bounds(month: dt.date) -> Period:
     """The first and last day of ``month``'s month."""
-    first = month.replace(day=1)
-    following = (first + dt.timedelta(days=32)).replace(day=1)
-    return Period(from_=first, to=following - dt.timedelta(days=1))
+    days = calendar.monthrange(month.year, month.month)[1]
+    return Period(from_=month.replace(day=1), to=month.replace(day=days))
 
 
 def parse_month(text: str) -> dt.date:

@@ -331,6 +331,43 @@ class TotalsReconciliation(Report, frozen=True, kw_only=True):
     days: list[DayTotals]
 
 
+# ---------------------------------------------------------------- settlement search (adapters/settlement_search.py)
+
+
+class SettlementSummary(Report, frozen=True, kw_only=True):
+    """One settlement as a search lists it: whose (masked), where, when, the amounts in fen, reversed or not."""
+
+    settlement_id: uuid.UUID
+    request_id: str  # the clinic's own id for the bill, as its terminal sent it
+    terminal_id: str
+    clinic_id: str
+    clinic_level: str
+    visit_type: str
+    person: str  # the masked national ID
+    service_date: dt.date
+    booked_on: dt.date
+    settled_at: str  # ISO 8601 with the UTC offset
+    total: int
+    insurance: int
+    veteran_subsidy: int
+    hardship_aid: int
+    out_of_pocket: int
+    other_funds: dict[str, int]  # what the chain's other funds paid, by fund code
+    reversed: bool
+    reversal_id: uuid.UUID | None
+
+
+class SettlementPage(Report, frozen=True, kw_only=True):
+    """One page of a search, in booking order; ``next`` is the cursor of the next page (None on the last)."""
+
+    period: Period  # the booking days searched
+    clinic_id: str | None
+    request_id: str | None
+    limit: int
+    items: list[SettlementSummary]
+    next: str | None
+
+
 # ---------------------------------------------------------------- finance statistics (adapters/finance_stats.py)
 
 

@@ -2,7 +2,7 @@
 
 Every read-only report query is reached through ``Reports``: daily statements and
 reconciliation (``adapters.finance``), totals over a range (``adapters.range_reconciliation``),
-monthly statements (``adapters.monthly_statement``),
+monthly statements (``adapters.monthly_statement``), settlement search (``adapters.settlement_search``),
 finance statistics (``adapters.finance_stats``), registry statistics (``adapters.registry_stats``)
 and the finance dashboard's figures (``adapters.dashboard_figures``). Each answers a frozen Struct of
 ``adapters.report_models``, never a free-form dict. (A receipt prints one stored
@@ -21,13 +21,14 @@ name; without them a fund is named by its code.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import asyncpg
 
-from adapters import dashboard_figures, finance, finance_stats, range_reconciliation, registry_stats
+from adapters import dashboard_figures, finance, finance_stats, range_reconciliation, registry_stats, settlement_search
 from adapters import monthly_statement as monthly_module
 from adapters import what_if as what_if_module
 from adapters.finance import ReconciliationError, ReconciliationRequest
@@ -41,8 +42,10 @@ from adapters.report_models import (
     MonthlyStatement,
     Reconciliation,
     RegistryStats,
+    SettlementPage,
     TotalsReconciliation,
 )
+from adapters.settlement_search import Search
 from adapters.what_if import GroupBy, WhatIfReport
 from settlement.catalogue import Catalogue
 from settlement.chain import Chain
@@ -127,6 +130,17 @@ class Reports:
         ``ReconciliationError`` for a range that cannot be reconciled (too wide, or ending before it starts)."""
         async with self._reporting() as connection:
             return await range_reconciliation.reconcile_totals(connection, request, funds=self.funds)
+
+    async def search_settlements(self, search: Search) -> SettlementPage:
+        """One page of the settlements a search finds (adapters/settlement_search.py); ``SearchError`` for a
+        search that cannot be run (a range too wide or backwards, a page size out of bounds)."""
+        async with self._reporting() as connection:
+            return await settlement_search.search_settlements(connection, search)
+
+    async def settlements_with_prefix(self, low: uuid.UUID, high: uuid.UUID) -> list[uuid.UUID]:
+        """At most two settlement ids in ``[low, high]``: those a receipt number's digits begin."""
+        async with self._reporting() as connection:
+            return await settlement_search.settlements_with_prefix(connection, low, high)
 
     async def finance_stats(self, *, by: str, period_from: dt.date, period_to: dt.date) -> FinanceStatsReport:
         """Amounts per payer, out-of-pocket share and caps reached by one dimension (``finance_stats.DIMENSIONS``;

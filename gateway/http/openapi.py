@@ -19,7 +19,7 @@ from aiohttp import web
 from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
 from gateway.app_keys import state_key
-from gateway.http.requests import JSON
+from gateway.http.requests import JSON, RECEIPT_NUMBER_PATTERN
 from gateway.http.routing import OPEN, Doc, Param, Reply, Route, routes_key
 
 _json = msgspec.json.Encoder()
@@ -88,7 +88,10 @@ _SECURITY_SCHEMES = {
 }
 _OPEN: list[dict[str, list[str]]] = []
 # The schema of each parameter a route's path may name.
-_PATH_PARAMETERS = {"settlement_id": {"type": "string", "format": "uuid"}}
+_PATH_PARAMETERS = {
+    "settlement_id": {"type": "string", "format": "uuid"},
+    "number": {"type": "string", "pattern": RECEIPT_NUMBER_PATTERN},
+}
 _SIGNED = (401, 403, 429, 503)  # any signed route may answer these
 _WITH_BODY = (400, 413, 415, 422)  # and any route that takes a body these
 

@@ -14,7 +14,7 @@ from gateway import api_models as api
 from gateway.dashboard.pages import dashboard, dashboard_login
 from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.handlers import finance, health, people, registry, settlements
-from gateway.http.handlers.receipts import settlement_receipt
+from gateway.http.handlers.receipts import receipt_by_number, settlement_receipt
 from gateway.http.openapi import openapi_json
 from gateway.http.requests import DATE_PATTERN, MONTH_PATTERN
 from gateway.http.routing import (
@@ -72,6 +72,53 @@ ROUTES = [
             "Compute a settlement without recording it",
             body=api.SettleRequest,
             replies=(Reply(model=api.QuoteOut),),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/settlements",
+        settlements.search_settlements,
+        ANY_ROLE,
+        Doc(
+            "Settlements by booking days, clinic and the clinic's request id, a page at a time, in booking order"
+            " (finance, admin; a terminal sees only its own clinic's)",
+            query=(
+                Param("from", DATE, "first booking day; the first of to's month by default"),
+                Param("to", DATE, "last booking day, at most 367 days after from; today (China time) by default"),
+                Param(
+                    "clinic",
+                    {"type": "string", "pattern": f"^{settlements.CLINIC_ID.pattern}$"},
+                    "one clinic's settlements",
+                ),
+                Param(
+                    "request_id",
+                    {"type": "string", "pattern": f"^{settlements.REQUEST_ID.pattern}$"},
+                    "the clinic's own id for the bill, as its terminal sent it",
+                ),
+                Param(
+                    "limit",
+                    {"type": "string", "pattern": "^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$"},
+                    "a page's size, 1 to 500; 50",
+                ),
+                Param("after", {"type": "string"}, "the previous page's next cursor"),
+            ),
+            replies=(Reply(description="One page and the next page's cursor", model=reports.SettlementPage),),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/receipts/{number}",
+        receipt_by_number,
+        READERS,
+        Doc(
+            "The receipt with this short receipt number (0F3A-9C1E-77B0, as printed; 404 for another clinic's)",
+            query=(
+                Param("lang", enum("zh", "en"), "the receipt's language; zh by default"),
+                Param("format", enum("html", "text"), "html by default; text for a 32-column printer"),
+            ),
+            replies=(Reply(description="The receipt", media=("text/html", "text/plain")),),
+            errors=(404, 409, 422),
         ),
     ),
     Route(

@@ -57,16 +57,23 @@ async def template(client: Any, pool: asyncpg.Pool) -> asyncpg.Record:
 
 
 async def synthetic_day(
-    client: Any, pool: asyncpg.Pool, *, clinic_id: str, booked_on: dt.date, count: int, template_person: bool = False
+    client: Any,
+    pool: asyncpg.Pool,
+    *,
+    clinic_id: str,
+    booked_on: dt.date,
+    count: int,
+    template_person: bool = False,
+    ids: list[uuid.UUID] | None = None,
 ) -> list[uuid.UUID]:
     """``count`` settlements at ``clinic_id`` booked on ``booked_on``, as the store writes them.
 
     Each is for a new synthetic person (a realistic spread for the planner) unless ``template_person``,
-    which the reversal API needs: it locks the person's accumulators row.
+    which the reversal API needs: it locks the person's accumulators row. ``ids`` chooses their ids.
     """
     row = await template(client, pool)
     created_at = dt.datetime.combine(booked_on, dt.time(10, 0), tzinfo=dt.UTC)
-    ids = [uuid.uuid4() for _ in range(count)]
+    ids = ids or [uuid.uuid4() for _ in range(count)]
     settlements = []
     people = []
     for settlement_id in ids:
