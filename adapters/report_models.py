@@ -15,6 +15,8 @@ from typing import Literal
 
 import msgspec
 
+from settlement.eligibility import FundStanding
+
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A report's answer, or a part of one. Its JSON schema lists every field and allows no other
@@ -368,6 +370,34 @@ class SettlementPage(Report, frozen=True, kw_only=True):
     next: str | None
 
 
+# ---------------------------------------------------------------- a person's year (adapters/person_statement.py)
+
+
+class FundYear(Report, frozen=True, kw_only=True):
+    """What one fund (or the patient, ``out_of_pocket``) paid over the year's settlements that stand."""
+
+    code: str
+    name: str
+    name_en: str
+    paid_fen: int
+
+
+class PersonYearStatement(Report, frozen=True, kw_only=True):
+    """A person's service year: every settlement (reversed ones marked), what each fund paid on those that
+    stand, and each fund's cap left as of ``as_of`` (settlement.eligibility.FundStanding, in fen)."""
+
+    person: str  # the masked national ID
+    name: str
+    year: int
+    as_of: dt.date
+    settlements_count: int  # those that stand
+    reversed_count: int
+    total_fen: int
+    funds: list[FundYear]  # the three named funds, every other fund that paid, then the patient
+    caps: list[FundStanding]
+    settlements: list[SettlementSummary]
+
+
 # ---------------------------------------------------------------- finance statistics (adapters/finance_stats.py)
 
 
@@ -424,7 +454,15 @@ class ProgrammeGroup(GroupFigures, frozen=True):
     programme: str  # a payer that applied: one of the three to a person in its programme, another fund that paid
 
 
-Dimension = Literal["level", "region", "month", "category", "tier", "programme"]
+class ClinicGroup(GroupFigures, frozen=True):
+    clinic: str  # a clinic id
+
+
+class PersonGroup(GroupFigures, frozen=True):
+    person: str  # the person's masked national ID
+
+
+Dimension = Literal["level", "region", "month", "category", "tier", "programme", "clinic", "person"]
 
 
 class FinanceStats(Report, frozen=True, kw_only=True, tag_field="by"):
@@ -464,6 +502,16 @@ class FinanceStatsByProgramme(FinanceStats, frozen=True, kw_only=True, tag="prog
     groups: list[ProgrammeGroup]
 
 
+class FinanceStatsByClinic(FinanceStats, frozen=True, kw_only=True, tag="clinic"):
+    groups: list[ClinicGroup]
+
+
+class FinanceStatsByPerson(FinanceStats, frozen=True, kw_only=True, tag="person"):
+    """The people served with the highest totals (at most adapters.finance_stats.PERSON_GROUPS), highest first."""
+
+    groups: list[PersonGroup]
+
+
 FinanceStatsReport = (
     FinanceStatsByLevel
     | FinanceStatsByRegion
@@ -471,6 +519,8 @@ FinanceStatsReport = (
     | FinanceStatsByCategory
     | FinanceStatsByTier
     | FinanceStatsByProgramme
+    | FinanceStatsByClinic
+    | FinanceStatsByPerson
 )
 # Per dimension: the report and its groups' Struct.
 FINANCE_STATS: dict[Dimension, tuple[type[FinanceStatsReport], type[GroupFigures]]] = {
@@ -480,6 +530,8 @@ FINANCE_STATS: dict[Dimension, tuple[type[FinanceStatsReport], type[GroupFigures
     "category": (FinanceStatsByCategory, CategoryGroup),
     "tier": (FinanceStatsByTier, TierGroup),
     "programme": (FinanceStatsByProgramme, ProgrammeGroup),
+    "clinic": (FinanceStatsByClinic, ClinicGroup),
+    "person": (FinanceStatsByPerson, PersonGroup),
 }
 
 

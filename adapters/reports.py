@@ -3,6 +3,7 @@
 Every read-only report query is reached through ``Reports``: daily statements and
 reconciliation (``adapters.finance``), totals over a range (``adapters.range_reconciliation``),
 monthly statements (``adapters.monthly_statement``), settlement search (``adapters.settlement_search``),
+a person's year (``adapters.person_statement``),
 finance statistics (``adapters.finance_stats``), registry statistics (``adapters.registry_stats``)
 and the finance dashboard's figures (``adapters.dashboard_figures``). Each answers a frozen Struct of
 ``adapters.report_models``, never a free-form dict. (A receipt prints one stored
@@ -22,13 +23,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import asyncpg
 
-from adapters import dashboard_figures, finance, finance_stats, range_reconciliation, registry_stats, settlement_search
+from adapters import (
+    dashboard_figures,
+    finance,
+    finance_stats,
+    person_statement,
+    range_reconciliation,
+    registry_stats,
+    settlement_search,
+)
 from adapters import monthly_statement as monthly_module
 from adapters import what_if as what_if_module
 from adapters.finance import ReconciliationError, ReconciliationRequest
@@ -40,6 +49,7 @@ from adapters.report_models import (
     DashboardFigures,
     FinanceStatsReport,
     MonthlyStatement,
+    PersonYearStatement,
     Reconciliation,
     RegistryStats,
     SettlementPage,
@@ -49,6 +59,7 @@ from adapters.settlement_search import Search
 from adapters.what_if import GroupBy, WhatIfReport
 from settlement.catalogue import Catalogue
 from settlement.chain import Chain
+from settlement.eligibility import FundStanding
 
 __all__ = ["Connections", "ReconciliationError", "ReconciliationRequest", "Reports"]
 
@@ -141,6 +152,23 @@ class Reports:
         """At most two settlement ids in ``[low, high]``: those a receipt number's digits begin."""
         async with self._reporting() as connection:
             return await settlement_search.settlements_with_prefix(connection, low, high)
+
+    async def person_year(
+        self,
+        person_key: bytes,
+        year: int,
+        *,
+        person: str,
+        name: str,
+        as_of: dt.date,
+        caps: Sequence[FundStanding],
+    ) -> PersonYearStatement:
+        """A person's service year: every settlement, what each fund paid, the caps left as of ``as_of``
+        (adapters/person_statement.py)."""
+        async with self._reporting() as connection:
+            return await person_statement.person_year(
+                connection, person_key, year, person=person, name=name, as_of=as_of, caps=caps, funds=self.funds
+            )
 
     async def finance_stats(self, *, by: str, period_from: dt.date, period_to: dt.date) -> FinanceStatsReport:
         """Amounts per payer, out-of-pocket share and caps reached by one dimension (``finance_stats.DIMENSIONS``;

@@ -30,10 +30,13 @@ MAX_PAGE = 500
 # A search spans at most a year and a day of booking days.
 MAX_SEARCH_DAYS = 367
 
-_SEARCH = """
-SELECT s.settlement_id, s.request_id, s.terminal_id, s.clinic_id, s.clinic_level, s.visit_type, s.service_date,
-       s.booked_on, s.created_at, s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket,
-       s.other_funds, s.reversal_id, p.masked_id
+# What ``summary`` reads of a settlement ``s`` and its person ``p``.
+SUMMARY_COLUMNS = """s.settlement_id, s.request_id, s.terminal_id, s.clinic_id, s.clinic_level, s.visit_type,
+       s.service_date, s.booked_on, s.created_at, s.total, s.insurance, s.veteran_subsidy, s.hardship_aid,
+       s.out_of_pocket, s.other_funds, s.reversal_id, p.masked_id"""
+
+_SEARCH = f"""
+SELECT {SUMMARY_COLUMNS}
 FROM settlements s
 JOIN people p ON p.person_key = s.person_key
 WHERE s.booked_on BETWEEN $1 AND $2
@@ -124,12 +127,13 @@ async def search_settlements(connection: asyncpg.Connection, search: Search) -> 
         clinic_id=search.clinic_id,
         request_id=search.request_id,
         limit=search.limit,
-        items=[_summary(row) for row in page],
+        items=[summary(row) for row in page],
         next=Cursor(last["booked_on"], last["created_at"], last["settlement_id"]).token() if more and last else None,
     )
 
 
-def _summary(row: asyncpg.Record) -> SettlementSummary:
+def summary(row: asyncpg.Record) -> SettlementSummary:
+    """A row of ``SUMMARY_COLUMNS`` as a search lists it."""
     return SettlementSummary(
         settlement_id=row["settlement_id"],
         request_id=row["request_id"],

@@ -139,6 +139,13 @@ class EligibilityRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=
     ] = []
 
 
+class PersonYearRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Whose annual statement, for which service year (the national ID in the body, never in a URL or a log)."""
+
+    person_id: NationalId
+    year: Annotated[int, msgspec.Meta(ge=2000, le=2100)]
+
+
 # adapters.finance's reconciliation list as the route reads it: its clinic_id under the same text rule as every
 # other clinic_id (PostgreSQL cannot store NUL). Its fund is any fund of any policy version or of the ledger, by
 # account or code: the schema states the form, and reconcile refuses a fund it does not know (unknown_fund).

@@ -218,6 +218,18 @@ ROUTES = [
         ),
     ),
     Route(
+        "POST",
+        "/v1/people/statement",
+        people.annual_statement,
+        REPORTING,
+        Doc(
+            "A person's annual statement: every settlement of the service year, what every fund paid and each"
+            " fund's cap left (admin, finance)",
+            body=api.PersonYearRequest,
+            replies=(Reply(description="The statement", model=reports.PersonYearStatement),),
+        ),
+    ),
+    Route(
         "GET",
         "/v1/finance/daily",
         finance.daily_statement,

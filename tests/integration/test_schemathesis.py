@@ -146,6 +146,7 @@ SIGNER = {
     ("POST", "/v1/finance/reconciliation"): "finance-1",
     ("POST", "/v1/finance/reconciliation/totals"): "finance-1",
     ("GET", "/v1/finance/monthly"): "finance-1",
+    ("POST", "/v1/people/statement"): "finance-1",
     ("POST", "/v1/finance/what-if"): "finance-1",
 }
 DEFAULT_SIGNER = "term-C001"

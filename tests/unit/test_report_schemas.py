@@ -25,6 +25,8 @@ from gateway.http.routes import ROUTES
 REPORT_ROUTES = {
     ("/v1/finance/daily", "get"): "DailyStatement",
     ("/v1/finance/monthly", "get"): "MonthlyStatement",
+    ("/v1/people/statement", "post"): "PersonYearStatement",
+    ("/v1/settlements", "get"): "SettlementPage",
     ("/v1/finance/reconciliation", "post"): "Reconciliation",
     ("/v1/finance/reconciliation/totals", "post"): "TotalsReconciliation",
     ("/v1/finance/stats", "get"): "FinanceStatsReport",

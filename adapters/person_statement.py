@@ -1,0 +1,73 @@
+"""A person's annual statement: every settlement of one service year, what every fund paid, and the caps left.
+
+The year is the service year, as the annual caps and the deductible count it. Every settlement of the
+person with a service date in the year is listed (reversed ones too, marked), in service-date order;
+the fund totals count only the settlements that stand. The caps are the eligibility figures
+(``settlement.eligibility``) as of the year's last day, or today for the current year, which the gateway
+computes from the policy and hands in: this module reads the settlements.
+
+Settlements are read by ``person_key`` (the table's primary key leads with it), so a statement costs a
+few index pages, whatever the county's size. The person is shown by the masked national ID only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import asyncpg
+
+from adapters.fund_names import NAMED_FUNDS, PATIENT, FundDirectory
+from adapters.report_models import FundYear, PersonYearStatement
+from adapters.settlement_search import SUMMARY_COLUMNS, summary
+from settlement.eligibility import FundStanding
+
+_YEAR = f"""
+SELECT {SUMMARY_COLUMNS}
+FROM settlements s
+JOIN people p ON p.person_key = s.person_key
+WHERE s.person_key = $1 AND s.service_date BETWEEN $2 AND $3
+ORDER BY s.service_date, s.created_at, s.settlement_id
+"""
+
+
+async def person_year(
+    connection: asyncpg.Connection,
+    person_key: bytes,
+    year: int,
+    *,
+    person: str,
+    name: str,
+    as_of: dt.date,
+    caps: Sequence[FundStanding],
+    funds: FundDirectory | None = None,
+) -> PersonYearStatement:
+    """The statement of ``year`` for the person with ``person_key`` (shown as ``person``, the masked ID)."""
+    directory = funds or FundDirectory()
+    rows = await connection.fetch(_YEAR, person_key, dt.date(year, 1, 1), dt.date(year, 12, 31))
+    settlements = [summary(row) for row in rows]
+    standing = [item for item in settlements if not item.reversed]
+    paid: dict[str, int] = dict.fromkeys(NAMED_FUNDS, 0)
+    for item in standing:
+        paid["insurance"] += item.insurance
+        paid["veteran_subsidy"] += item.veteran_subsidy
+        paid["hardship_aid"] += item.hardship_aid
+        for code, amount in item.other_funds.items():
+            paid[code] = paid.get(code, 0) + amount
+    entries = [*directory.entries(paid), PATIENT]
+    paid[PATIENT.code] = sum(item.out_of_pocket for item in standing)
+    return PersonYearStatement(
+        person=person,
+        name=name,
+        year=year,
+        as_of=as_of,
+        settlements_count=len(standing),
+        reversed_count=len(settlements) - len(standing),
+        total_fen=sum(item.total for item in standing),
+        funds=[
+            FundYear(code=entry.code, name=entry.name, name_en=entry.name_en, paid_fen=paid[entry.code])
+            for entry in entries
+        ],
+        caps=list(caps),
+        settlements=settlements,
+    )
