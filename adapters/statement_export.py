@@ -49,8 +49,9 @@ def _fund_entries(statement: DailyStatement) -> list[FundEntry]:
     ]
 
 
-def money_columns(funds: list[FundEntry]) -> list[Column]:
-    """The columns every scope shares: counts, the bills, each fund's paid, reversed and net, each bucket's net."""
+def money_columns(funds: list[FundEntry], *, detail: bool = True) -> list[Column]:
+    """The columns every scope shares: counts, the bills, each fund's paid, reversed and net, each bucket's net.
+    Without ``detail`` (a printed statement, which must fit a page), each fund's net only and no buckets."""
     columns = [
         Column("结算笔数", "Settlements", "count"),
         Column("冲正笔数", "Reversals", "count"),
@@ -59,11 +60,14 @@ def money_columns(funds: list[FundEntry]) -> list[Column]:
         Column("净额", "Net", "money"),
     ]
     for fund in funds:
-        columns += [
-            Column(f"{fund.name}支付", f"{fund.name_en} paid", "money"),
-            Column(f"{fund.name}冲正", f"{fund.name_en} reversed", "money"),
-            Column(f"{fund.name}净额", f"{fund.name_en} net", "money"),
-        ]
+        if detail:
+            columns += [
+                Column(f"{fund.name}支付", f"{fund.name_en} paid", "money"),
+                Column(f"{fund.name}冲正", f"{fund.name_en} reversed", "money"),
+            ]
+        columns.append(Column(f"{fund.name}净额", f"{fund.name_en} net", "money"))
+    if not detail:
+        return columns
     for bucket in BUCKETS:
         zh, en = BUCKET_NAMES[bucket]
         columns.append(Column(f"{zh}净额", f"{en} net", "money"))
@@ -71,26 +75,33 @@ def money_columns(funds: list[FundEntry]) -> list[Column]:
 
 
 def money_cells(
-    accounts: list[str], block_funds: StatementFunds, buckets: StatementBuckets, counts: tuple[int, ...]
+    accounts: list[str],
+    block_funds: StatementFunds,
+    buckets: StatementBuckets,
+    counts: tuple[int, ...],
+    *,
+    detail: bool = True,
 ) -> list[Any]:
     """One scope's cells under ``money_columns``; ``counts`` is (settlements, reversals, billed, reversed, net)."""
     cells: list[Any] = list(counts)
     for account in accounts:
         fund = block_funds[account]
-        cells += [fund.settlements_fen, fund.reversals_fen, fund.net_fen]
-    cells += [getattr(buckets, bucket).net_fen for bucket in BUCKETS]
+        cells += [fund.settlements_fen, fund.reversals_fen, fund.net_fen] if detail else [fund.net_fen]
+    if detail:
+        cells += [getattr(buckets, bucket).net_fen for bucket in BUCKETS]
     return cells
 
 
-def daily_tables(statement: DailyStatement) -> dict[str, Table]:
-    """The statement's tables by scope (``SCOPES``), in the order a workbook shows them."""
+def daily_tables(statement: DailyStatement, *, detail: bool = True) -> dict[str, Table]:
+    """The statement's tables by scope (``SCOPES``), in the order a workbook shows them; without ``detail``,
+    as a printed statement has them (``money_columns``)."""
     funds = _fund_entries(statement)
     accounts = statement.funds
-    shared = money_columns(funds)
+    shared = money_columns(funds, detail=detail)
 
     def cells(block: Any) -> list[Any]:
         counts = (block.settlements, block.reversals, block.billed_fen, block.reversed_fen, block.net_fen)
-        return money_cells(accounts, block.funds, block.buckets, counts)
+        return money_cells(accounts, block.funds, block.buckets, counts, detail=detail)
 
     day = statement.date.isoformat()
     return {

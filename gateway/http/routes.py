@@ -36,11 +36,12 @@ DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
 OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
 GROUP_BY = enum("fund", "tier", "level", "region")
 REPORT_FORMAT = Param("format", enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
-XLSX_FORMAT = Param(
+FILE_FORMAT = Param(
     "format",
-    enum("json", "csv", "xlsx"),
-    "csv for CSV (as does Accept: text/csv), xlsx for an Excel workbook; JSON by default. Money in CSV and"
-    " xlsx is yuan with two decimals, headers in Chinese with English beside them",
+    enum("json", "csv", "xlsx", "html"),
+    "csv for CSV (as does Accept: text/csv), xlsx for an Excel workbook, html for a statement to print and sign"
+    " (A4 landscape); JSON by default. Money in CSV and xlsx is yuan with two decimals, headers in Chinese with"
+    " English beside them",
 )
 JSON_OBJECT = ("application/json",)
 
@@ -238,7 +239,7 @@ ROUTES = [
             "Daily statement per clinic and fund, by level and region, with the day's reversals (admin, finance)",
             query=(
                 Param("date", DATE, "the booking day; today (China time) by default"),
-                XLSX_FORMAT,
+                FILE_FORMAT,
                 Param(
                     "scope",
                     enum(*statement_export.SCOPES),
@@ -246,7 +247,11 @@ ROUTES = [
                     " clinic by default. The xlsx workbook has one sheet per scope",
                 ),
             ),
-            replies=(Reply(description="The statement", model=reports.DailyStatement, csv=True, xlsx=True),),
+            replies=(
+                Reply(
+                    description="The statement", model=reports.DailyStatement, csv=True, xlsx=True, media=("text/html",)
+                ),
+            ),
             errors=(422,),
         ),
     ),
@@ -264,9 +269,17 @@ ROUTES = [
                     {"type": "string", "pattern": MONTH_PATTERN},
                     "the booking month, YYYY-MM; this month (China time) by default",
                 ),
-                XLSX_FORMAT,
+                FILE_FORMAT,
             ),
-            replies=(Reply(description="The statement", model=reports.MonthlyStatement, csv=True, xlsx=True),),
+            replies=(
+                Reply(
+                    description="The statement",
+                    model=reports.MonthlyStatement,
+                    csv=True,
+                    xlsx=True,
+                    media=("text/html",),
+                ),
+            ),
             errors=(422,),
         ),
     ),

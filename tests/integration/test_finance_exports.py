@@ -17,6 +17,7 @@ import openpyxl
 import pytest
 
 from gateway.service import china_today
+from settlement.money import format_yuan_grouped
 from tests.integration.conftest import bill, register
 from tests.integration.processes import medsettle
 
@@ -67,6 +68,7 @@ async def ledger_sums(pool: asyncpg.Pool, day: dt.date) -> dict[str, int]:
             """,
             day,
         )
+    row = {name: int(value) for name, value in row.items()}  # sum() of bigint is numeric
     return {
         "Settlements": row["settlements"],
         "Reversals": row["reversals"],
@@ -206,3 +208,27 @@ async def test_bad_export_parameters_are_named(client, query, field):
     response = await client.get(f"/v1/finance/daily?{query}", headers=FINANCE)
     assert response.status == 422 and response.content_type == "application/problem+json"
     assert (await response.json())["field"] == field
+
+
+async def test_the_printable_statement_has_every_scope_its_totals_the_reversals_and_room_to_sign(client, pool):
+    answers, reversed_id = await settle_and_reverse(client)
+    today = china_today()
+    response = await client.get(f"/v1/finance/daily?date={today.isoformat()}&format=html", headers=FINANCE)
+    page = await response.text()
+    assert response.status == 200 and response.content_type == "text/html"
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'; style-src 'unsafe-inline'"
+    assert "医疗费用结算日报表 Daily settlement statement" in page and "@page { size: A4 landscape" in page
+    assert "未结 Not closed" in page  # today can still change, and the paper says so
+    for caption in ("合计 Total", "机构 Clinics", "级别 Levels", "区域 Regions", "冲正 Reversals"):
+        assert f"<caption>{caption} {today.isoformat()}</caption>" in page
+    for signature in ("制表人 Prepared by", "审核人 Checked by", "负责人 Approved by", "单位盖章 Seal"):
+        assert signature in page
+    expected = await ledger_sums(pool, today)
+    # The total scope's one row, money with thousands separators: the day's net as the ledger has it.
+    assert f'<td class="money">{format_yuan_grouped(expected["Net"])}</td>' in page
+    assert reversed_id in page and "billed twice" in page
+    assert page.count('<tr class="totals">') == 4  # clinics, levels, regions, reversals: the total is its own row
+
+    closed = await client.get("/v1/finance/daily?date=2026-02-04&format=html", headers=FINANCE)
+    assert "已结 Closed" in await closed.text()
+    assert answers

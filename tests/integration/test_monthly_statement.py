@@ -14,6 +14,7 @@ import openpyxl
 import pytest
 
 from gateway.service import china_today
+from settlement.money import format_yuan_grouped
 from tests.integration.processes import medsettle
 from tests.integration.test_finance import synthetic_day, synthetic_reversal
 from tests.integration.test_finance_exports import CLINIC, FINANCE, fen, settle_and_reverse
@@ -37,7 +38,7 @@ async def ledger_by_account(pool: asyncpg.Pool, first: dt.date, last: dt.date) -
             first,
             last,
         )
-    return {row["account"]: (row["paid"], row["given_back"]) for row in rows}
+    return {row["account"]: (int(row["paid"]), int(row["given_back"])) for row in rows}  # numeric sums as int
 
 
 def month_of(day: dt.date) -> tuple[str, dt.date, dt.date]:
@@ -121,3 +122,17 @@ async def test_a_bad_month_is_named(client, month):
 async def test_a_terminal_may_not_read_the_monthly_statement(client):
     response = await client.get("/v1/finance/monthly", headers={"X-Terminal-Id": f"term-{CLINIC}"})
     assert response.status == 403
+
+
+async def test_the_printable_monthly_statement_has_a_table_per_fund_with_its_totals(client, pool):
+    await settle_and_reverse(client)
+    month, first, last = month_of(china_today())
+    response = await client.get(f"/v1/finance/monthly?month={month}&format=html", headers=FINANCE)
+    page = await response.text()
+    assert response.status == 200 and response.content_type == "text/html"
+    assert "基金拨付月报表 Monthly statement by fund and clinic" in page and "负责人 Approved by" in page
+    assert f"<caption>按基金 By fund {month}</caption>" in page
+    assert "<caption>城乡居民基本医疗保险 basic medical insurance</caption>" in page
+    expected = await ledger_by_account(pool, first, last)
+    paid, given_back = expected["insurance_fund"]
+    assert f'<td class="money">{format_yuan_grouped(paid - given_back)}</td>' in page

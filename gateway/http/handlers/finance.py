@@ -15,6 +15,7 @@ from adapters.what_if import what_if_csv
 from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
 from gateway.app_keys import confirmations_key, reports_key, service_key
+from gateway.http.handlers.printable import print_response, statement_html
 from gateway.http.requests import (
     caller,
     clinic_key,
@@ -43,10 +44,21 @@ RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
 async def daily_statement(request: web.Request) -> web.Response:
     """The statement as JSON; as an xlsx workbook (one sheet per scope, with the day's reversals); or as
     the CSV of one scope (``scope``, by clinic by default), so that a SUM over a column counts each bill once."""
-    form = report_format(request, "json", "csv", "xlsx")
+    form = report_format(request, "json", "csv", "xlsx", "html")
     scope = query_choice(request, "scope", statement_export.SCOPES)
     day = query_date(request, "date") or china_today()
     statement = await request.app[reports_key].daily_statement(day, today=china_today())
+    if form == "html":
+        tables = statement_export.daily_tables(statement, detail=False)
+        return print_response(
+            statement_html(
+                "医疗费用结算日报表 Daily settlement statement",
+                f"结算日 Booking day {day.isoformat()}",
+                [tables[name] for name in ("total", "clinic", "level", "region", "reversals")],
+                closed=statement.closed,
+                basis=statement.basis,
+            )
+        )
     tables = statement_export.daily_tables(statement)
     if form == "xlsx":
         return download(xlsx_export.workbook(list(tables.values())), XLSX_MEDIA_TYPE, f"daily-{day.isoformat()}.xlsx")
@@ -58,11 +70,22 @@ async def daily_statement(request: web.Request) -> web.Response:
 async def monthly_statement(request: web.Request) -> web.Response:
     """Each fund's settlements, reversals and net per clinic over a booking month: JSON; an xlsx workbook (a
     summary by fund, every fund x clinic line, a sheet per fund); or the CSV of every fund x clinic line."""
-    form = report_format(request, "json", "csv", "xlsx")
+    form = report_format(request, "json", "csv", "xlsx", "html")
     month = query_month(request, "month") or china_today()
     statement = await request.app[reports_key].monthly_statement(month, today=china_today())
     tables = monthly_tables(statement)
     name = f"monthly-{statement.month}"
+    if form == "html":  # the summary, then each fund's clinics: the lines are the same figures again
+        printed = [table for key, table in tables.items() if key != "lines"]
+        return print_response(
+            statement_html(
+                "基金拨付月报表 Monthly statement by fund and clinic",
+                f"结算月 Booking month {statement.month} ({statement.period.from_} – {statement.period.to})",
+                printed,
+                closed=statement.closed,
+                basis=statement.basis,
+            )
+        )
     if form == "xlsx":
         return download(xlsx_export.workbook(list(tables.values())), XLSX_MEDIA_TYPE, f"{name}.xlsx")
     if form == "csv":
