@@ -42,10 +42,14 @@ def cmd_report_daily(settings: Any, args: argparse.Namespace) -> int:
         return await Reports.over_connection(connection, funds=directory).daily_statement(day, today=china_today())
 
     statement = asyncio.run(with_connection(database_url(settings), work))
-    tables = statement_export.daily_tables(statement)
+    return write_report(args, statement, statement_export.daily_tables(statement), args.scope)
+
+
+def write_report(args: argparse.Namespace, report: Report, tables: dict[str, Table], csv_table: str) -> int:
+    """The report in ``args.format``: JSON; the table ``csv_table`` as CSV; or every table as a workbook."""
     if args.format == "xlsx":
         return write_workbook(list(tables.values()), args.output)
-    sys.stdout.write(xlsx_export.table_csv(tables[args.scope]) if args.format == "csv" else report_json(statement))
+    sys.stdout.write(xlsx_export.table_csv(tables[csv_table]) if args.format == "csv" else report_json(report))
     return 0
 
 
@@ -71,11 +75,7 @@ def cmd_report_monthly(settings: Any, args: argparse.Namespace) -> int:
         return await Reports.over_connection(connection, funds=directory).monthly_statement(month, today=china_today())
 
     statement = asyncio.run(with_connection(database_url(settings), work))
-    tables = monthly_tables(statement)
-    if args.format == "xlsx":
-        return write_workbook(list(tables.values()), args.output)
-    sys.stdout.write(xlsx_export.table_csv(tables["lines"]) if args.format == "csv" else report_json(statement))
-    return 0
+    return write_report(args, statement, monthly_tables(statement), "lines")
 
 
 def cmd_report_stats(settings: Any, args: argparse.Namespace) -> int:
@@ -107,6 +107,12 @@ def _month(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a month in YYYY-MM form") from None
 
 
+def _file_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--format json|csv|xlsx`` (``what`` says what the files hold) and ``--output`` for the workbook."""
+    parser.add_argument("--format", choices=["json", "csv", "xlsx"], default="json", help=what)
+    parser.add_argument("--output", type=Path, help="write the xlsx workbook to FILE (else standard output)")
+
+
 def add_finance_parser(commands: Any) -> None:
     report = commands.add_parser("report", help="finance reports").add_subparsers(dest="action", required=True)
     daily = report.add_parser(
@@ -116,14 +122,10 @@ def add_finance_parser(commands: Any) -> None:
         "statement never changes; a later reversal shows on the day it is made.",
     )
     daily.add_argument("--date", type=_date, help="booking day, YYYY-MM-DD (default today, China time)")
-    daily.add_argument(
-        "--format",
-        choices=["json", "csv", "xlsx"],
-        default="json",
-        help="csv: one scope (--scope) in yuan with Chinese and English headers; xlsx: one sheet per scope",
+    _file_arguments(
+        daily, "csv: one scope (--scope) in yuan with Chinese and English headers; xlsx: one sheet per scope"
     )
     daily.add_argument("--scope", choices=statement_export.SCOPES, default="clinic", help="the scope a CSV holds")
-    daily.add_argument("--output", type=Path, help="write the xlsx workbook to FILE")
     daily.set_defaults(run=cmd_report_daily)
     monthly = report.add_parser(
         "monthly",
@@ -132,13 +134,9 @@ def add_finance_parser(commands: Any) -> None:
         "reversal booked in a later month shows in that month.",
     )
     monthly.add_argument("--month", type=_month, help="booking month, YYYY-MM (default this month, China time)")
-    monthly.add_argument(
-        "--format",
-        choices=["json", "csv", "xlsx"],
-        default="json",
-        help="csv: every fund x clinic line in yuan; xlsx: a summary by fund, the lines, and a sheet per fund",
+    _file_arguments(
+        monthly, "csv: every fund x clinic line in yuan; xlsx: a summary by fund, the lines, a sheet per fund"
     )
-    monthly.add_argument("--output", type=Path, help="write the xlsx workbook to FILE")
     monthly.set_defaults(run=cmd_report_monthly)
     stats = report.add_parser(
         "stats",
