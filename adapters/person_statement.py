@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import asyncpg
 
 from adapters.fund_names import NAMED_FUNDS, PATIENT, FundDirectory
-from adapters.report_models import FundYear, PersonYearStatement
+from adapters.report_models import FundYear, PersonYearStatement, SettlementSummary
 from adapters.settlement_search import SUMMARY_COLUMNS, summary
+from adapters.xlsx_export import Column, Table
 from settlement.eligibility import FundStanding
 
 _YEAR = f"""
@@ -71,3 +72,67 @@ async def person_year(
         caps=list(caps),
         settlements=settlements,
     )
+
+
+# ---------------------------------------------------------------- tables for the printed statement
+
+
+def person_year_tables(statement: PersonYearStatement) -> list[Table]:
+    """What each fund paid (its totals row is the year's bills that stand), the caps left, every settlement."""
+    paid = Table(
+        f"各方支付 Paid by fund {statement.year}",
+        [Column("基金", "Fund"), Column("支付", "Paid", "money")],
+        [[f"{fund.name} {fund.name_en}", fund.paid_fen] for fund in statement.funds],
+    )
+    caps = Table(
+        f"年度限额 Annual caps, as of {statement.as_of.isoformat()}",
+        [
+            Column("基金", "Fund"),
+            Column("适用", "Applies"),
+            Column("年度限额", "Annual cap", "money"),
+            Column("已用", "Used", "money"),
+            Column("剩余", "Left", "money"),
+        ],
+        [
+            [cap.name, "是 yes" if cap.applies else "否 no", cap.annual_cap, cap.used, cap.remaining]
+            for cap in statement.caps
+        ],
+        totals=False,  # caps of different funds do not add up
+    )
+    funds = [fund for fund in statement.funds if fund.code != PATIENT.code]
+    settlements = Table(
+        f"结算明细 Settlements {statement.year}",
+        [
+            Column("就诊日期", "Service date", "date"),
+            Column("机构", "Clinic"),
+            Column("就诊类型", "Visit"),
+            Column("结算号", "Settlement"),
+            Column("费用总额", "Total", "money"),
+            *[Column(fund.name, fund.name_en, "money") for fund in funds],
+            Column(PATIENT.name, PATIENT.name_en, "money"),
+            Column("状态", "State"),
+        ],
+        [
+            [
+                item.service_date,
+                item.clinic_id,
+                item.visit_type,
+                str(item.settlement_id),
+                item.total,
+                *[_paid(item, fund.code) for fund in funds],
+                item.out_of_pocket,
+                "已冲正 reversed" if item.reversed else "",
+            ]
+            for item in statement.settlements
+        ],
+        totals=False,  # reversed settlements are listed but not counted: the paid table has the totals
+    )
+    return [paid, caps, settlements]
+
+
+def _paid(item: SettlementSummary, code: str) -> int:
+    """What the fund with this code paid on one settlement."""
+    if code in NAMED_FUNDS:
+        amount: int = getattr(item, code)
+        return amount
+    return item.other_funds.get(code, 0)

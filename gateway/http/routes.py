@@ -227,7 +227,8 @@ ROUTES = [
             "A person's annual statement: every settlement of the service year, what every fund paid and each"
             " fund's cap left (admin, finance)",
             body=api.PersonYearRequest,
-            replies=(Reply(description="The statement", model=reports.PersonYearStatement),),
+            query=(Param("format", enum("json", "html"), "html for the statement to print; JSON by default"),),
+            replies=(Reply(description="The statement", model=reports.PersonYearStatement, media=("text/html",)),),
         ),
     ),
     Route(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from settlement.money import format_yuan_grouped
 from tests.integration.conftest import bill, register
 
 pytestmark = pytest.mark.integration
@@ -110,3 +111,19 @@ async def test_statistics_by_clinic_and_by_person(client):
     assert any(group["person"] == answers[0]["person"] and group["settlements"] == 2 for group in ours)
     response = await client.get(f"/v1/finance/stats?by=person&{period}&format=csv", headers=FINANCE)
     assert response.status == 200 and answers[0]["person"] in await response.text()
+
+
+async def test_the_printed_annual_statement_shows_each_fund_the_caps_and_every_settlement(client):
+    person, answers = await year_of_bills(client)
+    response = await client.post(
+        "/v1/people/statement?format=html", json={"person_id": person, "year": 2026}, headers=FINANCE
+    )
+    page = await response.text()
+    assert response.status == 200 and response.content_type == "text/html"
+    assert person not in page and answers[0]["person"] in page
+    assert "个人年度结算单 Annual statement" in page and "单位盖章 Seal" in page
+    standing = [answers[0], answers[2]]
+    # The paid-by-fund table closes with the year's bills that stand; the reversed one is listed, marked.
+    assert f'<td class="money">{format_yuan_grouped(sum(answer["total"] for answer in standing))}</td>' in page
+    assert all(answer["settlement_id"] in page for answer in answers) and page.count("已冲正 reversed") == 1
+    assert "年度限额<br>Annual cap" in page

@@ -7,9 +7,11 @@ import datetime as dt
 
 from aiohttp import web
 
+from adapters.person_statement import person_year_tables
 from gateway import api_models as api
 from gateway.app_keys import reports_key, service_key
-from gateway.http.requests import caller, decode_body, request_id_key
+from gateway.http.handlers.printable import print_response, statement_html
+from gateway.http.requests import caller, decode_body, report_format, request_id_key
 from gateway.http.responses import respond
 from gateway.problems import ApiError
 from gateway.service import china_today
@@ -35,6 +37,7 @@ async def annual_statement(request: web.Request) -> web.Response:
     """A person's service year: every settlement, what each fund paid, and each fund's cap left as of the
     year's last day (today for the current year)."""
     service = request.app[service_key]
+    form = report_format(request, "json", "html")
     body = await decode_body(request, api.PersonYearRequest)
     key, masked = service.person_key(body.person_id)
     today = china_today()
@@ -52,4 +55,14 @@ async def annual_statement(request: web.Request) -> web.Response:
     statement = await request.app[reports_key].person_year(
         key, body.year, person=masked, name=name, as_of=as_of, caps=caps
     )
+    if form == "html":
+        return print_response(
+            statement_html(
+                "个人年度结算单 Annual statement",
+                f"{name} {masked} · {body.year} · 截至 as of {as_of.isoformat()}",
+                person_year_tables(statement),
+                closed=as_of < today,
+                basis="every settlement with a service date in the year; reversed ones are listed, not counted",
+            )
+        )
     return respond(request, statement)
