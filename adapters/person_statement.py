@@ -20,6 +20,7 @@ import asyncpg
 from adapters.fund_names import NAMED_FUNDS, PATIENT, FundDirectory
 from adapters.report_models import FundYear, PersonYearStatement, SettlementSummary
 from adapters.settlement_search import SUMMARY_COLUMNS, summary
+from adapters.statement_export import VISIT_NAMES
 from adapters.xlsx_export import Column, Table
 from settlement.eligibility import FundStanding
 
@@ -116,7 +117,7 @@ def person_year_tables(statement: PersonYearStatement) -> list[Table]:
             [
                 item.service_date,
                 item.clinic_id,
-                item.visit_type,
+                VISIT_NAMES.get(item.visit_type, item.visit_type),
                 str(item.settlement_id),
                 item.total,
                 *[_paid(item, fund.code) for fund in funds],

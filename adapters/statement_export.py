@@ -10,6 +10,7 @@ no totals row, so a SUM in a spreadsheet never counts a figure twice.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Final, Literal, get_args
 
 from adapters.bill_buckets import BUCKET_NAMES, BUCKETS
@@ -36,8 +37,18 @@ PLACE_COLUMNS: Final = (
 )
 
 
+VISIT_NAMES: Final[dict[str, str]] = {"outpatient": "门诊 outpatient", "inpatient": "住院 inpatient"}
+# Moments are shown in China time, as the booking day is a China date (no daylight saving: a fixed offset).
+CHINA_TIME = dt.timezone(dt.timedelta(hours=8))
+
+
 def level_name(level: str) -> str:
     return LEVEL_NAMES.get(level, level)
+
+
+def china_time(moment: str) -> str:
+    """An ISO 8601 moment (as PostgreSQL gave it) in China time, to the second: ``2026-11-30 11:12:00``."""
+    return dt.datetime.fromisoformat(moment).astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _fund_entries(statement: DailyStatement) -> list[FundEntry]:
@@ -143,7 +154,7 @@ def reversals_table(statement: DailyStatement, funds: list[FundEntry]) -> Table:
         Column("就诊类型", "Visit"),
         Column("就诊日期", "Service date", "date"),
         Column("原结算日", "Settled on", "date"),
-        Column("冲正时间", "Reversed at"),
+        Column("冲正时间(北京时间)", "Reversed at (China time)"),
         Column("终端", "Terminal"),
         Column("原因", "Reason"),
         Column("费用总额", "Total", "money"),
@@ -163,10 +174,10 @@ def reversals_table(statement: DailyStatement, funds: list[FundEntry]) -> Table:
                 str(item.reversal_id),
                 str(item.settlement_id),
                 item.clinic_id,
-                item.visit_type,
+                VISIT_NAMES.get(item.visit_type, item.visit_type),
                 item.service_date,
                 item.settled_on,
-                item.reversed_at,
+                china_time(item.reversed_at),
                 item.terminal_id,
                 item.reason or "",
                 item.total_fen,

@@ -34,6 +34,7 @@ th, td { border: 1px solid #000; padding: 0.6mm 1.2mm; vertical-align: top; }
 th { background: #eee; font-weight: bold; text-align: center; }
 thead { display: table-header-group; }
 tr { page-break-inside: avoid; }
+td.date { white-space: nowrap; }
 td.money, td.count { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tr.totals td { font-weight: bold; border-top: 2px solid #000; }
 .basis { font-size: 8pt; margin: 0 0 4mm; }
@@ -53,8 +54,9 @@ def _cell(column: Column, value: Any) -> str:
         return f'<td class="money">{format_yuan_grouped(value)}</td>'
     if column.kind == "count":
         return f'<td class="count">{value:,}</td>'
-    text = value.isoformat() if isinstance(value, dt.date) else str(value)
-    return f"<td>{html.escape(text)}</td>"
+    if isinstance(value, dt.date):
+        return f'<td class="date">{value.isoformat()}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
 
 
 def table_html(table: Table) -> str:
