@@ -135,7 +135,7 @@ WITH day AS (
     WHERE booked_on = $1 AND account = 'clinic' AND ($2::text IS NULL OR clinic_id = $2)
 )
 SELECT s.settlement_id, s.total, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket, s.other_funds,
-       r.settlement_id IS NOT NULL AS reversed
+       s.request_id, r.settlement_id IS NOT NULL AS reversed
 FROM day l
 JOIN settlements s ON s.person_key = l.person_key AND s.settlement_id = l.settlement_id
 LEFT JOIN day r ON r.person_key = l.person_key AND r.settlement_id = l.settlement_id AND r.kind = 'reversal'
@@ -427,6 +427,8 @@ class SubmittedSettlement(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     out_of_pocket: Fen
     reversed: bool = False
     other_funds: Annotated[dict[FundCode, Fen], msgspec.Meta(max_length=32)] = {}
+    # The clinic's own id for the bill, named in a discrepancy when the gateway has no such settlement.
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
     def amount(self, field: str) -> int:
         """The amount of a field (total, a column) or of another fund, by its code."""
@@ -556,7 +558,7 @@ async def reconcile(
         }
         return [*_COLUMNS, *directory.ordered(others)]
 
-    def compare(ours: _Side, reversed_: bool, theirs: SubmittedSettlement) -> None:
+    def compare(ours: _Side, reversed_: bool, theirs: SubmittedSettlement, request_id: str) -> None:
         nonlocal matched
         settlement_id = theirs.settlement_id
         differs = False
@@ -565,14 +567,20 @@ async def reconcile(
                 differs = True
                 gateway, submitted_amount = ours.amount(name), theirs.amount(name)
                 discrepancies.append(
-                    AmountDiffers(settlement_id=settlement_id, field=name, gateway=gateway, submitted=submitted_amount)
+                    AmountDiffers(
+                        settlement_id=settlement_id,
+                        field=name,
+                        gateway=gateway,
+                        submitted=submitted_amount,
+                        request_id=request_id,
+                    )
                 )
         if reversed_ != theirs.reversed:
             differs = True
             discrepancies.append(
-                ReversedAtGatewayOnly(settlement_id=settlement_id)
+                ReversedAtGatewayOnly(settlement_id=settlement_id, request_id=request_id)
                 if reversed_
-                else ReversedAtClinicOnly(settlement_id=settlement_id)
+                else ReversedAtClinicOnly(settlement_id=settlement_id, request_id=request_id)
             )
         if not differs:
             matched += 1
@@ -580,7 +588,11 @@ async def reconcile(
                 matched_sums.add(ours.columns, ours.other)
 
     def missing_at_gateway(theirs: SubmittedSettlement) -> None:
-        discrepancies.append(MissingAtGateway(settlement_id=theirs.settlement_id, submitted_total=theirs.total))
+        discrepancies.append(
+            MissingAtGateway(
+                settlement_id=theirs.settlement_id, submitted_total=theirs.total, request_id=theirs.request_id
+            )
+        )
 
     position = 0
     async with connection.transaction(isolation="repeatable_read", readonly=True):
@@ -594,10 +606,14 @@ async def reconcile(
                 missing_at_gateway(submitted[position])
                 position += 1
             if position < len(submitted) and submitted[position].settlement_id == settlement_id:
-                compare(ours, row["reversed"], submitted[position])
+                compare(ours, row["reversed"], submitted[position], row["request_id"])
                 position += 1
             else:
-                discrepancies.append(MissingAtClinic(settlement_id=settlement_id, gateway_total=row["total"]))
+                discrepancies.append(
+                    MissingAtClinic(
+                        settlement_id=settlement_id, gateway_total=row["total"], request_id=row["request_id"]
+                    )
+                )
         for theirs in submitted[position:]:
             missing_at_gateway(theirs)
     submitted_sums = _Sums()

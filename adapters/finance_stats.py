@@ -1,9 +1,11 @@
 """Statistics for finance and policy staff, over settlements not reversed, by service date.
 
 One dimension at a time: programme, hardship tier, priority-care category, clinic
-level, region or month. For each group: settlements, people served, amounts per
-payer, out of pocket as a share of the total (median and a ten-bucket
-distribution), and how often each payer's annual cap cut a payment. Shares are
+level, region, month, clinic or person. By person, each group is one person, shown by the
+masked national ID, and only the ``PERSON_GROUPS`` people with the highest totals are listed,
+highest first. For each group: settlements, people served, amounts per payer, out of pocket
+as a share of the total (median and a ten-bucket distribution), and how often each payer's
+annual cap cut a payment. Shares are
 exact decimals from PostgreSQL ``numeric``, never floats.
 
 Amounts are per fund for any chain: the three funds with columns of their own in their
@@ -39,7 +41,11 @@ DIMENSIONS: dict[Dimension, str] = {
     "category": "coalesce(s.veteran_category, 'none')",
     "tier": "coalesce(s.hardship_tier, 'none')",
     "programme": "p.payer",
+    "clinic": "s.clinic_id",
+    "person": "s.person_key",  # shown by the masked national ID (people.masked_id), never the key
 }
+# By person, the groups are the people with the highest totals, this many at most.
+PERSON_GROUPS = 1_000
 
 _QUERY = f"""
 SELECT {{group}} AS grp,
@@ -117,6 +123,14 @@ async def finance_stats(
             _OTHER_FUNDS.format(group=DIMENSIONS[by], lateral=lateral, applied=applied), period_from, period_to
         ):
             others.setdefault(row["grp"], {})[row["fund"]] = row["paid"]
+        if by == "person":
+            rows = sorted(rows, key=lambda row: (-row["total"], row["grp"]))[:PERSON_GROUPS]
+            masked = dict(
+                await connection.fetch(
+                    "SELECT person_key, masked_id FROM people WHERE person_key = any($1::bytea[])",
+                    [row["grp"] for row in rows],
+                )
+            )
     codes = directory.ordered({code for paid in others.values() for code in paid if code not in NAMED_FUNDS})
     report, group = FINANCE_STATS[by]
     groups = []
@@ -127,7 +141,7 @@ async def finance_stats(
             distribution[max(bucket, 1) - 1] += 1
         groups.append(
             group(
-                **{by: row["grp"]},  # the group's own key: the value of the dimension
+                **{by: masked[row["grp"]] if by == "person" else row["grp"]},  # the group's own key
                 settlements=row["settlements"],
                 people_served=row["people_served"],
                 total_fen=int(row["total"]),

@@ -15,6 +15,8 @@ from typing import Literal
 
 import msgspec
 
+from settlement.eligibility import FundStanding
+
 
 class Report(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A report's answer, or a part of one. Its JSON schema lists every field and allows no other
@@ -176,6 +178,52 @@ class DailyStatement(Report, frozen=True, kw_only=True):
     accounts: list[FundEntry] = []
 
 
+# ---------------------------------------------------------------- monthly statement (adapters/monthly_statement.py)
+
+
+class MonthlyClinicLine(Report, frozen=True, kw_only=True):
+    """One fund's lines at one clinic booked in the month: paid, given back by reversals, and the net."""
+
+    clinic_id: str
+    name: str
+    level: str
+    region: str
+    settlements_count: int
+    settlements_fen: int
+    reversals_count: int
+    reversals_fen: int
+    net_fen: int
+
+
+class MonthlyFund(Report, frozen=True, kw_only=True):
+    """One fund (or the patient) over the month: its totals, and each clinic it paid, by clinic id."""
+
+    code: str
+    account: str
+    name: str
+    name_en: str
+    settlements_count: int
+    settlements_fen: int
+    reversals_count: int
+    reversals_fen: int
+    net_fen: int
+    clinics: list[MonthlyClinicLine]
+
+
+class MonthlyStatement(Report, frozen=True, kw_only=True):
+    """One booking month per fund and clinic, the basis of disbursement (拨付) and clearing (清算).
+
+    ``by_fund`` lists every fund the ledger booked in the month, and always the three named funds,
+    in the policy book's order, the patient last."""
+
+    month: str  # YYYY-MM
+    period: Period
+    closed: bool
+    basis: str
+    funds: list[FundEntry]
+    by_fund: list[MonthlyFund]
+
+
 # ---------------------------------------------------------------- reconciliation (adapters/finance.py)
 
 
@@ -193,26 +241,34 @@ class AmountDiffers(Report, frozen=True, kw_only=True, tag_field="kind", tag="am
     field: str  # total, insurance, veteran_subsidy, hardship_aid, out_of_pocket, or another fund's code
     gateway: int
     submitted: int
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class ReversedAtGatewayOnly(Report, frozen=True, kw_only=True, tag_field="kind", tag="reversed_at_gateway_only"):
     settlement_id: uuid.UUID
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class ReversedAtClinicOnly(Report, frozen=True, kw_only=True, tag_field="kind", tag="reversed_at_clinic_only"):
     settlement_id: uuid.UUID
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class MissingAtGateway(Report, frozen=True, kw_only=True, tag_field="kind", tag="missing_at_gateway"):
     settlement_id: uuid.UUID
     submitted_total: int
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
 class MissingAtClinic(Report, frozen=True, kw_only=True, tag_field="kind", tag="missing_at_clinic"):
     settlement_id: uuid.UUID
     gateway_total: int
+    request_id: str | None = None  # the clinic's own id for the bill, see Discrepancy
 
 
+# Each discrepancy names the clinic's own id for the bill (``request_id``, the one its terminal sent) beside
+# the gateway's ``settlement_id``: the gateway's stored one, or for a settlement the gateway does not have,
+# the one the submitted list gave (None when it gave none).
 Discrepancy = AmountDiffers | ReversedAtGatewayOnly | ReversedAtClinicOnly | MissingAtGateway | MissingAtClinic
 DiscrepancyKind = Literal[
     "amount_differs", "reversed_at_gateway_only", "reversed_at_clinic_only", "missing_at_gateway", "missing_at_clinic"
@@ -242,6 +298,104 @@ class Reconciliation(Report, frozen=True, kw_only=True):
     discrepancies: list[Discrepancy]
     fund_code: str | None = None  # the fund reconciled: its code (out_of_pocket for the patient) and name
     fund_name: str | None = None
+
+
+# ------------------------------------------------------------- totals over a range (adapters/range_reconciliation.py)
+
+
+class TotalsDifference(Report, frozen=True, kw_only=True):
+    field: str  # settlements (the count), total, insurance, veteran_subsidy, hardship_aid, out_of_pocket, a fund code
+    gateway: int
+    submitted: int
+
+
+class DayTotals(Report, frozen=True, kw_only=True):
+    """The gateway's settlements booked on one day of the range that stand at its end, and their total."""
+
+    date: dt.date
+    settlements: int
+    total: int
+
+
+class TotalsReconciliation(Report, frozen=True, kw_only=True):
+    """A clinic's (or every clinic's) count and sums over a range of booking days beside the gateway's
+    (3201-style, 对总账); ``days`` narrows a range that does not balance to the days to reconcile by list."""
+
+    period: Period
+    clinic_id: str | None
+    balanced: bool
+    basis: str
+    gateway_count: int
+    submitted_count: int
+    gateway_sums_fen: PayerSums
+    submitted_sums_fen: PayerSums
+    differences: list[TotalsDifference]
+    days: list[DayTotals]
+
+
+# ---------------------------------------------------------------- settlement search (adapters/settlement_search.py)
+
+
+class SettlementSummary(Report, frozen=True, kw_only=True):
+    """One settlement as a search lists it: whose (masked), where, when, the amounts in fen, reversed or not."""
+
+    settlement_id: uuid.UUID
+    request_id: str  # the clinic's own id for the bill, as its terminal sent it
+    terminal_id: str
+    clinic_id: str
+    clinic_level: str
+    visit_type: str
+    person: str  # the masked national ID
+    service_date: dt.date
+    booked_on: dt.date
+    settled_at: str  # ISO 8601 with the UTC offset
+    total: int
+    insurance: int
+    veteran_subsidy: int
+    hardship_aid: int
+    out_of_pocket: int
+    other_funds: dict[str, int]  # what the chain's other funds paid, by fund code
+    reversed: bool
+    reversal_id: uuid.UUID | None
+
+
+class SettlementPage(Report, frozen=True, kw_only=True):
+    """One page of a search, in booking order; ``next`` is the cursor of the next page (None on the last)."""
+
+    period: Period  # the booking days searched
+    clinic_id: str | None
+    request_id: str | None
+    limit: int
+    items: list[SettlementSummary]
+    next: str | None
+
+
+# ---------------------------------------------------------------- a person's year (adapters/person_statement.py)
+
+
+class FundYear(Report, frozen=True, kw_only=True):
+    """What one fund (or the patient, ``out_of_pocket``) paid over the year's settlements that stand."""
+
+    code: str
+    name: str
+    name_en: str
+    paid_fen: int
+
+
+class PersonYearStatement(Report, frozen=True, kw_only=True):
+    """A person's service year: every settlement (reversed ones marked), what each fund paid on those that
+    stand, and each fund's cap left as of ``as_of`` (settlement.eligibility.FundStanding, in fen)."""
+
+    person: str  # the masked national ID
+    name: str
+    year: int
+    as_of: dt.date
+    settlements_count: int  # those that stand
+    reversed_count: int
+    total_fen: int
+    funds: list[FundYear]  # the three named funds, every other fund that paid, then the patient
+    caps: list[FundStanding]
+    settlements: list[SettlementSummary]
 
 
 # ---------------------------------------------------------------- finance statistics (adapters/finance_stats.py)
@@ -300,7 +454,15 @@ class ProgrammeGroup(GroupFigures, frozen=True):
     programme: str  # a payer that applied: one of the three to a person in its programme, another fund that paid
 
 
-Dimension = Literal["level", "region", "month", "category", "tier", "programme"]
+class ClinicGroup(GroupFigures, frozen=True):
+    clinic: str  # a clinic id
+
+
+class PersonGroup(GroupFigures, frozen=True):
+    person: str  # the person's masked national ID
+
+
+Dimension = Literal["level", "region", "month", "category", "tier", "programme", "clinic", "person"]
 
 
 class FinanceStats(Report, frozen=True, kw_only=True, tag_field="by"):
@@ -340,6 +502,16 @@ class FinanceStatsByProgramme(FinanceStats, frozen=True, kw_only=True, tag="prog
     groups: list[ProgrammeGroup]
 
 
+class FinanceStatsByClinic(FinanceStats, frozen=True, kw_only=True, tag="clinic"):
+    groups: list[ClinicGroup]
+
+
+class FinanceStatsByPerson(FinanceStats, frozen=True, kw_only=True, tag="person"):
+    """The people served with the highest totals (at most adapters.finance_stats.PERSON_GROUPS), highest first."""
+
+    groups: list[PersonGroup]
+
+
 FinanceStatsReport = (
     FinanceStatsByLevel
     | FinanceStatsByRegion
@@ -347,6 +519,8 @@ FinanceStatsReport = (
     | FinanceStatsByCategory
     | FinanceStatsByTier
     | FinanceStatsByProgramme
+    | FinanceStatsByClinic
+    | FinanceStatsByPerson
 )
 # Per dimension: the report and its groups' Struct.
 FINANCE_STATS: dict[Dimension, tuple[type[FinanceStatsReport], type[GroupFigures]]] = {
@@ -356,6 +530,8 @@ FINANCE_STATS: dict[Dimension, tuple[type[FinanceStatsReport], type[GroupFigures
     "category": (FinanceStatsByCategory, CategoryGroup),
     "tier": (FinanceStatsByTier, TierGroup),
     "programme": (FinanceStatsByProgramme, ProgrammeGroup),
+    "clinic": (FinanceStatsByClinic, ClinicGroup),
+    "person": (FinanceStatsByPerson, PersonGroup),
 }
 
 

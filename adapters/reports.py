@@ -1,9 +1,11 @@
 """Reports: the one door through which the gateway and the command line read what was settled.
 
 Every read-only report query is reached through ``Reports``: daily statements and
-reconciliation (``adapters.finance``), finance statistics (``adapters.finance_stats``),
-registry statistics (``adapters.registry_stats``) and the finance dashboard's figures
-(``adapters.dashboard_figures``). Each answers a frozen Struct of
+reconciliation (``adapters.finance``), totals over a range (``adapters.range_reconciliation``),
+monthly statements (``adapters.monthly_statement``), settlement search (``adapters.settlement_search``),
+a person's year (``adapters.person_statement``),
+finance statistics (``adapters.finance_stats``), registry statistics (``adapters.registry_stats``)
+and the finance dashboard's figures (``adapters.dashboard_figures``). Each answers a frozen Struct of
 ``adapters.report_models``, never a free-form dict. (A receipt prints one stored
 settlement, which the store reads from the primary with its billed items.)
 
@@ -20,27 +22,44 @@ name; without them a fund is named by its code.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import asyncpg
 
-from adapters import dashboard_figures, finance, finance_stats, registry_stats
+from adapters import (
+    dashboard_figures,
+    finance,
+    finance_stats,
+    person_statement,
+    range_reconciliation,
+    registry_stats,
+    settlement_search,
+)
+from adapters import monthly_statement as monthly_module
 from adapters import what_if as what_if_module
 from adapters.finance import ReconciliationError, ReconciliationRequest
 from adapters.fund_names import FundDirectory
+from adapters.range_reconciliation import TotalsReconciliationRequest
 from adapters.report_models import (
     ClinicReconciliation,
     DailyStatement,
     DashboardFigures,
     FinanceStatsReport,
+    MonthlyStatement,
+    PersonYearStatement,
     Reconciliation,
     RegistryStats,
+    SettlementPage,
+    TotalsReconciliation,
 )
+from adapters.settlement_search import Search
 from adapters.what_if import GroupBy, WhatIfReport
 from settlement.catalogue import Catalogue
 from settlement.chain import Chain
+from settlement.eligibility import FundStanding
 
 __all__ = ["Connections", "ReconciliationError", "ReconciliationRequest", "Reports"]
 
@@ -105,12 +124,51 @@ class Reports:
         async with self._reporting() as connection:
             return await finance.daily_statement(connection, day, today=today, funds=self.funds)
 
+    async def monthly_statement(self, month: dt.date, *, today: dt.date) -> MonthlyStatement:
+        """One booking month (the month of ``month``) per fund and clinic."""
+        async with self._reporting() as connection:
+            return await monthly_module.monthly_statement(connection, month, today=today, funds=self.funds)
+
     async def reconcile(self, request: ReconciliationRequest) -> Reconciliation:
         """A submitted list against the gateway's for its day; ``ReconciliationError`` for a list that cannot be
         compared (an unknown fund, a settlement listed twice). Confirming a clean one is not a read:
         ``adapters.finance.Confirmations``."""
         async with self._reporting() as connection:
             return await finance.reconcile(connection, request, funds=self.funds)
+
+    async def reconcile_totals(self, request: TotalsReconciliationRequest) -> TotalsReconciliation:
+        """Submitted totals over a range of booking days against the gateway's (adapters/range_reconciliation.py);
+        ``ReconciliationError`` for a range that cannot be reconciled (too wide, or ending before it starts)."""
+        async with self._reporting() as connection:
+            return await range_reconciliation.reconcile_totals(connection, request, funds=self.funds)
+
+    async def search_settlements(self, search: Search) -> SettlementPage:
+        """One page of the settlements a search finds (adapters/settlement_search.py); ``SearchError`` for a
+        search that cannot be run (a range too wide or backwards, a page size out of bounds)."""
+        async with self._reporting() as connection:
+            return await settlement_search.search_settlements(connection, search)
+
+    async def settlements_with_prefix(self, low: uuid.UUID, high: uuid.UUID) -> list[uuid.UUID]:
+        """At most two settlement ids in ``[low, high]``: those a receipt number's digits begin."""
+        async with self._reporting() as connection:
+            return await settlement_search.settlements_with_prefix(connection, low, high)
+
+    async def person_year(
+        self,
+        person_key: bytes,
+        year: int,
+        *,
+        person: str,
+        name: str,
+        as_of: dt.date,
+        caps: Sequence[FundStanding],
+    ) -> PersonYearStatement:
+        """A person's service year: every settlement, what each fund paid, the caps left as of ``as_of``
+        (adapters/person_statement.py)."""
+        async with self._reporting() as connection:
+            return await person_statement.person_year(
+                connection, person_key, year, person=person, name=name, as_of=as_of, caps=caps, funds=self.funds
+            )
 
     async def finance_stats(self, *, by: str, period_from: dt.date, period_to: dt.date) -> FinanceStatsReport:
         """Amounts per payer, out-of-pocket share and caps reached by one dimension (``finance_stats.DIMENSIONS``;

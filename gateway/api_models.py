@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from adapters import finance
+from adapters import finance, range_reconciliation
 from settlement.eligibility import FundStanding, ProgrammeStanding
 from settlement.explain import explain
 from settlement.models import (
@@ -182,11 +182,26 @@ class EligibilityRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=
     ] = []
 
 
+class PersonYearRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Whose annual statement, for which service year (the national ID in the body, never in a URL or a log)."""
+
+    person_id: NationalId
+    year: Annotated[int, msgspec.Meta(ge=2000, le=2100)]
+
+
 # adapters.finance's reconciliation list as the route reads it: its clinic_id under the same text rule as every
 # other clinic_id (PostgreSQL cannot store NUL). Its fund is any fund of any policy version or of the ledger, by
 # account or code: the schema states the form, and reconcile refuses a fund it does not know (unknown_fund).
 class ReconciliationRequest(finance.ReconciliationRequest, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A booking day's list; ``clinic_id`` omitted with ``fund`` set is a fund's list across clinics."""
+
+    clinic_id: ClinicId | None = None
+
+
+class TotalsReconciliationRequest(
+    range_reconciliation.TotalsReconciliationRequest, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Totals over booking days ``from``..``to``; ``clinic_id`` omitted is every clinic (finance, admin)."""
 
     clinic_id: ClinicId | None = None
 

@@ -85,6 +85,9 @@ TITLES = {
     "invalid_membership": "A membership is not valid",
     "invalid_policy": "The candidate policy file does not load",
     "window_too_large": "The window holds too many settlements for one request",
+    "range_too_wide": "The range of days is wider than one request may ask",
+    "receipt_not_found": "No settlement has this receipt number",
+    "receipt_number_shared": "More than one settlement begins with this receipt number; give more digits",
 }
 
 

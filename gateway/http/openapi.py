@@ -16,9 +16,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
 from gateway.app_keys import state_key
-from gateway.http.requests import JSON
+from gateway.http.requests import JSON, RECEIPT_NUMBER_PATTERN
 from gateway.http.routing import OPEN, Doc, Param, Reply, Route, routes_key
 
 _json = msgspec.json.Encoder()
@@ -156,7 +157,10 @@ _SECURITY_SCHEMES = {
 }
 _OPEN: list[dict[str, list[str]]] = []
 # The schema of each parameter a route's path may name.
-_PATH_PARAMETERS = {"settlement_id": {"type": "string", "format": "uuid"}}
+_PATH_PARAMETERS = {
+    "settlement_id": {"type": "string", "format": "uuid"},
+    "number": {"type": "string", "pattern": RECEIPT_NUMBER_PATTERN},
+}
 _SIGNED = (401, 403, 429, 503)  # any signed route may answer these
 _WITH_BODY = (400, 413, 415, 422)  # and any route that takes a body these
 
@@ -279,6 +283,8 @@ def _reply(reply: Reply) -> dict[str, Any]:
         content = {"application/json": {"schema": schema}, "application/msgpack": {"schema": schema}}
         if reply.csv:
             content["text/csv"] = {"schema": _TEXT}
+        if reply.xlsx:
+            content[XLSX_MEDIA_TYPE] = {"schema": {"type": "string", "format": "binary"}}
     for media in reply.media:
         content[media] = {"schema": _OBJECT if media == JSON else _TEXT}
     return {"description": reply.description, "content": content} if content else {"description": reply.description}

@@ -101,10 +101,69 @@ def query_date(request: web.Request, name: str) -> dt.date | None:
     raise ApiError(422, "validation_failed", f"{name} must be a date, YYYY-MM-DD", field=name)
 
 
+# A month is YYYY-MM, from 0001-01 to 9999-12, as a date's year and month can be.
+MONTH_PATTERN = r"^(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)-(?:0[1-9]|1[0-2])$"
+_MONTH = re.compile(MONTH_PATTERN)
+
+
+def query_month(request: web.Request, name: str) -> dt.date | None:
+    """The month (``YYYY-MM``) in query parameter ``name`` as its first day, None when absent; 422 naming it
+    when it is not a month."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if _MONTH.fullmatch(value):
+        return dt.date.fromisoformat(f"{value}-01")
+    raise ApiError(422, "validation_failed", f"{name} must be a month, YYYY-MM", field=name)
+
+
+_WHOLE_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")
+
+# A receipt number as printed (``0F3A-9C1E-77B0``), or typed without its hyphens or in lower case: 12 to 32 hex
+# digits, four at a time (gateway/http/handlers/receipts.py receipt_number).
+RECEIPT_NUMBER_PATTERN = r"^(?:[0-9A-Fa-f]{4}-?){2}[0-9A-Fa-f]{4}(?:-?[0-9A-Fa-f]{4}){0,5}$"
+
+
+def query_int(request: web.Request, name: str, default: int) -> int:
+    """The whole number (ASCII digits, no leading zero) in query parameter ``name``, ``default`` when absent;
+    422 naming it else."""
+    value = request.query.get(name)
+    if value is None:
+        return default
+    if not _WHOLE_NUMBER.fullmatch(value):
+        raise ApiError(422, "validation_failed", f"{name} must be a whole number", field=name)
+    return int(value)
+
+
+def query_text(request: web.Request, name: str, pattern: re.Pattern[str]) -> str | None:
+    """The text in query parameter ``name``, None when absent; 422 naming it when ``pattern`` does not match
+    it whole (it bounds the length and keeps out what PostgreSQL cannot store, such as NUL)."""
+    value = request.query.get(name)
+    if value is not None and not pattern.fullmatch(value):
+        raise ApiError(422, "validation_failed", f"{name} is not a valid {name.replace('_', ' ')}", field=name)
+    return value
+
+
 def wants_csv(request: web.Request) -> bool:
     """CSV for ``format=csv`` or ``Accept: text/csv``. A format other than json or csv is refused, not
     answered as JSON: a typo such as ``format=cvs`` should not look like a changed file format."""
+    return report_format(request, "json", "csv") == "csv"
+
+
+def report_format(request: web.Request, *formats: str) -> str:
+    """The report format asked for, one of ``formats`` (the first is the default): ``format=...``, else
+    CSV when ``Accept`` names text/csv and CSV is one of them. Another format is refused with 422."""
     form = request.query.get("format")
-    if form not in (None, "json", "csv"):
-        raise ApiError(422, "validation_failed", "format must be json or csv", field="format")
-    return form == "csv" or "text/csv" in request.headers.get("Accept", "")
+    if form is None:
+        return "csv" if "csv" in formats and "text/csv" in request.headers.get("Accept", "") else formats[0]
+    if form not in formats:
+        raise ApiError(422, "validation_failed", f"format must be {' or '.join(formats)}", field="format")
+    return form
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...]) -> str:
+    """The value of query parameter ``name``, one of ``choices`` (the first is the default); 422 naming it else."""
+    value = request.query.get(name, choices[0])
+    if value not in choices:
+        raise ApiError(422, "validation_failed", f"{name} must be one of {', '.join(choices)}", field=name)
+    return value

@@ -44,16 +44,18 @@ _UNSAFE_IN_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def csv_response(text: str, filename: str) -> web.Response:
-    """A report as a CSV download named ``filename``. Characters beyond letters, digits, ``.``, ``_`` and
+    """A report as a CSV download named ``filename``."""
+    return download(text.encode("utf-8"), "text/csv; charset=utf-8", filename)
+
+
+def download(body: bytes, content_type: str, filename: str) -> web.Response:
+    """A report as a file download named ``filename``. Characters beyond letters, digits, ``.``, ``_`` and
     ``-`` become ``-``: a name can come from a caller's text (a candidate policy's id), and a quote or a
     line break would otherwise break out of the header."""
     filename = _UNSAFE_IN_FILENAME.sub("-", filename)[:120]
     return web.Response(
-        body=text.encode("utf-8"),
-        headers={
-            "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        },
+        body=body,
+        headers={"Content-Type": content_type, "Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 

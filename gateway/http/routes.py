@@ -7,16 +7,16 @@ a route cannot be added without saying what it takes and answers.
 
 from __future__ import annotations
 
-from adapters import finance_stats
+from adapters import finance_stats, statement_export
 from adapters import report_models as reports
 from adapters.what_if import WhatIfReport
 from gateway import api_models as api
 from gateway.dashboard.pages import dashboard, dashboard_login
 from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.handlers import finance, health, people, registry, settlements
-from gateway.http.handlers.receipts import settlement_receipt
+from gateway.http.handlers.receipts import receipt_by_number, settlement_receipt
 from gateway.http.openapi import openapi_json
-from gateway.http.requests import DATE_PATTERN
+from gateway.http.requests import DATE_PATTERN, MONTH_PATTERN
 from gateway.http.routing import (
     ADMIN,
     ANY_ROLE,
@@ -36,6 +36,13 @@ DATE = {"type": "string", "format": "date", "pattern": DATE_PATTERN}
 OPTIONAL_DATE = {"type": "string", "pattern": "^([0-9]{4}-[0-9]{2}-[0-9]{2})?$"}
 GROUP_BY = enum("fund", "tier", "level", "region")
 REPORT_FORMAT = Param("format", enum("json", "csv"), "csv for CSV (as does Accept: text/csv); JSON by default")
+FILE_FORMAT = Param(
+    "format",
+    enum("json", "csv", "xlsx", "html"),
+    "csv for CSV (as does Accept: text/csv), xlsx for an Excel workbook, html for a statement to print and sign"
+    " (A4 landscape); JSON by default. Money in CSV and xlsx is yuan with two decimals, headers in Chinese with"
+    " English beside them",
+)
 JSON_OBJECT = ("application/json",)
 
 
@@ -66,6 +73,53 @@ ROUTES = [
             "Compute a settlement without recording it",
             body=api.SettleRequest,
             replies=(Reply(model=api.QuoteOut),),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/settlements",
+        settlements.search_settlements,
+        ANY_ROLE,
+        Doc(
+            "Settlements by booking days, clinic and the clinic's request id, a page at a time, in booking order"
+            " (finance, admin; a terminal sees only its own clinic's)",
+            query=(
+                Param("from", DATE, "first booking day; the first of to's month by default"),
+                Param("to", DATE, "last booking day, at most 367 days after from; today (China time) by default"),
+                Param(
+                    "clinic",
+                    {"type": "string", "pattern": f"^{settlements.CLINIC_ID.pattern}$"},
+                    "one clinic's settlements",
+                ),
+                Param(
+                    "request_id",
+                    {"type": "string", "pattern": f"^{settlements.REQUEST_ID.pattern}$"},
+                    "the clinic's own id for the bill, as its terminal sent it",
+                ),
+                Param(
+                    "limit",
+                    {"type": "string", "pattern": "^(?:[1-9][0-9]?|[1-4][0-9]{2}|500)$"},
+                    "a page's size, 1 to 500; 50",
+                ),
+                Param("after", {"type": "string"}, "the previous page's next cursor"),
+            ),
+            replies=(Reply(description="One page and the next page's cursor", model=reports.SettlementPage),),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/receipts/{number}",
+        receipt_by_number,
+        READERS,
+        Doc(
+            "The receipt with this short receipt number (0F3A-9C1E-77B0, as printed; 404 for another clinic's)",
+            query=(
+                Param("lang", enum("zh", "en"), "the receipt's language; zh by default"),
+                Param("format", enum("html", "text"), "html by default; text for a 32-column printer"),
+            ),
+            replies=(Reply(description="The receipt", media=("text/html", "text/plain")),),
+            errors=(404, 409, 422),
         ),
     ),
     Route(
@@ -165,14 +219,68 @@ ROUTES = [
         ),
     ),
     Route(
+        "POST",
+        "/v1/people/statement",
+        people.annual_statement,
+        REPORTING,
+        Doc(
+            "A person's annual statement: every settlement of the service year, what every fund paid and each"
+            " fund's cap left (admin, finance)",
+            body=api.PersonYearRequest,
+            query=(Param("format", enum("json", "html"), "html for the statement to print; JSON by default"),),
+            replies=(Reply(description="The statement", model=reports.PersonYearStatement, media=("text/html",)),),
+        ),
+    ),
+    Route(
         "GET",
         "/v1/finance/daily",
         finance.daily_statement,
         REPORTING,
         Doc(
             "Daily statement per clinic and fund, by level and region, with the day's reversals (admin, finance)",
-            query=(Param("date", DATE, "the booking day; today (China time) by default"), REPORT_FORMAT),
-            replies=(Reply(description="The statement", model=reports.DailyStatement, csv=True),),
+            query=(
+                Param("date", DATE, "the booking day; today (China time) by default"),
+                FILE_FORMAT,
+                Param(
+                    "scope",
+                    enum(*statement_export.SCOPES),
+                    "with format=csv, the one scope the file holds (a SUM over a column counts each bill once);"
+                    " clinic by default. The xlsx workbook has one sheet per scope",
+                ),
+            ),
+            replies=(
+                Reply(
+                    description="The statement", model=reports.DailyStatement, csv=True, xlsx=True, media=("text/html",)
+                ),
+            ),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/finance/monthly",
+        finance.monthly_statement,
+        REPORTING,
+        Doc(
+            "Monthly statement per fund and clinic by booking month, the basis of disbursement (拨付) and"
+            " clearing (清算) (admin, finance)",
+            query=(
+                Param(
+                    "month",
+                    {"type": "string", "pattern": MONTH_PATTERN},
+                    "the booking month, YYYY-MM; this month (China time) by default",
+                ),
+                FILE_FORMAT,
+            ),
+            replies=(
+                Reply(
+                    description="The statement",
+                    model=reports.MonthlyStatement,
+                    csv=True,
+                    xlsx=True,
+                    media=("text/html",),
+                ),
+            ),
             errors=(422,),
         ),
     ),
@@ -191,6 +299,21 @@ ROUTES = [
         ),
         write=True,
         max_body=finance.RECONCILIATION_MAX_BODY,
+    ),
+    Route(
+        "POST",
+        "/v1/finance/reconciliation/totals",
+        finance.reconciliation_totals,
+        REPORTING | TERMINAL,
+        Doc(
+            "Check a clinic's count and sums over a range of booking days (at most 367) against the ledger, 3201-style"
+            " (对总账); the gateway's count and total per day narrow a range that does not balance"
+            " (admin, finance; terminal for its own clinic)",
+            body=api.TotalsReconciliationRequest,
+            replies=(
+                Reply(description="Balanced or not, each field that differs", model=reports.TotalsReconciliation),
+            ),
+        ),
     ),
     Route(
         "POST",

@@ -43,6 +43,7 @@ class Reply:
     model: Any = None  # a msgspec Struct (or a union of them), as JSON or MessagePack by Accept
     name: str | None = None  # the union's component name; a Struct's is its class name
     csv: bool = False  # also text/csv, for format=csv or Accept: text/csv
+    xlsx: bool = False  # also an xlsx workbook, for format=xlsx
     media: tuple[str, ...] = ()  # content types of an answer without a model: JSON objects, or text
 
 

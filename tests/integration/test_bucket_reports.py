@@ -21,11 +21,13 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import pytest
 
+from adapters.bill_buckets import BUCKET_NAMES
 from gateway.app_keys import service_key
 from gateway.dashboard.sessions import COOKIE, make_session, session_secret
 from gateway.http.handlers.receipts import TEXT_WIDTH, columns
@@ -383,18 +385,16 @@ async def test_the_daily_statement_splits_every_scope_into_the_buckets(county: C
     (old,) = later["reversals"]
     assert (old["eligible_fen"], old["unsplit_fen"], old["not_covered_fen"]) == (8_000, 1_000, 0)
 
-    text = await daily(client, SETTLED_ON, "csv")
-    rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
-    by_bucket = {
-        row["bucket"]: row for row in rows if row["scope"] == "clinic" and row["clinic_id"] == "T012" and row["bucket"]
-    }
-    assert list(by_bucket) == list(BUCKETS)
-    assert by_bucket["unsplit"]["net_fen"] == "7000" and by_bucket["unsplit"]["bucket_name"] == "未拆分"
-    assert by_bucket["over_limit"]["bucket_name"] == "超限价自付" and by_bucket["over_limit"]["fund"] == ""
-    total_rows = [row for row in rows if row["scope"] == "total"]
-    assert sum(int(row["net_fen"]) for row in total_rows if row["bucket"]) == statement["total"]["net_fen"]
-    # The fund rows are as they were: they add up to the bills too, and name no bucket.
-    assert sum(int(row["net_fen"]) for row in total_rows if row["fund"]) == statement["total"]["net_fen"]
+    text = await daily(client, SETTLED_ON, "csv")  # by clinic: a column per bucket, in yuan
+    rows = {row["机构编码 Clinic ID"]: row for row in csv.DictReader(io.StringIO(text.lstrip("\ufeff")))}
+    buckets = {bucket: f"{zh}净额 {en} net" for bucket, (zh, en) in BUCKET_NAMES.items()}
+    assert [name for name in rows["T012"] if name in buckets.values()] == list(buckets.values())
+    assert rows["T012"][buckets["unsplit"]] == "70.00"
+    assert rows["T012"][buckets["over_limit"]] == "10.00"
+    # A SUM over a column of the file is the day's total: each bill is in one clinic's row only.
+    for bucket, name in buckets.items():
+        in_yuan = sum(Decimal(row[name]) for row in rows.values())
+        assert in_yuan * 100 == statement["total"]["buckets"][bucket]["net_fen"], bucket
 
 
 # ---------------------------------------------------------------- statistics and the dashboard

@@ -57,16 +57,23 @@ async def template(client: Any, pool: asyncpg.Pool) -> asyncpg.Record:
 
 
 async def synthetic_day(
-    client: Any, pool: asyncpg.Pool, *, clinic_id: str, booked_on: dt.date, count: int, template_person: bool = False
+    client: Any,
+    pool: asyncpg.Pool,
+    *,
+    clinic_id: str,
+    booked_on: dt.date,
+    count: int,
+    template_person: bool = False,
+    ids: list[uuid.UUID] | None = None,
 ) -> list[uuid.UUID]:
     """``count`` settlements at ``clinic_id`` booked on ``booked_on``, as the store writes them.
 
     Each is for a new synthetic person (a realistic spread for the planner) unless ``template_person``,
-    which the reversal API needs: it locks the person's accumulators row.
+    which the reversal API needs: it locks the person's accumulators row. ``ids`` chooses their ids.
     """
     row = await template(client, pool)
     created_at = dt.datetime.combine(booked_on, dt.time(10, 0), tzinfo=dt.UTC)
-    ids = [uuid.uuid4() for _ in range(count)]
+    ids = ids or [uuid.uuid4() for _ in range(count)]
     settlements = []
     people = []
     for settlement_id in ids:
@@ -163,11 +170,8 @@ async def test_daily_statement_per_clinic_fund_level_and_region(client, pool, da
     response = await client.get(f"/v1/finance/daily?date={day.isoformat()}&format=csv", headers=ADMIN)
     text = (await response.read()).decode("utf-8")
     assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
-    assert text.startswith(
-        "\ufeffdate,scope,clinic_id,clinic_name,level,region,fund,settlements_count,settlements_fen,"
-    )
-    assert f"2026-02-04,clinic,V070,{clinic['name']},village,{clinic['region']},patient,3,37035,0,0,37035" in text
-    assert ",total,,,,,patient," in text
+    assert text.startswith("\ufeff机构编码 Clinic ID,机构名称 Clinic,级别 Level,区域 Region,结算笔数 Settlements,")
+    assert f"V070,{clinic['name']},村卫生服务站 village,{clinic['region']},3,0,370.35,0.00,370.35," in text
 
     result = medsettle(database_url, "report", "daily", "--date", "2026-02-04", "--format", "csv")
     assert result.returncode == 0, result.stderr
@@ -234,7 +238,7 @@ async def test_every_kind_of_discrepancy_is_named(client, pool):
     await synthetic_reversal(pool, gateway_reversed, day)
     unknown = uuid.uuid4()
     submitted = [
-        line(unknown, total=999),
+        line(unknown, total=999, request_id="clinic-own-7"),
         line(differs, insurance=100, out_of_pocket=12_245),
         line(clinic_reversed, reversed=True),
         line(gateway_reversed),
@@ -261,6 +265,12 @@ async def test_every_kind_of_discrepancy_is_named(client, pool):
     }
     insurance = next(item for item in result["discrepancies"] if item.get("field") == "insurance")
     assert insurance["gateway"] == 0 and insurance["submitted"] == 100
+    # Each names the clinic's own request id beside the settlement id: the gateway's stored one, or the
+    # list's for a settlement the gateway does not have.
+    assert {item["settlement_id"]: item["request_id"] for item in result["discrepancies"]} == {
+        str(unknown): "clinic-own-7",
+        **{str(known): f"syn-{known.hex}" for known in (clinic_missing, differs, gateway_reversed, clinic_reversed)},
+    }
     assert result["discrepancy_counts"]["amount_differs"] == 2
     assert result["gateway_sums_fen"]["total"] == 4 * 12_345  # the reversed one is not counted
 

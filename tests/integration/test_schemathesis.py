@@ -94,11 +94,14 @@ BUSINESS_RULES: dict[str, Any] = {
         )
     ),
     # A reconciliation list names each settlement once: uniqueness by one property of the items. A what-if's
-    # window starts no later than it ends.
+    # window starts no later than it ends. A search's cursor is one a page gave.
     "validation_failed": lambda problem: (
         (problem.get("field") == "settlements" and "listed twice" in problem["detail"])
         or (problem.get("field") == "from" and "after" in problem["detail"])
+        or problem.get("field") == "after"
     ),
+    # A range of days (a search, totals to reconcile) spans at most 367: arithmetic across two fields.
+    "range_too_wide": lambda problem: True,
     # A what-if's candidate is a policy file: TOML that docs/policy-files.md describes, beyond any schema.
     "invalid_policy": lambda problem: problem.get("field") == "policy",
 }
@@ -143,6 +146,9 @@ SIGNER = {
     ("GET", "/v1/finance/daily"): "finance-1",
     ("GET", "/v1/finance/stats"): "finance-1",
     ("POST", "/v1/finance/reconciliation"): "finance-1",
+    ("POST", "/v1/finance/reconciliation/totals"): "finance-1",
+    ("GET", "/v1/finance/monthly"): "finance-1",
+    ("POST", "/v1/people/statement"): "finance-1",
     ("POST", "/v1/finance/what-if"): "finance-1",
 }
 DEFAULT_SIGNER = "term-C001"

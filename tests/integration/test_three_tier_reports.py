@@ -20,6 +20,7 @@ import pytest
 
 from gateway.dashboard.sessions import COOKIE, login_link
 from gateway.service import china_today
+from settlement.money import format_yuan
 from tests.integration.conftest import (
     ADMIN,
     COUNTY,
@@ -158,17 +159,15 @@ async def test_the_daily_statement_lists_every_fund_of_the_chain_by_name(day: Da
     response = await client.get(f"/v1/finance/daily?date={china_today().isoformat()}&format=csv", headers=ADMIN)
     assert response.status == 200
     rows = list(csv.DictReader(io.StringIO((await response.read()).decode("utf-8").lstrip("\ufeff"))))
-    county = [row for row in rows if row["scope"] == "clinic" and row["clinic_id"] == "C001"]
-    county_rows = {row["fund"]: row for row in county if row["fund"]}  # the other rows are the four buckets
-    assert [row["bucket"] for row in county if not row["fund"]] == [
-        "not_covered", "over_limit", "self_pay_first", "eligible", "unsplit"
-    ]  # fmt: skip
-    assert list(county_rows) == ACCOUNTS
-    critical_row = county_rows["critical_illness_fund"]
-    assert (critical_row["fund_code"], critical_row["fund_name"]) == ("critical_illness", NAMES["critical_illness"])
-    assert critical_row["settlements_fen"] == critical_row["net_fen"] == str(CHARITY["critical_illness"])
-    assert county_rows["charity_fund"]["fund_name"] == NAMES["charity"]
-    assert county_rows["patient"]["net_fen"] == str(CHARITY_OUT_OF_POCKET)
+    (county,) = [row for row in rows if row["机构编码 Clinic ID"] == "C001"]
+    # Every fund in chain order, by its Chinese name, paid, reversed and net; the patient last.
+    paying = [name.split(" ")[0].removesuffix("支付") for name in county if " " in name and name.endswith(" paid")]
+    chain = ("insurance", "critical_illness", "hardship_aid", "tilted_aid", "veteran_subsidy", "charity")
+    assert paying == [*(NAMES[code] for code in chain), "个人自付"]
+    critical = NAMES["critical_illness"]
+    assert county[f"{critical}支付 critical-illness insurance paid"] == format_yuan(CHARITY["critical_illness"])
+    assert county[f"{critical}净额 critical-illness insurance net"] == format_yuan(CHARITY["critical_illness"])
+    assert county["个人自付净额 patient net"] == format_yuan(CHARITY_OUT_OF_POCKET)
 
 
 # ---------------------------------------------------------------- reconciliation

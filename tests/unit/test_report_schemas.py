@@ -24,7 +24,11 @@ from gateway.http.routes import ROUTES
 
 REPORT_ROUTES = {
     ("/v1/finance/daily", "get"): "DailyStatement",
+    ("/v1/finance/monthly", "get"): "MonthlyStatement",
+    ("/v1/people/statement", "post"): "PersonYearStatement",
+    ("/v1/settlements", "get"): "SettlementPage",
     ("/v1/finance/reconciliation", "post"): "Reconciliation",
+    ("/v1/finance/reconciliation/totals", "post"): "TotalsReconciliation",
     ("/v1/finance/stats", "get"): "FinanceStatsReport",
     ("/v1/registry/stats", "get"): "RegistryStats",
 }
@@ -215,7 +219,7 @@ def test_a_reconciliation_with_every_kind_of_discrepancy_fits_its_schema() -> No
     encoded = msgspec.json.decode(msgspec.json.encode(result))
     assert list(dict.fromkeys(item["kind"] for item in encoded["discrepancies"])) == list(encoded["discrepancy_counts"])
     assert encoded["gateway_sums_fen"]["other_funds"] == {"critical_illness": 1}
-    assert list(encoded["discrepancies"][0]) == ["kind", "settlement_id", "field", "gateway", "submitted"]
+    assert list(encoded["discrepancies"][0]) == ["kind", "settlement_id", "field", "gateway", "submitted", "request_id"]
 
 
 @pytest.mark.parametrize("by", sorted(r.FINANCE_STATS))

@@ -1,4 +1,4 @@
-"""Finance handlers: daily statements (JSON or CSV) and reconciliation of a clinic's or fund's list.
+"""Finance handlers: daily and monthly statements (JSON, CSV or xlsx) and reconciliation of a clinic's or fund's list.
 
 Routes are listed in ``gateway.http.routes``. They read through ``adapters.reports.Reports`` and write a
 clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app.
@@ -8,13 +8,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters import finance, finance_stats
+from adapters import finance_stats, statement_export, xlsx_export
+from adapters.monthly_statement import monthly_tables
 from adapters.reports import ReconciliationError, WindowTooLarge
 from adapters.what_if import what_if_csv
+from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
 from gateway.app_keys import confirmations_key, reports_key, service_key
-from gateway.http.requests import caller, clinic_key, decode_body, query_date, request_id_key, wants_csv
-from gateway.http.responses import csv_response, respond
+from gateway.http.handlers.printable import print_response, statement_html
+from gateway.http.requests import (
+    caller,
+    clinic_key,
+    decode_body,
+    query_choice,
+    query_date,
+    query_month,
+    report_format,
+    request_id_key,
+    wants_csv,
+)
+from gateway.http.responses import csv_response, download, respond
 from gateway.problems import ApiError
 from gateway.service import china_today
 from settlement.chain_policy import parse_chain
@@ -29,11 +42,54 @@ RECONCILIATION_MAX_BODY = 16 * 1024 * 1024
 
 
 async def daily_statement(request: web.Request) -> web.Response:
-    csv = wants_csv(request)
+    """The statement as JSON; as an xlsx workbook (one sheet per scope, with the day's reversals); or as
+    the CSV of one scope (``scope``, by clinic by default), so that a SUM over a column counts each bill once."""
+    form = report_format(request, "json", "csv", "xlsx", "html")
+    scope = query_choice(request, "scope", statement_export.SCOPES)
     day = query_date(request, "date") or china_today()
     statement = await request.app[reports_key].daily_statement(day, today=china_today())
-    if csv:
-        return csv_response(finance.statement_csv(statement), f"daily-{day.isoformat()}.csv")
+    if form == "html":
+        tables = statement_export.daily_tables(statement, detail=False)
+        return print_response(
+            statement_html(
+                "医疗费用结算日报表 Daily settlement statement",
+                f"结算日 Booking day {day.isoformat()}",
+                [tables[name] for name in ("total", "clinic", "level", "region", "reversals")],
+                closed=statement.closed,
+                basis=statement.basis,
+            )
+        )
+    tables = statement_export.daily_tables(statement)
+    if form == "xlsx":
+        return download(xlsx_export.workbook(list(tables.values())), XLSX_MEDIA_TYPE, f"daily-{day.isoformat()}.xlsx")
+    if form == "csv":
+        return csv_response(xlsx_export.table_csv(tables[scope]), f"daily-{day.isoformat()}-{scope}.csv")
+    return respond(request, statement)
+
+
+async def monthly_statement(request: web.Request) -> web.Response:
+    """Each fund's settlements, reversals and net per clinic over a booking month: JSON; an xlsx workbook (a
+    summary by fund, every fund x clinic line, a sheet per fund); or the CSV of every fund x clinic line."""
+    form = report_format(request, "json", "csv", "xlsx", "html")
+    month = query_month(request, "month") or china_today()
+    statement = await request.app[reports_key].monthly_statement(month, today=china_today())
+    tables = monthly_tables(statement)
+    name = f"monthly-{statement.month}"
+    if form == "html":  # the summary, then each fund's clinics: the lines are the same figures again
+        printed = [table for key, table in tables.items() if key != "lines"]
+        return print_response(
+            statement_html(
+                "基金拨付月报表 Monthly statement by fund and clinic",
+                f"结算月 Booking month {statement.month} ({statement.period.from_} – {statement.period.to})",
+                printed,
+                closed=statement.closed,
+                basis=statement.basis,
+            )
+        )
+    if form == "xlsx":
+        return download(xlsx_export.workbook(list(tables.values())), XLSX_MEDIA_TYPE, f"{name}.xlsx")
+    if form == "csv":
+        return csv_response(xlsx_export.table_csv(tables["lines"]), f"{name}.csv")
     return respond(request, statement)
 
 
@@ -57,6 +113,21 @@ async def reconciliation(request: web.Request) -> web.Response:
         result = await request.app[confirmations_key].confirm(
             result, actor=terminal.terminal_id, request_id=request[request_id_key]
         )
+    return respond(request, result)
+
+
+async def reconciliation_totals(request: web.Request) -> web.Response:
+    """A clinic's count and sums over a range of booking days against the gateway's (3201-style)."""
+    terminal = caller(request)
+    body = await decode_body(request, api.TotalsReconciliationRequest)
+    if terminal.role == "terminal" and body.clinic_id != terminal.clinic_id:
+        raise ApiError(403, "forbidden", "a terminal may reconcile only its own clinic's totals", field="clinic_id")
+    if body.clinic_id is not None:
+        request[clinic_key] = body.clinic_id
+    try:
+        result = await request.app[reports_key].reconcile_totals(body)
+    except ReconciliationError as error:
+        raise ApiError(422, error.code, str(error), field=error.field) from None
     return respond(request, result)
 
 

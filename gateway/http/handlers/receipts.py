@@ -27,6 +27,7 @@ GBK thermal printers: what it prints encodes to GBK (``gbk_safe``).
 from __future__ import annotations
 
 import html
+import re
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,8 +37,8 @@ import segno
 from aiohttp import web
 
 from gateway import api_models as api
-from gateway.app_keys import service_key
-from gateway.http.requests import caller, settlement_id
+from gateway.app_keys import reports_key, service_key
+from gateway.http.requests import RECEIPT_NUMBER_PATTERN, caller, settlement_id
 from gateway.problems import ApiError
 from gateway.service import CHINA, Service, Terminal
 from settlement.catalogue import NOT_IN_CATALOGUE
@@ -618,13 +619,45 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
 
 
 async def settlement_receipt(request: web.Request) -> web.Response:
+    return await receipt_response(request, settlement_id(request))
+
+
+_RECEIPT_NUMBER = re.compile(RECEIPT_NUMBER_PATTERN)
+
+
+async def receipt_by_number(request: web.Request) -> web.Response:
+    """The receipt whose short number (``receipt_number``) a patient or a clerk reads off the paper."""
+    number = request.match_info["number"]
+    if not _RECEIPT_NUMBER.fullmatch(number):
+        raise ApiError(
+            422, "validation_failed", "a receipt number is 12 to 32 hex digits, as 0F3A-9C1E-77B0", field="number"
+        )
+    prefix = number.replace("-", "").lower()
+    found = await request.app[reports_key].settlements_with_prefix(
+        uuid.UUID(prefix.ljust(32, "0")), uuid.UUID(prefix.ljust(32, "f"))
+    )
+    if not found:
+        raise ApiError(404, "receipt_not_found", "no settlement has this receipt number")
+    if len(found) > 1:
+        raise ApiError(
+            409,
+            "receipt_number_shared",
+            "more than one settlement begins with this number: give the longer number or scan the QR code",
+            field="number",
+        )
+    return await receipt_response(request, found[0])
+
+
+async def receipt_response(request: web.Request, settlement: uuid.UUID) -> web.Response:
+    """The settlement's receipt in the language and form the query asks (zh, html by default); 404 for
+    another clinic's terminal."""
     language = request.query.get("lang", "zh")
     if language not in ("zh", "en"):
         raise ApiError(422, "validation_failed", "lang must be zh or en", field="lang")
     form = request.query.get("format", "html")
     if form not in ("html", "text"):
         raise ApiError(422, "validation_failed", "format must be html or text", field="format")
-    receipt = await load_receipt(request.app[service_key], caller(request), settlement_id(request))
+    receipt = await load_receipt(request.app[service_key], caller(request), settlement)
     if form == "text":
         return web.Response(text=render_text(receipt, language), content_type="text/plain", charset="utf-8")
     return web.Response(
