@@ -86,6 +86,20 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         "service_date": "2026-05-01",
         "codes": ["DRUG-001", "MAT-002"],
     },
+    "PersonYearRequest": {"person_id": "410102196003020026", "year": 2026},
+    "TotalsReconciliationRequest": {
+        "from": "2026-05-01",
+        "to": "2026-05-31",
+        "clinic_id": "C001",
+        "totals": {
+            "settlements": 1,
+            "total": 2000000,
+            "insurance": 1275000,
+            "veteran_subsidy": 291000,
+            "hardship_aid": 135800,
+            "out_of_pocket": 298200,
+        },
+    },
     "PersonRequest": {
         "person_id": "410102196003020026",
         "name": "Li Na",
