@@ -73,9 +73,16 @@ CHECKS: dict[str, str] = {
                    coalesce(sum(amount) FILTER (WHERE account = 'aid_fund'), 0) AS aid_paid
             FROM ledger_entries GROUP BY person_key, year
         ), deltas AS (
-            SELECT person_key, extract(year FROM service_date)::int AS year,
-                   sum(deductible_taken) AS deductible, sum(unpaid_added) AS unpaid_eligible
-            FROM settlements WHERE reversal_id IS NULL GROUP BY 1, 2
+            SELECT person_key, year, sum(deductible) AS deductible, sum(unpaid_eligible) AS unpaid_eligible
+            FROM (
+                SELECT person_key, extract(year FROM service_date)::int AS year,
+                       deductible_taken AS deductible, unpaid_added AS unpaid_eligible
+                FROM settlements WHERE reversal_id IS NULL
+                UNION ALL
+                SELECT person_key, year, coalesce((counters ->> 'outpatient_deductible_used')::bigint, 0),
+                       coalesce((counters ->> 'unpaid_eligible')::bigint, 0)
+                FROM adjustments
+            ) moved GROUP BY 1, 2
         )
         SELECT encode(a.person_key, 'hex') || ' ' || a.year AS id
         FROM accumulators a
@@ -89,6 +96,26 @@ CHECKS: dict[str, str] = {
            OR coalesce((a.counters ->> 'aid_paid')::bigint, 0) <> coalesce(l.aid_paid, 0)
            OR coalesce((a.counters ->> 'outpatient_deductible_used')::bigint, 0) <> coalesce(d.deductible, 0)
            OR coalesce((a.counters ->> 'unpaid_eligible')::bigint, 0) <> coalesce(d.unpaid_eligible, 0)""",
+    # What finance acts on (adjustment_orders) is, per re-adjudication and fund, the net of the adjustments it
+    # booked: owed to the patient (payable) positive, overpaid (recovery, overpayment) negative.
+    "orders_match_adjustments": """
+        WITH net AS (
+            SELECT a.readjudication_id, f.fund, sum(f.amount) AS amount
+            FROM adjustments a
+            CROSS JOIN LATERAL (
+                VALUES ('insurance', a.insurance), ('veteran_subsidy', a.veteran_subsidy),
+                       ('hardship_aid', a.hardship_aid)
+                UNION ALL
+                SELECT key, value::bigint FROM jsonb_each_text(a.other_funds)
+            ) f(fund, amount)
+            GROUP BY 1, 2 HAVING sum(f.amount) <> 0
+        ), ordered AS (
+            SELECT readjudication_id, fund, CASE WHEN kind = 'payable' THEN amount ELSE -amount END AS amount
+            FROM adjustment_orders
+        )
+        SELECT readjudication_id::text || ' ' || fund AS id
+        FROM net FULL JOIN ordered USING (readjudication_id, fund)
+        WHERE coalesce(net.amount, 0) <> coalesce(ordered.amount, 0)""",
     "accumulators_within_caps": """
         SELECT encode(person_key, 'hex') || ' ' || year AS id FROM accumulators
         WHERE NOT counters_within_caps(counters, caps)""",
@@ -113,10 +140,22 @@ CHECKS: dict[str, str] = {
                 SELECT key || '_fund', value::bigint FROM jsonb_each_text(s.other_funds)
             ) f(account, amount)
             WHERE l.account = 'clinic' GROUP BY 1, 2, 3
+            UNION ALL
+            SELECT a.booked_on, a.clinic_id, f.account, sum(f.amount)
+            FROM adjustments a
+            CROSS JOIN LATERAL (
+                VALUES ('insurance_fund', a.insurance), ('priority_care_fund', a.veteran_subsidy),
+                       ('aid_fund', a.hardship_aid), ('patient', a.out_of_pocket)
+                UNION ALL
+                SELECT key || '_fund', value::bigint FROM jsonb_each_text(a.other_funds)
+            ) f(account, amount)
+            GROUP BY 1, 2, 3
+        ), booked_sum AS (
+            SELECT booked_on, clinic_id, account, sum(amount) AS amount FROM booked GROUP BY 1, 2, 3
         )
         SELECT booked_on::text || ' ' || clinic_id || ' ' || account AS id
-        FROM ledger FULL JOIN booked USING (booked_on, clinic_id, account)
-        WHERE coalesce(ledger.amount, 0) <> coalesce(booked.amount, 0)""",
+        FROM ledger FULL JOIN booked_sum USING (booked_on, clinic_id, account)
+        WHERE coalesce(ledger.amount, 0) <> coalesce(booked_sum.amount, 0)""",
 }
 
 
@@ -135,8 +174,11 @@ async def check_invariants(connection: asyncpg.Connection, *, limit: int = 20) -
 _COUNTERS_AND_RECORDS = """
     SELECT a.person_key, a.year, a.counters,
            coalesce((SELECT array_agg(s.record) FROM settlements s
-                      WHERE s.person_key = a.person_key AND extract(year FROM s.service_date)::int = a.year
-                        AND s.reversal_id IS NULL), '{}') AS records
+                      WHERE s.person_key = a.person_key
+                        AND s.service_date BETWEEN make_date(a.year, 1, 1) AND make_date(a.year, 12, 31)
+                        AND s.reversal_id IS NULL), '{}') AS records,
+           coalesce((SELECT array_agg(j.counters) FROM adjustments j
+                      WHERE j.person_key = a.person_key AND j.year = a.year), '{}') AS adjusted
     FROM accumulators a
     WHERE (a.person_key, a.year) > ($1, $2)
     ORDER BY a.person_key, a.year
@@ -146,7 +188,8 @@ _COUNTERS_AND_RECORDS = """
 async def _counters_against_records(connection: asyncpg.Connection) -> list[Violation]:
     """``counters_equal_settlements``: every counter of every person-year, whatever the policy names it,
     is exactly the sum of what the year's settlements not reversed added to it (each settlement's record
-    holds its counters before and after). With ``ledger_matches_settlement`` and the engine's rule that a
+    holds its counters before and after) and what the adjustments booked on the year moved it by. With
+    ``ledger_matches_settlement`` and the engine's rule that a
     step's paid counter grows by what it paid, the counters are the ledger's, fund by fund."""
     violations = []
     after: tuple[bytes, int] = (b"", 0)
@@ -156,8 +199,10 @@ async def _counters_against_records(connection: asyncpg.Connection) -> list[Viol
             return violations
         for row in rows:
             expected: dict[str, int] = {}
-            for record in row["records"]:
-                for name, delta in decode_record(record).result.counter_deltas().items():
+            moves = [decode_record(record).result.counter_deltas() for record in row["records"]]
+            moves += [counters_from(adjusted) for adjusted in row["adjusted"]]
+            for deltas in moves:
+                for name, delta in deltas.items():
                     expected[name] = expected.get(name, 0) + delta
             stored = {name: value for name, value in counters_from(row["counters"]).items() if value}
             if stored != {name: value for name, value in expected.items() if value}:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncpg
 
 from adapters import identity
+from adapters.readjudication import RegistryCause, enqueue_registry
 from settlement.registry import (
     Close,
     ListEntry,
@@ -56,6 +58,9 @@ class ImportReport:
     people_created: int = 0
     changes: list[Change] = field(default_factory=list)
     applied: bool = False
+    # Person-years queued for re-adjudication because a change reaches back before their settlements:
+    # (work row id, person key, year).
+    readjudications: list[tuple[int, bytes, int]] = field(default_factory=list)
 
     def count(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -67,6 +72,7 @@ class ImportReport:
             "struck_off": self.struck_off,
             "unchanged": self.unchanged,
             "rejected": len(self.rejected),
+            "readjudications": len(self.readjudications),
         }
 
 
@@ -90,10 +96,16 @@ async def apply_entries(
     confirm: Callable[[int], bool] | None = None,
     rejected: Sequence[tuple[int, str]] = (),
     all_or_nothing: bool = False,
+    preview: Callable[[asyncpg.Connection, ImportReport], Awaitable[None]] | None = None,
 ) -> ImportReport:
     """Apply list lines. ``full_list=(programme, as_of)`` also strikes off, as of that date, everyone
     in force in the programme who is not on the list, after ``confirm(count)`` says yes.
-    ``all_or_nothing`` writes nothing if any line is rejected (the API's behaviour)."""
+    ``all_or_nothing`` writes nothing if any line is rejected (the API's behaviour).
+
+    A change that reaches back before a person's settlements queues their person-years for
+    re-adjudication (adapters/readjudication.py) in the same transaction. ``preview(connection, report)``
+    runs inside it once everything is written and before a dry run rolls back, so it sees the registry
+    as the import leaves it (the dry run's list of the adjustments the import would cause)."""
     report = ImportReport(rejected=list(rejected))
     keyed = [(identity.person_key(item.national_id, pepper), identity.mask(item.national_id), item) for item in entries]
     try:
@@ -142,7 +154,10 @@ async def apply_entries(
             if all_or_nothing and report.rejected:
                 raise _Rollback
             await state.write(connection, source=source)
+            report.readjudications = await enqueue_registry(connection, state.causes(), str(uuid.uuid4()))
             await _audit(connection, report, actor=actor, source=source, request_id=request_id)
+            if preview is not None:
+                await preview(connection, report)
             if dry_run:
                 raise _Rollback
             report.applied = True
@@ -205,6 +220,14 @@ class _State:
         self.closes: dict[int, tuple[bytes, dt.date]] = {}
         self.opens: dict[int, tuple[bytes, StoredMembership]] = {}
         self._next_provisional = -1
+        # Per person changed: the earliest day a change takes effect, and the changes in words.
+        self._changed: dict[bytes, tuple[dt.date, list[str]]] = {}
+
+    def causes(self) -> list[RegistryCause]:
+        """Each changed person's earliest changed day and changes: what re-adjudication is queued for."""
+        return [
+            RegistryCause(key, since, "; ".join(described)) for key, (since, described) in sorted(self._changed.items())
+        ]
 
     def of(self, key: bytes) -> list[StoredMembership]:
         return self.memberships.get(key, [])
@@ -219,15 +242,24 @@ class _State:
         report.count(plan.outcome)
         if plan.outcome == "unchanged":
             return
-        for operation in plan.operations:
-            self._apply(key, operation)
-        report.changes.append(Change(line, masked, plan.outcome, _describe(entry, plan)))
+        days = [self._apply(key, operation) for operation in plan.operations]
+        description = _describe(entry, plan)
+        report.changes.append(Change(line, masked, plan.outcome, description))
+        if not days:
+            return
+        since = min(days)
+        earliest, described = self._changed.get(key, (since, []))
+        self._changed[key] = (min(earliest, since), [*described, f"{masked} {description}"])
 
-    def _apply(self, key: bytes, operation: Close | Open) -> None:
+    def _apply(self, key: bytes, operation: Close | Open) -> dt.date:
+        """Plan one operation; returns the first day it changes what is in force."""
         memberships = self.memberships.setdefault(key, [])
         if isinstance(operation, Close):
+            since = operation.struck_off_on
             for index, membership in enumerate(memberships):
                 if membership.membership_id == operation.membership_id:
+                    if membership.struck_off_on is not None:  # an end moved later changes from the old end
+                        since = min(since, membership.struck_off_on)
                     closed = StoredMembership(
                         membership_id=membership.membership_id,
                         programme=membership.programme,
@@ -240,7 +272,7 @@ class _State:
                         self.opens[closed.membership_id] = (key, closed)
                     else:
                         self.closes[closed.membership_id] = (key, operation.struck_off_on)
-            return
+            return since
         opened = StoredMembership(
             membership_id=self._next_provisional,
             programme=operation.programme,
@@ -251,6 +283,7 @@ class _State:
         self._next_provisional -= 1
         memberships.append(opened)
         self.opens[opened.membership_id] = (key, opened)
+        return opened.effective_from
 
     async def write(self, connection: asyncpg.Connection, *, source: str) -> None:
         if self.closes:

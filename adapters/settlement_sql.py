@@ -269,8 +269,23 @@ WITH reversal AS (
 ), audit AS (
     INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
     VALUES ($10, $4, 'settlement.reversed', $3::text, $5, $13::jsonb)
+), readjudication AS (
+    -- The person-year's later bills were settled on counters this bill had moved (a deductible met, a
+    -- threshold crossed, a cap reached), and adjustments booked on this bill must be taken back: queue the
+    -- person-year for re-adjudication (adapters/readjudication.py). This statement's own snapshot does not
+    -- yet see the bill as reversed, hence ``o.settlement_id <> $3``.
+    INSERT INTO readjudications (person_key, year, cause_kind, cause_ref, cause, from_date)
+    SELECT $1, $12, 'reversal', $2::text, 'settlement ' || $3::text || ' reversed', s.service_date
+    FROM settlements s
+    WHERE s.person_key = $1 AND s.settlement_id = $3
+      AND (EXISTS (SELECT 1 FROM settlements o
+                   WHERE o.person_key = $1 AND o.service_date BETWEEN s.service_date AND make_date($12, 12, 31)
+                     AND o.settlement_id <> $3 AND o.reversal_id IS NULL)
+           OR EXISTS (SELECT 1 FROM adjustments a WHERE a.person_key = $1 AND a.settlement_id = $3))
+    RETURNING readjudication_id
 )
 UPDATE settlements SET reversed_at = $10, reversal_id = $2 WHERE person_key = $1 AND settlement_id = $3
+RETURNING (SELECT readjudication_id FROM readjudication)
 """
 
 # A reversal claims its nonce before this read (gateway/http/middleware.py), like every write but a settlement.

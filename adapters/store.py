@@ -25,7 +25,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from adapters import catalogue_store, nonces
+from adapters import catalogue_store, nonces, readjudication
 from adapters.batching import Coalescer
 from adapters.faults import Faults
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
@@ -449,8 +449,10 @@ class Store:
                     current = await connection.fetchrow(LOCK_ACCUMULATORS, new.person_key, year)
                     if self.faults.armed:
                         await self.faults.reach("reverse.after_lock")
-                    restored = give_back(settlement, counters_from(current["counters"]))
-                    await connection.execute(
+                    # Adjustments booked on the bill since it was settled are taken back with it.
+                    adjusted = await readjudication.adjusted_on(connection, new.person_key, new.settlement_id)
+                    restored = give_back(settlement, counters_from(current["counters"]), adjusted.counters)
+                    readjudication_id = await connection.fetchval(
                         WRITE_REVERSAL,
                         new.person_key,
                         new.reversal_id,
@@ -466,6 +468,18 @@ class Store:
                         year,
                         _json_encoder.encode({"clinic_id": row["clinic_id"], "reason": new.reason}).decode(),
                     )
+                    if adjusted:
+                        await readjudication.take_back(
+                            connection,
+                            readjudication_id,
+                            new.person_key,
+                            year,
+                            new.settlement_id,
+                            (row["clinic_id"], settlement.visit_type),
+                            adjusted,
+                            booked_on=new.booked_on,
+                            now=new.created_at,
+                        )
                     if self.faults.armed:
                         await self.faults.reach("reverse.before_commit")
             except asyncpg.UniqueViolationError as error:

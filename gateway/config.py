@@ -62,6 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     future_date_tolerance_days: int = 1
     settle_batch_max: int = 32  # concurrent settlements committed together (adapters/batching.py); 1 turns it off
     settle_batch_lanes: int = 4  # batches in flight at once, each on its own pooled connection
+    # Person-years re-adjudicated a second at most, per process, in the background (adapters/readjudication.py);
+    # 0 leaves the list to `medsettle adjustments run`.
+    readjudicate_per_second: Annotated[float, msgspec.Meta(ge=0)] = 20.0
     faults: str = ""  # named fault points for fault tests (adapters/faults.py); refused in production
 
     def masked(self) -> dict[str, object]:
@@ -118,6 +121,7 @@ ENV_VARS = {
     "header_timeout": "MEDSETTLE_HEADER_TIMEOUT",
     "body_timeout": "MEDSETTLE_BODY_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
+    "readjudicate_per_second": "MEDSETTLE_READJUDICATE_PER_SECOND",
     "settle_batch_max": "MEDSETTLE_SETTLE_BATCH_MAX",
     "settle_batch_lanes": "MEDSETTLE_SETTLE_BATCH_LANES",
     "faults": "MEDSETTLE_FAULTS",

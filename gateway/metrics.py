@@ -105,6 +105,18 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
+        self.readjudication_backlog = Gauge(
+            "medsettle_readjudication_backlog",
+            "Person-years waiting to be re-adjudicated (a registry change with a past date, a refund)",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.readjudications = Counter(
+            "medsettle_readjudications_total",
+            "Person-years re-adjudicated, by outcome (adjusted, unchanged, needs_review)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.audit_sealed = Gauge(
             "medsettle_audit_sealed_timestamp_seconds",
             "Unix time the audit sealer last finished a round with nothing left to seal",

@@ -21,10 +21,13 @@ import msgspec
 from adapters import identity
 from adapters.db import is_database_error
 from adapters.nonces import NonceClaim
+from adapters.readjudication import Outcome as ReadjudicationOutcome
+from adapters.readjudication import Runner
 from adapters.registry_store import PersonEntry
 from adapters.store import Store
 from adapters.terminal_keys import ActiveKey
 from gateway import api_models as api
+from gateway.logs import log
 from gateway.metrics import Metrics
 from settlement import chain as chain_engine
 from settlement import engine
@@ -125,6 +128,7 @@ class Service:
         *,
         key_encryption_key: bytes,
         future_date_tolerance_days: int = 1,
+        readjudicate_per_second: float = 20.0,
     ) -> None:
         self.key_encryption_key = key_encryption_key
         self.store = store
@@ -143,6 +147,16 @@ class Service:
         # Every item catalogue version, in memory: the settle path classifies lines without a query.
         self.catalogue = Catalogue()
         self._catalogue_stamp: str | None = None
+        # Re-adjudication of person-years a back-dated registry change or a refund queued, in the background
+        # (started with the other loops, gateway/http/app.py), under the policy and catalogue this process holds.
+        self.readjudication = Runner(
+            store.pool,
+            policy_for=self.policy_on,
+            catalogue=lambda: self.catalogue,
+            today=china_today,
+            per_second=readjudicate_per_second,
+            on_done=self._readjudicated,
+        )
 
     # ------------------------------------------------------------ reference data
 
@@ -163,6 +177,12 @@ class Service:
             return False
         self._catalogue_stamp, self.catalogue = await self.store.catalogue()
         return True
+
+    def _readjudicated(self, outcome: ReadjudicationOutcome) -> None:
+        kind = "needs_review" if outcome.needs_review else "adjusted" if outcome.adjusted else "unchanged"
+        self.metrics.child(self.metrics.readjudications, kind).inc()
+        if outcome.needs_review:
+            log.warning("readjudication_needs_review", readjudication_id=outcome.readjudication_id)
 
     async def _refresh_reference(self) -> None:
         """Reload on a miss at most once a second, so unknown ids cannot flood the database."""
@@ -480,6 +500,7 @@ class Service:
                 raise Refused("request_in_flight", "retry with the same request id")
             raise Refused("already_reversed", "this settlement has already been reversed")
         self.metrics.reversals.inc()
+        self.readjudication.wake()  # the reversal may have queued the person-year's later bills
         given_back = outcome.settlement
         reversed_ = self.metrics.reversed
         self.metrics.child(reversed_, "insurance").inc(given_back.insurance)
@@ -600,6 +621,8 @@ class Service:
         if report.rejected:
             line, reason = report.rejected[0]
             raise Refused("invalid_membership", reason, field=f"memberships[{line}]")
+        if report.readjudications:
+            self.readjudication.wake()
         memberships = await self.store.memberships(key)
         return api.PersonOut(
             person=masked,

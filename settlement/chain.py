@@ -140,6 +140,12 @@ class Chain(Model, frozen=True, kw_only=True):
     named_steps: tuple[int | None, int | None, int | None] = (None, None, None)
     """Where the funds ``insurance``, ``veteran_subsidy`` and ``hardship_aid`` are in the chain, for the
     answer's fields of those names (None: the chain has no such fund)."""
+    de_minimis: int = 100
+    """Re-adjudication (settlement/readjudication.py): a fund's order for a person-year smaller than this
+    (fen) is waived, neither paid nor recovered."""
+    recover_overpayments: bool = False
+    """Whether what a fund overpaid, found by re-adjudication, becomes a recovery order (else it is only
+    reported)."""
 
     @property
     def funds(self) -> tuple[Fund, ...]:

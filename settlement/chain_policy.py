@@ -77,6 +77,11 @@ class _EligibilityFile(FileStruct, frozen=True, kw_only=True):
     inpatient_levels: list[ClinicLevel]
 
 
+class _AdjustmentsFile(FileStruct, frozen=True, kw_only=True):
+    de_minimis_yuan: Number = 1
+    recover_overpayments: bool = False
+
+
 class _ChainFile(FileStruct, frozen=True, kw_only=True):
     id: str
     effective_from: dt.date
@@ -85,6 +90,7 @@ class _ChainFile(FileStruct, frozen=True, kw_only=True):
     eligibility: _EligibilityFile
     programmes: dict[str, list[str]] = msgspec.field(default_factory=dict)
     funds: dict[str, Any]  # each entry converted on its own so errors name the fund (convert_part)
+    adjustments: _AdjustmentsFile = msgspec.field(default_factory=_AdjustmentsFile)
 
 
 CounterKind = Literal["paid", "deductible", "year-to-date"]
@@ -178,6 +184,8 @@ def parse_chain(text: str, source: str) -> Chain:
         named_steps=tuple(  # type: ignore[arg-type]  # three entries, as NAMED_FUNDS
             data.chain.index(fund) if fund in data.chain else None for fund in NAMED_FUNDS
         ),
+        de_minimis=check.money(data.adjustments.de_minimis_yuan, "$.adjustments.de_minimis_yuan"),
+        recover_overpayments=data.adjustments.recover_overpayments,
     )
 
 

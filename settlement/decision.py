@@ -90,11 +90,16 @@ def ledger_lines(settlement: Settlement, sign: int = 1) -> tuple[tuple[str, int]
     return tuple((account, sign * amount) for account, amount in lines)
 
 
-def give_back(settlement: Settlement, current: Mapping[str, int]) -> dict[str, int]:
-    """The counters once ``settlement`` is reversed: exactly what it added is taken off again."""
+def give_back(
+    settlement: Settlement, current: Mapping[str, int], adjusted: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """The counters once ``settlement`` is reversed: exactly what it added is taken off again, with what
+    the adjustments booked on it since (``adjusted``, by counter) added or took off."""
     restored = dict(current)
-    for name, delta in settlement.counter_deltas().items():
-        restored[name] = restored.get(name, 0) - delta
-        if restored[name] < 0:
+    for deltas in (settlement.counter_deltas(), adjusted or {}):
+        for name, delta in deltas.items():
+            restored[name] = restored.get(name, 0) - delta
+    for name, value in restored.items():
+        if value < 0:
             raise ValueError(f"counter {name} would go negative")
     return restored

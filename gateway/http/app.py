@@ -22,7 +22,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from adapters import audit, db
+from adapters import audit, db, readjudication
 from adapters.faults import Faults
 from adapters.finance import Confirmations
 from adapters.fund_names import FundDirectory
@@ -153,6 +153,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[metrics_key],
         key_encryption_key=settings.terminal_key_key,
         future_date_tolerance_days=settings.future_date_tolerance_days,
+        readjudicate_per_second=settings.readjudicate_per_second,
     )
     await service.load_reference()
     await service.refresh_catalogue()
@@ -180,7 +181,10 @@ async def _background_loops(app: web.Application) -> AsyncIterator[None]:
         ),
         asyncio.create_task(_prune_nonces_forever(service.store)),
         asyncio.create_task(_watch_database_forever(service.store, metrics)),
+        asyncio.create_task(_watch_readjudication_backlog_forever(app[_pools_key].primary, metrics)),
     ]
+    if app[settings_key].readjudicate_per_second > 0:
+        loops.append(asyncio.create_task(service.readjudication.run()))
     yield
     for loop in loops:
         loop.cancel()
@@ -232,6 +236,16 @@ async def _watch_database_forever(store: Store, metrics: Metrics, every: float =
             metrics.database_up.set(1)
         except Exception:  # any failure to reach the database counts as down, as /readyz says
             metrics.database_up.set(0)
+        await asyncio.sleep(every)
+
+
+async def _watch_readjudication_backlog_forever(pool: Any, metrics: Metrics, every: float = 15.0) -> None:
+    """Answer ``medsettle_readjudication_backlog``, for the alert on re-adjudication falling behind."""
+    while True:
+        try:
+            metrics.readjudication_backlog.set(await readjudication.backlog(pool))
+        except Exception as error:  # the database may be away; the next round retries
+            log.warning("readjudication_backlog_failed", error=type(error).__name__)
         await asyncio.sleep(every)
 
 

@@ -1,0 +1,270 @@
+"""Re-adjudication end to end: a registry change with a past date, or a refund of an earlier bill, corrects
+the person-year's other settlements by adjustments, and finance gets the orders.
+
+Each case compares with a **twin**: another person whose registry was right from the start (or who never had
+the refunded bill), settling the same bills. What the twin was paid is what the law says the person should
+have been paid, bill by bill; after re-adjudication, each of the person's settlements plus its adjustments
+must pay exactly that, fund by fund, and their counters must be the twin's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+
+from adapters import identity
+from adapters.settlement_sql import counters_from
+from tests.integration.conftest import ADMIN, COUNTY, PEPPER, SignedClient, bill, register
+
+pytestmark = pytest.mark.integration
+
+FUNDS = ("insurance", "veteran_subsidy", "hardship_aid", "out_of_pocket")
+# Four inpatient stays at the county hospital after 1 May, and the programme granted from 1 May.
+STAYS = ("2026-05-10", "2026-06-12", "2026-07-20", "2026-08-30")
+
+
+def key_of(national_id: str) -> bytes:
+    return identity.person_key(national_id, PEPPER)
+
+
+async def settle_stays(client: SignedClient, person: str, days: tuple[str, ...]) -> list[dict[str, Any]]:
+    answers = []
+    for number, day in enumerate(days):
+        amounts = (("A", 800_000 + 150_000 * number), ("B", 120_000), ("C", 30_000))
+        response = await client.post("/v1/settlements", json=bill(person, *amounts, service_date=day), headers=COUNTY)
+        assert response.status == 201, await response.text()
+        answers.append(await response.json())
+    return answers
+
+
+async def change_registry(client: SignedClient, person: str, memberships: list[dict[str, str]]) -> dict[str, Any]:
+    response = await client.post("/v1/people", json={"person_id": person, "memberships": memberships}, headers=ADMIN)
+    assert response.status in (200, 201), await response.text()
+    return await response.json()
+
+
+async def readjudicated(pool: asyncpg.Pool, person: str, within: float = 60.0) -> list[asyncpg.Record]:
+    """The person's re-adjudications once none is pending (the gateway's background runner works them)."""
+    deadline = time.monotonic() + within
+    while True:
+        rows = await pool.fetch(
+            "SELECT * FROM readjudications WHERE person_key = $1 ORDER BY readjudication_id", key_of(person)
+        )
+        if rows and all(row["status"] != "pending" for row in rows):
+            return rows
+        assert time.monotonic() < deadline, f"still pending after {within} s: {[dict(row) for row in rows]}"
+        await asyncio.sleep(0.1)
+
+
+async def paid_now(pool: asyncpg.Pool, settlement_id: str) -> dict[str, int]:
+    """What a settlement pays now, by fund: its columns (0 once reversed) plus every adjustment on it."""
+    row = await pool.fetchrow(
+        """SELECT s.reversal_id IS NULL AS live, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket,
+                  coalesce(sum(a.insurance), 0) AS a_insurance,
+                  coalesce(sum(a.veteran_subsidy), 0) AS a_veteran_subsidy,
+                  coalesce(sum(a.hardship_aid), 0) AS a_hardship_aid,
+                  coalesce(sum(a.out_of_pocket), 0) AS a_out_of_pocket
+           FROM settlements s
+           LEFT JOIN adjustments a ON a.person_key = s.person_key AND a.settlement_id = s.settlement_id
+           WHERE s.settlement_id = $1::uuid
+           GROUP BY s.settlement_id, s.reversal_id, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket""",
+        settlement_id,
+    )
+    return {fund: (row[fund] if row["live"] else 0) + row[f"a_{fund}"] for fund in FUNDS}
+
+
+def as_paid(answer: dict[str, Any]) -> dict[str, int]:
+    return {fund: answer[fund] for fund in FUNDS}
+
+
+async def counters(pool: asyncpg.Pool, person: str) -> dict[str, int]:
+    text = await pool.fetchval(
+        "SELECT counters FROM accumulators WHERE person_key = $1 AND year = 2026", key_of(person)
+    )
+    return {name: value for name, value in counters_from(text).items() if value}
+
+
+async def orders(pool: asyncpg.Pool, person: str) -> dict[str, tuple[str, int, str]]:
+    rows = await pool.fetch(
+        "SELECT fund, kind, amount, status FROM adjustment_orders WHERE person_key = $1", key_of(person)
+    )
+    return {row["fund"]: (row["kind"], row["amount"], row["status"]) for row in rows}
+
+
+async def test_aid_granted_from_three_months_ago_pays_the_patient_what_each_bill_would_have_had(
+    client: SignedClient, pool: asyncpg.Pool
+) -> None:
+    twin = await register(client, ("insurance", "resident"))
+    await change_registry(
+        client,
+        twin,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-05-01"},
+        ],
+    )
+    should = await settle_stays(client, twin, STAYS)
+    person = await register(client, ("insurance", "resident"))
+    settled = await settle_stays(client, person, STAYS)
+    assert all(answer["hardship_aid"] == 0 for answer in settled)
+    assert all(answer["hardship_aid"] > 0 for answer in should)
+
+    # The civil-affairs bureau confirms, in September, 低保 from 1 May.
+    answer = await change_registry(
+        client,
+        person,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-05-01"},
+        ],
+    )
+    assert answer["changes"]["readjudications"] == 1
+    (work,) = await readjudicated(pool, person)
+    assert work["status"] == "done" and work["cause_kind"] == "registry" and work["adjusted"] == 4
+    assert work["from_date"] == dt.date(2026, 5, 1)
+    assert "minimum_allowance" in work["cause"] and person not in work["cause"]  # masked ID only
+
+    for mine, twins in zip(settled, should, strict=True):
+        assert await paid_now(pool, mine["settlement_id"]) == as_paid(twins)
+    aid = sum(twins["hardship_aid"] for twins in should)
+    assert await orders(pool, person) == {"hardship_aid": ("payable", aid, "open")}
+    assert await counters(pool, person) == await counters(pool, twin)
+
+    # The same change sent again changes nothing and queues nothing.
+    again = await change_registry(
+        client,
+        person,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-05-01"},
+        ],
+    )
+    assert again["changes"]["readjudications"] == 0
+    assert len(await readjudicated(pool, person)) == 1
+
+
+async def test_a_tier_struck_off_retroactively_reports_the_overpayment_without_recovering_it(
+    client: SignedClient, pool: asyncpg.Pool
+) -> None:
+    person = await register(client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
+    settled = await settle_stays(client, person, STAYS[:2])
+    struck = await register(client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
+    await change_registry(
+        client,
+        struck,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {
+                "programme": "hardship_aid",
+                "code": "minimum_allowance",
+                "effective_from": "2026-01-01",
+                "struck_off_on": "2026-06-01",
+            },
+        ],
+    )
+    should = await settle_stays(client, struck, STAYS[:2])
+    assert should[1]["hardship_aid"] == 0
+
+    await change_registry(
+        client,
+        person,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {
+                "programme": "hardship_aid",
+                "code": "minimum_allowance",
+                "effective_from": "2026-01-01",
+                "struck_off_on": "2026-06-01",
+            },
+        ],
+    )
+    (work,) = await readjudicated(pool, person)
+    assert work["status"] == "done" and work["adjusted"] == 1 and work["from_date"] == dt.date(2026, 6, 1)
+    assert await paid_now(pool, settled[0]["settlement_id"]) == as_paid(settled[0])  # before the strike-off
+    assert await paid_now(pool, settled[1]["settlement_id"]) == as_paid(should[1])
+    # The default policy does not recover overpayments: they are reported to finance, not claimed back.
+    assert await orders(pool, person) == {"hardship_aid": ("overpayment", settled[1]["hardship_aid"], "reported")}
+    assert await counters(pool, person) == await counters(pool, struck)
+
+
+async def test_refunding_the_first_of_three_bills_moves_the_deductible_to_the_later_ones(
+    client: SignedClient, pool: asyncpg.Pool
+) -> None:
+    programmes = (("insurance", "resident"), ("hardship_aid", "medical_hardship"))
+    days = ("2026-03-02", "2026-03-09", "2026-03-16")
+
+    async def three_visits(person: str, which: tuple[int, ...]) -> list[dict[str, Any]]:
+        answers = []
+        for number in which:
+            visit = bill(
+                person,
+                ("A", 30_000 + 10_000 * number),
+                ("B", 8_000),
+                clinic_id="T001",
+                visit_type="outpatient",
+                service_date=days[number],
+            )
+            response = await client.post("/v1/settlements", json=visit, headers={"X-Terminal-Id": "term-T001"})
+            assert response.status == 201, await response.text()
+            answers.append(await response.json())
+        return answers
+
+    person = await register(client, *programmes)
+    settled = await three_visits(person, (0, 1, 2))
+    assert settled[0]["accumulators_after"]["outpatient_deductible_used"] > 0
+    twin = await register(client, *programmes)
+    should = await three_visits(twin, (1, 2))
+    assert [as_paid(answer) for answer in should] != [as_paid(answer) for answer in settled[1:]]
+
+    response = await client.post(
+        f"/v1/settlements/{settled[0]['settlement_id']}/reversal",
+        json={"request_id": "refund-first-visit", "reason": "refund"},
+        headers={"X-Terminal-Id": "term-T001"},
+    )
+    assert response.status == 201, await response.text()
+    (work,) = await readjudicated(pool, person)
+    assert work["cause_kind"] == "reversal" and work["status"] == "done" and work["adjusted"] >= 1
+    for mine, twins in zip(settled[1:], should, strict=True):
+        assert await paid_now(pool, mine["settlement_id"]) == as_paid(twins)
+    assert await paid_now(pool, settled[0]["settlement_id"]) == dict.fromkeys(FUNDS, 0)
+    assert await counters(pool, person) == await counters(pool, twin)
+
+
+async def test_a_bill_reversed_after_it_was_adjusted_takes_its_adjustments_back_with_it(
+    client: SignedClient, pool: asyncpg.Pool
+) -> None:
+    person = await register(client, ("insurance", "resident"))
+    (settled,) = await settle_stays(client, person, STAYS[:1])
+    await change_registry(
+        client,
+        person,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
+        ],
+    )
+    await readjudicated(pool, person)
+    aid = (await paid_now(pool, settled["settlement_id"]))["hardship_aid"]
+    assert aid > 0
+
+    response = await client.post(
+        f"/v1/settlements/{settled['settlement_id']}/reversal",
+        json={"request_id": f"refund-{settled['settlement_id']}", "reason": "refund"},
+        headers=COUNTY,
+    )
+    assert response.status == 201, await response.text()
+    _, second = await readjudicated(pool, person)
+    assert second["cause_kind"] == "reversal" and second["status"] == "done"
+    assert await paid_now(pool, settled["settlement_id"]) == dict.fromkeys(FUNDS, 0)
+    assert await counters(pool, person) == {}
+    # The aid paid out on the first order is now overpaid: reported against the reversal.
+    rows = await pool.fetch(
+        "SELECT readjudication_id, kind, amount FROM adjustment_orders WHERE person_key = $1 ORDER BY 1",
+        key_of(person),
+    )
+    assert [(row["kind"], row["amount"]) for row in rows] == [("payable", aid), ("overpayment", aid)]
