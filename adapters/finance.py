@@ -44,6 +44,7 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 
+from adapters import adjustment_orders
 from adapters.bill_buckets import BUCKET_NAMES, BUCKETS, bucket_amounts, bucket_values
 from adapters.fund_names import NAMED_FUNDS, PATIENT, FundDirectory, code_of
 from adapters.report_models import (
@@ -676,6 +677,13 @@ class Confirmations:
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout: float = 5.0) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
+
+    async def close_order(self, order_id: uuid.UUID, *, actor: str, reference: str, request_id: str) -> str:
+        """Mark an open adjustment order paid or recovered (adapters/adjustment_orders.py); its new status."""
+        async with self._pool.acquire(timeout=self._acquire_timeout) as connection:
+            return await adjustment_orders.close_order(
+                connection, order_id, actor=actor, reference=reference, request_id=request_id
+            )
 
     async def confirm(self, result: Reconciliation, *, actor: str, request_id: str) -> Reconciliation:
         """Audit a clean reconciliation as confirmed by ``actor``; the result, marked confirmed."""

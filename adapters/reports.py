@@ -30,6 +30,7 @@ from typing import Protocol
 import asyncpg
 
 from adapters import (
+    adjustment_orders,
     dashboard_figures,
     finance,
     finance_stats,
@@ -118,6 +119,15 @@ class Reports:
         return self._reports.acquire(timeout=self._acquire_timeout)
 
     # ------------------------------------------------------------ finance
+
+    async def adjustment_orders(
+        self, *, start: dt.date, end: dt.date, status: adjustment_orders.OrderStatus | None
+    ) -> adjustment_orders.AdjustmentOrders:
+        """The orders re-adjudication booked in a period, of one status or all (adapters/adjustment_orders.py)."""
+        async with self._reporting() as connection:
+            return await adjustment_orders.list_orders(
+                connection, start=start, end=end, status=status, funds=self.funds
+            )
 
     async def daily_statement(self, day: dt.date, *, today: dt.date) -> DailyStatement:
         """One booking day per clinic and fund, by level and region, with the day's reversals."""

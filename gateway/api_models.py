@@ -144,6 +144,12 @@ class ReversalRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     reason: Annotated[str, msgspec.Meta(max_length=500, pattern=NO_CONTROL)] = ""
 
 
+class CloseOrderRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Finance's own reference for the payment or recovery (a transfer's number), kept with the order."""
+
+    reference: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=NO_CONTROL)]
+
+
 class MembershipIn(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
     # insurance, veteran_subsidy, hardship_aid, or another programme the policy in force names under
     # [programmes] (charity); the service refuses any other as invalid_membership, naming this field.
@@ -322,6 +328,12 @@ class SettlementOut(SettlementFigures, frozen=True, kw_only=True):
 
 class QuoteOut(SettlementFigures, frozen=True, kw_only=True):
     quote: bool = True
+
+
+class OrderClosedOut(Out, frozen=True, kw_only=True):
+    order_id: uuid.UUID
+    status: Literal["paid", "recovered"]
+    reference: str
 
 
 class ReversalOut(Out, frozen=True, kw_only=True):

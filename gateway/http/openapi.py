@@ -86,6 +86,7 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         "service_date": "2026-05-01",
         "codes": ["DRUG-001", "MAT-002"],
     },
+    "CloseOrderRequest": {"reference": "TRANSFER-2026-0917-0042"},
     "PersonYearRequest": {"person_id": "410102196003020026", "year": 2026},
     "TotalsReconciliationRequest": {
         "from": "2026-05-01",

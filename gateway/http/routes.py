@@ -7,7 +7,7 @@ a route cannot be added without saying what it takes and answers.
 
 from __future__ import annotations
 
-from adapters import finance_stats, statement_export
+from adapters import adjustment_orders, finance_stats, statement_export
 from adapters import report_models as reports
 from adapters.what_if import WhatIfReport
 from gateway import api_models as api
@@ -314,6 +314,41 @@ ROUTES = [
                 Reply(description="Balanced or not, each field that differs", model=reports.TotalsReconciliation),
             ),
         ),
+    ),
+    Route(
+        "GET",
+        "/v1/finance/adjustments",
+        finance.adjustment_orders_list,
+        REPORTING,
+        Doc(
+            "Orders from re-adjudication booked in a period: what each fund owes a patient (payable), what a patient"
+            " was overpaid (recovery, or overpayment reported), and what was waived below the de-minimis amount"
+            " (admin, finance)",
+            query=(
+                Param("from", DATE, "first booking day; the first of to's month by default"),
+                Param("to", DATE, "last booking day; today (China time) by default"),
+                Param("status", enum(*adjustment_orders.STATUSES), "only orders of this status"),
+                REPORT_FORMAT,
+            ),
+            replies=(
+                Reply(description="The orders and their sums", model=adjustment_orders.AdjustmentOrders, csv=True),
+            ),
+            errors=(422,),
+        ),
+    ),
+    Route(
+        "POST",
+        "/v1/finance/adjustments/{order_id}/close",
+        finance.close_adjustment_order,
+        REPORTING,
+        Doc(
+            "Mark an open adjustment order paid (payable) or recovered (recovery), with finance's reference; once"
+            " (admin, finance)",
+            body=api.CloseOrderRequest,
+            replies=(Reply(description="The order's new status", model=api.OrderClosedOut),),
+            errors=(404, 409),
+        ),
+        write=True,
     ),
     Route(
         "POST",

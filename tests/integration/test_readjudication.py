@@ -268,3 +268,51 @@ async def test_a_bill_reversed_after_it_was_adjusted_takes_its_adjustments_back_
         key_of(person),
     )
     assert [(row["kind"], row["amount"]) for row in rows] == [("payable", aid), ("overpayment", aid)]
+
+
+async def test_finance_lists_the_orders_and_closes_an_open_one_once(client: SignedClient, pool: asyncpg.Pool) -> None:
+    person = await register(client, ("insurance", "resident"))
+    await settle_stays(client, person, STAYS[:1])
+    await change_registry(
+        client,
+        person,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
+        ],
+    )
+    (work,) = await readjudicated(pool, person)
+    today = work["booked_on"].isoformat()
+    response = await client.get(f"/v1/finance/adjustments?from={today}&to={today}&status=open", headers=ADMIN)
+    assert response.status == 200, await response.text()
+    listed = await response.json()
+    (order,) = [order for order in listed["orders"] if order["readjudication_id"] == work["readjudication_id"]]
+    assert order["kind"] == "payable" and order["fund"] == "hardship_aid" and order["status"] == "open"
+    assert order["person"] != person and "*" in order["person"]  # the masked ID, never the number
+    assert listed["totals"]["payable.open"] >= order["amount"]
+
+    response = await client.get(f"/v1/finance/adjustments?from={today}&to={today}&format=csv", headers=ADMIN)
+    text = await response.text()
+    assert response.status == 200 and order["order_id"] in text and person not in text
+    assert f"{order['amount'] // 100}.{order['amount'] % 100:02d}" in text  # yuan with two decimals
+
+    close = f"/v1/finance/adjustments/{order['order_id']}/close"
+    response = await client.post(close, json={"reference": "TRANSFER-0042"}, headers=ADMIN)
+    assert response.status == 200, await response.text()
+    assert (await response.json())["status"] == "paid"
+    response = await client.post(close, json={"reference": "TRANSFER-0043"}, headers=ADMIN)
+    assert response.status == 409 and (await response.json())["code"] == "order_not_open"
+    row = await pool.fetchrow(
+        "SELECT status, reference FROM adjustment_orders WHERE order_id = $1::uuid", order["order_id"]
+    )
+    assert (row["status"], row["reference"]) == ("paid", "TRANSFER-0042")
+
+    response = await client.post(
+        "/v1/finance/adjustments/00000000-0000-0000-0000-000000000000/close", json={"reference": "x"}, headers=ADMIN
+    )
+    assert response.status == 404 and (await response.json())["code"] == "order_not_found"
+    response = await client.get("/v1/finance/adjustments?status=lost", headers=ADMIN)
+    assert response.status == 422 and (await response.json())["field"] == "status"
+    # A terminal may not see or close them.
+    response = await client.get("/v1/finance/adjustments", headers=COUNTY)
+    assert response.status == 403

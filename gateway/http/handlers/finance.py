@@ -6,9 +6,11 @@ clean reconciliation's confirmation through ``adapters.finance.Confirmations``, 
 
 from __future__ import annotations
 
+import uuid
+
 from aiohttp import web
 
-from adapters import finance_stats, statement_export, xlsx_export
+from adapters import adjustment_orders, finance_stats, statement_export, xlsx_export
 from adapters.monthly_statement import monthly_tables
 from adapters.reports import ReconciliationError, WindowTooLarge
 from adapters.what_if import what_if_csv
@@ -167,3 +169,38 @@ async def what_if(request: web.Request) -> web.Response:
     if wants_csv(request):
         return csv_response(what_if_csv(report), f"what-if-{candidate.id}-{body.from_}-{body.to}.csv")
     return respond(request, report)
+
+
+async def adjustment_orders_list(request: web.Request) -> web.Response:
+    """The orders re-adjudication booked: what the funds owe patients, and what they overpaid."""
+    end = query_date(request, "to") or china_today()
+    start = query_date(request, "from") or end.replace(day=1)
+    if start > end:
+        raise ApiError(422, "validation_failed", "from is after to", field="from")
+    status = request.query.get("status")
+    if status is not None and status not in adjustment_orders.STATUSES:
+        raise ApiError(
+            422, "validation_failed", f"status must be one of {', '.join(adjustment_orders.STATUSES)}", field="status"
+        )
+    report = await request.app[reports_key].adjustment_orders(start=start, end=end, status=status)  # type: ignore[arg-type]
+    if wants_csv(request):
+        return csv_response(adjustment_orders.orders_csv(report), f"adjustments-{start}-{end}.csv")
+    return respond(request, report)
+
+
+async def close_adjustment_order(request: web.Request) -> web.Response:
+    """Mark an open order paid (or recovered), with finance's reference; once."""
+    try:
+        order_id = uuid.UUID(request.match_info["order_id"])
+    except ValueError:
+        raise ApiError(404, "order_not_found", "no such adjustment order", field="order_id") from None
+    body = await decode_body(request, api.CloseOrderRequest)
+    try:
+        status = await request.app[confirmations_key].close_order(
+            order_id, actor=caller(request).terminal_id, reference=body.reference, request_id=request[request_id_key]
+        )
+    except adjustment_orders.OrderNotFound:
+        raise ApiError(404, "order_not_found", "no such adjustment order", field="order_id") from None
+    except adjustment_orders.OrderNotOpen as error:
+        raise ApiError(409, "order_not_open", str(error), field="order_id") from None
+    return respond(request, api.OrderClosedOut(order_id=order_id, status=status, reference=body.reference))  # type: ignore[arg-type]
