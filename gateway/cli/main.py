@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import sys
 
+from gateway.cli.adjustments import add_adjustments_parser
 from gateway.cli.catalogue import add_catalogue_parser
 from gateway.cli.client import cmd_client
 from gateway.cli.dashboard_link import add_dashboard_link_parser
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_finance_parser(commands)  # medsettle report daily (gateway/cli/reports.py)
     add_catalogue_parser(commands, actor=actor, date=_date)  # medsettle catalogue import (cli/catalogue.py)
     add_policy_parser(commands)  # medsettle policy what-if (cli/policy.py)
+    add_adjustments_parser(commands, actor=actor, date=_date)  # medsettle adjustments list|run|close
 
     registry = commands.add_parser("registry", help="registry reports").add_subparsers(dest="action", required=True)
     stats = registry.add_parser("stats", help="people in force on a date, added and struck off in a period")

@@ -8,10 +8,12 @@ import asyncio
 import datetime as dt
 import hashlib
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from adapters import db, identity
+from adapters import db, identity, readjudication
+from adapters.catalogue_store import load_catalogue
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.registry_admin import import_clinics
 from adapters.registry_files import (
@@ -34,7 +36,9 @@ from adapters.table_files import write_table
 from gateway.cli.database import Connection, database_url, with_connection
 from gateway.cli.reports import report_json
 from gateway.config import Settings
+from settlement.catalogue import Catalogue
 from settlement.errors import PolicyError
+from settlement.money import format_yuan
 from settlement.registry import ListEntry
 
 FULL_LIST_HELP = (
@@ -230,8 +234,14 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     as_of = args.as_of or dt.date.today()
 
+    would_adjust: list[str] = []
+
     async def work(connection: Connection) -> Any:
         await db.migrate(connection)
+        # The catalogue is read before the import's transaction opens (it reads in a snapshot of its own).
+        preview = (
+            _adjustments_preview(settings, await load_catalogue(connection), would_adjust) if args.dry_run else None
+        )
         return await apply_entries(
             connection,
             entries,
@@ -242,6 +252,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             full_list=(programme, as_of) if args.full_list else None,
             confirm=_confirm(args.yes, as_of),
             rejected=[(row.line, row.reason) for row in rejected],
+            preview=preview,
         )
 
     report = asyncio.run(with_connection(database_url(settings), work))
@@ -252,6 +263,13 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if list_file is not None:
         done = "what was done" if report.applied else "what the import would do"
         _write_list(list_file, written_list(rows, report), f"each with {done}")
+    for line in would_adjust:
+        print(line)
+    if report.readjudications and not args.dry_run and report.applied:
+        print(
+            f"queued {len(report.readjudications)} person-years for re-adjudication: the gateways work them in the"
+            " background (or run `medsettle adjustments run`)"
+        )
     summary = report.summary()
     print(
         f"{path.name}: added {summary['added']}, changed {summary['changed']}, struck off {summary['struck_off']}, "
@@ -267,6 +285,45 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     if not args.dry_run and not report.applied:
         return 1
     return 1 if report.rejected else 0
+
+
+def _adjustments_preview(
+    settings: Settings, catalogue: Catalogue, lines: list[str]
+) -> Callable[[Connection, ImportReport], Awaitable[None]]:
+    """For a dry run: re-adjudicate, inside the import's own transaction (about to be rolled back), every
+    person-year the import queues, and describe each adjustment it would book and the orders' sums."""
+    book = load_policy_book(Path(settings.policy_dir) if settings.policy_dir else policy_dir())
+
+    async def preview(connection: Connection, report: ImportReport) -> None:
+        net: dict[str, int] = {}
+        settlements = 0
+        for _, key, year in report.readjudications:
+            masked = await connection.fetchval("SELECT masked_id FROM people WHERE person_key = $1", key)
+            _, result = await readjudication.plan(connection, key, year, book.in_force, catalogue)
+            if result.refused is not None:
+                lines.append(f"would need review: {masked} {year}: settlement {result.refused[0]} is now refused")
+                continue
+            for correction in result.corrections:
+                settlements += 1
+                moved = ", ".join(
+                    f"{fund} {'+' if value > 0 else '-'}{format_yuan(abs(value))}"
+                    for fund, value in sorted(correction.change.funds.items())
+                )
+                lines.append(f"would adjust: {masked} {year} settlement {correction.settlement_id}: {moved}")
+                for fund, value in correction.change.funds.items():
+                    net[fund] = net.get(fund, 0) + value
+        if report.readjudications:
+            sums = ", ".join(
+                f"{fund} {'+' if value > 0 else '-'}{format_yuan(abs(value))}"
+                for fund, value in sorted(net.items())
+                if value
+            )
+            lines.append(
+                f"re-adjudication would adjust {settlements} settlements in {len(report.readjudications)} person-years"
+                + (f": {sums}" if sums else "")
+            )
+
+    return preview
 
 
 def cmd_clinics_import(settings: Settings, args: argparse.Namespace) -> int:

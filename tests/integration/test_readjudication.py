@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,6 +21,7 @@ import pytest
 from adapters import identity
 from adapters.settlement_sql import counters_from
 from tests.integration.conftest import ADMIN, COUNTY, PEPPER, SignedClient, bill, register
+from tests.integration.processes import medsettle
 
 pytestmark = pytest.mark.integration
 
@@ -316,3 +318,40 @@ async def test_finance_lists_the_orders_and_closes_an_open_one_once(client: Sign
     # A terminal may not see or close them.
     response = await client.get("/v1/finance/adjustments", headers=COUNTY)
     assert response.status == 403
+
+
+async def test_a_list_import_dry_run_lists_the_adjustments_and_the_real_import_queues_them(
+    client: SignedClient, pool: asyncpg.Pool, database_url: str, tmp_path: Path
+) -> None:
+    person = await register(client, ("insurance", "resident"))
+    settled = await settle_stays(client, person, STAYS[:2])
+    path = tmp_path / "civil-affairs.csv"
+    path.write_text(f"身份证号码,姓名,类别,认定日期,退出日期\n{person},王芳,低保,2026-05-01,\n", encoding="utf-8")
+
+    dry = medsettle(database_url, "import", "civil-affairs", str(path), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.count("would adjust:") == 2 and person not in dry.stdout
+    for answer in settled:
+        assert answer["settlement_id"] in dry.stdout
+    assert "re-adjudication would adjust 2 settlements in 1 person-years: hardship_aid +" in dry.stdout
+    assert await pool.fetchval("SELECT count(*) FROM readjudications WHERE person_key = $1", key_of(person)) == 0
+
+    done = medsettle(database_url, "import", "civil-affairs", str(path))
+    assert done.returncode == 0 and "queued 1 person-years for re-adjudication" in done.stdout
+    # Whichever takes it first, the test gateway's background runner or this command, works it once.
+    ran = medsettle(database_url, "adjustments", "run")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    (work,) = await readjudicated(pool, person)
+    assert work["adjusted"] == 2
+    listed = medsettle(database_url, "adjustments", "list", "--format", "csv", "--from", work["booked_on"].isoformat())
+    order_id = str(
+        await pool.fetchval(
+            "SELECT order_id FROM adjustment_orders WHERE readjudication_id = $1", work["readjudication_id"]
+        )
+    )
+    (line,) = [line for line in listed.stdout.splitlines() if line.startswith(order_id)]
+    assert ",hardship_aid," in line and ",payable," in line and person not in line
+    closed = medsettle(database_url, "adjustments", "close", order_id, "--reference", "BANK-7")
+    assert closed.returncode == 0 and "paid" in closed.stdout
+    again = medsettle(database_url, "adjustments", "close", order_id, "--reference", "BANK-8")
+    assert again.returncode == 1 and "only an open order is closed" in again.stdout
