@@ -82,7 +82,9 @@ SELECT l.clinic_id, l.account,
        count(*) FILTER (WHERE l.kind = 'settlement' AND l.amount <> 0) AS settlements_count,
        coalesce(sum(l.amount) FILTER (WHERE l.kind = 'settlement'), 0)::bigint AS settlements_fen,
        count(*) FILTER (WHERE l.kind = 'reversal' AND l.amount <> 0) AS reversals_count,
-       coalesce(-sum(l.amount) FILTER (WHERE l.kind = 'reversal'), 0)::bigint AS reversals_fen
+       coalesce(-sum(l.amount) FILTER (WHERE l.kind = 'reversal'), 0)::bigint AS reversals_fen,
+       count(*) FILTER (WHERE l.kind = 'adjustment' AND l.amount <> 0) AS adjustments_count,
+       coalesce(sum(l.amount) FILTER (WHERE l.kind = 'adjustment'), 0)::bigint AS adjustments_fen
 FROM ledger_entries l
 WHERE l.booked_on = $1
 GROUP BY 1, 2
@@ -155,6 +157,7 @@ _FUND_BOOKED_ON = "SELECT EXISTS (SELECT 1 FROM settlements WHERE booked_on = $1
 # ---------------------------------------------------------------- daily statements
 
 _FUND_FIELDS = ("settlements_count", "settlements_fen", "reversals_count", "reversals_fen", "net_fen")
+_FUND_LINE_FIELDS = (*_FUND_FIELDS, "adjustments_count", "adjustments_fen")  # buckets have no adjustments
 
 
 def other_funds(value: str | dict[str, int] | None) -> dict[str, int]:
@@ -178,7 +181,7 @@ class _Counts:
 
     def __init__(self, accounts: Iterable[str]) -> None:
         self.settlements = self.reversals = self.billed_fen = self.reversed_fen = self.net_fen = 0
-        self.funds = {account: dict.fromkeys(_FUND_FIELDS, 0) for account in accounts}
+        self.funds = {account: dict.fromkeys(_FUND_LINE_FIELDS, 0) for account in accounts}
         self.buckets = {bucket: dict.fromkeys(_FUND_FIELDS, 0) for bucket in BUCKETS}
 
     def add(self, other: _Counts) -> None:
@@ -246,7 +249,9 @@ async def daily_statement(
             fund["settlements_fen"] = row["settlements_fen"]
             fund["reversals_count"] = row["reversals_count"]
             fund["reversals_fen"] = row["reversals_fen"]
-            fund["net_fen"] = row["settlements_fen"] - row["reversals_fen"]
+            fund["adjustments_count"] = row["adjustments_count"]
+            fund["adjustments_fen"] = row["adjustments_fen"]
+            fund["net_fen"] = row["settlements_fen"] - row["reversals_fen"] + row["adjustments_fen"]
     for row in buckets:
         counts = blocks[row["clinic_id"]].buckets[row["bucket"]]
         counts["settlements_count"] = row["settlements_count"]

@@ -31,6 +31,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from adapters.catalogue_store import load_catalogue
 from adapters.settlement_sql import counters_from, decode_record, json_text
 from settlement.catalogue import Catalogue
 from settlement.chain import Chain
@@ -416,6 +417,33 @@ async def run_one(pool: asyncpg.Pool, *, policy_for: PolicyFor, catalogue: Catal
                     connection, claimed["readjudication_id"], "needs_review", dt.datetime.now(dt.UTC), today, 0, reason
                 )
             return Outcome(claimed["readjudication_id"], 0, [], reason)
+
+
+async def run_pending(url: str, *, policy_for: PolicyFor, today: Callable[[], dt.date], limit: int) -> list[Outcome]:
+    """Work up to ``limit`` pending person-years now, unthrottled, over a connection of this process's own,
+    under the item catalogue as stored (``medsettle adjustments run``). The database must be migrated."""
+    async with asyncpg.create_pool(url, min_size=1, max_size=1) as pool:
+        async with pool.acquire() as connection:
+            catalogue = await load_catalogue(connection)
+        runner = Runner(pool, policy_for=policy_for, catalogue=lambda: catalogue, today=today, per_second=0)
+        return await runner.drain(limit)
+
+
+async def preview(
+    connection: asyncpg.Connection,
+    queued: Sequence[tuple[int, bytes, int]],
+    *,
+    policy_for: PolicyFor,
+    catalogue: Catalogue,
+) -> list[tuple[str, int, Readjudicated]]:
+    """What re-adjudicating each queued person-year (work row id, person key, year) would book, with the
+    person's masked ID, read in the caller's transaction (a registry dry run's, before it rolls back)."""
+    planned = []
+    for _, person_key, year in queued:
+        masked = await connection.fetchval("SELECT masked_id FROM people WHERE person_key = $1", person_key)
+        _, result = await plan(connection, person_key, year, policy_for, catalogue)
+        planned.append((str(masked), year, result))
+    return planned
 
 
 async def backlog(pool: asyncpg.Pool) -> int:

@@ -53,7 +53,11 @@ class FundCounts(Report, frozen=True, kw_only=True):
     settlements_fen: int
     reversals_count: int
     reversals_fen: int
-    net_fen: int
+    net_fen: int  # settlements - reversals + adjustments
+    # Re-adjudication's adjustments booked on the day (adapters/readjudication.py): what the fund pays more
+    # (positive) or less (negative) on bills settled before, and how many bills' lines moved.
+    adjustments_count: int = 0
+    adjustments_fen: int = 0
 
 
 # Each fund's lines by ledger account, in the statement's order (``DailyStatement.funds``): every fund

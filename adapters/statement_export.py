@@ -61,7 +61,8 @@ def _fund_entries(statement: DailyStatement) -> list[FundEntry]:
 
 
 def money_columns(funds: list[FundEntry], *, detail: bool = True) -> list[Column]:
-    """The columns every scope shares: counts, the bills, each fund's paid, reversed and net, each bucket's net.
+    """The columns every scope shares: counts, the bills, each fund's paid, reversed, adjusted (re-adjudication)
+    and net, each bucket's net.
     Without ``detail`` (a printed statement, which must fit a page), each fund's net only and no buckets."""
     columns = [
         Column("结算笔数", "Settlements", "count"),
@@ -75,6 +76,7 @@ def money_columns(funds: list[FundEntry], *, detail: bool = True) -> list[Column
             columns += [
                 Column(f"{fund.name}支付", f"{fund.name_en} paid", "money"),
                 Column(f"{fund.name}冲正", f"{fund.name_en} reversed", "money"),
+                Column(f"{fund.name}调整", f"{fund.name_en} adjusted", "money"),
             ]
         columns.append(Column(f"{fund.name}净额", f"{fund.name_en} net", "money"))
     if not detail:
@@ -97,7 +99,9 @@ def money_cells(
     cells: list[Any] = list(counts)
     for account in accounts:
         fund = block_funds[account]
-        cells += [fund.settlements_fen, fund.reversals_fen, fund.net_fen] if detail else [fund.net_fen]
+        cells += (
+            [fund.settlements_fen, fund.reversals_fen, fund.adjustments_fen, fund.net_fen] if detail else [fund.net_fen]
+        )
     if detail:
         cells += [getattr(buckets, bucket).net_fen for bucket in BUCKETS]
     return cells

@@ -492,6 +492,10 @@ class Store:
                 await self.faults.reach("reverse.after_commit")
         return Reversed(settlement)
 
+    def readjudicator(self, **options: Any) -> readjudication.Runner:
+        """The background worker of the re-adjudication list over this store's pool (adapters/readjudication.py)."""
+        return readjudication.Runner(self.pool, **options)
+
     async def claim_nonce(self, digest: bytes, expires_at: dt.datetime) -> bool:
         """Claim a signed write's nonce for every gateway process: False when another took it first."""
         async with self._connection() as connection:

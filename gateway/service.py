@@ -22,7 +22,6 @@ from adapters import identity
 from adapters.db import is_database_error
 from adapters.nonces import NonceClaim
 from adapters.readjudication import Outcome as ReadjudicationOutcome
-from adapters.readjudication import Runner
 from adapters.registry_store import PersonEntry
 from adapters.store import Store
 from adapters.terminal_keys import ActiveKey
@@ -149,8 +148,7 @@ class Service:
         self._catalogue_stamp: str | None = None
         # Re-adjudication of person-years a back-dated registry change or a refund queued, in the background
         # (started with the other loops, gateway/http/app.py), under the policy and catalogue this process holds.
-        self.readjudication = Runner(
-            store.pool,
+        self.readjudication = store.readjudicator(
             policy_for=self.policy_on,
             catalogue=lambda: self.catalogue,
             today=china_today,

@@ -22,8 +22,7 @@ Pure functions only: reading history and booking the result are ``adapters.readj
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple
 
 from settlement.catalogue import Catalogue
@@ -72,7 +71,7 @@ class PastSettlement(NamedTuple):
     """One settlement of the person-year as it stands: the bill, what was settled, whether it was
     reversed, and the sum of the adjustments booked on it so far."""
 
-    settlement_id: uuid.UUID
+    settlement_id: Hashable
     historic: HistoricBill
     reversed: bool
     adjusted: Amounts
@@ -88,7 +87,7 @@ class Correction(NamedTuple):
     """What one settlement should pay more (positive) or less (negative), per fund and for the patient,
     and how its counter changes move."""
 
-    settlement_id: uuid.UUID
+    settlement_id: Hashable
     change: Amounts
 
 
@@ -100,7 +99,7 @@ class Readjudicated(NamedTuple):
     corrections: list[Correction]
     counters: dict[str, int]
     caps: dict[str, int]
-    refused: tuple[uuid.UUID, SettlementError] | None = None
+    refused: tuple[Hashable, SettlementError] | None = None
 
 
 def readjudicate(
@@ -113,7 +112,7 @@ def readjudicate(
     they were settled in), and compare every bill (reversed ones too, which should pay nothing) with what it
     has paid so far."""
     live = [past for past in history if not past.reversed]
-    should_pay: dict[uuid.UUID, Amounts] = {}
+    should_pay: dict[Hashable, Amounts] = {}
     caps: dict[str, int] = {}
     for past, replayed in zip(live, replay_person_year([p.historic for p in live], memberships, policy_for, catalogue),
                               strict=True):  # fmt: skip

@@ -16,11 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from adapters import adjustment_orders, db, readjudication
-from adapters.catalogue_store import load_catalogue
 from adapters.fund_names import FundDirectory
 from adapters.policy_files import load_policy_book, policy_dir
 from adapters.reports import Reports
@@ -97,18 +95,8 @@ def cmd_adjustments_run(settings: Settings, args: argparse.Namespace) -> int:
 
     async def work() -> list[readjudication.Outcome]:
         url = database_url(settings)
-        async with asyncpg.create_pool(url, min_size=1, max_size=1) as pool:
-            async with pool.acquire() as connection:
-                await db.migrate(connection)
-                catalogue = await load_catalogue(connection)
-            runner = readjudication.Runner(
-                pool,
-                policy_for=book.in_force,
-                catalogue=lambda: catalogue,
-                today=china_today,
-                per_second=0,
-            )
-            return await runner.drain(args.limit)
+        await with_connection(url, db.migrate)
+        return await readjudication.run_pending(url, policy_for=book.in_force, today=china_today, limit=args.limit)
 
     outcomes = asyncio.run(work())
     adjusted = sum(1 for outcome in outcomes if outcome.adjusted and not outcome.needs_review)

@@ -297,9 +297,10 @@ def _adjustments_preview(
     async def preview(connection: Connection, report: ImportReport) -> None:
         net: dict[str, int] = {}
         settlements = 0
-        for _, key, year in report.readjudications:
-            masked = await connection.fetchval("SELECT masked_id FROM people WHERE person_key = $1", key)
-            _, result = await readjudication.plan(connection, key, year, book.in_force, catalogue)
+        planned = await readjudication.preview(
+            connection, report.readjudications, policy_for=book.in_force, catalogue=catalogue
+        )
+        for masked, year, result in planned:
             if result.refused is not None:
                 lines.append(f"would need review: {masked} {year}: settlement {result.refused[0]} is now refused")
                 continue

@@ -174,6 +174,7 @@ _OPEN: list[dict[str, list[str]]] = []
 # The schema of each parameter a route's path may name.
 _PATH_PARAMETERS = {
     "settlement_id": {"type": "string", "format": "uuid"},
+    "order_id": {"type": "string", "format": "uuid"},
     "number": {"type": "string", "pattern": RECEIPT_NUMBER_PATTERN},
 }
 _SIGNED = (401, 403, 429, 503)  # any signed route may answer these

@@ -158,6 +158,8 @@ async def test_daily_statement_per_clinic_fund_level_and_region(client, pool, da
         "settlements_fen": 3 * 12_345,
         "reversals_count": 0,
         "reversals_fen": 0,
+        "adjustments_count": 0,
+        "adjustments_fen": 0,
         "net_fen": 3 * 12_345,
     }
     assert clinic["funds"]["insurance_fund"]["settlements_count"] == 0

@@ -136,6 +136,8 @@ async def test_the_daily_statement_lists_every_fund_of_the_chain_by_name(day: Da
             "settlements_fen": CHARITY[code],
             "reversals_count": 0,
             "reversals_fen": 0,
+            "adjustments_count": 0,
+            "adjustments_fen": 0,
             "net_fen": CHARITY[code],
         }, account
     assert county["funds"]["patient"]["net_fen"] == CHARITY_OUT_OF_POCKET

@@ -19,6 +19,7 @@ from typing import Any
 
 import msgspec
 
+from adapters import readjudication
 from settlement.decision import give_back
 from settlement.models import ACCUMULATOR_FIELDS, Accumulators
 from settlement.ports import (
@@ -203,6 +204,10 @@ class FakeStore:
         return Reversed(found.settlement)
 
     # ------------------------------------------------------------ the rest
+
+    def readjudicator(self, **options: Any) -> Any:
+        """No database, no re-adjudication list: a runner that is never started, and is woken for nothing."""
+        return readjudication.Runner(None, **options)  # type: ignore[arg-type]
 
     async def claim_nonce(self, digest: bytes, expires_at: dt.datetime) -> bool:
         if digest in self.nonces:
