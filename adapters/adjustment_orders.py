@@ -60,7 +60,7 @@ _LIST: Final = f"""
 SELECT o.order_id, p.masked_id, p.name, o.year, o.fund, o.kind, o.amount, o.status, o.booked_on,
        o.readjudication_id, r.cause, o.closed_at, o.closed_by, o.reference
 FROM adjustment_orders o
-JOIN readjudications r USING (readjudication_id)
+JOIN readjudications r USING (person_key, readjudication_id)
 JOIN people p ON p.person_key = o.person_key
 WHERE o.booked_on BETWEEN $1 AND $2 AND ($3::text IS NULL OR o.status = $3)
 ORDER BY o.booked_on, o.created_at, o.order_id
@@ -174,7 +174,7 @@ async def close_order(
     only reported."""
     async with connection.transaction():
         row = await connection.fetchrow(
-            "SELECT kind, status FROM adjustment_orders WHERE order_id = $1 FOR UPDATE", order_id
+            "SELECT person_key, kind, status FROM adjustment_orders WHERE order_id = $1 FOR UPDATE", order_id
         )
         if row is None:
             raise OrderNotFound
@@ -182,8 +182,9 @@ async def close_order(
             raise OrderNotOpen(row["status"])
         status = "paid" if row["kind"] == "payable" else "recovered"
         await connection.execute(
-            """UPDATE adjustment_orders SET status = $2, closed_at = now(), closed_by = $3, reference = $4
-               WHERE order_id = $1""",
+            """UPDATE adjustment_orders SET status = $3, closed_at = now(), closed_by = $4, reference = $5
+               WHERE person_key = $1 AND order_id = $2""",
+            row["person_key"],
             order_id,
             status,
             actor,

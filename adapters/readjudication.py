@@ -122,7 +122,7 @@ GROUP BY settlement_id
 """
 _ADJUSTED_IN_YEAR: Final = _ADJUSTED.format(where="person_key = $1 AND year = $2")
 _ADJUSTED_ON: Final = _ADJUSTED.format(where="person_key = $1 AND settlement_id = $2")
-_ADJUSTED_BY: Final = _ADJUSTED.format(where="readjudication_id = $1")
+_ADJUSTED_BY: Final = _ADJUSTED.format(where="person_key = $1 AND readjudication_id = $2")
 
 _MEMBERSHIPS: Final = (
     "SELECT programme, code, effective_from, struck_off_on FROM memberships WHERE person_key = $1"
@@ -233,8 +233,8 @@ FROM unnest($6::uuid[], $7::text[], $8::text[], $9::bigint[], $10::text[]) AS o(
 """
 
 _DONE: Final = """
-UPDATE readjudications SET status = $2, done_at = $3, booked_on = $4, adjusted = $5, detail = $6
-WHERE readjudication_id = $1
+UPDATE readjudications SET status = $3, done_at = $4, booked_on = $5, adjusted = $6, detail = $7
+WHERE person_key = $1 AND readjudication_id = $2
 """
 
 _AUDIT: Final = """
@@ -291,15 +291,15 @@ async def book(
     if result.refused is not None:
         settlement_id, error = result.refused
         reason = f"settlement {settlement_id} is now refused: {error.code}: {error}"
-        await _finish(connection, readjudication_id, "needs_review", now, today, 0, reason)
+        await _finish(connection, person_key, readjudication_id, "needs_review", now, today, 0, reason)
         return Outcome(readjudication_id, 0, [], reason)
     if result.corrections and locked is None:  # settlements without their counters row: `check` reports it
         reason = "the person-year has settlements but no counters row"
-        await _finish(connection, readjudication_id, "needs_review", now, today, 0, reason)
+        await _finish(connection, person_key, readjudication_id, "needs_review", now, today, 0, reason)
         return Outcome(readjudication_id, 0, [], reason)
     # What the cause itself took back already (a reversed bill's adjustments, booked with the reversal) is
     # part of what finance must act on, with the corrections.
-    booked = await connection.fetch(_ADJUSTED_BY, readjudication_id)
+    booked = await connection.fetch(_ADJUSTED_BY, person_key, readjudication_id)
     taken_back = [Correction(row["settlement_id"], _adjusted(row)) for row in booked]
     if result.corrections:
         assert locked is not None
@@ -338,7 +338,7 @@ async def book(
             [order.status for order in orders],
         )
     adjusted = len(result.corrections) + len(taken_back)
-    await _finish(connection, readjudication_id, "done", now, today, adjusted, "")
+    await _finish(connection, person_key, readjudication_id, "done", now, today, adjusted, "")
     return Outcome(readjudication_id, adjusted, orders)
 
 
@@ -371,6 +371,7 @@ async def take_back(
 
 async def _finish(
     connection: asyncpg.Connection,
+    person_key: bytes,
     readjudication_id: int,
     status: str,
     now: dt.datetime,
@@ -378,7 +379,7 @@ async def _finish(
     adjusted: int,
     detail: str,
 ) -> None:
-    await connection.execute(_DONE, readjudication_id, status, now, today, adjusted, detail)
+    await connection.execute(_DONE, person_key, readjudication_id, status, now, today, adjusted, detail)
     await connection.execute(
         _AUDIT,
         now,
@@ -414,7 +415,14 @@ async def run_one(pool: asyncpg.Pool, *, policy_for: PolicyFor, catalogue: Catal
             reason = f"the corrected counters break a rule: {error.constraint_name}"
             async with connection.transaction():
                 await _finish(
-                    connection, claimed["readjudication_id"], "needs_review", dt.datetime.now(dt.UTC), today, 0, reason
+                    connection,
+                    bytes(claimed["person_key"]),
+                    claimed["readjudication_id"],
+                    "needs_review",
+                    dt.datetime.now(dt.UTC),
+                    today,
+                    0,
+                    reason,
                 )
             return Outcome(claimed["readjudication_id"], 0, [], reason)
 

@@ -171,10 +171,18 @@ def policy_document(chain: Chain) -> str:
     return msgspec.json.encode(_what_it_says(chain)).decode()
 
 
+# Fields added after policies were first stored, left out of the document while they hold their default: a
+# version that does not set them keeps the identity it was stored under (a database holding it still starts).
+SAID_ONLY_WHEN_SET: Final = {"de_minimis": 100, "recover_overpayments": False}
+
+
 def _what_it_says(value: object) -> object:
     if isinstance(value, msgspec.Struct):
         return {
-            name: _what_it_says(getattr(value, name)) for name in value.__struct_fields__ if name not in DERIVED_FIELDS
+            name: _what_it_says(getattr(value, name))
+            for name in value.__struct_fields__
+            if name not in DERIVED_FIELDS
+            and not (name in SAID_ONLY_WHEN_SET and getattr(value, name) == SAID_ONLY_WHEN_SET[name])
         }
     if isinstance(value, dict):
         return {key: _what_it_says(child) for key, child in value.items()}

@@ -26,7 +26,7 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 CREATE TABLE readjudications (
-    readjudication_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    readjudication_id bigint GENERATED ALWAYS AS IDENTITY,
     person_key    bytea NOT NULL CHECK (length(person_key) = 32),
     year          integer NOT NULL,
     cause_kind    text NOT NULL CHECK (cause_kind IN ('registry', 'reversal')),
@@ -39,6 +39,8 @@ CREATE TABLE readjudications (
     booked_on     date,
     adjusted      integer CHECK (adjusted >= 0),  -- settlements adjusted
     detail        text NOT NULL DEFAULT '',  -- why a person must look (needs_review)
+    -- person_key leads every key of the per-person tables, so they can be distributed by it (Citus).
+    PRIMARY KEY (person_key, readjudication_id),
     UNIQUE (cause_kind, cause_ref, person_key, year),
     CHECK ((status = 'pending') = (done_at IS NULL))
 );
@@ -49,7 +51,7 @@ CREATE TABLE adjustments (
     person_key        bytea NOT NULL,
     adjustment_id     bigint GENERATED ALWAYS AS IDENTITY,
     settlement_id     uuid NOT NULL,
-    readjudication_id bigint NOT NULL REFERENCES readjudications,
+    readjudication_id bigint NOT NULL,
     year              integer NOT NULL,
     clinic_id         text NOT NULL,
     visit_type        text NOT NULL,
@@ -63,7 +65,8 @@ CREATE TABLE adjustments (
     counters          jsonb NOT NULL DEFAULT '{}',
     created_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (person_key, adjustment_id),
-    UNIQUE (readjudication_id, settlement_id),
+    UNIQUE (person_key, readjudication_id, settlement_id),
+    FOREIGN KEY (person_key, readjudication_id) REFERENCES readjudications,
     CONSTRAINT adjustments_conserve_money
         CHECK (insurance + veteran_subsidy + hardship_aid + fund_amounts_total(other_funds) + out_of_pocket = 0)
 );
@@ -76,8 +79,8 @@ CREATE TRIGGER adjustments_no_truncate BEFORE TRUNCATE ON adjustments
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change();
 
 CREATE TABLE adjustment_orders (
-    order_id          uuid PRIMARY KEY,
-    readjudication_id bigint NOT NULL REFERENCES readjudications,
+    order_id          uuid NOT NULL,
+    readjudication_id bigint NOT NULL,
     person_key        bytea NOT NULL,
     year              integer NOT NULL,
     fund              text NOT NULL,
@@ -89,13 +92,16 @@ CREATE TABLE adjustment_orders (
     closed_at         timestamptz,
     closed_by         text,
     reference         text,
-    UNIQUE (readjudication_id, fund),
+    PRIMARY KEY (person_key, order_id),
+    UNIQUE (person_key, readjudication_id, fund),
+    FOREIGN KEY (person_key, readjudication_id) REFERENCES readjudications,
     CHECK ((status IN ('paid', 'recovered')) = (closed_at IS NOT NULL)),
     CHECK (CASE kind WHEN 'payable' THEN status IN ('open', 'paid', 'waived')
                      WHEN 'recovery' THEN status IN ('open', 'recovered', 'waived')
                      ELSE status IN ('reported', 'waived') END)
 );
 CREATE INDEX adjustment_orders_by_status ON adjustment_orders (status, booked_on);
+CREATE INDEX adjustment_orders_by_id ON adjustment_orders (order_id);
 
 -- An order is closed once: open to paid (a payable order) or recovered (a recovery order); nothing else
 -- in it ever changes, and no order is removed.

@@ -59,7 +59,11 @@ SELECT create_distributed_table('memberships', 'person_key', colocate_with => 'p
 SELECT create_distributed_table('accumulators', 'person_key', colocate_with => 'people');
 SELECT create_distributed_table('settlements', 'person_key', colocate_with => 'people');     -- FKs to clinics, policy_versions
 SELECT create_distributed_table('reversals', 'person_key', colocate_with => 'people');
--- ledger_entries is a view over settlements and reversals: it follows them, one person per shard.
+-- Re-adjudication: the work list, the adjustments it books and finance's orders, each keyed by person first.
+SELECT create_distributed_table('readjudications', 'person_key', colocate_with => 'people');
+SELECT create_distributed_table('adjustments', 'person_key', colocate_with => 'people');       -- FK to readjudications
+SELECT create_distributed_table('adjustment_orders', 'person_key', colocate_with => 'people'); -- FK to readjudications
+-- ledger_entries is a view over settlements, reversals and adjustments: it follows them, one person per shard.
 
 -- A settlement row is its request's idempotency record (unique person, terminal and
 -- request id), so a settlement writes to its person's shard only; a reversal row likewise.

@@ -94,11 +94,13 @@ BUSINESS_RULES: dict[str, Any] = {
         )
     ),
     # A reconciliation list names each settlement once: uniqueness by one property of the items. A what-if's
-    # window starts no later than it ends. A search's cursor is one a page gave.
+    # window starts no later than it ends. A search's cursor is one a page gave. An annual statement's year is not
+    # in the future (today's date, China time).
     "validation_failed": lambda problem: (
         (problem.get("field") == "settlements" and "listed twice" in problem["detail"])
         or (problem.get("field") == "from" and "after" in problem["detail"])
         or problem.get("field") == "after"
+        or (problem.get("field") == "year" and "later than this year" in problem["detail"])
     ),
     # A range of days (a search, totals to reconcile) spans at most 367: arithmetic across two fields.
     "range_too_wide": lambda problem: True,
@@ -147,6 +149,8 @@ SIGNER = {
     ("GET", "/v1/finance/stats"): "finance-1",
     ("POST", "/v1/finance/reconciliation"): "finance-1",
     ("POST", "/v1/finance/reconciliation/totals"): "finance-1",
+    ("GET", "/v1/finance/adjustments"): "finance-1",
+    ("POST", "/v1/finance/adjustments/{order_id}/close"): "finance-1",
     ("GET", "/v1/finance/monthly"): "finance-1",
     ("POST", "/v1/people/statement"): "finance-1",
     ("POST", "/v1/finance/what-if"): "finance-1",

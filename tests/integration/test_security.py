@@ -172,9 +172,8 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         assert response.status == 401, f"POST /dashboard/what-if answered {response.status} without a session"
     # And every other route really refuses an unsigned caller.
     for route in routes:
-        path = route.resource.canonical.replace("{settlement_id}", "00000000-0000-0000-0000-000000000000").replace(
-            "{number}", "0F3A-9C1E-77B0"
-        )
+        path = route.resource.canonical.replace("{settlement_id}", "00000000-0000-0000-0000-000000000000")
+        path = path.replace("{order_id}", "00000000-0000-0000-0000-000000000000").replace("{number}", "0F3A-9C1E-77B0")
         if path in open_paths:
             continue
         response = await client.client.request(route.method, path)

@@ -190,11 +190,11 @@ async def adjustment_orders_list(request: web.Request) -> web.Response:
 
 async def close_adjustment_order(request: web.Request) -> web.Response:
     """Mark an open order paid (or recovered), with finance's reference; once."""
+    body = await decode_body(request, api.CloseOrderRequest)
     try:
         order_id = uuid.UUID(request.match_info["order_id"])
     except ValueError:
         raise ApiError(404, "order_not_found", "no such adjustment order", field="order_id") from None
-    body = await decode_body(request, api.CloseOrderRequest)
     try:
         status = await request.app[confirmations_key].close_order(
             order_id, actor=caller(request).terminal_id, reference=body.reference, request_id=request[request_id_key]
