@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from adapters import identity
 from adapters.check import check_invariants
 from adapters.terminal_client import TerminalClient
-from tests.integration.conftest import bill, register
+from tests.integration.conftest import PEPPER, bill, register
 from tests.integration.processes import free_port, start_gateway, wait_ready
 
 pytestmark = pytest.mark.integration
@@ -79,4 +80,57 @@ async def test_duplicate_storm_across_two_gateways_settles_once(client, pool, ga
             "SELECT count(*) FROM settlements WHERE terminal_id = 'term-T001' AND request_id = $1", body["request_id"]
         )
         assert count == 1
+        assert await check_invariants(connection) == []
+
+
+async def test_a_back_dated_registry_change_re_adjudicates_while_bills_settle_on_both_gateways(client, pool, gateways):
+    """While 40 new bills of one person settle on two gateway processes, a registry change grants aid from
+    1 January: the person-year is re-adjudicated by whichever process takes it, under the same row lock the
+    settlements take. Nothing is lost or counted twice: every bill is stored once, the cause adjusts once,
+    the bills settled before the change get their aid, and counters equal the ledger with the adjustments."""
+    person = await register(client, ("insurance", "resident"))
+    earlier = [bill(person, ("A", 400_000), clinic_id="T001", service_date=f"2026-02-{day:02d}") for day in (2, 9, 16)]
+    later = [bill(person, ("A", 300_000), clinic_id="T001", service_date="2026-06-01") for _ in range(40)]
+    async with aiohttp.ClientSession() as session:
+        terminals = await _terminals(client, gateways, session)
+        first = [await terminals[0].settle(body) for body in earlier]
+        assert [reply.status for reply in first] == [201] * 3 and all(r.body["hardship_aid"] == 0 for r in first)
+
+        async def grant() -> int:
+            await asyncio.sleep(0.05)  # among the bills, not before them all
+            response = await client.post(
+                "/v1/people",
+                json={
+                    "person_id": person,
+                    "memberships": [
+                        {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+                        {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
+                    ],
+                },
+                headers={"X-Terminal-Id": "admin-1"},
+            )
+            return response.status
+
+        *replies, granted = await asyncio.gather(
+            *(terminals[n % 2].settle(body) for n, body in enumerate(later)), grant()
+        )
+    assert granted == 200
+    assert [reply.status for reply in replies] == [201] * 40, [r.body for r in replies if r.status != 201]
+    key = identity.person_key(person, PEPPER)
+    deadline = asyncio.get_running_loop().time() + 60
+    while await pool.fetchval("SELECT count(*) FROM readjudications WHERE person_key = $1 AND status = 'pending'", key):
+        assert asyncio.get_running_loop().time() < deadline, "re-adjudication did not finish within 60 s"
+        await asyncio.sleep(0.1)
+    async with pool.acquire() as connection:
+        assert await connection.fetchval("SELECT count(*) FROM settlements WHERE person_key = $1", key) == 43
+        causes = await connection.fetch("SELECT cause_kind, status FROM readjudications WHERE person_key = $1", key)
+        assert [(row["cause_kind"], row["status"]) for row in causes] == [("registry", "done")]
+        # The bills settled before the change now pay aid, each adjusted once.
+        adjusted = await connection.fetch(
+            """SELECT s.settlement_id, count(a.*) AS times, coalesce(sum(a.hardship_aid), 0) AS aid
+               FROM settlements s LEFT JOIN adjustments a USING (person_key, settlement_id)
+               WHERE s.person_key = $1 AND s.service_date < '2026-03-01' GROUP BY 1""",
+            key,
+        )
+        assert len(adjusted) == 3 and all(row["times"] == 1 and row["aid"] > 0 for row in adjusted)
         assert await check_invariants(connection) == []
