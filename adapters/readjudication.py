@@ -150,6 +150,26 @@ def _adjusted(row: asyncpg.Record) -> Amounts:
     return Amounts(funds, counters).plus(NOTHING)  # drops the zeros
 
 
+async def adjustments_of(
+    connection: asyncpg.Connection, person_key: bytes, settlement_id: uuid.UUID
+) -> list[tuple[dt.date, dict[str, int]]]:
+    """Each adjustment booked on one settlement, oldest first: its booking day and its amounts by fund code."""
+    rows = await connection.fetch(
+        """SELECT booked_on, insurance, veteran_subsidy, hardship_aid, other_funds, out_of_pocket FROM adjustments
+           WHERE person_key = $1 AND settlement_id = $2 ORDER BY adjustment_id""",
+        person_key,
+        settlement_id,
+    )
+    found = []
+    for row in rows:
+        funds = {fund: row[fund] for fund in NAMED_FUNDS if row[fund]}
+        funds.update({fund: value for fund, value in counters_from(row["other_funds"]).items() if value})
+        if row["out_of_pocket"]:
+            funds[OUT_OF_POCKET] = row["out_of_pocket"]
+        found.append((row["booked_on"], funds))
+    return found
+
+
 async def adjusted_on(connection: asyncpg.Connection, person_key: bytes, settlement_id: uuid.UUID) -> Amounts:
     """The sum of the adjustments booked on one settlement (NOTHING for none)."""
     row = await connection.fetchrow(_ADJUSTED_ON, person_key, settlement_id)

@@ -492,6 +492,12 @@ class Store:
                 await self.faults.reach("reverse.after_commit")
         return Reversed(settlement)
 
+    async def adjustments_on(self, person_key: bytes, settlement_id: uuid.UUID) -> list[tuple[dt.date, dict[str, int]]]:
+        """The adjustments booked on one settlement, oldest first: each one's booking day and what each fund
+        and the patient (``out_of_pocket``) pay more or less, by fund code."""
+        async with self._connection() as connection:
+            return await readjudication.adjustments_of(connection, person_key, settlement_id)
+
     def readjudicator(self, **options: Any) -> readjudication.Runner:
         """The background worker of the re-adjudication list over this store's pool (adapters/readjudication.py)."""
         return readjudication.Runner(self.pool, **options)

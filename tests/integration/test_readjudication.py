@@ -77,7 +77,7 @@ async def paid_now(pool: asyncpg.Pool, settlement_id: str) -> dict[str, int]:
            GROUP BY s.settlement_id, s.reversal_id, s.insurance, s.veteran_subsidy, s.hardship_aid, s.out_of_pocket""",
         settlement_id,
     )
-    return {fund: (row[fund] if row["live"] else 0) + row[f"a_{fund}"] for fund in FUNDS}
+    return {fund: int((row[fund] if row["live"] else 0) + row[f"a_{fund}"]) for fund in FUNDS}
 
 
 def as_paid(answer: dict[str, Any]) -> dict[str, int]:
@@ -355,3 +355,29 @@ async def test_a_list_import_dry_run_lists_the_adjustments_and_the_real_import_q
     assert closed.returncode == 0 and "paid" in closed.stdout
     again = medsettle(database_url, "adjustments", "close", order_id, "--reference", "BANK-8")
     assert again.returncode == 1 and "only an open order is closed" in again.stdout
+
+
+async def test_the_receipt_of_a_corrected_settlement_shows_its_adjustment(
+    client: SignedClient, pool: asyncpg.Pool
+) -> None:
+    person = await register(client, ("insurance", "resident"))
+    (settled,) = await settle_stays(client, person, STAYS[:1])
+    await change_registry(
+        client,
+        person,
+        [
+            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
+            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
+        ],
+    )
+    (work,) = await readjudicated(pool, person)
+    aid = (await paid_now(pool, settled["settlement_id"]))["hardship_aid"]
+    yuan = f"{aid // 100:,}.{aid % 100:02d}"
+    receipt = f"/v1/settlements/{settled['settlement_id']}/receipt"
+    response = await client.get(f"{receipt}?format=text", headers=COUNTY)
+    text = await response.text()
+    assert response.status == 200
+    assert f"追补调整 {work['booked_on'].isoformat()}:" in text and f"+{yuan}" in text and f"-{yuan}" in text
+    text.encode("gbk")  # a thermal printer's encoding
+    response = await client.get(f"{receipt}?lang=en", headers=COUNTY)
+    assert f"Adjusted {work['booked_on'].isoformat()}:" in await response.text()

@@ -205,6 +205,9 @@ class FakeStore:
 
     # ------------------------------------------------------------ the rest
 
+    async def adjustments_on(self, person_key: bytes, settlement_id: uuid.UUID) -> list[Any]:
+        return []  # no re-adjudication without a database
+
     def readjudicator(self, **options: Any) -> Any:
         """No database, no re-adjudication list: a runner that is never started, and is woken for nothing."""
         return readjudication.Runner(None, **options)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ GBK thermal printers: what it prints encodes to GBK (``gbk_safe``).
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import re
 import unicodedata
@@ -78,6 +79,7 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "rule": "计算依据",
         "reversed": "已冲正 — 本结算已作废",
         "reversal": "冲正号",
+        "adjusted": "追补调整",
         "village": "村卫生服务站",
         "township": "镇(社区)卫生服务中心",
         "county": "县级医院",
@@ -124,6 +126,7 @@ RECEIPT_LABELS: dict[Language, dict[str, str]] = {
         "rule": "Rule applied",
         "reversed": "REVERSED — this settlement is void",
         "reversal": "Reversal",
+        "adjusted": "Adjusted",
         "village": "village station",
         "township": "township centre",
         "county": "county hospital",
@@ -203,6 +206,23 @@ class Receipt:
     patient_name: str | None = None
     # The short receipt number (``unique_receipt_number``); empty: the id's first 12 digits.
     short_number: str = ""
+    # Adjustments re-adjudication booked on the settlement since (docs/readjudication.md): each one's booking
+    # day and what each fund and the patient pay more (positive) or less, by fund code and ``out_of_pocket``.
+    adjustments: tuple[tuple[dt.date, dict[str, int]], ...] = ()
+
+    def adjustment_lines(self, language: Language) -> list[str]:
+        """One line per adjustment, GBK-safe: 追补调整 2026-12-03: 医疗救助 +1,234.00, 个人自付 -1,234.00."""
+        names = (self.fund_names or {}).get(language, {})
+        lines = []
+        for booked_on, funds in self.adjustments:
+            moved = ", ".join(
+                f"{LABELS[language]['out_of_pocket'] if fund == 'out_of_pocket' else fund_label(fund, language, names)}"
+                f" {'+' if fen > 0 else '-'}{format_yuan(abs(fen))}"
+                for fund, fen in funds.items()
+                if fen
+            )
+            lines.append(f"{RECEIPT_LABELS[language]['adjusted']} {booked_on.isoformat()}: {moved}")
+        return lines
 
     @property
     def number(self) -> str:
@@ -332,6 +352,7 @@ async def load_receipt(service: Service, terminal: Terminal, settlement_id: uuid
         fund_names=names,
         patient_name=patient_name,
         short_number=await unique_receipt_number(out.settlement_id, service.store.settlements_in_range),
+        adjustments=tuple(await service.store.adjustments_on(stored.person_key, out.settlement_id)),
     )
 
 
@@ -433,6 +454,8 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     if out.reversed:
         reversal = f" ({labels['reversal']} {out.reversal_id})" if out.reversal_id else ""
         parts.append(f'<div class="reversed" id="reversed">{e(labels["reversed"] + reversal)}</div>')
+    for line in receipt.adjustment_lines(language):
+        parts.append(f'<div class="adjusted">{e(line)}</div>')
     parts.append(f"<h1>{e(labels['title'])}</h1>")
     parts.append('<table class="meta">')
     parts.append(row(labels["clinic"], receipt.clinic_name))
@@ -575,6 +598,8 @@ def render_text(receipt: Receipt, language: Language = "zh", width: int = TEXT_W
     lines += _pair(f"{labels['number']}:", receipt.number, width)
     if out.reversed and out.reversal_id:
         lines += wrap(f"{labels['reversal']}: {out.reversal_id}", width)
+    for line in receipt.adjustment_lines(language):
+        lines += wrap(line, width)
     lines += [rule, labels["items"]]
     for item in receipt.items:
         category = labels.get(item.category, item.category)
