@@ -13,6 +13,7 @@ from adapters.what_if import WhatIfReport
 from gateway import api_models as api
 from gateway.dashboard.pages import dashboard, dashboard_login
 from gateway.dashboard.what_if_page import what_if_page, what_if_run
+from gateway.http.apidocs import docs_page
 from gateway.http.handlers import finance, health, people, registry, settlements
 from gateway.http.handlers.receipts import receipt_by_number, settlement_receipt
 from gateway.http.openapi import openapi_json
@@ -398,6 +399,13 @@ ROUTES = [
         openapi_json,
         OPEN,  # it holds no secrets: Swagger UI, Postman and code generators load it as it is
         Doc("This document", replies=(Reply(description="OpenAPI 3.1", media=JSON_OBJECT),)),
+    ),
+    Route(
+        "GET",
+        "/docs",
+        docs_page,
+        OPEN,  # the same document as a page a person reads in a browser
+        Doc("This document as a browsable page", replies=(Reply(description="HTML", media=("text/html",)),)),
     ),
     Route("GET", "/healthz", health.healthz, OPEN, Doc("The process is alive", replies=(Reply(media=JSON_OBJECT),))),
     Route(

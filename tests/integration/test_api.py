@@ -298,6 +298,22 @@ async def test_operator_endpoints(client):
         assert name in metrics
 
 
+async def test_docs_page_shows_every_operation_of_the_served_document(client):
+    """/docs is what a person at a browser reads: the served document's every operation, unsigned, as HTML."""
+    document = await (await client.client.get("/openapi.json")).json()
+    response = await client.client.get("/docs")  # no signature, like /openapi.json
+    assert response.status == 200
+    assert response.content_type == "text/html"
+    page = await response.text()
+    operation_ids = [op["operationId"] for item in document["paths"].values() for op in item.values()]
+    assert len(operation_ids) > 20
+    missing = [name for name in operation_ids if f"<code>{name}</code>" not in page]
+    assert not missing, f"operations missing from /docs: {missing}"
+    assert 'href="/openapi.json"' in page and "X-Signature" in page
+    assert "&quot;request_id&quot;: &quot;demo-0001&quot;" in page  # the worked example, pretty and escaped
+    assert "<script" not in page
+
+
 async def test_metrics_answer_the_alert_rules_without_traffic(client):
     """The background loops set what deploy/alerts/medsettle.rules.yml reads: whether the database answers
     (checked every 5 s) and when the audit sealer (every 2 s) last caught up."""

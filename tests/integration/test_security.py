@@ -142,14 +142,15 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         if roles[route.handler] is OPEN:
             open_paths.add(route.resource.canonical)
     # Open means no request signature: the operator routes, the API's own description (it holds no
-    # secrets), and the browser pages that check a session cookie themselves (gateway/dashboard/).
+    # secrets) and its page at /docs, and the browser pages that check a session cookie themselves (gateway/dashboard/).
     cookie_pages = {
         ("GET", "/dashboard/login"): dashboard_login,
         ("GET", "/dashboard"): dashboard,
         ("GET", "/dashboard/what-if"): what_if_page,
         ("POST", "/dashboard/what-if"): what_if_run,
     }
-    assert open_paths == {"/healthz", "/readyz", "/metrics", "/openapi.json", *(path for _, path in cookie_pages)}
+    operator = {"/healthz", "/readyz", "/metrics"}
+    assert open_paths == {*operator, "/openapi.json", "/docs", *(path for _, path in cookie_pages)}
     for route in routes:
         if route.resource.canonical in {path for _, path in cookie_pages}:
             assert cookie_pages.get((route.method, route.resource.canonical)) is route.handler
