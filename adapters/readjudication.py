@@ -136,18 +136,22 @@ class PersonYear(NamedTuple):
     memberships: list[Membership]
 
 
-def _adjusted(row: asyncpg.Record) -> Amounts:
-    funds = {fund: row[fund] for fund in NAMED_FUNDS if row[fund]}
-    counters: dict[str, int] = {}
-    for text in row["other_funds"]:
+def _funds(row: asyncpg.Record, other_funds: Sequence[str]) -> dict[str, int]:
+    """An adjustment row's (or a sum of rows') money by fund code and ``out_of_pocket``, zeros left out."""
+    funds = {fund: row[fund] for fund in (*NAMED_FUNDS, OUT_OF_POCKET) if row[fund]}
+    for text in other_funds:
         for fund, value in counters_from(text).items():
             funds[fund] = funds.get(fund, 0) + value
+    return {fund: value for fund, value in funds.items() if value}
+
+
+def _adjusted(row: asyncpg.Record) -> Amounts:
+    """The sum of a settlement's adjustments (a row of ``_ADJUSTED``)."""
+    counters: dict[str, int] = {}
     for text in row["counters"]:
         for name, value in counters_from(text).items():
             counters[name] = counters.get(name, 0) + value
-    if row["out_of_pocket"]:
-        funds[OUT_OF_POCKET] = row["out_of_pocket"]
-    return Amounts(funds, counters).plus(NOTHING)  # drops the zeros
+    return Amounts(_funds(row, row["other_funds"]), counters).plus(NOTHING)  # drops the zero counters
 
 
 async def adjustments_of(
@@ -160,14 +164,7 @@ async def adjustments_of(
         person_key,
         settlement_id,
     )
-    found = []
-    for row in rows:
-        funds = {fund: row[fund] for fund in NAMED_FUNDS if row[fund]}
-        funds.update({fund: value for fund, value in counters_from(row["other_funds"]).items() if value})
-        if row["out_of_pocket"]:
-            funds[OUT_OF_POCKET] = row["out_of_pocket"]
-        found.append((row["booked_on"], funds))
-    return found
+    return [(row["booked_on"], _funds(row, [row["other_funds"]])) for row in rows]
 
 
 async def adjusted_on(connection: asyncpg.Connection, person_key: bytes, settlement_id: uuid.UUID) -> Amounts:

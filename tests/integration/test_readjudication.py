@@ -44,6 +44,15 @@ async def settle_stays(client: SignedClient, person: str, days: tuple[str, ...])
     return answers
 
 
+def memberships(aid: str | None = None, struck_off_on: str | None = None) -> list[dict[str, str]]:
+    """Insured from 1 January, and 低保 (minimum_allowance) from ``aid`` until ``struck_off_on`` when given."""
+    held = [{"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"}]
+    if aid is not None:
+        tier = {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": aid}
+        held.append({**tier, "struck_off_on": struck_off_on} if struck_off_on else tier)
+    return held
+
+
 async def change_registry(client: SignedClient, person: str, memberships: list[dict[str, str]]) -> dict[str, Any]:
     response = await client.post("/v1/people", json={"person_id": person, "memberships": memberships}, headers=ADMIN)
     assert response.status in (200, 201), await response.text()
@@ -105,10 +114,7 @@ async def test_aid_granted_from_three_months_ago_pays_the_patient_what_each_bill
     await change_registry(
         client,
         twin,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-05-01"},
-        ],
+        memberships(aid="2026-05-01"),
     )
     should = await settle_stays(client, twin, STAYS)
     person = await register(client, ("insurance", "resident"))
@@ -120,10 +126,7 @@ async def test_aid_granted_from_three_months_ago_pays_the_patient_what_each_bill
     answer = await change_registry(
         client,
         person,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-05-01"},
-        ],
+        memberships(aid="2026-05-01"),
     )
     assert answer["changes"]["readjudications"] == 1
     (work,) = await readjudicated(pool, person)
@@ -141,10 +144,7 @@ async def test_aid_granted_from_three_months_ago_pays_the_patient_what_each_bill
     again = await change_registry(
         client,
         person,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-05-01"},
-        ],
+        memberships(aid="2026-05-01"),
     )
     assert again["changes"]["readjudications"] == 0
     assert len(await readjudicated(pool, person)) == 1
@@ -159,15 +159,7 @@ async def test_a_tier_struck_off_retroactively_reports_the_overpayment_without_r
     await change_registry(
         client,
         struck,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {
-                "programme": "hardship_aid",
-                "code": "minimum_allowance",
-                "effective_from": "2026-01-01",
-                "struck_off_on": "2026-06-01",
-            },
-        ],
+        memberships(aid="2026-01-01", struck_off_on="2026-06-01"),
     )
     should = await settle_stays(client, struck, STAYS[:2])
     assert should[1]["hardship_aid"] == 0
@@ -175,15 +167,7 @@ async def test_a_tier_struck_off_retroactively_reports_the_overpayment_without_r
     await change_registry(
         client,
         person,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {
-                "programme": "hardship_aid",
-                "code": "minimum_allowance",
-                "effective_from": "2026-01-01",
-                "struck_off_on": "2026-06-01",
-            },
-        ],
+        memberships(aid="2026-01-01", struck_off_on="2026-06-01"),
     )
     (work,) = await readjudicated(pool, person)
     assert work["status"] == "done" and work["adjusted"] == 1 and work["from_date"] == dt.date(2026, 6, 1)
@@ -245,10 +229,7 @@ async def test_a_bill_reversed_after_it_was_adjusted_takes_its_adjustments_back_
     await change_registry(
         client,
         person,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
-        ],
+        memberships(aid="2026-01-01"),
     )
     await readjudicated(pool, person)
     aid = (await paid_now(pool, settled["settlement_id"]))["hardship_aid"]
@@ -278,10 +259,7 @@ async def test_finance_lists_the_orders_and_closes_an_open_one_once(client: Sign
     await change_registry(
         client,
         person,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
-        ],
+        memberships(aid="2026-01-01"),
     )
     (work,) = await readjudicated(pool, person)
     today = work["booked_on"].isoformat()
@@ -365,10 +343,7 @@ async def test_the_receipt_of_a_corrected_settlement_shows_its_adjustment(
     await change_registry(
         client,
         person,
-        [
-            {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
-            {"programme": "hardship_aid", "code": "minimum_allowance", "effective_from": "2026-01-01"},
-        ],
+        memberships(aid="2026-01-01"),
     )
     (work,) = await readjudicated(pool, person)
     aid = (await paid_now(pool, settled["settlement_id"]))["hardship_aid"]
