@@ -39,6 +39,9 @@ STATUS = {
     "request_in_flight": 409,
     "request_already_settled": 409,
     "already_reversed": 409,
+    "insurer_refused": 422,
+    "insurer_disagrees": 502,
+    "insurer_unavailable": 503,
 }
 
 TITLES = {
@@ -88,6 +91,9 @@ TITLES = {
     "range_too_wide": "The range of days is wider than one request may ask",
     "receipt_not_found": "No settlement has this receipt number",
     "receipt_number_shared": "More than one settlement begins with this receipt number; give more digits",
+    "insurer_refused": "The insurer's core refused the bill",
+    "insurer_disagrees": "The insurer's answer cannot be booked on this bill; it was undone",
+    "insurer_unavailable": "The insurer's core is unavailable; retry with the same request id",
 }
 
 
@@ -116,7 +122,13 @@ class ApiError(Exception):
 
     @classmethod
     def from_engine(cls, error: SettlementError) -> ApiError:
-        return cls(STATUS.get(error.code, 422), error.code, error.detail, field=error.field)
+        return cls(
+            STATUS.get(error.code, 422),
+            error.code,
+            error.detail,
+            field=error.field,
+            retry_after=getattr(error, "retry_after", None),
+        )
 
 
 def unavailable(detail: str = "the database did not answer", retry_after: int = 2) -> ApiError:

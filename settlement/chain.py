@@ -30,7 +30,7 @@ import msgspec
 
 from settlement.bills import validate_bill
 from settlement.catalogue import CatalogueView, classify
-from settlement.errors import InpatientNotOffered, UnknownProgrammeCode
+from settlement.errors import InpatientNotOffered, InsurerDisagrees, UnknownProgrammeCode
 from settlement.models import (
     ACCUMULATOR_FIELDS,
     Accumulators,
@@ -119,11 +119,26 @@ class Step(Model, frozen=True, kw_only=True):
     referral: bool = False
     ytd_counter: str | None = None
     ytd_counts: Counts = "applied"
+    remote: bool = False
+    """Paid by the insurer's core: at a real settlement its amount is the insurer's answer, recorded and never
+    recomputed; the rules stand for the insurer's (quotes, what-if, the insurer simulator)."""
     rules: tuple[Rule, ...]
     rule_index: Mapping[tuple[str, str, str | None], int] = {}
     """The first matching rule by (visit type, clinic level, the person's code in ``programme``), -1 for
     none, worked out when the policy loads; empty when a rule looks at other programmes (``members_of``)
     and the rules are matched one by one."""
+
+
+class InsurerLink(Model, frozen=True, kw_only=True):
+    """How to reach the insurer's core that pays a chain's remote steps (DESIGN Part 2, "Beside the insurer's
+    core"). Operational, not what the policy says about money: left out of the policy's stored identity."""
+
+    url: str
+    institution_code: str
+    institution_name: str
+    area_code: str
+    timeout_ms: int
+    connect_timeout_ms: int
 
 
 class Chain(Model, frozen=True, kw_only=True):
@@ -146,6 +161,13 @@ class Chain(Model, frozen=True, kw_only=True):
     recover_overpayments: bool = False
     """Whether what a fund overpaid, found by re-adjudication, becomes a recovery order (else it is only
     reported)."""
+    insurer: InsurerLink | None = None
+    """Where the remote steps are settled (None: the chain has none)."""
+
+    @property
+    def remote_funds(self) -> tuple[Fund, ...]:
+        """The funds the insurer's core pays, in chain order (they lead the chain)."""
+        return tuple(step.fund for step in self.steps if step.remote)
 
     @property
     def funds(self) -> tuple[Fund, ...]:
@@ -161,7 +183,7 @@ class Chain(Model, frozen=True, kw_only=True):
 
 
 # Fields the loader works out from the others, to settle faster: not part of what a policy says.
-DERIVED_FIELDS: Final = frozenset({"named_steps", "rule_index", "rate_text_by_level"})
+DERIVED_FIELDS: Final = frozenset({"named_steps", "rule_index", "rate_text_by_level", "insurer"})
 
 
 def policy_document(chain: Chain) -> str:
@@ -173,7 +195,7 @@ def policy_document(chain: Chain) -> str:
 
 # Fields added after policies were first stored, left out of the document while they hold their default: a
 # version that does not set them keeps the identity it was stored under (a database holding it still starts).
-SAID_ONLY_WHEN_SET: Final = {"de_minimis": 100, "recover_overpayments": False}
+SAID_ONLY_WHEN_SET: Final = {"de_minimis": 100, "recover_overpayments": False, "remote": False}
 
 
 def _what_it_says(value: object) -> object:
@@ -218,7 +240,8 @@ def caps_in_force(chain: Chain, status: PersonStatus) -> dict[str, int]:
     caps: dict[str, int] = {}
     for step in chain.steps:
         for rule in applicable_rules(step, status):
-            cap = UNCAPPED if rule.annual_cap is None else rule.annual_cap
+            # The insurer holds its own caps: what it paid is booked as it answered.
+            cap = UNCAPPED if rule.annual_cap is None or step.remote else rule.annual_cap
             caps[rule.paid_counter] = max(caps.get(rule.paid_counter, 0), cap)
             if rule.deductible_counter is not None:
                 yearly = max(rule.deductible_by_level.values(), default=0)
@@ -241,16 +264,31 @@ def applicable_rules(step: Step, status: PersonStatus) -> tuple[Rule, ...]:
     )
 
 
+def remote_applies(chain: Chain, bill: Bill, status: PersonStatus) -> bool:
+    """Whether the insurer's core has a step that may pay on this bill for this person: whether to ask it."""
+    codes_of = programme_codes(status)
+    return any(
+        step.remote
+        and _why_not(step, bill, status, codes_of.get(step.programme) if step.programme is not None else None) is None
+        for step in chain.steps
+    )
+
+
 def settle(
     bill: Bill,
     status: PersonStatus,
     counters: Mapping[str, int] | Accumulators,
     chain: Chain,
     catalogue: CatalogueView | None = None,
+    remote: Mapping[str, int] | None = None,
 ) -> Settlement:
     """Settle one bill for one person along ``chain``, given their counters for the service year
     (by name, or as the default policy's six named ``Accumulators``), with its lines classified by
-    the item catalogue version in force on the service date (None: the terminal's categories stand)."""
+    the item catalogue version in force on the service date (None: the terminal's categories stand).
+
+    ``remote`` holds what the insurer's core paid, by fund code, for the chain's remote steps: those
+    amounts are booked as they are, and the local steps pay from what is left. Without it the remote
+    steps are computed by their rules, as an estimate (a quote, a what-if)."""
     if isinstance(counters, Accumulators):
         counters = {name: getattr(counters, name) for name in ACCUMULATOR_FIELDS}
     validate_bill(bill)
@@ -281,6 +319,8 @@ def settle(
     over_limit = sum(parts.over_limit)
     not_covered = total - eligible - self_pay_first - over_limit
 
+    if remote is not None:
+        _check_remote(chain, remote, eligible)
     values = {name: counters.get(name, 0) for name in chain.counters}
     before = dict(values)
     traces: list[PayerTrace] = []
@@ -289,7 +329,13 @@ def settle(
     remaining = eligible
     nothing = (0,) * len(items)
     for step in chain.steps:
-        trace, shares = _step(step, bill, status, codes_of, remaining, line_unpaid, nothing, values, chain.id)
+        if remote is not None and step.remote:
+            paid = remote.get(step.fund.code, 0)
+            trace, shares = _remote_step(
+                step, bill, status, codes_of, remaining, line_unpaid, nothing, values, paid, chain.id
+            )
+        else:
+            trace, shares = _step(step, bill, status, codes_of, remaining, line_unpaid, nothing, values, chain.id)
         traces.append(trace)
         shares_by_step.append(shares)
         if trace.paid:
@@ -386,23 +432,7 @@ def _step(
     of each line. Moves ``values``, the counters."""
     fund = step.fund
     code = codes_of.get(step.programme) if step.programme is not None else None
-    reason = _why_not(step, bill, status, code)
-    rule = None
-    if reason is None:
-        if step.rule_index:
-            index = step.rule_index.get((bill.visit_type, bill.clinic_level, code), -1)
-            rule = None if index < 0 else step.rules[index]
-        else:
-            rule = next(
-                (
-                    candidate
-                    for candidate in step.rules
-                    if candidate.matches(bill.visit_type, bill.clinic_level, code, codes_of)
-                ),
-                None,
-            )
-        if rule is None:
-            reason = "no_rule"
+    reason, rule = _rule_for(step, bill, status, codes_of, code)
 
     ytd_before = ytd_after = None
     if step.ytd_counter is not None and (reason is None or step.ytd_counts == "every_bill"):
@@ -475,6 +505,75 @@ def _step(
         paid=paid,
         policy_version=version,
     )
+    return trace, tuple(spread(paid, line_unpaid, base)) if paid else nothing
+
+
+def _rule_for(
+    step: Step, bill: Bill, status: PersonStatus, codes_of: Mapping[str, str], code: str | None
+) -> tuple[str | None, Rule | None]:
+    """Why the step does not pay on this bill (None: it does), and the rule it pays under."""
+    reason = _why_not(step, bill, status, code)
+    if reason is not None:
+        return reason, None
+    if step.rule_index:
+        index = step.rule_index.get((bill.visit_type, bill.clinic_level, code), -1)
+        rule = None if index < 0 else step.rules[index]
+    else:
+        rule = next(
+            (
+                candidate
+                for candidate in step.rules
+                if candidate.matches(bill.visit_type, bill.clinic_level, code, codes_of)
+            ),
+            None,
+        )
+    return ("no_rule" if rule is None else None), rule
+
+
+def _check_remote(chain: Chain, remote: Mapping[str, int], eligible: int) -> None:
+    """Refuse an insurer's split the chain cannot book: a fund it does not pay, a negative amount, or more
+    than the bill's eligible amount (the local steps pay from what it leaves, never below zero)."""
+    remote_codes = {fund.code for fund in chain.remote_funds}
+    for fund, amount in remote.items():
+        if fund not in remote_codes:
+            raise InsurerDisagrees(f"the insurer paid fund {fund!r}, which policy {chain.id} does not give it")
+        if amount < 0:
+            raise InsurerDisagrees(f"the insurer paid a negative amount from fund {fund!r}")
+    if sum(remote.values()) > eligible:
+        raise InsurerDisagrees(
+            f"the insurer paid {sum(remote.values())} fen, more than the {eligible} fen eligible under the catalogue"
+        )
+
+
+def _remote_step(
+    step: Step,
+    bill: Bill,
+    status: PersonStatus,
+    codes_of: Mapping[str, str],
+    base: int,
+    line_unpaid: list[int],
+    nothing: tuple[int, ...],
+    values: dict[str, int],
+    paid: int,
+    version: str,
+) -> tuple[PayerTrace, tuple[int, ...]]:
+    """A remote step's turn: the insurer paid ``paid`` (at most ``base``, ``_check_remote`` saw to it).
+    Its paid counter moves by that, on the counter of the rule that would have applied (the first rule's
+    when none would: the insurer decides); its year-to-date counter moves as a local step's would."""
+    code = codes_of.get(step.programme) if step.programme is not None else None
+    reason, rule = _rule_for(step, bill, status, codes_of, code)
+    ytd_before = ytd_after = None
+    if step.ytd_counter is not None and (reason is None or paid or step.ytd_counts == "every_bill"):
+        ytd_before = values[step.ytd_counter]
+        ytd_after = ytd_before + base
+        values[step.ytd_counter] = ytd_after
+    values[(rule or step.rules[0]).paid_counter] += paid
+    trace = PayerTrace(
+        payer=step.fund.code, applied=bool(paid) or reason is None, reason=None if paid else reason,
+        programme=code if code is not None else bill.clinic_level, base=base, deductible=0, deductible_consumed=0,
+        threshold=0, below_threshold=0, bands=(), computed=paid, annual_cap=None, cap_remaining=None, cap_cut=0,
+        paid=paid, policy_version=version, ytd_before=ytd_before, ytd_after=ytd_after, remote=True,
+    )  # fmt: skip
     return trace, tuple(spread(paid, line_unpaid, base)) if paid else nothing
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from settlement.chain import NAMED_FUNDS, Chain, Counts, Fund, Rule, Step
+from settlement.chain import NAMED_FUNDS, Chain, Counts, Fund, InsurerLink, Rule, Step
 from settlement.models import CLINIC_LEVELS, VISIT_TYPES, ClinicLevel, VisitType
 from settlement.money import format_rate
 from settlement.policy import BandFile, Checker, FileStruct, Number, convert_part, decode_file, parse_bands
@@ -25,6 +25,8 @@ from settlement.policy import BandFile, Checker, FileStruct, Number, convert_par
 ACCOUNT_CLASHES = {"priority_care": "veteran_subsidy", "aid": "hardship_aid"}
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 FUND_TYPE = re.compile(r"^[0-9]{6}$")
+INSTITUTION_CODE = re.compile(r"^[A-Z0-9]{12}$")
+AREA_CODE = re.compile(r"^[0-9]{6}$")
 
 
 class _DeductibleFile(FileStruct, frozen=True, kw_only=True):
@@ -67,6 +69,7 @@ class _FundFile(FileStruct, frozen=True, kw_only=True):
     visit_types: list[VisitType] | None = None
     levels: list[ClinicLevel] | None = None
     referral: bool = False
+    remote: bool = False
     ytd_counter: _YtdCounterFile | None = None
     paid_counter: str | None = None
     rules: list[_RuleFile]
@@ -82,6 +85,15 @@ class _AdjustmentsFile(FileStruct, frozen=True, kw_only=True):
     recover_overpayments: bool = False
 
 
+class _InsurerFile(FileStruct, frozen=True, kw_only=True):
+    url: str = ""
+    institution_code: str
+    institution_name: str
+    area_code: str
+    timeout_ms: int = 3000
+    connect_timeout_ms: int = 500
+
+
 class _ChainFile(FileStruct, frozen=True, kw_only=True):
     id: str
     effective_from: dt.date
@@ -91,6 +103,7 @@ class _ChainFile(FileStruct, frozen=True, kw_only=True):
     programmes: dict[str, list[str]] = msgspec.field(default_factory=dict)
     funds: dict[str, Any]  # each entry converted on its own so errors name the fund (convert_part)
     adjustments: _AdjustmentsFile = msgspec.field(default_factory=_AdjustmentsFile)
+    insurer: _InsurerFile | None = None
 
 
 CounterKind = Literal["paid", "deductible", "year-to-date"]
@@ -169,6 +182,7 @@ def parse_chain(text: str, source: str) -> Chain:
                 "statutory payers pay first",
             )
         steps.append(_step(check, code, fund_file, path, programmes, inpatient_levels, counters))
+    insurer = _insurer(check, data, steps)
 
     return Chain(
         id=data.id.strip(),
@@ -186,6 +200,62 @@ def parse_chain(text: str, source: str) -> Chain:
         ),
         de_minimis=check.money(data.adjustments.de_minimis_yuan, "$.adjustments.de_minimis_yuan"),
         recover_overpayments=data.adjustments.recover_overpayments,
+        insurer=insurer,
+    )
+
+
+def _insurer(check: Checker, data: _ChainFile, steps: list[Step]) -> InsurerLink | None:
+    """The ``[insurer]`` table, checked against the funds marked ``remote``: those lead the chain (the
+    insurer's core pays first, the local steps on what it leaves), are statutory, carry the national fund
+    type its answer names them by, and share no paid counter with a local step."""
+    remote = [index for index, step in enumerate(steps) if step.remote]
+    if not remote:
+        if data.insurer is not None:
+            raise check.fail("$.insurer", "no fund is remote = true: the insurer would pay nothing")
+        return None
+    if data.insurer is None:
+        raise check.fail(f"$.funds.{steps[remote[0]].fund.code}.remote", "a remote fund needs an [insurer] table")
+    for index in remote:
+        fund = steps[index].fund
+        if index != remote.index(index):
+            raise check.fail(f"$.chain[{index}]", f"remote fund {fund.code!r} must come before every local fund")
+        if fund.fund_type is None:
+            raise check.fail(
+                f"$.funds.{fund.code}.fund_type", "a remote fund needs its national fund type: the insurer names it so"
+            )
+    remote_counters = {rule.paid_counter for step in steps if step.remote for rule in step.rules}
+    for step in steps:
+        if not step.remote and (shared := remote_counters & {rule.paid_counter for rule in step.rules}):
+            raise check.fail(
+                f"$.funds.{step.fund.code}.paid_counter",
+                f"counter {sorted(shared)[0]!r} is a remote fund's: the insurer keeps its own caps",
+            )
+    types = [steps[index].fund.fund_type for index in remote]
+    if len(set(types)) != len(types):
+        raise check.fail(
+            "$.funds", "two remote funds have the same fund_type: the insurer's answer could not tell them apart"
+        )
+    link = data.insurer
+    if not INSTITUTION_CODE.match(link.institution_code):
+        raise check.fail("$.insurer.institution_code", "the institution code is 12 capital letters or digits")
+    if not AREA_CODE.match(link.area_code):
+        raise check.fail("$.insurer.area_code", "the area code is six digits, such as 330424")
+    if not link.institution_name.strip():
+        raise check.fail("$.insurer.institution_name", "must not be empty")
+    if link.url and not link.url.startswith(("http://", "https://")):
+        raise check.fail("$.insurer.url", "an http:// or https:// address")
+    for name in ("timeout_ms", "connect_timeout_ms"):
+        if not 10 <= getattr(link, name) <= 60_000:
+            raise check.fail(f"$.insurer.{name}", "between 10 and 60000 milliseconds")
+    if link.connect_timeout_ms > link.timeout_ms:
+        raise check.fail("$.insurer.connect_timeout_ms", "cannot be longer than timeout_ms")
+    return InsurerLink(
+        url=link.url.rstrip("/"),
+        institution_code=link.institution_code,
+        institution_name=link.institution_name.strip(),
+        area_code=link.area_code,
+        timeout_ms=link.timeout_ms,
+        connect_timeout_ms=link.connect_timeout_ms,
     )
 
 
@@ -253,6 +323,7 @@ def _step(
         visit_types=tuple(step_visits) if step_visits is not None else None,
         levels=step_levels,
         referral=data.referral,
+        remote=data.remote,
         ytd_counter=ytd_counter,
         ytd_counts=ytd_counts or "applied",
         rules=tuple(rules),

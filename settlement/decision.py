@@ -68,15 +68,16 @@ def decide(
     memberships: Iterable[Membership],
     counters: Mapping[str, int],
     catalogue: CatalogueView | None = None,
+    remote: Mapping[str, int] | None = None,
 ) -> Decision:
     """Settle ``bill`` for a person with these memberships and this year's counters, its lines
     classified by ``catalogue`` (the version in force on the service date; None: the terminal's
-    categories stand).
+    categories stand), with the remote steps paid what the insurer's core answered (``remote``).
 
     Raises ``SettlementError`` for a bill the engine refuses."""
     status = status_on(memberships, bill.service_date)
     return Decision(
-        settlement=chain_engine.settle(bill, status, counters, policy, catalogue),
+        settlement=chain_engine.settle(bill, status, counters, policy, catalogue, remote),
         status=status,
         caps=caps_in_force(policy, status),
     )

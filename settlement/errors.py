@@ -34,6 +34,13 @@ class UnknownProgrammeCode(SettlementError):
     code = "unknown_programme_code"
 
 
+class InsurerDisagrees(SettlementError):
+    """The insurer's split cannot be booked on this bill: it pays more than the eligible amount the
+    gateway's catalogue leaves, or names a fund the chain does not give it. Its settlement is undone."""
+
+    code = "insurer_disagrees"
+
+
 class PolicyError(Exception):
     """A policy file that does not validate: names the file, the field path and the problem."""
 
@@ -49,6 +56,7 @@ class Refused(SettlementError):
     ``idempotency_key_reused``...). The gateway maps the code to an HTTP status and a title in one
     catalogue (gateway/problems.py), for HTTP answers and card-reader frames alike."""
 
-    def __init__(self, code: str, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, code: str, detail: str, *, field: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(detail, field=field)
         self.code = code
+        self.retry_after = retry_after  # seconds, for a refusal that a later retry may not meet

@@ -166,6 +166,8 @@ class PayerTrace(Model, frozen=True, kw_only=True):
     policy_version: str
     ytd_before: int | None = None
     ytd_after: int | None = None
+    # Paid by the insurer's core (a remote step): ``paid`` is the insurer's figure, recorded, never recomputed.
+    remote: bool = False
 
 
 class LineBreakdown(Model, frozen=True, kw_only=True):
@@ -200,6 +202,14 @@ class LineBreakdown(Model, frozen=True, kw_only=True):
             return self
         rest = self.amount - self.self_pay_first - self.over_limit - self.eligible
         return msgspec.structs.replace(self, not_covered=rest)
+
+
+class InsurerReference(Model, frozen=True, kw_only=True):
+    """The insurer's settlement that a bill's remote steps were paid under: the message that settled it
+    (also the key of its reversal) and the insurer's own settlement id (the key of its cancellation)."""
+
+    message_id: str
+    settlement_id: str
 
 
 class Settlement(Model, frozen=True, kw_only=True):
@@ -240,10 +250,18 @@ class Settlement(Model, frozen=True, kw_only=True):
     catalogue_version: str | None = None
     # The bill's HIS details, as sent (None: none were; and for every settlement stored before they were kept).
     details: BillDetails | None = None
+    # The insurer's settlement the remote steps' amounts came from (None: no step was paid remotely).
+    insurer: InsurerReference | None = None
 
     def paid(self, fund: str) -> int:
         """What the fund with this code paid (0 when the chain has no such fund)."""
         return sum(trace.paid for trace in self.traces if trace.payer == fund)
+
+    def remote_paid(self) -> dict[str, int] | None:
+        """What the insurer's core paid, by fund code (None: the bill was settled without it)."""
+        if self.insurer is None:
+            return None
+        return {trace.payer: trace.paid for trace in self.traces if trace.remote}
 
     def counters(self) -> tuple[dict[str, int], dict[str, int]]:
         """The counters before and after this settlement, whichever form it was recorded in (read only)."""

@@ -57,15 +57,29 @@ def replay_person_year(
     catalogue: Catalogue,
 ) -> Iterator[Replayed]:
     """Settle one person-year's bills again, in the order given (service date, then the order they were
-    settled in), from counters at zero. A bill the policy refuses leaves the counters as they were."""
+    settled in), from counters at zero. A bill the policy refuses leaves the counters as they were.
+
+    What the insurer's core paid on a bill stays as it answered (it is the insurer's to change, not this
+    gateway's): the local steps are settled again on what it left."""
     counters: dict[str, int] = {}
     for historic in bills:
         day = historic.bill.service_date
         status = status_on(memberships, day)
+        policy = policy_for(day)
         try:
-            again = settle(historic.bill, status, counters, policy_for(day), catalogue.on(day))
+            again = settle(historic.bill, status, counters, policy, catalogue.on(day), _remote(historic, policy))
         except SettlementError as refused:
             yield Replayed(historic, status, None, refused)
             continue
         counters = again.counters_after
         yield Replayed(historic, status, again, None)
+
+
+def _remote(historic: HistoricBill, policy: Chain) -> dict[str, int] | None:
+    """What the insurer paid on the bill, for the funds ``policy`` has it pay (None: it pays none of them,
+    and the policy's rules settle every step)."""
+    paid = historic.settled.remote_paid()
+    remote_funds = {fund.code for fund in policy.remote_funds}
+    if paid is None or not remote_funds:
+        return None
+    return {fund: amount for fund, amount in paid.items() if fund in remote_funds}

@@ -56,6 +56,7 @@ PAGE = PAGE_PATH.read_text(encoding="utf-8")
 EXAMPLES = range(1, 13)
 
 THREE_TIER_PATH = REPO / "policies" / "examples" / "three-tier" / "three-tier-2026.toml"
+BESIDE_THE_INSURER_PATH = REPO / "policies" / "examples" / "beside-the-insurer" / "beside-the-insurer-2026.toml"
 THREE_TIER_TEXT = THREE_TIER_PATH.read_text(encoding="utf-8")
 THREE_TIER = parse_chain(THREE_TIER_TEXT, str(THREE_TIER_PATH))
 THREE_TIER_FUNDS = ("insurance", "critical_illness", "hardship_aid", "tilted_aid", "veteran_subsidy", "charity")
@@ -909,8 +910,14 @@ def assert_piece_of(block: str, text: str) -> None:
 
 def test_policy_page_shows_pieces_of_the_shipped_files() -> None:
     # every TOML block on the page is a piece of one file, line for line: the default policy, the
-    # three-tier example, or the new version the page shows (which must load)
-    files = {"default": DEFAULT_TEXT, "three-tier": THREE_TIER_TEXT, "new version": new_version_text()}
+    # three-tier example, the example beside the insurer's core, or the new version the page shows (which
+    # must load)
+    files = {
+        "default": DEFAULT_TEXT,
+        "three-tier": THREE_TIER_TEXT,
+        "beside the insurer": BESIDE_THE_INSURER_PATH.read_text(encoding="utf-8"),
+        "new version": new_version_text(),
+    }
     parse_chain(files["new version"], "county-2026-07.toml")
     blocks = re.findall(r"^```toml\n(.*?)\n```$", POLICY_PAGE, flags=re.MULTILINE | re.DOTALL)
     assert blocks
