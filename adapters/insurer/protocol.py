@@ -528,15 +528,20 @@ def encode(message: Request | Answer) -> bytes:
     return ENCODER.encode(message)
 
 
+def error_and_path(error: msgspec.ValidationError) -> tuple[str, str]:
+    """A msgspec validation error as (what is wrong, JSON path): ``Expected `str`, got `int` - at `$.a```
+    gives ("Expected `str`, got `int`", "$.a")."""
+    text = str(error)
+    match = _ERROR_PATH.search(text)
+    return (text[: match.start()], match[1]) if match else (text, "$")
+
+
 def _decode(decoder: msgspec.json.Decoder[Any], body: bytes, prefix: str) -> Any:
     """Decode ``body`` (the part of a message at ``prefix``), turning msgspec's errors into ProtocolError."""
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as error:
-        text = str(error)
-        match = _ERROR_PATH.search(text)
-        inner = match[1] if match else "$"
-        message = text[: match.start()] if match else text
+        message, inner = error_and_path(error)
         raise ProtocolError(message, prefix + inner[1:]) from None
     except msgspec.DecodeError as error:
         raise ProtocolError(f"not JSON: {error}", prefix) from None
