@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -441,3 +444,43 @@ async def test_under_the_default_policy_the_insurer_pays_basic_insurance_alone()
             protocol.message_id(INSTITUTION, NOW, 1), protocol.settle_input(outpatient, psn_no="P-1", mdtrt_id="MZ-1")
         )
     assert result.paid_by_fund_type == {BASIC: 15_000}  # (500 - 200 deductible) x 0.50
+
+
+# ---------------------------------------------------------------- as a process
+
+
+async def test_the_simulator_runs_as_a_process() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "insurer-sim",
+        "--port",
+        "0",
+        "--policy-dir",
+        str(ROOT / "policies" / "examples" / "three-tier"),
+        "--delay-ms",
+        "1",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, "MEDSETTLE_LOG_FORMAT": "json"},
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
+        assert "pays three-tier-2026: insurance, critical_illness" in line, line
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        async with open_client(config(url)) as client:
+            result = await client.settle(
+                protocol.message_id(INSTITUTION, dt.datetime.now(protocol.CHINA_TIME), 1),
+                protocol.settle_input(
+                    inpatient(40_000_000), psn_no="P-1", mdtrt_id="V1", hardship_tier="minimum_allowance"
+                ),
+            )
+        assert result.paid_by_fund_type == {BASIC: 20_000_000, CRITICAL: 13_512_500}
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        status = await asyncio.wait_for(process.wait(), timeout=30)
+    assert status == 0
