@@ -20,6 +20,7 @@ from gateway.cli.client import cmd_client
 from gateway.cli.dashboard_link import add_dashboard_link_parser
 from gateway.cli.database import DatabaseUnreachable
 from gateway.cli.demo import cmd_demo
+from gateway.cli.insurer_sim import add_insurer_sim_parser
 from gateway.cli.maintenance import cmd_audit, cmd_check, cmd_migrate
 from gateway.cli.policy import add_policy_parser
 from gateway.cli.reader_sim import add_reader_sim_parser
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument("--url", help="gateway base URL (default from MEDSETTLE_HOST and MEDSETTLE_PORT)")
     client.set_defaults(run=cmd_client)
     add_reader_sim_parser(commands)  # medsettle reader-sim: a card reader by hand (gateway/cli/reader_sim.py)
+    add_insurer_sim_parser(commands)  # medsettle insurer-sim: the insurer's core, simulated (cli/insurer_sim.py)
     add_dashboard_link_parser(commands)  # medsettle dashboard-link: a browser login link (cli/dashboard_link.py)
     add_finance_parser(commands)  # medsettle report daily (gateway/cli/reports.py)
     add_catalogue_parser(commands, actor=actor, date=_date)  # medsettle catalogue import (cli/catalogue.py)
