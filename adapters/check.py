@@ -116,6 +116,22 @@ CHECKS: dict[str, str] = {
         SELECT readjudication_id::text || ' ' || fund AS id
         FROM net FULL JOIN ordered USING (readjudication_id, fund)
         WHERE coalesce(net.amount, 0) <> coalesce(ordered.amount, 0)""",
+    # Beside the insurer's core (docs/insurer.md): a settle or cancel the insurer confirmed and this side
+    # booked names a settlement that exists (settled, or reversed for a cancel); what the insurer paid on
+    # it is what the settlement booked for those funds.
+    "insurer_messages_booked": """
+        SELECT m.message_id AS id
+        FROM insurer_messages m
+        LEFT JOIN settlements s ON s.person_key = m.person_key AND s.settlement_id = m.settlement_id
+        WHERE m.state = 'committed' AND (
+            s.settlement_id IS NULL
+            OR (m.kind = 'cancel' AND s.reversal_id IS NULL)
+            OR (m.kind = 'settle' AND EXISTS (
+                SELECT 1 FROM jsonb_each_text(m.paid) f
+                WHERE f.value::bigint <> CASE f.key WHEN 'insurance' THEN s.insurance
+                                                    WHEN 'veteran_subsidy' THEN s.veteran_subsidy
+                                                    WHEN 'hardship_aid' THEN s.hardship_aid
+                                                    ELSE coalesce((s.other_funds ->> f.key)::bigint, 0) END)))""",
     "accumulators_within_caps": """
         SELECT encode(person_key, 'hex') || ' ' || year AS id FROM accumulators
         WHERE NOT counters_within_caps(counters, caps)""",

@@ -15,6 +15,8 @@ production. The setting is a comma-separated list of ``point=action``:
 
 Points (``POINTS``), in the order a settlement reaches them:
 
+    insurer.after_answer   the insurer's core settled and its answer is recorded; nothing booked here
+
     settle.after_lock      the accumulator row is locked; nothing written yet
     settle.before_commit   everything written, COMMIT not yet sent
     settle.after_commit    committed; the answer not yet sent to the terminal
@@ -30,6 +32,7 @@ import signal
 from dataclasses import dataclass, field
 
 POINTS = (
+    "insurer.after_answer",
     "settle.after_lock",
     "settle.before_commit",
     "settle.after_commit",

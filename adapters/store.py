@@ -25,7 +25,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from adapters import catalogue_store, nonces, readjudication
+from adapters import catalogue_store, insurer_messages, nonces, readjudication
 from adapters.batching import Coalescer
 from adapters.faults import Faults
 from adapters.registry_store import ImportReport, PersonEntry, apply_entries
@@ -127,6 +127,8 @@ class Store:
         )
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
         self.acquire_timeout = acquire_timeout
+        # Every message to the insurer's core, recorded before it is sent (adapters/insurer_messages.py).
+        self.insurer_log = insurer_messages.MessageLog(pool, acquire_timeout)
 
     def start(self) -> None:
         self.reads.start()
@@ -370,7 +372,7 @@ class Store:
                 counters=counters_from(row["counters"]),
                 version=row["version"],
             )
-            yield _LockedPerson(connection, snapshot)
+            yield _LockedPerson(connection, snapshot, key.person_key)
 
     async def settlements_in_range(self, low: uuid.UUID, high: uuid.UUID) -> int:
         """How many settlements have an id in ``[low, high]``, counting to two: whether the ids starting
@@ -435,7 +437,9 @@ class Store:
             settlement=decode_record(row["record"]).result,
         )
 
-    async def reverse(self, new: NewReversal) -> ReverseOutcome:
+    async def reverse(self, new: NewReversal, insurer_message: str | None = None) -> ReverseOutcome:
+        """Reverse a settlement; ``insurer_message`` names the answered cancel of its remote part, flipped to
+        committed in the same transaction (gateway/insurer.py)."""
         async with self._connection() as connection:
             try:
                 async with connection.transaction():
@@ -480,6 +484,10 @@ class Store:
                             booked_on=new.booked_on,
                             now=new.created_at,
                         )
+                    if insurer_message is not None:
+                        await insurer_messages.claim_answered(
+                            connection, new.person_key, insurer_message, new.settlement_id
+                        )
                     if self.faults.armed:
                         await self.faults.reach("reverse.before_commit")
             except asyncpg.UniqueViolationError as error:
@@ -518,9 +526,15 @@ class Store:
 class _LockedPerson:
     """A person-year under its row lock, inside the transaction ``Store.locked_person`` holds open."""
 
-    def __init__(self, connection: asyncpg.Connection, snapshot: PersonSnapshot) -> None:
+    def __init__(self, connection: asyncpg.Connection, snapshot: PersonSnapshot, person_key: bytes) -> None:
         self._connection = connection
         self.snapshot = snapshot
+        self.snapshot_key = person_key
+
+    async def claim_insurer_message(self, message_id: str, settlement_id: uuid.UUID) -> bool:
+        """Flip the insurer's answered settle to committed, in this transaction; False when the sweeper has
+        begun to cancel it (the caller must then raise, so nothing is booked)."""
+        return await insurer_messages.claim_answered(self._connection, self.snapshot_key, message_id, settlement_id)
 
     async def write(self, new: NewSettlement) -> WriteOutcome:
         # Under the row lock the version cannot move, so this write applies; if it ever did not, the

@@ -65,6 +65,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Person-years re-adjudicated a second at most, per process, in the background (adapters/readjudication.py);
     # 0 leaves the list to `medsettle adjustments run`.
     readjudicate_per_second: Annotated[float, msgspec.Meta(ge=0)] = 20.0
+    # The insurer's core for chains with remote steps: overrides the policy's [insurer] url (a test
+    # simulator's port, a site's own address); empty: the policy's.
+    insurer_url: str = ""
+    # How long the circuit breaker before the insurer stays open after five failures in a row (gateway/insurer.py).
+    insurer_breaker_seconds: Annotated[float, msgspec.Meta(gt=0, le=600)] = 5.0
     faults: str = ""  # named fault points for fault tests (adapters/faults.py); refused in production
 
     def masked(self) -> dict[str, object]:
@@ -122,6 +127,8 @@ ENV_VARS = {
     "body_timeout": "MEDSETTLE_BODY_TIMEOUT",
     "future_date_tolerance_days": "MEDSETTLE_FUTURE_DATE_TOLERANCE_DAYS",
     "readjudicate_per_second": "MEDSETTLE_READJUDICATE_PER_SECOND",
+    "insurer_url": "MEDSETTLE_INSURER_URL",
+    "insurer_breaker_seconds": "MEDSETTLE_INSURER_BREAKER_SECONDS",
     "settle_batch_max": "MEDSETTLE_SETTLE_BATCH_MAX",
     "settle_batch_lanes": "MEDSETTLE_SETTLE_BATCH_LANES",
     "faults": "MEDSETTLE_FAULTS",

@@ -117,6 +117,33 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        # The insurer's core (gateway/insurer.py): every call by transaction code and outcome (ok, refused,
+        # unreachable, unknown), its latency, the breaker, and messages whose outcome is not yet settled.
+        self.insurer_calls = Counter(
+            "medsettle_insurer_calls_total",
+            "Calls to the insurer's core, by transaction code and outcome",
+            ["transaction", "outcome"],
+            registry=self.registry,
+        )
+        self.insurer_call_seconds = Histogram(
+            "medsettle_insurer_call_duration_seconds",
+            "How long the insurer's core took to answer, by transaction code",
+            ["transaction"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.insurer_breaker_open = Gauge(
+            "medsettle_insurer_breaker_open",
+            "1 while the circuit breaker before the insurer's core is open or probing, else 0",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.insurer_open_messages = Gauge(
+            "medsettle_insurer_open_messages",
+            "Messages to the insurer's core whose outcome is not yet settled on both sides (the sweeper finishes them)",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
         self.audit_sealed = Gauge(
             "medsettle_audit_sealed_timestamp_seconds",
             "Unix time the audit sealer last finished a round with nothing left to seal",

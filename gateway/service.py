@@ -20,18 +20,20 @@ import msgspec
 
 from adapters import identity
 from adapters.db import is_database_error
+from adapters.insurer_messages import Message
 from adapters.nonces import NonceClaim
 from adapters.readjudication import Outcome as ReadjudicationOutcome
 from adapters.registry_store import PersonEntry
 from adapters.store import Store
 from adapters.terminal_keys import ActiveKey
 from gateway import api_models as api
+from gateway.insurer import Breaker, RemoteSteps, Sweeper, unavailable, visit_of
 from gateway.logs import log
 from gateway.metrics import Metrics
 from settlement import chain as chain_engine
 from settlement import engine
 from settlement.catalogue import Catalogue, CatalogueView
-from settlement.chain import Chain
+from settlement.chain import Chain, InsurerLink, remote_applies
 from settlement.decision import decide
 from settlement.eligibility import eligibility
 from settlement.errors import Refused, SettlementError
@@ -45,6 +47,8 @@ from settlement.ports import (
     NewSettlement,
     NonceSpent,
     NoSuchSettlement,
+    PersonSnapshot,
+    Reversed,
     ReversedBefore,
     SettleKey,
     StoredSettlement,
@@ -128,6 +132,8 @@ class Service:
         key_encryption_key: bytes,
         future_date_tolerance_days: int = 1,
         readjudicate_per_second: float = 20.0,
+        insurer_url: str | None = None,
+        insurer_breaker_seconds: float = 5.0,
     ) -> None:
         self.key_encryption_key = key_encryption_key
         self.store = store
@@ -155,6 +161,12 @@ class Service:
             per_second=readjudicate_per_second,
             on_done=self._readjudicated,
         )
+        # The insurer's core, for chains with remote steps (gateway/insurer.py): its messages, its breaker,
+        # and the sweeper that finishes what a crash or a lost connection left open.
+        self.remote = RemoteSteps(
+            store.insurer_log, metrics, url_override=insurer_url, breaker=Breaker(cooldown=insurer_breaker_seconds)
+        )
+        self.sweeper = Sweeper(self.remote, self.insurer_link, self._finish_reversal)
 
     # ------------------------------------------------------------ reference data
 
@@ -175,6 +187,10 @@ class Service:
             return False
         self._catalogue_stamp, self.catalogue = await self.store.catalogue()
         return True
+
+    def insurer_link(self) -> InsurerLink | None:
+        """The insurer the latest policy version settles with (None: no version has remote steps)."""
+        return next((policy.insurer for policy in reversed(list(self.policies)) if policy.insurer), None)
 
     def _readjudicated(self, outcome: ReadjudicationOutcome) -> None:
         kind = "needs_review" if outcome.needs_review else "adjusted" if outcome.adjusted else "unchanged"
@@ -333,6 +349,8 @@ class Service:
             raise _nonce_reused()
         if isinstance(found, UnknownPerson):
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
+        if policy.insurer is not None and remote_applies(policy, bill, status_on(found.memberships, bill.service_date)):
+            return await self._settle_remote(terminal, request, key, clinic, bill, policy, catalogue, masked, found)
         new = NewSettlement(
             key=key,
             settlement_id=uuid.uuid4(),
@@ -356,13 +374,85 @@ class Service:
                 )
                 outcome = await locked.write(new)
         if isinstance(outcome, DuplicateRequest):
-            stored = await self.store.stored_settlement(request=key)
-            if stored is None:  # the winner rolled back after all: let the client retry
-                raise Refused("request_in_flight", "retry with the same request id")
-            existing = AlreadySettled(
-                settlement_id=stored.settlement_id, request_hash=stored.request_hash, nonce=stored.nonce
-            )
-            return await self._replay_settlement(key, existing, fingerprint)
+            return await self._replay_duplicate(key, fingerprint)
+        return self._settled(terminal, request, clinic, masked, new)
+
+    async def _replay_duplicate(self, key: SettleKey, fingerprint: bytes) -> Answer:
+        """Another copy of this request settled first: its answer, as for a retry."""
+        stored = await self.store.stored_settlement(request=key)
+        if stored is None:  # the winner rolled back after all: let the client retry
+            raise Refused("request_in_flight", "retry with the same request id")
+        existing = AlreadySettled(
+            settlement_id=stored.settlement_id, request_hash=stored.request_hash, nonce=stored.nonce
+        )
+        return await self._replay_settlement(key, existing, fingerprint)
+
+    async def _settle_remote(
+        self,
+        terminal: Terminal,
+        request: api.SettleRequest,
+        key: SettleKey,
+        clinic: Clinic,
+        bill: Bill,
+        policy: Chain,
+        catalogue: CatalogueView | None,
+        masked: str,
+        found: PersonSnapshot,
+    ) -> Answer:
+        """Settle a bill whose first payers are the insurer's core (gateway/insurer.py): the insurer settles
+        its funds, then the local steps pay from what is left, booked under the person-year's row lock with
+        the insurer's message flipped to committed in the same transaction."""
+        fingerprint = request_hash(self.pepper, "settle", request.fingerprinted())
+        # Whatever the engine refuses is refused before the insurer is asked.
+        estimate = decide(bill, policy, found.memberships, found.counters, catalogue)
+        paid = await self.remote.settle(
+            policy,
+            person_key=key.person_key,
+            terminal_id=terminal.terminal_id,
+            request_id=request.request_id,
+            clinic_id=clinic.clinic_id,
+            bill=bill,
+            status=estimate.status,
+            estimate=estimate.settlement,
+        )
+        if self.store.faults.armed:
+            await self.store.faults.reach("insurer.after_answer")
+        settlement_id = uuid.uuid4()
+        try:
+            async with self.store.locked_person(key) as locked:
+                decision = decide(
+                    bill, policy, locked.snapshot.memberships, locked.snapshot.counters, catalogue, paid.paid
+                )
+                new = NewSettlement(
+                    key=key,
+                    settlement_id=settlement_id,
+                    clinic_id=clinic.clinic_id,
+                    person=masked,
+                    items=bill.items,
+                    decision=msgspec.structs.replace(
+                        decision, settlement=msgspec.structs.replace(decision.settlement, insurer=paid.reference)
+                    ),
+                    request_hash=fingerprint,
+                    booked_on=china_today(),
+                    created_at=dt.datetime.now(dt.UTC),
+                    version=locked.snapshot.version,
+                )
+                if not await locked.claim_insurer_message(paid.reference.message_id, settlement_id):
+                    raise unavailable("the insurer's settlement was cancelled before it could be booked; retry")
+                if isinstance(await locked.write(new), DuplicateRequest):
+                    raise _AlreadyBooked  # rolls the claim back: the sweeper cancels this attempt at the insurer
+        except _AlreadyBooked:
+            return await self._replay_duplicate(key, fingerprint)
+        except SettlementError:
+            # The local steps refuse the bill after all (the insurer's split exceeds the eligible amount, the
+            # registry changed meanwhile): undo the insurer's settlement.
+            await self.remote.cancel_unbooked(policy, paid, key.person_key, bill.visit_type)
+            raise
+        return self._settled(terminal, request, clinic, masked, new)
+
+    def _settled(
+        self, terminal: Terminal, request: api.SettleRequest, clinic: Clinic, masked: str, new: NewSettlement
+    ) -> Answer:
         settlement = new.decision.settlement
         paid = self.metrics.paid
         self.metrics.child(paid, "insurance").inc(settlement.insurance)
@@ -486,7 +576,7 @@ class Service:
             booked_on=china_today(),
             created_at=dt.datetime.now(dt.UTC),
         )
-        outcome = await self.store.reverse(new)
+        outcome = await self.store.reverse(new, await self._cancel_remote_part(terminal, new, found[1]))
         if isinstance(outcome, NoSuchSettlement):
             raise Refused("settlement_not_found", "no such settlement")
         if isinstance(outcome, ReversedBefore | DuplicateRequest):
@@ -507,6 +597,52 @@ class Service:
         self.metrics.child(reversed_, "out_of_pocket").inc(given_back.out_of_pocket)
         return Answer(_reversal_out(new.reversal_id, new.settlement_id, new.request_id, new.terminal_id,
                                     outcome.settlement, new.created_at), replayed=False)  # fmt: skip
+
+    async def _cancel_remote_part(self, terminal: Terminal, new: NewReversal, clinic_id: str) -> str | None:
+        """When the settlement was paid in part by the insurer's core, cancel that part first; the cancel's
+        message id, for the reversal's transaction to flip (None: nothing to cancel)."""
+        link = self.insurer_link()
+        if link is None:
+            return None
+        stored = await self.store.stored_settlement(settlement_id=new.settlement_id)
+        if stored is None or stored.settlement.insurer is None or stored.reversal_id is not None:
+            return None
+        return await self.remote.cancel_for_reversal(
+            link,
+            stored.settlement,
+            person_key=new.person_key,
+            terminal_id=terminal.terminal_id,
+            request_id=new.request_id,
+            clinic_id=clinic_id,
+            settlement_id=new.settlement_id,
+            visit_id=visit_of(stored.terminal_id, stored.request_id),
+            reversal=_reversal_record(new),
+        )
+
+    async def _finish_reversal(self, message: Message) -> None:
+        """The sweeper's half of a reversal whose remote part the insurer has cancelled: book it locally, as
+        the terminal asked (the reversal's own id, reason and fingerprint), with the cancel flipped."""
+        if message.request is None or message.settlement_id is None:  # pragma: no cover - a CHECK-free corner
+            return
+        record = message.request
+        new = NewReversal(
+            reversal_id=uuid.UUID(record["reversal_id"]),
+            settlement_id=message.settlement_id,
+            person_key=message.person_key,
+            terminal_id=record["terminal_id"],
+            request_id=record["request_id"],
+            reason=record["reason"],
+            request_hash=bytes.fromhex(record["request_hash"]),
+            nonce=bytes.fromhex(record["nonce"]) if record["nonce"] else None,
+            booked_on=dt.date.fromisoformat(record["booked_on"]),
+            created_at=dt.datetime.fromisoformat(record["created_at"]),
+        )
+        outcome = await self.store.reverse(new, message.message_id)
+        if isinstance(outcome, Reversed):
+            log.info("insurer_reversal_finished", message_id=message.message_id)
+            self.readjudication.wake()
+        else:  # reversed meanwhile by the terminal's own retry, which flipped the message itself
+            await self.store.insurer_log.mark(message, "committed", expect=("answered",), detail="reversed already")
 
     async def _replay_reversal(
         self, terminal: Terminal, request_id: str, stored_hash: bytes | None, fingerprint: bytes
@@ -642,6 +778,10 @@ class Service:
         return api.ClinicsOut(clinics=[api.ClinicOut(**dict(row)) for row in rows])
 
 
+class _AlreadyBooked(Exception):
+    """Another attempt of the request was booked first (raised inside the row-locked block to roll it back)."""
+
+
 def _nonce_reused() -> Refused:
     return Refused("nonce_reused", "this nonce was already used; send a fresh one with every request")
 
@@ -652,6 +792,20 @@ def _request_id_reused() -> Refused:
         "this request_id was already used by this terminal with a different request",
         field="request_id",
     )
+
+
+def _reversal_record(new: NewReversal) -> dict[str, Any]:
+    """What the sweeper needs to book this reversal if the process asking cannot (JSON-safe)."""
+    return {
+        "reversal_id": str(new.reversal_id),
+        "terminal_id": new.terminal_id,
+        "request_id": new.request_id,
+        "reason": new.reason,
+        "request_hash": new.request_hash.hex(),
+        "nonce": new.nonce.hex() if new.nonce else None,
+        "booked_on": new.booked_on.isoformat(),
+        "created_at": new.created_at.isoformat(),
+    }
 
 
 def _reversal_out(

@@ -39,7 +39,7 @@ SELECT create_reference_table('catalogue_versions');
 SELECT create_reference_table('catalogue_items');    -- FK to catalogue_versions (reference -> reference)
 
 -- ------------------------------------------------------------ request keys
--- widened before distributing: settlements_one_per_request, reversals_one_per_request
+-- widened before distributing: settlements_one_per_request, reversals_one_per_request, insurer_messages_message_id
 -- On one server a terminal's request id is unique whoever the bill is for. Citus needs every unique
 -- key of a distributed table to hold its distribution column, so on a cluster the two request keys
 -- take person_key too: one id reused for two patients at the same instant is then refused by the
@@ -48,6 +48,10 @@ ALTER TABLE settlements DROP CONSTRAINT settlements_one_per_request,
     ADD CONSTRAINT settlements_one_per_request PRIMARY KEY (terminal_id, request_id, person_key);
 ALTER TABLE reversals DROP CONSTRAINT reversals_one_per_request,
     ADD CONSTRAINT reversals_one_per_request UNIQUE (terminal_id, request_id, person_key);
+-- An insurer message id is unique by construction (second + a cycling 9,000-value sequence), so on a cluster
+-- its key may take person_key too.
+ALTER TABLE insurer_messages DROP CONSTRAINT insurer_messages_message_id,
+    ADD CONSTRAINT insurer_messages_message_id UNIQUE (message_id, person_key);
 
 -- ------------------------------------------------------------ per-person tables
 -- Distributed by person_key (HMAC of the national ID: uniformly spread), all in
@@ -63,6 +67,8 @@ SELECT create_distributed_table('reversals', 'person_key', colocate_with => 'peo
 SELECT create_distributed_table('readjudications', 'person_key', colocate_with => 'people');
 SELECT create_distributed_table('adjustments', 'person_key', colocate_with => 'people');       -- FK to readjudications
 SELECT create_distributed_table('adjustment_orders', 'person_key', colocate_with => 'people'); -- FK to readjudications
+-- Messages to the insurer's core, recorded before they are sent; the settle that flips one commits on its shard.
+SELECT create_distributed_table('insurer_messages', 'person_key', colocate_with => 'people');
 -- ledger_entries is a view over settlements, reversals and adjustments: it follows them, one person per shard.
 
 -- A settlement row is its request's idempotency record (unique person, terminal and

@@ -154,6 +154,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         key_encryption_key=settings.terminal_key_key,
         future_date_tolerance_days=settings.future_date_tolerance_days,
         readjudicate_per_second=settings.readjudicate_per_second,
+        insurer_url=settings.insurer_url or None,
+        insurer_breaker_seconds=settings.insurer_breaker_seconds,
     )
     await service.load_reference()
     await service.refresh_catalogue()
@@ -166,6 +168,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     gc.freeze()
     yield
     await store.stop()  # the lanes finish the settlements they hold before the pool closes
+    await service.remote.close()
 
 
 async def _background_loops(app: web.Application) -> AsyncIterator[None]:
@@ -185,6 +188,9 @@ async def _background_loops(app: web.Application) -> AsyncIterator[None]:
     ]
     if app[settings_key].readjudicate_per_second > 0:
         loops.append(asyncio.create_task(service.readjudication.run()))
+    if service.insurer_link() is not None:
+        loops.append(asyncio.create_task(service.sweeper.run()))
+        loops.append(asyncio.create_task(_watch_insurer_messages_forever(service, metrics)))
     yield
     for loop in loops:
         loop.cancel()
@@ -246,6 +252,17 @@ async def _watch_readjudication_backlog_forever(pool: Any, metrics: Metrics, eve
             metrics.readjudication_backlog.set(await readjudication.backlog(pool))
         except Exception as error:  # the database may be away; the next round retries
             log.warning("readjudication_backlog_failed", error=type(error).__name__)
+        await asyncio.sleep(every)
+
+
+async def _watch_insurer_messages_forever(service: Service, metrics: Metrics, every: float = 15.0) -> None:
+    """Answer ``medsettle_insurer_open_messages`` and the breaker's gauge, for the alerts on the insurer."""
+    while True:
+        try:
+            service.remote.ready()
+            metrics.insurer_open_messages.set(await service.store.insurer_log.open_count())
+        except Exception as error:  # the next round tries again
+            log.warning("insurer_messages_watch_failed", error=type(error).__name__)
         await asyncio.sleep(every)
 
 

@@ -264,10 +264,11 @@ async def own_gateway(
     *,
     policy_dir: Path | None = None,
     prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    **changes: Any,
 ) -> AsyncIterator[tuple[SignedClient, asyncpg.Pool, str]]:
     """A gateway over a database of its own, seeded with the demo county and then ``prepare``d, for tests
     whose data would change what the shared database means to every other test (another policy book, an
-    item catalogue). Ends with the invariant check over what it wrote."""
+    item catalogue), with ``changes`` to its settings. Ends with the invariant check over what it wrote."""
     name = f"medsettle_own_{uuid.uuid4().hex[:10]}"
     await _admin(database_url, f'CREATE DATABASE "{name}"')
     url = _with_database(database_url, name)
@@ -281,7 +282,8 @@ async def own_gateway(
             keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
         finally:
             await connection.close()
-        changes = {} if policy_dir is None else {"policy_dir": str(policy_dir)}
+        if policy_dir is not None:
+            changes["policy_dir"] = str(policy_dir)
         app = create_app(msgspec.structs.replace(settings, **changes), dsn=url)
         pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
         try:

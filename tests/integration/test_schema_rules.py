@@ -126,7 +126,11 @@ def test_every_widened_key_is_widened_with_its_distribution_column():
     """A request key kept narrow on one server is re-made with person_key before its table is distributed."""
     placement = _placement()
     text = DISTRIBUTE_SQL.read_text(encoding="utf-8")
-    assert placement.widened == {"settlements_one_per_request", "reversals_one_per_request"}
+    assert placement.widened == {
+        "settlements_one_per_request",
+        "reversals_one_per_request",
+        "insurer_messages_message_id",
+    }
     for name in placement.widened:
         statement = re.search(rf"ADD CONSTRAINT {name} (?:PRIMARY KEY|UNIQUE) \((?P<columns>[^)]*)\)", text)
         assert statement, f"{name} is said to be widened but distribute.sql never re-adds it"

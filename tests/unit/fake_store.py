@@ -73,6 +73,8 @@ class FakeStore:
     lose_next_race: int = 0
     writes: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The default policy has no remote steps: nothing is ever sent to an insurer, so nothing is recorded.
+    insurer_log: Any = None
 
     # ------------------------------------------------------------ reference data
 
@@ -179,7 +181,7 @@ class FakeStore:
     async def stored_reversal(self, terminal_id: str, request_id: str) -> StoredReversal | None:
         return self.reversals.get((terminal_id, request_id))
 
-    async def reverse(self, new: NewReversal) -> ReverseOutcome:
+    async def reverse(self, new: NewReversal, insurer_message: str | None = None) -> ReverseOutcome:
         found = self.settlements.get(new.settlement_id)
         if found is None:
             return NoSuchSettlement()

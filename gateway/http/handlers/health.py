@@ -24,7 +24,13 @@ async def readyz(request: web.Request) -> web.Response:
             await request.app[service_key].store.ping()
     except Exception as error:  # any failure to reach the database means not ready
         raise unavailable(f"database check failed: {type(error).__name__}") from None
-    return web.json_response({"status": "ready"})
+    # The insurer's breaker is reported, not held against readiness: every replica talks to the same
+    # insurer, and bills it need not see (an uninsured patient, a chain without remote funds) still settle.
+    service = request.app[service_key]
+    if service.insurer_link() is None:
+        return web.json_response({"status": "ready"})
+    _, breaker = service.remote.ready()
+    return web.json_response({"status": "ready", "insurer": breaker})
 
 
 async def metrics(request: web.Request) -> web.Response:

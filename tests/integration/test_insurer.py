@@ -1,0 +1,300 @@
+"""Beside the insurer's core (docs/insurer.md), against the bundled simulator over real HTTP on 127.0.0.1.
+
+The gateway runs policies/examples/beside-the-insurer (insurance and critical illness paid by the insurer)
+with the insurer's timeout cut to 400 ms, so a fault bites quickly; the simulator pays those funds with the
+same rules. Every fault test ends with both sides agreeing, settlement by settlement (``agree``): what the
+insurer holds in force is exactly what this gateway booked, to the fen, and nothing is left open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from adapters.insurer.simulator import Delay, Faults, FaultScope, SimulatorServer, start_simulator
+from adapters.policy_files import load_policy_book
+from gateway.app_keys import service_key
+from gateway.insurer import visit_of
+from tests.integration.conftest import ADMIN, COUNTY, SignedClient, bill, fresh_national_id, own_gateway
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+BESIDE = REPO / "policies" / "examples" / "beside-the-insurer" / "beside-the-insurer-2026.toml"
+Y = 100
+TIMEOUT_MS = 400
+
+
+def fast_policy(folder: Path) -> Path:
+    """The example policy with the insurer's timeout cut to 400 ms (and connecting to 200 ms)."""
+    text = BESIDE.read_text(encoding="utf-8")
+    text = text.replace("timeout_ms = 3000", f"timeout_ms = {TIMEOUT_MS}").replace(
+        "connect_timeout_ms = 500", "connect_timeout_ms = 200"
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / BESIDE.name).write_text(text, encoding="utf-8")
+    return folder
+
+
+class County:
+    def __init__(self, client: SignedClient, pool: asyncpg.Pool, insurer: SimulatorServer) -> None:
+        self.client = client
+        self.pool = pool
+        self.insurer = insurer
+
+    @property
+    def service(self) -> Any:
+        return self.client.client.server.app[service_key]
+
+    async def register(self, *programmes: tuple[str, str]) -> str:
+        national_id = fresh_national_id()
+        memberships = [{"programme": p, "code": c, "effective_from": "2026-01-01"} for p, c in programmes]
+        response = await self.client.post(
+            "/v1/people", json={"person_id": national_id, "memberships": memberships}, headers=ADMIN
+        )
+        assert response.status == 201, await response.text()
+        return national_id
+
+    async def settle(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
+        response = await self.client.post("/v1/settlements", json=body, headers=COUNTY)
+        return response.status, await response.json(), response.headers
+
+    async def faults(self, **faults: Any) -> None:
+        await self.insurer.set_faults(msgspec.convert(faults, Faults))
+
+    async def agree(self) -> None:
+        """Both sides hold the same settlements in force, each with the same split, and no message is open."""
+        await self.faults()
+        state = self.insurer.simulator.state()
+        in_force = {s.msgid: s.paid_by_fund_type for s in state.settlements if s.state == "settled"}
+        async with self.pool.acquire() as connection:
+            open_messages = await connection.fetch(
+                "SELECT message_id, state FROM insurer_messages"
+                " WHERE state IN ('sent', 'answered', 'reversing', 'cancelling')"
+            )
+            booked = await connection.fetch(
+                """SELECT m.message_id, s.insurance, s.other_funds FROM insurer_messages m
+                   JOIN settlements s ON s.person_key = m.person_key AND s.settlement_id = m.settlement_id
+                   WHERE m.kind = 'settle' AND m.state = 'committed' AND s.reversal_id IS NULL"""
+            )
+        assert open_messages == []
+        ours = {
+            row["message_id"]: {
+                fund_type: amount
+                for fund_type, amount in (
+                    ("390100", row["insurance"]),
+                    ("390200", msgspec.json.decode(row["other_funds"]).get("critical_illness", 0)),
+                )
+                if amount
+            }
+            for row in booked
+        }
+        theirs = {msgid: {t: a for t, a in paid.items() if a} for msgid, paid in in_force.items()}
+        assert ours == theirs
+
+
+@pytest.fixture(scope="module")
+async def county(database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[County]:
+    folder = fast_policy(tmp_path_factory.mktemp("beside"))
+    async with (
+        await start_simulator(load_policy_book(folder)) as insurer,
+        own_gateway(
+            database_url, settings, policy_dir=folder, insurer_url=insurer.url, insurer_breaker_seconds=1.0
+        ) as (client, pool, _),
+    ):
+        yield County(client, pool, insurer)
+
+
+def referred(national_id: str, *items: tuple[str, int], request_id: str | None = None) -> dict[str, Any]:
+    return bill(national_id, *items, request_id=request_id) | {"referral": True}
+
+
+def paid(answer: dict[str, Any]) -> dict[str, int]:
+    return {payer["fund"]: payer["amount"] for payer in answer["payers"]}
+
+
+async def test_the_worked_example_through_the_insurer_gives_the_local_chains_amounts(county: County) -> None:
+    # DESIGN Part 2, example 3, settled by the three-tier chain locally in tests/integration/test_three_tier.py:
+    # insurance 200,000.00 and critical illness 135,125.00 (the insurer's), aid 48,656.25, tilted 3,109.38,
+    # out of pocket 13,109.37.
+    person = await county.register(("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
+    status, answer, _ = await county.settle(referred(person, ("A", 400_000 * Y)))
+    assert status == 201, answer
+    assert paid(answer) == {
+        "insurance": 200_000 * Y,
+        "critical_illness": 135_125 * Y,
+        "hardship_aid": 48_656_25,
+        "tilted_aid": 3_109_38,
+        "veteran_subsidy": 0,
+        "charity": 0,
+    }
+    assert answer["out_of_pocket"] == 13_109_37
+    remote = [payer for payer in answer["payers"] if payer["trace"]["remote"]]
+    assert [payer["fund"] for payer in remote] == ["insurance", "critical_illness"]
+    (theirs,) = [s for s in county.insurer.simulator.state().settlements if s.state == "settled"]
+    assert theirs.paid_by_fund_type == {"390100": 200_000 * Y, "390200": 135_125 * Y}
+    await county.agree()
+
+
+async def test_a_person_the_insurer_need_not_see_settles_without_it(county: County) -> None:
+    calls = dict(county.insurer.simulator.state().calls)
+    person = await county.register(("hardship_aid", "destitute"))  # not insured
+    status, answer, _ = await county.settle(referred(person, ("A", 1_000 * Y)))
+    assert status == 201, answer
+    assert paid(answer)["insurance"] == 0 and paid(answer)["hardship_aid"] == 1_000 * Y
+    assert county.insurer.simulator.state().calls == calls
+
+
+async def test_a_reversal_cancels_at_the_insurer_then_here(county: County) -> None:
+    person = await county.register(("insurance", "resident"))
+    status, answer, _ = await county.settle(referred(person, ("A", 10_000 * Y)))
+    assert status == 201, answer
+    response = await county.client.post(
+        f"/v1/settlements/{answer['settlement_id']}/reversal",
+        json={"request_id": f"rev-{uuid.uuid4().hex}", "reason": "billed twice"},
+        headers=COUNTY,
+    )
+    assert response.status == 201, await response.text()
+    visit = visit_of("term-C001", answer["request_id"])
+    theirs = [s for s in county.insurer.simulator.state().settlements if s.mdtrt_id == visit]
+    assert [s.state for s in theirs] == ["cancelled"]
+    await county.agree()
+
+
+FAULTS = {
+    "timeout before the insurer commits": {"delay_ms": Delay(ms=1_500, calls=1)},
+    "timeout after the insurer commits": {"delay_after_commit_ms": Delay(ms=1_500, calls=1)},
+    "reset before the insurer commits": {"drop_before_commit": FaultScope(calls=1)},
+    "reset after the insurer commits": {"drop_after_commit": FaultScope(calls=1)},
+    "a duplicate answer": {"duplicate_answer": FaultScope(calls=1)},
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_an_unknown_outcome_is_reversed_and_the_retry_settles_once(county: County, fault: str) -> None:
+    person = await county.register(("insurance", "resident"), ("hardship_aid", "marginal"))
+    body = referred(person, ("A", 30_000 * Y))
+    if fault == "a duplicate answer":
+        # A duplicate answer copies the insurer's previous answer: give it one to copy.
+        other = await county.register(("insurance", "resident"))
+        status, _, _ = await county.settle(referred(other, ("A", 100 * Y)))
+        assert status == 201
+    await county.faults(**FAULTS[fault])
+    first = asyncio.create_task(county.settle(body))
+    if "timeout" in fault:
+        # The terminal retries while the first attempt is still at the insurer: told to wait, not settled twice.
+        await asyncio.sleep(0.15)
+        status, problem, headers = await county.settle(body)
+        assert status == 409 and problem["code"] == "request_in_flight", problem
+        assert headers["Retry-After"] == "1"
+    status, problem, headers = await first
+    assert status == 503 and problem["code"] == "insurer_unavailable", problem
+    assert "Retry-After" in headers
+    await county.faults()
+    await asyncio.sleep(1.2 if "timeout" in fault else 0)  # a delayed message arrives late, and is refused
+    status, answer, _ = await county.settle(body)
+    assert status == 201, answer
+    # Marginal tier, county, referred, A 30,000, the person's first bill: insurance (30,000 - 600) x 0.75 =
+    # 22,050.00 leaves 7,950.00; critical illness (7,950 - 7,500) x 0.65 = 292.50; aid (7,950 - 292.50 -
+    # 2,000) x 0.65 = 3,677.375 -> 3,677.38; tilted 0 (3,980.12 below 10,000); out of pocket 3,980.12.
+    assert paid(answer)["insurance"] == 22_050 * Y
+    assert paid(answer)["critical_illness"] == 292_50
+    assert paid(answer)["hardship_aid"] == 3_677_38
+    assert answer["out_of_pocket"] == 3_980_12
+    visit = visit_of("term-C001", body["request_id"])
+    states = [s.state for s in county.insurer.simulator.state().settlements if s.mdtrt_id == visit]
+    # Once in force at the insurer; an attempt it committed before the outcome was lost is cancelled.
+    committed = "after" in fault or "duplicate" in fault
+    assert sorted(states) == (["cancelled", "settled"] if committed else ["settled"])
+    await county.agree()
+
+
+async def test_the_insurer_down_fails_fast_then_recovers(county: County) -> None:
+    person = await county.register(("insurance", "resident"))
+    await county.faults(down=True)
+    try:
+        for _ in range(5):  # five failures in a row open the breaker
+            status, problem, _ = await county.settle(referred(person, ("A", 1_000 * Y)))
+            assert status == 503 and problem["code"] == "insurer_unavailable", problem
+        status, problem, headers = await county.settle(referred(person, ("A", 1_000 * Y)))
+        assert status == 503 and "failing" in problem["detail"]
+        assert int(headers["Retry-After"]) >= 1
+        ready = await county.client.get("/readyz")
+        assert ready.status == 200 and (await ready.json())["insurer"] == "open"
+        # Bills the insurer need not see still settle.
+        uninsured = await county.register(("hardship_aid", "destitute"))
+        status, _, _ = await county.settle(referred(uninsured, ("A", 500 * Y)))
+        assert status == 201
+    finally:
+        await county.faults()
+    body = referred(person, ("A", 1_000 * Y))
+    for _ in range(50):  # the breaker's cooldown is 1 s here; bounded in count and time
+        status, answer, _ = await county.settle(body)
+        if status == 201:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 201, answer
+    await county.agree()
+
+
+async def test_an_answer_never_booked_is_cancelled_by_the_sweeper(
+    database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The gateway loses its database connection right after the insurer's answer is recorded (a fault point):
+    # nothing is booked here, so the sweeper cancels the insurer's settlement; the terminal's retry then
+    # settles afresh, once.
+    folder = fast_policy(tmp_path_factory.mktemp("beside-lost"))
+    async with (
+        await start_simulator(load_policy_book(folder)) as insurer,
+        own_gateway(
+            database_url, settings, policy_dir=folder, insurer_url=insurer.url, faults="insurer.after_answer=raise@1"
+        ) as (client, pool, _),
+    ):
+        lost = County(client, pool, insurer)
+        person = await lost.register(("insurance", "resident"))
+        body = referred(person, ("A", 2_000 * Y))
+        status, problem, _ = await lost.settle(body)
+        assert status == 503, problem
+        async with pool.acquire() as connection:
+            assert await connection.fetchval("SELECT state FROM insurer_messages") == "answered"
+        await asyncio.sleep(1 + 3 * TIMEOUT_MS / 1000)  # past the grace
+        assert await lost.service.sweeper.sweep() == 1
+        assert [s.state for s in insurer.simulator.state().settlements] == ["cancelled"]
+        status, answer, _ = await lost.settle(body)
+        assert status == 201, answer
+        assert answer["insurance"] == (2_000 - 600) * Y * 75 // 100
+        await lost.agree()
+
+
+async def test_a_retry_books_the_recorded_answer_without_settling_twice_at_the_insurer(
+    database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = fast_policy(tmp_path_factory.mktemp("beside-retry"))
+    async with (
+        await start_simulator(load_policy_book(folder)) as insurer,
+        own_gateway(
+            database_url, settings, policy_dir=folder, insurer_url=insurer.url, faults="insurer.after_answer=raise@1"
+        ) as (client, pool, _),
+    ):
+        county = County(client, pool, insurer)
+        person = await county.register(("insurance", "resident"))
+        body = referred(person, ("A", 2_000 * Y))
+        status, problem, _ = await county.settle(body)
+        assert status == 503, problem
+        settles = insurer.simulator.state().calls.get("2304", 0)
+        assert settles == 1
+        status, answer, _ = await county.settle(body)
+        assert status == 201, answer
+        # Inpatient, county: (2,000 - 600) x 0.75 = 1,050.00 from insurance, as the insurer answered once.
+        assert answer["insurance"] == 1_050 * Y
+        assert insurer.simulator.state().calls.get("2304", 0) == 1
+        again, replayed, _ = await county.settle(body)
+        assert again == 200 and replayed["settlement_id"] == answer["settlement_id"]
+        await county.agree()
