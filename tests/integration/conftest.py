@@ -258,17 +258,11 @@ ThreeTier = tuple[SignedClient, asyncpg.Pool, str]  # the test client, a pool an
 
 
 @asynccontextmanager
-async def own_gateway(
-    database_url: str,
-    settings: Any,
-    *,
-    policy_dir: Path | None = None,
-    prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
-    **changes: Any,
-) -> AsyncIterator[tuple[SignedClient, asyncpg.Pool, str]]:
-    """A gateway over a database of its own, seeded with the demo county and then ``prepare``d, for tests
-    whose data would change what the shared database means to every other test (another policy book, an
-    item catalogue), with ``changes`` to its settings. Ends with the invariant check over what it wrote."""
+async def own_database(
+    database_url: str, prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
+) -> AsyncIterator[tuple[str, dict[str, ActiveKey]]]:
+    """A database of its own, migrated, seeded with the demo county and then ``prepare``d: its URL and the
+    terminal keys. Dropped at the end."""
     name = f"medsettle_own_{uuid.uuid4().hex[:10]}"
     await _admin(database_url, f'CREATE DATABASE "{name}"')
     url = _with_database(database_url, name)
@@ -282,6 +276,24 @@ async def own_gateway(
             keys = await load_keys(connection, KEY_ENCRYPTION_KEY)
         finally:
             await connection.close()
+        yield url, keys
+    finally:
+        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
+async def own_gateway(
+    database_url: str,
+    settings: Any,
+    *,
+    policy_dir: Path | None = None,
+    prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
+    **changes: Any,
+) -> AsyncIterator[tuple[SignedClient, asyncpg.Pool, str]]:
+    """A gateway over a database of its own, seeded with the demo county and then ``prepare``d, for tests
+    whose data would change what the shared database means to every other test (another policy book, an
+    item catalogue), with ``changes`` to its settings. Ends with the invariant check over what it wrote."""
+    async with own_database(database_url, prepare) as (url, keys):
         if policy_dir is not None:
             changes["policy_dir"] = str(policy_dir)
         app = create_app(msgspec.structs.replace(settings, **changes), dsn=url)
@@ -293,8 +305,6 @@ async def own_gateway(
                 assert await check_invariants(connection) == []
         finally:
             await pool.close()
-    finally:
-        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")

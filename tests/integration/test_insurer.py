@@ -23,6 +23,7 @@ from adapters.policy_files import load_policy_book
 from gateway.app_keys import service_key
 from gateway.insurer import visit_of
 from tests.integration.conftest import ADMIN, COUNTY, SignedClient, bill, fresh_national_id, own_gateway
+from tests.integration.fault_tally import Tally, settle_up
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +49,8 @@ class County:
         self.client = client
         self.pool = pool
         self.insurer = insurer
+        # Every settle request the terminal sent and what it saw, for the counts (fault_tally.settle_up).
+        self.tally = Tally("beside the insurer's core")
 
     @property
     def service(self) -> Any:
@@ -63,41 +66,55 @@ class County:
         return national_id
 
     async def settle(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], Any]:
+        self.tally.sent("term-C001", body)
         response = await self.client.post("/v1/settlements", json=body, headers=COUNTY)
-        return response.status, await response.json(), response.headers
+        answer = await response.json()
+        self.tally.answered(response.status, answer)
+        return response.status, answer, response.headers
 
     async def faults(self, **faults: Any) -> None:
         await self.insurer.set_faults(msgspec.convert(faults, Faults))
 
     async def agree(self) -> None:
-        """Both sides hold the same settlements in force, each with the same split, and no message is open."""
+        """Both sides agree, nothing the terminal saw acknowledged is lost, nothing is counted twice, no 500."""
         await self.faults()
-        state = self.insurer.simulator.state()
-        in_force = {s.msgid: s.paid_by_fund_type for s in state.settlements if s.state == "settled"}
-        async with self.pool.acquire() as connection:
-            open_messages = await connection.fetch(
-                "SELECT message_id, state FROM insurer_messages"
-                " WHERE state IN ('sent', 'answered', 'reversing', 'cancelling')"
+        in_force = await both_sides_agree(self.pool, self.insurer)
+        outcome = await settle_up(self.pool, self.tally)
+        print(f"[{self.tally.scenario}] in force at the insurer {in_force}, orphans 0")
+        assert outcome.lost == [] and outcome.double_counted == [] and outcome.violations == []
+        assert self.tally.internal_errors == 0
+
+
+async def both_sides_agree(pool: asyncpg.Pool, insurer: SimulatorServer) -> int:
+    """Both sides hold the same settlements in force, each with the same split, and no message is left open.
+    Returns how many settlements are in force at the insurer (none of them an orphan)."""
+    state = insurer.simulator.state()
+    in_force = {s.msgid: s.paid_by_fund_type for s in state.settlements if s.state == "settled"}
+    async with pool.acquire() as connection:
+        open_messages = await connection.fetch(
+            "SELECT message_id, state FROM insurer_messages"
+            " WHERE state IN ('sent', 'answered', 'reversing', 'cancelling')"
+        )
+        booked = await connection.fetch(
+            """SELECT m.message_id, s.insurance, s.other_funds FROM insurer_messages m
+               JOIN settlements s ON s.person_key = m.person_key AND s.settlement_id = m.settlement_id
+               WHERE m.kind = 'settle' AND m.state = 'committed' AND s.reversal_id IS NULL"""
+        )
+    assert open_messages == []
+    ours = {
+        row["message_id"]: {
+            fund_type: amount
+            for fund_type, amount in (
+                ("390100", row["insurance"]),
+                ("390200", msgspec.json.decode(row["other_funds"]).get("critical_illness", 0)),
             )
-            booked = await connection.fetch(
-                """SELECT m.message_id, s.insurance, s.other_funds FROM insurer_messages m
-                   JOIN settlements s ON s.person_key = m.person_key AND s.settlement_id = m.settlement_id
-                   WHERE m.kind = 'settle' AND m.state = 'committed' AND s.reversal_id IS NULL"""
-            )
-        assert open_messages == []
-        ours = {
-            row["message_id"]: {
-                fund_type: amount
-                for fund_type, amount in (
-                    ("390100", row["insurance"]),
-                    ("390200", msgspec.json.decode(row["other_funds"]).get("critical_illness", 0)),
-                )
-                if amount
-            }
-            for row in booked
+            if amount
         }
-        theirs = {msgid: {t: a for t, a in paid.items() if a} for msgid, paid in in_force.items()}
-        assert ours == theirs
+        for row in booked
+    }
+    theirs = {msgid: {t: a for t, a in paid.items() if a} for msgid, paid in in_force.items()}
+    assert ours == theirs
+    return len(theirs)
 
 
 @pytest.fixture(scope="module")
