@@ -290,6 +290,37 @@ class RemoteSteps:
             paid, InsurerReference(message_id=message_id, settlement_id=answer.insurer_settlement_id), visit_id
         )
 
+    async def pre_settle(
+        self,
+        policy: Chain,
+        *,
+        person_key: bytes,
+        terminal_id: str,
+        bill: Bill,
+        status: PersonStatus,
+        estimate: Settlement,
+    ) -> dict[str, int] | None:
+        """What the insurer would pay on this bill (2206/2303, which records nothing there), by fund code; None
+        when it cannot say now (down, refusing, unclear), and the quote falls back to the policy's rules."""
+        link = policy.insurer
+        assert link is not None
+        if self.breaker.state == "open":
+            return None
+        payload = settle_input(
+            bill,
+            psn_no=pseudonym(person_key),
+            mdtrt_id=visit_of(terminal_id, "quote"),
+            insured=status.insured,
+            hardship_tier=status.hardship_tier,
+            categories=[line.category for line in estimate.lines],
+        )
+        try:
+            answer = await self.client(link).pre_settle(await self.log.new_message_id(link.institution_code), payload)
+        except (InsurerRefused, InsurerUnreachable, OutcomeUnknown) as error:
+            log.info("insurer_pre_settle_failed", error=type(error).__name__)
+            return None
+        return _by_fund(policy, answer.paid_by_fund_type)
+
     async def _resume(self, link: InsurerLink, message: Message) -> Message | None:
         """An earlier attempt of this request is still open: its answer when it is answered (the retry books
         it); otherwise it is made safe (reversed, once it is too old to be in flight still) and None is

@@ -37,7 +37,7 @@ from settlement.chain import Chain, InsurerLink, remote_applies
 from settlement.decision import decide
 from settlement.eligibility import eligibility
 from settlement.errors import Refused, SettlementError
-from settlement.models import Bill, BillDetails, LineItem, Settlement
+from settlement.models import Bill, BillDetails, LineItem, Notice, PersonStatus, Settlement
 from settlement.money import format_rate
 from settlement.policy_book import PolicyBook
 from settlement.ports import (
@@ -531,12 +531,42 @@ class Service:
         name, memberships, counters = await self.store.person_for_eligibility(key, bill.service_date.year)
         if name is None:
             raise Refused("unknown_person", "no person is registered under this national ID", field="person_id")
-        settlement = chain_engine.settle(bill, status_on(memberships, bill.service_date), counters, policy, catalogue)
+        status = status_on(memberships, bill.service_date)
+        settlement = chain_engine.settle(bill, status, counters, policy, catalogue)
+        if policy.insurer is not None and remote_applies(policy, bill, status):
+            settlement = await self._quote_remote(terminal, key, bill, policy, catalogue, status, counters, settlement)
         return api.QuoteOut(
             **api.SettlementFigures.fields_from(
                 settlement, clinic_id=clinic.clinic_id, person=masked, fund_names=self.fund_names(settlement)
             )
         )
+
+    async def _quote_remote(
+        self,
+        terminal: Terminal,
+        person_key: bytes,
+        bill: Bill,
+        policy: Chain,
+        catalogue: CatalogueView | None,
+        status: PersonStatus,
+        counters: dict[str, int],
+        estimate: Settlement,
+    ) -> Settlement:
+        """A quote beside the insurer's core: its pre-settle's split (nothing recorded there), the local steps
+        on what it leaves; when the insurer cannot say, the policy's rules for its funds, with a notice."""
+        remote = await self.remote.pre_settle(
+            policy, person_key=person_key, terminal_id=terminal.terminal_id, bill=bill, status=status, estimate=estimate
+        )
+        if remote is not None:
+            try:
+                return chain_engine.settle(bill, status, counters, policy, catalogue, remote)
+            except SettlementError:
+                pass  # the insurer's estimate cannot be booked on this bill: the rules' estimate stands
+        notice = Notice(
+            code="insurer_not_asked",
+            message="the insurer's core gave no estimate; its funds are estimated by the policy's rules",
+        )
+        return msgspec.structs.replace(estimate, warnings=(*estimate.warnings, notice))
 
     # ------------------------------------------------------------ read and reverse
 

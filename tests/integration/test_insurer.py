@@ -160,6 +160,32 @@ async def test_the_worked_example_through_the_insurer_gives_the_local_chains_amo
     await county.agree()
 
 
+async def test_a_quote_asks_the_insurers_pre_settle_and_records_nothing(county: County) -> None:
+    person = await county.register(("insurance", "resident"), ("hardship_aid", "minimum_allowance"))
+    body = referred(person, ("A", 400_000 * Y))
+    before = county.insurer.simulator.state()
+    response = await county.client.post("/v1/quotes", json=body, headers=COUNTY)
+    assert response.status == 200, await response.text()
+    quote = await response.json()
+    after = county.insurer.simulator.state()
+    assert after.calls.get("2303", 0) == before.calls.get("2303", 0) + 1  # the inpatient pre-settle
+    assert after.settlements == before.settlements
+    assert quote["warnings"] == []
+    # Worked example 3 again: the insurer's 200,000.00 + 135,125.00, then the county's funds.
+    assert paid(quote)["insurance"] == 200_000 * Y and paid(quote)["critical_illness"] == 135_125 * Y
+    assert quote["out_of_pocket"] == 13_109_37
+    # With the insurer down, the quote still answers, from the policy's rules, and says so.
+    await county.faults(down=True)
+    try:
+        response = await county.client.post("/v1/quotes", json=body, headers=COUNTY)
+        assert response.status == 200, await response.text()
+        down = await response.json()
+    finally:
+        await county.faults()
+    assert [warning["code"] for warning in down["warnings"]] == ["insurer_not_asked"]
+    assert paid(down) == paid(quote)  # the rules stand for the insurer's, and agree with it here
+
+
 async def test_a_person_the_insurer_need_not_see_settles_without_it(county: County) -> None:
     calls = dict(county.insurer.simulator.state().calls)
     person = await county.register(("hardship_aid", "destitute"))  # not insured
