@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -123,9 +124,11 @@ def unavailable(detail: str, retry_after: int = 1) -> Refused:
 
 
 def visit_of(terminal_id: str, request_id: str) -> str:
-    """The visit id (mdtrt_id) a bill is settled under at the insurer, from the terminal's request (unique
-    per terminal); the bill's cancellation names the same visit."""
-    return f"{terminal_id}:{request_id}"[:30]
+    """The visit id (mdtrt_id, at most 30 characters) a bill is settled under at the insurer: a digest of the
+    terminal's request, unique per terminal and request id however long they are; its cancellation names
+    the same visit, and a retry of the request settles the same visit again."""
+    digest = hashlib.sha256(f"{terminal_id}\x00{request_id}".encode()).hexdigest()
+    return f"V{digest[:29]}"
 
 
 def visit_type_of(message: Message) -> VisitType:
