@@ -32,6 +32,7 @@ import contextlib
 import datetime as dt
 import functools
 import hashlib
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -68,7 +69,8 @@ CANCEL_CODES: Mapping[str, str] = {"outpatient": "2208", "inpatient": "2305"}
 
 class Breaker:
     """A circuit breaker over the insurer: ``threshold`` failures in a row open it for ``cooldown`` seconds;
-    then one request at a time may probe (half open) until one succeeds."""
+    then one request at a time may probe (half open) until one succeeds. A probe that never reports (its
+    request failed before reaching the insurer) frees the way for another after ``cooldown``."""
 
     def __init__(self, threshold: int = 5, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.threshold = threshold
@@ -76,7 +78,7 @@ class Breaker:
         self.clock = clock
         self.failures = 0
         self.opened_at: float | None = None
-        self._probing = False
+        self._probe_started: float | None = None
 
     @property
     def state(self) -> Literal["closed", "open", "half_open"]:
@@ -88,24 +90,26 @@ class Breaker:
         state = self.state
         if state == "closed":
             return True
-        if state == "half_open" and not self._probing:
-            self._probing = True
-            return True
+        if state == "half_open":
+            now = self.clock()
+            if self._probe_started is None or now - self._probe_started >= self.cooldown:
+                self._probe_started = now
+                return True
         return False
 
     def retry_after(self) -> int:
         if self.opened_at is None:
             return 1
-        return max(1, round(self.cooldown - (self.clock() - self.opened_at)))
+        return max(1, math.ceil(self.cooldown - (self.clock() - self.opened_at)))
 
     def succeeded(self) -> None:
         self.failures = 0
         self.opened_at = None
-        self._probing = False
+        self._probe_started = None
 
     def failed(self) -> None:
         self.failures += 1
-        self._probing = False
+        self._probe_started = None
         if self.opened_at is not None or self.failures >= self.threshold:
             self.opened_at = self.clock()
 
