@@ -45,6 +45,7 @@ from adapters import insurer_messages
 from adapters.insurer.client import (
     InsurerClient,
     InsurerConfig,
+    InsurerError,
     InsurerRefused,
     InsurerUnreachable,
     OutcomeUnknown,
@@ -263,22 +264,14 @@ class RemoteSteps:
         )
         try:
             answer = await self.client(link).settle(message_id, payload)
-        except InsurerRefused as refused:
-            self.breaker.succeeded()  # it answered
-            await self.log.mark(key, "refused", expect=("sent",), detail=f"{refused.infcode}: {refused.message}"[:500])
-            raise _refused("the bill", refused) from None
-        except InsurerUnreachable:
-            self.breaker.failed()
-            await self.log.mark(key, "unsent", expect=("sent",), detail="unreachable")
-            raise unavailable("the insurer's core cannot be reached; retry with the same request id") from None
-        except OutcomeUnknown as unknown:
-            self.breaker.failed()
-            log.warning("insurer_outcome_unknown", message_id=message_id, reason=unknown.reason)
-            if await self.log.mark(key, "reversing", expect=("sent",), detail=unknown.reason[:500]):
-                await self._reverse(link, key, transaction_code)
-            raise unavailable(
-                "the insurer did not answer clearly; it was undone: retry with the same request id"
-            ) from None
+        except InsurerError as error:
+            undone = False
+            if isinstance(error, OutcomeUnknown) and await self.log.mark(
+                key, "reversing", expect=("sent",), detail=error.reason[:500]
+            ):
+                undone = await self._reverse(link, key, transaction_code)
+            after = "it was undone" if undone else "it is being undone"
+            raise await self._failed(key, error, "the bill", after) from None
         self.breaker.succeeded()
         paid = _by_fund(policy, answer.paid_by_fund_type)
         if (
@@ -327,6 +320,21 @@ class RemoteSteps:
             log.info("insurer_pre_settle_failed", error=type(error).__name__)
             return None
         return _by_fund(policy, answer.paid_by_fund_type)
+
+    async def _failed(self, key: tuple[bytes, str], error: InsurerError, what: str, after: str) -> Refused:
+        """Record a call to the insurer that did not succeed, and what the terminal is told (``after``: what
+        becomes of an unclear outcome)."""
+        if isinstance(error, InsurerRefused):
+            self.breaker.succeeded()  # it answered
+            await self.log.mark(key, "refused", expect=("sent",), detail=f"{error.infcode}: {error.message}"[:500])
+            # The insurer's words may quote anything: shown() masks a national ID in them.
+            return Refused("insurer_refused", f"the insurer refused {what} ({error.infcode}): {shown(error.message)}")
+        self.breaker.failed()
+        if isinstance(error, InsurerUnreachable):
+            await self.log.mark(key, "unsent", expect=("sent",), detail="unreachable")
+            return unavailable("the insurer's core cannot be reached; retry with the same request id")
+        log.warning("insurer_outcome_unknown", message_id=key[1], reason=getattr(error, "reason", ""))
+        return unavailable(f"the insurer did not answer {what} clearly; {after}: retry with the same request id")
 
     async def _resume(self, link: InsurerLink, message: Message) -> Message | None:
         """An earlier attempt of this request is still open: its answer when it is answered (the retry books
@@ -460,20 +468,9 @@ class RemoteSteps:
                 link, key, reference.settlement_id, settlement.visit_type, visit_id,
                 to="answered", expect=("sent",), message_id=message_id,
             )  # fmt: skip
-        except InsurerRefused as refused:
-            self.breaker.succeeded()
-            await self.log.mark(key, "refused", expect=("sent",), detail=f"{refused.infcode}: {refused.message}"[:500])
-            raise _refused("the cancellation", refused) from None
-        except InsurerUnreachable:
-            self.breaker.failed()
-            await self.log.mark(key, "unsent", expect=("sent",), detail="unreachable")
-            raise unavailable("the insurer's core cannot be reached; retry with the same request id") from None
-        except OutcomeUnknown as unknown:
-            self.breaker.failed()
-            log.warning("insurer_outcome_unknown", message_id=message_id, reason=unknown.reason)
-            raise unavailable(
-                "the insurer did not answer the cancellation clearly; retry with the same request id"
-            ) from None
+        except InsurerError as error:
+            # An unknown outcome stays sent: a cancel is idempotent, and the retry (or the sweeper) sends another.
+            raise await self._failed(key, error, "the cancellation", "nothing was reversed here") from None
         self.breaker.succeeded()
         return message_id
 
@@ -505,11 +502,6 @@ def _in_flight() -> Refused:
     return Refused(
         "request_in_flight", "this request is at the insurer now; retry with the same request id", retry_after=1
     )
-
-
-def _refused(what: str, refused: InsurerRefused) -> Refused:
-    # The insurer's words may quote anything: shown() masks a national ID in them.
-    return Refused("insurer_refused", f"the insurer refused {what} ({refused.infcode}): {shown(refused.message)}")
 
 
 class Sweeper:

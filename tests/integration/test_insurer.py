@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -287,29 +288,35 @@ async def test_the_insurer_down_fails_fast_then_recovers(county: County) -> None
     await county.agree()
 
 
-async def test_an_answer_never_booked_is_cancelled_by_the_sweeper(
-    database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    # The gateway loses its database connection right after the insurer's answer is recorded (a fault point):
-    # nothing is booked here, so the sweeper cancels the insurer's settlement; the terminal's retry then
-    # settles afresh, once.
-    folder = fast_policy(tmp_path_factory.mktemp("beside-lost"))
+@asynccontextmanager
+async def losing_the_first_commit(database_url: str, settings: Any, folder: Path) -> AsyncIterator[County]:
+    """A county whose gateway loses its database connection right after the first answer from the insurer
+    is recorded (the fault point ``insurer.after_answer``): nothing of that bill is booked here."""
     async with (
         await start_simulator(load_policy_book(folder)) as insurer,
         own_gateway(
             database_url, settings, policy_dir=folder, insurer_url=insurer.url, faults="insurer.after_answer=raise@1"
         ) as (client, pool, _),
     ):
-        lost = County(client, pool, insurer)
+        yield County(client, pool, insurer)
+
+
+async def test_an_answer_never_booked_is_cancelled_by_the_sweeper(
+    database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # Nothing is booked here, so the sweeper cancels the insurer's settlement; the terminal's retry then
+    # settles afresh, once.
+    folder = fast_policy(tmp_path_factory.mktemp("beside-lost"))
+    async with losing_the_first_commit(database_url, settings, folder) as lost:
         person = await lost.register(("insurance", "resident"))
         body = referred(person, ("A", 2_000 * Y))
         status, problem, _ = await lost.settle(body)
         assert status == 503, problem
-        async with pool.acquire() as connection:
+        async with lost.pool.acquire() as connection:
             assert await connection.fetchval("SELECT state FROM insurer_messages") == "answered"
         await asyncio.sleep(1 + 3 * TIMEOUT_MS / 1000)  # past the grace
         assert await lost.service.sweeper.sweep() == 1
-        assert [s.state for s in insurer.simulator.state().settlements] == ["cancelled"]
+        assert [s.state for s in lost.insurer.simulator.state().settlements] == ["cancelled"]
         status, answer, _ = await lost.settle(body)
         assert status == 201, answer
         assert answer["insurance"] == (2_000 - 600) * Y * 75 // 100
@@ -320,13 +327,8 @@ async def test_a_retry_books_the_recorded_answer_without_settling_twice_at_the_i
     database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     folder = fast_policy(tmp_path_factory.mktemp("beside-retry"))
-    async with (
-        await start_simulator(load_policy_book(folder)) as insurer,
-        own_gateway(
-            database_url, settings, policy_dir=folder, insurer_url=insurer.url, faults="insurer.after_answer=raise@1"
-        ) as (client, pool, _),
-    ):
-        county = County(client, pool, insurer)
+    async with losing_the_first_commit(database_url, settings, folder) as county:
+        insurer = county.insurer
         person = await county.register(("insurance", "resident"))
         body = referred(person, ("A", 2_000 * Y))
         status, problem, _ = await county.settle(body)
