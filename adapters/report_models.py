@@ -186,7 +186,8 @@ class DailyStatement(Report, frozen=True, kw_only=True):
 
 
 class MonthlyClinicLine(Report, frozen=True, kw_only=True):
-    """One fund's lines at one clinic booked in the month: paid, given back by reversals, and the net."""
+    """One fund's lines at one clinic booked in the month: paid, given back by reversals, moved by
+    re-adjudication's adjustments, and the net."""
 
     clinic_id: str
     name: str
@@ -196,7 +197,11 @@ class MonthlyClinicLine(Report, frozen=True, kw_only=True):
     settlements_fen: int
     reversals_count: int
     reversals_fen: int
-    net_fen: int
+    net_fen: int  # settlements - reversals + adjustments
+    # Adjustments booked in the month on this clinic's bills (adapters/readjudication.py), as the daily
+    # statement counts them (FundCounts): what the fund pays more (positive) or less, and how many bills moved.
+    adjustments_count: int
+    adjustments_fen: int
 
 
 class MonthlyFund(Report, frozen=True, kw_only=True):
@@ -210,7 +215,9 @@ class MonthlyFund(Report, frozen=True, kw_only=True):
     settlements_fen: int
     reversals_count: int
     reversals_fen: int
-    net_fen: int
+    net_fen: int  # settlements - reversals + adjustments
+    adjustments_count: int
+    adjustments_fen: int
     clinics: list[MonthlyClinicLine]
 
 
