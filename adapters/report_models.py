@@ -321,11 +321,13 @@ class TotalsDifference(Report, frozen=True, kw_only=True):
 
 
 class DayTotals(Report, frozen=True, kw_only=True):
-    """The gateway's settlements booked on one day of the range that stand at its end, and their total."""
+    """The gateway's settlements booked on one day of the range that stand at its end, and their total; and
+    the re-adjudication adjustments booked on the day (a day with only adjustments is listed too)."""
 
     date: dt.date
     settlements: int
     total: int
+    adjustments: int
 
 
 class TotalsReconciliation(Report, frozen=True, kw_only=True):
@@ -342,6 +344,12 @@ class TotalsReconciliation(Report, frozen=True, kw_only=True):
     submitted_sums_fen: PayerSums
     differences: list[TotalsDifference]
     days: list[DayTotals]
+    # Re-adjudication's adjustments booked in the range on the scope's bills: never compared (the clinic was
+    # paid each bill once; an adjustment moves money between the funds and the patient, so ``total`` is 0),
+    # shown as the daily statements show them. ``net_sums_fen`` is the standing settlements plus them.
+    adjustments_count: int
+    adjustments_sums_fen: PayerSums
+    net_sums_fen: PayerSums
 
 
 # ---------------------------------------------------------------- settlement search (adapters/settlement_search.py)

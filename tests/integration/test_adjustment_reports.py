@@ -166,3 +166,59 @@ async def test_a_month_is_the_sum_of_its_days_adjustments_included(story: Story)
     header, *rows = result.stdout.lstrip("\ufeff").splitlines()
     assert "调整笔数 Adjustments,调整金额 Adjusted,净额 Net" in header
     assert any(row.endswith(",1,-2166.50,-2166.50") for row in rows), rows
+
+
+async def test_the_range_reconciliation_shows_the_adjustments_beside_and_never_compares_them(story: Story) -> None:
+    body = {
+        "clinic_id": CLINIC,
+        "from": story.today.isoformat(),
+        "to": story.next_month.isoformat(),
+        "totals": {
+            "settlements": 2,
+            "total": TOTAL,
+            "insurance": INSURANCE,
+            "veteran_subsidy": 0,
+            "hardship_aid": 0,
+            "out_of_pocket": PATIENT_PAID,
+        },
+    }
+    response = await story.client.post("/v1/finance/reconciliation/totals", json=body, headers=FINANCE)
+    assert response.status == 200, await response.text()
+    result = await response.json()
+    # The clinic's figures are the settlements' as they were settled: adjustments are not the clinic's.
+    assert result["balanced"] is True and result["differences"] == []
+    assert result["days"] == [
+        {"date": story.today.isoformat(), "settlements": 2, "total": TOTAL, "adjustments": 2},
+        {"date": story.next_month.isoformat(), "settlements": 0, "total": 0, "adjustments": 1},
+    ]
+    assert result["adjustments_count"] == 3
+    assert result["adjustments_sums_fen"] == {
+        "total": 0,
+        "insurance": 0,
+        "veteran_subsidy": 0,
+        "hardship_aid": AID_MAY,
+        "out_of_pocket": -AID_MAY,
+        "other_funds": {},
+    }
+    assert result["net_sums_fen"] == {
+        "total": TOTAL,
+        "insurance": INSURANCE,
+        "veteran_subsidy": 0,
+        "hardship_aid": AID_MAY,
+        "out_of_pocket": PATIENT_PAID - AID_MAY,
+        "other_funds": {},
+    }
+    # The same as the daily statements of the range add up to.
+    days = [await daily_at_clinic(story, day) for day in (story.today, story.next_month)]
+    assert sum(day["aid_fund"]["adjustments_fen"] for day in days) == result["adjustments_sums_fen"]["hardship_aid"]
+    assert sum(day["patient"]["net_fen"] for day in days) == result["net_sums_fen"]["out_of_pocket"]
+
+    # Another clinic's range has none.
+    nothing = dict.fromkeys(("settlements", "total", "insurance", "out_of_pocket"), 0)
+    response = await story.client.post(
+        "/v1/finance/reconciliation/totals",
+        json=body | {"clinic_id": "T001", "totals": body["totals"] | nothing},
+        headers=FINANCE,
+    )
+    other = await response.json()
+    assert (other["adjustments_count"], other["adjustments_sums_fen"]["hardship_aid"], other["days"]) == (0, 0, [])
