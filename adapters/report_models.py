@@ -447,6 +447,13 @@ class GroupFigures(Report, frozen=True, kw_only=True):
     self_pay_first_fen: int
     eligible_fen: int
     unsplit_fen: int
+    # Re-adjudication's adjustments booked in the period on the group's bills not reversed (a group's month is
+    # the month they are booked in): how many, what each fund and the patient pay more (positive) or less by
+    # them, and each one's net, what the settlements above paid plus the adjustments. Both by fund code: the
+    # report's ``funds`` in order, then ``out_of_pocket``.
+    adjustments_count: int
+    adjustments_fen: dict[str, int]
+    net_fen: dict[str, int]
 
 
 class LevelGroup(GroupFigures, frozen=True):

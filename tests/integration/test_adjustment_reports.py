@@ -222,3 +222,50 @@ async def test_the_range_reconciliation_shows_the_adjustments_beside_and_never_c
     )
     other = await response.json()
     assert (other["adjustments_count"], other["adjustments_sums_fen"]["hardship_aid"], other["days"]) == (0, 0, [])
+
+
+async def stats(story: Story, by: str, start: dt.date, end: dt.date) -> dict[str, dict[str, Any]]:
+    report = await get(story.client, f"/v1/finance/stats?by={by}&from={start.isoformat()}&to={end.isoformat()}")
+    return {group[by]: group for group in report["groups"]}
+
+
+NO_MONEY = {"insurance": 0, "veteran_subsidy": 0, "hardship_aid": 0, "out_of_pocket": 0}
+
+
+async def test_statistics_count_adjustments_in_the_period_they_are_booked(story: Story) -> None:
+    year = dt.date(2026, 1, 1), story.next_month  # the stays' service dates and both booking days
+    (clinic,) = (await stats(story, "clinic", *year)).values()
+    assert (clinic["clinic"], clinic["settlements"], clinic["adjustments_count"]) == (CLINIC, 2, 3)
+    assert clinic["adjustments_fen"] == NO_MONEY | {"hardship_aid": AID_MAY, "out_of_pocket": -AID_MAY}
+    assert clinic["net_fen"] == {
+        "insurance": INSURANCE,
+        "veteran_subsidy": 0,
+        "hardship_aid": AID_MAY,
+        "out_of_pocket": PATIENT_PAID - AID_MAY,
+    }
+    (person,) = (await stats(story, "person", *year)).values()
+    assert person["net_fen"] == clinic["net_fen"] and person["adjustments_count"] == 3
+    assert "*" in person["person"]
+
+    # By month, the settlements count in the months they were served, the adjustments in those they were booked.
+    months = await stats(story, "month", *year)
+    may, june = months["2026-05"], months["2026-06"]
+    assert (may["settlements"], may["adjustments_count"], june["settlements"]) == (1, 0, 1)
+    booked_t, booked_n = months[story.today.strftime("%Y-%m")], months[story.next_month.strftime("%Y-%m")]
+    assert (booked_t["settlements"], booked_t["adjustments_count"], booked_n["adjustments_count"]) == (0, 2, 1)
+    assert booked_t["adjustments_fen"]["hardship_aid"] == AID_MAY + AID_JUNE
+    assert booked_n["net_fen"] == NO_MONEY | {"hardship_aid": -AID_JUNE, "out_of_pocket": AID_JUNE}
+
+    # A period of this month's booking days only: the adjustments of T, and no settlement (served in May, June).
+    (level,) = (await stats(story, "level", story.today.replace(day=1), story.today)).values()
+    assert (level["level"], level["settlements"], level["adjustments_count"]) == ("county", 0, 2)
+    programme = await stats(story, "programme", *year)
+    assert programme["hardship_aid"]["adjustments_count"] == 3 and programme["insurance"]["adjustments_count"] == 0
+
+    response = await story.client.get(
+        f"/v1/finance/stats?by=clinic&from={year[0].isoformat()}&to={year[1].isoformat()}&format=csv", headers=FINANCE
+    )
+    header, row = (await response.text()).lstrip("\ufeff").splitlines()
+    columns = dict(zip(header.split(","), row.split(","), strict=True))
+    assert columns["adjustments_count"] == "3" and columns["hardship_aid_adjustments_fen"] == str(AID_MAY)
+    assert columns["out_of_pocket_net_fen"] == str(PATIENT_PAID - AID_MAY)
