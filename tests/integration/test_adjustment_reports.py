@@ -269,3 +269,17 @@ async def test_statistics_count_adjustments_in_the_period_they_are_booked(story:
     columns = dict(zip(header.split(","), row.split(","), strict=True))
     assert columns["adjustments_count"] == "3" and columns["hardship_aid_adjustments_fen"] == str(AID_MAY)
     assert columns["out_of_pocket_net_fen"] == str(PATIENT_PAID - AID_MAY)
+
+
+async def test_the_orders_are_listed_by_report_adjustments_as_by_adjustments_list(story: Story) -> None:
+    options = ("--from", story.today.isoformat(), "--to", story.next_month.isoformat())
+    for form in ("table", "csv", "json"):
+        listed = medsettle(story.url, "adjustments", "list", *options, "--format", form)
+        reported = medsettle(story.url, "report", "adjustments", *options, "--format", form)
+        assert listed.returncode == reported.returncode == 0, reported.stderr
+        assert reported.stdout == listed.stdout
+    assert "payable" in reported.stdout and "overpayment" in reported.stdout
+    assert "hardship_aid" in reported.stdout
+    only_open = medsettle(story.url, "report", "adjustments", *options, "--status", "open", "--format", "csv")
+    assert only_open.returncode == 0 and "overpayment" not in only_open.stdout and ",payable," in only_open.stdout
+    assert medsettle(story.url, "report", "adjustments", "--status", "lost").returncode == 2
