@@ -3,8 +3,11 @@
 A re-adjudication (adapters/readjudication.py) writes, per fund, a payable order (the fund owes the patient),
 a recovery order (the patient owes the fund, where the policy recovers overpayments), an overpayment
 reported, or a waived order below the policy's de-minimis amount. Finance lists them by booking day and
-status (``GET /v1/finance/adjustments``, ``medsettle adjustments list``, JSON or CSV) and marks an open one
-paid or recovered with its own reference (a transfer's number), once; the database refuses any other change.
+status (``GET /v1/finance/adjustments``, ``medsettle adjustments list`` or ``report adjustments``, JSON or
+CSV) and marks an open one paid or recovered with its own reference (a transfer's number), once; the
+database refuses any other change but one: the reversal of a bill whose money an open order holds cancels
+it (adapters/readjudication.py ``settle_reversed_orders``), naming the re-adjudication that re-issues what
+is still owed of it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from adapters.fund_names import FundDirectory
 from adapters.report_models import Period, Report
 from settlement.money import format_yuan
 
-OrderStatus = Literal["open", "paid", "recovered", "waived", "reported"]
-STATUSES: Final[tuple[OrderStatus, ...]] = ("open", "paid", "recovered", "waived", "reported")
+OrderStatus = Literal["open", "paid", "recovered", "waived", "reported", "cancelled"]
+STATUSES: Final[tuple[OrderStatus, ...]] = ("open", "paid", "recovered", "waived", "reported", "cancelled")
 LIST_AT_MOST: Final = 10_000
 
 
@@ -44,6 +47,9 @@ class AdjustmentOrderOut(Report, frozen=True, kw_only=True):
     closed_at: dt.datetime | None
     closed_by: str | None
     reference: str | None
+    # A cancelled order: the re-adjudication that re-issues what is still owed of it, and why (a reversal).
+    cancelled_by: int | None = None
+    cancel_reason: str | None = None
 
 
 class AdjustmentOrders(Report, frozen=True, kw_only=True):
@@ -58,7 +64,7 @@ class AdjustmentOrders(Report, frozen=True, kw_only=True):
 
 _LIST: Final = f"""
 SELECT o.order_id, p.masked_id, p.name, o.year, o.fund, o.kind, o.amount, o.status, o.booked_on,
-       o.readjudication_id, r.cause, o.closed_at, o.closed_by, o.reference
+       o.readjudication_id, r.cause, o.closed_at, o.closed_by, o.reference, o.cancelled_by, o.cancel_reason
 FROM adjustment_orders o
 JOIN readjudications r USING (person_key, readjudication_id)
 JOIN people p ON p.person_key = o.person_key
@@ -103,6 +109,8 @@ async def list_orders(
             closed_at=row["closed_at"],
             closed_by=row["closed_by"],
             reference=row["reference"],
+            cancelled_by=row["cancelled_by"],
+            cancel_reason=row["cancel_reason"],
         )
         for row in rows[:LIST_AT_MOST]
     ]
@@ -128,6 +136,7 @@ _CSV_HEADER: Final = (
     "记账日 booked_on",
     "原因 cause",
     "凭证号 reference",
+    "取消原因 cancel_reason",
 )
 
 
@@ -151,6 +160,7 @@ def orders_csv(report: AdjustmentOrders) -> str:
                 order.booked_on.isoformat(),
                 order.cause,
                 order.reference or "",
+                order.cancel_reason or "",
             )
         )
     return out.getvalue()

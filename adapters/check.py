@@ -97,18 +97,26 @@ CHECKS: dict[str, str] = {
            OR coalesce((a.counters ->> 'outpatient_deductible_used')::bigint, 0) <> coalesce(d.deductible, 0)
            OR coalesce((a.counters ->> 'unpaid_eligible')::bigint, 0) <> coalesce(d.unpaid_eligible, 0)""",
     # What finance acts on (adjustment_orders) is, per re-adjudication and fund, the net of the adjustments it
-    # booked: owed to the patient (payable) positive, overpaid (recovery, overpayment) negative.
+    # booked and of what it carried (the orders a reversal cancelled for it to re-issue, and the parts of
+    # reported or waived ones that went with the reversed bill): owed to the patient (payable) positive,
+    # overpaid (recovery, overpayment) negative. A cancelled order still counts for the one that wrote it.
     "orders_match_adjustments": """
         WITH net AS (
-            SELECT a.readjudication_id, f.fund, sum(f.amount) AS amount
-            FROM adjustments a
-            CROSS JOIN LATERAL (
-                VALUES ('insurance', a.insurance), ('veteran_subsidy', a.veteran_subsidy),
-                       ('hardship_aid', a.hardship_aid)
+            SELECT readjudication_id, fund, sum(amount) AS amount
+            FROM (
+                SELECT a.readjudication_id, f.fund, f.amount
+                FROM adjustments a
+                CROSS JOIN LATERAL (
+                    VALUES ('insurance', a.insurance), ('veteran_subsidy', a.veteran_subsidy),
+                           ('hardship_aid', a.hardship_aid)
+                    UNION ALL
+                    SELECT key, value::bigint FROM jsonb_each_text(a.other_funds)
+                ) f(fund, amount)
                 UNION ALL
-                SELECT key, value::bigint FROM jsonb_each_text(a.other_funds)
-            ) f(fund, amount)
-            GROUP BY 1, 2 HAVING sum(f.amount) <> 0
+                SELECT r.readjudication_id, c.key, c.value::bigint
+                FROM readjudications r CROSS JOIN LATERAL jsonb_each_text(r.carried) c
+            ) moved
+            GROUP BY 1, 2 HAVING sum(amount) <> 0
         ), ordered AS (
             SELECT readjudication_id, fund, CASE WHEN kind = 'payable' THEN amount ELSE -amount END AS amount
             FROM adjustment_orders

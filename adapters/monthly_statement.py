@@ -2,9 +2,10 @@
 
 Like the daily statement (``adapters.finance``) it is computed only from ``ledger_entries`` by
 ``booked_on``, over every day of one month (China dates): for each fund (and the patient) and each
-clinic, the settlements and reversals booked in the month and the net. A reversal booked in a later
-month shows in that month, against the clinic and fund it gives back, so a closed month never changes
-and the months add up to the ledger.
+clinic, the settlements, reversals and re-adjudication's adjustments booked in the month, and the net.
+A reversal or an adjustment booked in a later month shows in that month, against the clinic and fund it
+moves, so a closed month never changes, the months add up to the ledger, and a month's figures are the
+sum of its days' daily statements (``adapters.finance``), adjustments included.
 
 It answers ``MonthlyStatement`` (``adapters.report_models``); ``monthly_tables`` lays it out for
 ``adapters.xlsx_export``: a sheet per fund (its clinics, with a totals row), a summary by fund, and
@@ -31,7 +32,9 @@ SELECT l.account, l.clinic_id,
        count(*) FILTER (WHERE l.kind = 'settlement' AND l.amount <> 0) AS settlements_count,
        coalesce(sum(l.amount) FILTER (WHERE l.kind = 'settlement'), 0)::bigint AS settlements_fen,
        count(*) FILTER (WHERE l.kind = 'reversal' AND l.amount <> 0) AS reversals_count,
-       coalesce(-sum(l.amount) FILTER (WHERE l.kind = 'reversal'), 0)::bigint AS reversals_fen
+       coalesce(-sum(l.amount) FILTER (WHERE l.kind = 'reversal'), 0)::bigint AS reversals_fen,
+       count(*) FILTER (WHERE l.kind = 'adjustment' AND l.amount <> 0) AS adjustments_count,
+       coalesce(sum(l.amount) FILTER (WHERE l.kind = 'adjustment'), 0)::bigint AS adjustments_fen
 FROM ledger_entries l
 WHERE l.booked_on BETWEEN $1 AND $2 AND l.account <> 'clinic'
 GROUP BY 1, 2
@@ -57,7 +60,8 @@ def parse_month(text: str) -> dt.date:
 async def monthly_statement(
     connection: asyncpg.Connection, month: dt.date, *, today: dt.date, funds: FundDirectory | None = None
 ) -> MonthlyStatement:
-    """Each fund's (and the patient's) settlements, reversals and net per clinic, booked in ``month``'s month."""
+    """Each fund's (and the patient's) settlements, reversals, adjustments and net per clinic, booked in
+    ``month``'s month."""
     directory = funds or FundDirectory()
     period = month_bounds(month)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
@@ -93,7 +97,9 @@ def _fund(entry: FundEntry, rows: list[asyncpg.Record], clinics: dict[str, async
                 settlements_fen=row["settlements_fen"],
                 reversals_count=row["reversals_count"],
                 reversals_fen=row["reversals_fen"],
-                net_fen=row["settlements_fen"] - row["reversals_fen"],
+                net_fen=row["settlements_fen"] - row["reversals_fen"] + row["adjustments_fen"],
+                adjustments_count=row["adjustments_count"],
+                adjustments_fen=row["adjustments_fen"],
             )
         )
     return MonthlyFund(
@@ -106,6 +112,8 @@ def _fund(entry: FundEntry, rows: list[asyncpg.Record], clinics: dict[str, async
         reversals_count=sum(line.reversals_count for line in lines),
         reversals_fen=sum(line.reversals_fen for line in lines),
         net_fen=sum(line.net_fen for line in lines),
+        adjustments_count=sum(line.adjustments_count for line in lines),
+        adjustments_fen=sum(line.adjustments_fen for line in lines),
         clinics=lines,
     )
 
@@ -117,13 +125,23 @@ AMOUNT_COLUMNS = (
     Column("结算金额", "Paid", "money"),
     Column("冲正笔数", "Reversals", "count"),
     Column("冲正金额", "Reversed", "money"),
+    Column("调整笔数", "Adjustments", "count"),
+    Column("调整金额", "Adjusted", "money"),
     Column("净额", "Net", "money"),
 )
 FUND_COLUMNS = (Column("基金编码", "Fund code"), Column("基金名称", "Fund"))
 
 
 def _amounts(line: MonthlyClinicLine | MonthlyFund) -> list[Any]:
-    return [line.settlements_count, line.settlements_fen, line.reversals_count, line.reversals_fen, line.net_fen]
+    return [
+        line.settlements_count,
+        line.settlements_fen,
+        line.reversals_count,
+        line.reversals_fen,
+        line.adjustments_count,
+        line.adjustments_fen,
+        line.net_fen,
+    ]
 
 
 def _place(line: MonthlyClinicLine) -> list[Any]:

@@ -13,6 +13,12 @@ changes, moves the counters by the corrections, writes the orders for finance an
 Nothing is booked if any step fails: the row stays pending, or is marked ``needs_review`` when the
 policy now refuses one of the bills or the corrected counters break their caps.
 
+A reversal takes back the adjustments booked on its bill in its own transaction (``take_back``), and
+with them the orders that hold their money: an open order is cancelled there and then, so finance cannot
+pay money that no longer exists, and the re-adjudication the reversal queued re-issues what is still owed
+of it (``settle_reversed_orders``). An order already paid or recovered stays so; the money taken back
+then shows as a new order of the reversal's re-adjudication.
+
 ``Runner`` runs it in the background of a gateway, throttled to a number of person-years per second,
 so a list import that back-dates ten thousand people does not crowd out the settle path.
 """
@@ -250,7 +256,7 @@ FROM unnest($6::uuid[], $7::text[], $8::text[], $9::bigint[], $10::text[]) AS o(
 """
 
 _DONE: Final = """
-UPDATE readjudications SET status = $3, done_at = $4, booked_on = $5, adjusted = $6, detail = $7
+UPDATE readjudications SET status = $3, done_at = $4, booked_on = $5, adjusted = $6, detail = $7, carried = $8::jsonb
 WHERE person_key = $1 AND readjudication_id = $2
 """
 
@@ -315,9 +321,15 @@ async def book(
         await _finish(connection, person_key, readjudication_id, "needs_review", now, today, 0, reason)
         return Outcome(readjudication_id, 0, [], reason)
     # What the cause itself took back already (a reversed bill's adjustments, booked with the reversal) is
-    # part of what finance must act on, with the corrections.
+    # part of what finance must act on, with the corrections; and so are the orders the reversal cancelled.
     booked = await connection.fetch(_ADJUSTED_BY, person_key, readjudication_id)
     taken_back = [Correction(row["settlement_id"], _adjusted(row)) for row in booked]
+    reversed_bill = await connection.fetchval(_REVERSED_BY, person_key, readjudication_id)
+    carried = (
+        {}
+        if reversed_bill is None
+        else await settle_reversed_orders(connection, readjudication_id, person_key, year, reversed_bill, now=now)
+    )
     if result.corrections:
         assert locked is not None
         counters = counters_from(locked["counters"])
@@ -339,6 +351,7 @@ async def book(
         [*taken_back, *result.corrections],
         de_minimis=policy.de_minimis,
         recover_overpayments=policy.recover_overpayments,
+        carried=carried,
     )
     if orders:
         await connection.execute(
@@ -355,7 +368,7 @@ async def book(
             [order.status for order in orders],
         )
     adjusted = len(result.corrections) + len(taken_back)
-    await _finish(connection, person_key, readjudication_id, "done", now, today, adjusted, "")
+    await _finish(connection, person_key, readjudication_id, "done", now, today, adjusted, "", carried)
     return Outcome(readjudication_id, adjusted, orders)
 
 
@@ -371,19 +384,22 @@ async def take_back(
     booked_on: dt.date,
     now: dt.datetime,
 ) -> None:
-    """Book, with a reversal, an adjustment that takes back every adjustment booked on the reversed bill
-    (so the bill nets to nothing), under the re-adjudication the reversal queued; that re-adjudication
-    writes the orders for it with its own."""
-    correction = Correction(settlement_id, NOTHING.plus(adjusted, -1))
-    await connection.execute(
-        _WRITE_ADJUSTMENTS,
-        person_key,
-        readjudication_id,
-        year,
-        booked_on,
-        now,
-        *_columns([correction], {settlement_id: clinic}),
-    )
+    """With a reversal, in its transaction, under the re-adjudication the reversal queued: book an adjustment
+    that takes back every adjustment booked on the reversed bill (so the bill nets to nothing), and cancel
+    the open orders that hold their money (``settle_reversed_orders``). That re-adjudication writes the
+    orders for both with its own."""
+    if adjusted:
+        correction = Correction(settlement_id, NOTHING.plus(adjusted, -1))
+        await connection.execute(
+            _WRITE_ADJUSTMENTS,
+            person_key,
+            readjudication_id,
+            year,
+            booked_on,
+            now,
+            *_columns([correction], {settlement_id: clinic}),
+        )
+    await settle_reversed_orders(connection, readjudication_id, person_key, year, settlement_id, now=now)
 
 
 async def _finish(
@@ -395,8 +411,11 @@ async def _finish(
     today: dt.date,
     adjusted: int,
     detail: str,
+    carried: dict[str, int] | None = None,
 ) -> None:
-    await connection.execute(_DONE, person_key, readjudication_id, status, now, today, adjusted, detail)
+    await connection.execute(
+        _DONE, person_key, readjudication_id, status, now, today, adjusted, detail, json_text(carried or {})
+    )
     await connection.execute(
         _AUDIT,
         now,
@@ -404,6 +423,127 @@ async def _finish(
         str(readjudication_id),
         msgspec.json.encode({"adjusted": adjusted, "detail": detail}).decode(),
     )
+
+
+# ---------------------------------------------------------------- a reversed bill's orders
+
+# Which bill a reversal's re-adjudication reverses (None for a registry change's).
+_REVERSED_BY: Final = """
+SELECT r.settlement_id FROM readjudications j
+JOIN reversals r ON r.person_key = j.person_key AND r.reversal_id::text = j.cause_ref
+WHERE j.person_key = $1 AND j.readjudication_id = $2 AND j.cause_kind = 'reversal'
+"""
+
+# The adjustments booked on one bill by every re-adjudication but one (the take-back of its own reversal).
+_ADJUSTMENTS_ON: Final = """
+SELECT readjudication_id, insurance, veteran_subsidy, hardship_aid, other_funds, out_of_pocket FROM adjustments
+WHERE person_key = $1 AND settlement_id = $2 AND readjudication_id <> $3
+"""
+
+# The person-year's orders, locked: finance's close (adapters/adjustment_orders.py) waits, then finds one cancelled.
+_ORDERS_OF_YEAR: Final = """
+SELECT order_id, readjudication_id, fund, kind, amount, status, cancelled_by FROM adjustment_orders
+WHERE person_key = $1 AND year = $2
+ORDER BY order_id
+FOR UPDATE
+"""
+
+_CANCEL_ORDERS: Final = """
+WITH cancelled AS (
+    UPDATE adjustment_orders SET status = 'cancelled', cancelled_by = $3, cancelled_at = $4, cancel_reason = $5
+    WHERE person_key = $1 AND order_id = any($2::uuid[])
+    RETURNING order_id
+)
+INSERT INTO audit_log (occurred_at, actor, action, subject, request_id, details)
+SELECT $4, 'readjudication', 'adjustment_order.cancelled', order_id::text, '',
+       jsonb_build_object('cancelled_by', $3::bigint, 'reason', $5::text)
+FROM cancelled
+"""
+
+
+class _HeldOrder(NamedTuple):
+    order_id: uuid.UUID
+    readjudication_id: int
+    fund: str
+    kind: str
+    amount: int
+    status: str
+    cancelled_by: int | None
+
+    @property
+    def owed(self) -> int:
+        """The order's amount signed as a correction's: positive when the fund owes the patient."""
+        return self.amount if self.kind == "payable" else -self.amount
+
+
+async def settle_reversed_orders(
+    connection: asyncpg.Connection,
+    readjudication_id: int,
+    person_key: bytes,
+    year: int,
+    settlement_id: uuid.UUID,
+    *,
+    now: dt.datetime,
+) -> dict[str, int]:
+    """Settle the orders that hold money of the adjustments booked on a reversed bill, under the
+    re-adjudication its reversal queued (``readjudication_id``), in the caller's transaction, which holds the
+    person-year's counters row. Returns, per fund, what that re-adjudication's orders must carry beyond its
+    own adjustments (positive when owed to the patient).
+
+    Each fund's part of each adjustment on the bill is in the order its re-adjudication wrote for that fund,
+    or, once that order was cancelled, in the order that re-issued it (followed to the end). There:
+
+    * open: the money is not paid yet. It is cancelled, and carried whole: re-issued net of what the reversal
+      took back (if it held other bills' money too, that part is owed still).
+    * cancelled by this re-adjudication already (the reversal's own transaction did it): carried whole.
+    * reported or waived: that money never moved and never will, so it goes with the bill: the part carried
+      cancels what the reversal took back of it.
+    * paid or recovered, or no order (the re-adjudication's net was zero, or its re-issue is not booked yet):
+      the money moved (or nothing did); what the reversal took back shows as a new order.
+
+    Called twice for one reversal: by the reversal (it cancels; the result is not kept), and when its
+    re-adjudication is booked (it cancels any order issued since, and computes what to carry)."""
+    parts: dict[tuple[int, str], int] = {}
+    for row in await connection.fetch(_ADJUSTMENTS_ON, person_key, settlement_id, readjudication_id):
+        for fund, value in _funds(row, [row["other_funds"]]).items():
+            if fund != OUT_OF_POCKET:
+                parts[(row["readjudication_id"], fund)] = parts.get((row["readjudication_id"], fund), 0) + value
+    if not parts:
+        return {}
+    orders = {
+        (row["readjudication_id"], row["fund"]): _HeldOrder(**dict(row))
+        for row in await connection.fetch(_ORDERS_OF_YEAR, person_key, year)
+    }
+    carried: dict[str, int] = {}
+    whole: dict[uuid.UUID, _HeldOrder] = {}
+    for (source, fund), part in parts.items():
+        order = _holder(orders, source, fund, readjudication_id)
+        if order is None or order.status in ("paid", "recovered"):
+            continue
+        if order.status in ("open", "cancelled"):
+            whole[order.order_id] = order
+        else:  # reported, waived
+            carried[fund] = carried.get(fund, 0) + part
+    still_open = [order.order_id for order in whole.values() if order.status == "open"]
+    if still_open:
+        reason = f"settlement {settlement_id} reversed; re-issued by re-adjudication {readjudication_id}"
+        await connection.execute(_CANCEL_ORDERS, person_key, still_open, readjudication_id, now, reason)
+    for order in whole.values():
+        carried[order.fund] = carried.get(order.fund, 0) + order.owed
+    return {fund: value for fund, value in carried.items() if value}
+
+
+def _holder(orders: dict[tuple[int, str], _HeldOrder], source: int, fund: str, reissuer: int) -> _HeldOrder | None:
+    """The order that holds a re-adjudication's money of a fund now: its own, or the one that re-issued it
+    after a reversal cancelled it, and so on; an order ``reissuer`` cancelled is the end."""
+    order = orders.get((source, fund))
+    seen = set()
+    while order is not None and order.status == "cancelled" and order.cancelled_by != reissuer:
+        seen.add(order.order_id)
+        order = orders.get((order.cancelled_by, fund)) if order.cancelled_by is not None else None
+        if order is not None and order.order_id in seen:  # cannot happen: a re-issue is always a later order
+            raise AssertionError(f"orders re-issue each other: {order.order_id}")
+    return order
 
 
 async def run_one(pool: asyncpg.Pool, *, policy_for: PolicyFor, catalogue: Catalogue, today: dt.date) -> Outcome | None:

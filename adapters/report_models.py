@@ -186,7 +186,8 @@ class DailyStatement(Report, frozen=True, kw_only=True):
 
 
 class MonthlyClinicLine(Report, frozen=True, kw_only=True):
-    """One fund's lines at one clinic booked in the month: paid, given back by reversals, and the net."""
+    """One fund's lines at one clinic booked in the month: paid, given back by reversals, moved by
+    re-adjudication's adjustments, and the net."""
 
     clinic_id: str
     name: str
@@ -196,7 +197,11 @@ class MonthlyClinicLine(Report, frozen=True, kw_only=True):
     settlements_fen: int
     reversals_count: int
     reversals_fen: int
-    net_fen: int
+    net_fen: int  # settlements - reversals + adjustments
+    # Adjustments booked in the month on this clinic's bills (adapters/readjudication.py), as the daily
+    # statement counts them (FundCounts): what the fund pays more (positive) or less, and how many bills moved.
+    adjustments_count: int
+    adjustments_fen: int
 
 
 class MonthlyFund(Report, frozen=True, kw_only=True):
@@ -210,7 +215,9 @@ class MonthlyFund(Report, frozen=True, kw_only=True):
     settlements_fen: int
     reversals_count: int
     reversals_fen: int
-    net_fen: int
+    net_fen: int  # settlements - reversals + adjustments
+    adjustments_count: int
+    adjustments_fen: int
     clinics: list[MonthlyClinicLine]
 
 
@@ -314,11 +321,13 @@ class TotalsDifference(Report, frozen=True, kw_only=True):
 
 
 class DayTotals(Report, frozen=True, kw_only=True):
-    """The gateway's settlements booked on one day of the range that stand at its end, and their total."""
+    """The gateway's settlements booked on one day of the range that stand at its end, and their total; and
+    the re-adjudication adjustments booked on the day (a day with only adjustments is listed too)."""
 
     date: dt.date
     settlements: int
     total: int
+    adjustments: int
 
 
 class TotalsReconciliation(Report, frozen=True, kw_only=True):
@@ -335,6 +344,12 @@ class TotalsReconciliation(Report, frozen=True, kw_only=True):
     submitted_sums_fen: PayerSums
     differences: list[TotalsDifference]
     days: list[DayTotals]
+    # Re-adjudication's adjustments booked in the range on the scope's bills: never compared (the clinic was
+    # paid each bill once; an adjustment moves money between the funds and the patient, so ``total`` is 0),
+    # shown as the daily statements show them. ``net_sums_fen`` is the standing settlements plus them.
+    adjustments_count: int
+    adjustments_sums_fen: PayerSums
+    net_sums_fen: PayerSums
 
 
 # ---------------------------------------------------------------- settlement search (adapters/settlement_search.py)
@@ -432,6 +447,13 @@ class GroupFigures(Report, frozen=True, kw_only=True):
     self_pay_first_fen: int
     eligible_fen: int
     unsplit_fen: int
+    # Re-adjudication's adjustments booked in the period on the group's bills not reversed (a group's month is
+    # the month they are booked in): how many, what each fund and the patient pay more (positive) or less by
+    # them, and each one's net, what the settlements above paid plus the adjustments. Both by fund code: the
+    # report's ``funds`` in order, then ``out_of_pocket``.
+    adjustments_count: int
+    adjustments_fen: dict[str, int]
+    net_fen: dict[str, int]
 
 
 class LevelGroup(GroupFigures, frozen=True):

@@ -472,7 +472,7 @@ class Store:
                         year,
                         _json_encoder.encode({"clinic_id": row["clinic_id"], "reason": new.reason}).decode(),
                     )
-                    if adjusted:
+                    if readjudication_id is not None:  # its adjustments and their orders go with the bill
                         await readjudication.take_back(
                             connection,
                             readjudication_id,

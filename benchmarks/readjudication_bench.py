@@ -39,7 +39,7 @@ from benchmarks.replay_bench import SAMPLE_CATALOGUE, build_history, load_averag
 
 DEFAULT_RATE = 20.0  # MEDSETTLE_READJUDICATE_PER_SECOND's default
 
-_GRANT = """
+GRANT = """
 WITH chosen AS (
     SELECT a.person_key FROM accumulators a
     WHERE a.year = 2026 AND NOT EXISTS (
@@ -58,7 +58,7 @@ async def work_the_list(url: str, people: int) -> dict[str, float]:
     book = load_policy_book(policy_dir())
     async with asyncpg.create_pool(url, min_size=1, max_size=2) as pool:
         async with pool.acquire() as connection:
-            queued = int((await connection.execute(_GRANT, people)).split()[-1])
+            queued = int((await connection.execute(GRANT, people)).split()[-1])
             catalogue = await load_catalogue(connection)
         log(f"{queued:,} person-years queued; working them one at a time")
         walls, cpus, adjusted = [], [], 0

@@ -146,12 +146,21 @@ class Order(NamedTuple):
     status: OrderStatus
 
 
-def orders_for(corrections: Iterable[Correction], *, de_minimis: int, recover_overpayments: bool) -> list[Order]:
+def orders_for(
+    corrections: Iterable[Correction],
+    *,
+    de_minimis: int,
+    recover_overpayments: bool,
+    carried: Mapping[str, int] | None = None,
+) -> list[Order]:
     """Per fund, the net of the corrections: positive is owed to the patient, negative was overpaid. An
     amount below ``de_minimis`` (fen) is waived; an overpayment becomes a recovery order only where the
     policy recovers overpayments, and is otherwise reported. The patient's own column is the other side
-    of every order, not an order."""
-    net: dict[str, int] = {}
+    of every order, not an order.
+
+    ``carried`` (fen per fund, positive owed to the patient) is what earlier orders hand on to these: a
+    reversal's re-adjudication re-issues the open orders the reversal cancelled, net of what it took back."""
+    net: dict[str, int] = _sum({}, carried or {}, 1)
     for correction in corrections:
         net = _sum(net, {fund: value for fund, value in correction.change.funds.items() if fund != OUT_OF_POCKET}, 1)
     orders = []

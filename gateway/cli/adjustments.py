@@ -1,4 +1,5 @@
-"""Re-adjudication from the command line: ``adjustments list``, ``adjustments run`` and ``adjustments close``.
+"""Re-adjudication from the command line: ``adjustments list`` (also ``report adjustments``), ``adjustments run``
+and ``adjustments close``.
 
 Gateways work the re-adjudication list in the background (MEDSETTLE_READJUDICATE_PER_SECOND); ``run`` works
 it now, unthrottled, from this process (after a large back-dated import, in a quiet hour, or with the
@@ -32,14 +33,7 @@ def add_adjustments_parser(commands: Any, *, actor: str, date: Callable[[str], d
     adjustments = commands.add_parser(
         "adjustments", help="re-adjudication: the orders for finance, and working the list now"
     ).add_subparsers(dest="action", required=True)
-    listing = adjustments.add_parser("list", help="orders booked in a period: payable, recovery, overpayment")
-    listing.add_argument(
-        "--from", dest="period_from", type=date, help="first booking day (default: first of --to's month)"
-    )
-    listing.add_argument("--to", dest="period_to", type=date, help="last booking day (default today, China time)")
-    listing.add_argument("--status", choices=adjustment_orders.STATUSES, help="only orders of this status")
-    listing.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    listing.set_defaults(run=cmd_adjustments_list)
+    add_listing_parser(adjustments, "list", date=date)
     run = adjustments.add_parser("run", help="re-adjudicate the pending person-years now, unthrottled")
     run.add_argument("--limit", type=int, default=100_000, help="at most this many person-years (default 100,000)")
     run.set_defaults(run=cmd_adjustments_run)
@@ -48,6 +42,22 @@ def add_adjustments_parser(commands: Any, *, actor: str, date: Callable[[str], d
     close.add_argument("--reference", required=True, help="finance's own reference, such as a transfer number")
     close.add_argument("--actor", default=actor, help="who closes it, for the audit trail")
     close.set_defaults(run=cmd_adjustments_close)
+
+
+LISTING_HELP = "orders booked in a period: payable, recovery, overpayment"
+
+
+def add_listing_parser(commands: Any, name: str, *, date: Callable[[str], dt.date]) -> None:
+    """The orders' listing as the subcommand ``name`` of ``commands``: ``adjustments list``, and ``report
+    adjustments`` beside the other finance reports (gateway/cli/reports.py), the same options and output."""
+    listing = commands.add_parser(name, help=LISTING_HELP)
+    listing.add_argument(
+        "--from", dest="period_from", type=date, help="first booking day (default: first of --to's month)"
+    )
+    listing.add_argument("--to", dest="period_to", type=date, help="last booking day (default today, China time)")
+    listing.add_argument("--status", choices=adjustment_orders.STATUSES, help="only orders of this status")
+    listing.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    listing.set_defaults(run=cmd_adjustments_list)
 
 
 def cmd_adjustments_list(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""``medsettle report daily|monthly|stats``: the daily statement for one booking day and the monthly one per
-fund and clinic (JSON, CSV or xlsx), and finance statistics."""
+"""``medsettle report daily|monthly|stats|adjustments``: the daily statement for one booking day and the monthly
+one per fund and clinic (JSON, CSV or xlsx), finance statistics, and re-adjudication's orders (the same
+listing as ``medsettle adjustments list``, gateway/cli/adjustments.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from adapters.policy_files import load_policy_book, policy_dir
 from adapters.report_models import DailyStatement, FinanceStatsReport, MonthlyStatement, Report
 from adapters.reports import Reports
 from adapters.xlsx_export import Table
+from gateway.cli.adjustments import add_listing_parser
 from gateway.cli.database import Connection, database_url, with_connection
 from gateway.service import china_today
 
@@ -148,3 +150,4 @@ def add_finance_parser(commands: Any) -> None:
     stats.add_argument("--to", dest="period_to", type=_date, help="last service date (default today)")
     stats.add_argument("--format", choices=["json", "csv"], default="json")
     stats.set_defaults(run=cmd_report_stats)
+    add_listing_parser(report, "adjustments", date=_date)  # the orders for finance, as `adjustments list`

@@ -28,17 +28,20 @@ async def monthly(client: Any, month: str, form: str = "json") -> Any:
     return await response.json() if form == "json" else await response.read()
 
 
-async def ledger_by_account(pool: asyncpg.Pool, first: dt.date, last: dt.date) -> dict[str, tuple[int, int]]:
-    """Each fund's (and the patient's) paid and reversed in fen over the days, straight from the ledger."""
+async def ledger_by_account(pool: asyncpg.Pool, first: dt.date, last: dt.date) -> dict[str, tuple[int, int, int]]:
+    """Each fund's (and the patient's) paid, reversed and adjusted in fen over the days, straight from the
+    ledger (other tests of the run re-adjudicate on these days too)."""
     async with pool.acquire() as connection:
         rows = await connection.fetch(
             "SELECT account, coalesce(sum(amount) FILTER (WHERE kind = 'settlement'), 0) AS paid,"
-            " coalesce(-sum(amount) FILTER (WHERE kind = 'reversal'), 0) AS given_back"
+            " coalesce(-sum(amount) FILTER (WHERE kind = 'reversal'), 0) AS given_back,"
+            " coalesce(sum(amount) FILTER (WHERE kind = 'adjustment'), 0) AS adjusted"
             " FROM ledger_entries WHERE booked_on BETWEEN $1 AND $2 AND account <> 'clinic' GROUP BY 1",
             first,
             last,
         )
-    return {row["account"]: (int(row["paid"]), int(row["given_back"])) for row in rows}  # numeric sums as int
+    # numeric sums as int
+    return {row["account"]: (int(row["paid"]), int(row["given_back"]), int(row["adjusted"])) for row in rows}
 
 
 def month_of(day: dt.date) -> tuple[str, dt.date, dt.date]:
@@ -56,12 +59,13 @@ async def test_the_month_per_fund_and_clinic_equals_the_ledger_in_json_xlsx_and_
     expected = await ledger_by_account(pool, first, last)
     funds = {fund["account"]: fund for fund in statement["by_fund"]}
     assert list(funds)[-1] == "patient" and {"insurance_fund", "priority_care_fund", "aid_fund"} <= set(funds)
-    for account, (paid, given_back) in expected.items():
+    for account, (paid, given_back, adjusted) in expected.items():
         fund = funds[account]
-        assert (fund["settlements_fen"], fund["reversals_fen"], fund["net_fen"]) == (
+        assert (fund["settlements_fen"], fund["reversals_fen"], fund["adjustments_fen"], fund["net_fen"]) == (
             paid,
             given_back,
-            paid - given_back,
+            adjusted,
+            paid - given_back + adjusted,
         )
         assert sum(line["net_fen"] for line in fund["clinics"]) == fund["net_fen"]
     (insurance_here,) = [line for line in funds["insurance_fund"]["clinics"] if line["clinic_id"] == CLINIC]
@@ -75,20 +79,21 @@ async def test_the_month_per_fund_and_clinic_equals_the_ledger_in_json_xlsx_and_
     summary = [list(row) for row in book.worksheets[0].iter_rows(values_only=True)]
     assert summary[0] == [
         "基金编码 Fund code", "基金名称 Fund", "结算笔数 Settlements", "结算金额 Paid", "冲正笔数 Reversals",
-        "冲正金额 Reversed", "净额 Net",
+        "冲正金额 Reversed", "调整笔数 Adjustments", "调整金额 Adjusted", "净额 Net",
     ]  # fmt: skip
     by_code = {row[0]: row for row in summary[1:-1]}
     assert by_code["insurance"][1] == "城乡居民基本医疗保险 basic medical insurance"
     assert fen(by_code["insurance"][3]) == expected["insurance_fund"][0]
     assert summary[-1][0] == "合计 Total"
-    assert fen(summary[-1][6]) == sum(paid - given_back for paid, given_back in expected.values())
+    net = sum(paid - given_back + adjusted for paid, given_back, adjusted in expected.values())
+    assert fen(summary[-1][8]) == net
     insurance_sheet = [list(row) for row in book.worksheets[2].iter_rows(values_only=True)]
     assert insurance_sheet[-1][0] == "合计 Total" and fen(insurance_sheet[-1][-1]) == funds["insurance_fund"]["net_fen"]
 
     text = (await monthly(client, month, "csv")).decode("utf-8")
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
     # Every line is one fund's to one clinic: a SUM over the Net column is the month's bills, net.
-    assert sum(fen(row["净额 Net"]) for row in rows) == sum(paid - given_back for paid, given_back in expected.values())
+    assert sum(fen(row["净额 Net"]) for row in rows) == net
     result = medsettle(database_url, "report", "monthly", "--month", month, "--format", "csv")
     assert result.returncode == 0, result.stderr
     assert result.stdout == text.replace("\r\n", "\n")
@@ -134,5 +139,5 @@ async def test_the_printable_monthly_statement_has_a_table_per_fund_with_its_tot
     assert f"<caption>按基金 By fund {month}</caption>" in page
     assert "<caption>城乡居民基本医疗保险 basic medical insurance</caption>" in page
     expected = await ledger_by_account(pool, first, last)
-    paid, given_back = expected["insurance_fund"]
-    assert f'<td class="money">{format_yuan_grouped(paid - given_back)}</td>' in page
+    paid, given_back, adjusted = expected["insurance_fund"]
+    assert f'<td class="money">{format_yuan_grouped(paid - given_back + adjusted)}</td>' in page

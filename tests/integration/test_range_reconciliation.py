@@ -45,8 +45,8 @@ async def test_totals_over_a_range_balance_or_name_each_field_and_the_days(clien
     assert result["balanced"] is True and result["differences"] == []
     assert (result["gateway_count"], result["gateway_sums_fen"]["total"]) == (4, 4 * BILL)
     assert result["days"] == [
-        {"date": "2026-05-11", "settlements": 2, "total": 2 * BILL},
-        {"date": "2026-05-12", "settlements": 2, "total": 2 * BILL},
+        {"date": "2026-05-11", "settlements": 2, "total": 2 * BILL, "adjustments": 0},
+        {"date": "2026-05-12", "settlements": 2, "total": 2 * BILL, "adjustments": 0},
     ]
     assert result["period"] == {"from": "2026-05-11", "to": "2026-05-12"}
 

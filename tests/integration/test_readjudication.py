@@ -245,12 +245,13 @@ async def test_a_bill_reversed_after_it_was_adjusted_takes_its_adjustments_back_
     assert second["cause_kind"] == "reversal" and second["status"] == "done"
     assert await paid_now(pool, settled["settlement_id"]) == dict.fromkeys(FUNDS, 0)
     assert await counters(pool, person) == {}
-    # The aid paid out on the first order is now overpaid: reported against the reversal.
+    # The aid the first order owed the patient went with the bill: the reversal cancelled the order, unpaid,
+    # and nothing is left to re-issue (tests/integration/test_reversed_orders.py has the other cases).
     rows = await pool.fetch(
-        "SELECT readjudication_id, kind, amount FROM adjustment_orders WHERE person_key = $1 ORDER BY 1",
+        "SELECT readjudication_id, kind, amount, status FROM adjustment_orders WHERE person_key = $1 ORDER BY 1",
         key_of(person),
     )
-    assert [(row["kind"], row["amount"]) for row in rows] == [("payable", aid), ("overpayment", aid)]
+    assert [(row["kind"], row["amount"], row["status"]) for row in rows] == [("payable", aid, "cancelled")]
 
 
 async def test_finance_lists_the_orders_and_closes_an_open_one_once(client: SignedClient, pool: asyncpg.Pool) -> None:

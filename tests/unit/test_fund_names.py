@@ -184,6 +184,9 @@ def test_the_statistics_csv_has_a_column_per_other_fund() -> None:
         "self_pay_first_fen": 0,
         "eligible_fen": 900,
         "unsplit_fen": 0,
+        "adjustments_count": 1,
+        "adjustments_fen": {"hardship_aid": 30, "critical_illness": -10, "out_of_pocket": -20},
+        "net_fen": {"hardship_aid": 130, "critical_illness": 240, "out_of_pocket": 80},
     }
     stats = FinanceStatsByLevel(
         period=Period(from_=dt.date(2026, 5, 1), to=dt.date(2026, 5, 31)),
@@ -191,8 +194,15 @@ def test_the_statistics_csv_has_a_column_per_other_fund() -> None:
         groups=[LevelGroup(level="county", **figures, other_funds_fen={"critical_illness": 250, "charity": 50})],
     )
     (row,) = csv.DictReader(io.StringIO(stats_csv(stats).lstrip("\ufeff")))
-    assert list(row)[-2:] == ["critical_illness_fen", "charity_fen"]
+    columns = list(row)
+    after_buckets = columns.index("unsplit_fen") + 1
+    assert columns[after_buckets : after_buckets + 3] == ["critical_illness_fen", "charity_fen", "adjustments_count"]
     assert (row["critical_illness_fen"], row["charity_fen"], row["insurance_fen"]) == ("250", "50", "500")
+    # Then the adjustments and the net, a column per fund and the patient last, in the report's order.
+    moved = [*(entry.code for entry in stats.funds), "out_of_pocket"]
+    assert columns[-12:] == [f"{code}_adjustments_fen" for code in moved] + [f"{code}_net_fen" for code in moved]
+    assert (row["critical_illness_adjustments_fen"], row["charity_adjustments_fen"]) == ("-10", "0")
+    assert (row["out_of_pocket_net_fen"], row["adjustments_count"]) == ("80", "1")
 
 
 def test_the_dashboard_draws_every_fund() -> None:

@@ -107,6 +107,14 @@ BUCKET_FIGURES = {
     "eligible_fen": 600,
     "unsplit_fen": 10,
 }
+# One adjustment booked in the period moved 50.00 of aid to the patient.
+ADJUSTMENT_FIGURES = {
+    "adjustments_count": 1,
+    "adjustments_fen": {"insurance": 0, "veteran_subsidy": 0, "hardship_aid": 5000, "critical_illness": 0,
+                        "out_of_pocket": -5000},
+    "net_fen": {"insurance": 400, "veteran_subsidy": 100, "hardship_aid": 5100, "critical_illness": 5,
+                "out_of_pocket": -4700},
+}  # fmt: skip
 
 
 def test_a_daily_statement_fits_its_schema() -> None:
@@ -229,13 +237,17 @@ def test_finance_statistics_by_each_dimension_fit_their_schema(by: r.Dimension) 
     stats = report(  # type: ignore[arg-type]
         period=PERIOD,
         funds=funds,
-        groups=[group(**{by: "x"}, **FIGURES, other_funds_fen={"critical_illness": 5}, **BUCKET_FIGURES)],
+        groups=[
+            group(
+                **{by: "x"}, **FIGURES, other_funds_fen={"critical_illness": 5}, **BUCKET_FIGURES, **ADJUSTMENT_FIGURES
+            )
+        ],
     )
     assert stats.by == by
     fits(stats, "FinanceStatsReport")
     encoded = msgspec.json.decode(msgspec.json.encode(stats))
     assert list(encoded) == ["by", "period", "funds", "groups"] and encoded["by"] == by
-    assert list(encoded["groups"][0]) == [by, *FIGURES, "other_funds_fen", *BUCKET_FIGURES], (
+    assert list(encoded["groups"][0]) == [by, *FIGURES, "other_funds_fen", *BUCKET_FIGURES, *ADJUSTMENT_FIGURES], (
         "the dimension's own key comes first"
     )
     assert encoded["period"] == {"from": "2026-01-01", "to": "2026-01-31"}
@@ -245,7 +257,7 @@ def test_a_group_under_another_dimension_does_not_fit() -> None:
     """The schema has teeth: a level report whose group is keyed by region is refused."""
     stats = r.FinanceStatsByLevel(
         period=PERIOD,
-        groups=[r.RegionGroup(region="Nanhe", **FIGURES, **BUCKET_FIGURES)],  # type: ignore[list-item]
+        groups=[r.RegionGroup(region="Nanhe", **FIGURES, **BUCKET_FIGURES, **ADJUSTMENT_FIGURES)],  # type: ignore[list-item]
     )
     with pytest.raises(jsonschema.ValidationError):
         fits(stats, "FinanceStatsReport")
