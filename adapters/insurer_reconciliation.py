@@ -346,8 +346,12 @@ def china_date(moment: dt.datetime) -> dt.date:
 
 
 def settled_on(record: DetailRecord) -> dt.date:
-    """The China date the insurer committed a settlement. Raises ValueError for a time not in its format."""
-    return dt.datetime.strptime(record.settled_at, protocol.INF_TIME_FORMAT).date()
+    """The China date the insurer committed a settlement (``yyyy-MM-dd HH:mm:ss``, China time). Raises ValueError
+    for a time not in that form. (fromisoformat, not strptime: a tenth of the cost, on every row of a day.)"""
+    text = record.settled_at
+    if len(text) != 19 or text[10] != " ":
+        raise ValueError(f"not a time in the form yyyy-MM-dd HH:mm:ss: {text[:40]!r}")
+    return dt.datetime.fromisoformat(text).date()
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from adapters.insurer_reconciliation import (
     compare,
     gateway_totals,
     id_bounds,
+    settled_on,
 )
 
 DAY = dt.date(2026, 5, 1)
@@ -370,3 +371,10 @@ def test_message_ids_of_a_window_lie_between_its_bounds() -> None:
     ]
     assert all(low <= mid < high for mid in inside)
     assert not any(low <= mid < high for mid in outside)
+
+
+@pytest.mark.parametrize("text", ["2026-05-01T10:00:00", "2026-13-01 10:00:00", "2026-05-01 10:00", "garbage"])
+def test_an_insurer_time_not_in_its_form_is_refused(text: str) -> None:
+    record = msgspec.structs.replace(theirs(message_id(at(DAY), 1), 100), settled_at=text)
+    with pytest.raises(ValueError):
+        settled_on(record)
