@@ -1,7 +1,8 @@
 """Reports: the one door through which the gateway and the command line read what was settled.
 
 Every read-only report query is reached through ``Reports``: daily statements and
-reconciliation (``adapters.finance``), totals over a range (``adapters.range_reconciliation``),
+reconciliation (``adapters.finance``), totals over a range (``adapters.range_reconciliation``), the
+gateway's side of a reconciliation with the insurer (``adapters.insurer_reconciliation``),
 monthly statements (``adapters.monthly_statement``), settlement search (``adapters.settlement_search``),
 a person's year (``adapters.person_statement``),
 finance statistics (``adapters.finance_stats``), registry statistics (``adapters.registry_stats``)
@@ -34,6 +35,7 @@ from adapters import (
     dashboard_figures,
     finance,
     finance_stats,
+    insurer_reconciliation,
     person_statement,
     range_reconciliation,
     registry_stats,
@@ -151,6 +153,15 @@ class Reports:
         ``ReconciliationError`` for a range that cannot be reconciled (too wide, or ending before it starts)."""
         async with self._reporting() as connection:
             return await range_reconciliation.reconcile_totals(connection, request, funds=self.funds)
+
+    async def insurer_ledger(
+        self, institution_code: str, first: dt.date, last: dt.date, also: Sequence[str]
+    ) -> list[insurer_reconciliation.LedgerMessage]:
+        """The gateway's side of a reconciliation with the insurer: its settle messages sent from ``first`` to
+        ``last`` (China dates) and those with the ids ``also``, each with its settlement and its cancels
+        (adapters/insurer_reconciliation.py)."""
+        async with self._reporting() as connection:
+            return await insurer_reconciliation.read_ledger(connection, institution_code, first, last, also)
 
     async def search_settlements(self, search: Search) -> SettlementPage:
         """One page of the settlements a search finds (adapters/settlement_search.py); ``SearchError`` for a

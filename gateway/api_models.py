@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 
-from adapters import finance, range_reconciliation
+from adapters import finance, insurer_reconciliation, range_reconciliation
 from settlement.eligibility import FundStanding, ProgrammeStanding
 from settlement.explain import explain
 from settlement.models import (
@@ -209,6 +209,16 @@ class TotalsReconciliationRequest(
 ):
     """Totals over booking days ``from``..``to``; ``clinic_id`` omitted is every clinic (finance, admin)."""
 
+    clinic_id: ClinicId | None = None
+
+
+class InsurerReconciliationRequest(Wire, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A day to reconcile with the insurer's core (the China date the insurer committed its settlements), and
+    the clinic's own list of that day's settlements if it has one, the lines ``POST /v1/finance/reconciliation``
+    takes; ``clinic_id`` narrows the list's comparison to that clinic's settlements (omitted: every clinic's)."""
+
+    day: dt.date
+    clinic_list: insurer_reconciliation.ClinicList | None = None
     clinic_id: ClinicId | None = None
 
 

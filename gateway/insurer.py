@@ -124,6 +124,18 @@ class RemotePaid:
     visit_id: str
 
 
+def insurer_config(link: InsurerLink, url_override: str | None = None) -> InsurerConfig:
+    """How a client reaches the insurer a policy names (``url_override``: MEDSETTLE_INSURER_URL)."""
+    return InsurerConfig(
+        base_url=url_override or link.url,
+        institution_code=link.institution_code,
+        institution_name=link.institution_name,
+        area_code=link.area_code,
+        total_timeout=link.timeout_ms / 1000,
+        connect_timeout=link.connect_timeout_ms / 1000,
+    )
+
+
 def unavailable(detail: str, retry_after: int = 1) -> Refused:
     return Refused("insurer_unavailable", detail, retry_after=retry_after)
 
@@ -173,14 +185,7 @@ class RemoteSteps:
             if self._session is None:
                 # One connection pool for every call to the insurer; a reset connection is simply reopened.
                 self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
-            config = InsurerConfig(
-                base_url=self.url_override or link.url,
-                institution_code=link.institution_code,
-                institution_name=link.institution_name,
-                area_code=link.area_code,
-                total_timeout=link.timeout_ms / 1000,
-                connect_timeout=link.connect_timeout_ms / 1000,
-            )
+            config = insurer_config(link, self.url_override)
             found = self._clients[link] = InsurerClient(self._session, config, on_call=self._observe)
         return found
 

@@ -94,6 +94,8 @@ TITLES = {
     "insurer_refused": "The insurer's core refused the bill",
     "insurer_disagrees": "The insurer's answer cannot be booked on this bill; it was undone",
     "insurer_unavailable": "The insurer's core is unavailable; retry with the same request id",
+    "insurer_query_refused": "The insurer's core refused a reconciliation query",
+    "no_insurer": "No policy version settles beside an insurer's core",
 }
 
 

@@ -24,6 +24,7 @@ from gateway.cli.insurer_sim import add_insurer_sim_parser
 from gateway.cli.maintenance import cmd_audit, cmd_check, cmd_migrate
 from gateway.cli.policy import add_policy_parser
 from gateway.cli.reader_sim import add_reader_sim_parser
+from gateway.cli.reconcile import add_reconcile_parser
 from gateway.cli.registry import DRY_RUN_SHOWN, FULL_LIST_HELP, cmd_clinics_import, cmd_import, cmd_registry_stats
 from gateway.cli.reports import add_finance_parser
 from gateway.cli.serve import cmd_serve
@@ -159,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_insurer_sim_parser(commands)  # medsettle insurer-sim: the insurer's core, simulated (cli/insurer_sim.py)
     add_dashboard_link_parser(commands)  # medsettle dashboard-link: a browser login link (cli/dashboard_link.py)
     add_finance_parser(commands)  # medsettle report daily (gateway/cli/reports.py)
+    add_reconcile_parser(commands, date=_date)  # medsettle reconcile insurer (cli/reconcile.py)
     add_catalogue_parser(commands, actor=actor, date=_date)  # medsettle catalogue import (cli/catalogue.py)
     add_policy_parser(commands)  # medsettle policy what-if (cli/policy.py)
     add_adjustments_parser(commands, actor=actor, date=_date)  # medsettle adjustments list|run|close

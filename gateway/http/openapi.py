@@ -124,6 +124,22 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
             }
         ],
     },
+    "InsurerReconciliationRequest": {
+        "day": "2026-05-01",
+        "clinic_id": "C001",
+        "clinic_list": [
+            {
+                "settlement_id": "2f6e1c7a-93d4-4d3e-9a8c-0b7f5e4d3c2a",
+                "total": 40000000,
+                "insurance": 20000000,
+                "veteran_subsidy": 0,
+                "hardship_aid": 4865625,
+                "out_of_pocket": 1310937,
+                "other_funds": {"critical_illness": 13512500, "tilted_aid": 310938},
+                "request_id": "demo-0001",
+            }
+        ],
+    },
     "WhatIfRequest": {"policy": _CANDIDATE_POLICY, "from": "2026-01-01", "to": "2026-06-30", "by": "level"},
 }
 # A browser form's example, field by field.

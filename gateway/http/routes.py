@@ -7,7 +7,7 @@ a route cannot be added without saying what it takes and answers.
 
 from __future__ import annotations
 
-from adapters import adjustment_orders, finance_stats, statement_export
+from adapters import adjustment_orders, finance_stats, insurer_reconciliation, statement_export
 from adapters import report_models as reports
 from adapters.what_if import WhatIfReport
 from gateway import api_models as api
@@ -315,6 +315,26 @@ ROUTES = [
                 Reply(description="Balanced or not, each field that differs", model=reports.TotalsReconciliation),
             ),
         ),
+    ),
+    Route(
+        "POST",
+        "/v1/finance/reconciliation/insurer",
+        finance.insurer_reconciliation_day,
+        REPORTING,
+        Doc(
+            "Reconcile a day beside the insurer's core three ways: the insurer's totals and detail (3201, 3202), the"
+            " ledger and the clinic's list if sent, per fund; every discrepancy with the repair it needs"
+            " (admin, finance)",
+            body=api.InsurerReconciliationRequest,
+            replies=(
+                Reply(
+                    description="Each side's totals, the insurer's verdict, and every discrepancy",
+                    model=insurer_reconciliation.InsurerReconciliation,
+                ),
+            ),
+            errors=(404, 502),
+        ),
+        max_body=finance.RECONCILIATION_MAX_BODY,
     ),
     Route(
         "GET",

@@ -23,6 +23,7 @@ from adapters.insurer.simulator import Delay, Faults, FaultScope, SimulatorServe
 from adapters.policy_files import load_policy_book
 from gateway.app_keys import service_key
 from gateway.insurer import visit_of
+from gateway.service import china_today
 from tests.integration.conftest import ADMIN, COUNTY, SignedClient, bill, fresh_national_id, own_gateway
 from tests.integration.fault_tally import Tally, settle_up
 
@@ -84,6 +85,14 @@ class County:
         print(f"[{self.tally.scenario}] in force at the insurer {in_force}, orphans 0")
         assert outcome.lost == [] and outcome.double_counted == [] and outcome.violations == []
         assert self.tally.internal_errors == 0
+        # And the day's three-way reconciliation (tests/integration/test_insurer_reconciliation.py) finds nothing.
+        response = await self.client.post(
+            "/v1/finance/reconciliation/insurer",
+            json={"day": str(china_today())},
+            headers={"X-Terminal-Id": "finance-1"},
+        )
+        report = await response.json()
+        assert response.status == 200 and report["clean"] and report["discrepancies"] == [], report
 
 
 async def both_sides_agree(pool: asyncpg.Pool, insurer: SimulatorServer) -> int:

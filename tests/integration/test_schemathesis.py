@@ -95,9 +95,10 @@ BUSINESS_RULES: dict[str, Any] = {
     ),
     # A reconciliation list names each settlement once: uniqueness by one property of the items. A what-if's
     # window starts no later than it ends. A search's cursor is one a page gave. An annual statement's year is not
-    # in the future (today's date, China time).
+    # in the future (today's date, China time); a day reconciled with the insurer is from 2000 to tomorrow.
     "validation_failed": lambda problem: (
-        (problem.get("field") == "settlements" and "listed twice" in problem["detail"])
+        (problem.get("field") in ("settlements", "clinic_list") and "listed twice" in problem["detail"])
+        or (problem.get("field") == "day" and re.search(r"after tomorrow|before 2000", problem["detail"]))
         or (problem.get("field") == "from" and "after" in problem["detail"])
         or problem.get("field") == "after"
         or (problem.get("field") == "year" and "later than this year" in problem["detail"])
@@ -149,6 +150,7 @@ SIGNER = {
     ("GET", "/v1/finance/stats"): "finance-1",
     ("POST", "/v1/finance/reconciliation"): "finance-1",
     ("POST", "/v1/finance/reconciliation/totals"): "finance-1",
+    ("POST", "/v1/finance/reconciliation/insurer"): "finance-1",
     ("GET", "/v1/finance/adjustments"): "finance-1",
     ("POST", "/v1/finance/adjustments/{order_id}/close"): "finance-1",
     ("GET", "/v1/finance/monthly"): "finance-1",

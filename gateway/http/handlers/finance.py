@@ -1,16 +1,21 @@
-"""Finance handlers: daily and monthly statements (JSON, CSV or xlsx) and reconciliation of a clinic's or fund's list.
+"""Finance handlers: daily and monthly statements (JSON, CSV or xlsx), reconciliation of a clinic's or fund's list,
+and the three-way reconciliation of a day with the insurer's core.
 
 Routes are listed in ``gateway.http.routes``. They read through ``adapters.reports.Reports`` and write a
-clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app.
+clean reconciliation's confirmation through ``adapters.finance.Confirmations``, both from the app; the
+insurer's side of a three-way reconciliation comes through the service's client (``Service.remote``).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import uuid
 
 from aiohttp import web
 
-from adapters import adjustment_orders, finance_stats, statement_export, xlsx_export
+from adapters import adjustment_orders, finance_stats, insurer_reconciliation, statement_export, xlsx_export
+from adapters.insurer.client import InsurerRefused, InsurerUnreachable, OutcomeUnknown
 from adapters.monthly_statement import monthly_tables
 from adapters.reports import ReconciliationError, WindowTooLarge
 from adapters.what_if import what_if_csv
@@ -30,7 +35,7 @@ from gateway.http.requests import (
     wants_csv,
 )
 from gateway.http.responses import csv_response, download, respond
-from gateway.problems import ApiError
+from gateway.problems import ApiError, shown
 from gateway.service import china_today
 from settlement.chain_policy import parse_chain
 from settlement.errors import PolicyError
@@ -130,6 +135,55 @@ async def reconciliation_totals(request: web.Request) -> web.Response:
         result = await request.app[reports_key].reconcile_totals(body)
     except ReconciliationError as error:
         raise ApiError(422, error.code, str(error), field=error.field) from None
+    return respond(request, result)
+
+
+# The first day a reconciliation with the insurer may ask for: nothing was settled beside it before.
+FIRST_INSURER_DAY = dt.date(2000, 1, 1)
+
+
+async def insurer_reconciliation_day(request: web.Request) -> web.Response:
+    """A day beside the insurer's core, three ways: the insurer's 3201 totals and 3202 detail, the ledger, and
+    the clinic's list if sent; every discrepancy with its repair (adapters/insurer_reconciliation.py)."""
+    body = await decode_body(request, api.InsurerReconciliationRequest)
+    # Tomorrow too: around midnight the insurer's clock may be ahead of this one, and a message sent before
+    # midnight and committed after it counts on the insurer's day.
+    tomorrow = china_today() + dt.timedelta(days=1)
+    if body.day > tomorrow:
+        raise ApiError(422, "validation_failed", f"day {body.day} is after tomorrow (China time)", field="day")
+    if body.day < FIRST_INSURER_DAY:
+        raise ApiError(422, "validation_failed", f"day {body.day} is before 2000", field="day")
+    service = request.app[service_key]
+    link = service.insurer_link()
+    if link is None:
+        raise ApiError(404, "no_insurer", "no policy version settles beside an insurer's core ([insurer])")
+    if body.clinic_id is not None:
+        request[clinic_key] = body.clinic_id
+    reports = request.app[reports_key]
+    try:
+        result = await insurer_reconciliation.reconcile(
+            body.day,
+            client=service.remote.client(link),
+            new_message_id=functools.partial(service.store.insurer_log.new_message_id, link.institution_code),
+            ledger=reports.insurer_ledger,
+            fund_types=insurer_reconciliation.remote_fund_types(service.policies),
+            funds=reports.funds,
+            clinic_list=body.clinic_list,
+            clinic_id=body.clinic_id,
+        )
+    except ReconciliationError as error:
+        raise ApiError(422, error.code, str(error), field=error.field) from None
+    except (InsurerUnreachable, OutcomeUnknown):
+        raise ApiError(
+            503, "insurer_unavailable", "the insurer's core did not answer the reconciliation's queries", retry_after=5
+        ) from None
+    except InsurerRefused as refused:
+        # The insurer's words may quote anything: shown() masks a national ID in them.
+        raise ApiError(
+            502,
+            "insurer_query_refused",
+            f"the insurer refused the reconciliation's query ({refused.infcode}): {shown(refused.message)}",
+        ) from None
     return respond(request, result)
 
 
