@@ -35,10 +35,10 @@ Y = 100
 TIMEOUT_MS = 400
 
 
-def fast_policy(folder: Path) -> Path:
-    """The example policy with the insurer's timeout cut to 400 ms (and connecting to 200 ms)."""
+def fast_policy(folder: Path, timeout_ms: int = TIMEOUT_MS) -> Path:
+    """The example policy with the insurer's timeout cut to ``timeout_ms`` (and connecting to 200 ms)."""
     text = BESIDE.read_text(encoding="utf-8")
-    text = text.replace("timeout_ms = 3000", f"timeout_ms = {TIMEOUT_MS}").replace(
+    text = text.replace("timeout_ms = 3000", f"timeout_ms = {timeout_ms}").replace(
         "connect_timeout_ms = 500", "connect_timeout_ms = 200"
     )
     folder.mkdir(parents=True, exist_ok=True)
@@ -317,6 +317,8 @@ async def test_an_answer_never_booked_is_cancelled_by_the_sweeper(
     # settles afresh, once.
     folder = fast_policy(tmp_path_factory.mktemp("beside-lost"))
     async with losing_the_first_commit(database_url, settings, folder) as lost:
+        sweeper = lost.service.sweeper
+        sweeper.link_for = lambda: None  # the background sweeper waits until this test sweeps by hand
         person = await lost.register(("insurance", "resident"))
         body = referred(person, ("A", 2_000 * Y))
         status, problem, _ = await lost.settle(body)
@@ -324,7 +326,8 @@ async def test_an_answer_never_booked_is_cancelled_by_the_sweeper(
         async with lost.pool.acquire() as connection:
             assert await connection.fetchval("SELECT state FROM insurer_messages") == "answered"
         await asyncio.sleep(1 + 3 * TIMEOUT_MS / 1000)  # past the grace
-        assert await lost.service.sweeper.sweep() == 1
+        sweeper.link_for = lost.service.insurer_link
+        assert await sweeper.sweep() == 1
         assert [s.state for s in lost.insurer.simulator.state().settlements] == ["cancelled"]
         status, answer, _ = await lost.settle(body)
         assert status == 201, answer

@@ -47,7 +47,9 @@ async def message_state(pool: asyncpg.Pool, request_id: str) -> list[str]:
 
 
 async def test_a_gateway_killed_after_the_insurers_answer_loses_nothing(database_url: str, tmp_path: Path) -> None:
-    folder = fast_policy(tmp_path / "policy")
+    # A 1.5 s timeout gives a 5.5 s grace: the retry "at once" always comes before the sweeper may act, however
+    # loaded the machine.
+    folder = fast_policy(tmp_path / "policy", timeout_ms=1_500)
     processes: list[subprocess.Popen[str]] = []
 
     def gateway(port: int, name: str, **settings: str) -> subprocess.Popen[str]:
