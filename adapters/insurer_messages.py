@@ -224,14 +224,6 @@ async def open_count(connection: asyncpg.Connection | asyncpg.Pool) -> int:
     )
 
 
-async def messages_on(connection: asyncpg.Connection | asyncpg.Pool, day: dt.date) -> list[Message]:
-    """Every message about bills of a service date, for reconciliation."""
-    rows = await connection.fetch(
-        f"SELECT {_COLUMNS} FROM insurer_messages WHERE service_date = $1 ORDER BY sent_at", day
-    )
-    return [_message(row) for row in rows]
-
-
 class MessageLog:
     """The message record over the gateway's pool: what gateway/insurer.py reads and writes."""
 
