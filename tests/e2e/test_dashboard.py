@@ -22,6 +22,7 @@ import pytest
 
 from gateway.dashboard.sessions import COOKIE, login_link, login_signature, make_session, session_secret
 from gateway.service import china_today
+from settlement.money import format_yuan_grouped
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, TOWNSHIP, bill, register
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -135,10 +136,10 @@ async def test_dashboard_in_chromium(client, pool, tmp_path):
     expected = await database_totals(pool, period_from, period_to)
     assert expected["count"] >= 3  # the seeded settlements are in the period; the reversal is not counted
     assert shown == expected
-    # The visible figures are the same totals in yuan, and every chart is drawn.
+    # The visible figures are the same totals as money (thousands separated), and every chart is drawn.
     for key in ("total", "insurance", "hardship_aid", "out_of_pocket"):
         fen = expected[key]
-        assert f'id="total-{key.replace("_", "-")}">{fen // 100}.{fen % 100:02d}<' in dom
+        assert f'id="total-{key.replace("_", "-")}">{format_yuan_grouped(fen)}<' in dom
     for chart in ("chart-daily", "chart-payers", "chart-levels", "chart-oop"):
         assert f'id="{chart}"' in dom
     buckets = [int(count) for count in re.findall(r'data-bucket="\d" data-count="(\d+)"', dom)]

@@ -1,0 +1,121 @@
+"""The dashboard's pages without a browser: the list behind a figure, and the exports.
+
+The browser's view of the same pages is tests/e2e/test_dashboard.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from typing import Any
+
+import pytest
+
+from adapters.dashboard_figures import Behind, settlements_behind
+from adapters.settlement_search import Cursor
+from gateway.dashboard.sessions import COOKIE, make_session, session_secret
+from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, bill, register
+
+pytestmark = pytest.mark.integration
+
+# What an API client sends.
+API = {"Accept": "application/json"}
+SECRET = session_secret(KEY_ENCRYPTION_KEY)
+
+
+def session_of(client: Any, terminal: str, *, seconds: int = 300) -> dict[str, str]:
+    key = client.by_terminal[terminal]
+    return {COOKIE: make_session(SECRET, key.key_id, int(time.time()) + seconds)}
+
+
+# ---------------------------------------------------------------- the settlements behind a figure
+
+
+async def test_the_list_behind_a_figure_pages_through_every_settlement_once(client, pool):
+    person = await register(client, ("insurance", "resident"))
+    day = dt.date(2026, 4, 7)
+    for amount in (10_000, 20_000, 30_000, 40_000, 50_000):
+        body = bill(person, ("A", amount), visit_type="outpatient", service_date=day.isoformat())
+        assert (await client.post("/v1/settlements", json=body, headers=COUNTY)).status == 201
+    async with pool.acquire() as connection:
+        expected = [
+            str(row["settlement_id"])
+            for row in await connection.fetch(
+                """SELECT settlement_id FROM settlements WHERE service_date = $1 AND clinic_id = 'C001'
+                   AND reversed_at IS NULL ORDER BY created_at, settlement_id""",
+                day,
+            )
+        ]
+        total = await connection.fetchval(
+            "SELECT sum(total) FROM settlements WHERE service_date = $1 AND clinic_id = 'C001' AND reversed_at IS NULL",
+            day,
+        )
+        seen: list[str] = []
+        after = None
+        for _ in range(len(expected) + 1):  # bounded: a page of two at a time
+            page = await settlements_behind(connection, Behind(day, day, clinic_id="C001", limit=2, after=after))
+            assert (page.totals.count, page.totals.total) == (len(expected), total)  # the whole list's, every page
+            seen += [str(item.settlement_id) for item in page.items]
+            if page.next is None:
+                break
+            after = Cursor.parse(page.next)
+        assert seen == expected and len(expected) >= 5
+        by_level = await settlements_behind(connection, Behind(day, day, level="county", limit=500))
+        assert {str(item.settlement_id) for item in by_level.items} >= set(expected)
+        assert by_level.clinic_names["C001"] == "示范县人民医院"
+
+    # The page shows the first page and links to the next with the cursor.
+    cookies = session_of(client, "finance-1")
+    page = await client.client.get(f"/dashboard/settlements?from={day}&to={day}&clinic=C001", cookies=cookies)
+    text = await page.text()
+    assert page.status == 200
+    assert len(re.findall(r'<tr data-settlement="', text)) == len(expected)  # fewer than a page: no next link
+    assert 'id="next-page"' not in text and f'data-count="{len(expected)}"' in text
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("level=city", "level"),
+        ("clinic=C001&level=county", "level"),
+        ("after=not-a-cursor", "after"),
+        ("from=2026-02-30", "from"),
+        ("from=2026-05-02&to=2026-05-01", "from"),
+    ],
+)
+async def test_a_list_that_cannot_be_made_is_a_422_naming_the_field(client, query, field):
+    response = await client.client.get(
+        f"/dashboard/settlements?{query}", cookies=session_of(client, "finance-1"), headers=API
+    )
+    assert response.status == 422
+    assert (await response.json())["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("query", "field"), [("table=people", "table"), ("table=days&format=pdf", "format"), ("", "table")]
+)
+async def test_an_export_that_cannot_be_made_is_a_422_naming_the_field(client, query, field):
+    response = await client.client.get(
+        f"/dashboard/export?{query}", cookies=session_of(client, "finance-1"), headers=API
+    )
+    assert response.status == 422
+    assert (await response.json())["field"] == field
+
+
+async def test_an_export_is_a_download_named_for_its_table_and_period(client):
+    cookies = session_of(client, "admin-1")  # admin may open the dashboard too
+    response = await client.client.get(
+        "/dashboard/export?table=levels&format=csv&from=2026-04-01&to=2026-04-30", cookies=cookies
+    )
+    assert response.status == 200
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="dashboard-levels-all-2026-04-01-2026-04-30.csv"'
+    )
+    lines = (await response.read()).decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("级别 Level,结算笔数 Settlements,费用总额 Total,")
+    assert [line.split(",")[0] for line in lines[1:]] == [
+        "村卫生服务站 village",
+        "镇(社区)卫生服务中心 township",
+        "县级医院 county",
+    ]
