@@ -42,9 +42,9 @@ from gateway.dashboard.sessions import (
     DIGITS,
     MAX_LINK_SECONDS,
     SESSION_SECONDS,
+    genuine_session,
     login_signature,
     make_session,
-    read_session,
     session_secret,
 )
 from gateway.problems import ApiError
@@ -119,12 +119,15 @@ async def dashboard_login(request: web.Request) -> web.Response:
 
 
 async def session_key(request: web.Request) -> Any:
-    """The active finance or admin key behind the request's session cookie; 401 without one."""
+    """The active finance or admin key behind the request's session cookie; 401 without one, or once it has
+    expired (``session_expired``, so that the page can say the session ended)."""
     service, secret = _app_parts(request)
-    key_id = read_session(secret, request.cookies.get(COOKIE, ""), time.time())
-    if key_id is None:
+    session = genuine_session(secret, request.cookies.get(COOKIE, ""))
+    if session is None:
         raise ApiError(401, "signature_missing", "sign in with a link from `medsettle dashboard-link`")
-    return await _active_key(service, key_id)
+    if session.expires <= time.time():
+        raise ApiError(401, "session_expired", "the session has ended; sign in with a new link")
+    return await _active_key(service, session.key_id)
 
 
 # ---------------------------------------------------------------- figures

@@ -16,6 +16,7 @@ from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
 from gateway.dashboard.drill_down import dashboard_export, dashboard_settlements
 from gateway.dashboard.pages import LEVELS, dashboard, dashboard_login
+from gateway.dashboard.refusals import refusal_page
 from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.apidocs import docs_page
 from gateway.http.handlers import finance, health, people, registry, settlements
@@ -456,6 +457,7 @@ ROUTES = [
             replies=(Reply(303, "Signed in: a session cookie, and on to /dashboard"),),
             errors=(401, 403),
         ),
+        refusal_page=refusal_page,
     ),
     Route(
         "GET",
@@ -473,6 +475,7 @@ ROUTES = [
             replies=(Reply(description="The dashboard page", media=("text/html",)),),
             errors=(401, 403, 422),
         ),
+        refusal_page=refusal_page,
     ),
     Route(
         "GET",
@@ -492,6 +495,7 @@ ROUTES = [
             replies=(Reply(description="The page of settlements", media=("text/html",)),),
             errors=(401, 403, 422),
         ),
+        refusal_page=refusal_page,
     ),
     Route(
         "GET",
@@ -513,6 +517,7 @@ ROUTES = [
             replies=(Reply(description="The file", media=("text/csv", XLSX_MEDIA_TYPE)),),
             errors=(401, 403, 422),
         ),
+        refusal_page=refusal_page,
     ),
     Route(
         "GET",
@@ -529,6 +534,7 @@ ROUTES = [
             replies=(Reply(description="The form", media=("text/html",)),),
             errors=(401, 403, 422),
         ),
+        refusal_page=refusal_page,
     ),
     Route(
         "POST",
@@ -556,5 +562,6 @@ ROUTES = [
             ),
             errors=(400, 401, 403, 413),
         ),
+        refusal_page=refusal_page,
     ),
 ]

@@ -154,7 +154,7 @@ async def test_dashboard_in_chromium(client, pool, tmp_path):
     refused = await chromium(
         tmp_path, "--dump-dom", login_link(base_url(client), terminal.key_id, terminal.secret, minutes=5)
     )
-    assert "Finance dashboard" not in refused and "forbidden" in html.unescape(refused)
+    assert 'id="totals"' not in refused and 'data-code="forbidden"' in html.unescape(refused)
 
 
 # ---------------------------------------------------------------- the login flow without a browser

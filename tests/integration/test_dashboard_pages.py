@@ -1,4 +1,5 @@
-"""The dashboard's pages without a browser: the list behind a figure, and the exports.
+"""The dashboard's pages without a browser: refusals as pages or problems, the list behind a figure, and
+the exports.
 
 The browser's view of the same pages is tests/e2e/test_dashboard.py.
 """
@@ -14,12 +15,13 @@ import pytest
 
 from adapters.dashboard_figures import Behind, settlements_behind
 from adapters.settlement_search import Cursor
-from gateway.dashboard.sessions import COOKIE, make_session, session_secret
+from gateway.dashboard.sessions import COOKIE, login_signature, make_session, session_secret
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, bill, register
 
 pytestmark = pytest.mark.integration
 
-# What an API client sends.
+# What Chromium sends for a page it navigates to; and what an API client sends.
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8"}
 API = {"Accept": "application/json"}
 SECRET = session_secret(KEY_ENCRYPTION_KEY)
 
@@ -27,6 +29,48 @@ SECRET = session_secret(KEY_ENCRYPTION_KEY)
 def session_of(client: Any, terminal: str, *, seconds: int = 300) -> dict[str, str]:
     key = client.by_terminal[terminal]
     return {COOKIE: make_session(SECRET, key.key_id, int(time.time()) + seconds)}
+
+
+# ---------------------------------------------------------------- a refusal, as a page or as a problem
+
+
+async def test_a_browser_gets_a_page_saying_what_to_do_and_an_api_client_its_problem(client):
+    finance = client.by_terminal["finance-1"]
+    past = int(time.time()) - 5
+    expired_link = (
+        f"/dashboard/login?key_id={finance.key_id}&expires={past}"
+        f"&sig={login_signature(finance.secret, finance.key_id, past)}"
+    )
+    cases = [
+        ("/dashboard", {}, 401, "signature_missing", "尚未登录"),
+        ("/dashboard", session_of(client, "finance-1", seconds=-1), 401, "session_expired", "登录已过期"),
+        ("/dashboard/settlements", session_of(client, "finance-1", seconds=-1), 401, "session_expired", "登录已过期"),
+        ("/dashboard/export?table=days", session_of(client, "finance-1", seconds=-1), 401, "session_expired", ""),
+        ("/dashboard/what-if", {COOKIE: "garbage"}, 401, "signature_missing", "尚未登录"),
+        ("/dashboard", session_of(client, "term-C001"), 403, "forbidden", "此密钥无权打开结算看板"),
+        (expired_link, {}, 401, "timestamp_out_of_window", "登录链接已过期"),
+        ("/dashboard?from=2026-13-01", session_of(client, "finance-1"), 422, "validation_failed", "无法显示此页面"),
+    ]
+    for path, cookies, status, code, heading in cases:
+        page = await client.client.get(path, cookies=cookies, headers=BROWSER, allow_redirects=False)
+        text = await page.text()
+        assert (page.status, page.content_type) == (status, "text/html"), (path, text[:300])
+        assert f'data-code="{code}"' in text and heading in text, (path, text[:300])
+        assert "Set-Cookie" not in page.headers and page.headers["Cache-Control"] == "no-store"
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"] and "<script" not in text
+        if status == 401:
+            assert "medsettle dashboard-link --terminal finance-1" in text
+        # An API client, and one that names no type (curl's */*), keep the problem+json.
+        for headers in (API, {"Accept": "*/*"}, {}):
+            problem = await client.client.get(path, cookies=cookies, headers=headers, allow_redirects=False)
+            assert (problem.status, problem.content_type) == (status, "application/problem+json"), (path, headers)
+            assert (await problem.json())["code"] == code
+
+
+async def test_only_the_dashboards_pages_answer_a_browser_with_a_page(client):
+    """The signed API refuses a browser with problem+json as ever: a page is the dashboard's alone."""
+    response = await client.client.get("/v1/clinics", headers=BROWSER)
+    assert (response.status, response.content_type) == (401, "application/problem+json")
 
 
 # ---------------------------------------------------------------- the settlements behind a figure
