@@ -221,28 +221,3 @@ async def test_login_refusals(client):
         assert response.status in (401, 403), value
     genuine = make_session(secret, finance.key_id, now + 300)
     assert (await client.client.get("/dashboard", cookies={COOKIE: genuine})).status == 200
-
-
-def test_dashboard_link_command(tmp_path, capsys):
-    # Through the parser, not gateway.cli.main: main configures logging onto the captured stdout.
-    from gateway.cli.main import build_parser
-    from gateway.config import load_settings
-
-    def run(*argv: str) -> int:
-        args = build_parser().parse_args(["dashboard-link", *argv])
-        return args.run(load_settings({}), args)
-
-    keys = tmp_path / "keys.json"
-    keys.write_text('{"finance-1": {"key_id": "k_abc", "secret": "sk_s"}}', encoding="utf-8")
-    assert run("--keys", str(keys), "--minutes", "10", "--url", "http://gw:9000") == 0
-    link = capsys.readouterr().out.strip()
-    match = re.fullmatch(r"http://gw:9000/dashboard/login\?key_id=k_abc&expires=(\d+)&sig=([0-9a-f]{64})", link)
-    assert match, link
-    expires = int(match[1])
-    assert abs(expires - (time.time() + 600)) < 5
-    assert match[2] == login_signature("sk_s", "k_abc", expires)
-    assert run("--keys", str(keys), "--terminal", "nobody") == 2
-    assert run("--keys", str(keys), "--minutes", "0") == 2
-    capsys.readouterr()
-    assert run("--key-id", "k_given", "--secret", "sk_given", "--url", "http://gw") == 0
-    assert capsys.readouterr().out.startswith("http://gw/dashboard/login?key_id=k_given&expires=")

@@ -1,20 +1,24 @@
-"""The dashboard's pages without a browser: refusals as pages or problems, the list behind a figure, and
-the exports.
+"""The dashboard's pages without a browser: refusals as pages or problems, the list behind a figure, the
+exports' refusals, and ``medsettle dashboard-link`` refusing a key the dashboard would refuse.
 
 The browser's view of the same pages is tests/e2e/test_dashboard.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 import time
 from typing import Any
 
+import msgspec
 import pytest
 
 from adapters.dashboard_figures import Behind, settlements_behind
 from adapters.settlement_search import Cursor
+from adapters.terminal_keys import create_key, retire_key, revoke_terminal
+from gateway.cli.main import build_parser
 from gateway.dashboard.sessions import COOKIE, login_signature, make_session, session_secret
 from tests.integration.conftest import COUNTY, KEY_ENCRYPTION_KEY, bill, register
 
@@ -163,3 +167,68 @@ async def test_an_export_is_a_download_named_for_its_table_and_period(client):
         "镇(社区)卫生服务中心 township",
         "县级医院 county",
     ]
+
+
+# ---------------------------------------------------------------- medsettle dashboard-link
+
+
+async def dashboard_link(settings: Any, database_url: str, *argv: str) -> int:
+    """The command's exit status. Run through the parser, not gateway.cli.main (main configures logging onto the
+    captured stdout), in a thread of its own: the command runs its own event loop."""
+    args = build_parser().parse_args(["dashboard-link", *argv])
+    return int(await asyncio.to_thread(args.run, msgspec.structs.replace(settings, database_url=database_url), args))
+
+
+async def test_dashboard_link_prints_a_link_the_gateway_takes(client, settings, database_url, tmp_path, capsys):
+    finance = client.by_terminal["finance-1"]
+    keys = tmp_path / "keys.json"
+    keys.write_text(
+        msgspec.json.encode({"finance-1": {"key_id": finance.key_id, "secret": finance.secret}}).decode(), "utf-8"
+    )
+    base = str(client.client.make_url("")).rstrip("/")
+    assert await dashboard_link(settings, database_url, "--keys", str(keys), "--minutes", "10", "--url", base) == 0
+    link = capsys.readouterr().out.strip()
+    match = re.fullmatch(
+        rf"{re.escape(base)}/dashboard/login\?key_id={finance.key_id}&expires=(\d+)&sig=([0-9a-f]{{64}})", link
+    )
+    assert match, link
+    assert abs(int(match[1]) - (time.time() + 600)) < 30
+    try:
+        opened = await client.client.get(link[len(base) :], allow_redirects=False)
+        assert opened.status == 303 and COOKIE in opened.cookies
+    finally:
+        client.client.session.cookie_jar.clear()  # the shared test client must not stay signed in
+    # The same with the key given on the command line.
+    assert await dashboard_link(settings, database_url, "--key-id", finance.key_id, "--secret", finance.secret) == 0
+    assert "/dashboard/login?key_id=" in capsys.readouterr().out
+    # The command line itself unusable: 2.
+    assert await dashboard_link(settings, database_url, "--keys", str(keys), "--terminal", "nobody") == 2
+    assert await dashboard_link(settings, database_url, "--keys", str(keys), "--minutes", "0") == 2
+
+
+async def test_dashboard_link_refuses_a_key_the_dashboard_would_refuse(client, pool, settings, database_url, capsys):
+    async with pool.acquire() as connection:
+        for terminal in ("finance-retired", "finance-revoked"):
+            await connection.execute(
+                "INSERT INTO terminals (terminal_id, clinic_id, role) VALUES ($1, 'C001', 'finance')"
+                " ON CONFLICT DO NOTHING",
+                terminal,
+            )
+        retired = await create_key(connection, KEY_ENCRYPTION_KEY, "finance-retired", actor="test")
+        await retire_key(connection, retired[0], actor="test")
+        revoked = await create_key(connection, KEY_ENCRYPTION_KEY, "finance-revoked", actor="test")
+        await revoke_terminal(connection, "finance-revoked", actor="test")
+    terminal = client.by_terminal["term-C001"]
+    finance = client.by_terminal["finance-1"]
+    for key_id, secret, says in (
+        (terminal.key_id, terminal.secret, "term-C001's role is terminal: only admin and finance terminals"),
+        (retired[0], retired[1], "is retired or its terminal revoked"),
+        (revoked[0], revoked[1], "is retired or its terminal revoked"),
+        (finance.key_id, "sk_not-the-secret", "the secret given is not key"),
+        ("k_nobody", "sk_nobody", "the database holds no key k_nobody"),
+    ):
+        assert await dashboard_link(settings, database_url, "--key-id", key_id, "--secret", secret) == 1, says
+        out, err = capsys.readouterr()
+        assert out == "", out  # no link printed
+        assert err.startswith("medsettle dashboard-link: no link made: ") and says in err, err
+        assert secret not in err
