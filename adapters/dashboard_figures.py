@@ -1,7 +1,9 @@
 """The finance dashboard's figures: settlements (reversed ones left out) for a period of service dates.
 
-Totals, per day, per clinic level, the out-of-pocket ratio's histogram, the ten busiest
-clinics, and which clinics' booking days were reconciled. ``gateway/dashboard/pages.py`` draws
+Totals, per day, per clinic level, the out-of-pocket ratio's histogram, every clinic with
+settlements (the busiest first), and which clinics' booking days were reconciled; and, for a
+drill-down, the settlements behind a figure (``settlements_behind``): one clinic's, one level's or
+all of the period's, a page at a time, with the totals that equal the figure. ``gateway/dashboard/pages.py`` draws
 them; it reads them through ``adapters.reports.Reports``. Amounts are per fund for any chain:
 what the funds beyond the three with columns of their own paid is summed from the settlements'
 ``other_funds`` by fund code, and ``DashboardFigures.funds`` names every fund shown. Every set of
@@ -13,13 +15,26 @@ outside eligible.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from adapters.bill_buckets import BUCKETS, bucket_sums
 from adapters.fund_names import NAMED_FUNDS, FundDirectory
-from adapters.report_models import Amounts, ClinicAmounts, ClinicReconciliation, DashboardFigures
+from adapters.report_models import (
+    Amounts,
+    ClinicAmounts,
+    ClinicReconciliation,
+    DashboardFigures,
+    DashboardSettlements,
+)
+from adapters.settlement_search import SUMMARY_COLUMNS, Cursor, summary
+
+# A county has a few hundred clinics at most; the bound keeps a page from growing without end.
+MAX_CLINICS = 2000
+# The settlements behind a figure: a page of DEFAULT_PAGE on screen; an export takes up to MAX_LIST at once.
+DEFAULT_PAGE = 100
+MAX_LIST = 20_000
 
 _AMOUNTS = f"""count(*) AS count, coalesce(sum(total), 0)::bigint AS total,
     coalesce(sum(insurance), 0)::bigint AS insurance, coalesce(sum(veteran_subsidy), 0)::bigint AS veteran_subsidy,
@@ -148,9 +163,10 @@ async def figures(
                 FROM settlements JOIN clinics USING (clinic_id)
                 WHERE {_PERIOD}
                 GROUP BY clinic_id, name, level ORDER BY count(*) DESC, sum(total) DESC, clinic_id
-                LIMIT 10""",
+                LIMIT $3""",
             period_from,
             period_to,
+            MAX_CLINICS,
         )
     ]
     day = reconciliation_day or period_to
@@ -164,5 +180,78 @@ async def figures(
         clinics=clinics,
         reconciliation_day=day,
         reconciliation=await reconciliation_status(connection, day),
+        funds=directory.entries([*NAMED_FUNDS, *codes]),
+    )
+
+
+# ---------------------------------------------------------------- the settlements behind a figure
+
+# Of one clinic ($3), of one clinic level ($4), or all; each NULL filter lets every row through.
+_BEHIND = f"{_PERIOD} AND ($3::text IS NULL OR clinic_id = $3) AND ($4::text IS NULL OR clinic_level = $4)"
+_BEHIND_TOTALS = f"SELECT {_AMOUNTS} FROM settlements WHERE {_BEHIND}"
+_BEHIND_OTHER_FUNDS = f"""
+SELECT f.key AS fund, sum(f.value::bigint)::bigint AS paid
+FROM settlements CROSS JOIN LATERAL jsonb_each_text(settlements.other_funds) f
+WHERE {_BEHIND} GROUP BY f.key
+"""
+# A page in service-date order, cut by keyset (adapters.settlement_search.Cursor) on (service date, time, id).
+_BEHIND_PAGE = f"""
+SELECT {SUMMARY_COLUMNS}
+FROM settlements s JOIN people p ON p.person_key = s.person_key
+WHERE s.reversal_id IS NULL AND s.service_date BETWEEN $1 AND $2
+  AND ($3::text IS NULL OR s.clinic_id = $3) AND ($4::text IS NULL OR s.clinic_level = $4)
+  AND ($5::date IS NULL OR (s.service_date, s.created_at, s.settlement_id) > ($5, $6, $7))
+ORDER BY s.service_date, s.created_at, s.settlement_id
+LIMIT $8
+"""
+
+
+class Behind(NamedTuple):
+    """Which settlements a figure stands for: service dates ``period_from``..``period_to``, and one clinic,
+    one clinic level, or (both None) every clinic; a page of ``limit`` after ``after``."""
+
+    period_from: dt.date
+    period_to: dt.date
+    clinic_id: str | None = None
+    level: str | None = None
+    limit: int = DEFAULT_PAGE
+    after: Cursor | None = None
+
+
+async def settlements_behind(
+    connection: asyncpg.Connection, behind: Behind, *, funds: FundDirectory | None = None
+) -> DashboardSettlements:
+    """A page of the settlements behind a figure, in service-date order, and the totals of them all."""
+    if not 1 <= behind.limit <= MAX_LIST:
+        raise ValueError(f"a page holds 1 to {MAX_LIST} settlements")
+    directory = funds or FundDirectory()
+    filters = (behind.period_from, behind.period_to, behind.clinic_id, behind.level)
+    other_paid = {row["fund"]: row["paid"] for row in await connection.fetch(_BEHIND_OTHER_FUNDS, *filters)}
+    codes = directory.ordered({code for code in other_paid if code not in NAMED_FUNDS})
+    totals = _amounts(await connection.fetchrow(_BEHIND_TOTALS, *filters), {code: other_paid[code] for code in codes})
+    after = behind.after
+    rows = await connection.fetch(
+        _BEHIND_PAGE,
+        *filters,
+        after.day if after else None,
+        after.created_at if after else None,
+        after.settlement_id if after else None,
+        behind.limit + 1,  # one more than the page: whether there is a next page
+    )
+    page = rows[: behind.limit]
+    last = page[-1] if len(rows) > behind.limit else None
+    names = await connection.fetch(
+        "SELECT clinic_id, name FROM clinics WHERE clinic_id = ANY($1::text[])",
+        sorted({row["clinic_id"] for row in page} | ({behind.clinic_id} if behind.clinic_id else set())),
+    )
+    return DashboardSettlements(
+        period_from=behind.period_from,
+        period_to=behind.period_to,
+        clinic_id=behind.clinic_id,
+        level=behind.level,
+        totals=totals,
+        items=[summary(row) for row in page],
+        clinic_names={row["clinic_id"]: row["name"] for row in names},
+        next=Cursor(last["service_date"], last["created_at"], last["settlement_id"]).token() if last else None,
         funds=directory.entries([*NAMED_FUNDS, *codes]),
     )

@@ -25,31 +25,45 @@ from adapters.terminal_keys import create_key, load_keys
 from settlement.policy import HARDSHIP_TIERS, VETERAN_CATEGORIES
 
 REGION_CODE = "410102"  # the demo county's administrative division code
+COUNTY_NAME = "示范县"  # "demonstration county"
+COUNTY_SEAT = "县城"  # the region of the county hospitals
 TOWNSHIPS = [
-    "Chengguan", "Dongcheng", "Xicheng", "Nanhe", "Beishan", "Liulin", "Shuangqiao",
-    "Qinghe", "Huangpo", "Baiyang", "Gaoling", "Sanhe", "Lianhua",
+    "城关镇", "东城镇", "西城镇", "南河镇", "北山镇", "柳林镇", "双桥镇",
+    "清河镇", "黄坡镇", "白杨镇", "高陵镇", "三河镇", "莲花乡",
 ]  # fmt: skip
+# Village names as a county has them: a family name and a kind of settlement (王庄村, 李营村, ...),
+# ten by ten, so that the hundred villages are named once each.
+VILLAGE_FAMILIES = "王李张刘陈杨赵黄周吴"
+VILLAGE_KINDS = "庄营寨屯店岗湾集楼桥"
 
 
 @dataclass(frozen=True)
 class DemoPerson:
     national_id: str
-    name: str
+    name: str  # as the registry holds it, in Chinese
     memberships: list[tuple[str, str, dt.date, dt.date | None]]
+    romanised: str = ""  # the name in pinyin, for the README's readers (the named people only)
+
+
+def village_name(number: int) -> str:
+    """The name of village ``number`` (1 to 100): 王庄村 ... 吴桥村."""
+    family, kind = divmod(number - 1, len(VILLAGE_KINDS))
+    return f"{VILLAGE_FAMILIES[family % len(VILLAGE_FAMILIES)]}{VILLAGE_KINDS[kind]}村"
 
 
 def demo_clinics() -> list[tuple[str, str, str, str]]:
-    """(clinic_id, name, level, region) for 3 county, 13 township and 100 village clinics."""
+    """(clinic_id, name, level, region) for 3 county, 13 township and 100 village clinics, named as a
+    Chinese county names them: 示范县人民医院, 城关镇卫生院, 城关镇王庄村卫生室."""
     clinics = [
-        ("C001", "County People's Hospital", "county", "County seat"),
-        ("C002", "County Hospital of Traditional Chinese Medicine", "county", "County seat"),
-        ("C003", "County Maternal and Child Health Hospital", "county", "County seat"),
+        ("C001", f"{COUNTY_NAME}人民医院", "county", COUNTY_SEAT),
+        ("C002", f"{COUNTY_NAME}中医医院", "county", COUNTY_SEAT),
+        ("C003", f"{COUNTY_NAME}妇幼保健院", "county", COUNTY_SEAT),
     ]
     for index, town in enumerate(TOWNSHIPS, start=1):
-        clinics.append((f"T{index:03d}", f"{town} Township Health Centre", "township", town))
+        clinics.append((f"T{index:03d}", f"{town}卫生院", "township", town))
     for number in range(1, 101):
         town = TOWNSHIPS[(number - 1) % len(TOWNSHIPS)]
-        clinics.append((f"V{number:03d}", f"{town} Village {number} Health Station", "village", town))
+        clinics.append((f"V{number:03d}", f"{town}{village_name(number)}卫生室", "village", town))
     return clinics
 
 
@@ -63,37 +77,59 @@ def demo_terminals(clinics: list[tuple[str, str, str, str]]) -> list[tuple[str, 
 
 YEAR_START = dt.date(2026, 1, 1)
 
-# Named people the README's example requests use; every programme appears.
+# Named people the README's example requests use; every programme appears. (Chinese name, pinyin, programmes.)
 SHOWCASE = [
-    ("Zhang Wei", [("insurance", "resident"), ("hardship_aid", "minimum_allowance")]),
-    ("Li Na", [("insurance", "resident"), ("hardship_aid", "minimum_allowance"), ("veteran_subsidy", "priority_care")]),
-    ("Wang Fang", [("insurance", "resident"), ("veteran_subsidy", "disabled_veteran")]),
-    ("Liu Yang", [("insurance", "resident"), ("hardship_aid", "destitute")]),
-    ("Chen Jie", [("insurance", "resident"), ("hardship_aid", "marginal")]),
-    ("Yang Min", [("insurance", "resident"), ("hardship_aid", "low_income")]),
-    ("Zhao Lei", [("insurance", "resident"), ("hardship_aid", "medical_hardship")]),
-    ("Huang Jing", [("insurance", "resident")]),
-    ("Zhou Qiang", [("hardship_aid", "destitute")]),  # not enrolled in insurance
+    ("张伟", "Zhang Wei", [("insurance", "resident"), ("hardship_aid", "minimum_allowance")]),
+    (
+        "李娜",
+        "Li Na",
+        [("insurance", "resident"), ("hardship_aid", "minimum_allowance"), ("veteran_subsidy", "priority_care")],
+    ),
+    ("王芳", "Wang Fang", [("insurance", "resident"), ("veteran_subsidy", "disabled_veteran")]),
+    ("刘洋", "Liu Yang", [("insurance", "resident"), ("hardship_aid", "destitute")]),
+    ("陈杰", "Chen Jie", [("insurance", "resident"), ("hardship_aid", "marginal")]),
+    ("杨敏", "Yang Min", [("insurance", "resident"), ("hardship_aid", "low_income")]),
+    ("赵磊", "Zhao Lei", [("insurance", "resident"), ("hardship_aid", "medical_hardship")]),
+    ("黄静", "Huang Jing", [("insurance", "resident")]),
+    ("周强", "Zhou Qiang", [("hardship_aid", "destitute")]),  # not enrolled in insurance
     # A child in the charity programme: only a chain with a charity step (policies/examples/three-tier) pays it.
     (
+        "孙浩",
         "Sun Hao",
         [("insurance", "resident"), ("hardship_aid", "minimum_allowance"), ("charity", "child_major_disease")],
     ),
 ]
 
 
-CHILDREN = {"Sun Hao": dt.date(2016, 3, 10)}
+CHILDREN = {"孙浩": dt.date(2016, 3, 10)}
+
+# The rest of the population is named from common family and given names (synthetic, like their IDs).
+FAMILY_NAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董袁潘蒋蔡余杜叶程魏苏吕丁任沈"
+GIVEN_NAMES = (
+    "秀英", "桂英", "秀兰", "玉兰", "桂兰", "秀珍", "凤英", "玉珍", "淑珍", "玉梅", "红梅", "丽娟", "海燕",
+    "春梅", "桂芳", "建华", "建国", "建军", "国强", "志强", "永强", "文华", "德明", "振华", "立新", "卫东",
+    "志刚", "海涛", "晓东", "俊杰", "子涵", "雨轩", "浩然", "欣怡", "梓萱", "明", "勇", "军", "杰", "磊", "涛",
+    "超", "静", "敏", "燕", "艳", "丹", "霞", "刚", "平", "辉", "鹏", "华", "红", "英", "兰", "芳", "强", "伟",
+)  # fmt: skip
+
+
+def demo_name(rng: random.Random) -> str:
+    """A synthetic Chinese name: a common family name and a common given name."""
+    return rng.choice(FAMILY_NAMES) + rng.choice(GIVEN_NAMES)
 
 
 def demo_population(size: int = 2000, seed: int = 20260101) -> list[DemoPerson]:
     """Seeded people: mostly insured, about 5 % priority-care, about 15 % in a hardship tier,
     and a few struck off during the year so the warnings show."""
     rng = random.Random(seed)
+    # Names from a generator of their own, so that the IDs and programmes drawn from ``rng`` stay as they were.
+    names = random.Random(f"{seed} names")
     people = []
-    for sequence, (name, programmes) in enumerate(SHOWCASE, start=1):
+    for sequence, (name, romanised, programmes) in enumerate(SHOWCASE, start=1):
         birth = CHILDREN.get(name, dt.date(1950 + sequence * 5, 3, sequence))
         national_id = identity.make_id(REGION_CODE, birth, sequence)
-        people.append(DemoPerson(national_id, name, [(p, c, YEAR_START, None) for p, c in programmes]))
+        memberships = [(p, c, YEAR_START, None) for p, c in programmes]
+        people.append(DemoPerson(national_id, name, memberships, romanised))
     used = {person.national_id for person in people}
     while len(people) < size:
         birth = dt.date(1930, 1, 1) + dt.timedelta(days=rng.randrange(0, 365 * 90))
@@ -113,7 +149,7 @@ def demo_population(size: int = 2000, seed: int = 20260101) -> list[DemoPerson]:
             tier = rng.choices(HARDSHIP_TIERS, weights=(1, 4, 3, 4, 2))[0]
             struck_off = YEAR_START + dt.timedelta(days=rng.randrange(60, 300)) if rng.random() < 0.1 else None
             memberships.append(("hardship_aid", tier, YEAR_START, struck_off))
-        people.append(DemoPerson(national_id, f"Demo {len(people) + 1}", memberships))
+        people.append(DemoPerson(national_id, demo_name(names), memberships))
     return people
 
 

@@ -658,8 +658,24 @@ class DashboardFigures(Report, frozen=True, kw_only=True):
     days: list[tuple[dt.date, Amounts]]  # every day of the period, in order
     levels: dict[str, Amounts]
     histogram: list[int]  # settlements by out of pocket / total: 0-10 %, ... 90-100 %
-    clinics: list[ClinicAmounts]  # the ten with the most settlements
+    clinics: list[ClinicAmounts]  # every clinic with settlements (at most MAX_CLINICS), the busiest first
     reconciliation_day: dt.date
     reconciliation: list[ClinicReconciliation]
     # Every fund the amounts name: the three, then every other fund of the period's settlements.
     funds: list[FundEntry] = []
+
+
+class DashboardSettlements(Report, frozen=True, kw_only=True):
+    """The settlements behind a dashboard figure: a period of service dates, one clinic, one clinic level or
+    all, reversed ones left out (as the figures leave them out); a page of them in service-date order, and
+    the totals of all of them, which equal the figure the list was opened from."""
+
+    period_from: dt.date
+    period_to: dt.date
+    clinic_id: str | None
+    level: str | None
+    totals: Amounts  # of every settlement the list holds, not only this page's
+    items: list[SettlementSummary]
+    clinic_names: dict[str, str]  # the name of each clinic on the page, by clinic id
+    next: str | None  # the next page's cursor (None on the last page)
+    funds: list[FundEntry] = []  # the three funds, then every other fund the settlements paid from

@@ -43,6 +43,7 @@ from adapters import (
 )
 from adapters import monthly_statement as monthly_module
 from adapters import what_if as what_if_module
+from adapters.dashboard_figures import Behind
 from adapters.finance import ReconciliationError, ReconciliationRequest
 from adapters.fund_names import FundDirectory
 from adapters.range_reconciliation import TotalsReconciliationRequest
@@ -50,6 +51,7 @@ from adapters.report_models import (
     ClinicReconciliation,
     DailyStatement,
     DashboardFigures,
+    DashboardSettlements,
     FinanceStatsReport,
     MonthlyStatement,
     PersonYearStatement,
@@ -233,6 +235,12 @@ class Reports:
             return await dashboard_figures.figures(
                 connection, period_from, period_to, reconciliation_day=reconciliation_day, funds=self.funds
             )
+
+    async def dashboard_settlements(self, behind: Behind) -> DashboardSettlements:
+        """The settlements behind a dashboard figure, a page at a time, and the totals of them all
+        (``adapters.dashboard_figures.settlements_behind``)."""
+        async with self._reporting() as connection:
+            return await dashboard_figures.settlements_behind(connection, behind, funds=self.funds)
 
     async def reconciliation_status(self, day: dt.date) -> list[ClinicReconciliation]:
         """Every clinic with business booked on ``day``, and whether a clean reconciliation of it was confirmed."""

@@ -51,15 +51,16 @@ _BY_PREFIX = "SELECT settlement_id FROM settlements WHERE settlement_id BETWEEN 
 
 
 class Cursor(NamedTuple):
-    """Where a page ended: the last settlement's booking day, time and id."""
+    """Where a page ended: the last settlement's day (its booking day in a search, its service date on the
+    dashboard's list, ``adapters.dashboard_figures``), time and id."""
 
-    booked_on: dt.date
+    day: dt.date
     created_at: dt.datetime
     settlement_id: uuid.UUID
 
     def token(self) -> str:
         """The cursor as an opaque URL-safe token."""
-        text = f"{self.booked_on.isoformat()}|{self.created_at.isoformat()}|{self.settlement_id}"
+        text = f"{self.day.isoformat()}|{self.created_at.isoformat()}|{self.settlement_id}"
         return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
     @classmethod
@@ -114,7 +115,7 @@ async def search_settlements(connection: asyncpg.Connection, search: Search) -> 
         search.end,
         search.clinic_id,
         search.request_id,
-        after.booked_on if after else None,
+        after.day if after else None,
         after.created_at if after else None,
         after.settlement_id if after else None,
         search.limit + 1,  # one more than the page: whether there is a next page

@@ -62,6 +62,7 @@ TITLES = {
     "bad_signature": "The request signature does not match",
     "nonce_reused": "The request nonce was already used",
     "terminal_revoked": "The key is retired or the terminal has been revoked",
+    "session_expired": "The dashboard session has ended; sign in with a new link",
     "forbidden": "The caller's role may not use this route",
     "rate_limited": "Too many requests from this terminal",
     "terminal_not_for_clinic": "This terminal may not act for that clinic",

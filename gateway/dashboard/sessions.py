@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import re
 import time
+from typing import NamedTuple
 
 DIGITS = re.compile(r"[0-9]{1,12}")  # str.isdigit() takes "²", and int() refuses 5,000 digits
 
@@ -53,8 +54,16 @@ def make_session(secret: bytes, key_id: str, expires: int) -> str:
     return f"{key_id}.{expires}.{mac}"
 
 
-def read_session(secret: bytes, value: str, now: float) -> str | None:
-    """The session's key id when the cookie is genuine and unexpired, else None."""
+class Session(NamedTuple):
+    """A session cookie the gateway signed: whose key, and until when (Unix seconds)."""
+
+    key_id: str
+    expires: int
+
+
+def genuine_session(secret: bytes, value: str) -> Session | None:
+    """The session in the cookie when the gateway signed it, expired or not; None for anything else. An
+    expired session is told apart so that the page can say the session ended rather than that it is wrong."""
     parts = value.split(".")
     if len(parts) != 3 or not DIGITS.fullmatch(parts[1]):
         return None
@@ -62,6 +71,4 @@ def read_session(secret: bytes, value: str, now: float) -> str | None:
     expected = make_session(secret, key_id, int(expires))
     if not hmac.compare_digest(expected.encode(), value.encode()):
         return None
-    if int(expires) <= now:
-        return None
-    return key_id
+    return Session(key_id, int(expires))

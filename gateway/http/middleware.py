@@ -3,7 +3,8 @@
 ``observe`` gives each request its id (echoed in ``X-Request-Id`` and in every log line),
 verifies the signature and the caller's role for the matched route (``gateway/http/routes.py``
 says which roles each route lets in), runs the handler within ``MEDSETTLE_REQUEST_TIMEOUT``,
-renders every failure as ``application/problem+json``, and writes one log line and the
+renders every failure as ``application/problem+json`` (or, on a browser page that asks for HTML, as
+the page's own refusal page), and writes one log line and the
 duration histogram per request.
 """
 
@@ -127,7 +128,7 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
     metrics.errors.labels(error.code).inc()
     if (refused_write := request.get(unclaimed_write_key)) is not None:
         request.app[authenticator_key].remember(refused_write)
-    response = problem_response(request, error)
+    response = _page_for(request, error) or problem_response(request, error)
     if error.code == "request_timeout":
         response.force_close()  # the rest of the body may never come: nothing more is read on this connection
     elif request.body_exists and not request.content.is_eof():
@@ -137,6 +138,14 @@ async def _guarded(request: web.Request, handler: Handler) -> web.StreamResponse
         if error.status == 401:
             await _close_unread(request, response)
     return response
+
+
+def _page_for(request: web.Request, error: ApiError) -> web.Response | None:
+    """A browser page's own page for a refusal (``Route.refusal_page``), when it has one and wants it."""
+    route = request.app[routes_key].route_of(request.match_info.route.handler)
+    if route is None or route.refusal_page is None:
+        return None
+    return route.refusal_page(request, error)
 
 
 async def _close_unread(request: web.Request, response: web.Response) -> None:

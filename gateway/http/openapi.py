@@ -28,7 +28,7 @@ _OBJECT = {"type": "object"}
 _TEXT = {"type": "string"}
 
 
-# The README's worked example (county hospital, inpatient; "Li Na" of the demo county).
+# The README's worked example (county hospital, inpatient; 李娜 (Li Na) of the demo county).
 _WORKED_EXAMPLE = {
     "request_id": "demo-0001",
     "clinic_id": "C001",
@@ -36,9 +36,9 @@ _WORKED_EXAMPLE = {
     "visit_type": "inpatient",
     "service_date": "2026-05-01",
     "items": [
-        {"code": "DRUG-001", "name": "Ceftriaxone", "category": "A", "amount": 1400000},
-        {"code": "MAT-002", "name": "Stent", "category": "B", "amount": 400000},
-        {"code": "SVC-003", "name": "Single room", "category": "C", "amount": 200000},
+        {"code": "DRUG-001", "name": "头孢曲松钠", "category": "A", "amount": 1400000},
+        {"code": "MAT-002", "name": "冠脉支架", "category": "B", "amount": 400000},
+        {"code": "SVC-003", "name": "单人病房", "category": "C", "amount": 200000},
     ],
     # What the hospital's system adds, all optional: kept with the settlement and printed on its receipt.
     "his_visit_id": "ZY2026-0418-031",
@@ -103,7 +103,7 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "PersonRequest": {
         "person_id": "410102196003020026",
-        "name": "Li Na",
+        "name": "李娜",
         "memberships": [
             {"programme": "insurance", "code": "resident", "effective_from": "2026-01-01"},
             {"programme": "veteran_subsidy", "code": "priority_care", "effective_from": "2026-01-01"},

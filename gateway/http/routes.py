@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from adapters import adjustment_orders, finance_stats, insurer_reconciliation, statement_export
 from adapters import report_models as reports
+from adapters.dashboard_export import TABLES as DASHBOARD_TABLES
+from adapters.dashboard_figures import MAX_LIST
 from adapters.what_if import WhatIfReport
+from adapters.xlsx_export import XLSX_MEDIA_TYPE
 from gateway import api_models as api
-from gateway.dashboard.pages import dashboard, dashboard_login
+from gateway.dashboard.drill_down import dashboard_export, dashboard_settlements
+from gateway.dashboard.pages import LEVELS, dashboard, dashboard_login
+from gateway.dashboard.refusals import refusal_page
 from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.apidocs import docs_page
 from gateway.http.handlers import finance, health, people, registry, settlements
@@ -472,6 +477,7 @@ ROUTES = [
             replies=(Reply(303, "Signed in: a session cookie, and on to /dashboard"),),
             errors=(401, 403),
         ),
+        refusal_page=refusal_page,
     ),
     Route(
         "GET",
@@ -489,6 +495,49 @@ ROUTES = [
             replies=(Reply(description="The dashboard page", media=("text/html",)),),
             errors=(401, 403, 422),
         ),
+        refusal_page=refusal_page,
+    ),
+    Route(
+        "GET",
+        "/dashboard/settlements",
+        dashboard_settlements,
+        OPEN,
+        Doc(
+            "The settlements behind a dashboard figure: a period's, one clinic's or one level's, reversed ones left"
+            " out, a page at a time under the totals of them all (session cookie from /dashboard/login)",
+            query=(
+                Param("from", OPTIONAL_DATE, "first service date; 30 days before to by default"),
+                Param("to", OPTIONAL_DATE, "last service date; today (China time) by default"),
+                Param("clinic", {"type": "string"}, "one clinic's settlements"),
+                Param("level", {"type": "string", "enum": ["", *LEVELS]}, "one clinic level's settlements"),
+                Param("after", {"type": "string"}, "the cursor of the page before, from its next-page link"),
+            ),
+            replies=(Reply(description="The page of settlements", media=("text/html",)),),
+            errors=(401, 403, 422),
+        ),
+        refusal_page=refusal_page,
+    ),
+    Route(
+        "GET",
+        "/dashboard/export",
+        dashboard_export,
+        OPEN,
+        Doc(
+            "A table of the dashboard as a download: an xlsx workbook (one sheet, with a totals row) or a CSV file,"
+            f" money in yuan, headers in Chinese and English; the settlements whole, up to {MAX_LIST}"
+            " (session cookie from /dashboard/login)",
+            query=(
+                Param("table", enum(*DASHBOARD_TABLES), "which table", required=True),
+                Param("format", enum("xlsx", "csv"), "xlsx by default"),
+                Param("from", OPTIONAL_DATE, "first service date; 30 days before to by default"),
+                Param("to", OPTIONAL_DATE, "last service date; today (China time) by default"),
+                Param("clinic", {"type": "string"}, "with table=settlements, one clinic's"),
+                Param("level", {"type": "string", "enum": ["", *LEVELS]}, "with table=settlements, one level's"),
+            ),
+            replies=(Reply(description="The file", media=("text/csv", XLSX_MEDIA_TYPE)),),
+            errors=(401, 403, 422),
+        ),
+        refusal_page=refusal_page,
     ),
     Route(
         "GET",
@@ -505,6 +554,7 @@ ROUTES = [
             replies=(Reply(description="The form", media=("text/html",)),),
             errors=(401, 403, 422),
         ),
+        refusal_page=refusal_page,
     ),
     Route(
         "POST",
@@ -532,5 +582,6 @@ ROUTES = [
             ),
             errors=(400, 401, 403, 413),
         ),
+        refusal_page=refusal_page,
     ),
 ]

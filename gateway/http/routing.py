@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.problems import ApiError
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 OPEN: frozenset[str] = frozenset()  # no signature needed: health, readiness, metrics, and the dashboard's own pages
@@ -73,6 +75,9 @@ class Route:
     write: bool = False  # changes something: its nonce is claimed for every gateway process, not this one only
     claims_own_nonce: bool = False  # a write whose handler claims the nonce itself (a settlement, in its first read)
     max_body: int | None = None  # a bulk list larger than the gateway's default limit
+    # A page for a person in a browser: its refusals as a page when the browser asks for HTML (None: as
+    # problem+json, which every other route and every API client gets).
+    refusal_page: Callable[[web.Request, ApiError], web.Response | None] | None = None
 
 
 def enum(*values: str) -> dict[str, Any]:

@@ -240,10 +240,6 @@ async def receipt(client: SignedClient, settlement_id: uuid.UUID, query: str) ->
     return text
 
 
-def yuan(fen: int) -> str:
-    return f"{fen // 100}.{fen % 100:02d}"
-
-
 async def test_the_receipt_shows_each_line_in_its_buckets_and_the_four_totals(county: County) -> None:
     client, _, settled = county
     settlement_id = settled["every_bucket"]
@@ -446,7 +442,7 @@ async def test_the_dashboard_shows_the_four_buckets(county: County) -> None:
         ("unsplit", "未拆分 not split"),  # shown: the period holds a bill settled before the buckets were kept
     ):
         fen = shown[bucket.replace("-", "_")]
-        assert f'<span>{label}</span><b id="bucket-{bucket}">{yuan(fen)}</b>' in text, bucket
+        assert f'<span>{label}</span><b id="bucket-{bucket}">{format_yuan_grouped(fen)}</b>' in text, bucket
     assert 'id="chart-buckets"' in text
     # Per clinic level, each bucket beside the amounts.
     county_row = re.search(r'<tr data-level="county"[^>]*>(.*?)</tr>', text)

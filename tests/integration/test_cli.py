@@ -126,6 +126,7 @@ NEEDS_THE_DATABASE = [
     ["report", "stats"],
     ["catalogue", "versions"],
     ["catalogue", "show", "110200001"],
+    ["dashboard-link", "--key-id", "k_finance", "--secret", "sk_finance"],  # the key is checked in the database
 ]
 
 

@@ -210,7 +210,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 @pytest.fixture(scope="module")
 async def demo_receipts(database_url: str, settings: Any) -> AsyncIterator[dict[tuple[str, str], str]]:
-    """The README's request (samples/bill-worked-example.json, the demo's Li Na) settled on a county of its
+    """The README's request (samples/bill-worked-example.json, the demo's 李娜 (Li Na)) settled on a county of its
     own with the sample item catalogue, as `make run` serves it: its receipt in both languages and forms."""
 
     async def sample_catalogue(connection: asyncpg.Connection) -> None:
@@ -241,7 +241,7 @@ async def test_the_worked_example_receipt_reads_as_a_patient_would_choose(demo_r
     # The patient's share as its parts: 丙类 fully self-pay, B's self-pay first, and what the funds left.
     assert "2,000.00 + 400.00 + 582.00 = 2,982.00" in words
     assert "贰万元整" in body and "贰仟玖佰捌拾贰元整" in body  # the total and the patient's share in 大写
-    assert "Li Na" in body  # the name as registered
+    assert "李娜" in body  # the name as registered, in Chinese
     assert "410102196003020026" not in body  # and never the raw ID number
     # Each payer explains itself in plain words, rates as percentages.
     deductible = (

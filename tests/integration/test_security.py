@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from adapters import signing
 from adapters.terminal_keys import load_keys
 from gateway.app_keys import service_key
+from gateway.dashboard.drill_down import dashboard_export, dashboard_settlements
 from gateway.dashboard.pages import dashboard, dashboard_login
 from gateway.dashboard.what_if_page import what_if_page, what_if_run
 from gateway.http.app import create_app
@@ -146,6 +147,8 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
     cookie_pages = {
         ("GET", "/dashboard/login"): dashboard_login,
         ("GET", "/dashboard"): dashboard,
+        ("GET", "/dashboard/settlements"): dashboard_settlements,
+        ("GET", "/dashboard/export"): dashboard_export,
         ("GET", "/dashboard/what-if"): what_if_page,
         ("POST", "/dashboard/what-if"): what_if_run,
     }
@@ -164,6 +167,10 @@ async def test_every_route_declares_roles_and_only_operator_routes_are_open(clie
         ("/dashboard/login?key_id=k_x&expires=" + forged.split(".")[1] + "&sig=" + "0" * 64, {}),
         ("/dashboard/what-if", {}),
         ("/dashboard/what-if", {"medsettle_dashboard": forged}),
+        ("/dashboard/settlements?clinic=C001", {}),
+        ("/dashboard/settlements", {"medsettle_dashboard": forged}),
+        ("/dashboard/export?table=settlements&format=csv", {}),
+        ("/dashboard/export?table=clinics", {"medsettle_dashboard": forged}),
     ):
         response = await client.client.request("GET", path, cookies=cookies, allow_redirects=False)
         assert response.status == 401, f"GET {path} answered {response.status} without a session"

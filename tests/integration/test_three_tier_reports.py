@@ -282,10 +282,10 @@ async def test_the_dashboard_shows_every_fund(day: Day) -> None:
     text = await page.text()
     assert page.status == 200
     assert 'data-fund-critical-illness="13512500"' in text and 'data-fund-charity="655469"' in text
-    assert 'id="total-fund-critical-illness">135125.00<' in text
-    assert 'id="total-fund-tilted-aid">3109.38<' in text
+    assert 'id="total-fund-critical-illness">135,125.00<' in text
+    assert 'id="total-fund-tilted-aid">3,109.38<' in text
     assert "城乡居民大病保险 critical-illness insurance" in text and "慈善医疗救助 charity medical aid" in text
-    assert 'id="total-insurance">200000.00<' in text
+    assert 'id="total-insurance">200,000.00<' in text
 
 
 # ---------------------------------------------------------------- the receipt

@@ -28,12 +28,12 @@ def test_a_bill_without_his_details_keeps_the_fingerprint_it_had_before_they_exi
     was: a retry of such a bill must still match, or it would be refused as a reused request id."""
     request = msgspec.json.decode(WORKED_EXAMPLE, type=SettleRequest)
     as_it_was = (
-        b'{"request_id":"demo-0001","clinic_id":"C001","person_id":"410102196003020026","visit_type":"inpatient",'
-        b'"service_date":"2026-05-01","items":[{"code":"DRUG-001","name":"Ceftriaxone","category":"A",'
-        b'"amount":1400000,"quantity":200,"unit_price":7000},{"code":"MAT-002","name":"Stent","category":"B",'
-        b'"amount":400000,"quantity":1,"unit_price":400000},{"code":"SVC-003","name":"Single room","category":"C",'
-        b'"amount":200000,"quantity":10,"unit_price":20000}],"referral":false}'
-    )
+        '{"request_id":"demo-0001","clinic_id":"C001","person_id":"410102196003020026","visit_type":"inpatient",'
+        '"service_date":"2026-05-01","items":[{"code":"DRUG-001","name":"头孢曲松钠","category":"A",'
+        '"amount":1400000,"quantity":200,"unit_price":7000},{"code":"MAT-002","name":"冠脉支架","category":"B",'
+        '"amount":400000,"quantity":1,"unit_price":400000},{"code":"SVC-003","name":"单人病房","category":"C",'
+        '"amount":200000,"quantity":10,"unit_price":20000}],"referral":false}'
+    ).encode()
     expected = hmac.new(b"pepper", b"settle", hashlib.sha256)
     expected.update(b"\x00" + as_it_was)
     assert request_hash(b"pepper", "settle", request.fingerprinted()) == expected.digest()[:16]

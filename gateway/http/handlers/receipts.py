@@ -416,7 +416,9 @@ margin:0;background:#f4f4f4;color:#111}
 h1{font-size:22px;text-align:center;margin:0 0 12px}
 table{width:100%;border-collapse:collapse;margin:8px 0 16px}
 th,td{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;vertical-align:top;font-size:14px}
-td.money,th.money{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.money,th.money{text-align:right;font-variant-numeric:tabular-nums}
+/* A heading may wrap (the English ones are long); an amount, an item's code or a label of 大写 never does. */
+td.money,.items td:first-child,tr.capitals td:first-child{white-space:nowrap}
 .meta th{width:28%;color:#555;font-weight:normal}
 .rule{color:#444;font-size:12px}
 .total td{font-weight:bold;border-top:2px solid #111}
@@ -472,7 +474,7 @@ def render_html(receipt: Receipt, language: Language = "zh") -> str:
     parts.append("</table>")
     parts.append(f'<div class="qr" id="qr">{qr_svg(out.settlement_id)}</div>')
 
-    parts.append(f"<h2>{e(labels['items'])}</h2><table><thead><tr>")
+    parts.append(f'<h2>{e(labels["items"])}</h2><table class="items"><thead><tr>')
     parts.append(
         f"<th>{e(labels['code'])}</th><th>{e(labels['name'])}</th><th>{e(labels['category'])}</th>"
         f'<th class="money">{e(labels["quantity"])}</th><th class="money">{e(labels["amount"])}</th>'
