@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11+:
 #   make run    start the gateway on its embedded PostgreSQL, with demo data
+#               (make run-insurer: the same county beside a simulated insurer's core, in .data-insurer)
 #   make test   run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint check clean
+.PHONY: run run-insurer test lint check clean
 
 $(BIN)/.installed: pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is needed, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -17,6 +18,9 @@ $(BIN)/.installed: pyproject.toml clients/python/pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/medsettle serve --demo
 
+run-insurer: $(BIN)/.installed
+	$(BIN)/medsettle serve --demo --insurer-sim
+
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -26,4 +30,4 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .data
+	rm -rf $(VENV) .data .data-insurer

@@ -104,11 +104,17 @@ async def _serve(server: SimulatorServer, book: PolicyBook, funds: list[str] | N
         loop.add_signal_handler(signum, stop.set)
     await server.start()
     try:
-        paying = "; ".join(
-            f"{chain.id}: {', '.join(step.fund.code for step in insurer_chain(chain, funds).steps) or 'nothing'}"
-            for chain in book
+        print(
+            f"insurer simulator on {server.url} (control {server.control_url}); pays {paying(book, funds)}", flush=True
         )
-        print(f"insurer simulator on {server.url} (control {server.control_url}); pays {paying}", flush=True)
         await stop.wait()
     finally:
         await server.close()
+
+
+def paying(book: PolicyBook, funds: list[str] | None = None) -> str:
+    """What the simulator pays under each policy version, for a person reading its start-up line."""
+    return "; ".join(
+        f"{chain.id}: {', '.join(step.fund.code for step in insurer_chain(chain, funds).steps) or 'nothing'}"
+        for chain in book
+    )

@@ -27,7 +27,7 @@ from gateway.cli.reader_sim import add_reader_sim_parser
 from gateway.cli.reconcile import add_reconcile_parser
 from gateway.cli.registry import DRY_RUN_SHOWN, FULL_LIST_HELP, cmd_clinics_import, cmd_import, cmd_registry_stats
 from gateway.cli.reports import add_finance_parser
-from gateway.cli.serve import cmd_serve
+from gateway.cli.serve import cmd_serve, serve_defaults
 from gateway.cli.terminals import cmd_terminals_add, cmd_terminals_key, cmd_terminals_list
 from gateway.config import ConfigError, load_settings
 from gateway.logs import configure_logging
@@ -57,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="seed the demo county on first start")
     serve.add_argument("--workers", type=int, help="processes sharing the port (default MEDSETTLE_WORKERS, 1)")
     serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # the parent's pid, given to its workers
+    serve.add_argument(
+        "--insurer-sim",
+        action="store_true",
+        help="run the insurer simulator in this process and settle beside it: policies/examples/beside-the-insurer"
+        " on .data-insurer/ unless MEDSETTLE_POLICY_DIR or MEDSETTLE_DATA_DIR say otherwise (docs/insurer.md)",
+    )
+    serve.add_argument(
+        "--insurer-sim-port",
+        type=int,
+        help="the simulator's port, its control routes on the next (default: free ports)",
+    )
     serve.set_defaults(run=cmd_serve)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=cmd_migrate)
     commands.add_parser("demo", help="seed the demo county (idempotent)").set_defaults(run=cmd_demo)
@@ -179,7 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(
-            host=getattr(args, "host", None), port=getattr(args, "port", None), workers=getattr(args, "workers", None)
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+            workers=getattr(args, "workers", None),
+            **serve_defaults(args, os.environ),
         )
     except ConfigError as error:
         print(f"medsettle: {error}", file=sys.stderr)

@@ -26,17 +26,19 @@ def free_port() -> int:
 def start_gateway(
     database_url: str,
     port: int,
-    data_dir: Path,
+    data_dir: Path | None,
     *,
     stdout: int = subprocess.DEVNULL,
     stderr: Any = subprocess.PIPE,
     extra_args: Sequence[str] = (),
+    cwd: Path | None = None,
     **settings: str,
 ) -> subprocess.Popen[str]:
     """``medsettle serve`` with the test secrets, no card-reader port (a running `make run` may hold 8081),
     generous rate limits and quiet logs; ``settings`` adds or overrides MEDSETTLE_* variables and
     ``extra_args`` are added to the command line (for example ``["--workers", "2"]``); ``stderr`` may be a
-    file, for a gateway that runs long enough to fill a pipe nobody reads."""
+    file, for a gateway that runs long enough to fill a pipe nobody reads. ``data_dir`` None leaves
+    MEDSETTLE_DATA_DIR unset, for the command's own default below ``cwd``."""
     environment = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -52,12 +54,15 @@ def start_gateway(
         "MEDSETTLE_SHUTDOWN_DRAIN_SECONDS": "0",  # tests stop at once; test_sigterm.py sets a drain
         **settings,
     }
+    if data_dir is None:
+        del environment["MEDSETTLE_DATA_DIR"]
     return subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", *extra_args],
         env=environment,
         stdout=stdout,
         stderr=stderr,
         text=True,
+        cwd=cwd,
     )
 
 
