@@ -189,6 +189,15 @@ async def claim_answered(
     )
 
 
+# ``claim_answered``'s move as a WITH query named ``claimed``, for the statement that also takes the
+# settlement's person-year lock (adapters/store.py): the person is $1, the message $3, the settlement $4.
+CLAIM_ANSWERED: Final = """claimed AS (
+    UPDATE insurer_messages SET state = 'committed', settlement_id = $4, finished_at = now()
+    WHERE person_key = $1 AND message_id = $3 AND state = 'answered'
+    RETURNING true
+)"""
+
+
 # ---------------------------------------------------------------- the sweeper's list
 
 # Open messages older than the grace, oldest first, each locked for the caller's transaction; a message

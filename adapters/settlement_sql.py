@@ -232,18 +232,35 @@ FROM unnest($1::text[], $2::text[], $3::bytea[], $4::int[], $5::bytea[]) WITH OR
 ORDER BY r.i
 """
 
-# The person-year under its row lock (created if missing), for a settlement that lost the race.
-LOCK_PERSON_YEAR: Final = """
-WITH locked AS (
+_LOCKED_PERSON_YEAR: Final = """locked AS (
     INSERT INTO accumulators (person_key, year) VALUES ($1, $2)
     ON CONFLICT (person_key, year) DO UPDATE SET person_key = EXCLUDED.person_key
     RETURNING counters, version
-)
+)"""
+_MEMBERSHIPS_OF_1: Final = """(SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from,
+                                              m.struck_off_on)), '{}')
+          FROM memberships m WHERE m.person_key = $1) AS memberships"""
+
+# The person-year under its row lock (created if missing), for a settlement that lost the race.
+LOCK_PERSON_YEAR: Final = f"""
+WITH {_LOCKED_PERSON_YEAR}
 SELECT locked.*,
-       (SELECT coalesce(array_agg(row(m.programme, m.code, m.effective_from, m.struck_off_on)), '{}')
-          FROM memberships m WHERE m.person_key = $1) AS memberships
+       {_MEMBERSHIPS_OF_1}
 FROM locked
 """
+
+
+def lock_person_year_with(other: str, column: str) -> str:
+    """``LOCK_PERSON_YEAR`` with one more WITH query in the same statement (its parameters from $3 on) and
+    ``column`` in the row it answers: work that must share the lock's transaction, without a round trip."""
+    return f"""
+WITH {other}, {_LOCKED_PERSON_YEAR}
+SELECT locked.*,
+       {_MEMBERSHIPS_OF_1},
+       {column}
+FROM locked
+"""
+
 
 STORED_COLUMNS: Final = (
     "settlement_id, person_key, terminal_id, request_id, clinic_id, created_at, request_hash, nonce,"

@@ -401,7 +401,7 @@ class Service:
     ) -> Answer:
         """Settle a bill whose first payers are the insurer's core (gateway/insurer.py): the insurer settles
         its funds, then the local steps pay from what is left, booked under the person-year's row lock with
-        the insurer's message flipped to committed in the same transaction."""
+        the insurer's message flipped to committed in the same transaction (in the lock's own statement)."""
         fingerprint = request_hash(self.pepper, "settle", request.fingerprinted())
         # Whatever the engine refuses is refused before the insurer is asked.
         estimate = decide(bill, policy, found.memberships, found.counters, catalogue)
@@ -419,7 +419,9 @@ class Service:
             await self.store.faults.reach("insurer.after_answer")
         settlement_id = uuid.uuid4()
         try:
-            async with self.store.locked_person(key) as locked:
+            async with self.store.locked_person(key, claiming=(paid.reference.message_id, settlement_id)) as locked:
+                if not locked.claimed:
+                    raise unavailable("the insurer's settlement was cancelled before it could be booked; retry")
                 decision = decide(
                     bill, policy, locked.snapshot.memberships, locked.snapshot.counters, catalogue, paid.paid
                 )
@@ -437,8 +439,6 @@ class Service:
                     created_at=dt.datetime.now(dt.UTC),
                     version=locked.snapshot.version,
                 )
-                if not await locked.claim_insurer_message(paid.reference.message_id, settlement_id):
-                    raise unavailable("the insurer's settlement was cancelled before it could be booked; retry")
                 if isinstance(await locked.write(new), DuplicateRequest):
                     raise _AlreadyBooked  # rolls the claim back: the sweeper cancels this attempt at the insurer
         except _AlreadyBooked:

@@ -9,6 +9,7 @@ insurer holds in force is exactly what this gateway booked, to the fen, and noth
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from adapters.policy_files import load_policy_book
 from gateway.app_keys import service_key
 from gateway.insurer import visit_of
 from gateway.service import china_today
+from settlement.ports import SettleKey
 from tests.integration.conftest import ADMIN, COUNTY, SignedClient, bill, fresh_national_id, own_gateway
 from tests.integration.fault_tally import Tally, settle_up
 
@@ -355,3 +357,53 @@ async def test_a_retry_books_the_recorded_answer_without_settling_twice_at_the_i
         again, replayed, _ = await county.settle(body)
         assert again == 200 and replayed["settlement_id"] == answer["settlement_id"]
         await county.agree()
+
+
+async def test_the_booking_takes_the_answer_only_while_it_is_answered_and_gives_it_back_on_rollback(
+    database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The person-year's lock and the flip of the insurer's answered message to committed are one statement
+    # (adapters/store.py, locked_person(claiming=...)): taken only while the message is answered, and part of
+    # the settlement's transaction, so a booking that fails after it leaves the answer for a retry.
+    folder = fast_policy(tmp_path_factory.mktemp("beside-claim"))
+    async with own_gateway(database_url, settings, policy_dir=folder) as (client, pool, _):
+        county = County(client, pool, insurer=None)  # type: ignore[arg-type]  # the insurer is never called
+        person = await county.register(("insurance", "resident"))
+        person_key, _ = county.service.person_key(person)
+        store = county.service.store
+        log = store.insurer_log
+
+        async def message_in(state: str) -> str:
+            message_id = await log.record(
+                institution_code="H33042400001", person_key=person_key, kind="settle", transaction_code="2304",
+                terminal_id="term-C001", request_id=f"claim-{uuid.uuid4().hex}", visit_id="claim", clinic_id="C001",
+                service_date=dt.date(2026, 5, 1),
+            )  # fmt: skip
+            assert await log.mark((person_key, message_id), "answered", expect=("sent",), insurer_settlement_id="S1")
+            if state != "answered":
+                assert await log.mark((person_key, message_id), state, expect=("answered",))
+            return message_id
+
+        async def state_of(message_id: str) -> str:
+            async with pool.acquire() as connection:
+                return str(
+                    await connection.fetchval("SELECT state FROM insurer_messages WHERE message_id = $1", message_id)
+                )
+
+        key = SettleKey(person_key=person_key, year=2026, terminal_id="term-C001", request_id="claim")
+        answered = await message_in("answered")
+        with pytest.raises(RuntimeError):
+            async with store.locked_person(key, claiming=(answered, uuid.uuid4())) as locked:
+                assert locked.claimed
+                raise RuntimeError("the booking failed after the claim")
+        assert await state_of(answered) == "answered"  # rolled back with the booking: a retry books it
+
+        being_cancelled = await message_in("cancelling")  # the sweeper took it first
+        async with store.locked_person(key, claiming=(being_cancelled, uuid.uuid4())) as locked:
+            assert not locked.claimed
+        assert await state_of(being_cancelled) == "cancelling"
+
+        async with pool.acquire() as connection:  # leave nothing open for the sweeper or the invariants
+            await connection.execute(
+                "UPDATE insurer_messages SET state = 'cancelled' WHERE person_key = $1", person_key
+            )
