@@ -41,6 +41,7 @@ import random
 import resource
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -523,7 +524,14 @@ def results(run: Run, check: dict[str, Any]) -> dict[str, Any]:
         by_side[name] = figures
     simulator_p99 = by_side["simulator"]["p99_ms"]
     gateway_p99 = by_side["gateway"]["p99_ms"]
-    allowed = simulator_p99 + args.margin_ms
+    # Judged round by round, each gateway side against the simulator side just before it, and then the
+    # median round: a stall of the shared machine in one side of one round moves one difference, not the
+    # verdict (pooled, a one-second stall on the simulator's side would pass any gateway).
+    by_round = [
+        gateway["p99_ms"] - simulator["p99_ms"]
+        for simulator, gateway in zip(by_side["simulator"]["rounds"], by_side["gateway"]["rounds"], strict=True)
+    ]
+    median_difference = statistics.median(by_round)
     checks_pass = (
         check["open_messages"] == 0
         and check["only_here"] == check["only_at_the_insurer"] == check["amounts_differ"] == 0
@@ -553,8 +561,10 @@ def results(run: Run, check: dict[str, Any]) -> dict[str, Any]:
             "simulator_p99_ms": simulator_p99,
             "gateway_p99_ms": gateway_p99,
             "difference_ms": gateway_p99 - simulator_p99,
+            "difference_by_round_ms": by_round,
+            "median_round_difference_ms": median_difference,
             "margin_ms": args.margin_ms,
-            "met": gateway_p99 <= allowed,
+            "met": median_difference <= args.margin_ms,
         },
         "checks": check,
         "checks_pass": checks_pass,
@@ -616,10 +626,12 @@ def print_report(result: dict[str, Any]) -> None:
         f" {'PASS' if result['checks_pass'] else 'FAIL'}"
     )
     target = result["target"]
+    rounds = ", ".join(f"{difference:+.1f}" for difference in target["difference_by_round_ms"])
     print(
-        f"gateway p99 {target['gateway_p99_ms']:.1f} ms vs simulator p99 {target['simulator_p99_ms']:.1f} ms"
-        f" + {target['margin_ms']:g} ms = {target['simulator_p99_ms'] + target['margin_ms']:.1f} ms"
-        f" (difference {target['difference_ms']:+.1f} ms): {'PASS' if target['met'] else 'FAIL'}"
+        f"p99 over all rounds: gateway {target['gateway_p99_ms']:.1f} ms, simulator"
+        f" {target['simulator_p99_ms']:.1f} ms, difference {target['difference_ms']:+.1f} ms\n"
+        f"gateway p99 - simulator p99 by round: {rounds} ms; median {target['median_round_difference_ms']:+.1f} ms"
+        f" vs target <= +{target['margin_ms']:g} ms: {'PASS' if target['met'] else 'FAIL'}"
     )
 
 
