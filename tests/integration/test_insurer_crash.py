@@ -26,6 +26,7 @@ from adapters.insurer.simulator import start_simulator
 from adapters.policy_files import load_policy_book
 from adapters.terminal_client import TerminalClient
 from gateway.insurer import visit_of
+from gateway.service import china_today
 from tests.integration.conftest import bill, fresh_national_id, own_database
 from tests.integration.fault_tally import Tally, settle_up
 from tests.integration.processes import free_port, start_gateway, wait_ready
@@ -121,6 +122,15 @@ async def test_a_gateway_killed_after_the_insurers_answer_loses_nothing(database
                         assert settles_after == settles_before + 1
                         assert states == ["cancelled", "settled"]
                         assert await message_state(pool, body["request_id"]) == ["cancelled", "committed"]
+
+                # The day's three-way reconciliation with the insurer finds nothing.
+                finance_key = by_terminal["finance-1"]
+                finance = TerminalClient(clean_base, finance_key.key_id, finance_key.secret, session=session)
+                reply = await finance.request(
+                    "POST", "/v1/finance/reconciliation/insurer", {"day": str(china_today())}, retry=False
+                )
+                assert reply.status == 200 and reply.body["clean"], reply.body
+                assert reply.body["discrepancies"] == []
 
             in_force = await both_sides_agree(pool, insurer)
             outcome = await settle_up(pool, tally)
