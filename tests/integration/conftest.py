@@ -8,6 +8,7 @@ and drop it afterwards, so they never touch data they did not make.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import datetime as dt
 import io
 import itertools
@@ -49,6 +50,25 @@ TABLES = (
     "accumulators",
     "reversals",
 )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# What ``medsettle`` processes and benchmarks/load.py import from this checkout.
+COMPILED = ("gateway", "adapters", "settlement", "benchmarks", "clients/python/src")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_project() -> None:
+    """The project's modules compiled to ``__pycache__`` once, before any test starts a process.
+
+    The integration tests start some 170 ``medsettle`` processes. Where PYTHONDONTWRITEBYTECODE is
+    set (in containers, say) no process may write what it compiled, so each one compiled the
+    project's 130 modules again from source: 0.58 s of CPU per start, against 0.42 s from bytecode,
+    about half a minute a run. compileall writes bytecode whatever that variable says (git ignores
+    ``__pycache__``), skips what is current, and takes about a second on a fresh clone.
+    """
+    for folder in COMPILED:
+        compileall.compile_dir(ROOT / folder, quiet=1)
 
 
 def _with_database(url: str, name: str) -> str:
