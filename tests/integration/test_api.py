@@ -323,7 +323,7 @@ async def test_metrics_answer_the_alert_rules_without_traffic(client):
         metrics = await (await client.get("/metrics")).text()
         up = _sample(metrics, "medsettle_database_up")
         sealed = _sample(metrics, "medsettle_audit_sealed_timestamp_seconds")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
     assert up == 1
     assert sealed is not None and abs(time.time() - sealed) < 60, "no sealing round finished within 15 s"
 

@@ -243,7 +243,7 @@ async def test_a_version_imported_while_the_gateway_runs_is_used_without_a_resta
         version = answer["catalogue_version"]
         if version == "2026-09-01":
             break
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
     assert version == "2026-09-01"
     assert answer["items"][0]["category"] == "A"
 

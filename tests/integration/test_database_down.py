@@ -97,5 +97,5 @@ async def _database_up_becomes(client: SignedClient, value: int, within: float =
         metrics = await (await client.get("/metrics")).text()
         if re.search(rf"^medsettle_database_up {value}\.0$", metrics, re.MULTILINE):
             return True
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.1)
     return False
