@@ -5,8 +5,9 @@ message id the database makes: the institution code, the China time to the secon
 sequence. What is learnt afterwards moves its state (``mark``), each move guarded by the states it may
 come from, so a live request and the sweeper (gateway/insurer.py) never both act on one message:
 whichever moves it first owns it. The settlement that books an answered settle flips it to
-``committed`` in the settlement's own transaction (``claim_answered``): a settle the sweeper has started
-to cancel can no longer be booked, and a booked one can no longer be cancelled.
+``committed`` in the statement that writes it (``WRITE_SETTLEMENTS``, adapters/settlement_sql.py; a
+reversal's cancel by ``claim_answered``): a settle the sweeper has started to cancel can no longer be
+booked, and a booked one can no longer be cancelled.
 """
 
 from __future__ import annotations
@@ -187,15 +188,6 @@ async def claim_answered(
     return await mark(
         connection, (person_key, message_id), "committed", expect=("answered",), settlement_id=settlement_id
     )
-
-
-# ``claim_answered``'s move as a WITH query named ``claimed``, for the statement that also takes the
-# settlement's person-year lock (adapters/store.py): the person is $1, the message $3, the settlement $4.
-CLAIM_ANSWERED: Final = """claimed AS (
-    UPDATE insurer_messages SET state = 'committed', settlement_id = $4, finished_at = now()
-    WHERE person_key = $1 AND message_id = $3 AND state = 'answered'
-    RETURNING true
-)"""
 
 
 # ---------------------------------------------------------------- the sweeper's list

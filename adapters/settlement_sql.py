@@ -92,7 +92,9 @@ class Jsonb(str):
 class AccumulatorWrite(msgspec.Struct, frozen=True, array_like=True):
     """The person-year row after a settlement, the version it was read at (None: create it), and the
     request that moves it (no row moves for a request id the terminal has already settled).
-    ``counters`` and ``caps`` are JSON objects by counter name."""
+    ``counters`` and ``caps`` are JSON objects by counter name. ``claim``: beside the insurer, the
+    answered settle message this settlement books; it is flipped to committed with the write, and
+    nothing is written if it is no longer answered (adapters/insurer_messages.py)."""
 
     person_key: bytes
     year: int
@@ -102,6 +104,7 @@ class AccumulatorWrite(msgspec.Struct, frozen=True, array_like=True):
     counters: Jsonb
     caps: Jsonb
     updated_at: dt.datetime
+    claim: str | None
 
 
 class SettlementRow(msgspec.Struct, frozen=True, array_like=True):
@@ -176,15 +179,27 @@ def _unnest(types: dict[str, str], first_parameter: int, alias: str) -> str:
 # it first), and only if the terminal's request id has no settlement yet (for anyone: a retry whose
 # read came before the first copy committed, or the id reused for another patient); a settlement
 # is inserted only when its accumulator write applied. The caps only ever rise, so a row keeps the
-# highest cap any settlement was decided under and the CHECKs stay strict. Returns each item's
-# number and whether it was written or stopped by a settlement of its request id.
+# highest cap any settlement was decided under and the CHECKs stay strict.
+#
+# Beside the insurer, a settlement books the insurer's answered message (``claim``): the message is
+# locked while it is still answered (a sweeper that began to cancel it first wins, and this
+# settlement writes nothing), and flipped to committed only with the settlement it books.
+#
+# Returns each item's number, whether it was written, whether a settlement of its request id stopped
+# it, and whether its claim was no longer answered.
 WRITE_SETTLEMENTS: Final = f"""
 WITH input AS (
     SELECT * FROM {_unnest(_ACC, 2, "v")}
+), claimable AS MATERIALIZED (
+    SELECT input.i FROM input
+    JOIN insurer_messages m ON m.person_key = input.person_key AND m.message_id = input.claim
+    WHERE m.state = 'answered'
+    FOR UPDATE OF m
 ), v AS (
     SELECT input.*, NOT EXISTS (
         SELECT 1 FROM settlements x WHERE x.terminal_id = input.terminal_id AND x.request_id = input.request_id
-    ) AS new_request
+    ) AS new_request,
+    input.claim IS NOT NULL AND input.i NOT IN (SELECT i FROM claimable) AS unclaimed
     FROM input
 ), updated AS (
     UPDATE accumulators a SET
@@ -193,25 +208,32 @@ WITH input AS (
         version = a.version + 1,
         updated_at = v.updated_at
     FROM v
-    WHERE v.new_request AND v.version IS NOT NULL
+    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NOT NULL
       AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
     RETURNING v.i
 ), created AS (
     INSERT INTO accumulators (person_key, year, counters, caps, version, updated_at)
     SELECT person_key, year, counters, caps, 1, updated_at FROM v
-    WHERE v.new_request AND v.version IS NULL
+    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
     ON CONFLICT (person_key, year) DO NOTHING
     RETURNING person_key, year
 ), applied AS (
     SELECT i FROM updated
     UNION ALL
-    SELECT v.i FROM created JOIN v USING (person_key, year) WHERE v.new_request AND v.version IS NULL
+    SELECT v.i FROM created JOIN v USING (person_key, year)
+    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
 ), inserted AS (
     INSERT INTO settlements ({", ".join(_ROW)})
     SELECT {", ".join(_ROW)} FROM {_unnest(_ROW, 2 + len(_ACC), "s")}
     WHERE s.i IN (SELECT i FROM applied)
+    RETURNING person_key, settlement_id, terminal_id, request_id
+), committed AS (
+    UPDATE insurer_messages m SET state = 'committed', settlement_id = inserted.settlement_id, finished_at = now()
+    FROM inserted JOIN input USING (terminal_id, request_id)
+    WHERE input.claim IS NOT NULL AND m.person_key = input.person_key AND m.message_id = input.claim
+      AND m.state = 'answered'
 )
-SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS duplicate FROM v
+SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS duplicate, v.unclaimed FROM v
 """
 
 # Everything a settlement's decision needs, for many settlements in one round trip, read-only.
@@ -246,18 +268,6 @@ LOCK_PERSON_YEAR: Final = f"""
 WITH {_LOCKED_PERSON_YEAR}
 SELECT locked.*,
        {_MEMBERSHIPS_OF_1}
-FROM locked
-"""
-
-
-def lock_person_year_with(other: str, column: str) -> str:
-    """``LOCK_PERSON_YEAR`` with one more WITH query in the same statement (its parameters from $3 on) and
-    ``column`` in the row it answers: work that must share the lock's transaction, without a round trip."""
-    return f"""
-WITH {other}, {_LOCKED_PERSON_YEAR}
-SELECT locked.*,
-       {_MEMBERSHIPS_OF_1},
-       {column}
 FROM locked
 """
 
@@ -371,6 +381,7 @@ def accumulator_write(new: NewSettlement) -> AccumulatorWrite:
         json_text(decision.settlement.counters()[1]),
         json_text(decision.caps),
         new.created_at,
+        None if decision.settlement.insurer is None else decision.settlement.insurer.message_id,
     )
 
 

@@ -42,7 +42,6 @@ from adapters.settlement_sql import (
     counters_from,
     decode_record,
     json_text,
-    lock_person_year_with,
     write_arguments,
 )
 from adapters.terminal_keys import ActiveKey, load_keys
@@ -51,6 +50,7 @@ from settlement.chain import Chain
 from settlement.decision import give_back
 from settlement.ports import (
     AlreadySettled,
+    AnswerGone,
     DuplicateRequest,
     NewReversal,
     NewSettlement,
@@ -72,13 +72,6 @@ from settlement.ports import (
 from settlement.registry import Membership
 
 _json_encoder = msgspec.json.Encoder()
-
-# Beside the insurer: the person-year's lock and the claim of the insurer's answered message in one statement,
-# one round trip fewer than two in the settlement's transaction ($3 the message id, $4 the settlement id).
-LOCK_PERSON_YEAR_CLAIMING: Final = lock_person_year_with(
-    insurer_messages.CLAIM_ANSWERED, "EXISTS (SELECT 1 FROM claimed) AS claimed"
-)
-
 
 # Policy versions restated in a new form with the same meaning, by the SHA-256 of their stored
 # document before and after. The default policy moved to the chain form; tests/property/
@@ -358,38 +351,21 @@ class Store:
                 raise
         if self.faults.armed:
             await self.faults.reach("settle.after_commit")
-        outcomes: list[WriteOutcome] = []
-        for row in sorted(rows, key=lambda row: row["i"]):
-            if row["written"]:
-                outcomes.append(Written())
-            elif row["duplicate"]:
-                outcomes.append(DuplicateRequest())
-            else:
-                self.optimistic_retries += 1
-                outcomes.append(VersionMoved())
+        outcomes = [_write_outcome(row) for row in sorted(rows, key=lambda row: row["i"])]
+        self.optimistic_retries += sum(isinstance(outcome, VersionMoved) for outcome in outcomes)
         return outcomes
 
     @asynccontextmanager
-    async def locked_person(
-        self, key: SettleKey, *, claiming: tuple[str, uuid.UUID] | None = None
-    ) -> AsyncIterator[_LockedPerson]:
-        """The person-year under its row lock: decide and write inside the block, which commits at its end.
-
-        ``claiming`` (an insurer message id, the settlement's id): the insurer's answered settle is flipped
-        to committed in the same statement as the lock, so in the settlement's transaction; ``claimed``
-        says whether it still was answered (if not, the sweeper has begun to cancel it: the caller must
-        raise, so nothing is booked)."""
+    async def locked_person(self, key: SettleKey) -> AsyncIterator[_LockedPerson]:
+        """The person-year under its row lock: decide and write inside the block, which commits at its end."""
         async with self._connection() as connection, connection.transaction():
-            if claiming is None:
-                row = await connection.fetchrow(LOCK_PERSON_YEAR, key.person_key, key.year)
-            else:
-                row = await connection.fetchrow(LOCK_PERSON_YEAR_CLAIMING, key.person_key, key.year, *claiming)
+            row = await connection.fetchrow(LOCK_PERSON_YEAR, key.person_key, key.year)
             snapshot = PersonSnapshot(
                 memberships=_memberships(row["memberships"]),
                 counters=counters_from(row["counters"]),
                 version=row["version"],
             )
-            yield _LockedPerson(connection, snapshot, key.person_key, claimed=claiming is not None and row["claimed"])
+            yield _LockedPerson(connection, snapshot, key.person_key)
 
     async def settlements_in_range(self, low: uuid.UUID, high: uuid.UUID) -> int:
         """How many settlements have an id in ``[low, high]``, counting to two: whether the ids starting
@@ -543,13 +519,10 @@ class Store:
 class _LockedPerson:
     """A person-year under its row lock, inside the transaction ``Store.locked_person`` holds open."""
 
-    def __init__(
-        self, connection: asyncpg.Connection, snapshot: PersonSnapshot, person_key: bytes, *, claimed: bool = False
-    ) -> None:
+    def __init__(self, connection: asyncpg.Connection, snapshot: PersonSnapshot, person_key: bytes) -> None:
         self._connection = connection
         self.snapshot = snapshot
         self.snapshot_key = person_key
-        self.claimed = claimed  # the insurer's message named by ``locked_person(claiming=...)`` is now committed
 
     async def write(self, new: NewSettlement) -> WriteOutcome:
         # Under the row lock the version cannot move, so this write applies; if it ever did not, the
@@ -561,11 +534,20 @@ class _LockedPerson:
                 return DuplicateRequest()
             raise
         (row,) = rows
-        if row["duplicate"]:
-            return DuplicateRequest()
-        if not row["written"]:
+        outcome = _write_outcome(row)
+        if isinstance(outcome, VersionMoved):
             raise RuntimeError("the row-locked settlement write applied to no row")
+        return outcome
+
+
+def _write_outcome(row: asyncpg.Record) -> WriteOutcome:
+    if row["written"]:
         return Written()
+    if row["duplicate"]:
+        return DuplicateRequest()
+    if row["unclaimed"]:
+        return AnswerGone()
+    return VersionMoved()
 
 
 def _bytes(value: Any) -> bytes | None:

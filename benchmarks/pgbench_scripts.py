@@ -107,6 +107,7 @@ ACCUMULATOR_VALUES: Final[dict[str, str]] = {
         f" 'insurance_inpatient_paid', {BENCH_CAP}, 'subsidy_paid', {BENCH_CAP}, 'aid_paid', {BENCH_CAP})::text"
     ),
     "updated_at": "now()",
+    "claim": "NULL",  # no insurer's message to book: the local chain
 }
 
 # The settlement row: an inpatient bill paid by all three programmes, its record (the compressed items

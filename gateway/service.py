@@ -42,6 +42,7 @@ from settlement.money import format_rate
 from settlement.policy_book import PolicyBook
 from settlement.ports import (
     AlreadySettled,
+    AnswerGone,
     DuplicateRequest,
     NewReversal,
     NewSettlement,
@@ -400,8 +401,10 @@ class Service:
         found: PersonSnapshot,
     ) -> Answer:
         """Settle a bill whose first payers are the insurer's core (gateway/insurer.py): the insurer settles
-        its funds, then the local steps pay from what is left, booked under the person-year's row lock with
-        the insurer's message flipped to committed in the same transaction (in the lock's own statement)."""
+        its funds, then the local steps pay from what is left. The booking is written like any settlement,
+        through the write batcher at the version read before the insurer was asked, with the insurer's
+        message flipped to committed in the same statement; if the person-year moved meanwhile, it is
+        decided again under the row lock."""
         fingerprint = request_hash(self.pepper, "settle", request.fingerprinted())
         # Whatever the engine refuses is refused before the insurer is asked.
         estimate = decide(bill, policy, found.memberships, found.counters, catalogue)
@@ -417,37 +420,47 @@ class Service:
         )
         if self.store.faults.armed:
             await self.store.faults.reach("insurer.after_answer")
-        settlement_id = uuid.uuid4()
+
+        def booking(snapshot: PersonSnapshot, new: NewSettlement | None) -> NewSettlement:
+            decision = decide(bill, policy, snapshot.memberships, snapshot.counters, catalogue, paid.paid)
+            decision = msgspec.structs.replace(
+                decision, settlement=msgspec.structs.replace(decision.settlement, insurer=paid.reference)
+            )
+            if new is not None:
+                return msgspec.structs.replace(new, decision=decision, version=snapshot.version)
+            return NewSettlement(
+                key=key,
+                settlement_id=uuid.uuid4(),
+                clinic_id=clinic.clinic_id,
+                person=masked,
+                items=bill.items,
+                decision=decision,
+                request_hash=fingerprint,
+                booked_on=china_today(),
+                created_at=dt.datetime.now(dt.UTC),
+                version=snapshot.version,
+            )
+
         try:
-            async with self.store.locked_person(key, claiming=(paid.reference.message_id, settlement_id)) as locked:
-                if not locked.claimed:
-                    raise unavailable("the insurer's settlement was cancelled before it could be booked; retry")
-                decision = decide(
-                    bill, policy, locked.snapshot.memberships, locked.snapshot.counters, catalogue, paid.paid
-                )
-                new = NewSettlement(
-                    key=key,
-                    settlement_id=settlement_id,
-                    clinic_id=clinic.clinic_id,
-                    person=masked,
-                    items=bill.items,
-                    decision=msgspec.structs.replace(
-                        decision, settlement=msgspec.structs.replace(decision.settlement, insurer=paid.reference)
-                    ),
-                    request_hash=fingerprint,
-                    booked_on=china_today(),
-                    created_at=dt.datetime.now(dt.UTC),
-                    version=locked.snapshot.version,
-                )
-                if isinstance(await locked.write(new), DuplicateRequest):
-                    raise _AlreadyBooked  # rolls the claim back: the sweeper cancels this attempt at the insurer
-        except _AlreadyBooked:
-            return await self._replay_duplicate(key, fingerprint)
+            new = booking(found, None)
+            outcome = await self.store.write_settlement(new)
+            if isinstance(outcome, VersionMoved):
+                # Another bill of this person committed while the insurer was asked: decide the local steps
+                # again under the row lock (the insurer's split stands).
+                async with self.store.locked_person(key) as locked:
+                    new = booking(locked.snapshot, new)
+                    outcome = await locked.write(new)
         except SettlementError:
             # The local steps refuse the bill after all (the insurer's split exceeds the eligible amount, the
             # registry changed meanwhile): undo the insurer's settlement.
             await self.remote.cancel_unbooked(policy, paid, key.person_key, bill.visit_type)
             raise
+        if isinstance(outcome, AnswerGone):
+            raise unavailable("the insurer's settlement was cancelled before it could be booked; retry")
+        if isinstance(outcome, DuplicateRequest):
+            # Another copy of the request booked first; this attempt's answer stays answered and the sweeper
+            # cancels it at the insurer.
+            return await self._replay_duplicate(key, fingerprint)
         return self._settled(terminal, request, clinic, masked, new)
 
     def _settled(
@@ -806,10 +819,6 @@ class Service:
             raise Refused("validation_failed", "level must be village, township or county", field="level")
         rows = await self.store.clinics(level)
         return api.ClinicsOut(clinics=[api.ClinicOut(**dict(row)) for row in rows])
-
-
-class _AlreadyBooked(Exception):
-    """Another attempt of the request was booked first (raised inside the row-locked block to roll it back)."""
 
 
 def _nonce_reused() -> Refused:

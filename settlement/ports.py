@@ -92,7 +92,12 @@ class DuplicateRequest(msgspec.Struct, frozen=True):
     """A concurrent copy of the request committed first: nothing was written; replay the winner."""
 
 
-WriteOutcome = Written | VersionMoved | DuplicateRequest
+class AnswerGone(msgspec.Struct, frozen=True):
+    """Beside the insurer: the answered settle this settlement was to book is no longer answered (the
+    sweeper has begun to cancel it): nothing was written."""
+
+
+WriteOutcome = Written | VersionMoved | DuplicateRequest | AnswerGone
 
 
 # ---------------------------------------------------------------- what is stored

@@ -22,10 +22,13 @@ import pytest
 
 from adapters.insurer.simulator import Delay, Faults, FaultScope, SimulatorServer, start_simulator
 from adapters.policy_files import load_policy_book
+from gateway import api_models as api
 from gateway.app_keys import service_key
 from gateway.insurer import visit_of
-from gateway.service import china_today
-from settlement.ports import SettleKey
+from gateway.service import Terminal, china_today, request_hash
+from settlement.decision import decide
+from settlement.models import InsurerReference
+from settlement.ports import AnswerGone, NewSettlement, PersonSnapshot, SettleKey, VersionMoved, Written
 from tests.integration.conftest import ADMIN, COUNTY, SignedClient, bill, fresh_national_id, own_gateway
 from tests.integration.fault_tally import Tally, settle_up
 
@@ -359,24 +362,25 @@ async def test_a_retry_books_the_recorded_answer_without_settling_twice_at_the_i
         await county.agree()
 
 
-async def test_the_booking_takes_the_answer_only_while_it_is_answered_and_gives_it_back_on_rollback(
+async def test_the_booking_takes_the_answer_only_while_it_is_answered_and_only_with_its_settlement(
     database_url: str, settings: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    # The person-year's lock and the flip of the insurer's answered message to committed are one statement
-    # (adapters/store.py, locked_person(claiming=...)): taken only while the message is answered, and part of
-    # the settlement's transaction, so a booking that fails after it leaves the answer for a retry.
+    # The settlement write books the insurer's answered message (WRITE_SETTLEMENTS, AccumulatorWrite.claim): it
+    # flips the message to committed in the statement that writes the settlement, only while the message is
+    # answered, and only with a settlement actually written; a booking rolled back leaves the answer for a retry.
     folder = fast_policy(tmp_path_factory.mktemp("beside-claim"))
     async with own_gateway(database_url, settings, policy_dir=folder) as (client, pool, _):
         county = County(client, pool, insurer=None)  # type: ignore[arg-type]  # the insurer is never called
         person = await county.register(("insurance", "resident"))
-        person_key, _ = county.service.person_key(person)
-        store = county.service.store
+        service = county.service
+        store = service.store
         log = store.insurer_log
+        person_key, _ = service.person_key(person)
 
-        async def message_in(state: str) -> str:
+        async def message_in(state: str, request_id: str) -> str:
             message_id = await log.record(
                 institution_code="H33042400001", person_key=person_key, kind="settle", transaction_code="2304",
-                terminal_id="term-C001", request_id=f"claim-{uuid.uuid4().hex}", visit_id="claim", clinic_id="C001",
+                terminal_id="term-C001", request_id=request_id, visit_id="claim", clinic_id="C001",
                 service_date=dt.date(2026, 5, 1),
             )  # fmt: skip
             assert await log.mark((person_key, message_id), "answered", expect=("sent",), insurer_settlement_id="S1")
@@ -384,26 +388,64 @@ async def test_the_booking_takes_the_answer_only_while_it_is_answered_and_gives_
                 assert await log.mark((person_key, message_id), state, expect=("answered",))
             return message_id
 
-        async def state_of(message_id: str) -> str:
+        async def state_of(message_id: str) -> tuple[str, uuid.UUID | None]:
             async with pool.acquire() as connection:
-                return str(
-                    await connection.fetchval("SELECT state FROM insurer_messages WHERE message_id = $1", message_id)
+                row = await connection.fetchrow(
+                    "SELECT state, settlement_id FROM insurer_messages WHERE message_id = $1", message_id
                 )
+            return row["state"], row["settlement_id"]
 
-        key = SettleKey(person_key=person_key, year=2026, terminal_id="term-C001", request_id="claim")
-        answered = await message_in("answered")
+        async def booking(message_id: str, request_id: str) -> NewSettlement:
+            """What the gateway writes to book ``message_id``: the insurer paid nothing, the local steps the rest."""
+            body = bill(person, ("A", 50_000), request_id=request_id)
+            request = msgspec.convert(body, api.SettleRequest)
+            terminal = Terminal("term-C001", "C001", "terminal")
+            clinic, bill_, policy, catalogue, _, masked = await service._prepare_bill(terminal, request)
+            key = SettleKey(person_key=person_key, year=2026, terminal_id="term-C001", request_id=request_id)
+            found = await store.read_for_settle(key)
+            assert isinstance(found, PersonSnapshot), found
+            decision = decide(bill_, policy, found.memberships, found.counters, catalogue, {})
+            reference = InsurerReference(message_id=message_id, settlement_id="S1")
+            return NewSettlement(
+                key=key, settlement_id=uuid.uuid4(), clinic_id=clinic.clinic_id, person=masked, items=bill_.items,
+                decision=msgspec.structs.replace(
+                    decision, settlement=msgspec.structs.replace(decision.settlement, insurer=reference)
+                ),
+                request_hash=request_hash(service.pepper, "settle", request.fingerprinted()),
+                booked_on=china_today(), created_at=dt.datetime.now(dt.UTC),
+                version=found.version,
+            )  # fmt: skip
+
+        # Rolled back with the booking's transaction: the answer stays answered, and a retry books it.
+        answered = await message_in("answered", "claim-1")
+        new = await booking(answered, "claim-1")
         with pytest.raises(RuntimeError):
-            async with store.locked_person(key, claiming=(answered, uuid.uuid4())) as locked:
-                assert locked.claimed
-                raise RuntimeError("the booking failed after the claim")
-        assert await state_of(answered) == "answered"  # rolled back with the booking: a retry books it
+            async with store.locked_person(new.key) as locked:
+                assert isinstance(await locked.write(new), Written)
+                raise RuntimeError("the booking failed after the write")
+        assert await state_of(answered) == ("answered", None)
+        assert isinstance(await store.write_settlement(new), Written)
+        assert await state_of(answered) == ("committed", new.settlement_id)
 
-        being_cancelled = await message_in("cancelling")  # the sweeper took it first
-        async with store.locked_person(key, claiming=(being_cancelled, uuid.uuid4())) as locked:
-            assert not locked.claimed
-        assert await state_of(being_cancelled) == "cancelling"
+        # The sweeper took it first: nothing is written, and the message stays the sweeper's.
+        being_cancelled = await message_in("cancelling", "claim-2")
+        new = await booking(being_cancelled, "claim-2")
+        assert isinstance(await store.write_settlement(new), AnswerGone)
+        async with store.locked_person(new.key) as locked:
+            assert isinstance(await locked.write(new), AnswerGone)
+        assert await state_of(being_cancelled) == ("cancelling", None)
+        assert await store.stored_settlement(request=new.key) is None
+
+        # Written at a version that has moved since: nothing is written and the answer is not taken.
+        stale = await message_in("answered", "claim-3")
+        new = await booking(stale, "claim-3")
+        other = await booking(await message_in("answered", "claim-4"), "claim-4")
+        assert isinstance(await store.write_settlement(other), Written)
+        assert isinstance(await store.write_settlement(new), VersionMoved)
+        assert await state_of(stale) == ("answered", None)
 
         async with pool.acquire() as connection:  # leave nothing open for the sweeper or the invariants
             await connection.execute(
-                "UPDATE insurer_messages SET state = 'cancelled' WHERE person_key = $1", person_key
+                "UPDATE insurer_messages SET state = 'cancelled' WHERE person_key = $1 AND state <> 'committed'",
+                person_key,
             )

@@ -106,15 +106,15 @@ def test_a_row_shape_field_without_a_pgbench_value_stops_the_generator(monkeypat
 
 
 def test_a_write_whose_columns_match_no_row_shape_stops_the_generator() -> None:
-    statement = WRITE_SETTLEMENTS.replace("caps, updated_at)", "caps, updated_at, brand_new)", 1)
-    statement = statement.replace("$9::timestamptz[])", "$9::timestamptz[], $99::text[])", 1)
+    statement = WRITE_SETTLEMENTS.replace("caps, updated_at, claim)", "caps, updated_at, claim, brand_new)", 1)
+    statement = statement.replace("$10::text[])", "$10::text[], $99::text[])", 1)
     assert statement != WRITE_SETTLEMENTS
     with pytest.raises(ScriptMismatch, match="match no row shape"):
         pgbench_scripts.parameter_values(statement)
 
 
 def test_a_parameter_outside_any_unnest_is_not_left_in_the_script() -> None:
-    statement = WRITE_SETTLEMENTS.replace("AS duplicate FROM v\n", "AS duplicate FROM v WHERE $77::int[] IS NOT NULL\n")
+    statement = WRITE_SETTLEMENTS.replace("v.unclaimed FROM v\n", "v.unclaimed FROM v WHERE $77::int[] IS NOT NULL\n")
     assert statement != WRITE_SETTLEMENTS
     with pytest.raises(ScriptMismatch, match=r"no pgbench value for parameter \$77"):
         pgbench_scripts.fill(statement, pgbench_scripts.parameter_values(statement))
