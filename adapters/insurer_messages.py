@@ -1,6 +1,6 @@
 """The record of every message to the insurer's core (migration 0017), kept so no remote outcome is lost.
 
-A settle or cancel is recorded (``record``) in its own committed transaction before it is sent, with a
+A settle or cancel is recorded (``MessageLog.record``) in a committed transaction before it is sent, with a
 message id the database makes: the institution code, the China time to the second and a cycling 4-digit
 sequence. What is learnt afterwards moves its state (``mark``), each move guarded by the states it may
 come from, so a live request and the sweeper (gateway/insurer.py) never both act on one message:
@@ -21,6 +21,8 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
+from adapters.batching import Coalescer
+
 MessageKind = Literal["settle", "cancel"]
 OPEN_STATES: Final = ("sent", "answered", "reversing", "cancelling")
 
@@ -30,12 +32,95 @@ _json = msgspec.json.Encoder()
 _NEW_ID: Final = """$1 || to_char(now() AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS')
     || lpad(nextval('insurer_message_sequence')::text, 4, '0')"""
 
-_RECORD: Final = f"""
+
+class NewMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A settle or cancel about to be sent, as ``record`` writes it."""
+
+    institution_code: str
+    person_key: bytes
+    kind: MessageKind
+    transaction_code: str
+    terminal_id: str
+    request_id: str
+    visit_id: str
+    clinic_id: str
+    service_date: dt.date
+    settlement_id: uuid.UUID | None = None
+    insurer_settlement_id: str | None = None
+    request: dict[str, Any] | None = None
+
+
+# Many messages recorded in one statement and one commit (``MessageLog``'s batcher). A message whose request
+# already has one open of its kind is skipped (``insurer_messages_one_open``) and answered None; the others
+# come back by request, which is unique within a batch.
+_RECORD_MANY: Final = f"""
 INSERT INTO insurer_messages (message_id, person_key, kind, transaction_code, terminal_id, request_id, clinic_id,
                               service_date, settlement_id, insurer_settlement_id, request, visit_id, state)
-VALUES ({_NEW_ID}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, 'sent')
-RETURNING message_id
+SELECT {_NEW_ID.replace("$1", "r.institution_code")}, r.person_key, r.kind, r.transaction_code, r.terminal_id,
+       r.request_id, r.clinic_id, r.service_date, r.settlement_id, r.insurer_settlement_id, r.request::jsonb,
+       r.visit_id, 'sent'
+FROM unnest($1::text[], $2::bytea[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::date[],
+            $9::uuid[], $10::text[], $11::text[], $12::text[])
+    AS r(institution_code, person_key, kind, transaction_code, terminal_id, request_id, clinic_id, service_date,
+         settlement_id, insurer_settlement_id, request, visit_id)
+ON CONFLICT (person_key, terminal_id, request_id, kind) WHERE state IN ('sent', 'answered', 'reversing', 'cancelling')
+DO NOTHING
+RETURNING person_key, terminal_id, request_id, kind, message_id
 """
+
+# Settle answers recorded in one statement and one commit, each only if its message is still ``sent``.
+_ANSWERED_MANY: Final = """
+UPDATE insurer_messages m SET state = 'answered', insurer_settlement_id = a.insurer_settlement_id,
+       paid = a.paid::jsonb, answered_at = now()
+FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[]) AS a(person_key, message_id, insurer_settlement_id, paid)
+WHERE m.person_key = a.person_key AND m.message_id = a.message_id AND m.state = 'sent'
+RETURNING m.message_id
+"""
+
+
+class Answered(msgspec.Struct, frozen=True):
+    """The insurer settled message ``message_id`` as ``insurer_settlement_id``, paying ``paid`` by fund code."""
+
+    person_key: bytes
+    message_id: str
+    insurer_settlement_id: str
+    paid: dict[str, int]
+
+
+async def record_many(connection: asyncpg.Connection, messages: list[NewMessage]) -> list[str | None]:
+    """Record messages about to be sent, in one statement: each one's id, or None when its request already
+    has an open message of its kind (a concurrent copy is in flight: the caller must not send)."""
+    rows = await connection.fetch(
+        _RECORD_MANY,
+        *(
+            [getattr(message, field) for message in messages]
+            for field in (
+                "institution_code", "person_key", "kind", "transaction_code", "terminal_id", "request_id",
+                "clinic_id", "service_date", "settlement_id", "insurer_settlement_id",
+            )
+        ),
+        [None if message.request is None else _json.encode(message.request).decode() for message in messages],
+        [message.visit_id for message in messages],
+    )  # fmt: skip
+    made = {
+        (bytes(row["person_key"]), row["terminal_id"], row["request_id"], row["kind"]): row["message_id"]
+        for row in rows
+    }
+    return [made.get((m.person_key, m.terminal_id, m.request_id, m.kind)) for m in messages]
+
+
+async def answered_many(connection: asyncpg.Connection, answers: list[Answered]) -> list[bool]:
+    """Record settle answers in one statement: for each, whether its message was still ``sent`` (if not, the
+    sweeper has begun to reverse it, and the answer must not be booked)."""
+    rows = await connection.fetch(
+        _ANSWERED_MANY,
+        [answer.person_key for answer in answers],
+        [answer.message_id for answer in answers],
+        [answer.insurer_settlement_id for answer in answers],
+        [_json.encode(answer.paid).decode() for answer in answers],
+    )
+    moved = {row["message_id"] for row in rows}
+    return [answer.message_id in moved for answer in answers]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,48 +163,6 @@ def _message(row: asyncpg.Record) -> Message:
 async def new_message_id(connection: asyncpg.Connection | asyncpg.Pool, institution_code: str) -> str:
     """A fresh message id, for a message that changes nothing by itself (a reversal, a query)."""
     return str(await connection.fetchval(f"SELECT {_NEW_ID}", institution_code))
-
-
-async def record(
-    connection: asyncpg.Connection | asyncpg.Pool,
-    *,
-    institution_code: str,
-    person_key: bytes,
-    kind: MessageKind,
-    transaction_code: str,
-    terminal_id: str,
-    request_id: str,
-    visit_id: str,
-    clinic_id: str,
-    service_date: dt.date,
-    settlement_id: uuid.UUID | None = None,
-    insurer_settlement_id: str | None = None,
-    request: dict[str, Any] | None = None,
-) -> str | None:
-    """Record a message about to be sent and return its id; None when the same request already has an
-    open message of this kind (a concurrent copy of it is in flight: the caller must not send)."""
-    try:
-        return str(
-            await connection.fetchval(
-                _RECORD,
-                institution_code,
-                person_key,
-                kind,
-                transaction_code,
-                terminal_id,
-                request_id,
-                clinic_id,
-                service_date,
-                settlement_id,
-                insurer_settlement_id,
-                None if request is None else _json.encode(request).decode(),
-                visit_id,
-            )
-        )
-    except asyncpg.UniqueViolationError as error:
-        if error.constraint_name == "insurer_messages_one_open":
-            return None
-        raise
 
 
 async def open_message(
@@ -226,19 +269,61 @@ async def open_count(connection: asyncpg.Connection | asyncpg.Pool) -> int:
 
 
 class MessageLog:
-    """The message record over the gateway's pool: what gateway/insurer.py reads and writes."""
+    """The message record over the gateway's pool: what gateway/insurer.py reads and writes.
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = 5.0) -> None:
+    New messages and settle answers, the two writes every settlement beside the insurer makes and must
+    commit before it goes on, are coalesced under load like the settlement writes (adapters/batching.py):
+    concurrent ones share a statement and a commit."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, acquire_timeout: float = 5.0, *, batch_max: int = 1, batch_lanes: int = 2
+    ) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
+        # One message per request and kind in a batch: the second would be skipped by the first.
+        self._records: Coalescer[NewMessage, str | None] = Coalescer(
+            self._record_batch,
+            max_batch=batch_max,
+            lanes=batch_lanes,
+            keys=lambda message: ((message.person_key, message.terminal_id, message.request_id, message.kind),),
+            name="insurer-record",
+        )
+        self._answers: Coalescer[Answered, bool] = Coalescer(
+            self._answered_batch,
+            max_batch=batch_max,
+            lanes=batch_lanes,
+            keys=lambda answer: (answer.message_id,),
+            name="insurer-answered",
+        )
+
+    def start(self) -> None:
+        self._records.start()
+        self._answers.start()
+
+    async def stop(self) -> None:
+        await self._answers.stop()
+        await self._records.stop()
+
+    async def _record_batch(self, messages: list[NewMessage]) -> list[str | None]:
+        async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
+            return await record_many(connection, messages)
+
+    async def _answered_batch(self, answers: list[Answered]) -> list[bool]:
+        async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
+            return await answered_many(connection, answers)
 
     async def new_message_id(self, institution_code: str) -> str:
         async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
             return await new_message_id(connection, institution_code)
 
     async def record(self, **fields: Any) -> str | None:
-        async with self.pool.acquire(timeout=self.acquire_timeout) as connection:
-            return await record(connection, **fields)
+        """Record a message about to be sent (``NewMessage``'s fields) and return its id; None when its
+        request already has an open message of this kind."""
+        return await self._records.submit(NewMessage(**fields))
+
+    async def answered(self, answer: Answered) -> bool:
+        """Record a settle's answer: whether its message was still ``sent`` (else the sweeper has it)."""
+        return await self._answers.submit(answer)
 
     async def open_message(
         self, person_key: bytes, terminal_id: str, request_id: str, kind: MessageKind

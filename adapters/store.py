@@ -128,13 +128,17 @@ class Store:
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
         self.acquire_timeout = acquire_timeout
         # Every message to the insurer's core, recorded before it is sent (adapters/insurer_messages.py).
-        self.insurer_log = insurer_messages.MessageLog(pool, acquire_timeout)
+        self.insurer_log = insurer_messages.MessageLog(
+            pool, acquire_timeout, batch_max=batch_max, batch_lanes=max(1, batch_lanes // 2)
+        )
 
     def start(self) -> None:
         self.reads.start()
         self.writes.start()
+        self.insurer_log.start()
 
     async def stop(self) -> None:
+        await self.insurer_log.stop()
         await self.writes.stop()
         await self.reads.stop()
 

@@ -51,7 +51,7 @@ from adapters.insurer.client import (
     OutcomeUnknown,
 )
 from adapters.insurer.protocol import settle_input
-from adapters.insurer_messages import Message, MessageLog
+from adapters.insurer_messages import Answered, Message, MessageLog
 from gateway.logs import log
 from gateway.metrics import Metrics
 from gateway.problems import shown
@@ -288,9 +288,7 @@ class RemoteSteps:
         if (
             paid is None
             or answer.insurer_settlement_id is None
-            or not await self.log.mark(
-                key, "answered", expect=("sent",), insurer_settlement_id=answer.insurer_settlement_id, paid=paid
-            )
+            or not await self.log.answered(Answered(person_key, message_id, answer.insurer_settlement_id, paid))
         ):
             # The answer pays a fund this chain does not give the insurer, or the sweeper has already reversed
             # the message (this request outlived the grace): undo whatever the insurer did.
