@@ -69,11 +69,19 @@ RETURNING person_key, terminal_id, request_id, kind, message_id
 """
 
 # Settle answers recorded in one statement and one commit, each only if its message is still ``sent``.
+#
+# The commit does not wait for its WAL flush (synchronous_commit off, for this transaction alone). What that
+# risks is only a PostgreSQL crash losing the answer, never money: the message is then ``sent`` again, an
+# unknown outcome, and is reversed by its id like any other (a retry, or the sweeper). The settlement that
+# books the answer commits synchronously, and WAL is flushed in order, so a booked answer is never lost.
 _ANSWERED_MANY: Final = """
+WITH no_flush_wait AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
 UPDATE insurer_messages m SET state = 'answered', insurer_settlement_id = a.insurer_settlement_id,
        paid = a.paid::jsonb, answered_at = now()
-FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[]) AS a(person_key, message_id, insurer_settlement_id, paid)
+FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[]) AS a(person_key, message_id, insurer_settlement_id, paid),
+     no_flush_wait
 WHERE m.person_key = a.person_key AND m.message_id = a.message_id AND m.state = 'sent'
+  AND no_flush_wait.setting = 'off'
 RETURNING m.message_id
 """
 

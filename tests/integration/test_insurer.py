@@ -20,6 +20,7 @@ import asyncpg
 import msgspec
 import pytest
 
+from adapters import db, insurer_messages
 from adapters.insurer.simulator import Delay, Faults, FaultScope, SimulatorServer, start_simulator
 from adapters.policy_files import load_policy_book
 from gateway import api_models as api
@@ -369,7 +370,7 @@ async def test_the_booking_takes_the_answer_only_while_it_is_answered_and_only_w
     # flips the message to committed in the statement that writes the settlement, only while the message is
     # answered, and only with a settlement actually written; a booking rolled back leaves the answer for a retry.
     folder = fast_policy(tmp_path_factory.mktemp("beside-claim"))
-    async with own_gateway(database_url, settings, policy_dir=folder) as (client, pool, _):
+    async with own_gateway(database_url, settings, policy_dir=folder) as (client, pool, url):
         county = County(client, pool, insurer=None)  # type: ignore[arg-type]  # the insurer is never called
         person = await county.register(("insurance", "resident"))
         service = county.service
@@ -443,6 +444,23 @@ async def test_the_booking_takes_the_answer_only_while_it_is_answered_and_only_w
         assert isinstance(await store.write_settlement(other), Written)
         assert isinstance(await store.write_settlement(new), VersionMoved)
         assert await state_of(stale) == ("answered", None)
+
+        # The answer's commit does not wait for its WAL flush, and only its own: the settlement that books it,
+        # and everything else on the same pooled connection, still waits.
+        alone = insurer_messages.MessageLog(await db.create_pool(url, min_size=1, max_size=1))  # no reset, as served
+        try:
+            recorded = await alone.record(
+                institution_code="H33042400001", person_key=person_key, kind="settle", transaction_code="2304",
+                terminal_id="term-C001", request_id="claim-5", visit_id="claim", clinic_id="C001",
+                service_date=dt.date(2026, 5, 1),
+            )  # fmt: skip
+            assert recorded is not None
+            assert await alone.answered(insurer_messages.Answered(person_key, recorded, "S5", {"insurance": 100}))
+            assert await state_of(recorded) == ("answered", None)
+            async with alone.pool.acquire() as connection:
+                assert await connection.fetchval("SHOW synchronous_commit") == "on"
+        finally:
+            await alone.pool.close()
 
         async with pool.acquire() as connection:  # leave nothing open for the sweeper or the invariants
             await connection.execute(
