@@ -266,9 +266,9 @@ def bill(
     }
 
 
-async def row_counts(pool: asyncpg.Pool) -> dict[str, int]:
+async def row_counts(pool: asyncpg.Pool, tables: tuple[str, ...] = TABLES) -> dict[str, int]:
     async with pool.acquire() as connection:
-        return {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in TABLES}
+        return {table: await connection.fetchval(f"SELECT count(*) FROM {table}") for table in tables}
 
 
 # ---------------------------------------------------------------- a gateway on another county's chain
