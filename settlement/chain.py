@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from operator import sub
 from typing import Final, Literal, NamedTuple
 
 import msgspec
@@ -327,7 +328,7 @@ def settle(
     nothing = (0,) * len(items)
     for plan in plans:
         if remote is not None and plan.step.remote:
-            trace = _remote_step(plan, level, remaining, values, remote.get(plan.payer, 0), version)
+            trace = _remote_step(plan, remaining, values, remote.get(plan.payer, 0), version)
         else:
             trace = _step(plan, level, remaining, values, version)
         traces.append(trace)
@@ -341,7 +342,7 @@ def settle(
         else:
             shares = spread(paid, line_unpaid, remaining)
             shares_by_step.append(shares)
-            line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, shares, strict=True)]
+            line_unpaid = list(map(sub, line_unpaid, shares))
             remaining -= paid
 
     # The three funds today's terminals read by name, at their places in the chain (None: not in it).
@@ -427,7 +428,9 @@ def settle(
 class _StepPlan(NamedTuple):
     """What a step does on every bill of one kind (visit type, clinic level, referral) for every person with
     the same insurance, programme codes and strike-offs: why it does not pay (None: it does) and the rule it
-    pays under, the person's code in its programme, and the year-to-date counter it moves (None: none)."""
+    pays under, the year-to-date counter it moves (None: none), and what its trace names as the programme.
+    The rule's deductible and flat rate at the clinic level are looked up here too (None: the rule has none
+    there, and the step looks again, to fail as it always did)."""
 
     step: Step
     payer: str
@@ -435,6 +438,10 @@ class _StepPlan(NamedTuple):
     rule: Rule | None
     code: str | None
     ytd_counter: str | None
+    programme: str
+    deductible: int | None
+    rate: int | None
+    rate_text: str | None
 
 
 _PlanKey = tuple[object, ...]
@@ -490,13 +497,27 @@ def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> tuple[_StepPlan
         code = codes_of.get(step.programme) if step.programme is not None else None
         reason, rule = _rule_for(step, bill, status, codes_of, code)
         moves = step.ytd_counter is not None and (reason is None or step.ytd_counts == "every_bill")
-        plans.append(_StepPlan(step, step.fund.code, reason, rule, code, step.ytd_counter if moves else None))
+        level = bill.clinic_level
+        plans.append(
+            _StepPlan(
+                step=step,
+                payer=step.fund.code,
+                reason=reason,
+                rule=rule,
+                code=code,
+                ytd_counter=step.ytd_counter if moves else None,
+                programme=code if code is not None else level,
+                deductible=None if rule is None else rule.deductible_by_level.get(level),
+                rate=None if rule is None else rule.rate_by_level.get(level),
+                rate_text=None if rule is None else rule.rate_text_by_level.get(level),
+            )
+        )
     return tuple(plans)
 
 
 def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int], version: str) -> PayerTrace:
     """One step's turn on ``base``, the eligible amount still unpaid: its trace. Moves ``values``, the
-    counters."""
+    counters. (On the settle path of every bill, once per step: ``min``/``max`` are written out.)"""
     ytd_before = ytd_after = None
     counter = plan.ytd_counter
     if counter is not None:
@@ -513,25 +534,28 @@ def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int]
         )  # fmt: skip
 
     deductible = consumed = 0
-    if rule.deductible == "per_admission":
-        deductible = rule.deductible_by_level[level]
-        consumed = min(base, deductible)
-    elif rule.deductible == "per_year":
+    deductible_kind = rule.deductible
+    if deductible_kind == "per_admission":
+        deductible = plan.deductible if plan.deductible is not None else rule.deductible_by_level[level]
+        consumed = base if base < deductible else deductible
+    elif deductible_kind == "per_year":
         deductible_counter = rule.deductible_counter
         assert deductible_counter is not None  # the loader refuses a per-year deductible without its counter
-        yearly = rule.deductible_by_level[level]
+        yearly = plan.deductible if plan.deductible is not None else rule.deductible_by_level[level]
         deductible = max(0, yearly - values[deductible_counter])
-        consumed = min(base, deductible)
+        consumed = base if base < deductible else deductible
         values[deductible_counter] += consumed
     rated = base - consumed
 
     threshold = below = 0
     bands: tuple[BandTrace, ...]
-    if rule.rate_kind == "flat":
-        rate = rule.rate_by_level[level]
+    rate_kind = rule.rate_kind
+    if rate_kind == "flat":
+        rate = plan.rate if plan.rate is not None else rule.rate_by_level[level]
         numerator = rated * rate
-        bands = (BandTrace(lower=0, upper=None, rate=rule.rate_text_by_level[level], amount=rated),)
-    elif rule.rate_kind == "bands":
+        text = plan.rate_text if plan.rate_text is not None else rule.rate_text_by_level[level]
+        bands = (BandTrace(lower=0, upper=None, rate=text, amount=rated),)
+    elif rate_kind == "bands":
         numerator, bands = _marginal(rule.bands, 0, rated, 0)
     else:
         assert ytd_before is not None and ytd_after is not None  # the loader ties ytd_bands to a counter
@@ -546,15 +570,16 @@ def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int]
         cap_remaining = None
         paid = computed
     else:
-        cap_remaining = max(0, cap - values[paid_counter])
-        paid = min(computed, cap_remaining)
+        cap_remaining = cap - values[paid_counter]
+        if cap_remaining < 0:
+            cap_remaining = 0
+        paid = computed if computed < cap_remaining else cap_remaining
     values[paid_counter] += paid
-    code = plan.code
     return PayerTrace(
         payer=plan.payer,
         applied=True,
         reason=None,
-        programme=code if code is not None else level,
+        programme=plan.programme,
         base=base,
         deductible=deductible,
         deductible_consumed=consumed,
@@ -609,13 +634,11 @@ def _check_remote(chain: Chain, remote: Mapping[str, int], eligible: int) -> Non
         )
 
 
-def _remote_step(
-    plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int], paid: int, version: str
-) -> PayerTrace:
+def _remote_step(plan: _StepPlan, base: int, values: dict[str, int], paid: int, version: str) -> PayerTrace:
     """A remote step's turn: the insurer paid ``paid`` (at most ``base``, ``_check_remote`` saw to it).
     Its paid counter moves by that, on the counter of the rule that would have applied (the first rule's
     when none would: the insurer decides); its year-to-date counter moves as a local step's would."""
-    step, reason, rule, code = plan.step, plan.reason, plan.rule, plan.code
+    step, reason, rule = plan.step, plan.reason, plan.rule
     ytd_before = ytd_after = None
     if step.ytd_counter is not None and (reason is None or paid or step.ytd_counts == "every_bill"):
         ytd_before = values[step.ytd_counter]
@@ -624,7 +647,7 @@ def _remote_step(
     values[(rule or step.rules[0]).paid_counter] += paid
     return PayerTrace(
         payer=plan.payer, applied=bool(paid) or reason is None, reason=None if paid else reason,
-        programme=code if code is not None else level, base=base, deductible=0, deductible_consumed=0,
+        programme=plan.programme, base=base, deductible=0, deductible_consumed=0,
         threshold=0, below_threshold=0, bands=(), computed=paid, annual_cap=None, cap_remaining=None, cap_cut=0,
         paid=paid, policy_version=version, ytd_before=ytd_before, ytd_after=ytd_after, remote=True,
     )  # fmt: skip
