@@ -28,6 +28,7 @@ from operator import sub
 from typing import Final, Literal, NamedTuple
 
 import msgspec
+from msgspec.structs import replace
 
 from settlement.bills import validate_bill
 from settlement.catalogue import CatalogueView, classify, classify_valid
@@ -307,7 +308,7 @@ def settle(
             f"{level} clinics offer no inpatient care; settle this bill as outpatient or refer it",
             field="visit_type",
         )
-    plans = _plans(chain, bill, status)
+    plan = _plans(chain, bill, status)
     if parts is None:
         parts = classify(items, catalogue, share)
     categories, line_not_covered, line_over_limit, line_self_pay, line_eligible, notices, total = parts
@@ -326,11 +327,11 @@ def settle(
     line_unpaid = line_eligible
     remaining = eligible
     nothing = (0,) * len(items)
-    for plan in plans:
-        if remote is not None and plan.step.remote:
-            trace = _remote_step(plan, remaining, values, remote.get(plan.payer, 0), version)
+    for step_plan in plan.steps:
+        if remote is not None and step_plan.step.remote:
+            trace = _remote_step(step_plan, remaining, values, remote.get(step_plan.payer, 0), version)
         else:
-            trace = _step(plan, level, remaining, values, version)
+            trace = _step(step_plan, level, remaining, values)
         traces.append(trace)
         paid = trace.paid
         if not paid:
@@ -397,19 +398,15 @@ def settle(
     if notices:
         noticed = {notice.line: notice.code for notice in notices}
         lines = tuple(
-            msgspec.structs.replace(line, notice=noticed[index]) if index in noticed else line
-            for index, line in enumerate(lines)
+            replace(line, notice=noticed[index]) if index in noticed else line for index, line in enumerate(lines)
         )
-    return Settlement(
-        policy_version=version,
-        clinic_level=level,
-        visit_type=visit_type,
+    settlement = replace(
+        plan.settlement,
         service_date=bill.service_date,
         total=total,
         eligible=eligible,
         self_pay_first=self_pay_first,
         not_covered=not_covered,
-        over_limit=over_limit,
         insurance=0 if named[0] is None else traces[named[0]].paid,
         veteran_subsidy=0 if named[1] is None else traces[named[1]].paid,
         hardship_aid=0 if named[2] is None else traces[named[2]].paid,
@@ -419,10 +416,11 @@ def settle(
         counters_before=before,
         counters_after=values,
         warnings=strike_off_notices(status) + notices,
-        referral=bill.referral,
         catalogue_version=None if catalogue is None else catalogue.version,
-        details=bill.details,
     )
+    if over_limit or bill.details is not None:  # apart, to keep to 15 keyword arguments (see _Plan)
+        settlement = replace(settlement, over_limit=over_limit, details=bill.details)
+    return settlement
 
 
 class _StepPlan(NamedTuple):
@@ -442,18 +440,30 @@ class _StepPlan(NamedTuple):
     deductible: int | None
     rate: int | None
     rate_text: str | None
+    trace: PayerTrace
+    """The step's trace with what is the same on every such bill filled in, the rest zero (see ``_Plan``)."""
+
+
+class _Plan(NamedTuple):
+    """A chain worked out for one kind of bill and person: its steps, and the answer with what is the same
+    on every such bill filled in. The answer and each trace are made from these with
+    ``msgspec.structs.replace``: a call with 16 keyword arguments or more takes CPython 3.11 four times as
+    long as one with 15, and a Settlement has 21 fields, a PayerTrace 19."""
+
+    steps: tuple[_StepPlan, ...]
+    settlement: Settlement
 
 
 _PlanKey = tuple[object, ...]
-_plans_by_chain: dict[int, tuple[Chain, dict[_PlanKey, tuple[_StepPlan, ...]]]] = {}
+_plans_by_chain: dict[int, tuple[Chain, dict[_PlanKey, _Plan]]] = {}
 _CHAINS_KEPT: Final = 64
 _PLANS_KEPT: Final = 4_096
 """Bounds on the plans kept: a server holds a few policy versions, each settling bills of twelve kinds for a
 few dozen sets of programme codes; tests that load thousands of generated chains make do with a fresh cache."""
 
 
-def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> tuple[_StepPlan, ...]:
-    """The chain's steps worked out for this bill's kind and this person (``_StepPlan``), remembered per chain
+def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
+    """The chain worked out for this bill's kind and this person (``_Plan``), remembered per chain
     (by identity: a Chain is frozen) and kind, so a bill pays only for what depends on its lines and counters.
     Refuses a programme code the policy does not declare, each time it is asked."""
     programmes = status.programmes
@@ -483,7 +493,7 @@ def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> tuple[_StepPlan, .
     return plans
 
 
-def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> tuple[_StepPlan, ...]:
+def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
     codes_of = programme_codes(status)
     for programme, held in codes_of.items():
         declared = chain.programmes.get(programme)
@@ -498,6 +508,25 @@ def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> tuple[_StepPlan
         reason, rule = _rule_for(step, bill, status, codes_of, code)
         moves = step.ytd_counter is not None and (reason is None or step.ytd_counts == "every_bill")
         level = bill.clinic_level
+        programme = code if code is not None else level
+        trace = PayerTrace(
+            payer=step.fund.code,
+            applied=rule is not None,
+            reason=reason,
+            programme=None if rule is None else programme,
+            base=0,
+            deductible=0,
+            deductible_consumed=0,
+            threshold=0,
+            below_threshold=0,
+            bands=(),
+            computed=0,
+            annual_cap=None if rule is None else rule.annual_cap,
+            cap_remaining=None,
+            cap_cut=0,
+            paid=0,
+            policy_version=chain.id,
+        )
         plans.append(
             _StepPlan(
                 step=step,
@@ -506,16 +535,34 @@ def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> tuple[_StepPlan
                 rule=rule,
                 code=code,
                 ytd_counter=step.ytd_counter if moves else None,
-                programme=code if code is not None else level,
+                programme=programme,
                 deductible=None if rule is None else rule.deductible_by_level.get(level),
                 rate=None if rule is None else rule.rate_by_level.get(level),
                 rate_text=None if rule is None else rule.rate_text_by_level.get(level),
+                trace=trace,
             )
         )
-    return tuple(plans)
+    settlement = Settlement(
+        policy_version=chain.id,
+        clinic_level=bill.clinic_level,
+        visit_type=bill.visit_type,
+        service_date=bill.service_date,
+        total=0,
+        eligible=0,
+        self_pay_first=0,
+        not_covered=0,
+        insurance=0,
+        veteran_subsidy=0,
+        hardship_aid=0,
+        out_of_pocket=0,
+        traces=(),
+        lines=(),
+        referral=bill.referral,
+    )
+    return _Plan(tuple(plans), settlement)
 
 
-def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int], version: str) -> PayerTrace:
+def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int]) -> PayerTrace:
     """One step's turn on ``base``, the eligible amount still unpaid: its trace. Moves ``values``, the
     counters. (On the settle path of every bill, once per step: ``min``/``max`` are written out.)"""
     ytd_before = ytd_after = None
@@ -526,12 +573,7 @@ def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int]
         values[counter] = ytd_after
     rule = plan.rule
     if rule is None:
-        return PayerTrace(
-            payer=plan.payer, applied=False, reason=plan.reason, programme=None, base=base, deductible=0,
-            deductible_consumed=0, threshold=0, below_threshold=0, bands=(), computed=0, annual_cap=None,
-            cap_remaining=None, cap_cut=0, paid=0, policy_version=version, ytd_before=ytd_before,
-            ytd_after=ytd_after,
-        )  # fmt: skip
+        return replace(plan.trace, base=base, ytd_before=ytd_before, ytd_after=ytd_after)
 
     deductible = consumed = 0
     deductible_kind = rule.deductible
@@ -575,11 +617,8 @@ def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int]
             cap_remaining = 0
         paid = computed if computed < cap_remaining else cap_remaining
     values[paid_counter] += paid
-    return PayerTrace(
-        payer=plan.payer,
-        applied=True,
-        reason=None,
-        programme=plan.programme,
+    return replace(
+        plan.trace,
         base=base,
         deductible=deductible,
         deductible_consumed=consumed,
@@ -589,11 +628,9 @@ def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int]
         ytd_after=ytd_after,
         bands=bands,
         computed=computed,
-        annual_cap=cap,
         cap_remaining=cap_remaining,
         cap_cut=computed - paid,
         paid=paid,
-        policy_version=version,
     )
 
 
