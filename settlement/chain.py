@@ -712,17 +712,19 @@ def _why_not(step: Step, bill: Bill, status: PersonStatus, code: str | None) -> 
 def _marginal(bands: tuple[Band, ...], start: int, end: int, floor: int) -> tuple[int, tuple[BandTrace, ...]]:
     """Rate × amount summed over the bands for the stretch ``[start, end)`` of a base that bands
     measure from ``floor`` (band edges are absolute). Returns the unrounded numerator (fen × ppm)
-    and the bands the stretch touched (the first band even when it is empty)."""
+    and the bands the stretch touched (the first band even when it is empty). (Once or twice a bill:
+    ``min``/``max`` are written out.)"""
     numerator = 0
     lower = floor
     touched: list[BandTrace] = []
     for band in bands:
         upper = band.up_to
-        part = min(end, upper) - max(start, lower) if upper is not None else end - max(start, lower)
-        if part > 0 or (not touched and (upper is None or start < upper)):
-            touched.append(BandTrace(lower=lower, upper=upper, rate=band.rate_text, amount=max(part, 0)))
+        part = (end if upper is None or end < upper else upper) - (start if start > lower else lower)
         if part > 0:
+            touched.append(BandTrace(lower=lower, upper=upper, rate=band.rate_text, amount=part))
             numerator += part * band.rate
+        elif not touched and (upper is None or start < upper):
+            touched.append(BandTrace(lower=lower, upper=upper, rate=band.rate_text, amount=0))
         if upper is None or end <= upper:
             break
         lower = upper
