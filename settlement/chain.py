@@ -46,7 +46,7 @@ from settlement.models import (
     Settlement,
     VisitType,
 )
-from settlement.money import RATE_SCALE, round_half_up, spread
+from settlement.money import RATE_SCALE, round_half_up, spread_whole
 from settlement.policy import Band
 from settlement.registry import strike_off_notices
 
@@ -341,7 +341,7 @@ def settle(
             line_unpaid = [0] * len(items)
             remaining = 0
         else:
-            shares = spread(paid, line_unpaid, remaining)
+            shares = spread_whole(paid, line_unpaid, remaining)  # remaining is sum(line_unpaid), and above paid
             shares_by_step.append(shares)
             line_unpaid = list(map(sub, line_unpaid, shares))
             remaining -= paid

@@ -143,6 +143,12 @@ def spread(amount: int, weights: list[int], total_weight: int) -> list[int]:
         return list(weights)
     if total_weight <= 0 or sum(weights) != total_weight:
         return _spread_by_sorting(amount, weights, total_weight)
+    return spread_whole(amount, weights, total_weight)
+
+
+def spread_whole(amount: int, weights: list[int], total_weight: int) -> list[int]:
+    """``spread`` for a caller that knows ``total_weight`` is ``sum(weights)`` and positive: the chain
+    engine, at every step that pays part of what is left, where checking it would be a tenth of the work."""
     # With the weights summing to total_weight, the floored shares leave (sum of remainders) / total_weight
     # fen, one each for the lines with the largest remainders: those with a remainder of at least ``cut``,
     # the smallest remainder that gets one (cut > 0: the remainders are below total_weight and sum to
