@@ -434,7 +434,6 @@ class _StepPlan(NamedTuple):
     payer: str
     reason: str | None
     rule: Rule | None
-    code: str | None
     ytd_counter: str | None
     programme: str
     deductible: int | None
@@ -484,16 +483,17 @@ def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
             _plans_by_chain.clear()
         kept = _plans_by_chain[id(chain)] = (chain, {})
     by_kind = kept[1]
-    plans = by_kind.get(key)
-    if plans is None:
-        plans = _work_out(chain, bill, status)
+    plan = by_kind.get(key)
+    if plan is None:
+        plan = _work_out(chain, bill, status)
         if len(by_kind) >= _PLANS_KEPT:
             by_kind.clear()
-        by_kind[key] = plans
-    return plans
+        by_kind[key] = plan
+    return plan
 
 
 def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
+    """``_plans`` for a kind of bill and person not seen yet."""
     codes_of = programme_codes(status)
     for programme, held in codes_of.items():
         declared = chain.programmes.get(programme)
@@ -502,12 +502,12 @@ def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
                 f"{programme} code {held!r} has no rule in policy {chain.id}",
                 field=_STATUS_FIELDS.get(programme, f"programmes.{programme}"),
             )
+    level = bill.clinic_level
     plans = []
     for step in chain.steps:
         code = codes_of.get(step.programme) if step.programme is not None else None
         reason, rule = _rule_for(step, bill, status, codes_of, code)
         moves = step.ytd_counter is not None and (reason is None or step.ytd_counts == "every_bill")
-        level = bill.clinic_level
         programme = code if code is not None else level
         trace = PayerTrace(
             payer=step.fund.code,
@@ -533,7 +533,6 @@ def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
                 payer=step.fund.code,
                 reason=reason,
                 rule=rule,
-                code=code,
                 ytd_counter=step.ytd_counter if moves else None,
                 programme=programme,
                 deductible=None if rule is None else rule.deductible_by_level.get(level),
@@ -544,7 +543,7 @@ def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
         )
     settlement = Settlement(
         policy_version=chain.id,
-        clinic_level=bill.clinic_level,
+        clinic_level=level,
         visit_type=bill.visit_type,
         service_date=bill.service_date,
         total=0,
