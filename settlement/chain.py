@@ -23,13 +23,15 @@ counters. ``settle`` is pure: no IO, no clock.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Final, Literal
+from collections.abc import Mapping, Sequence
+from operator import sub
+from typing import Final, Literal, NamedTuple
 
 import msgspec
+from msgspec.structs import replace
 
 from settlement.bills import validate_bill
-from settlement.catalogue import CatalogueView, classify
+from settlement.catalogue import CatalogueView, classify, classify_valid
 from settlement.errors import InpatientNotOffered, InsurerDisagrees, UnknownProgrammeCode
 from settlement.models import (
     ACCUMULATOR_FIELDS,
@@ -44,7 +46,7 @@ from settlement.models import (
     Settlement,
     VisitType,
 )
-from settlement.money import RATE_SCALE, round_half_up, spread
+from settlement.money import RATE_SCALE, round_half_up, spread_whole
 from settlement.policy import Band
 from settlement.registry import strike_off_notices
 
@@ -291,7 +293,14 @@ def settle(
     steps are computed by their rules, as an estimate (a quote, a what-if)."""
     if isinstance(counters, Accumulators):
         counters = {name: getattr(counters, name) for name in ACCUMULATOR_FIELDS}
-    validate_bill(bill)
+    items = bill.items
+    # Each line's four buckets: 全自费, 超限价自付, 先行自付 and 政策范围内 (eligible), in DESIGN's order. A bill
+    # with nothing to refuse or to note is checked and classified in one pass; any other goes the long way, so
+    # each refusal comes at its turn.
+    share = chain.b_self_pay_first_share
+    parts = classify_valid(items, catalogue, share)
+    if parts is None:
+        validate_bill(bill)
     visit_type = bill.visit_type
     level = bill.clinic_level
     if visit_type == "inpatient" and level not in chain.inpatient_levels:
@@ -299,109 +308,105 @@ def settle(
             f"{level} clinics offer no inpatient care; settle this bill as outpatient or refer it",
             field="visit_type",
         )
-    codes_of = programme_codes(status)
-    for programme, code in codes_of.items():
-        declared = chain.programmes.get(programme)
-        if declared is not None and code not in declared:
-            raise UnknownProgrammeCode(
-                f"{programme} code {code!r} has no rule in policy {chain.id}",
-                field=_STATUS_FIELDS.get(programme, f"programmes.{programme}"),
-            )
-
-    # Each line's four buckets: 全自费, 超限价自付, 先行自付 and 政策范围内 (eligible), in DESIGN's order.
-    items = bill.items
-    parts = classify(items, catalogue, chain.b_self_pay_first_share)
-    line_self_pay = parts.self_pay_first
-    line_eligible = parts.eligible
-    total = sum([item.amount for item in items])
+    plan = _plans(chain, bill, status)
+    if parts is None:
+        parts = classify(items, catalogue, share)
+    categories, line_not_covered, line_over_limit, line_self_pay, line_eligible, notices, total = parts
+    over_limit = sum(line_over_limit)
     eligible = sum(line_eligible)
     self_pay_first = sum(line_self_pay)
-    over_limit = sum(parts.over_limit)
     not_covered = total - eligible - self_pay_first - over_limit
 
     if remote is not None:
         _check_remote(chain, remote, eligible)
     values = {name: counters.get(name, 0) for name in chain.counters}
     before = dict(values)
+    version = chain.id
     traces: list[PayerTrace] = []
-    shares_by_step: list[tuple[int, ...]] = []
+    shares_by_step: list[Sequence[int]] = []
     line_unpaid = line_eligible
     remaining = eligible
     nothing = (0,) * len(items)
-    for step in chain.steps:
-        if remote is not None and step.remote:
-            paid = remote.get(step.fund.code, 0)
-            trace, shares = _remote_step(
-                step, bill, status, codes_of, remaining, line_unpaid, nothing, values, paid, chain.id
-            )
+    for step_plan in plan.steps:
+        if remote is not None and step_plan.step.remote:
+            trace = _remote_step(step_plan, remaining, values, remote.get(step_plan.payer, 0), version)
         else:
-            trace, shares = _step(step, bill, status, codes_of, remaining, line_unpaid, nothing, values, chain.id)
+            trace = _step(step_plan, level, remaining, values)
         traces.append(trace)
-        shares_by_step.append(shares)
-        if trace.paid:
-            line_unpaid = [unpaid - part for unpaid, part in zip(line_unpaid, shares, strict=True)]
-            remaining -= trace.paid
+        paid = trace.paid
+        if not paid:
+            shares_by_step.append(nothing)
+        elif paid == remaining:  # the step pays every line's unpaid amount: no remainders to spread
+            shares_by_step.append(line_unpaid)
+            line_unpaid = [0] * len(items)
+            remaining = 0
+        else:
+            shares = spread_whole(paid, line_unpaid, remaining)  # remaining is sum(line_unpaid), and above paid
+            shares_by_step.append(shares)
+            line_unpaid = list(map(sub, line_unpaid, shares))
+            remaining -= paid
 
     # The three funds today's terminals read by name, at their places in the chain (None: not in it).
     named = chain.named_steps
-    named_shares = [nothing if index is None else shares_by_step[index] for index in named]
-    per_line = zip(
-        items,
-        parts.categories,
-        parts.not_covered,
-        parts.over_limit,
-        line_self_pay,
-        line_eligible,
-        line_unpaid,
-        *named_shares,
-        zip(*shares_by_step, strict=True),
-        strict=True,
+    insurance_shares, subsidy_shares, aid_shares = (
+        nothing if index is None else shares_by_step[index] for index in named
     )
     lines = tuple(
-        LineBreakdown(
-            code=item.code,
-            category=category,
-            amount=item.amount,
-            not_covered=line_not_covered,
-            over_limit=line_over_limit,
-            self_pay_first=self_pay,
-            eligible=line_eligible_amount,
-            insurance=insurance_share,
-            veteran_subsidy=subsidy_share,
-            hardship_aid=aid_share,
-            out_of_pocket=item.amount - line_eligible_amount + unpaid,
-            payers=shares,
-        )
-        for (
-            item,
-            category,
-            line_not_covered,
-            line_over_limit,
-            self_pay,
-            line_eligible_amount,
-            unpaid,
-            insurance_share,
-            subsidy_share,
-            aid_share,
-            shares,
-        ) in per_line
+        [
+            LineBreakdown(
+                code=item.code,
+                category=category,
+                amount=item.amount,
+                not_covered=line_not_covered_amount,
+                over_limit=line_over_limit_amount,
+                self_pay_first=self_pay,
+                eligible=line_eligible_amount,
+                insurance=insurance_share,
+                veteran_subsidy=subsidy_share,
+                hardship_aid=aid_share,
+                out_of_pocket=item.amount - line_eligible_amount + unpaid,
+                payers=shares,
+            )
+            for (
+                item,
+                category,
+                line_not_covered_amount,
+                line_over_limit_amount,
+                self_pay,
+                line_eligible_amount,
+                unpaid,
+                insurance_share,
+                subsidy_share,
+                aid_share,
+                shares,
+            ) in zip(
+                items,
+                categories,
+                line_not_covered,
+                line_over_limit,
+                line_self_pay,
+                line_eligible,
+                line_unpaid,
+                insurance_shares,
+                subsidy_shares,
+                aid_shares,
+                zip(*shares_by_step, strict=True),
+                strict=True,
+            )
+        ]
     )
-    if parts.notices:
-        noticed = {notice.line: notice.code for notice in parts.notices}
+    if notices:
+        noticed = {notice.line: notice.code for notice in notices}
         lines = tuple(
-            msgspec.structs.replace(line, notice=noticed[index]) if index in noticed else line
-            for index, line in enumerate(lines)
+            replace(line, notice=noticed[index]) if index in noticed else line for index, line in enumerate(lines)
         )
-    return Settlement(
-        policy_version=chain.id,
-        clinic_level=level,
-        visit_type=visit_type,
+    settlement = replace(
+        plan.settlement,
         service_date=bill.service_date,
         total=total,
         eligible=eligible,
         self_pay_first=self_pay_first,
         not_covered=not_covered,
-        over_limit=over_limit,
         insurance=0 if named[0] is None else traces[named[0]].paid,
         veteran_subsidy=0 if named[1] is None else traces[named[1]].paid,
         hardship_aid=0 if named[2] is None else traces[named[2]].paid,
@@ -410,64 +415,188 @@ def settle(
         lines=lines,
         counters_before=before,
         counters_after=values,
-        warnings=strike_off_notices(status) + parts.notices,
-        referral=bill.referral,
+        warnings=strike_off_notices(status) + notices,
         catalogue_version=None if catalogue is None else catalogue.version,
-        details=bill.details,
     )
+    if over_limit or bill.details is not None:  # apart, to keep to 15 keyword arguments (see _Plan)
+        settlement = replace(settlement, over_limit=over_limit, details=bill.details)
+    return settlement
 
 
-def _step(
-    step: Step,
-    bill: Bill,
-    status: PersonStatus,
-    codes_of: Mapping[str, str],
-    base: int,
-    line_unpaid: list[int],
-    nothing: tuple[int, ...],
-    values: dict[str, int],
-    version: str,
-) -> tuple[PayerTrace, tuple[int, ...]]:
-    """One step's turn on ``base`` (spread over the lines as ``line_unpaid``): its trace and its share
-    of each line. Moves ``values``, the counters."""
-    fund = step.fund
-    code = codes_of.get(step.programme) if step.programme is not None else None
-    reason, rule = _rule_for(step, bill, status, codes_of, code)
+class _StepPlan(NamedTuple):
+    """What a step does on every bill of one kind (visit type, clinic level, referral) for every person with
+    the same insurance, programme codes and strike-offs: why it does not pay (None: it does) and the rule it
+    pays under, the year-to-date counter it moves (None: none), and what its trace names as the programme.
+    The rule's deductible and flat rate at the clinic level are looked up here too (None: the rule has none
+    there, and the step looks again, to fail as it always did)."""
 
-    ytd_before = ytd_after = None
-    if step.ytd_counter is not None and (reason is None or step.ytd_counts == "every_bill"):
-        ytd_before = values[step.ytd_counter]
-        ytd_after = ytd_before + base
-        values[step.ytd_counter] = ytd_after
-    if rule is None:
-        return PayerTrace(
-            payer=fund.code, applied=False, reason=reason, programme=None, base=base, deductible=0,
-            deductible_consumed=0, threshold=0, below_threshold=0, bands=(), computed=0, annual_cap=None,
-            cap_remaining=None, cap_cut=0, paid=0, policy_version=version, ytd_before=ytd_before,
-            ytd_after=ytd_after,
-        ), nothing  # fmt: skip
+    step: Step
+    payer: str
+    reason: str | None
+    rule: Rule | None
+    ytd_counter: str | None
+    programme: str
+    deductible: int | None
+    rate: int | None
+    rate_text: str | None
+    trace: PayerTrace
+    """The step's trace with what is the same on every such bill filled in, the rest zero (see ``_Plan``)."""
 
+
+class _Plan(NamedTuple):
+    """A chain worked out for one kind of bill and person: its steps, and the answer with what is the same
+    on every such bill filled in. The answer and each trace are made from these with
+    ``msgspec.structs.replace``: a call with 16 keyword arguments or more takes CPython 3.11 four times as
+    long as one with 15, and a Settlement has 21 fields, a PayerTrace 19."""
+
+    steps: tuple[_StepPlan, ...]
+    settlement: Settlement
+
+
+_PlanKey = tuple[object, ...]
+_plans_by_chain: dict[int, tuple[Chain, dict[_PlanKey, _Plan]]] = {}
+_CHAINS_KEPT: Final = 64
+_PLANS_KEPT: Final = 4_096
+"""Bounds on the plans kept: a server holds a few policy versions, each settling bills of twelve kinds for a
+few dozen sets of programme codes; tests that load thousands of generated chains make do with a fresh cache."""
+
+
+def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
+    """The chain worked out for this bill's kind and this person (``_Plan``), remembered per chain
+    (by identity: a Chain is frozen) and kind, so a bill pays only for what depends on its lines and counters.
+    Refuses a programme code the policy does not declare, each time it is asked."""
+    programmes = status.programmes
+    struck_off = status.struck_off
+    key: _PlanKey = (
+        bill.visit_type,
+        bill.clinic_level,
+        bill.referral,
+        status.insured,
+        status.veteran_category,
+        status.hardship_tier,
+        tuple(programmes.items()) if programmes else (),
+        tuple([end.programme for end in struck_off]) if struck_off else (),
+    )
+    kept = _plans_by_chain.get(id(chain))
+    if kept is None or kept[0] is not chain:
+        if len(_plans_by_chain) >= _CHAINS_KEPT:
+            _plans_by_chain.clear()
+        kept = _plans_by_chain[id(chain)] = (chain, {})
+    by_kind = kept[1]
+    plan = by_kind.get(key)
+    if plan is None:
+        plan = _work_out(chain, bill, status)
+        if len(by_kind) >= _PLANS_KEPT:
+            by_kind.clear()
+        by_kind[key] = plan
+    return plan
+
+
+def _work_out(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
+    """``_plans`` for a kind of bill and person not seen yet."""
+    codes_of = programme_codes(status)
+    for programme, held in codes_of.items():
+        declared = chain.programmes.get(programme)
+        if declared is not None and held not in declared:
+            raise UnknownProgrammeCode(
+                f"{programme} code {held!r} has no rule in policy {chain.id}",
+                field=_STATUS_FIELDS.get(programme, f"programmes.{programme}"),
+            )
     level = bill.clinic_level
+    plans = []
+    for step in chain.steps:
+        code = codes_of.get(step.programme) if step.programme is not None else None
+        reason, rule = _rule_for(step, bill, status, codes_of, code)
+        moves = step.ytd_counter is not None and (reason is None or step.ytd_counts == "every_bill")
+        programme = code if code is not None else level
+        trace = PayerTrace(
+            payer=step.fund.code,
+            applied=rule is not None,
+            reason=reason,
+            programme=None if rule is None else programme,
+            base=0,
+            deductible=0,
+            deductible_consumed=0,
+            threshold=0,
+            below_threshold=0,
+            bands=(),
+            computed=0,
+            annual_cap=None if rule is None else rule.annual_cap,
+            cap_remaining=None,
+            cap_cut=0,
+            paid=0,
+            policy_version=chain.id,
+        )
+        plans.append(
+            _StepPlan(
+                step=step,
+                payer=step.fund.code,
+                reason=reason,
+                rule=rule,
+                ytd_counter=step.ytd_counter if moves else None,
+                programme=programme,
+                deductible=None if rule is None else rule.deductible_by_level.get(level),
+                rate=None if rule is None else rule.rate_by_level.get(level),
+                rate_text=None if rule is None else rule.rate_text_by_level.get(level),
+                trace=trace,
+            )
+        )
+    settlement = Settlement(
+        policy_version=chain.id,
+        clinic_level=level,
+        visit_type=bill.visit_type,
+        service_date=bill.service_date,
+        total=0,
+        eligible=0,
+        self_pay_first=0,
+        not_covered=0,
+        insurance=0,
+        veteran_subsidy=0,
+        hardship_aid=0,
+        out_of_pocket=0,
+        traces=(),
+        lines=(),
+        referral=bill.referral,
+    )
+    return _Plan(tuple(plans), settlement)
+
+
+def _step(plan: _StepPlan, level: ClinicLevel, base: int, values: dict[str, int]) -> PayerTrace:
+    """One step's turn on ``base``, the eligible amount still unpaid: its trace. Moves ``values``, the
+    counters. (On the settle path of every bill, once per step: ``min``/``max`` are written out.)"""
+    ytd_before = ytd_after = None
+    counter = plan.ytd_counter
+    if counter is not None:
+        ytd_before = values[counter]
+        ytd_after = ytd_before + base
+        values[counter] = ytd_after
+    rule = plan.rule
+    if rule is None:
+        return replace(plan.trace, base=base, ytd_before=ytd_before, ytd_after=ytd_after)
+
     deductible = consumed = 0
-    if rule.deductible == "per_admission":
-        deductible = rule.deductible_by_level[level]
-        consumed = min(base, deductible)
-    elif rule.deductible == "per_year":
-        counter = rule.deductible_counter
-        assert counter is not None  # the loader refuses a per-year deductible without its counter
-        yearly = rule.deductible_by_level[level]
-        deductible = max(0, yearly - values[counter])
-        consumed = min(base, deductible)
-        values[counter] += consumed
+    deductible_kind = rule.deductible
+    if deductible_kind == "per_admission":
+        deductible = plan.deductible if plan.deductible is not None else rule.deductible_by_level[level]
+        consumed = base if base < deductible else deductible
+    elif deductible_kind == "per_year":
+        deductible_counter = rule.deductible_counter
+        assert deductible_counter is not None  # the loader refuses a per-year deductible without its counter
+        yearly = plan.deductible if plan.deductible is not None else rule.deductible_by_level[level]
+        deductible = max(0, yearly - values[deductible_counter])
+        consumed = base if base < deductible else deductible
+        values[deductible_counter] += consumed
     rated = base - consumed
 
     threshold = below = 0
     bands: tuple[BandTrace, ...]
-    if rule.rate_kind == "flat":
-        rate = rule.rate_by_level[level]
+    rate_kind = rule.rate_kind
+    if rate_kind == "flat":
+        rate = plan.rate if plan.rate is not None else rule.rate_by_level[level]
         numerator = rated * rate
-        bands = (BandTrace(lower=0, upper=None, rate=rule.rate_text_by_level[level], amount=rated),)
-    elif rule.rate_kind == "bands":
+        text = plan.rate_text if plan.rate_text is not None else rule.rate_text_by_level[level]
+        bands = (BandTrace(lower=0, upper=None, rate=text, amount=rated),)
+    elif rate_kind == "bands":
         numerator, bands = _marginal(rule.bands, 0, rated, 0)
     else:
         assert ytd_before is not None and ytd_after is not None  # the loader ties ytd_bands to a counter
@@ -482,14 +611,13 @@ def _step(
         cap_remaining = None
         paid = computed
     else:
-        cap_remaining = max(0, cap - values[paid_counter])
-        paid = min(computed, cap_remaining)
+        cap_remaining = cap - values[paid_counter]
+        if cap_remaining < 0:
+            cap_remaining = 0
+        paid = computed if computed < cap_remaining else cap_remaining
     values[paid_counter] += paid
-    trace = PayerTrace(
-        payer=fund.code,
-        applied=True,
-        reason=None,
-        programme=code if code is not None else level,
+    return replace(
+        plan.trace,
         base=base,
         deductible=deductible,
         deductible_consumed=consumed,
@@ -499,13 +627,10 @@ def _step(
         ytd_after=ytd_after,
         bands=bands,
         computed=computed,
-        annual_cap=cap,
         cap_remaining=cap_remaining,
         cap_cut=computed - paid,
         paid=paid,
-        policy_version=version,
     )
-    return trace, tuple(spread(paid, line_unpaid, base)) if paid else nothing
 
 
 def _rule_for(
@@ -545,36 +670,23 @@ def _check_remote(chain: Chain, remote: Mapping[str, int], eligible: int) -> Non
         )
 
 
-def _remote_step(
-    step: Step,
-    bill: Bill,
-    status: PersonStatus,
-    codes_of: Mapping[str, str],
-    base: int,
-    line_unpaid: list[int],
-    nothing: tuple[int, ...],
-    values: dict[str, int],
-    paid: int,
-    version: str,
-) -> tuple[PayerTrace, tuple[int, ...]]:
+def _remote_step(plan: _StepPlan, base: int, values: dict[str, int], paid: int, version: str) -> PayerTrace:
     """A remote step's turn: the insurer paid ``paid`` (at most ``base``, ``_check_remote`` saw to it).
     Its paid counter moves by that, on the counter of the rule that would have applied (the first rule's
     when none would: the insurer decides); its year-to-date counter moves as a local step's would."""
-    code = codes_of.get(step.programme) if step.programme is not None else None
-    reason, rule = _rule_for(step, bill, status, codes_of, code)
+    step, reason, rule = plan.step, plan.reason, plan.rule
     ytd_before = ytd_after = None
     if step.ytd_counter is not None and (reason is None or paid or step.ytd_counts == "every_bill"):
         ytd_before = values[step.ytd_counter]
         ytd_after = ytd_before + base
         values[step.ytd_counter] = ytd_after
     values[(rule or step.rules[0]).paid_counter] += paid
-    trace = PayerTrace(
-        payer=step.fund.code, applied=bool(paid) or reason is None, reason=None if paid else reason,
-        programme=code if code is not None else bill.clinic_level, base=base, deductible=0, deductible_consumed=0,
+    return PayerTrace(
+        payer=plan.payer, applied=bool(paid) or reason is None, reason=None if paid else reason,
+        programme=plan.programme, base=base, deductible=0, deductible_consumed=0,
         threshold=0, below_threshold=0, bands=(), computed=paid, annual_cap=None, cap_remaining=None, cap_cut=0,
         paid=paid, policy_version=version, ytd_before=ytd_before, ytd_after=ytd_after, remote=True,
     )  # fmt: skip
-    return trace, tuple(spread(paid, line_unpaid, base)) if paid else nothing
 
 
 def _why_not(step: Step, bill: Bill, status: PersonStatus, code: str | None) -> str | None:
@@ -599,17 +711,19 @@ def _why_not(step: Step, bill: Bill, status: PersonStatus, code: str | None) -> 
 def _marginal(bands: tuple[Band, ...], start: int, end: int, floor: int) -> tuple[int, tuple[BandTrace, ...]]:
     """Rate × amount summed over the bands for the stretch ``[start, end)`` of a base that bands
     measure from ``floor`` (band edges are absolute). Returns the unrounded numerator (fen × ppm)
-    and the bands the stretch touched (the first band even when it is empty)."""
+    and the bands the stretch touched (the first band even when it is empty). (Once or twice a bill:
+    ``min``/``max`` are written out.)"""
     numerator = 0
     lower = floor
     touched: list[BandTrace] = []
     for band in bands:
         upper = band.up_to
-        part = min(end, upper) - max(start, lower) if upper is not None else end - max(start, lower)
-        if part > 0 or (not touched and (upper is None or start < upper)):
-            touched.append(BandTrace(lower=lower, upper=upper, rate=band.rate_text, amount=max(part, 0)))
+        part = (end if upper is None or end < upper else upper) - (start if start > lower else lower)
         if part > 0:
+            touched.append(BandTrace(lower=lower, upper=upper, rate=band.rate_text, amount=part))
             numerator += part * band.rate
+        elif not touched and (upper is None or start < upper):
+            touched.append(BandTrace(lower=lower, upper=upper, rate=band.rate_text, amount=0))
         if upper is None or end <= upper:
             break
         lower = upper
