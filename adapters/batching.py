@@ -54,6 +54,7 @@ class Coalescer(Generic[T, R]):
         keys: Callable[[T], Sequence[Hashable]] = lambda item: (),
         split_on: tuple[type[BaseException], ...] = (),
         name: str = "batch",
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self._run = run
         self.max_batch = max_batch
@@ -61,6 +62,7 @@ class Coalescer(Generic[T, R]):
         self._keys = keys
         self._split_on = split_on
         self._name = name
+        self._on_batch = on_batch  # hears (name, size) of every batch run together: for metrics
         self._queue: collections.deque[_Pending[T, R]] = collections.deque()
         self._ready = asyncio.Event()
         self._busy: set[Hashable] = set()
@@ -156,6 +158,8 @@ class Coalescer(Generic[T, R]):
             return
         self.batches += 1
         self.batched += len(batch)
+        if self._on_batch is not None:
+            self._on_batch(self._name, len(batch))
         for pending, result in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -284,7 +284,13 @@ class MessageLog:
     concurrent ones share a statement and a commit."""
 
     def __init__(
-        self, pool: asyncpg.Pool, acquire_timeout: float = 5.0, *, batch_max: int = 1, batch_lanes: int = 2
+        self,
+        pool: asyncpg.Pool,
+        acquire_timeout: float = 5.0,
+        *,
+        batch_max: int = 1,
+        batch_lanes: int = 2,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self.pool = pool
         self.acquire_timeout = acquire_timeout
@@ -295,6 +301,7 @@ class MessageLog:
             lanes=batch_lanes,
             keys=lambda message: ((message.person_key, message.terminal_id, message.request_id, message.kind),),
             name="insurer-record",
+            on_batch=on_batch,
         )
         self._answers: Coalescer[Answered, bool] = Coalescer(
             self._answered_batch,
@@ -302,6 +309,7 @@ class MessageLog:
             lanes=batch_lanes,
             keys=lambda answer: (answer.message_id,),
             name="insurer-answered",
+            on_batch=on_batch,
         )
 
     def start(self) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -103,6 +103,7 @@ class Store:
         faults: Faults | None = None,
         batch_max: int = 1,
         batch_lanes: int = 4,
+        on_batch: Callable[[str, int], None] | None = None,
     ) -> None:
         self.pool = pool
         # Named fault points (adapters/faults.py): empty outside fault tests.
@@ -112,7 +113,7 @@ class Store:
         # The settle path's reads and writes, each coalesced into shared round trips under load
         # (adapters/batching.py); with batch_max 1 each call runs alone. Started by start().
         self.reads: Coalescer[SettleKey, ReadOutcome] = Coalescer(
-            self._read_batch, max_batch=batch_max, lanes=batch_lanes, name="settle-read"
+            self._read_batch, max_batch=batch_max, lanes=batch_lanes, name="settle-read", on_batch=on_batch
         )
         self.writes: Coalescer[NewSettlement, WriteOutcome] = Coalescer(
             self._write_batch,
@@ -124,12 +125,13 @@ class Store:
             # each settlement runs again alone, so only the one at fault fails.
             split_on=(asyncpg.IntegrityConstraintViolationError, asyncpg.DeadlockDetectedError),
             name="settle-write",
+            on_batch=on_batch,
         )
         # Waiting for a connection is bounded, so pool exhaustion answers 503 instead of hanging.
         self.acquire_timeout = acquire_timeout
         # Every message to the insurer's core, recorded before it is sent (adapters/insurer_messages.py).
         self.insurer_log = insurer_messages.MessageLog(
-            pool, acquire_timeout, batch_max=batch_max, batch_lanes=max(1, batch_lanes // 2)
+            pool, acquire_timeout, batch_max=batch_max, batch_lanes=max(1, batch_lanes // 2), on_batch=on_batch
         )
 
     def start(self) -> None:

@@ -132,6 +132,15 @@ class Metrics:
             registry=self.registry,
             buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # The batchers of adapters/batching.py: how many calls each statement carried. Ones mean every settlement
+        # pays its round trips and commit alone (light load); the size tells what a commit is shared by.
+        self.batch_size = Histogram(
+            "medsettle_batch_size",
+            "Calls run together in one statement, by batcher",
+            ["batcher"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
         self.insurer_breaker_open = Gauge(
             "medsettle_insurer_breaker_open",
             "1 while the circuit breaker before the insurer's core is open or probing, else 0",

@@ -123,12 +123,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     """The store and the service over the pools, the reports, and the authenticator; the batch lanes run meanwhile."""
     settings = app[settings_key]
     pools = app[_pools_key]
+    metrics = app[metrics_key]
     store = Store(
         pools.primary,
         acquire_timeout=settings.pool_acquire_timeout,
         faults=Faults.parse(settings.faults),
         batch_max=settings.settle_batch_max,
         batch_lanes=settings.settle_batch_lanes,
+        on_batch=lambda batcher, size: metrics.child(metrics.batch_size, batcher).observe(size),
     )
     folder = Path(settings.policy_dir) if settings.policy_dir else policy_dir()
     book = load_policy_book(folder)

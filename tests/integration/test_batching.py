@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -187,6 +188,12 @@ async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, clie
     if batcher is not None:
         batches, batched = batcher.batches - before[0], batcher.batched - before[1]
         assert batched > batches, "no batch carried more than one settlement"
+        # Operators see the same: each batch's size, by batcher.
+        metrics = await (await batching.get("/metrics")).text()
+        sizes = re.search(r'^medsettle_batch_size_count\{batcher="settle-write"\} (\S+)$', metrics, re.MULTILINE)
+        total = re.search(r'^medsettle_batch_size_sum\{batcher="settle-write"\} (\S+)$', metrics, re.MULTILINE)
+        assert sizes and total, "no medsettle_batch_size for the settlement writes"
+        assert float(sizes[1]) == batcher.batches and float(total[1]) == batcher.batched
         assert watch.lined_up, f"the busy person's bills never waited past the hold-back together: {watch.takes}"
         wait = Coalescer.BUSY_WAIT_SECONDS
         for take in watch.takes:
