@@ -187,7 +187,14 @@ class RemoteSteps:
                 # One connection pool for every call to the insurer; a reset connection is simply reopened.
                 self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
             config = insurer_config(link, self.url_override)
-            found = self._clients[link] = InsurerClient(self._session, config, on_call=self._observe)
+            # Sign-ins take ids of the database's sequence too: two gateway processes signing in within one
+            # second would otherwise send the same msgid, which the platform refuses as a duplicate.
+            found = self._clients[link] = InsurerClient(
+                self._session,
+                config,
+                on_call=self._observe,
+                sign_in_ids=functools.partial(self.log.new_message_id, link.institution_code),
+            )
         return found
 
     def grace(self, link: InsurerLink) -> dt.timedelta:

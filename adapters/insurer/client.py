@@ -21,8 +21,9 @@ The caller picks every message id and records the attempt before it calls (``Mes
 an unknown outcome can always be reversed. The client signs in (9001) on first use and again when the
 insurer answers ``SIGN_NO_EXPIRED``, then resends the same message with the same id: the refused attempt
 did nothing, so the id still names at most one outcome, the one the caller recorded. Sign-in messages
-take ids of the client's own (by default sequences 9000-9999 of each second; give the gateway's
-generator to share one sequence).
+take ids from ``sign_in_ids``, an async source: the gateway gives its database sequence, unique across
+processes. Without one (the command line, benchmarks) the client uses sequences 9000-9999 of each second
+of its own, which two processes signing in within the same second could both use.
 
 ``on_call(infno, outcome, seconds)`` hears of every exchange, sign-ins too: ``outcome`` is ``ok``,
 ``refused``, ``unreachable`` or ``unknown``, bounded labels for metrics.
@@ -33,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Final, Literal
 
@@ -203,7 +204,7 @@ class DetailRecord(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_at: str | None
 
 
-SIGN_IN_SEQUENCES: Final = (9000, 9999)
+SIGN_IN_SEQUENCES: Final = (9000, 9999)  # the fallback's sequences of each second, without sign_in_ids
 
 
 class InsurerClient:
@@ -217,7 +218,7 @@ class InsurerClient:
         config: InsurerConfig,
         *,
         on_call: OnCall | None = None,
-        message_ids: Callable[[], str] | None = None,
+        sign_in_ids: Callable[[], Awaitable[str]] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if not protocol.INSTITUTION_CODE.fullmatch(config.institution_code):
@@ -232,14 +233,14 @@ class InsurerClient:
         self._clock = clock or (lambda: dt.datetime.now(protocol.CHINA_TIME))
         if config.answer_id not in protocol.ANSWER_IDS:
             raise ValueError(f"answer_id is one of {', '.join(protocol.ANSWER_IDS)}")
-        if message_ids is None:
+        if sign_in_ids is None:
             first, last = SIGN_IN_SEQUENCES
             generator = protocol.MessageIds(config.institution_code, first=first, last=last)
 
-            def message_ids() -> str:
+            async def sign_in_ids() -> str:
                 return generator.next(self._clock())
 
-        self._sign_in_ids = message_ids
+        self._sign_in_ids = sign_in_ids
         self._sign_no: str | None = None
         self._signing_in = asyncio.Lock()
 
@@ -463,8 +464,11 @@ class InsurerClient:
             raise InsurerUnreachable(f"could not sign in first ({error})") from None
 
     async def _sign_in(self) -> str:
-        """Sign in (the caller holds ``_signing_in``)."""
-        msgid = self._sign_in_ids()
+        """Sign in (the caller holds ``_signing_in``). An id source that fails raises its own error; nothing
+        was sent."""
+        msgid = await self._sign_in_ids()
+        if not protocol.is_message_id(msgid) or not msgid.startswith(self.config.institution_code):
+            raise ValueError("the sign-in id source gave a msgid that is not our institution code + time + sequence")
         payload = SignInInput(signIn=SignInData(opter_no=self.config.operator))
         answer, _ = await self._exchange(protocol.SIGN_IN, msgid, payload, "")
         self._raise_unless_success(answer)
@@ -530,7 +534,7 @@ async def open_client(
     config: InsurerConfig, *, connections: int = 64, **options: object
 ) -> AsyncIterator[InsurerClient]:
     """An ``InsurerClient`` on a session of its own (at most ``connections`` open), closed on exit.
-    ``options`` go to ``InsurerClient`` (``on_call``, ``message_ids``, ``clock``)."""
+    ``options`` go to ``InsurerClient`` (``on_call``, ``sign_in_ids``, ``clock``)."""
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         yield InsurerClient(session, config, **options)  # type: ignore[arg-type]

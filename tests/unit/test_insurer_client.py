@@ -1,5 +1,5 @@
 """The insurer client (adapters/insurer/client.py) against the simulator in memory: which answers it takes
-for its own under each ``answer_id``.
+for its own under each ``answer_id``, and where its sign-in message ids come from.
 
 A fake session hands each request to an ``InsurerSimulator`` (no network) and can swap the answer, as a
 stale or misrouted answer would arrive. tests/integration/test_insurer_simulator.py runs the same client
@@ -8,8 +8,10 @@ against the simulator over HTTP, faults included.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import socket
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -19,11 +21,13 @@ import pytest
 import structlog
 
 from adapters.insurer import protocol
-from adapters.insurer.client import InsurerClient, InsurerConfig, OutcomeUnknown
+from adapters.insurer.client import InsurerClient, InsurerConfig, InsurerUnreachable, OutcomeUnknown
 from adapters.insurer.simulator import InsurerSimulator
 from adapters.policy_files import load_policy_book
 from gateway import insurer as gateway_insurer
+from gateway.insurer import RemoteSteps, insurer_config
 from gateway.logs import scrub
+from gateway.metrics import Metrics
 from settlement.models import Bill, LineItem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +216,83 @@ async def test_a_cancel_answer_naming_another_visit_or_person_is_an_unknown_outc
         await insurer.cancel(ids(), **cancel, mdtrt_id="ZY-0001", psn_no="P-0001")  # type: ignore[arg-type]
     done = await insurer.cancel(ids(), **cancel, mdtrt_id="ZY-0001", psn_no="P-0001")  # type: ignore[arg-type]
     assert done.already  # the first cancel was done there: the doubt is what an unknown outcome means
+
+
+# ---------------------------------------------------------------- sign-in message ids
+
+
+class SharedSource:
+    """Stands for the database's sequence: one counter for every client, awaited like a query."""
+
+    def __init__(self) -> None:
+        self.given: list[str] = []
+
+    async def __call__(self) -> str:
+        await asyncio.sleep(0)
+        msgid = protocol.message_id(INSTITUTION, NOW, len(self.given))
+        self.given.append(msgid)
+        return msgid
+
+
+def sign_in_ids(*sessions: FakeSession) -> list[str]:
+    return [message["msgid"] for session in sessions for message in session.sent if message["infno"] == "9001"]
+
+
+async def test_two_clients_sharing_one_id_source_never_sign_in_with_the_same_id() -> None:
+    insurer = simulator("platform")
+    source = SharedSource()
+    sessions = [FakeSession(insurer), FakeSession(insurer)]
+    clients = [client(session, sign_in_ids=source) for session in sessions]
+    # Both sign in ten times within the same second (the clock stands still), interleaved.
+    await asyncio.gather(*(one.sign_in() for one in clients for _ in range(10)))
+    ids = sign_in_ids(*sessions)
+    assert len(ids) == 20 == len(set(ids))
+    assert sorted(ids) == sorted(source.given)
+    # Without a source each client counts 9000.. of the second on its own: two processes collide.
+    alone = [FakeSession(insurer), FakeSession(insurer)]
+    for session in alone:
+        await client(session).sign_in()
+    assert sign_in_ids(alone[0]) == sign_in_ids(alone[1]) == [protocol.message_id(INSTITUTION, NOW, 9000)]
+
+
+async def test_a_source_giving_a_malformed_id_is_refused_before_anything_is_sent() -> None:
+    session = FakeSession(simulator("platform"))
+
+    async def wrong() -> str:
+        return protocol.message_id("H99999999999", NOW, 1)  # another institution's
+
+    with pytest.raises(ValueError, match="sign-in id source"):
+        await client(session, sign_in_ids=wrong).sign_in()
+    assert session.sent == []
+
+
+class FakeLog:
+    """The message log's id source, and nothing else of it."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    async def new_message_id(self, institution_code: str) -> str:
+        self.asked.append(institution_code)
+        return protocol.message_id(institution_code, NOW, 8999)
+
+
+async def test_the_gateway_signs_in_with_ids_of_the_database_sequence() -> None:
+    link = BESIDE.latest().insurer
+    assert link is not None
+    with socket.socket() as probe:  # a port nothing listens on: the sign-in is refused a connection
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    log = FakeLog()
+    remote = RemoteSteps(log, Metrics(), url_override=closed)  # type: ignore[arg-type]
+    try:
+        assert remote.client(link).config == insurer_config(link, closed)
+        assert remote.client(link).config.answer_id == link.answer_id == "platform"
+        with pytest.raises(InsurerUnreachable):
+            await remote.client(link).sign_in()
+    finally:
+        await remote.close()
+    assert log.asked == [link.institution_code]
 
 
 def test_a_recorded_answer_is_logged_with_both_ids_readable_past_the_logs_mask() -> None:
