@@ -50,7 +50,7 @@ from adapters.insurer.client import (
     InsurerUnreachable,
     OutcomeUnknown,
 )
-from adapters.insurer.protocol import settle_input
+from adapters.insurer.protocol import id_for_logs, settle_input
 from adapters.insurer_messages import Answered, Message, MessageLog
 from gateway.logs import log
 from gateway.metrics import Metrics
@@ -133,6 +133,7 @@ def insurer_config(link: InsurerLink, url_override: str | None = None) -> Insure
         area_code=link.area_code,
         total_timeout=link.timeout_ms / 1000,
         connect_timeout=link.connect_timeout_ms / 1000,
+        answer_id=link.answer_id,
     )
 
 
@@ -186,7 +187,14 @@ class RemoteSteps:
                 # One connection pool for every call to the insurer; a reset connection is simply reopened.
                 self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
             config = insurer_config(link, self.url_override)
-            found = self._clients[link] = InsurerClient(self._session, config, on_call=self._observe)
+            # Sign-ins take ids of the database's sequence too: two gateway processes signing in within one
+            # second would otherwise send the same msgid, which the platform refuses as a duplicate.
+            found = self._clients[link] = InsurerClient(
+                self._session,
+                config,
+                on_call=self._observe,
+                sign_in_ids=functools.partial(self.log.new_message_id, link.institution_code),
+            )
         return found
 
     def grace(self, link: InsurerLink) -> dt.timedelta:
@@ -292,9 +300,16 @@ class RemoteSteps:
         ):
             # The answer pays a fund this chain does not give the insurer, or the sweeper has already reversed
             # the message (this request outlived the grace): undo whatever the insurer did.
+            log.warning(
+                "insurer_answer_not_bookable",
+                transaction=transaction_code,
+                message_id=id_for_logs(message_id),
+                receipt_id=id_for_logs(answer.receipt_id),
+            )
             if await self.log.mark(key, "reversing", expect=("sent",), detail="answer not bookable"):
                 await self._reverse(link, key, transaction_code)
             raise unavailable("the insurer's answer could not be booked; it was undone: retry with the same request id")
+        _answered(transaction_code, message_id, answer.receipt_id)
         return RemotePaid(
             paid, InsurerReference(message_id=message_id, settlement_id=answer.insurer_settlement_id), visit_id
         )
@@ -342,7 +357,7 @@ class RemoteSteps:
         if isinstance(error, InsurerUnreachable):
             await self.log.mark(key, "unsent", expect=("sent",), detail="unreachable")
             return unavailable("the insurer's core cannot be reached; retry with the same request id")
-        log.warning("insurer_outcome_unknown", message_id=key[1], reason=getattr(error, "reason", ""))
+        log.warning("insurer_outcome_unknown", message_id=id_for_logs(key[1]), reason=getattr(error, "reason", ""))
         return unavailable(f"the insurer did not answer {what} clearly; {after}: retry with the same request id")
 
     async def _resume(self, link: InsurerLink, message: Message) -> Message | None:
@@ -378,9 +393,10 @@ class RemoteSteps:
                 psn_no=pseudonym(key[0]),  # type: ignore[arg-type]
             )
         except (InsurerRefused, InsurerUnreachable, OutcomeUnknown) as error:
-            log.warning("insurer_reversal_failed", message_id=key[1], error=type(error).__name__)
+            log.warning("insurer_reversal_failed", message_id=id_for_logs(key[1]), error=type(error).__name__)
             return False
         await mark(key, "reversed", expect=("reversing",), detail="reversed" if result.found else "nothing to reverse")
+        _answered("2601", reversal_id, result.receipt_id, of_message=key[1])
         return True
 
     async def cancel_unbooked(
@@ -413,7 +429,7 @@ class RemoteSteps:
         mark = mark or self.log.mark
         try:
             cancel_id = message_id or await self.log.new_message_id(link.institution_code)
-            await self.client(link).cancel(
+            result = await self.client(link).cancel(
                 cancel_id,
                 visit_type=visit_type,
                 insurer_settlement_id=insurer_settlement_id,
@@ -423,9 +439,10 @@ class RemoteSteps:
         except (InsurerRefused, InsurerUnreachable, OutcomeUnknown) as error:
             if message_id is not None:
                 raise
-            log.warning("insurer_cancel_failed", message_id=key[1], error=type(error).__name__)
+            log.warning("insurer_cancel_failed", message_id=id_for_logs(key[1]), error=type(error).__name__)
             return False
         await mark(key, to, expect=expect)
+        _answered(CANCEL_CODES[visit_type], cancel_id, result.receipt_id, of_message=key[1])
         return True
 
     # ------------------------------------------------------------ reverse
@@ -482,6 +499,20 @@ class RemoteSteps:
             raise await self._failed(key, error, "the cancellation", "nothing was reversed here") from None
         self.breaker.succeeded()
         return message_id
+
+
+def _answered(transaction_code: str, message_id: str, receipt_id: str, *, of_message: str | None = None) -> None:
+    """Log an answer of the insurer once it is recorded: our message id, and the platform's receipt id for it
+    (``inf_refmsgid``), the two ids by which either side finds the exchange. ``of_message``: the message whose
+    state the answer moved, when it is another (the settle a cancel or a reversal undid)."""
+    fields = {} if of_message is None or of_message == message_id else {"of_message": id_for_logs(of_message)}
+    log.info(
+        "insurer_answered",
+        transaction=transaction_code,
+        message_id=id_for_logs(message_id),
+        receipt_id=id_for_logs(receipt_id),
+        **fields,
+    )
 
 
 def _paid(message: Message) -> RemotePaid:

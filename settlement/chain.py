@@ -141,6 +141,9 @@ class InsurerLink(Model, frozen=True, kw_only=True):
     area_code: str
     timeout_ms: int
     connect_timeout_ms: int
+    answer_id: Literal["platform", "echo"] = "platform"
+    """What the insurer's answers carry as ``inf_refmsgid``: ``platform``, its own receipt id (the national
+    interface; kept, never compared); ``echo``, the request's message id (then it must be ours)."""
 
 
 class Chain(Model, frozen=True, kw_only=True):

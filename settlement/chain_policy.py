@@ -92,6 +92,7 @@ class _InsurerFile(FileStruct, frozen=True, kw_only=True):
     area_code: str
     timeout_ms: int = 3000
     connect_timeout_ms: int = 500
+    answer_id: str = "platform"
 
 
 class _ChainFile(FileStruct, frozen=True, kw_only=True):
@@ -249,6 +250,11 @@ def _insurer(check: Checker, data: _ChainFile, steps: list[Step]) -> InsurerLink
             raise check.fail(f"$.insurer.{name}", "between 10 and 60000 milliseconds")
     if link.connect_timeout_ms > link.timeout_ms:
         raise check.fail("$.insurer.connect_timeout_ms", "cannot be longer than timeout_ms")
+    if link.answer_id not in ("platform", "echo"):
+        raise check.fail(
+            "$.insurer.answer_id",
+            '"platform" (answers carry the platform\'s own receipt id, as nationally) or "echo" (they echo our msgid)',
+        )
     return InsurerLink(
         url=link.url.rstrip("/"),
         institution_code=link.institution_code,
@@ -256,6 +262,7 @@ def _insurer(check: Checker, data: _ChainFile, steps: list[Step]) -> InsurerLink
         area_code=link.area_code,
         timeout_ms=link.timeout_ms,
         connect_timeout_ms=link.connect_timeout_ms,
+        answer_id=link.answer_id,  # type: ignore[arg-type]  # "platform" | "echo", checked above
     )
 
 

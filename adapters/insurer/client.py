@@ -10,12 +10,20 @@ Every call says exactly what is known of its outcome:
   sending, an answer that is malformed, inconsistent, or not the answer to our message, an HTTP error
   without an envelope). The caller reverses the message by its id (2601) before it answers anyone.
 
+An answer is ours when its output names what we sent: a settle's or pre-settle's visit (``mdtrt_id``),
+person (``psn_no``) and total, a cancel's settlement, visit and person, a reversal's message and its
+transaction. That holds whatever ``InsurerConfig.answer_id`` says of ``inf_refmsgid``; under ``"echo"`` the
+answer must also name our ``msgid`` there. Under ``"platform"`` (the national interface) it is the
+platform's receipt id, given back as the result's ``receipt_id``. (A refusal names nothing to match: under
+``"platform"`` a stale refusal for another message would pass for ours.)
+
 The caller picks every message id and records the attempt before it calls (``MessageIds`` makes them), so
 an unknown outcome can always be reversed. The client signs in (9001) on first use and again when the
 insurer answers ``SIGN_NO_EXPIRED``, then resends the same message with the same id: the refused attempt
 did nothing, so the id still names at most one outcome, the one the caller recorded. Sign-in messages
-take ids of the client's own (by default sequences 9000-9999 of each second; give the gateway's
-generator to share one sequence).
+take ids from ``sign_in_ids``, an async source: the gateway gives its database sequence, unique across
+processes. Without one (the command line, benchmarks) the client uses sequences 9000-9999 of each second
+of its own, which two processes signing in within the same second could both use.
 
 ``on_call(infno, outcome, seconds)`` hears of every exchange, sign-ins too: ``outcome`` is ``ok``,
 ``refused``, ``unreachable`` or ``unknown``, bounded labels for metrics.
@@ -26,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Final, Literal
 
@@ -107,6 +115,7 @@ class InsurerConfig(msgspec.Struct, frozen=True, kw_only=True):
     receiver_system_code: str = "FSI_LOCAL"  # recer_sys_code
     connect_timeout: float = 2.0
     total_timeout: float = 10.0
+    answer_id: protocol.AnswerId = "platform"  # what inf_refmsgid holds (protocol.AnswerId)
 
 
 class Buckets(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,9 +131,11 @@ class Buckets(msgspec.Struct, frozen=True, kw_only=True):
 class SettleResult(msgspec.Struct, frozen=True, kw_only=True):
     """What the insurer settled (or, for a pre-settle, would settle: ``insurer_settlement_id`` None), in
     fen. ``paid_by_fund_type`` maps each national fund type (390100...) to what it paid; their sum is
-    ``fund_paid`` and ``fund_paid + psn_cash_pay == total``. ``raw_answer`` is the answer as received."""
+    ``fund_paid`` and ``fund_paid + psn_cash_pay == total``. ``receipt_id`` is the answer's
+    ``inf_refmsgid`` (the platform's receipt, or our msgid echoed); ``raw_answer`` the answer as received."""
 
     msgid: str
+    receipt_id: str
     insurer_settlement_id: str | None
     total: int
     paid_by_fund_type: dict[str, int]
@@ -137,9 +148,10 @@ class SettleResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class CancelResult(msgspec.Struct, frozen=True, kw_only=True):
     """``already``: the settlement had been undone before and nothing was given back now; else the insurer
-    gave back ``fund_paid`` fen."""
+    gave back ``fund_paid`` fen. ``receipt_id``: the answer's ``inf_refmsgid``."""
 
     msgid: str
+    receipt_id: str
     insurer_settlement_id: str
     already: bool
     fund_paid: int
@@ -148,9 +160,10 @@ class CancelResult(msgspec.Struct, frozen=True, kw_only=True):
 
 class ReversalResult(msgspec.Struct, frozen=True, kw_only=True):
     """``found``: message ``omsgid`` had done something, now undone; False: nothing to undo (it never
-    arrived, did nothing, or was undone before)."""
+    arrived, did nothing, or was undone before). ``receipt_id``: the answer's ``inf_refmsgid``."""
 
     msgid: str
+    receipt_id: str
     omsgid: str
     found: bool
     raw_answer: bytes
@@ -191,7 +204,7 @@ class DetailRecord(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_at: str | None
 
 
-SIGN_IN_SEQUENCES: Final = (9000, 9999)
+SIGN_IN_SEQUENCES: Final = (9000, 9999)  # the fallback's sequences of each second, without sign_in_ids
 
 
 class InsurerClient:
@@ -205,7 +218,7 @@ class InsurerClient:
         config: InsurerConfig,
         *,
         on_call: OnCall | None = None,
-        message_ids: Callable[[], str] | None = None,
+        sign_in_ids: Callable[[], Awaitable[str]] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         if not protocol.INSTITUTION_CODE.fullmatch(config.institution_code):
@@ -218,14 +231,16 @@ class InsurerClient:
         )
         self._on_call = on_call
         self._clock = clock or (lambda: dt.datetime.now(protocol.CHINA_TIME))
-        if message_ids is None:
+        if config.answer_id not in protocol.ANSWER_IDS:
+            raise ValueError(f"answer_id is one of {', '.join(protocol.ANSWER_IDS)}")
+        if sign_in_ids is None:
             first, last = SIGN_IN_SEQUENCES
             generator = protocol.MessageIds(config.institution_code, first=first, last=last)
 
-            def message_ids() -> str:
+            async def sign_in_ids() -> str:
                 return generator.next(self._clock())
 
-        self._sign_in_ids = message_ids
+        self._sign_in_ids = sign_in_ids
         self._sign_no: str | None = None
         self._signing_in = asyncio.Lock()
 
@@ -261,8 +276,11 @@ class InsurerClient:
         info = answer.output.setlinfo
         if info.setl_id != insurer_settlement_id:
             self._unknown(infno, "the cancel answer names another settlement")
+        if info.mdtrt_id != mdtrt_id or info.psn_no != psn_no:
+            self._unknown(infno, "the cancel answer names another visit or person")
         return CancelResult(
             msgid=msgid,
+            receipt_id=answer.inf_refmsgid,
             insurer_settlement_id=info.setl_id,
             already=info.already_cancelled == "1",
             fund_paid=to_fen(info.fund_pay_sumamt),
@@ -274,9 +292,15 @@ class InsurerClient:
         payload = ReversalInput(data=ReversalData(psn_no=psn_no, omsgid=omsgid, oinfno=oinfno))
         answer, raw = await self._call(protocol.REVERSAL, msgid, payload)
         output: ReversalOutput = answer.output
-        if output.data.omsgid != omsgid:
+        if output.data.omsgid != omsgid or output.data.oinfno != oinfno:
             self._unknown(protocol.REVERSAL, "the reversal answer names another message")
-        return ReversalResult(msgid=msgid, omsgid=omsgid, found=output.data.found == "1", raw_answer=raw)
+        return ReversalResult(
+            msgid=msgid,
+            receipt_id=answer.inf_refmsgid,
+            omsgid=omsgid,
+            found=output.data.found == "1",
+            raw_answer=raw,
+        )
 
     async def totals(self, msgid: str, *, first_day: dt.date, last_day: dt.date, ours: Totals) -> TotalsResult:
         """Compare our totals over the days with the insurer's (3201)."""
@@ -363,6 +387,7 @@ class InsurerClient:
             self._unknown(infno, "a settle answer without a setl_id")
         return SettleResult(
             msgid=msgid,
+            receipt_id=answer.inf_refmsgid,
             insurer_settlement_id=None if pre else info.setl_id,
             total=total,
             paid_by_fund_type=paid,
@@ -439,8 +464,11 @@ class InsurerClient:
             raise InsurerUnreachable(f"could not sign in first ({error})") from None
 
     async def _sign_in(self) -> str:
-        """Sign in (the caller holds ``_signing_in``)."""
-        msgid = self._sign_in_ids()
+        """Sign in (the caller holds ``_signing_in``). An id source that fails raises its own error; nothing
+        was sent."""
+        msgid = await self._sign_in_ids()
+        if not protocol.is_message_id(msgid) or not msgid.startswith(self.config.institution_code):
+            raise ValueError("the sign-in id source gave a msgid that is not our institution code + time + sequence")
         payload = SignInInput(signIn=SignInData(opter_no=self.config.operator))
         answer, _ = await self._exchange(protocol.SIGN_IN, msgid, payload, "")
         self._raise_unless_success(answer)
@@ -486,7 +514,7 @@ class InsurerClient:
             except (aiohttp.ClientError, TimeoutError) as error:
                 raise OutcomeUnknown(f"{infno}: {type(error).__name__}: {str(error) or 'timed out'}") from None
             try:
-                answer = protocol.decode_answer(raw, infno=infno, msgid=msgid)
+                answer = protocol.decode_answer(raw, infno=infno, msgid=msgid, answer_id=config.answer_id)
             except ProtocolError as error:
                 raise OutcomeUnknown(f"{infno}: HTTP {status}, {error}") from None
             if answer.infcode == protocol.SUCCESS and status != 200:
@@ -506,7 +534,7 @@ async def open_client(
     config: InsurerConfig, *, connections: int = 64, **options: object
 ) -> AsyncIterator[InsurerClient]:
     """An ``InsurerClient`` on a session of its own (at most ``connections`` open), closed on exit.
-    ``options`` go to ``InsurerClient`` (``on_call``, ``message_ids``, ``clock``)."""
+    ``options`` go to ``InsurerClient`` (``on_call``, ``sign_in_ids``, ``clock``)."""
     connector = aiohttp.TCPConnector(limit=connections)
     async with aiohttp.ClientSession(connector=connector) as session:
         yield InsurerClient(session, config, **options)  # type: ignore[arg-type]

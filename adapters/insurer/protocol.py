@@ -3,24 +3,33 @@
 One HTTP endpoint (``ENDPOINT``) takes a JSON envelope: the transaction code ``infno``, a message id
 ``msgid`` unique per attempt, who is sending (institution, operator, area codes, the ``sign_no`` from a
 sign-in) and the transaction's ``input``. The answer carries ``infcode`` (0: done; anything else: refused,
-with ``err_msg``), ``inf_refmsgid`` (the request's ``msgid``) and the transaction's ``output``. Field
-names are the national interface's (国家医保信息平台 接口规范), simplified; where this project adds or
-departs, the Struct says so.
+with ``err_msg``), ``inf_refmsgid`` and the transaction's ``output``. Field names are the national
+interface's (国家医保信息平台 接口规范), simplified; where this project adds or departs, the Struct says so.
+
+``inf_refmsgid`` is, nationally, the *receiver's* message id (接收方报文ID): the platform's own receipt for
+the answer, its area code (6) + yyyyMMddHHmmss + a 10-digit serial (``receipt_id``), e.g.
+``220000202505301537082844878588``. Under ``answer_id="platform"`` (the default, the national interface)
+it is kept and logged, never compared; a platform that echoes the request's ``msgid`` there instead is
+``answer_id="echo"``, and then it must equal the request's ``msgid``. Under either, the client also
+matches a successful answer to its message by what the output names (the visit and person of a settle or
+cancel, the message a reversal undid), so a stale or misrouted answer is caught when ids are not echoed.
 
 Money: yuan with at most two decimals as JSON numbers on the wire (``decimal.Decimal`` in the Structs),
 int fen everywhere else. ``to_fen`` and ``to_yuan`` convert exactly and refuse anything else (a float,
 sub-fen precision, a negative or absurd amount); nothing here rounds.
 
 Decoding is strict: an unknown transaction, a wrong type, a missing field, an amount with more than two
-decimals or below zero, or an answer for another message raise ``ProtocolError`` naming the JSON path.
+decimals or below zero, or (``answer_id="echo"``) an answer naming another message raise ``ProtocolError``
+naming the JSON path.
 Unknown *envelope and output* fields are ignored, because platforms add signing fields (``cainfo``,
 ``signtype``) that cannot change what an answer says; unknown *input* fields are refused, so a sender's typo
 is caught instead of silently dropped.
 
 Departures from the national interface, on purpose:
 
-* ``inf_refmsgid`` must equal the request's ``msgid``. (The national platform fills it with an id of its
-  own; the gateway needs the echo to tell its answer from a stale or misrouted one.)
+* none about ``inf_refmsgid`` by default (``answer_id="platform"``: the platform's receipt id, as
+  nationally). ``answer_id="echo"`` is for a platform that departs the other way and echoes the request's
+  ``msgid`` there: then a different one is refused.
 * the settle input carries its ``feedetail`` lines (nationally uploaded first, by 2204/2301), and adds
   ``clinic_level`` and ``referral_flag``, which the county rules need and the national settle leaves to the
   platform's own records.
@@ -139,6 +148,12 @@ def to_yuan(fen: int) -> Decimal:
 
 INSTITUTION_CODE = re.compile(r"[A-Z0-9]{12}")
 MESSAGE_ID = re.compile(r"(?P<institution>[A-Z0-9]{12})(?P<when>[0-9]{14})(?P<sequence>[0-9]{4})")
+RECEIPT_ID = re.compile(r"(?P<area>[0-9]{6})(?P<when>[0-9]{14})(?P<serial>[0-9]{10})")
+
+AnswerId = Literal["platform", "echo"]
+"""What an answer's ``inf_refmsgid`` holds: ``platform``, the platform's own receipt id (the national
+interface; never compared); ``echo``, the request's ``msgid`` (then it must equal it)."""
+ANSWER_IDS: Final[tuple[AnswerId, ...]] = ("platform", "echo")
 INF_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
 REFMSG_TIME_FORMAT: Final = "%Y%m%d%H%M%S%f"  # yyyyMMddHHmmssSSS once the microseconds are cut to three
 
@@ -168,6 +183,26 @@ def is_message_id(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def receipt_id(area_code: str, when: dt.datetime, serial: int) -> str:
+    """The national platform's 30-digit receipt id (``inf_refmsgid``): its area code (6 digits) +
+    yyyyMMddHHmmss (China time) + a 10-digit serial."""
+    if not re.fullmatch(r"[0-9]{6}", area_code):
+        raise ValueError("an area code is six digits")
+    if type(serial) is not int or not 0 <= serial <= 9_999_999_999:
+        raise ValueError("a receipt serial is an int from 0 to 9999999999")
+    return f"{area_code}{china_time(when):%Y%m%d%H%M%S}{serial:010d}"
+
+
+def id_for_logs(text: str) -> str:
+    """A message id or receipt id as a log shows it: a msgid as institution-time-sequence
+    (``H41010200001-20260301080509-0007``), a national receipt id as area-time-serial; anything else as it
+    is. The log renderer masks every run of 17 or more digits (a national ID may hide in one), which would
+    leave both ids unreadable whole; neither is an ID, and no part of the grouped form is that long. (Thirty
+    digits are grouped as a receipt id: a msgid's institution code has a letter, nationally.)"""
+    match = RECEIPT_ID.fullmatch(text) or MESSAGE_ID.fullmatch(text)
+    return text if match is None else "-".join(match.groups())
 
 
 class MessageIds:
@@ -478,7 +513,8 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Answer(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer envelope. ``output`` is None on a refusal (``infcode`` != 0)."""
+    """The answer envelope. ``output`` is None on a refusal (``infcode`` != 0). ``inf_refmsgid`` is the
+    platform's receipt id, or the request's ``msgid`` from a platform that echoes it (``AnswerId``)."""
 
     infcode: int
     inf_refmsgid: str
@@ -602,11 +638,15 @@ def decode_request(body: bytes) -> Request:
     return Request(**fields, input=payload)
 
 
-def decode_answer(body: bytes, *, infno: str, msgid: str) -> Answer:
+def decode_answer(body: bytes, *, infno: str, msgid: str, answer_id: AnswerId = "platform") -> Answer:
     """The answer to message ``msgid`` of transaction ``infno``, with its typed output on success; raises
-    ProtocolError for an answer that is malformed or is not the answer to this message."""
+    ProtocolError for an answer that is malformed or, under ``answer_id="echo"``, names another message in
+    ``inf_refmsgid``. Under ``"platform"`` (the national interface) ``inf_refmsgid`` is the platform's own
+    receipt id and is not compared: whether the output is about this message is the caller's to check."""
+    if answer_id not in ANSWER_IDS:
+        raise ValueError(f"answer_id is one of {', '.join(ANSWER_IDS)}")
     raw: _RawAnswer = _decode(_ANSWER_DECODER, body, "$")
-    if raw.inf_refmsgid != msgid:
+    if answer_id == "echo" and raw.inf_refmsgid != msgid:
         raise ProtocolError("the answer is for another message (inf_refmsgid is not our msgid)", "$.inf_refmsgid")
     output = None
     if raw.infcode == SUCCESS:

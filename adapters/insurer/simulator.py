@@ -8,6 +8,11 @@ hardship tier comes from ``psn_idet_type``. The insurer keeps its own counters p
 moved by settles and given back by cancels and reversals.
 
 All state is in memory and lives as long as the process: it is a test double and a demo, not a ledger.
+
+Answers carry ``inf_refmsgid`` the national way by default (``answer_id="platform"``): a receipt id of the
+simulator's own, its ``area_code`` (6) + yyyyMMddHHmmss + a 10-digit serial counting up from 1.
+``answer_id="echo"`` (``medsettle insurer-sim --answer-id echo``) echoes the request's ``msgid`` there instead,
+as some platforms do.
 Messages are handled one at a time between awaits, so a settle's check-compute-commit is atomic.
 
 Rules the simulator keeps, as a careful insurer would:
@@ -25,10 +30,11 @@ off) and read by ``GET /sim/faults``. Each is on for every call (``true``, or a 
 for the next ``calls`` calls and/or one ``infno`` only (``{"calls": 1, "infno": "2207"}``, with ``ms`` for
 a delay). Order within a call: ``delay_ms``; ``drop_before_commit`` (read the request, close the
 connection, do nothing); commit; ``delay_after_commit_ms``; ``drop_after_commit`` (close without
-answering); ``duplicate_answer`` (answer with a copy of the previous answer, whose ``inf_refmsgid`` is
-another message's). ``down`` stops listening on the insurer's port (connections refused; open ones
-closed once idle) until set off, or for ``{"seconds": N}``. The ``/sim`` routes are served on the insurer's
-port and on a control port that stays up while the insurer is down.
+answering); ``duplicate_answer`` (answer with a copy of the previous answer, another message's: a client
+tells it by what its output names, and under ``answer_id="echo"`` by its ``inf_refmsgid`` too). ``down``
+stops listening on the insurer's port (connections refused; open ones closed once idle) until set off, or
+for ``{"seconds": N}``. The ``/sim`` routes are served on the insurer's port and on a control port that
+stays up while the insurer is down.
 """
 
 from __future__ import annotations
@@ -247,11 +253,15 @@ class InsurerSimulator:
     """The insurer's core, without the network: ``handle`` takes a request's bytes and gives the answer's.
 
     ``funds``: the fund codes it pays (None: ``default_funds`` of each policy version).
-    ``institution_code``: the one institution it serves (None: any well-formed code)."""
+    ``institution_code``: the one institution it serves (None: any well-formed code).
+    ``answer_id``: what its answers' ``inf_refmsgid`` holds (the module docstring); ``area_code``: the
+    platform's own area code, the first part of its receipt ids."""
 
     book: PolicyBook
     funds: Sequence[str] | None = None
     institution_code: str | None = None
+    answer_id: protocol.AnswerId = "platform"
+    area_code: str = "330000"
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(protocol.CHINA_TIME))
     _chains: dict[str, Chain] = field(default_factory=dict, init=False)
     _sign_nos: dict[str, str] = field(default_factory=dict, init=False)
@@ -262,8 +272,12 @@ class InsurerSimulator:
     _counters: dict[tuple[str, int], dict[str, int]] = field(default_factory=dict, init=False)
     _calls: dict[str, int] = field(default_factory=dict, init=False)
     _issued: int = field(default=0, init=False)
+    _receipts: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
+        if self.answer_id not in protocol.ANSWER_IDS:
+            raise ValueError(f"answer_id is one of {', '.join(protocol.ANSWER_IDS)}")
+        protocol.receipt_id(self.area_code, dt.datetime(2026, 1, 1), 0)  # validates the area code
         for chain in self.book:
             restricted = insurer_chain(chain, self.funds)
             types = [step.fund.fund_type for step in restricted.steps]
@@ -308,9 +322,14 @@ class InsurerSimulator:
         self, msgid: str, now: dt.datetime, *, infcode: int = protocol.SUCCESS, message: str = "", output: object = None
     ) -> bytes:
         stamp = protocol.refmsg_time(now)
+        if self.answer_id == "echo":
+            reference = msgid
+        else:
+            self._receipts += 1
+            reference = protocol.receipt_id(self.area_code, now, self._receipts % 10**10)
         answer = Answer(
             infcode=infcode,
-            inf_refmsgid=msgid,
+            inf_refmsgid=reference,
             refmsg_time=stamp,
             respond_time=stamp,
             err_msg=message or ("成功" if infcode == protocol.SUCCESS else ""),
@@ -809,10 +828,11 @@ async def start_simulator(
     port: int = 0,
     control_port: int | None = 0,
     clock: Callable[[], dt.datetime] | None = None,
+    answer_id: protocol.AnswerId = "platform",
 ) -> SimulatorServer:
     """A started simulator paying ``funds`` under ``book``: ``server.url`` is the insurer's base URL. Close it
-    with ``await server.close()`` (or use it as ``async with``)."""
-    simulator = InsurerSimulator(book, funds=funds, institution_code=institution_code)
+    with ``await server.close()`` (or use it as ``async with``). ``answer_id``: ``InsurerSimulator``'s."""
+    simulator = InsurerSimulator(book, funds=funds, institution_code=institution_code, answer_id=answer_id)
     if clock is not None:
         simulator.clock = clock
     return await SimulatorServer(simulator, host=host, port=port, control_port=control_port, faults=faults).start()

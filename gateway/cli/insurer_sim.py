@@ -47,6 +47,13 @@ def add_insurer_sim_parser(commands: Any) -> None:
         "--faults", help='faults as POST /sim/faults takes them, JSON or @FILE: {"drop_after_commit": true}'
     )
     sim.add_argument("--institution-code", help="serve only this institution (12 characters A-Z 0-9; default any)")
+    sim.add_argument(
+        "--answer-id",
+        choices=protocol.ANSWER_IDS,
+        default="platform",
+        help="what answers carry as inf_refmsgid: platform, a receipt id of the simulator's own as the national "
+        "interface does (default); echo, the request's msgid (a policy's [insurer] answer_id says which it expects)",
+    )
     sim.set_defaults(run=cmd_insurer_sim)
 
 
@@ -79,7 +86,9 @@ def cmd_insurer_sim(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     funds = [code.strip() for code in args.funds.split(",") if code.strip()] if args.funds else None
     try:
-        simulator = InsurerSimulator(book, funds=funds, institution_code=args.institution_code)
+        simulator = InsurerSimulator(
+            book, funds=funds, institution_code=args.institution_code, answer_id=args.answer_id
+        )
     except ValueError as error:
         print(f"medsettle insurer-sim: {error}", file=sys.stderr)
         return 2

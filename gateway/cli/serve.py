@@ -65,7 +65,10 @@ class InsurerDemo:
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         """A cleanup context put first, so the simulator listens before the gateway and stops after it."""
-        server = await start_simulator(self.book, port=self.port, control_port=self.control_port)
+        # It answers as the policy expects its platform to: the latest version naming an insurer says how.
+        links = [chain.insurer for chain in self.book if chain.insurer is not None]
+        answer_id = links[-1].answer_id if links else "platform"
+        server = await start_simulator(self.book, port=self.port, control_port=self.control_port, answer_id=answer_id)
         log.info("insurer_simulator_started", url=server.url, control_url=server.control_url)
         try:
             yield

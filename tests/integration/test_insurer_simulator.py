@@ -282,6 +282,29 @@ async def test_each_fault_gives_the_client_what_it_knows_and_a_reversal_settles_
     assert result.paid_by_fund_type == {BASIC: 2_205_000, CRITICAL: 29_250}  # (7,950 - 7,500) x 0.65
 
 
+@pytest.mark.parametrize("answer_id", ["platform", "echo"])
+async def test_a_duplicate_answer_is_caught_whether_the_platform_echoes_our_id_or_not(answer_id: str) -> None:
+    """The duplicate copies the answer to another visit's settle (not a sign-in's, as above): under "echo"
+    its id gives it away, under "platform" the visit it names."""
+    async with (
+        await start_simulator(THREE_TIER, clock=clock, answer_id=answer_id) as sim,  # type: ignore[arg-type]
+        open_client(msgspec.structs.replace(config(sim.url), answer_id=answer_id), clock=clock) as client,
+    ):
+        insurer = Insurer(sim=sim, client=client)
+        first, _ = await insurer.settle(inpatient(100_000), visit="ZY-0001")
+        await sim.set_faults(Faults(duplicate_answer=FaultScope(calls=1)))
+        with pytest.raises(OutcomeUnknown):
+            await insurer.settle(inpatient(100_000), visit="ZY-0002")
+        msgid = insurer.settlements()[-1][0]
+        reversal = await client.reverse(insurer.msgid(), omsgid=msgid, oinfno="2304", psn_no="P-0001")
+        assert reversal.found
+        assert insurer.settlements() == [(first, "settled"), (msgid, "cancelled")]
+        if answer_id == "echo":
+            assert reversal.receipt_id == reversal.msgid
+        else:
+            assert protocol.RECEIPT_ID.fullmatch(reversal.receipt_id)
+
+
 async def test_a_timeout_before_the_commit_is_unknown_and_the_reversal_beats_the_late_message(
     sim: SimulatorServer,
 ) -> None:

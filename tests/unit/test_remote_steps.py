@@ -135,6 +135,7 @@ def test_the_insurer_table_and_remote_flags_leave_existing_policies_identity_alo
         (('area_code = "330424"', 'area_code = "3304"'), "$.insurer.area_code", "six digits"),
         (("timeout_ms = 3000", "timeout_ms = 5"), "$.insurer.timeout_ms", "between"),
         (('url = "http://127.0.0.1:8090"', 'url = "ftp://x"'), "$.insurer.url", "http"),
+        (('answer_id = "platform"', 'answer_id = "msgid"'), "$.insurer.answer_id", '"platform"'),
     ],
 )
 def test_a_wrong_insurer_setup_is_refused_naming_the_field(change: tuple[str, str], path: str, problem: str) -> None:
@@ -144,6 +145,15 @@ def test_a_wrong_insurer_setup_is_refused_naming_the_field(change: tuple[str, st
         parse_chain(BESIDE_TEXT.replace(old, new, 1), "bad")
     assert refused.value.path == path
     assert problem in refused.value.problem
+
+
+def test_the_answers_id_is_the_platforms_own_unless_the_policy_says_it_echoes_ours() -> None:
+    assert BESIDE.insurer is not None and BESIDE.insurer.answer_id == "platform"
+    unsaid = parse_chain(BESIDE_TEXT.replace('answer_id = "platform"\n', "", 1), "unsaid")
+    assert unsaid.insurer is not None and unsaid.insurer.answer_id == "platform"  # the national interface
+    echo = parse_chain(BESIDE_TEXT.replace('answer_id = "platform"', 'answer_id = "echo"', 1), "echo")
+    assert echo.insurer is not None and echo.insurer.answer_id == "echo"
+    assert policy_document(echo) == policy_document(BESIDE)  # how the platform answers is not money
 
 
 def test_a_remote_fund_needs_an_insurer_table() -> None:

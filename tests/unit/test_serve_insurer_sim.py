@@ -48,3 +48,10 @@ def test_one_process_only_and_a_policy_that_calls_an_insurer() -> None:
         insurer_demo(msgspec.structs.replace(beside, workers=2), None)
     with pytest.raises(ValueError, match=r"names an \[insurer\]"):
         insurer_demo(msgspec.structs.replace(beside, policy_dir=str(REPO / "policies")), None)
+
+
+def test_the_simulator_answers_the_national_way_unless_told_to_echo() -> None:
+    assert build_parser().parse_args(["insurer-sim"]).answer_id == "platform"
+    assert build_parser().parse_args(["insurer-sim", "--answer-id", "echo"]).answer_id == "echo"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["insurer-sim", "--answer-id", "msgid"])
