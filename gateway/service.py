@@ -20,6 +20,7 @@ import msgspec
 
 from adapters import identity
 from adapters.db import is_database_error
+from adapters.insurer.protocol import id_for_logs
 from adapters.insurer_messages import Message
 from adapters.nonces import NonceClaim
 from adapters.readjudication import Outcome as ReadjudicationOutcome
@@ -682,7 +683,7 @@ class Service:
         )
         outcome = await self.store.reverse(new, message.message_id)
         if isinstance(outcome, Reversed):
-            log.info("insurer_reversal_finished", message_id=message.message_id)
+            log.info("insurer_reversal_finished", message_id=id_for_logs(message.message_id))
             self.readjudication.wake()
         else:  # reversed meanwhile by the terminal's own retry, which flipped the message itself
             await self.store.insurer_log.mark(message, "committed", expect=("answered",), detail="reversed already")
