@@ -278,15 +278,23 @@ ThreeTier = tuple[SignedClient, asyncpg.Pool, str]  # the test client, a pool an
 
 
 @asynccontextmanager
+async def empty_database(database_url: str, prefix: str) -> AsyncIterator[str]:
+    """A database of its own on the test server, with no tables: its URL. Dropped at the end."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    await _admin(database_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(database_url, name)
+    finally:
+        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@asynccontextmanager
 async def own_database(
     database_url: str, prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 ) -> AsyncIterator[tuple[str, dict[str, ActiveKey]]]:
     """A database of its own, migrated, seeded with the demo county and then ``prepare``d: its URL and the
     terminal keys. Dropped at the end."""
-    name = f"medsettle_own_{uuid.uuid4().hex[:10]}"
-    await _admin(database_url, f'CREATE DATABASE "{name}"')
-    url = _with_database(database_url, name)
-    try:
+    async with empty_database(database_url, "medsettle_own") as url:
         connection = await asyncpg.connect(url)
         try:
             await db.migrate(connection)
@@ -297,8 +305,6 @@ async def own_database(
         finally:
             await connection.close()
         yield url, keys
-    finally:
-        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @asynccontextmanager

@@ -6,38 +6,24 @@ ledger holds after it. Speed is never asserted here: the benchmark measures it o
 from __future__ import annotations
 
 import argparse
-import urllib.parse
-import uuid
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from benchmarks import readjudication_settle_bench as bench
 from benchmarks import replay_bench
+from tests.integration.conftest import empty_database
 
 pytestmark = pytest.mark.integration
 
 PEOPLE = 20
 
 
-async def _execute(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 async def history_url(database_url: str) -> AsyncIterator[str]:
     """A database of its own: the benchmark's county would share national IDs with the demo county's people."""
-    name = f"medsettle_settle_bench_{uuid.uuid4().hex[:10]}"
-    await _execute(database_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield urllib.parse.urlunsplit(urllib.parse.urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        await _execute(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with empty_database(database_url, "medsettle_settle_bench") as url:
+        yield url
 
 
 async def test_both_modes_settle_and_the_runner_works_only_in_its_windows(history_url: str) -> None:

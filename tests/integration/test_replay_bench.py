@@ -7,8 +7,6 @@ Speed is never asserted here: the benchmark measures it on a million settlements
 
 from __future__ import annotations
 
-import urllib.parse
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,29 +15,18 @@ import pytest
 
 from adapters.check import check_invariants
 from benchmarks import replay_bench
+from tests.integration.conftest import empty_database
 
 pytestmark = pytest.mark.integration
 
 SETTLEMENTS = 300
 
 
-async def _execute(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture
 async def history_url(database_url: str) -> AsyncIterator[str]:
     """A database of its own: the benchmark's county would share national IDs with the demo county's people."""
-    name = f"medsettle_replay_{uuid.uuid4().hex[:10]}"
-    await _execute(database_url, f'CREATE DATABASE "{name}"')
-    try:
-        yield urllib.parse.urlunsplit(urllib.parse.urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        await _execute(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+    async with empty_database(database_url, "medsettle_replay") as url:
+        yield url
 
 
 def fund(group: dict[str, Any], code: str) -> dict[str, Any]:
