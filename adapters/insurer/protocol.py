@@ -492,39 +492,10 @@ OUTPUT_TYPES: Final[dict[str, type[Output]]] = {
 }
 
 
-class Request(msgspec.Struct, frozen=True, kw_only=True):
-    """The request envelope. ``mdtrtarea_admvs`` is the national spelling (就医地医保区划, the area where the
-    care happens); ``insuplc_admdvs`` the person's insurance area (参保地). ``sign_no`` is "" for 9001."""
+class _RequestEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+    """The request envelope's fields but ``input``, shared by the typed ``Request`` and the raw one it is
+    decoded from (whose ``infno`` is any string, so that an unknown one is refused by name)."""
 
-    infno: Infno
-    msgid: str
-    mdtrtarea_admvs: str
-    insuplc_admdvs: str
-    recer_sys_code: str
-    infver: str
-    opter_type: str
-    opter: str
-    opter_name: str
-    inf_time: str
-    fixmedins_code: str
-    fixmedins_name: str
-    sign_no: str
-    input: Any  # one of INPUT_TYPES[infno]
-
-
-class Answer(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer envelope. ``output`` is None on a refusal (``infcode`` != 0). ``inf_refmsgid`` is the
-    platform's receipt id, or the request's ``msgid`` from a platform that echoes it (``AnswerId``)."""
-
-    infcode: int
-    inf_refmsgid: str
-    refmsg_time: str
-    respond_time: str
-    err_msg: str | None = None
-    output: Any = None  # one of OUTPUT_TYPES[infno] on success
-
-
-class _RawRequest(msgspec.Struct, frozen=True, kw_only=True):
     infno: str
     msgid: str
     mdtrtarea_admvs: str
@@ -538,15 +509,38 @@ class _RawRequest(msgspec.Struct, frozen=True, kw_only=True):
     fixmedins_code: str
     fixmedins_name: str
     sign_no: str
-    input: msgspec.Raw
 
 
-class _RawAnswer(msgspec.Struct, frozen=True, kw_only=True):
+class Request(_RequestEnvelope, frozen=True, kw_only=True):
+    """The request envelope. ``mdtrtarea_admvs`` is the national spelling (就医地医保区划, the area where the
+    care happens); ``insuplc_admdvs`` the person's insurance area (参保地). ``sign_no`` is "" for 9001."""
+
+    infno: Infno  # keeps its place first in the envelope: msgspec orders a redefined field where it was
+    input: Any  # one of INPUT_TYPES[infno]
+
+
+class _AnswerEnvelope(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer envelope's fields but ``output``, shared by ``Answer`` and the raw one it is decoded from."""
+
     infcode: int
     inf_refmsgid: str
     refmsg_time: str
     respond_time: str
     err_msg: str | None = None
+
+
+class Answer(_AnswerEnvelope, frozen=True, kw_only=True):
+    """The answer envelope. ``output`` is None on a refusal (``infcode`` != 0). ``inf_refmsgid`` is the
+    platform's receipt id, or the request's ``msgid`` from a platform that echoes it (``AnswerId``)."""
+
+    output: Any = None  # one of OUTPUT_TYPES[infno] on success
+
+
+class _RawRequest(_RequestEnvelope, frozen=True, kw_only=True):
+    input: msgspec.Raw
+
+
+class _RawAnswer(_AnswerEnvelope, frozen=True, kw_only=True):
     output: msgspec.Raw = msgspec.Raw()  # empty when left out (msgspec reads Raw whole, null included)
 
 
