@@ -29,7 +29,7 @@ import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypedDict
 
 import asyncpg
 import msgspec
@@ -569,6 +569,25 @@ def _cancel_with(infno: str) -> str | None:
     return None if visit_type is None else protocol.CANCEL_INFNO[visit_type]
 
 
+class _BookedHere(TypedDict):
+    """What names a message booked here in each discrepancy about it: the message, its settlement, the request
+    that settled it and the clinic."""
+
+    message_id: str
+    settlement_id: uuid.UUID
+    request_id: str
+    clinic_id: str
+
+
+def _booked_here(ours: LedgerMessage, booked: BookedSettlement) -> _BookedHere:
+    return _BookedHere(
+        message_id=ours.message_id,
+        settlement_id=booked.settlement_id,
+        request_id=booked.request_id,
+        clinic_id=ours.clinic_id,
+    )
+
+
 def _insurer_discrepancies(pair: _Pair, names: _Funds) -> list[InsurerDiscrepancy]:
     """What is wrong between the gateway's record of one message and the insurer's, with the repair."""
     ours, theirs, booked = pair.ours, pair.theirs, pair.booked
@@ -634,10 +653,7 @@ def _reversed_here_only(ours: LedgerMessage, booked: BookedSettlement, pair: _Pa
     if will:
         repair += "; the sweeper will, sending this gateway's open cancel again"
     return ReversedHereOnly(
-        message_id=ours.message_id,
-        settlement_id=booked.settlement_id,
-        request_id=booked.request_id,
-        clinic_id=ours.clinic_id,
+        **_booked_here(ours, booked),
         insurer_settlement_id=theirs.insurer_settlement_id,
         visit_id=theirs.mdtrt_id,
         cancel_with=cancel_with,
@@ -661,10 +677,7 @@ def _cancelled_at_insurer_only(ours: LedgerMessage, booked: BookedSettlement, ca
             "/reversal); its cancel finds it cancelled already"
         )
     return CancelledAtInsurerOnly(
-        message_id=ours.message_id,
-        settlement_id=booked.settlement_id,
-        request_id=booked.request_id,
-        clinic_id=ours.clinic_id,
+        **_booked_here(ours, booked),
         insurer_settlement_id=ours.insurer_settlement_id or "",
         cancelled_by=cancel,
         cancel_state=ours.cancel_state,
@@ -692,10 +705,7 @@ def _missing_at_insurer(
         if will:
             repair += f"; the sweeper will, this gateway's cancel being {ours.cancel_state} here"
     return MissingAtInsurer(
-        message_id=ours.message_id,
-        settlement_id=booked.settlement_id,
-        request_id=booked.request_id,
-        clinic_id=ours.clinic_id,
+        **_booked_here(ours, booked),
         insurer_settlement_id=ours.insurer_settlement_id,
         insurer_state="absent" if theirs is None else "cancelled",
         cancelled_by=None if theirs is None else theirs.cancel_msgid,
@@ -715,10 +725,7 @@ def _amounts_differ(
         compared.append((names.code(fund_type), fund_type, here.get(fund_type, 0), there.get(fund_type, 0)))
     return [
         FundDiffers(
-            message_id=ours.message_id,
-            settlement_id=booked.settlement_id,
-            request_id=booked.request_id,
-            clinic_id=ours.clinic_id,
+            **_booked_here(ours, booked),
             insurer_settlement_id=theirs.insurer_settlement_id,
             field=field,
             fund_type=fund_type,
