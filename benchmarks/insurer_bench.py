@@ -46,7 +46,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -83,7 +82,6 @@ SIDES = ("simulator", "gateway")
 SIDE_NAMES = {"simulator": "simulator, called directly", "gateway": "gateway, end to end"}
 # The direct clients' institution: their message ids (which start with it) never meet the gateway's.
 BENCH_INSTITUTION = "BENCH0000001"
-READY_TIMEOUT = 90.0
 STOP_TIMEOUT = 40.0
 SETTLE_TIMEOUT = 60.0  # seconds for the gateway's open messages to finish after the last round
 # Every side of a round stops at whichever comes first: its seconds, or this many requests.
@@ -351,18 +349,6 @@ async def _postmaster_pid(database_url: str) -> int | None:
     return None
 
 
-def wait_for_simulator(control_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the simulator exited with status {process.returncode}; its log ends:\n{tail(log_path)}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{control_url}/sim/faults", timeout=2) as answer:
-            if answer.status == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit(f"the simulator was not ready in {READY_TIMEOUT:g} s; its log ends:\n{tail(log_path)}")
-
-
 @contextlib.contextmanager
 def started(args: argparse.Namespace, county: synthetic.County) -> Iterator[Run]:
     """Database, county, simulator and gateway for one run; everything started here is stopped after."""
@@ -396,7 +382,7 @@ def started(args: argparse.Namespace, county: synthetic.County) -> Iterator[Run]
                 )
             simulator_url = f"http://127.0.0.1:{sim_port}"
             control_url = f"http://127.0.0.1:{control_port}"
-            wait_for_simulator(control_url, simulator, simulator_log)
+            wait_ready(control_url, simulator, simulator_log, path="/sim/faults", name="the simulator")
             gateway_log = out / "insurer-gateway.log"
             gateway_environment = {
                 **environment,

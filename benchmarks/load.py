@@ -412,16 +412,20 @@ def deployment(args: argparse.Namespace, *, prefix: str = "load") -> Iterator[Be
     yield Bench(out, args.database_url, base_url, county_file, acks_file, None, None)
 
 
-def wait_ready(base_url: str, process: subprocess.Popen[Any], log: Path) -> None:
+def wait_ready(
+    base_url: str, process: subprocess.Popen[Any], log: Path, *, path: str = "/readyz", name: str = "the gateway"
+) -> None:
+    """Wait for ``process`` to answer 200 at ``path``; end the run with the end of its log if it exits or is not
+    ready in time. The insurer simulator is ready when its control port answers at /sim/faults."""
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the gateway exited with status {process.returncode}; its log ends:\n{tail(log)}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as response:
+            raise SystemExit(f"{name} exited with status {process.returncode}; its log ends:\n{tail(log)}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{base_url}{path}", timeout=2) as response:
             if response.status == 200:
                 return
         time.sleep(0.2)
-    raise SystemExit(f"the gateway was not ready in {READY_TIMEOUT:g} s; its log ends:\n{tail(log)}")
+    raise SystemExit(f"{name} was not ready in {READY_TIMEOUT:g} s; its log ends:\n{tail(log)}")
 
 
 # ---------------------------------------------------------------- locust
