@@ -289,6 +289,28 @@ async def empty_database(database_url: str, prefix: str) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
+async def database_before(database_url: str, version: int) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to a database of its own, migrated up to migration ``version`` and not through it: a
+    gateway's database from before that migration, for the tests of what it does to old rows."""
+    async with empty_database(database_url, "medsettle_migration") as url:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(
+                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            for migration, file_name, sql in db.migration_files():
+                if migration >= version:
+                    break
+                async with connection.transaction():
+                    await connection.execute(sql)
+                    await connection.execute("INSERT INTO schema_migrations VALUES ($1, $2)", migration, file_name)
+            yield connection
+        finally:
+            await connection.close()
+
+
+@asynccontextmanager
 async def own_database(
     database_url: str, prepare: Callable[[asyncpg.Connection], Awaitable[None]] | None = None
 ) -> AsyncIterator[tuple[str, dict[str, ActiveKey]]]:

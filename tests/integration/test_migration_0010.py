@@ -26,7 +26,7 @@ from settlement.decision import ledger_lines
 from settlement.models import Accumulators, Bill, LineItem, Settlement
 from settlement.policy import parse_policy
 from settlement.registry import Membership, status_on
-from tests.integration.conftest import _admin, _with_database
+from tests.integration.conftest import database_before
 
 pytestmark = pytest.mark.integration
 
@@ -38,24 +38,8 @@ REVERSED_ON = dt.date(2026, 5, 9)
 @pytest.fixture
 async def old_database(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A fresh database migrated only up to 0009."""
-    name = f"medsettle_migration_{uuid.uuid4().hex[:10]}"
-    await _admin(database_url, f'CREATE DATABASE "{name}"')
-    connection = await asyncpg.connect(_with_database(database_url, name))
-    try:
-        await connection.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, file_name, sql in db.migration_files():
-            if version >= 10:
-                break
-            async with connection.transaction():
-                await connection.execute(sql)
-                await connection.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, file_name)
+    async with database_before(database_url, 10) as connection:
         yield connection
-    finally:
-        await connection.close()
-        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 # Rows from before 0010 were settled by the engine of their day, which kept the default policy's six

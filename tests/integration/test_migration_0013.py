@@ -8,14 +8,13 @@ and the database itself must refuse a programme name no policy could declare.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from adapters import db
-from tests.integration.conftest import _admin, _with_database
+from tests.integration.conftest import database_before
 
 pytestmark = pytest.mark.integration
 
@@ -31,24 +30,8 @@ OLD_ROWS = [
 @pytest.fixture
 async def old_database(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A fresh database migrated up to the last migration before 0013."""
-    name = f"medsettle_migration_{uuid.uuid4().hex[:10]}"
-    await _admin(database_url, f'CREATE DATABASE "{name}"')
-    connection = await asyncpg.connect(_with_database(database_url, name))
-    try:
-        await connection.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for version, file_name, sql in db.migration_files():
-            if version >= 13:
-                break
-            async with connection.transaction():
-                await connection.execute(sql)
-                await connection.execute("INSERT INTO schema_migrations VALUES ($1, $2)", version, file_name)
+    async with database_before(database_url, 13) as connection:
         yield connection
-    finally:
-        await connection.close()
-        await _admin(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 async def _add(connection: asyncpg.Connection, programme: str, code: str = "x") -> None:
