@@ -77,14 +77,20 @@ from settlement.decision import PAYER_ACCOUNTS
 FUNDS: dict[str, str] = dict(PAYER_ACCOUNTS)
 PAYER_FIELDS = tuple(FUNDS.values())
 
-_DAY_LINES = """
-SELECT l.clinic_id, l.account,
+# What the ledger lines ``l`` of each kind count and move, as the daily and the monthly statements show them: a
+# line of 0 fen is not counted, and a reversal's lines (negative) are shown as what it took back.
+LEDGER_KIND_TOTALS = """
        count(*) FILTER (WHERE l.kind = 'settlement' AND l.amount <> 0) AS settlements_count,
        coalesce(sum(l.amount) FILTER (WHERE l.kind = 'settlement'), 0)::bigint AS settlements_fen,
        count(*) FILTER (WHERE l.kind = 'reversal' AND l.amount <> 0) AS reversals_count,
        coalesce(-sum(l.amount) FILTER (WHERE l.kind = 'reversal'), 0)::bigint AS reversals_fen,
        count(*) FILTER (WHERE l.kind = 'adjustment' AND l.amount <> 0) AS adjustments_count,
        coalesce(sum(l.amount) FILTER (WHERE l.kind = 'adjustment'), 0)::bigint AS adjustments_fen
+""".strip()
+
+_DAY_LINES = f"""
+SELECT l.clinic_id, l.account,
+       {LEDGER_KIND_TOTALS}
 FROM ledger_entries l
 WHERE l.booked_on = $1
 GROUP BY 1, 2

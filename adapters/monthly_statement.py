@@ -21,20 +21,15 @@ from typing import Any
 
 import asyncpg
 
-from adapters.finance import statement_accounts
+from adapters.finance import LEDGER_KIND_TOTALS, statement_accounts
 from adapters.fund_names import FundDirectory
 from adapters.report_models import FundEntry, MonthlyClinicLine, MonthlyFund, MonthlyStatement, Period
 from adapters.statement_export import PLACE_COLUMNS, level_name
 from adapters.xlsx_export import Column, Table
 
-_MONTH_LINES = """
+_MONTH_LINES = f"""
 SELECT l.account, l.clinic_id,
-       count(*) FILTER (WHERE l.kind = 'settlement' AND l.amount <> 0) AS settlements_count,
-       coalesce(sum(l.amount) FILTER (WHERE l.kind = 'settlement'), 0)::bigint AS settlements_fen,
-       count(*) FILTER (WHERE l.kind = 'reversal' AND l.amount <> 0) AS reversals_count,
-       coalesce(-sum(l.amount) FILTER (WHERE l.kind = 'reversal'), 0)::bigint AS reversals_fen,
-       count(*) FILTER (WHERE l.kind = 'adjustment' AND l.amount <> 0) AS adjustments_count,
-       coalesce(sum(l.amount) FILTER (WHERE l.kind = 'adjustment'), 0)::bigint AS adjustments_fen
+       {LEDGER_KIND_TOTALS}
 FROM ledger_entries l
 WHERE l.booked_on BETWEEN $1 AND $2 AND l.account <> 'clinic'
 GROUP BY 1, 2
