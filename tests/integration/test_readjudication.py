@@ -107,6 +107,17 @@ async def orders(pool: asyncpg.Pool, person: str) -> dict[str, tuple[str, int, s
     return {row["fund"]: (row["kind"], row["amount"], row["status"]) for row in rows}
 
 
+async def aid_granted_after_a_stay(
+    client: SignedClient, pool: asyncpg.Pool
+) -> tuple[str, dict[str, Any], list[asyncpg.Record]]:
+    """A resident settles one stay, then is granted 低保 from 1 January: the person, the stay's answer and the
+    re-adjudications that granting started, once worked."""
+    person = await register(client, ("insurance", "resident"))
+    (settled,) = await settle_stays(client, person, STAYS[:1])
+    await change_registry(client, person, memberships(aid="2026-01-01"))
+    return person, settled, await readjudicated(pool, person)
+
+
 async def test_aid_granted_from_three_months_ago_pays_the_patient_what_each_bill_would_have_had(
     client: SignedClient, pool: asyncpg.Pool
 ) -> None:
@@ -224,14 +235,7 @@ async def test_refunding_the_first_of_three_bills_moves_the_deductible_to_the_la
 async def test_a_bill_reversed_after_it_was_adjusted_takes_its_adjustments_back_with_it(
     client: SignedClient, pool: asyncpg.Pool
 ) -> None:
-    person = await register(client, ("insurance", "resident"))
-    (settled,) = await settle_stays(client, person, STAYS[:1])
-    await change_registry(
-        client,
-        person,
-        memberships(aid="2026-01-01"),
-    )
-    await readjudicated(pool, person)
+    person, settled, _ = await aid_granted_after_a_stay(client, pool)
     aid = (await paid_now(pool, settled["settlement_id"]))["hardship_aid"]
     assert aid > 0
 
@@ -255,14 +259,7 @@ async def test_a_bill_reversed_after_it_was_adjusted_takes_its_adjustments_back_
 
 
 async def test_finance_lists_the_orders_and_closes_an_open_one_once(client: SignedClient, pool: asyncpg.Pool) -> None:
-    person = await register(client, ("insurance", "resident"))
-    await settle_stays(client, person, STAYS[:1])
-    await change_registry(
-        client,
-        person,
-        memberships(aid="2026-01-01"),
-    )
-    (work,) = await readjudicated(pool, person)
+    person, _, (work,) = await aid_granted_after_a_stay(client, pool)
     today = work["booked_on"].isoformat()
     response = await client.get(f"/v1/finance/adjustments?from={today}&to={today}&status=open", headers=ADMIN)
     assert response.status == 200, await response.text()
@@ -339,14 +336,7 @@ async def test_a_list_import_dry_run_lists_the_adjustments_and_the_real_import_q
 async def test_the_receipt_of_a_corrected_settlement_shows_its_adjustment(
     client: SignedClient, pool: asyncpg.Pool
 ) -> None:
-    person = await register(client, ("insurance", "resident"))
-    (settled,) = await settle_stays(client, person, STAYS[:1])
-    await change_registry(
-        client,
-        person,
-        memberships(aid="2026-01-01"),
-    )
-    (work,) = await readjudicated(pool, person)
+    _, settled, (work,) = await aid_granted_after_a_stay(client, pool)
     aid = (await paid_now(pool, settled["settlement_id"]))["hardship_aid"]
     yuan = f"{aid // 100:,}.{aid % 100:02d}"
     receipt = f"/v1/settlements/{settled['settlement_id']}/receipt"
