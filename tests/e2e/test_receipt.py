@@ -12,21 +12,17 @@ path and their paths printed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
-from adapters.demo import seed_demo_catalogue
 from tests.e2e.browser import Browser, assert_chinese_is_drawn
-from tests.integration.conftest import COUNTY, own_gateway
+from tests.integration.conftest import COUNTY, worked_example_settled
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 PARTS = "2,000.00 + 400.00 + 582.00 = 2,982.00"
 
 
@@ -34,14 +30,8 @@ PARTS = "2,000.00 + 400.00 + 582.00 = 2,982.00"
 async def worked_receipts(database_url: str, settings: Any) -> AsyncIterator[dict[str, str]]:
     """The worked example's receipt page in each language, as the gateway serves it."""
 
-    async def sample_catalogue(connection: asyncpg.Connection) -> None:
-        assert await seed_demo_catalogue(connection, SAMPLES / "catalogue-2026.csv") > 0
-
-    async with own_gateway(database_url, settings, prepare=sample_catalogue) as (client, _, _):
-        example = json.loads((SAMPLES / "bill-worked-example.json").read_text(encoding="utf-8"))
-        response = await client.post("/v1/settlements", json=example, headers=COUNTY)
-        assert response.status == 201, await response.text()
-        settlement_id = (await response.json())["settlement_id"]
+    async with worked_example_settled(database_url, settings) as (client, answer):
+        settlement_id = answer["settlement_id"]
         pages = {}
         for lang in ("zh", "en"):
             response = await client.get(f"/v1/settlements/{settlement_id}/receipt?lang={lang}", headers=COUNTY)

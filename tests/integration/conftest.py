@@ -31,7 +31,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters import db, identity, signing
 from adapters.check import check_invariants
-from adapters.demo import seed_demo
+from adapters.demo import seed_demo, seed_demo_catalogue
 from adapters.terminal_keys import ActiveKey, load_keys
 from gateway.config import load_settings
 from gateway.http.app import create_app
@@ -353,6 +353,23 @@ async def own_gateway(
                 assert await check_invariants(connection) == []
         finally:
             await pool.close()
+
+
+@asynccontextmanager
+async def worked_example_settled(
+    database_url: str, settings: Any
+) -> AsyncIterator[tuple[SignedClient, dict[str, Any]]]:
+    """The README's request (samples/bill-worked-example.json, the demo's 李娜 (Li Na)) settled on a county of
+    its own with the sample item catalogue, as ``make run`` serves it: the test client and the answer."""
+
+    async def sample_catalogue(connection: asyncpg.Connection) -> None:
+        assert await seed_demo_catalogue(connection, ROOT / "samples" / "catalogue-2026.csv") > 0
+
+    async with own_gateway(database_url, settings, prepare=sample_catalogue) as (client, _, _):
+        example = json.loads((ROOT / "samples" / "bill-worked-example.json").read_text(encoding="utf-8"))
+        response = await client.post("/v1/settlements", json=example, headers=COUNTY)
+        assert response.status == 201, await response.text()
+        yield client, await response.json()
 
 
 @pytest.fixture(scope="module")

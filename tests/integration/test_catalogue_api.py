@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import json
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,8 +20,7 @@ import pytest
 
 from adapters.catalogue_files import CatalogueRow
 from adapters.catalogue_store import import_catalogue
-from adapters.demo import seed_demo_catalogue
-from tests.integration.conftest import COUNTY, SignedClient, own_gateway, register
+from tests.integration.conftest import COUNTY, SignedClient, own_gateway, register, worked_example_settled
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +28,6 @@ Y = 100
 JANUARY = dt.date(2026, 1, 1)
 JULY = dt.date(2026, 7, 1)
 SEPTEMBER = dt.date(2026, 9, 1)
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 # code: (category, own B share in ppm, price cap in fen)
 VERSION_1 = {
@@ -267,17 +263,10 @@ async def test_a_version_imported_while_the_gateway_runs_is_used_without_a_resta
 async def test_the_demo_with_its_sample_catalogue_settles_the_worked_example_as_before(
     database_url: str, settings: Any
 ) -> None:
-    async def sample_catalogue(connection: asyncpg.Connection) -> None:
-        assert await seed_demo_catalogue(connection, SAMPLES / "catalogue-2026.csv") > 0
-
-    async with own_gateway(database_url, settings, prepare=sample_catalogue) as (client, _, _):
-        example = json.loads((SAMPLES / "bill-worked-example.json").read_text(encoding="utf-8"))
-        response = await client.post("/v1/settlements", json=example, headers=COUNTY)
-        assert response.status == 201, await response.text()
-        answer = await response.json()
-    # The README's figures for this bill, which were worked out before the catalogue.
-    assert answer["catalogue_version"] == "2026-01-01"
-    assert (answer["insurance"], answer["veteran_subsidy"], answer["hardship_aid"], answer["out_of_pocket"]) == (
-        1_275_000, 291_000, 135_800, 298_200,
-    )  # fmt: skip
-    assert buckets(answer) == (200_000, 0, 40_000, 1_760_000)
+    async with worked_example_settled(database_url, settings) as (_, answer):
+        # The README's figures for this bill, which were worked out before the catalogue.
+        assert answer["catalogue_version"] == "2026-01-01"
+        assert (answer["insurance"], answer["veteran_subsidy"], answer["hardship_aid"], answer["out_of_pocket"]) == (
+            1_275_000, 291_000, 135_800, 298_200,
+        )  # fmt: skip
+        assert buckets(answer) == (200_000, 0, 40_000, 1_760_000)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from adapters.demo import seed_demo_catalogue
 from gateway.app_keys import service_key
 from gateway.http.handlers.receipts import SHORT_DIGITS, TEXT_WIDTH, columns, prefix_range, receipt_number, wrap
-from tests.integration.conftest import COUNTY, VILLAGE, bill, own_gateway, register
+from tests.integration.conftest import COUNTY, VILLAGE, bill, register, worked_example_settled
 
 pytestmark = pytest.mark.integration
 
@@ -205,22 +202,14 @@ async def test_receipt_scoping_and_roles(client):
 
 # ---------------------------------------------------------------- the demo's worked example, as a patient reads it
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-
 
 @pytest.fixture(scope="module")
 async def demo_receipts(database_url: str, settings: Any) -> AsyncIterator[dict[tuple[str, str], str]]:
     """The README's request (samples/bill-worked-example.json, the demo's 李娜 (Li Na)) settled on a county of its
     own with the sample item catalogue, as `make run` serves it: its receipt in both languages and forms."""
 
-    async def sample_catalogue(connection: asyncpg.Connection) -> None:
-        assert await seed_demo_catalogue(connection, SAMPLES / "catalogue-2026.csv") > 0
-
-    async with own_gateway(database_url, settings, prepare=sample_catalogue) as (client, _, _):
-        example = json.loads((SAMPLES / "bill-worked-example.json").read_text(encoding="utf-8"))
-        response = await client.post("/v1/settlements", json=example, headers=COUNTY)
-        assert response.status == 201, await response.text()
-        settlement_id = (await response.json())["settlement_id"]
+    async with worked_example_settled(database_url, settings) as (client, answer):
+        settlement_id = answer["settlement_id"]
         forms = {}
         for lang in ("zh", "en"):
             for form in ("html", "text"):
