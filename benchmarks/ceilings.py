@@ -93,7 +93,7 @@ from adapters import db, identity, signing  # noqa: E402
 from adapters.check import check_invariants  # noqa: E402
 from adapters.policy_files import load_policy_file  # noqa: E402
 from adapters.settlement_sql import Record, encode_record  # noqa: E402
-from benchmarks import pgbench_scripts  # noqa: E402
+from benchmarks import load, pgbench_scripts  # noqa: E402
 from benchmarks.county import bill_stream, build_county, load_county  # noqa: E402
 from settlement import Accumulators, Bill, LineItem, PersonStatus, settle  # noqa: E402
 
@@ -832,21 +832,15 @@ def gateway_environment(args: argparse.Namespace, database_url: str, port: int, 
         for name, value in os.environ.items()
         if not name.startswith("MEDSETTLE_") and name not in ("DATABASE_URL", "REPORTS_DATABASE_URL")
     }
-    environment = {
-        **inherited,
-        "DATABASE_URL": database_url,
-        "MEDSETTLE_HOST": "127.0.0.1",
-        "MEDSETTLE_PORT": str(port),
-        "MEDSETTLE_READER_PORT": "0",
-        "MEDSETTLE_ID_PEPPER": PEPPER.decode(),
-        "MEDSETTLE_TERMINAL_KEY_KEY": KEY_ENCRYPTION_KEY.hex(),
-        "MEDSETTLE_DATA_DIR": str(data_dir),
-        "MEDSETTLE_LOG_LEVEL": "warning",
-        "MEDSETTLE_LOG_FORMAT": "json",
-        # The per-terminal limiter would otherwise cap each terminal at 50/s: this measures the gateway.
-        "MEDSETTLE_RATE_LIMIT_PER_SECOND": "1000000",
-        "MEDSETTLE_RATE_LIMIT_BURST": "1000000",
-    }
+    # No rate limit (load.gateway_environment): it would cap each terminal at 50/s, and this measures the gateway.
+    environment = load.gateway_environment(
+        inherited,
+        database_url=database_url,
+        port=port,
+        pepper=PEPPER.decode(),
+        kek=KEY_ENCRYPTION_KEY,
+        data_dir=data_dir,
+    )
     if args.pool_max is not None:
         environment["MEDSETTLE_POOL_MAX"] = str(args.pool_max)
     if args.batch_max is not None:

@@ -67,7 +67,14 @@ from adapters.insurer.protocol import settle_input  # noqa: E402
 from adapters.terminal_client import TerminalClient  # noqa: E402
 from benchmarks import county as synthetic  # noqa: E402
 from benchmarks.ceilings import CpuMeter  # noqa: E402
-from benchmarks.load import free_port, private_database, stop, tail, wait_ready  # noqa: E402
+from benchmarks.load import (  # noqa: E402
+    free_port,
+    gateway_environment,
+    private_database,
+    stop,
+    tail,
+    wait_ready,
+)
 from settlement.models import Bill, LineItem  # noqa: E402
 
 try:
@@ -384,29 +391,19 @@ def started(args: argparse.Namespace, county: synthetic.County) -> Iterator[Run]
             control_url = f"http://127.0.0.1:{control_port}"
             wait_ready(control_url, simulator, simulator_log, path="/sim/faults", name="the simulator")
             gateway_log = out / "insurer-gateway.log"
-            gateway_environment = {
-                **environment,
-                "DATABASE_URL": database_url,
-                "MEDSETTLE_HOST": "127.0.0.1",
-                "MEDSETTLE_PORT": str(gateway_port),
-                "MEDSETTLE_READER_PORT": "0",
-                "MEDSETTLE_ID_PEPPER": pepper,
-                "MEDSETTLE_TERMINAL_KEY_KEY": kek.hex(),
-                "MEDSETTLE_DATA_DIR": str(data_dir),
+            serve_environment = {
+                **gateway_environment(
+                    environment, database_url=database_url, port=gateway_port, pepper=pepper, kek=kek, data_dir=data_dir
+                ),
                 "MEDSETTLE_POLICY_DIR": str(args.policy_dir),
                 "MEDSETTLE_INSURER_URL": simulator_url,
-                "MEDSETTLE_LOG_LEVEL": "warning",
-                "MEDSETTLE_LOG_FORMAT": "json",
-                # The per-terminal limiter (50/s, burst 100) would throttle a closed-loop terminal: lift it.
-                "MEDSETTLE_RATE_LIMIT_PER_SECOND": "1000000",
-                "MEDSETTLE_RATE_LIMIT_BURST": "1000000",
             }
             if args.pool_max is not None:
-                gateway_environment["MEDSETTLE_POOL_MAX"] = str(args.pool_max)
+                serve_environment["MEDSETTLE_POOL_MAX"] = str(args.pool_max)
             with gateway_log.open("wb") as sink:
                 gateway = subprocess.Popen(
                     [*medsettle, "serve"],
-                    env=gateway_environment,
+                    env=serve_environment,
                     stdout=sink,
                     stderr=subprocess.STDOUT,
                     cwd=ROOT,

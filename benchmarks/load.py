@@ -60,7 +60,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,30 @@ def _gateway_supports_workers(medsettle: list[str]) -> bool:
     return "--workers" in result.stdout
 
 
+def gateway_environment(
+    base: Mapping[str, str], *, database_url: str, port: int, pepper: str, kek: bytes, data_dir: Path
+) -> dict[str, str]:
+    """``base`` with what a benchmark's ``medsettle serve`` runs on: its database, a port of 127.0.0.1 (no
+    card-reader listener), the pepper and key-encryption key the county was loaded with, its data folder,
+    warnings only as JSON lines, and no per-terminal rate limit."""
+    return {
+        **base,
+        "DATABASE_URL": database_url,
+        "MEDSETTLE_HOST": "127.0.0.1",
+        "MEDSETTLE_PORT": str(port),
+        "MEDSETTLE_READER_PORT": "0",
+        "MEDSETTLE_ID_PEPPER": pepper,
+        "MEDSETTLE_TERMINAL_KEY_KEY": kek.hex(),
+        "MEDSETTLE_DATA_DIR": str(data_dir),
+        "MEDSETTLE_LOG_LEVEL": "warning",
+        "MEDSETTLE_LOG_FORMAT": "json",
+        # The per-terminal limiter (50/s, burst 100) would throttle a closed-loop terminal, or an attacker
+        # that must reach the check under test on every request: lift it.
+        "MEDSETTLE_RATE_LIMIT_PER_SECOND": "1000000",
+        "MEDSETTLE_RATE_LIMIT_BURST": "1000000",
+    }
+
+
 @contextlib.contextmanager
 def bench(args: argparse.Namespace, *, prefix: str = "load") -> Iterator[Bench]:
     """Database, county and gateway for one run; everything started here is stopped in ``finally``."""
@@ -301,21 +325,9 @@ def bench(args: argparse.Namespace, *, prefix: str = "load") -> Iterator[Bench]:
             acks_file = out / f"{prefix}-acks.csv"
             write_county_file(county_file, county_document(args.seed, sizes, county, loaded["keys"]), acks_file)
             port = free_port()
-            environment = {
-                **os.environ,
-                "DATABASE_URL": database_url,
-                "MEDSETTLE_HOST": "127.0.0.1",
-                "MEDSETTLE_PORT": str(port),
-                "MEDSETTLE_READER_PORT": "0",
-                "MEDSETTLE_ID_PEPPER": pepper,
-                "MEDSETTLE_TERMINAL_KEY_KEY": kek.hex(),
-                "MEDSETTLE_DATA_DIR": str(data_dir),
-                "MEDSETTLE_LOG_LEVEL": "warning",
-                "MEDSETTLE_LOG_FORMAT": "json",
-                # The per-terminal limiter (50/s, burst 100) would throttle a closed-loop terminal: lift it.
-                "MEDSETTLE_RATE_LIMIT_PER_SECOND": "1000000",
-                "MEDSETTLE_RATE_LIMIT_BURST": "1000000",
-            }
+            environment = gateway_environment(
+                os.environ, database_url=database_url, port=port, pepper=pepper, kek=kek, data_dir=data_dir
+            )
             environment.pop("MEDSETTLE_FAULTS", None)
             if args.pool_max is not None:
                 environment["MEDSETTLE_POOL_MAX"] = str(args.pool_max)

@@ -391,22 +391,12 @@ def gateway_process(database_url: str, pepper: str, kek: bytes, out: Path) -> An
     """``medsettle serve`` on a free port of 127.0.0.1; stopped (only it) on the way out."""
     port = load.free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="medsettle-bench-data-"))
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MEDSETTLE_HOST": "127.0.0.1",
-        "MEDSETTLE_PORT": str(port),
-        "MEDSETTLE_READER_PORT": "0",
-        "MEDSETTLE_ID_PEPPER": pepper,
-        "MEDSETTLE_TERMINAL_KEY_KEY": kek.hex(),
-        "MEDSETTLE_DATA_DIR": str(data_dir),
-        "MEDSETTLE_LOG_LEVEL": "warning",
-        "MEDSETTLE_LOG_FORMAT": "json",
-        "MEDSETTLE_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
-        # The attacker must reach the line check on every bill, not be throttled after its first 100.
-        "MEDSETTLE_RATE_LIMIT_PER_SECOND": "1000000",
-        "MEDSETTLE_RATE_LIMIT_BURST": "1000000",
-    }
+    # No rate limit (gateway_environment): the attacker must reach the line check on every bill, not be
+    # throttled after its first 100.
+    environment = load.gateway_environment(
+        os.environ, database_url=database_url, port=port, pepper=pepper, kek=kek, data_dir=data_dir
+    )
+    environment["MEDSETTLE_MAX_BODY_BYTES"] = str(MAX_BODY_BYTES)
     for name in ("MEDSETTLE_FAULTS", "MEDSETTLE_WORKERS", "MEDSETTLE_MAX_LINES", "PROMETHEUS_MULTIPROC_DIR"):
         environment.pop(name, None)
     medsettle = (
