@@ -100,6 +100,8 @@ CHECKS: dict[str, str] = {
     # booked and of what it carried (the orders a reversal cancelled for it to re-issue, and the parts of
     # reported or waived ones that went with the reversed bill): owed to the patient (payable) positive,
     # overpaid (recovery, overpayment) negative. A cancelled order still counts for the one that wrote it.
+    # Only finished re-adjudications are judged: a reversal books its taken-back adjustments under the one it
+    # queues, which writes their orders when it runs (pending until then; needs_review until someone looks).
     "orders_match_adjustments": """
         WITH net AS (
             SELECT readjudication_id, fund, sum(amount) AS amount
@@ -116,6 +118,7 @@ CHECKS: dict[str, str] = {
                 SELECT r.readjudication_id, c.key, c.value::bigint
                 FROM readjudications r CROSS JOIN LATERAL jsonb_each_text(r.carried) c
             ) moved
+            WHERE moved.readjudication_id IN (SELECT readjudication_id FROM readjudications WHERE status = 'done')
             GROUP BY 1, 2 HAVING sum(amount) <> 0
         ), ordered AS (
             SELECT readjudication_id, fund, CASE WHEN kind = 'payable' THEN amount ELSE -amount END AS amount

@@ -20,7 +20,8 @@ import asyncpg
 import pytest
 
 from adapters.check import check_invariants
-from tests.integration.conftest import ADMIN, COUNTY, SignedClient, register
+from gateway.app_keys import service_key
+from tests.integration.conftest import ADMIN, COUNTY, SignedClient, own_gateway, register
 from tests.integration.test_readjudication import (
     STAYS,
     change_registry,
@@ -146,3 +147,30 @@ async def test_a_reported_overpayment_goes_with_its_bill_and_is_never_paid_back(
     assert reversal["status"] == "done" and json.loads(reversal["carried"]) == {"hardship_aid": -AID[1]}
     assert summary(await orders_of(pool, person)) == [("registry", "overpayment", AID[1], "reported")]
     assert all(value == 0 for value in (await paid_now(pool, june["settlement_id"])).values())
+
+
+async def test_the_books_hold_while_a_reversal_waits_for_its_re_adjudication(database_url: str, settings: Any) -> None:
+    # The reversal takes its bill's adjustments back at once, under the re-adjudication it queues, and that
+    # re-adjudication writes finance's orders for them when it runs. Until it has, the books are not wrong,
+    # only not finished: the check judges the re-adjudications that are done (a load run checked right after
+    # its last reversal found one "broken" that way), and judges this one once it is.
+    async with own_gateway(database_url, settings, readjudicate_per_second=0) as (client, pool, _):
+        runner = client.client.server.app[service_key].readjudication
+        person = await register(client, ("insurance", "resident"))
+        (settled,) = await settle_stays(client, person, STAYS[:1])
+        await change_registry(client, person, memberships(aid="2026-01-01"))
+        assert [outcome.adjusted for outcome in await runner.drain(10)] == [1]
+        assert (await paid_now(pool, settled["settlement_id"]))["hardship_aid"] == AID[0]
+
+        await reverse(client, settled["settlement_id"])
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM readjudications WHERE person_key = $1 AND status = 'pending'", key_of(person)
+        )
+        assert waiting == 1
+        async with pool.acquire() as connection:
+            assert await check_invariants(connection) == []
+
+        assert len(await runner.drain(10)) == 1
+        async with pool.acquire() as connection:
+            assert await check_invariants(connection) == []
+        assert [order["status"] for order in await orders_of(pool, person)] == ["cancelled"]
