@@ -994,6 +994,10 @@ def measure_gateway(
         for connections in args.connections:
             threads = min(args.wrk_threads, connections)
             log(f"gateway: {args.duration} s at {connections} terminals (wrk -t{threads}), signing {pace}/s of bills")
+            # The run starts on tables the warm-up has just filled from empty, within autovacuum's first minute:
+            # analyse them, or the gateway's connections keep the plans they made while settlements and accumulators
+            # were empty, which read both tables whole at every write (benchmarks/RESULTS.md, 2026-12-03, issue 14).
+            asyncio.run(analyze(database.gateway_url))
             asyncio.run(checkpoint(database.gateway_url))
             runs[connections] = settle_run(
                 base,
