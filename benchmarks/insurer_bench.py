@@ -66,7 +66,7 @@ from adapters.insurer.client import InsurerConfig, InsurerError, open_client  # 
 from adapters.insurer.protocol import settle_input  # noqa: E402
 from adapters.terminal_client import TerminalClient  # noqa: E402
 from benchmarks import county as synthetic  # noqa: E402
-from benchmarks.ceilings import CpuMeter  # noqa: E402
+from benchmarks.ceilings import CpuMeter, analyze  # noqa: E402
 from benchmarks.load import (  # noqa: E402
     free_port,
     gateway_environment,
@@ -258,8 +258,9 @@ async def simulator_side(run: Run, side: Side) -> None:
         await drive(run.args.terminals, run.args.side_seconds, run.args.warmup, run.args.rate, one, side)
 
 
-async def gateway_side(run: Run, side: Side) -> None:
-    """The gateway end to end, from ``--terminals`` signed terminals at once, no retries."""
+async def gateway_side(run: Run, side: Side, *, priming: float = 0.0) -> None:
+    """The gateway end to end, from ``--terminals`` signed terminals at once, no retries (``priming``: that many
+    seconds of it, none counted)."""
     connector = aiohttp.TCPConnector(limit=run.args.terminals)
     async with aiohttp.ClientSession(connector=connector) as session:
         clients = [
@@ -276,7 +277,10 @@ async def gateway_side(run: Run, side: Side) -> None:
             code = reply.body.get("code") if isinstance(reply.body, dict) else None
             return f"HTTP {reply.status} {code or ''}".strip()
 
-        await drive(run.args.terminals, run.args.side_seconds, run.args.warmup, run.args.rate, one, side)
+        if priming:
+            await drive(run.args.terminals, 0.0, priming, run.args.rate, one, side)
+        else:
+            await drive(run.args.terminals, run.args.side_seconds, run.args.warmup, run.args.rate, one, side)
 
 
 # ---------------------------------------------------------------- the run
@@ -295,6 +299,17 @@ class Run:
     meter: CpuMeter
     visits: int = 0
     sides: list[Side] = field(default_factory=list)
+
+
+def prime(run: Run) -> None:
+    """Settle through the gateway for one warm-up, uncounted, then analyse the tables it filled.
+
+    The database starts with no settlements and no insurer messages, and a run ends within autovacuum's first
+    minute: without statistics the gateway's connections keep the plans they made on empty tables, which read
+    those tables whole at every write, so each round would cost more than the one before (benchmarks/RESULTS.md,
+    2026-12-03, PostgreSQL's CPU per settlement). A live database has its statistics."""
+    asyncio.run(gateway_side(run, Side("prime", 0), priming=max(run.args.warmup, 2.0)))
+    asyncio.run(analyze(run.database_url))
 
 
 def measure(run: Run, side: Side, body: Callable[[Run, Side], Any]) -> None:
@@ -655,6 +670,7 @@ def main(argv: list[str] | None = None) -> int:
     county = synthetic.build_county(args.seed, villages=100, townships=13, counties=3, people=args.people)
     try:
         with started(args, county) as run:
+            prime(run)
             for number in range(1, args.rounds + 1):
                 measure(run, Side("simulator", number), simulator_side)
                 measure(run, Side("gateway", number), gateway_side)
