@@ -187,19 +187,38 @@ def _unnest(types: dict[str, str], first_parameter: int, alias: str) -> str:
 #
 # Returns each item's number, whether it was written, whether a settlement of its request id stopped
 # it, and whether its claim was no longer answered.
-WRITE_SETTLEMENTS: Final = f"""
-WITH input AS (
-    SELECT * FROM {_unnest(_ACC, 2, "v")}
-), claimable AS MATERIALIZED (
+def _write_settlements(*, claiming: bool) -> str:
+    """WRITE_SETTLEMENTS, or with ``claiming`` the form that also books insurer messages (both take the same
+    parameters; a batch with no claim, the local chain's every batch, plans and runs less)."""
+    claimable = (
+        """claimable AS MATERIALIZED (
     SELECT input.i FROM input
     JOIN insurer_messages m ON m.person_key = input.person_key AND m.message_id = input.claim
     WHERE m.state = 'answered'
     FOR UPDATE OF m
-), v AS (
+), """
+        if claiming
+        else ""
+    )
+    unclaimed = "input.claim IS NOT NULL AND input.i NOT IN (SELECT i FROM claimable)" if claiming else "false"
+    committed = (
+        """, committed AS (
+    UPDATE insurer_messages m SET state = 'committed', settlement_id = inserted.settlement_id, finished_at = now()
+    FROM inserted JOIN input USING (terminal_id, request_id)
+    WHERE input.claim IS NOT NULL AND m.person_key = input.person_key AND m.message_id = input.claim
+      AND m.state = 'answered'
+)"""
+        if claiming
+        else ""
+    )
+    return f"""
+WITH input AS (
+    SELECT * FROM {_unnest(_ACC, 2, "v")}
+), {claimable}v AS (
     SELECT input.*, NOT EXISTS (
         SELECT 1 FROM settlements x WHERE x.terminal_id = input.terminal_id AND x.request_id = input.request_id
     ) AS new_request,
-    input.claim IS NOT NULL AND input.i NOT IN (SELECT i FROM claimable) AS unclaimed
+    {unclaimed} AS unclaimed
     FROM input
 ), updated AS (
     UPDATE accumulators a SET
@@ -227,14 +246,20 @@ WITH input AS (
     SELECT {", ".join(_ROW)} FROM {_unnest(_ROW, 2 + len(_ACC), "s")}
     WHERE s.i IN (SELECT i FROM applied)
     RETURNING person_key, settlement_id, terminal_id, request_id
-), committed AS (
-    UPDATE insurer_messages m SET state = 'committed', settlement_id = inserted.settlement_id, finished_at = now()
-    FROM inserted JOIN input USING (terminal_id, request_id)
-    WHERE input.claim IS NOT NULL AND m.person_key = input.person_key AND m.message_id = input.claim
-      AND m.state = 'answered'
-)
+){committed}
 SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS duplicate, v.unclaimed FROM v
 """
+
+
+WRITE_SETTLEMENTS: Final = _write_settlements(claiming=False)
+WRITE_SETTLEMENTS_CLAIMING: Final = _write_settlements(claiming=True)
+
+
+def write_statement(batch: list[NewSettlement]) -> str:
+    """The write for ``batch``: the claiming form when any of its settlements books an insurer's answer."""
+    claims = any(new.decision.settlement.insurer is not None for new in batch)
+    return WRITE_SETTLEMENTS_CLAIMING if claims else WRITE_SETTLEMENTS
+
 
 # Everything a settlement's decision needs, for many settlements in one round trip, read-only.
 # A request id that already has a settlement comes back with its fingerprint and nonce (a retry or

@@ -38,11 +38,11 @@ from adapters.settlement_sql import (
     STORED_COLUMNS,
     STORED_REVERSAL,
     WRITE_REVERSAL,
-    WRITE_SETTLEMENTS,
     counters_from,
     decode_record,
     json_text,
     write_arguments,
+    write_statement,
 )
 from adapters.terminal_keys import ActiveKey, load_keys
 from settlement.catalogue import Catalogue
@@ -350,7 +350,7 @@ class Store:
             await self.faults.reach("settle.before_commit")
         async with self._connection() as connection:
             try:
-                rows = await connection.fetch(WRITE_SETTLEMENTS, *write_arguments(batch))
+                rows = await connection.fetch(write_statement(batch), *write_arguments(batch))
             except asyncpg.UniqueViolationError as error:
                 if len(batch) == 1 and error.constraint_name == "settlements_one_per_request":
                     return [DuplicateRequest()]
@@ -534,7 +534,7 @@ class _LockedPerson:
         # Under the row lock the version cannot move, so this write applies; if it ever did not, the
         # transaction must fail rather than acknowledge a settlement never written.
         try:
-            rows = await self._connection.fetch(WRITE_SETTLEMENTS, *write_arguments([new]))
+            rows = await self._connection.fetch(write_statement([new]), *write_arguments([new]))
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name == "settlements_one_per_request":
                 return DuplicateRequest()
