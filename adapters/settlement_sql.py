@@ -179,7 +179,11 @@ def _unnest(types: dict[str, str], first_parameter: int, alias: str) -> str:
 # it first), and only if the terminal's request id has no settlement yet (for anyone: a retry whose
 # read came before the first copy committed, or the id reused for another patient); a settlement
 # is inserted only when its accumulator write applied. The caps only ever rise, so a row keeps the
-# highest cap any settlement was decided under and the CHECKs stay strict.
+# highest cap any settlement was decided under and the CHECKs stay strict. A settlement decided under
+# the caps the row already holds (a person's every settlement of the year but the first, unless a
+# programme changed) keeps them as they are: merging costs PostgreSQL about 25 µs a row, comparing
+# well under one, and the gateway writes caps as whole numbers, for which the merge of equal caps is
+# the same caps.
 #
 # Beside the insurer, a settlement books the insurer's answered message (``claim``): the message is
 # locked while it is still answered (a sweeper that began to cancel it first wins, and this
@@ -223,7 +227,7 @@ WITH input AS (
 ), updated AS (
     UPDATE accumulators a SET
         counters = v.counters,
-        caps = greatest_caps(a.caps, v.caps),
+        caps = CASE WHEN a.caps = v.caps THEN a.caps ELSE greatest_caps(a.caps, v.caps) END,
         version = a.version + 1,
         updated_at = v.updated_at
     FROM v
