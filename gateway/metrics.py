@@ -19,6 +19,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from settlement.models import Settlement
+
 
 def multiprocess_dir() -> str | None:
     """The folder worker processes share their values through, or None for one process."""
@@ -187,6 +189,14 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found
+
+    def add_payers(self, metric: Counter, settlement: Settlement) -> None:
+        """Add to ``metric`` (paid or reversed) what each fund of the settlement's chain paid, by fund code, and
+        the patient's share as ``out_of_pocket``."""
+        child = self.child
+        for trace in settlement.traces:
+            child(metric, trace.payer).inc(trace.paid)
+        child(metric, "out_of_pocket").inc(settlement.out_of_pocket)
 
     def watch_pool(self, pool_stats: Callable[[], tuple[int, int, int]]) -> None:
         """``pool_stats`` answers (connections in use, open, the pool's maximum)."""

@@ -468,11 +468,7 @@ class Service:
         self, terminal: Terminal, request: api.SettleRequest, clinic: Clinic, masked: str, new: NewSettlement
     ) -> Answer:
         settlement = new.decision.settlement
-        paid = self.metrics.paid
-        self.metrics.child(paid, "insurance").inc(settlement.insurance)
-        self.metrics.child(paid, "veteran_subsidy").inc(settlement.veteran_subsidy)
-        self.metrics.child(paid, "hardship_aid").inc(settlement.hardship_aid)
-        self.metrics.child(paid, "out_of_pocket").inc(settlement.out_of_pocket)
+        self.metrics.add_payers(self.metrics.paid, settlement)
         out = api.SettlementOut(
             **api.SettlementFigures.fields_from(
                 settlement, clinic_id=clinic.clinic_id, person=masked, fund_names=self.fund_names(settlement)
@@ -634,11 +630,7 @@ class Service:
         self.metrics.reversals.inc()
         self.readjudication.wake()  # the reversal may have queued the person-year's later bills
         given_back = outcome.settlement
-        reversed_ = self.metrics.reversed
-        self.metrics.child(reversed_, "insurance").inc(given_back.insurance)
-        self.metrics.child(reversed_, "veteran_subsidy").inc(given_back.veteran_subsidy)
-        self.metrics.child(reversed_, "hardship_aid").inc(given_back.hardship_aid)
-        self.metrics.child(reversed_, "out_of_pocket").inc(given_back.out_of_pocket)
+        self.metrics.add_payers(self.metrics.reversed, given_back)
         return Answer(_reversal_out(new.reversal_id, new.settlement_id, new.request_id, new.terminal_id,
                                     outcome.settlement, new.created_at), replayed=False)  # fmt: skip
 

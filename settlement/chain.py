@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from operator import sub
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, TypeVar
 
 import msgspec
 from msgspec.structs import replace
@@ -241,7 +241,23 @@ def caps_in_force(chain: Chain, status: PersonStatus) -> dict[str, int]:
     counter's annual cap (``UNCAPPED`` where a rule for this person pays without one), a per-year
     deductible counter's amount. Counters no rule for this person limits (year-to-date counters, and
     the counters of steps the person is not in) are left out. The database keeps the highest cap a
-    person-year was ever settled under beside its counters, for its CHECK constraint."""
+    person-year was ever settled under beside its counters, for its CHECK constraint.
+
+    They depend on the person's programme codes only, so they are worked out once per chain and set of
+    codes (every settlement asks)."""
+    programmes = status.programmes
+    key: _PlanKey = (status.veteran_category, status.hardship_tier, tuple(programmes.items()) if programmes else ())
+    by_codes = _kept(_caps_by_chain, chain)
+    caps = by_codes.get(key)
+    if caps is None:
+        caps = _work_out_caps(chain, status)
+        if len(by_codes) >= _PLANS_KEPT:
+            by_codes.clear()
+        by_codes[key] = caps
+    return dict(caps)
+
+
+def _work_out_caps(chain: Chain, status: PersonStatus) -> dict[str, int]:
     caps: dict[str, int] = {}
     for step in chain.steps:
         for rule in applicable_rules(step, status):
@@ -458,10 +474,24 @@ class _Plan(NamedTuple):
 
 _PlanKey = tuple[object, ...]
 _plans_by_chain: dict[int, tuple[Chain, dict[_PlanKey, _Plan]]] = {}
+_caps_by_chain: dict[int, tuple[Chain, dict[_PlanKey, dict[str, int]]]] = {}
 _CHAINS_KEPT: Final = 64
 _PLANS_KEPT: Final = 4_096
 """Bounds on the plans kept: a server holds a few policy versions, each settling bills of twelve kinds for a
 few dozen sets of programme codes; tests that load thousands of generated chains make do with a fresh cache."""
+
+_Kept = TypeVar("_Kept")
+
+
+def _kept(store: dict[int, tuple[Chain, dict[_PlanKey, _Kept]]], chain: Chain) -> dict[_PlanKey, _Kept]:
+    """What ``store`` remembers for ``chain``: by identity, as a Chain is frozen (the chain itself is kept
+    beside, so an id reused by a later chain is not mistaken for it)."""
+    kept = store.get(id(chain))
+    if kept is None or kept[0] is not chain:
+        if len(store) >= _CHAINS_KEPT:
+            store.clear()
+        kept = store[id(chain)] = (chain, {})
+    return kept[1]
 
 
 def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
@@ -480,12 +510,7 @@ def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
         tuple(programmes.items()) if programmes else (),
         tuple([end.programme for end in struck_off]) if struck_off else (),
     )
-    kept = _plans_by_chain.get(id(chain))
-    if kept is None or kept[0] is not chain:
-        if len(_plans_by_chain) >= _CHAINS_KEPT:
-            _plans_by_chain.clear()
-        kept = _plans_by_chain[id(chain)] = (chain, {})
-    by_kind = kept[1]
+    by_kind = _kept(_plans_by_chain, chain)
     plan = by_kind.get(key)
     if plan is None:
         plan = _work_out(chain, bill, status)

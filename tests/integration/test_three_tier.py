@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.check import check_invariants
 from adapters.terminal_client import TerminalClient
@@ -212,6 +213,38 @@ async def test_a_reversal_gives_back_every_counter(three_tier: ThreeTier) -> Non
     assert {name: value for name, value in counters.items() if value} == {
         name: value for name, value in added.items() if value
     }
+
+
+async def payer_totals(client: SignedClient) -> dict[tuple[str, str], float]:
+    """``medsettle_paid_fen_total`` and ``medsettle_reversed_fen_total`` by metric and payer label."""
+    exposition = await (await client.get("/metrics")).text()
+    return {
+        (sample.name, sample.labels["payer"]): sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name in ("medsettle_paid_fen_total", "medsettle_reversed_fen_total")
+    }
+
+
+async def test_the_paid_and_reversed_metrics_count_every_fund_of_the_chain(three_tier: ThreeTier) -> None:
+    client, _, _ = three_tier
+    person = await register(
+        client, ("insurance", "resident"), ("hardship_aid", "minimum_allowance"), ("charity", "child_major_disease")
+    )
+    before = await payer_totals(client)
+    answer = await settle(client, referred(person, ("A", 400_000 * Y)))
+    response = await client.post(
+        f"/v1/settlements/{answer['settlement_id']}/reversal",
+        json={"request_id": f"rev-{uuid.uuid4().hex}", "reason": "billed in error"},
+        headers=COUNTY,
+    )
+    assert response.status == 201, await response.text()
+    after = await payer_totals(client)
+    amounts = {**paid(answer), "out_of_pocket": answer["out_of_pocket"]}
+    assert all(amounts[fund] > 0 for fund in ("critical_illness", "tilted_aid", "charity")), amounts
+    for metric in ("medsettle_paid_fen_total", "medsettle_reversed_fen_total"):
+        added = {payer: after[metric, payer] - before.get((metric, payer), 0) for payer in amounts}
+        assert added == amounts
 
 
 async def test_a_storm_of_one_referred_admission_settles_it_once(three_tier: ThreeTier) -> None:

@@ -229,6 +229,19 @@ def test_a_cap_shared_by_tiers_is_reached_mid_bill(aid_paid_before: int, aid: in
     assert caps_in_force(THREE_TIER, person("marginal", insured=False))["aid_paid"] == 50_000 * Y
 
 
+def test_the_caps_in_force_follow_each_person_s_codes_however_often_they_are_asked() -> None:
+    """Worked out once per chain and set of codes: each person still gets their own, and a caller that
+    changes the answer it was given changes nobody else's."""
+    for _ in range(2):
+        destitute = caps_in_force(THREE_TIER, person("destitute"))
+        marginal = caps_in_force(THREE_TIER, person("marginal"))
+        veteran = caps_in_force(THREE_TIER, person("marginal", "disabled_veteran"))
+        aid_caps = (destitute["aid_paid"], marginal["aid_paid"], veteran["aid_paid"])
+        assert aid_caps == (100_000 * Y, 50_000 * Y, 50_000 * Y)
+        assert "subsidy_paid" not in marginal and veteran["subsidy_paid"] == 100_000 * Y
+        destitute["aid_paid"] = 0
+
+
 @pytest.mark.parametrize("referral", [True, False])
 def test_tilted_aid_needs_a_referral(referral: bool) -> None:
     result = run(THREE_TIER, bill(("A", 400_000 * Y), referral=referral), person("minimum_allowance"))
