@@ -1,10 +1,10 @@
 """The one write path of a settlement: its row shape, its statements, and the stored record.
 
 Every settlement is written by ``WRITE_SETTLEMENTS``, alone or with others of a batch: the
-statement takes one array per column, so one settlement is a batch of one. The column lists
-and casts are generated from ``SettlementRow`` and ``AccumulatorWrite``, the rows' typed shapes,
-so the SQL and the Python that fills it cannot drift apart; the pgbench scripts are checked
-against the same shapes (tests/unit/test_pgbench_scripts.py).
+statement takes one array of ``settlement_write`` rows, so one settlement is a batch of one. The
+column lists are generated from ``SettlementRow`` and ``AccumulatorWrite``, the rows' typed shapes,
+and a test holds the composite type to them, so the SQL and the Python that fills it cannot drift
+apart; the pgbench scripts are checked against the same shapes (tests/unit/test_pgbench_scripts.py).
 
 The engine's full result (traces, per-line split, accumulators before and after) and the billed
 items are kept as one ``record``: MessagePack (about 2.7 KB for an average bill of the synthetic
@@ -90,20 +90,16 @@ class Jsonb(str):
 
 
 class AccumulatorWrite(msgspec.Struct, frozen=True, array_like=True):
-    """The person-year row after a settlement, the version it was read at (None: create it), and the
-    request that moves it (no row moves for a request id the terminal has already settled).
-    ``counters`` and ``caps`` are JSON objects by counter name. ``claim``: beside the insurer, the
-    answered settle message this settlement books; it is flipped to committed with the write, and
-    nothing is written if it is no longer answered (adapters/insurer_messages.py)."""
+    """What a settlement's write adds to its settlement row for the person-year: the row's counters and
+    caps after it (JSON objects by counter name), and the version they were read at (None: create the
+    row). ``claim``: beside the insurer, the answered settle message this settlement books; it is flipped
+    to committed with the write, and nothing is written if it is no longer answered
+    (adapters/insurer_messages.py)."""
 
-    person_key: bytes
     year: int
     version: int | None
-    terminal_id: str
-    request_id: str
     counters: Jsonb
     caps: Jsonb
-    updated_at: dt.datetime
     claim: str | None
 
 
@@ -164,17 +160,19 @@ def sql_types(shape: type[msgspec.Struct]) -> dict[str, str]:
     return types
 
 
-_ACC = sql_types(AccumulatorWrite)
 _ROW = sql_types(SettlementRow)
+_ACC = sql_types(AccumulatorWrite)
+
+SETTLEMENT_WRITE: Final = "settlement_write"
+"""The composite type a batch is written as (migration 0020): the fields of SettlementRow, then those of
+AccumulatorWrite, with these names and types in this order (tests/integration/test_settlement_write_type.py).
+asyncpg encodes one array of rows in about half the time it takes over one array per column, and
+PostgreSQL reads it a little faster too (benchmarks/RESULTS.md, 2026-12-03)."""
+SETTLEMENT_WRITE_FIELDS: Final = {**_ROW, **_ACC}
 
 
-def _unnest(types: dict[str, str], first_parameter: int, alias: str) -> str:
-    arrays = ", ".join(f"${first_parameter + n}::{sql}[]" for n, sql in enumerate(types.values()))
-    return f"unnest($1::int[], {arrays}) AS {alias}(i, {', '.join(types)})"
-
-
-# One statement for every settlement write. $1 numbers the items; then one array per field of
-# AccumulatorWrite, then one per field of SettlementRow. An accumulator row applies only at the
+# One statement for every settlement write. $1 holds the batch, one settlement_write row each, numbered
+# in order by the statement (``i``). An accumulator row applies only at the
 # version its settlement was decided on (or, with no row yet, only if no other settlement created
 # it first), and only if the terminal's request id has no settlement yet (for anyone: a retry whose
 # read came before the first copy committed, or the id reused for another patient); a settlement
@@ -217,7 +215,7 @@ def _write_settlements(*, claiming: bool) -> str:
     )
     return f"""
 WITH input AS (
-    SELECT * FROM {_unnest(_ACC, 2, "v")}
+    SELECT * FROM unnest($1::{SETTLEMENT_WRITE}[]) WITH ORDINALITY AS w({", ".join(SETTLEMENT_WRITE_FIELDS)}, i)
 ), {claimable}v AS (
     SELECT input.*, NOT EXISTS (
         SELECT 1 FROM settlements x WHERE x.terminal_id = input.terminal_id AND x.request_id = input.request_id
@@ -229,14 +227,14 @@ WITH input AS (
         counters = v.counters,
         caps = CASE WHEN a.caps = v.caps THEN a.caps ELSE greatest_caps(a.caps, v.caps) END,
         version = a.version + 1,
-        updated_at = v.updated_at
+        updated_at = v.created_at
     FROM v
     WHERE v.new_request AND NOT v.unclaimed AND v.version IS NOT NULL
       AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
     RETURNING v.i
 ), created AS (
     INSERT INTO accumulators (person_key, year, counters, caps, version, updated_at)
-    SELECT person_key, year, counters, caps, 1, updated_at FROM v
+    SELECT person_key, year, counters, caps, 1, created_at FROM v
     WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
     ON CONFLICT (person_key, year) DO NOTHING
     RETURNING person_key, year
@@ -247,8 +245,8 @@ WITH input AS (
     WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
 ), inserted AS (
     INSERT INTO settlements ({", ".join(_ROW)})
-    SELECT {", ".join(_ROW)} FROM {_unnest(_ROW, 2 + len(_ACC), "s")}
-    WHERE s.i IN (SELECT i FROM applied)
+    SELECT {", ".join(_ROW)} FROM input
+    WHERE input.i IN (SELECT i FROM applied)
     RETURNING person_key, settlement_id, terminal_id, request_id
 ){committed}
 SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS duplicate, v.unclaimed FROM v
@@ -402,14 +400,10 @@ def settlement_row(new: NewSettlement) -> SettlementRow:
 def accumulator_write(new: NewSettlement) -> AccumulatorWrite:
     decision = new.decision
     return AccumulatorWrite(
-        new.key.person_key,
         new.key.year,
         new.version,
-        new.key.terminal_id,
-        new.key.request_id,
         json_text(decision.settlement.counters()[1]),
         json_text(decision.caps),
-        new.created_at,
         None if decision.settlement.insurer is None else decision.settlement.insurer.message_id,
     )
 
@@ -427,9 +421,11 @@ def counters_from(text: str | None) -> dict[str, int]:
 
 
 def write_arguments(batch: list[NewSettlement]) -> list[Any]:
-    """The parameters of WRITE_SETTLEMENTS for ``batch``: item numbers, then one array per column."""
-    rows = [
-        msgspec.structs.astuple(accumulator_write(new)) + msgspec.structs.astuple(settlement_row(new)) for new in batch
+    """The parameter of WRITE_SETTLEMENTS for ``batch``: one ``settlement_write`` row per settlement, in
+    order (the statement numbers them)."""
+    return [
+        [
+            msgspec.structs.astuple(settlement_row(new)) + msgspec.structs.astuple(accumulator_write(new))
+            for new in batch
+        ]
     ]
-    columns: list[list[Any]] = [list(column) for column in zip(*rows, strict=True)]
-    return [list(range(len(batch))), *columns]

@@ -11,7 +11,8 @@ decided, ``WRITE_SETTLEMENTS`` (the accumulator row updated at the version it wa
 the settlement row inserted; one statement, so one durable commit in autocommit). Both come from
 ``adapters.settlement_sql``. The scripts here are those statements, text for text, with each array
 parameter (``$n::type[]``, one element per settlement of a batch) replaced by a one-element array
-(``ARRAY[...]::type[]``), a batch of one, as a lone settlement is:
+(``ARRAY[...]::type[]``; the write's one ``settlement_write[]`` by ``ARRAY[ROW(...)]``), a batch of one,
+as a lone settlement is:
 
 * ``write_script()``: the write alone, one statement, one round trip, one durable commit. This is the
   database ceiling: the gateway cannot settle faster than PostgreSQL runs its one write.
@@ -19,8 +20,8 @@ parameter (``$n::type[]``, one element per settlement of a batch) replaced by a 
   each settlement (without the engine's time in between).
 
 Which parameter is which is read from the statements themselves: each ``unnest($a::t[], ...) AS
-x(name, ...)`` names its columns, and a write's column names must be exactly the fields of
-``AccumulatorWrite`` or ``SettlementRow`` (``i``, the item number, first). A parameter this module
+x(name, ...)`` names its columns, and the write's ``unnest($1::settlement_write[])`` must name exactly
+the fields of ``SettlementRow`` then ``AccumulatorWrite`` (then ``i``, the item number). A parameter this module
 has no value for, or a statement whose columns no longer match the row shapes, raises
 ``ScriptMismatch`` (tests/unit/test_pgbench_scripts.py fails, and the ceilings run says why).
 
@@ -47,6 +48,8 @@ if str(ROOT) not in sys.path:
 
 from adapters.settlement_sql import (  # noqa: E402
     READ_FOR_SETTLE,
+    SETTLEMENT_WRITE,
+    SETTLEMENT_WRITE_FIELDS,
     WRITE_SETTLEMENTS,
     AccumulatorWrite,
     SettlementRow,
@@ -91,11 +94,8 @@ _REQUEST_ID: Final = "'pgbench-' || :request::text"
 # The accumulator row after the settlement. The used amounts are this settlement's own figures rather
 # than a running total: PostgreSQL stores what the engine computed, and the work is the same.
 ACCUMULATOR_VALUES: Final[dict[str, str]] = {
-    "person_key": _PERSON,
     "year": ":year",
     "version": f"(SELECT version FROM accumulators WHERE person_key = {_PERSON} AND year = :year)",
-    "terminal_id": _terminal("terminal_id"),
-    "request_id": _REQUEST_ID,
     # The default chain's counters and caps, as the gateway writes them (a JSON object by name).
     "counters": (
         "jsonb_build_object('outpatient_deductible_used', 0, 'insurance_outpatient_paid', 0,"
@@ -106,8 +106,7 @@ ACCUMULATOR_VALUES: Final[dict[str, str]] = {
         f"jsonb_build_object('outpatient_deductible_used', {BENCH_CAP}, 'insurance_outpatient_paid', {BENCH_CAP},"
         f" 'insurance_inpatient_paid', {BENCH_CAP}, 'subsidy_paid', {BENCH_CAP}, 'aid_paid', {BENCH_CAP})::text"
     ),
-    "updated_at": "now()",
-    "claim": "NULL",  # no insurer's message to book: the local chain
+    "claim": "NULL::text",  # no insurer's message to book: the local chain
 }
 
 # The settlement row: an inpatient bill paid by all three programmes, its record (the compressed items
@@ -153,7 +152,7 @@ READ_VALUES: Final[dict[str, str]] = {
     "digest": _record("nonce"),
 }
 
-ITEM_NUMBER: Final = "i"  # the first column of a write's unnest: the settlement's place in its batch
+ITEM_NUMBER: Final = "i"  # the ordinality of the write's unnest: the settlement's place in its batch
 
 _UNNEST = re.compile(
     r"unnest\((?P<arguments>[^()]*)\)(?P<ordinality>\s+WITH\s+ORDINALITY)?\s+AS\s+\w+\((?P<names>[^()]*)\)",
@@ -167,38 +166,43 @@ class ScriptMismatch(Exception):
     """The gateway's statement and what this module knows how to fill no longer agree."""
 
 
-def _shape_values() -> list[tuple[type[msgspec.Struct], dict[str, str]]]:
-    return [(AccumulatorWrite, ACCUMULATOR_VALUES), (SettlementRow, SETTLEMENT_VALUES)]
+def _write_values() -> list[str]:
+    """The SQL of each attribute of a ``settlement_write``: SettlementRow's fields, then AccumulatorWrite's."""
+    values = []
+    for shape, shape_values in ((SettlementRow, SETTLEMENT_VALUES), (AccumulatorWrite, ACCUMULATOR_VALUES)):
+        fields = [field.name for field in msgspec.structs.fields(shape)]
+        if set(shape_values) != set(fields):
+            missing, unknown = set(fields) - set(shape_values), set(shape_values) - set(fields)
+            raise ScriptMismatch(
+                f"{shape.__name__} and the pgbench values differ: no value for {sorted(missing)},"
+                f" no field for {sorted(unknown)}"
+            )
+        values += [shape_values[name] for name in fields]
+    return values
 
 
 def parameter_values(statement: str, extra: dict[str, str] | None = None) -> dict[int, str]:
     """The SQL (over pgbench variables) for every parameter of ``statement``.
 
-    Each unnest of a write names ``i`` then exactly the fields of AccumulatorWrite or SettlementRow, in
-    order; any other unnest is filled from ``extra`` (the read's columns)."""
+    The write's unnest takes one ``settlement_write[]`` and names exactly the fields of SettlementRow then
+    AccumulatorWrite, then ``i``: it is filled with one ROW of their values. Any other unnest takes one
+    array per column, filled from ``extra`` (the read's columns)."""
     values: dict[int, str] = {}
     for found in _UNNEST.finditer(statement):
         arguments = [PARAMETER.fullmatch(argument.strip()) for argument in found["arguments"].split(",")]
         names = [name.strip() for name in found["names"].split(",")]
         if found["ordinality"]:
             names = names[:-1]
-        if any(argument is None for argument in arguments) or len(names) != len(arguments):
+        if any(argument is None for argument in arguments):
+            raise ScriptMismatch(f"an unnest this module cannot read: {found[0]!r}")
+        if [argument[2] for argument in arguments if argument] == [SETTLEMENT_WRITE]:
+            if names != list(SETTLEMENT_WRITE_FIELDS):
+                raise ScriptMismatch(f"a write whose columns match no row shape: {', '.join(names)}")
+            values[int(arguments[0][1])] = f"ROW({', '.join(_write_values())})"  # type: ignore[index]
+            continue
+        if len(names) != len(arguments):
             raise ScriptMismatch(f"an unnest this module cannot read: {found[0]!r}")
         known = extra or {}
-        for shape, shape_values in _shape_values():
-            fields = [field.name for field in msgspec.structs.fields(shape)]
-            if names == [ITEM_NUMBER, *fields]:
-                if set(shape_values) != set(fields):
-                    missing, unknown = set(fields) - set(shape_values), set(shape_values) - set(fields)
-                    raise ScriptMismatch(
-                        f"{shape.__name__} and the pgbench values differ: no value for {sorted(missing)},"
-                        f" no field for {sorted(unknown)}"
-                    )
-                known = {ITEM_NUMBER: "0", **shape_values}
-                break
-        else:
-            if names and names[0] == ITEM_NUMBER:
-                raise ScriptMismatch(f"a write whose columns match no row shape: {', '.join(names)}")
         for argument, name in zip(arguments, names, strict=True):
             assert argument is not None
             if name not in known:

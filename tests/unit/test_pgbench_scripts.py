@@ -53,8 +53,10 @@ def test_the_write_script_is_write_settlements_with_every_parameter_a_one_elemen
 def test_the_write_script_inserts_every_column_of_the_row_shapes() -> None:
     script = pgbench_scripts.write_script()
     assert f"INSERT INTO settlements ({', '.join(fields(SettlementRow))})" in script
-    assert f"AS s(i, {', '.join(fields(SettlementRow))})" in script
-    assert f"AS v(i, {', '.join(fields(AccumulatorWrite))})" in script
+    assert f"AS w({', '.join(fields(SettlementRow))}, {', '.join(fields(AccumulatorWrite))}, i)" in script
+    # One ROW of the batch's one settlement, a value per field, in the type's order.
+    values = [*pgbench_scripts.SETTLEMENT_VALUES.values(), *pgbench_scripts.ACCUMULATOR_VALUES.values()]
+    assert f"ARRAY[ROW({', '.join(values)})]::settlement_write[]" in script
 
 
 def test_the_script_is_one_statement_so_one_autocommitted_transaction() -> None:
@@ -106,8 +108,7 @@ def test_a_row_shape_field_without_a_pgbench_value_stops_the_generator(monkeypat
 
 
 def test_a_write_whose_columns_match_no_row_shape_stops_the_generator() -> None:
-    statement = WRITE_SETTLEMENTS.replace("caps, updated_at, claim)", "caps, updated_at, claim, brand_new)", 1)
-    statement = statement.replace("$10::text[])", "$10::text[], $99::text[])", 1)
+    statement = WRITE_SETTLEMENTS.replace("caps, claim, i)", "caps, claim, brand_new, i)", 1)
     assert statement != WRITE_SETTLEMENTS
     with pytest.raises(ScriptMismatch, match="match no row shape"):
         pgbench_scripts.parameter_values(statement)
