@@ -82,7 +82,7 @@ def decode_record(data: bytes) -> Record:
     version = data[:1]
     if version in (_ZSTD_DICTIONARY_2, _ZSTD_DICTIONARY_1):
         return _record_decoder.decode(_dictionary(version)[1].decompress(data[1:]))
-    if data[:1] == _JSON:
+    if version == _JSON:
         legacy = _json_record_decoder.decode(data[1:])
         return Record(legacy.person, legacy.items, legacy.result)
     raise ValueError("unknown settlement record format")

@@ -189,22 +189,22 @@ def parameter_values(statement: str, extra: dict[str, str] | None = None) -> dic
     array per column, filled from ``extra`` (the read's columns)."""
     values: dict[int, str] = {}
     for found in _UNNEST.finditer(statement):
-        arguments = [PARAMETER.fullmatch(argument.strip()) for argument in found["arguments"].split(",")]
+        matched = [PARAMETER.fullmatch(argument.strip()) for argument in found["arguments"].split(",")]
+        arguments = [argument for argument in matched if argument is not None]
         names = [name.strip() for name in found["names"].split(",")]
         if found["ordinality"]:
             names = names[:-1]
-        if any(argument is None for argument in arguments):
+        if len(arguments) != len(matched):
             raise ScriptMismatch(f"an unnest this module cannot read: {found[0]!r}")
-        if [argument[2] for argument in arguments if argument] == [SETTLEMENT_WRITE]:
+        if [argument[2] for argument in arguments] == [SETTLEMENT_WRITE]:
             if names != list(SETTLEMENT_WRITE_FIELDS):
                 raise ScriptMismatch(f"a write whose columns match no row shape: {', '.join(names)}")
-            values[int(arguments[0][1])] = f"ROW({', '.join(_write_values())})"  # type: ignore[index]
+            values[int(arguments[0][1])] = f"ROW({', '.join(_write_values())})"
             continue
         if len(names) != len(arguments):
             raise ScriptMismatch(f"an unnest this module cannot read: {found[0]!r}")
         known = extra or {}
         for argument, name in zip(arguments, names, strict=True):
-            assert argument is not None
             if name not in known:
                 raise ScriptMismatch(f"no pgbench value for column {name!r} of {found[0]!r}")
             number = int(argument[1])

@@ -250,10 +250,7 @@ def caps_in_force(chain: Chain, status: PersonStatus) -> dict[str, int]:
     by_codes = _kept(_caps_by_chain, chain)
     caps = by_codes.get(key)
     if caps is None:
-        caps = _work_out_caps(chain, status)
-        if len(by_codes) >= _PLANS_KEPT:
-            by_codes.clear()
-        by_codes[key] = caps
+        caps = _remember(by_codes, key, _work_out_caps(chain, status))
     return dict(caps)
 
 
@@ -494,6 +491,14 @@ def _kept(store: dict[int, tuple[Chain, dict[_PlanKey, _Kept]]], chain: Chain) -
     return kept[1]
 
 
+def _remember(kept: dict[_PlanKey, _Kept], key: _PlanKey, value: _Kept) -> _Kept:
+    """``value`` kept under ``key``, within the bound (a full cache starts afresh)."""
+    if len(kept) >= _PLANS_KEPT:
+        kept.clear()
+    kept[key] = value
+    return value
+
+
 def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
     """The chain worked out for this bill's kind and this person (``_Plan``), remembered per chain
     (by identity: a Chain is frozen) and kind, so a bill pays only for what depends on its lines and counters.
@@ -513,10 +518,7 @@ def _plans(chain: Chain, bill: Bill, status: PersonStatus) -> _Plan:
     by_kind = _kept(_plans_by_chain, chain)
     plan = by_kind.get(key)
     if plan is None:
-        plan = _work_out(chain, bill, status)
-        if len(by_kind) >= _PLANS_KEPT:
-            by_kind.clear()
-        by_kind[key] = plan
+        plan = _remember(by_kind, key, _work_out(chain, bill, status))
     return plan
 
 
