@@ -96,7 +96,7 @@ class Answer:
     replayed: bool
 
 
-def request_hash(pepper: bytes, operation: str, request: msgspec.Struct | dict[str, Any], *extra: str) -> bytes:
+def request_hash(pepper: bytes, operation: str, request: msgspec.Struct | dict[str, Any] | bytes, *extra: str) -> bytes:
     """Fingerprint of what was asked, independent of JSON vs MessagePack and key order (16 bytes).
 
     Keyed with the ID pepper: a request carries the raw national ID, and a plain hash
@@ -105,7 +105,7 @@ def request_hash(pepper: bytes, operation: str, request: msgspec.Struct | dict[s
     digest = hmac.new(pepper, operation.encode(), hashlib.sha256)
     for part in extra:
         digest.update(b"\x00" + part.encode())
-    digest.update(b"\x00" + _json_encoder.encode(request))
+    digest.update(b"\x00" + (request if isinstance(request, bytes) else _json_encoder.encode(request)))
     return digest.digest()[:16]
 
 

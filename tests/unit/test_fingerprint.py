@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from gateway.api_models import ReversalRequest, SettleRequest
 from gateway.service import request_hash
@@ -47,3 +49,22 @@ def test_his_details_are_part_of_the_fingerprint_when_given():
         request_hash(b"pepper", "settle", each.fingerprinted()) for each in (request, with_invoice, other_invoice)
     }
     assert len(fingerprints) == 3
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {},
+        {"invoice_number": "0413-88172"},
+        {"diagnoses": ["J18.900"]},
+        {"discharged_on": dt.date(2026, 5, 9), "admitted_on": dt.date(2026, 5, 1)},
+        {"his_visit_id": "ZY-1", "operator": "王敏"},
+        {"referral": True},
+    ],
+)
+def test_the_fingerprint_covers_every_field_and_the_details_given(details: dict[str, object]) -> None:
+    request = msgspec.structs.replace(msgspec.json.decode(WORKED_EXAMPLE, type=SettleRequest), **details)
+    fields = msgspec.structs.asdict(request)
+    covered = {name: value for name, value in fields.items() if name not in SettleRequest.DETAIL_FIELDS}
+    covered |= {name: value for name, value in fields.items() if name in details}
+    assert request.fingerprinted() == msgspec.json.encode(covered)
