@@ -21,8 +21,11 @@ run: $(BIN)/.installed
 run-insurer: $(BIN)/.installed
 	$(BIN)/medsettle serve --demo --insurer-sim
 
+# The suite in TEST_WORKERS processes, each with its own embedded PostgreSQL (0: in this process alone).
+TEST_WORKERS ?= 2
+
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

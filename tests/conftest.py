@@ -66,6 +66,9 @@ def pytest_configure(config: pytest.Config) -> None:
         seed = int(seed)  # else text: Hypothesis takes any text as a seed, and so does derived_seed
     config.stash[_run_seed] = seed
     hypothesis_core.global_force_seed = seed
+    # `make test` runs the suite in worker processes (pytest-xdist): they start after this and inherit the
+    # variable, so every worker draws from this seed, and collects the same tests.
+    os.environ[SEED_VARIABLE] = str(seed)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
