@@ -10,6 +10,10 @@ once, each with its own embedded PostgreSQL, gateway and wrk, so both see the sa
 the two cores evenly, and each counts only its own processes' CPU. Their 64-terminal windows start within
 a second or two of each other; a long ``--duration`` keeps the overlap close to whole.
 
+``--alone`` measures the acceptance's own way instead: one checkout at a time on a quiet machine, in pairs
+whose order alternates (this then other, other then this, ...), so that a slow drift of the machine's
+speed weighs on both sides alike; each pair gives one ratio.
+
 The other checkout runs with its own code (``PYTHONPATH=OTHER``) and this checkout's virtualenv, so its
 dependencies must be this one's (true of any revision since the lean settlement row, 822275f). Prints,
 for each run, each side's gateway and PostgreSQL CPU per settlement and the ratios, then their medians.
@@ -70,20 +74,40 @@ def ceilings_command(checkout: Path, duration: int, terminals: int) -> list[str]
     ]
 
 
+def _start(checkout: Path, duration: int, terminals: int) -> subprocess.Popen[str]:
+    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    return subprocess.Popen(
+        ceilings_command(checkout, duration, terminals),
+        cwd=checkout,
+        env={**environment, "PYTHONPATH": str(checkout)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def run_alone(other: Path, duration: int, terminals: int, timeout: float, other_first: bool) -> tuple[str, str]:
+    """One ceilings run of each checkout, one after the other; their outputs (this checkout's first)."""
+    order = (other, ROOT) if other_first else (ROOT, other)
+    outputs = {}
+    for checkout in order:
+        process = _start(checkout, duration, terminals)
+        try:
+            outputs[checkout], _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    return outputs[ROOT], outputs[other]
+
+
+def pair_order(run: int) -> bool:
+    """Whether run ``run`` (from 1) measures the other checkout first: this-other, other-this, this-other..."""
+    return run % 2 == 0
+
+
 def run_both(other: Path, duration: int, terminals: int, timeout: float) -> tuple[str, str]:
     """Both ceilings runs at once; their outputs (this checkout's first)."""
-    environment = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    processes = [
-        subprocess.Popen(
-            ceilings_command(checkout, duration, terminals),
-            cwd=checkout,
-            env={**environment, "PYTHONPATH": str(checkout)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for checkout in (ROOT, other)
-    ]
+    processes = [_start(checkout, duration, terminals) for checkout in (ROOT, other)]
     outputs = []
     for process in processes:
         try:
@@ -103,7 +127,8 @@ def ratio(this: int, other: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("other", type=Path, help="a checkout of the revision to compare with")
-    parser.add_argument("--runs", type=int, default=3, help="runs of both at once (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of both at once, or pairs (default 3)")
+    parser.add_argument("--alone", action="store_true", help="one checkout at a time, in pairs of alternating order")
     parser.add_argument("--duration", type=int, default=40, help="seconds of each measurement (default 40)")
     parser.add_argument("--terminals", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--limit", type=float, help="fail if the median total ratio is above this (1.10: 10 %%)")
@@ -114,11 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     # Setting up the county and the warm-up take about half a minute; wait well past both.
     timeout = 240 + 2 * args.duration
     totals, gateways, postgres = [], [], []
-    print(f"this checkout ({ROOT}) against {other}, {args.terminals} terminals, {args.duration} s, both at once")
+    how = "one at a time, in pairs of alternating order" if args.alone else "both at once"
+    print(f"this checkout ({ROOT}) against {other}, {args.terminals} terminals, {args.duration} s, {how}")
     this_head, other_head = "this: gateway + PG = total", "other: gateway + PG = total"
     print(f"{'run':>3}  {this_head:>28}  {other_head:>28}  ratios gateway / PG / total")
     for run in range(1, args.runs + 1):
-        this_output, other_output = run_both(other, args.duration, args.terminals, timeout)
+        if args.alone:
+            this_output, other_output = run_alone(other, args.duration, args.terminals, timeout, pair_order(run))
+        else:
+            this_output, other_output = run_both(other, args.duration, args.terminals, timeout)
         this = cpu_per_settlement(this_output, args.terminals)
         that = cpu_per_settlement(other_output, args.terminals)
         if this is None or that is None:

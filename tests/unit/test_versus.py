@@ -37,3 +37,7 @@ def test_a_checkout_without_the_benchmark_is_refused(tmp_path: Path, capsys: pyt
     with pytest.raises(SystemExit):
         versus.main([str(tmp_path), "--runs", "1"])
     assert "has no benchmarks/ceilings.py" in capsys.readouterr().err
+
+
+def test_alone_the_pairs_alternate_which_checkout_runs_first() -> None:
+    assert [versus.pair_order(run) for run in range(1, 6)] == [False, True, False, True, False]
