@@ -20,8 +20,9 @@
 
 BEGIN;
 
--- The append-only triggers (refuse_change) and the accumulator version trigger
--- (accumulators_bump_version) read and write no other table, so they are safe to run
+-- The append-only triggers (refuse_change), the accumulator version trigger
+-- (accumulators_bump_version) and the caps triggers (accumulators_counters_within_caps_*, over the
+-- rows each statement wrote) read and write no other table, so they are safe to run
 -- on each shard; Citus asks for this switch before it distributes a table that has
 -- triggers (settlements, reversals, accumulators).
 SET LOCAL citus.enable_unsafe_triggers TO on;
