@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
 import urllib.parse
@@ -378,3 +379,27 @@ async def three_tier(database_url: str, settings: Any) -> AsyncIterator[ThreeTie
     holds one policy version per effective date, and this one takes effect on the default's day."""
     async with own_gateway(database_url, settings, policy_dir=THREE_TIER) as gateway:
         yield gateway
+
+
+# The functions migration 0012 created, as it created them (later migrations replace their bodies).
+FUNCTIONS_OF_0012 = ("counters_within_caps", "greatest_caps", "fund_amounts_valid", "fund_amounts_total")
+
+
+def bodies_of_0012() -> str:
+    """The functions of 0012 exactly as it created them, as temporary functions named old_<name>."""
+    sql = (ROOT / "adapters" / "migrations" / "0012_chain_counters.sql").read_text(encoding="utf-8")
+    found = re.findall(r"CREATE FUNCTION (\w+)\((.*?)\$\$;", sql, flags=re.DOTALL)
+    bodies = [f"CREATE FUNCTION pg_temp.old_{name}({rest}$$;" for name, rest in found if name in FUNCTIONS_OF_0012]
+    assert len(bodies) == len(FUNCTIONS_OF_0012)
+    return "\n".join(bodies)
+
+
+@pytest.fixture
+async def with_0012_functions(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection with the functions of 0012 beside the migrated ones, as pg_temp.old_<name>."""
+    async with pool.acquire() as connection:
+        await connection.execute(bodies_of_0012())
+        try:
+            yield connection
+        finally:
+            await connection.execute("DISCARD TEMP")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
-from tests.integration.test_migration_0019 import OBJECTS, _old_bodies
+from tests.integration.test_migration_0019 import OBJECTS
 
 pytestmark = pytest.mark.integration
 
@@ -25,16 +24,6 @@ YEAR = 2031
 
 class _RolledBack(Exception):
     pass
-
-
-@pytest.fixture
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    async with pool.acquire() as connection:
-        await connection.execute(_old_bodies())
-        try:
-            yield connection
-        finally:
-            await connection.execute("DISCARD TEMP")
 
 
 async def _expected(connection: asyncpg.Connection, counters: str, caps: str) -> object:
@@ -75,7 +64,8 @@ WAYS = {"insert": [INSERT], "update": [CREATE, UPDATE], "upsert over a row": [CR
 
 
 @pytest.mark.parametrize("way", list(WAYS))
-async def test_the_triggers_refuse_what_the_check_refused(connection: asyncpg.Connection, way: str) -> None:
+async def test_the_triggers_refuse_what_the_check_refused(with_0012_functions: asyncpg.Connection, way: str) -> None:
+    connection = with_0012_functions
     differ = []
     for counters, caps in itertools.product(OBJECTS, repeat=2):
         expected = await _expected(connection, counters, caps)
@@ -86,12 +76,12 @@ async def test_the_triggers_refuse_what_the_check_refused(connection: asyncpg.Co
     assert await connection.fetchval("SELECT count(*) FROM accumulators WHERE person_key = $1", PERSON) == 0
 
 
-async def test_one_row_past_its_cap_refuses_the_whole_statement(connection: asyncpg.Connection) -> None:
+async def test_one_row_past_its_cap_refuses_the_whole_statement(pool: asyncpg.Pool) -> None:
     """A batch writes many person-years in one statement: one counter past its cap writes none of them."""
     people = [os.urandom(32) for _ in range(7)]
     counters = ['{"aid_paid": 10}'] * 6 + ['{"aid_paid": 11}']
     with pytest.raises(asyncpg.CheckViolationError) as refused:
-        await connection.execute(
+        await pool.execute(
             "INSERT INTO accumulators (person_key, year, counters, caps)"
             " SELECT p, $2, c::jsonb, '{\"aid_paid\": 10}' FROM unnest($1::bytea[], $3::text[]) AS u(p, c)",
             people,
@@ -99,16 +89,16 @@ async def test_one_row_past_its_cap_refuses_the_whole_statement(connection: asyn
             counters,
         )
     assert refused.value.constraint_name == "accumulators_counters_within_caps"
-    written = await connection.fetchval("SELECT count(*) FROM accumulators WHERE person_key = ANY($1)", people)
+    written = await pool.fetchval("SELECT count(*) FROM accumulators WHERE person_key = ANY($1)", people)
     assert written == 0
 
 
-async def test_the_row_check_is_gone_and_the_triggers_are_there(connection: asyncpg.Connection) -> None:
-    checks = await connection.fetch(
+async def test_the_row_check_is_gone_and_the_triggers_are_there(pool: asyncpg.Pool) -> None:
+    checks = await pool.fetch(
         "SELECT conname FROM pg_constraint WHERE conrelid = 'accumulators'::regclass AND contype = 'c'"
     )
     assert "accumulators_counters_within_caps" not in {row["conname"] for row in checks}
-    triggers = await connection.fetch(
+    triggers = await pool.fetch(
         "SELECT tgname FROM pg_trigger WHERE tgrelid = 'accumulators'::regclass AND NOT tgisinternal"
     )
     assert {"accumulators_counters_within_caps_inserted", "accumulators_counters_within_caps_updated"} <= {

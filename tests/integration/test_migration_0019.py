@@ -1,22 +1,22 @@
 """Migration 0019 rewrites the CHECK functions of 0012 in PL/pgSQL: each must answer, or refuse, as before.
 
-The 0012 bodies are created again as temporary functions beside the migrated ones, and both are called on
-the same values, well-formed and not: the same result, or an error of the same SQLSTATE, every time.
+The 0012 bodies are created again as temporary functions beside the migrated ones (with_0012_functions), and
+both are called on the same values, well-formed and not: the same result, or an error of the same SQLSTATE,
+every time.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
-from collections.abc import AsyncIterator
-from importlib import resources
 
 import asyncpg
 import pytest
 
+from tests.integration.conftest import FUNCTIONS_OF_0012
+
 pytestmark = pytest.mark.integration
 
-FUNCTIONS = ("counters_within_caps", "greatest_caps", "fund_amounts_valid", "fund_amounts_total")
+FUNCTIONS = FUNCTIONS_OF_0012
 
 OBJECTS = [
     "{}",
@@ -47,25 +47,6 @@ OBJECTS = [
 ]
 
 
-def _old_bodies() -> str:
-    """The four functions exactly as 0012 created them, as temporary functions named old_<name>."""
-    sql = (resources.files("adapters") / "migrations" / "0012_chain_counters.sql").read_text(encoding="utf-8")
-    found = re.findall(r"CREATE FUNCTION (\w+)\((.*?)\$\$;", sql, flags=re.DOTALL)
-    bodies = [f"CREATE FUNCTION pg_temp.old_{name}({rest}$$;" for name, rest in found if name in FUNCTIONS]
-    assert len(bodies) == len(FUNCTIONS)
-    return "\n".join(bodies)
-
-
-@pytest.fixture
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    async with pool.acquire() as connection:
-        await connection.execute(_old_bodies())
-        try:
-            yield connection
-        finally:
-            await connection.execute("DISCARD TEMP")
-
-
 async def _outcome(connection: asyncpg.Connection, function: str, values: tuple[str, ...]) -> object:
     placeholders = ", ".join(f"${n}::jsonb" for n in range(1, len(values) + 1))
     try:
@@ -75,7 +56,8 @@ async def _outcome(connection: asyncpg.Connection, function: str, values: tuple[
         return ("error", error.sqlstate)
 
 
-async def test_the_rewritten_functions_answer_and_refuse_as_0012s(connection: asyncpg.Connection) -> None:
+async def test_the_rewritten_functions_answer_and_refuse_as_0012s(with_0012_functions: asyncpg.Connection) -> None:
+    connection = with_0012_functions
     cases = [
         *(("fund_amounts_valid", (value,)) for value in OBJECTS),
         *(("fund_amounts_total", (value,)) for value in OBJECTS),
@@ -91,7 +73,8 @@ async def test_the_rewritten_functions_answer_and_refuse_as_0012s(connection: as
     assert differ == []
 
 
-async def test_the_functions_are_plpgsql_now(connection: asyncpg.Connection) -> None:
+async def test_the_functions_are_plpgsql_now(with_0012_functions: asyncpg.Connection) -> None:
+    connection = with_0012_functions
     languages = dict(
         await connection.fetch(
             "SELECT p.proname, l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang"
