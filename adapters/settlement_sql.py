@@ -183,7 +183,7 @@ SETTLEMENT_WRITE_FIELDS: Final = {**_ROW, **_ACC}
 # it first), and only if the terminal's request id has no settlement yet (for anyone: a retry whose
 # read came before the first copy committed, or the id reused for another patient); a settlement
 # is inserted only when its accumulator write applied. The caps only ever rise, so a row keeps the
-# highest cap any settlement was decided under and the CHECKs stay strict. A settlement decided under
+# highest cap any settlement was decided under and the caps guard (0021) stays strict. A settlement decided under
 # the caps the row already holds (a person's every settlement of the year but the first, unless a
 # programme changed) keeps them as they are: merging costs PostgreSQL about 25 µs a row, comparing
 # well under one, and the gateway writes caps as whole numbers, for which the merge of equal caps is
@@ -195,9 +195,20 @@ SETTLEMENT_WRITE_FIELDS: Final = {**_ROW, **_ACC}
 #
 # Returns each item's number, whether it was written, whether a settlement of its request id stopped
 # it, and whether its claim was no longer answered.
-def _write_settlements(*, claiming: bool) -> str:
-    """WRITE_SETTLEMENTS, or with ``claiming`` the form that also books insurer messages (both take the same
-    parameters; a batch with no claim, the local chain's every batch, plans and runs less)."""
+#
+# A batch is written by the smallest form that covers it: every form takes the same parameter, and each
+# part a batch does not need is left out, since PostgreSQL plans and runs a data-modifying CTE and fires
+# its statement triggers (0021) even when it touches no row.
+_UNION_ALL: Final = "\n    UNION ALL\n    "
+
+
+def _write_settlements(*, claiming: bool, updating: bool = True, creating: bool = True) -> str:
+    """WRITE_SETTLEMENTS, or a form of it for a narrower batch (same parameter, same answer rows):
+    ``claiming`` also books insurer messages (a batch with no claim, the local chain's every batch, leaves it
+    out); without ``updating`` no item names a version (all create their person-year), and without
+    ``creating`` every item does (all update one: a person's every settlement of the year but the first)."""
+    if not (updating or creating):
+        raise ValueError("a write either updates or creates person-years")
     claimable = (
         """claimable AS MATERIALIZED (
     SELECT input.i FROM input
@@ -219,16 +230,7 @@ def _write_settlements(*, claiming: bool) -> str:
         if claiming
         else ""
     )
-    return f"""
-WITH input AS (
-    SELECT * FROM unnest($1::{SETTLEMENT_WRITE}[]) WITH ORDINALITY AS w({", ".join(SETTLEMENT_WRITE_FIELDS)}, i)
-), {claimable}v AS (
-    SELECT input.*, NOT EXISTS (
-        SELECT 1 FROM settlements x WHERE x.terminal_id = input.terminal_id AND x.request_id = input.request_id
-    ) AS new_request,
-    {unclaimed} AS unclaimed
-    FROM input
-), updated AS (
+    updated = """updated AS (
     UPDATE accumulators a SET
         counters = v.counters,
         caps = CASE WHEN a.caps = v.caps THEN a.caps ELSE greatest_caps(a.caps, v.caps) END,
@@ -238,17 +240,34 @@ WITH input AS (
     WHERE v.new_request AND NOT v.unclaimed AND v.version IS NOT NULL
       AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
     RETURNING v.i
-), created AS (
+), """
+    created = """created AS (
     INSERT INTO accumulators (person_key, year, counters, caps, version, updated_at)
     SELECT person_key, year, counters, caps, 1, created_at FROM v
     WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
     ON CONFLICT (person_key, year) DO NOTHING
     RETURNING person_key, year
-), applied AS (
-    SELECT i FROM updated
-    UNION ALL
-    SELECT v.i FROM created JOIN v USING (person_key, year)
-    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
+), """
+    accumulator_writes = (updated if updating else "") + (created if creating else "")
+    applied = (["SELECT i FROM updated"] if updating else []) + (
+        [
+            """SELECT v.i FROM created JOIN v USING (person_key, year)
+    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL"""
+        ]
+        if creating
+        else []
+    )
+    return f"""
+WITH input AS (
+    SELECT * FROM unnest($1::{SETTLEMENT_WRITE}[]) WITH ORDINALITY AS w({", ".join(SETTLEMENT_WRITE_FIELDS)}, i)
+), {claimable}v AS (
+    SELECT input.*, NOT EXISTS (
+        SELECT 1 FROM settlements x WHERE x.terminal_id = input.terminal_id AND x.request_id = input.request_id
+    ) AS new_request,
+    {unclaimed} AS unclaimed
+    FROM input
+), {accumulator_writes}applied AS (
+    {_UNION_ALL.join(applied)}
 ), inserted AS (
     INSERT INTO settlements ({", ".join(_ROW)})
     SELECT {", ".join(_ROW)} FROM input
@@ -260,13 +279,21 @@ SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS dupl
 
 
 WRITE_SETTLEMENTS: Final = _write_settlements(claiming=False)
-WRITE_SETTLEMENTS_CLAIMING: Final = _write_settlements(claiming=True)
+WRITE_FORMS: Final = {
+    (claiming, updating, creating): _write_settlements(claiming=claiming, updating=updating, creating=creating)
+    for claiming in (False, True)
+    for updating, creating in ((True, True), (True, False), (False, True))
+}
+"""Every form of the write by (claiming, updating, creating); WRITE_SETTLEMENTS is (False, True, True)."""
 
 
 def write_statement(batch: list[NewSettlement]) -> str:
-    """The write for ``batch``: the claiming form when any of its settlements books an insurer's answer."""
+    """The write for ``batch``: the claiming form when any of its settlements books an insurer's answer, and only
+    the accumulator writes its settlements need (an update at the version read, or a new person-year)."""
     claims = any(new.decision.settlement.insurer is not None for new in batch)
-    return WRITE_SETTLEMENTS_CLAIMING if claims else WRITE_SETTLEMENTS
+    updating = any(new.version is not None for new in batch)
+    creating = any(new.version is None for new in batch)
+    return WRITE_FORMS[claims, updating, creating]
 
 
 # Everything a settlement's decision needs, for many settlements in one round trip, read-only.
