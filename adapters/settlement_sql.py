@@ -248,6 +248,8 @@ def _write_settlements(*, claiming: bool, updating: bool = True, creating: bool 
     ON CONFLICT (person_key, year) DO NOTHING
     RETURNING person_key, year
 ), """
+    # Only the claiming form reads the inserted rows back (to book each claim's settlement id).
+    returning = "\n    RETURNING person_key, settlement_id, terminal_id, request_id" if claiming else ""
     accumulator_writes = (updated if updating else "") + (created if creating else "")
     applied = (["SELECT i FROM updated"] if updating else []) + (
         [
@@ -271,8 +273,7 @@ WITH input AS (
 ), inserted AS (
     INSERT INTO settlements ({", ".join(_ROW)})
     SELECT {", ".join(_ROW)} FROM input
-    WHERE input.i IN (SELECT i FROM applied)
-    RETURNING person_key, settlement_id, terminal_id, request_id
+    WHERE input.i IN (SELECT i FROM applied){returning}
 ){committed}
 SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS duplicate, v.unclaimed FROM v
 """
