@@ -195,20 +195,9 @@ SETTLEMENT_WRITE_FIELDS: Final = {**_ROW, **_ACC}
 #
 # Returns each item's number, whether it was written, whether a settlement of its request id stopped
 # it, and whether its claim was no longer answered.
-#
-# A batch is written by the smallest form that covers it: every form takes the same parameter, and each
-# part a batch does not need is left out, since PostgreSQL plans and runs a data-modifying CTE and fires
-# its statement triggers (0021) even when it touches no row.
-_UNION_ALL: Final = "\n    UNION ALL\n    "
-
-
-def _write_settlements(*, claiming: bool, updating: bool = True, creating: bool = True) -> str:
-    """WRITE_SETTLEMENTS, or a form of it for a narrower batch (same parameter, same answer rows):
-    ``claiming`` also books insurer messages (a batch with no claim, the local chain's every batch, leaves it
-    out); without ``updating`` no item names a version (all create their person-year), and without
-    ``creating`` every item does (all update one: a person's every settlement of the year but the first)."""
-    if not (updating or creating):
-        raise ValueError("a write either updates or creates person-years")
+def _write_settlements(*, claiming: bool) -> str:
+    """WRITE_SETTLEMENTS, or with ``claiming`` the form that also books insurer messages (both take the same
+    parameters; a batch with no claim, the local chain's every batch, plans and runs less)."""
     claimable = (
         """claimable AS MATERIALIZED (
     SELECT input.i FROM input
@@ -230,35 +219,8 @@ def _write_settlements(*, claiming: bool, updating: bool = True, creating: bool 
         if claiming
         else ""
     )
-    updated = """updated AS (
-    UPDATE accumulators a SET
-        counters = v.counters,
-        caps = CASE WHEN a.caps = v.caps THEN a.caps ELSE greatest_caps(a.caps, v.caps) END,
-        version = a.version + 1,
-        updated_at = v.created_at
-    FROM v
-    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NOT NULL
-      AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
-    RETURNING v.i
-), """
-    created = """created AS (
-    INSERT INTO accumulators (person_key, year, counters, caps, version, updated_at)
-    SELECT person_key, year, counters, caps, 1, created_at FROM v
-    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
-    ON CONFLICT (person_key, year) DO NOTHING
-    RETURNING person_key, year
-), """
     # Only the claiming form reads the inserted rows back (to book each claim's settlement id).
     returning = "\n    RETURNING person_key, settlement_id, terminal_id, request_id" if claiming else ""
-    accumulator_writes = (updated if updating else "") + (created if creating else "")
-    applied = (["SELECT i FROM updated"] if updating else []) + (
-        [
-            """SELECT v.i FROM created JOIN v USING (person_key, year)
-    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL"""
-        ]
-        if creating
-        else []
-    )
     return f"""
 WITH input AS (
     SELECT * FROM unnest($1::{SETTLEMENT_WRITE}[]) WITH ORDINALITY AS w({", ".join(SETTLEMENT_WRITE_FIELDS)}, i)
@@ -268,8 +230,27 @@ WITH input AS (
     ) AS new_request,
     {unclaimed} AS unclaimed
     FROM input
-), {accumulator_writes}applied AS (
-    {_UNION_ALL.join(applied)}
+), updated AS (
+    UPDATE accumulators a SET
+        counters = v.counters,
+        caps = CASE WHEN a.caps = v.caps THEN a.caps ELSE greatest_caps(a.caps, v.caps) END,
+        version = a.version + 1,
+        updated_at = v.created_at
+    FROM v
+    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NOT NULL
+      AND a.person_key = v.person_key AND a.year = v.year AND a.version = v.version
+    RETURNING v.i
+), created AS (
+    INSERT INTO accumulators (person_key, year, counters, caps, version, updated_at)
+    SELECT person_key, year, counters, caps, 1, created_at FROM v
+    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
+    ON CONFLICT (person_key, year) DO NOTHING
+    RETURNING person_key, year
+), applied AS (
+    SELECT i FROM updated
+    UNION ALL
+    SELECT v.i FROM created JOIN v USING (person_key, year)
+    WHERE v.new_request AND NOT v.unclaimed AND v.version IS NULL
 ), inserted AS (
     INSERT INTO settlements ({", ".join(_ROW)})
     SELECT {", ".join(_ROW)} FROM input
@@ -280,21 +261,19 @@ SELECT v.i, v.i IN (SELECT i FROM applied) AS written, NOT v.new_request AS dupl
 
 
 WRITE_SETTLEMENTS: Final = _write_settlements(claiming=False)
-WRITE_FORMS: Final = {
-    (claiming, updating, creating): _write_settlements(claiming=claiming, updating=updating, creating=creating)
-    for claiming in (False, True)
-    for updating, creating in ((True, True), (True, False), (False, True))
-}
-"""Every form of the write by (claiming, updating, creating); WRITE_SETTLEMENTS is (False, True, True)."""
+WRITE_SETTLEMENTS_CLAIMING: Final = _write_settlements(claiming=True)
 
 
+# One form for every batch of the local chain, though a batch of updates alone runs no INSERT: a form
+# without the INSERT cost PostgreSQL about 5 % less a batch of eight, but each form is a prepared statement
+# of its own, and PostgreSQL chooses between its custom and its generic plan on its first executions'
+# batch sizes. Under the gateway's load the update-only form kept planning afresh where the one form
+# settles on its generic plan, and PostgreSQL's CPU a settlement rose by 4-6 % (benchmarks/RESULTS.md,
+# 2026-12-03 (night)).
 def write_statement(batch: list[NewSettlement]) -> str:
-    """The write for ``batch``: the claiming form when any of its settlements books an insurer's answer, and only
-    the accumulator writes its settlements need (an update at the version read, or a new person-year)."""
+    """The write for ``batch``: the claiming form when any of its settlements books an insurer's answer."""
     claims = any(new.decision.settlement.insurer is not None for new in batch)
-    updating = any(new.version is not None for new in batch)
-    creating = any(new.version is None for new in batch)
-    return WRITE_FORMS[claims, updating, creating]
+    return WRITE_SETTLEMENTS_CLAIMING if claims else WRITE_SETTLEMENTS
 
 
 # Everything a settlement's decision needs, for many settlements in one round trip, read-only.
