@@ -203,13 +203,14 @@ async def seed_base(url: str, people: int, seed: int) -> Any:
     return county
 
 
-async def run(args: argparse.Namespace) -> dict[str, list[float]]:
+async def run(args: argparse.Namespace, *, prefix: str | None = None) -> dict[str, list[float]]:
+    """Each variant's µs a settlement, round by round, in databases named ``prefix``..., dropped at the end."""
     server: Any = None
     server_url = os.environ.get("DATABASE_URL")
     workdir = tempfile.TemporaryDirectory(prefix="medsettle-write-cost-")
     if not server_url:
         server_url, server = db.start_embedded(Path(workdir.name) / "pg")
-    prefix = f"medsettle_write_cost_{uuid.uuid4().hex[:8]}"
+    prefix = prefix or f"medsettle_write_cost_{uuid.uuid4().hex[:8]}"
     variants = [(AS_IS, ""), *args.variant]
     names = [f"{prefix}_base", *(f"{prefix}_{index}" for index in range(len(variants)))]
     admin = await asyncpg.connect(server_url)
@@ -255,7 +256,8 @@ def report(results: dict[str, list[float]]) -> str:
     for name, values in results.items():
         median = statistics.median(values)
         rounds = ", ".join(f"{value:.1f}" for value in values)
-        lines.append(f"{name:24s} {median:8.1f}  {median / base:5.2f}  {rounds}")
+        ratio = f"{median / base:5.2f}" if base else "    -"  # a run too short for one clock tick measures 0
+        lines.append(f"{name:24s} {median:8.1f}  {ratio}  {rounds}")
     return "\n".join(lines)
 
 
