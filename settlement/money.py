@@ -62,9 +62,14 @@ def format_rate(rate_ppm: int) -> str:
 
 def format_yuan(fen: int) -> str:
     """Fen as a yuan string with two decimals: 1234567 -> '12345.67'."""
-    sign = "-" if fen < 0 else ""
-    whole, part = divmod(abs(fen), FEN_PER_YUAN)
-    return f"{sign}{whole}.{part:02d}"
+    # The point goes two digits from the end of the fen's digits: no division, and about half the time of
+    # one (an answer's explanation writes some 25 amounts).
+    if fen < 0:
+        return f"-{format_yuan(-fen)}"
+    if fen < FEN_PER_YUAN:
+        return f"0.{fen:02d}"
+    digits = str(fen)
+    return f"{digits[:-2]}.{digits[-2:]}"
 
 
 def format_yuan_grouped(fen: int) -> str:

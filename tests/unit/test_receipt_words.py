@@ -9,11 +9,13 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.http.handlers.receipts import gbk_safe, receipt_number, unique_receipt_number
 from settlement.explain import explain_step, programme_name
 from settlement.models import BandTrace, PayerTrace
-from settlement.money import format_yuan_grouped, yuan_in_capitals
+from settlement.money import FEN_PER_YUAN, format_yuan, format_yuan_grouped, yuan_in_capitals
 
 
 @pytest.mark.parametrize(
@@ -37,6 +39,24 @@ from settlement.money import format_yuan_grouped, yuan_in_capitals
 )
 def test_amounts_in_capitals(fen: int, capitals: str) -> None:
     assert yuan_in_capitals(fen) == capitals
+
+
+def test_yuan() -> None:
+    assert [format_yuan(fen) for fen in (0, 5, 99, 100, 298_200, -5, -123_456)] == [
+        "0.00",
+        "0.05",
+        "0.99",
+        "1.00",
+        "2982.00",
+        "-0.05",
+        "-1234.56",
+    ]
+
+
+@given(st.integers(min_value=-(10**20), max_value=10**20))
+def test_yuan_is_whole_yuan_point_two_digits_of_fen(fen: int) -> None:
+    whole, part = divmod(abs(fen), FEN_PER_YUAN)
+    assert format_yuan(fen) == f"{'-' if fen < 0 else ''}{whole}.{part:02d}"
 
 
 def test_grouped_yuan() -> None:
