@@ -93,7 +93,6 @@ class Copy:
     """One variant's database: its read side (a Service on a small pool) and its writer connection."""
 
     name: str
-    url: str
     pool: asyncpg.Pool
     service: Service
     writer: asyncpg.Connection
@@ -105,10 +104,9 @@ class Copy:
         """The settlement this bill would write now, as the gateway decides it (None: it would be refused)."""
         service = self.service
         request = msgspec.convert(body, api.SettleRequest)
-        clinic_id = request.clinic_id
         try:
             clinic, bill, policy, catalogue, person_key, masked = await service._prepare_bill(
-                Terminal(terminal_id, clinic_id, "terminal"), request
+                Terminal(terminal_id, request.clinic_id, "terminal"), request
             )
             key = SettleKey(
                 person_key=person_key,
@@ -181,7 +179,7 @@ async def open_copy(name: str, url: str, sql: str, bills: Iterator[tuple[str, di
     pid = int(await writer.fetchval("SELECT pg_backend_pid()"))
     if not Path(f"/proc/{pid}/stat").exists():
         raise SystemExit("the database server does not run on this machine: its backend's CPU cannot be read")
-    return Copy(name, url, pool, service, writer, pid, bills)
+    return Copy(name, pool, service, writer, pid, bills)
 
 
 async def seed_base(url: str, people: int, seed: int) -> Any:
