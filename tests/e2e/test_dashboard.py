@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import itertools
+import pathlib
 import re
 import time
 from decimal import Decimal
@@ -278,6 +279,16 @@ async def test_drill_down_from_a_day_to_a_clinic_to_its_settlements(browser, cli
     await page.wait_for("#totals")
 
 
+def first_sheet_rows(path: pathlib.Path) -> list[tuple]:
+    # A read-only workbook keeps its file open until closed; left to the garbage collector, the ResourceWarning
+    # is raised in whichever test happens to be running then.
+    workbook = openpyxl.load_workbook(path, read_only=True)
+    try:
+        return list(workbook.worksheets[0].values)
+    finally:
+        workbook.close()
+
+
 async def test_exports_download_and_open_as_excel_and_csv(browser, client, pool, tmp_path):
     await seed_settlements(client)
     today = china_today()
@@ -289,7 +300,7 @@ async def test_exports_download_and_open_as_excel_and_csv(browser, client, pool,
     # The per-clinic table of the dashboard, as a workbook: a sheet with the clinics and a totals row equal to SQL.
     workbook = await page.click_to_download("#export-clinics-xlsx", tmp_path / "clinics-xlsx")
     assert workbook.suffix == ".xlsx"
-    rows = list(openpyxl.load_workbook(workbook, read_only=True).worksheets[0].values)
+    rows = first_sheet_rows(workbook)
     header, body, totals = rows[0], rows[1:-1], rows[-1]
     assert header[:5] == (
         "机构编码 Clinic ID",
@@ -318,7 +329,7 @@ async def test_exports_download_and_open_as_excel_and_csv(browser, client, pool,
     clinic = await database_totals(pool, today, today, "C001")
     ids = await database_settlements(pool, today, "C001")
     listed = await page.click_to_download("#export-settlements-xlsx", tmp_path / "settlements-xlsx")
-    sheet_rows = list(openpyxl.load_workbook(listed, read_only=True).worksheets[0].values)
+    sheet_rows = first_sheet_rows(listed)
     header = sheet_rows[0]
     total_column, id_column = header.index("费用总额 Total"), header.index("结算号 Settlement ID")
     assert "机构请求号 Clinic's request ID" in header and "参保人(脱敏) Person (masked)" in header
