@@ -323,8 +323,6 @@ class Store:
 
     # ------------------------------------------------------------ settle
 
-    # ------------------------------------------------------------ settle
-
     async def read_for_settle(self, key: SettleKey) -> ReadOutcome:
         return await self.reads.submit(key)
 
