@@ -30,6 +30,12 @@ CHECKS: dict[str, str] = {
         WHERE insurance + veteran_subsidy + hardship_aid + fund_amounts_total(other_funds) + out_of_pocket <> total
            OR least(insurance, veteran_subsidy, hardship_aid, out_of_pocket) < 0
            OR NOT fund_amounts_valid(other_funds)""",
+    # Migration 0022 checks each inserted settlement's clinic and policy version once per statement, in place of
+    # foreign keys; this reads the whole table for a row that slipped past it (a session that ran without triggers).
+    "settlement_names_its_clinic_and_policy": """
+        SELECT s.settlement_id::text AS id FROM settlements s
+        WHERE NOT EXISTS (SELECT 1 FROM clinics c WHERE c.clinic_id = s.clinic_id)
+           OR NOT EXISTS (SELECT 1 FROM policy_versions p WHERE p.policy_id = s.policy_id)""",
     "ledger_balances": """
         SELECT settlement_id::text || ' ' || kind AS id FROM ledger_entries
         GROUP BY settlement_id, kind HAVING sum(amount) <> 0""",

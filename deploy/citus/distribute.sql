@@ -23,8 +23,10 @@ BEGIN;
 -- The append-only triggers (refuse_change), the accumulator version trigger
 -- (accumulators_bump_version) and the caps triggers (accumulators_counters_within_caps_*, over the
 -- rows each statement wrote) read and write no other table, so they are safe to run
--- on each shard; Citus asks for this switch before it distributes a table that has
--- triggers (settlements, reversals, accumulators).
+-- on each shard; the check of a settlement's clinic and policy version
+-- (settlements_name_known_references, 0022) reads only the reference tables clinics and
+-- policy_versions, which every node holds whole. Citus asks for this switch before it
+-- distributes a table that has triggers (settlements, reversals, accumulators).
 SET LOCAL citus.enable_unsafe_triggers TO on;
 
 -- ------------------------------------------------------------ reference tables
@@ -62,7 +64,7 @@ ALTER TABLE insurer_messages DROP CONSTRAINT insurer_messages_message_id,
 SELECT create_distributed_table('people', 'person_key');
 SELECT create_distributed_table('memberships', 'person_key', colocate_with => 'people');     -- FK to people, colocated
 SELECT create_distributed_table('accumulators', 'person_key', colocate_with => 'people');
-SELECT create_distributed_table('settlements', 'person_key', colocate_with => 'people');     -- FKs to clinics, policy_versions
+SELECT create_distributed_table('settlements', 'person_key', colocate_with => 'people');     -- names clinics, policy_versions (0022)
 SELECT create_distributed_table('reversals', 'person_key', colocate_with => 'people');
 -- Re-adjudication: the work list, the adjustments it books and finance's orders, each keyed by person first.
 SELECT create_distributed_table('readjudications', 'person_key', colocate_with => 'people');
