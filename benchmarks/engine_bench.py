@@ -41,6 +41,10 @@ from settlement.policy import parse_policy  # noqa: E402
 TARGET_US = 50.0
 TARGET_SCENARIO = "inpatient county, six-step three-tier chain"
 SLOWER_AT_MOST = 1.10  # the default chain vs the engine it replaced
+REFERENCE_SCENARIO = "inpatient county, all three payers"
+REFERENCE_BEFORE_US = 34.6
+"""The engine the chain replaced, on ``REFERENCE_SCENARIO``'s bill, on the machine the 50 µs target was set
+against (benchmarks/README.md): the yardstick for reading the six-step figure on a faster or slower one."""
 CATALOGUE_ADDS_AT_MOST_US = 10.0  # classifying 20 lines by the item catalogue
 CATALOGUE_SIZE = 200_000
 SERVICE_DATE = dt.date(2026, 5, 12)
@@ -338,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     target_median = float(target["chain"]["median_us"])  # type: ignore[index]
     ratios = [float(result["chain_vs_before"]) for result in results if "chain_vs_before" in result]  # type: ignore[arg-type]
     worst_ratio = max(ratios)
+    # The six-step chain against the old engine on the reference bill, timed in the same run: a figure
+    # this machine's speed cancels out of, and the six-step median it stands for on the reference machine.
+    reference = next(result for result in results if result["scenario"] == REFERENCE_SCENARIO)
+    six_step_vs_reference = target_median / float(reference["before"]["median_us"])  # type: ignore[index]
+    at_reference_us = six_step_vs_reference * REFERENCE_BEFORE_US
     worst_catalogue = max(float(result["catalogue_adds_us"]) for result in results)  # type: ignore[arg-type]
     passed = (
         target_median <= args.target_us
@@ -360,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                 "scenario": TARGET_SCENARIO,
                 "median_us": target_median,
                 "target_us": args.target_us,
+                "six_step_vs_before_on_reference_bill": round(six_step_vs_reference, 3),
+                "at_reference_speed_us": round(at_reference_us, 1),
+                "reference_before_us": REFERENCE_BEFORE_US,
                 "worst_chain_vs_before": worst_ratio,
                 "slower_at_most": SLOWER_AT_MOST,
                 "worst_catalogue_adds_us": worst_catalogue,
@@ -398,6 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     verdict = "PASS" if passed else "FAIL"
     print(f"{TARGET_SCENARIO}: median {target_median:.1f} µs vs target {args.target_us:g} µs")
+    print(
+        f"  {six_step_vs_reference:.2f} × the old engine's {REFERENCE_SCENARIO!r} in this run: "
+        f"{at_reference_us:.1f} µs where that takes the reference {REFERENCE_BEFORE_US:g} µs (not judged)"
+    )
     print(f"default chain vs the engine it replaced: worst ratio {worst_ratio:.2f} vs at most {SLOWER_AT_MOST:.2f}")
     print(
         f"classifying by the item catalogue adds at worst {worst_catalogue:.1f} µs vs at most "
