@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import truediv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,6 +258,10 @@ def engines(
     }
     if not scenario.three_tier:
         ways["before"] = lambda: engine.settle(b, status, accumulators, legacy)  # type: ignore[arg-type]
+    else:
+        # The yardstick for reading the six-step figure on any machine, timed in the same runs.
+        yard = next(other for other in SCENARIOS if other.name == REFERENCE_SCENARIO)
+        ways["reference"] = lambda: engine.settle(yard.bill, yard.status, yard.accumulators, legacy)  # type: ignore[arg-type]
     return ways
 
 
@@ -307,6 +312,11 @@ def measure(scenario: Scenario, ways: dict[str, Settle], runs: int, calls: int, 
         result["chain_vs_before"] = round(
             statistics.median(per_call["chain"]) / statistics.median(per_call["before"]), 3
         )
+    if "reference" in per_call:
+        # Run by run: the two ran seconds apart, so a slow spell of the machine cancels out of each ratio.
+        result["chain_vs_reference"] = round(
+            statistics.median(map(truediv, per_call["chain"], per_call["reference"])), 3
+        )
     return result
 
 
@@ -342,10 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     target_median = float(target["chain"]["median_us"])  # type: ignore[index]
     ratios = [float(result["chain_vs_before"]) for result in results if "chain_vs_before" in result]  # type: ignore[arg-type]
     worst_ratio = max(ratios)
-    # The six-step chain against the old engine on the reference bill, timed in the same run: a figure
+    # The six-step chain against the old engine on the reference bill, timed in the same runs: a figure
     # this machine's speed cancels out of, and the six-step median it stands for on the reference machine.
-    reference = next(result for result in results if result["scenario"] == REFERENCE_SCENARIO)
-    six_step_vs_reference = target_median / float(reference["before"]["median_us"])  # type: ignore[index]
+    six_step_vs_reference = float(target["chain_vs_reference"])  # type: ignore[arg-type]
     at_reference_us = six_step_vs_reference * REFERENCE_BEFORE_US
     worst_catalogue = max(float(result["catalogue_adds_us"]) for result in results)  # type: ignore[arg-type]
     passed = (
@@ -369,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
                 "scenario": TARGET_SCENARIO,
                 "median_us": target_median,
                 "target_us": args.target_us,
-                "six_step_vs_before_on_reference_bill": round(six_step_vs_reference, 3),
+                "six_step_vs_reference": six_step_vs_reference,
                 "at_reference_speed_us": round(at_reference_us, 1),
                 "reference_before_us": REFERENCE_BEFORE_US,
                 "worst_chain_vs_before": worst_ratio,
@@ -389,14 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "chain: the chain engine (what the gateway runs); catalogue: the same with the lines classified by an "
-        f"item catalogue of {CATALOGUE_SIZE:,} codes; before: the engine it replaced, on the same policy"
+        f"item catalogue of {CATALOGUE_SIZE:,} codes; before: the engine it replaced, on the same policy; "
+        f"reference: that engine on the {REFERENCE_SCENARIO!r} bill, timed beside the three-tier chain"
     )
     print()
     width = max(len(str(result["scenario"])) for result in results)
     print(f"{'scenario':<{width}}  {'way':<9}  {'median µs':>10}  {'min µs':>8}  {'settlements/s (1 core)':>22}")
     print(f"{'-' * width}  {'-' * 9}  {'-' * 10}  {'-' * 8}  {'-' * 22}")
     for result in results:
-        for way in ("chain", "catalogue", "before"):
+        for way in ("chain", "catalogue", "before", "reference"):
             figures = result.get(way)
             if not isinstance(figures, dict):
                 continue
@@ -407,11 +417,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'':<{width}}  {'adds':<9}  {result['catalogue_adds_us']:>10.1f}  (catalogue − chain, µs)")
         if "chain_vs_before" in result:
             print(f"{'':<{width}}  {'ratio':<9}  {result['chain_vs_before']:>10.2f}  (chain / before)")
+        if "chain_vs_reference" in result:
+            ratio = result["chain_vs_reference"]
+            print(f"{'':<{width}}  {'ratio':<9}  {ratio:>10.2f}  (chain / reference, run by run)")
     print()
     verdict = "PASS" if passed else "FAIL"
     print(f"{TARGET_SCENARIO}: median {target_median:.1f} µs vs target {args.target_us:g} µs")
     print(
-        f"  {six_step_vs_reference:.2f} × the old engine's {REFERENCE_SCENARIO!r} in this run: "
+        f"  {six_step_vs_reference:.2f} × the reference in the same runs: "
         f"{at_reference_us:.1f} µs where that takes the reference {REFERENCE_BEFORE_US:g} µs (not judged)"
     )
     print(f"default chain vs the engine it replaced: worst ratio {worst_ratio:.2f} vs at most {SLOWER_AT_MOST:.2f}")
