@@ -19,6 +19,26 @@ PRIORITY_CARE_CAP = 1_000_000
 DESTITUTE_CAP = 6_000_000
 
 
+async def post_as_a_terminal(client, path: str, body: dict, attempts: int = 5) -> tuple[int, dict]:
+    """POST and, on 503, send the same request again (the same request id), as a terminal does.
+
+    The storms below queue tens of requests on one row or one key, a commit each. A disk that
+    stalls for seconds under the suite's other work (the other worker's database writing, say)
+    holds such a queue past the 5 s lock and pool timeouts, and the gateway answers 503 with
+    Retry-After: its contract for a database that did not answer in time (a 6 s pause of the
+    database mid-storm answered one of fifty bills so). These tests are about caps and
+    idempotency, so they retry as the terminal would, a bounded number of times.
+    """
+    response = await client.post(path, json=body, headers=TOWNSHIP)
+    for _ in range(attempts - 1):
+        if response.status != 503:
+            break
+        response.release()
+        await asyncio.sleep(0.2)
+        response = await client.post(path, json=body, headers=TOWNSHIP)
+    return response.status, await response.json()
+
+
 async def test_concurrent_settlements_never_pass_a_cap(client, pool):
     """50 inpatient bills of 50,000.00 at once for one person: every payer's cap runs out part-way.
 
@@ -33,9 +53,13 @@ async def test_concurrent_settlements_never_pass_a_cap(client, pool):
         client, ("insurance", "resident"), ("veteran_subsidy", "priority_care"), ("hardship_aid", "destitute")
     )
     bodies = [bill(person, ("A", 5_000_000), clinic_id="T001") for _ in range(50)]
-    responses = await asyncio.gather(*(client.post("/v1/settlements", json=body, headers=TOWNSHIP) for body in bodies))
-    results = [await response.json() for response in responses]
-    assert [response.status for response in responses] == [201] * 50, results
+    answers = await asyncio.gather(*(post_as_a_terminal(client, "/v1/settlements", body) for body in bodies))
+    # 201 settled; 200 only where a retried request had settled before its 503 went out.
+    assert all(status in (201, 200) for status, _ in answers), [
+        (status, result.get("code")) for status, result in answers
+    ]
+    results = [result for _, result in answers]
+    assert len({result["settlement_id"] for result in results}) == 50
 
     insurance = sum(result["insurance"] for result in results)
     subsidy = sum(result["veteran_subsidy"] for result in results)
@@ -66,9 +90,9 @@ async def test_duplicate_storm_settles_once(client, pool):
     person = await register(client, ("insurance", "resident"), ("hardship_aid", "low_income"))
     body = bill(person, ("A", 800_000), ("B", 120_000), clinic_id="T001")
     before = await row_counts(pool)
-    responses = await asyncio.gather(*(client.post("/v1/settlements", json=body, headers=TOWNSHIP) for _ in range(100)))
-    results = [await response.json() for response in responses]
-    statuses = sorted(response.status for response in responses)
+    answers = await asyncio.gather(*(post_as_a_terminal(client, "/v1/settlements", body) for _ in range(100)))
+    results = [result for _, result in answers]
+    statuses = sorted(status for status, _ in answers)
     assert statuses.count(201) == 1 and statuses.count(200) == 99, statuses
 
     ids = {result["settlement_id"] for result in results}
@@ -93,11 +117,11 @@ async def test_concurrent_reversals_reverse_once(client, pool):
         await client.post("/v1/settlements", json=bill(person, ("A", 2_000_000), clinic_id="T001"), headers=TOWNSHIP)
     ).json()
     path = f"/v1/settlements/{created['settlement_id']}/reversal"
-    responses = await asyncio.gather(
-        *(client.post(path, json={"request_id": f"rev-{uuid.uuid4().hex}"}, headers=TOWNSHIP) for _ in range(20))
+    answers = await asyncio.gather(
+        *(post_as_a_terminal(client, path, {"request_id": f"rev-{uuid.uuid4().hex}"}) for _ in range(20))
     )
-    statuses = sorted(response.status for response in responses)
-    assert statuses == [201] + [409] * 19, [await response.json() for response in responses]
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201] + [409] * 19, answers
     async with pool.acquire() as connection:
         assert await check_invariants(connection) == []
 
@@ -109,9 +133,9 @@ async def test_duplicate_reversal_storm_replays(client, pool):
     ).json()
     path = f"/v1/settlements/{created['settlement_id']}/reversal"
     body = {"request_id": f"rev-{uuid.uuid4().hex}", "reason": "billed twice"}
-    responses = await asyncio.gather(*(client.post(path, json=body, headers=TOWNSHIP) for _ in range(20)))
-    results = [await response.json() for response in responses]
-    assert sorted(response.status for response in responses) == [200] * 19 + [201], results
+    answers = await asyncio.gather(*(post_as_a_terminal(client, path, body) for _ in range(20)))
+    results = [result for _, result in answers]
+    assert sorted(status for status, _ in answers) == [200] * 19 + [201], results
     assert len({result["reversal_id"] for result in results}) == 1
     async with pool.acquire() as connection:
         assert (
