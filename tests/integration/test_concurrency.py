@@ -9,7 +9,7 @@ import pytest
 
 from adapters.check import check_invariants
 from gateway.app_keys import service_key
-from tests.integration.conftest import TOWNSHIP, bill, register, row_counts
+from tests.integration.conftest import TOWNSHIP, bill, post_as_a_terminal, register, row_counts
 
 pytestmark = pytest.mark.integration
 
@@ -17,26 +17,6 @@ pytestmark = pytest.mark.integration
 INSURANCE_INPATIENT_CAP = 20_000_000
 PRIORITY_CARE_CAP = 1_000_000
 DESTITUTE_CAP = 6_000_000
-
-
-async def post_as_a_terminal(client, path: str, body: dict, attempts: int = 5) -> tuple[int, dict]:
-    """POST and, on 503, send the same request again (the same request id), as a terminal does.
-
-    The storms below queue tens of requests on one row or one key, a commit each. A disk that
-    stalls for seconds under the suite's other work (the other worker's database writing, say)
-    holds such a queue past the 5 s lock and pool timeouts, and the gateway answers 503 with
-    Retry-After: its contract for a database that did not answer in time (a 6 s pause of the
-    database mid-storm answered one of fifty bills so). These tests are about caps and
-    idempotency, so they retry as the terminal would, a bounded number of times.
-    """
-    response = await client.post(path, json=body, headers=TOWNSHIP)
-    for _ in range(attempts - 1):
-        if response.status != 503:
-            break
-        response.release()
-        await asyncio.sleep(0.2)
-        response = await client.post(path, json=body, headers=TOWNSHIP)
-    return response.status, await response.json()
 
 
 async def test_concurrent_settlements_never_pass_a_cap(client, pool):
