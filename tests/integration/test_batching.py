@@ -48,6 +48,7 @@ from tests.integration.conftest import (
     SignedClient,
     bill,
     fresh_national_id,
+    post_as_a_terminal,
     register,
 )
 
@@ -174,8 +175,7 @@ async def test_a_mixed_burst_settles_each_bill_once_and_correctly(batching, clie
     village_inpatient = bill(people[1], ("A", 10_000), clinic_id="V001")  # villages take no inpatient bills
 
     async def send(body: dict[str, Any], headers: dict[str, str] = TOWNSHIP) -> tuple[int, Any]:
-        response = await batching.post("/v1/settlements", json=body, headers=headers)
-        return response.status, await response.json()
+        return await post_as_a_terminal(batching, "/v1/settlements", body, headers)
 
     if batcher is not None:
         watch = BatchWatch(batcher, busy_key)
