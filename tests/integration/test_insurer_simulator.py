@@ -312,19 +312,19 @@ async def test_a_timeout_before_the_commit_is_unknown_and_the_reversal_beats_the
     message, when the insurer gets to it, is refused: no settlement is left behind."""
     calls: list[tuple[str, Outcome]] = []
     async with open_client(
-        config(sim.url, total_timeout=0.3),
+        config(sim.url, total_timeout=1.0),  # the sign-in and the reversal must fit in it on a loaded machine
         clock=clock,
         on_call=lambda infno, outcome, _: calls.append((infno, outcome)),
     ) as client:
         insurer = Insurer(sim=sim, client=client, calls=calls)
         await client.sign_in()
-        await sim.set_faults(Faults(delay_ms=Delay(ms=1500, calls=1, infno="2304")))
+        await sim.set_faults(Faults(delay_ms=Delay(ms=3_000, calls=1, infno="2304")))
         msgid = insurer.msgid()
         with pytest.raises(OutcomeUnknown, match="Timeout"):
             await client.settle(msgid, protocol.settle_input(inpatient(3_000_000), psn_no="P-0001", mdtrt_id="V1"))
         reversal = await client.reverse(insurer.msgid(), omsgid=msgid, oinfno="2304", psn_no="P-0001")
         assert reversal.found is False
-        for _ in range(100):  # until the late message has been handled (at most 5 s)
+        for _ in range(200):  # until the late message has been handled (at most 10 s)
             if sim.simulator.state().calls.get("2304"):
                 break
             await asyncio.sleep(0.05)
@@ -362,12 +362,13 @@ async def test_faults_switch_over_http_for_a_number_of_calls_of_one_transaction(
 
 async def test_down_refuses_connections_and_comes_back_by_itself(insurer: Insurer) -> None:
     await insurer.client.sign_in()
-    await insurer.sim.set_faults(Faults(down=Down(seconds=0.3)))
+    # Down long enough that the failing call and the control port's answer both come while it is down.
+    await insurer.sim.set_faults(Faults(down=Down(seconds=2.0)))
     with pytest.raises(InsurerUnreachable):
         await insurer.settle(inpatient(100_000))
     async with aiohttp.ClientSession() as session, session.get(f"{insurer.sim.control_url}/sim/faults") as answer:
-        assert (await answer.json())["down"] == {"seconds": 0.3}  # the control port stays up
-    for _ in range(100):  # back within 5 s
+        assert (await answer.json())["down"] == {"seconds": 2.0}  # the control port stays up
+    for _ in range(200):  # back within 10 s
         try:
             _, result = await insurer.settle(inpatient(100_000))
             break
