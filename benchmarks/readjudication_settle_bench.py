@@ -133,6 +133,16 @@ async def idle_in_transaction(pool: asyncpg.Pool) -> int:
     )
 
 
+async def left_in_a_transaction(pool: asyncpg.Pool, within: float = 10.0) -> int:
+    """Connections still inside a transaction once a cancelled one's rollback has had ``within`` seconds to
+    reach the server (a loaded machine takes longer than a quiet one; a stuck transaction never leaves)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (left := await idle_in_transaction(pool)) and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    return left
+
+
 async def side_by_side(url: str, people: int, args: argparse.Namespace) -> dict[str, Any]:
     """Grant the list, then run the stream in alternating windows with the runner off and on."""
     settings = load_settings({})
@@ -168,8 +178,7 @@ async def side_by_side(url: str, people: int, args: argparse.Namespace) -> dict[
                 runner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner
-                await asyncio.sleep(0.2)  # a cancelled transaction's rollback reaches the server
-                stuck += await idle_in_transaction(pool)
+                stuck += await left_in_a_transaction(pool)
             window.person_years = before - await pending(pool)
             windows.append(window)
             log(
