@@ -29,11 +29,13 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import hypothesis
 import pytest
 from hypothesis import core as hypothesis_core
+
+from gateway.service import china_today
 
 # Before any test module builds its settings: they inherit these values.
 hypothesis.settings.register_profile("medsettle", print_blob=True)
@@ -101,6 +103,24 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     print(f"\n{request.node.nodeid}: {SEED_VARIABLE}={seed}")
     request.node.user_properties.append(("seed", seed))
     return random.Random(derived_seed(seed, request.node.nodeid))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
+    """A test that fails while the date in China changes under it is skipped instead, saying so.
+
+    The gateway books by the date in China (UTC+8: midnight is 16:00 UTC), and tests that settle and then
+    read today's statement, export or month read "today" after their writes: one that straddles midnight
+    reads a day its writes are not in. Only a failure becomes a skip, and only when the date changed
+    between the test's start and its end, a window of a second or so in a day.
+    """
+    day = china_today()
+    try:
+        return (yield)
+    except (Exception, pytest.fail.Exception):
+        if china_today() != day:
+            pytest.skip(f"the date in China changed during the test ({day} to {china_today()}); run it again")
+        raise
 
 
 @pytest.hookimpl(wrapper=True)
