@@ -249,7 +249,8 @@ async def post_as_a_terminal(
     holds such a queue past the 5 s lock and pool timeouts, and the gateway answers 503 with
     Retry-After: its contract for a database that did not answer in time (a 6 s pause of the
     database mid-storm answered one of fifty bills so). Those tests are about caps and
-    idempotency, so they retry as the terminal would, a bounded number of times.
+    idempotency, so they retry as the terminal would, a bounded number of times (after 0.2 s,
+    sooner than the Retry-After a terminal waits for, to keep the tests short).
     """
     response = await client.post(path, json=body, headers=headers)
     for _ in range(attempts - 1):

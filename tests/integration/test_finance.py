@@ -358,4 +358,4 @@ async def test_ten_thousand_settlement_day_reconciles_in_seconds(client, pool):
     assert result["clean"] is True and result["matched_count"] == 10_000
     assert result["matched_sums_fen"]["total"] == 10_000 * 12_345
     # "In seconds" is the gateway's own request deadline (10 s): past it the answer is a 503, which the status
-    # assertion catches. The time is printed, not judged: 0.25 s on a quiet machine, and a loaded one may not.
+    # assertion catches. The time is printed, not judged: 0.25 s on a quiet machine, more on a loaded one.
